@@ -1,0 +1,54 @@
+"""The countermeasure protocol.
+
+A defence is a class registered in :data:`DEFENCES` with keyword parameters and class attributes:
+
+* ``countermeasure``: the catalogue countermeasure id it implements (``modify_confidence``,
+  ``pate``, ``modify_training_data``, ``detect_malicious_training_data``, ``robust_algorithm``,
+  ``screen_false_prediction_data``, ``detect_malicious_input``, ``defensive_distillation``,
+  ``adversarial_training``, ``gateway_rate_limiting``);
+* ``counters``: the catalogue attack ids it is meant to weaken;
+* ``stage``: where it acts: ``training_data`` (before fitting), ``training`` (the learning
+  algorithm), ``output`` (what the operator returns), ``input`` (what the operator accepts),
+  ``feedback`` (false-prediction data), ``gateway`` (request level);
+* ``summary``: one line for listings.
+
+``apply(estimator, X, y)`` takes an *unfitted* estimator and the training data, and returns a
+*fitted* estimator with the defence in place (a meta-estimator for output defences, a model fitted
+on cleaned or generalised data for data defences, ...). Output defences are scikit-learn
+meta-estimators themselves, so one object serves a Pipeline, a scan and the gateway.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from finmlsec.registry import Registry
+
+COUNTERMEASURES = (
+    "non_confidential_data",
+    "modify_training_data",
+    "detect_malicious_training_data",
+    "robust_algorithm",
+    "screen_false_prediction_data",
+    "modify_confidence",
+    "pate",
+    "detect_malicious_input",
+    "defensive_distillation",
+    "adversarial_training",
+    "gateway_rate_limiting",
+)
+
+STAGES = ("training_data", "training", "output", "input", "feedback", "gateway")
+
+
+@runtime_checkable
+class Defence(Protocol):
+    countermeasure: ClassVar[str]
+    counters: ClassVar[frozenset[str]]
+    stage: ClassVar[str]
+    summary: ClassVar[str]
+
+    def apply(self, estimator: Any, X: Any, y: Any) -> Any: ...
+
+
+DEFENCES: Registry[type] = Registry("defence")
