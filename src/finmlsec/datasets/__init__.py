@@ -1,5 +1,10 @@
-"""The use cases' data, each with a feature schema."""
+"""The use cases' data, each with a feature schema.
 
+Importing this package registers the loaders in :data:`DATASETS`; loading happens only in
+:func:`load`, from files shipped with the package (nothing is downloaded).
+"""
+
+from finmlsec.datasets import german_credit as _german_credit  # noqa: F401  (registers)
 from finmlsec.datasets.base import DATASETS, Dataset, load
 from finmlsec.datasets.schema import Feature, FeatureSchema, FeatureType
 
