@@ -1,0 +1,152 @@
+"""From unit outcomes to a decision per threat.
+
+For each threat: the strongest attack's success on the system as it is (its **risk**), the success
+under each countermeasure tried (and each combination), the utility each costs, and a final
+decision with the **residual risk** (the risk left after the best countermeasure whose utility
+cost is acceptable for the profile). Risk levels come from an attack's headline success in [0, 1]
+(see :class:`~finmlsec.attacks.base.AttackResult`): ``high`` from 0.5, ``medium`` from 0.2,
+``low`` from 0.05, ``none`` below.
+
+Example:
+    >>> from finmlsec.scan.decide import risk_level, at_least
+    >>> risk_level(0.62), risk_level(0.1), risk_level(None)
+    ('high', 'low', 'not_measured')
+    >>> at_least("medium", "low"), at_least("low", "medium")
+    (True, False)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+LEVELS = ("none", "low", "medium", "high")
+THRESHOLDS = {"high": 0.5, "medium": 0.2, "low": 0.05}
+
+
+def risk_level(success: float | None) -> str:
+    if success is None:
+        return "not_measured"
+    for level in ("high", "medium", "low"):
+        if success >= THRESHOLDS[level]:
+            return level
+    return "none"
+
+
+def at_least(level: str, threshold: str) -> bool:
+    """Whether ``level`` is a measured risk at or above ``threshold``."""
+    return level in LEVELS and LEVELS.index(level) >= LEVELS.index(threshold)
+
+
+def _success(outcome: dict[str, Any] | None) -> float | None:
+    if not outcome or outcome.get("status") != "done" or not outcome.get("result"):
+        return None
+    s = outcome["result"].get("success")
+    return None if s is None else float(s)
+
+
+def _utility_score(u: dict[str, Any] | None) -> float | None:
+    if not u:
+        return None
+    return u.get("accuracy")
+
+
+def summarize(plan: dict[str, Any], outcomes: dict[str, dict[str, Any]], *,
+              max_utility_drop: float = 0.05) -> dict[str, Any]:
+    """The scan's summary (see ``docs/scan-schema.md``) from its plan and unit outcomes."""
+    units = plan["units"]
+    baseline_util: dict[str, float] = {}
+    for u in units:
+        o = outcomes.get(u["id"])
+        if not u["defences"] and o and o.get("utility"):
+            baseline_util = o["utility"]
+            break
+    base_score = _utility_score(baseline_util)
+    threats = []
+    for t in plan["threats"]:
+        key = f"{t['attack']}@{t['via']}"
+        mine = [u for u in units if f"{u['threat']}@{u['via']}" == key]
+        attacks = []
+        for u in mine:
+            if u["defences"]:
+                continue
+            o = outcomes.get(u["id"]) or {}
+            r = o.get("result") or {}
+            attacks.append({
+                "name": u["attack"], "unit": u["id"], "status": o.get("status", "pending"),
+                "success": _success(o), "risk": risk_level(_success(o)),
+                "metrics": r.get("metrics", {}), "queries": r.get("queries"),
+                "params": r.get("params", u["params"]), "error": o.get("error"),
+            })
+        measured = [a["success"] for a in attacks if a["success"] is not None]
+        success = max(measured) if measured else None
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for u in mine:
+            if u["defences"]:
+                groups.setdefault(tuple(u["defences"]), []).append(u)
+        cms = []
+        for ds, us in groups.items():
+            outs = [outcomes.get(u["id"]) or {} for u in us]
+            vals = [v for v in (_success(o) for o in outs) if v is not None]
+            util = next((o["utility"] for o in outs if o.get("utility")), None)
+            score = _utility_score(util)
+            drop = (base_score - score) if base_score is not None and score is not None else None
+            after = max(vals) if vals else None
+            cms.append({
+                "defences": list(ds), "countermeasures": list(us[0]["countermeasures"]),
+                "units": [u["id"] for u in us], "success": after, "risk": risk_level(after),
+                "utility": util, "utility_drop": drop,
+                "errors": sorted({o["error"].splitlines()[0] for o in outs if o.get("error")}),
+            })
+        entry: dict[str, Any] = {
+            "attack": t["attack"], "via": t["via"], "priority": t["priority"],
+            "analysis_decision": t["decision"], "analysis_reason": t["reason"],
+            "attacked": t["attacked"], "countermeasures_recommended": list(t["countermeasures"]),
+            "attacks": attacks, "success": success, "risk": risk_level(success),
+            "countermeasures": cms, "notes": list(t["notes"]),
+        }
+        entry.update(_decide(t, success, cms, max_utility_drop))
+        threats.append(entry)
+    statuses = [o.get("status") for o in outcomes.values()]
+    measured_risks = [t["risk"] for t in threats if t["risk"] in LEVELS]
+    residuals = [t["residual_risk"] for t in threats if t["residual_risk"] in LEVELS]
+    return {
+        "threats": threats,
+        "baseline_utility": baseline_util,
+        "max_risk": max(measured_risks, key=LEVELS.index) if measured_risks else "not_measured",
+        "max_residual_risk": max(residuals, key=LEVELS.index) if residuals else "not_measured",
+        "counts": {s: statuses.count(s) for s in ("done", "skipped", "failed")},
+        "units_total": len(units),
+        "risk_thresholds": dict(THRESHOLDS),
+        "max_utility_drop": max_utility_drop,
+    }
+
+
+def _decide(t: dict[str, Any], success: float | None, cms: list[dict[str, Any]],
+            max_drop: float) -> dict[str, Any]:
+    risk = risk_level(success)
+    if not t["attacked"]:
+        return {"decision": "accept", "residual_risk": "accepted", "best": None,
+                "recommendation": f"accepted by the analysis: {t['reason']}"}
+    if success is None:
+        return {"decision": t["decision"], "residual_risk": "not_measured", "best": None,
+                "recommendation": "not measured by this scan (see the notes); the analysis "
+                                  f"decision stands: {t['decision']}"}
+    if risk in ("none", "low"):
+        return {"decision": "accept", "residual_risk": risk, "best": None,
+                "recommendation": f"measured risk is {risk} (success {success:.3f}); accept "
+                                  "and re-scan after model changes"}
+    ok = [c for c in cms if c["success"] is not None
+          and (c["utility_drop"] is None or c["utility_drop"] <= max_drop)]
+    ok.sort(key=lambda c: (c["success"], c["utility_drop"] or 0.0, len(c["defences"])))
+    best = ok[0] if ok else None
+    if best is not None and best["success"] < success:
+        cost = "n/a" if best["utility_drop"] is None else f"{best['utility_drop']:+.3f}"
+        return {
+            "decision": "mitigate", "residual_risk": best["risk"], "best": best["defences"],
+            "recommendation": f"apply {' + '.join(best['defences'])}: success {success:.3f} -> "
+                              f"{best['success']:.3f}, accuracy cost {cost}",
+        }
+    return {"decision": "mitigate", "residual_risk": risk, "best": None,
+            "recommendation": "no countermeasure tried lowers the risk at an acceptable utility "
+                              f"cost (at most {max_drop:.2f} accuracy); escalate: restrict access "
+                              "or accept the loss explicitly"}

@@ -1,0 +1,186 @@
+"""Where units of work run: in this process, in a local process pool, or on a Dask cluster.
+
+Every executor calls the same :func:`~finmlsec.scan.work.execute_unit` with the same frozen
+values, and every unit carries its own seed, so results do not depend on the executor. At most
+``slots`` units are in flight at once, so the units in flight are the units running (the progress
+display shows them).
+
+Example:
+    >>> from finmlsec.scan.executors import make_executor
+    >>> ex = make_executor("serial")
+    >>> ex.slots
+    1
+    >>> make_executor("ray://x")
+    Traceback (most recent call last):
+    ...
+    finmlsec.errors.ConfigError: The 'executor' parameter of scan must be 'process', 'serial' or 'dask://HOST:PORT'. Got 'ray://x' instead.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing
+import os
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from finmlsec.errors import ConfigError
+from finmlsec.scan.plan import Unit
+from finmlsec.scan.work import ScanContext, execute_unit
+
+
+def _crashed(unit: Unit, why: str) -> dict[str, Any]:
+    return {"unit": unit.id, "status": "failed", "result": None, "utility": None,
+            "error": why, "worker": None, "seconds": None}
+
+
+class SerialExecutor:
+    """Runs units one after the other in this process (debugging; small scans)."""
+
+    slots = 1
+
+    def submit(self, ctx: ScanContext, unit: Unit) -> Any:
+        fut: cf.Future[dict[str, Any]] = cf.Future()
+        fut.set_result(execute_unit(ctx, unit))
+        return fut
+
+    def wait_any(self, futures: Iterable[Any], timeout: float) -> set[Any]:
+        return set(futures)
+
+    def outcome(self, fut: Any, unit: Unit) -> dict[str, Any]:
+        return dict(fut.result())
+
+    def close(self) -> None:
+        return None
+
+
+def _init_worker() -> None:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+class ProcessExecutor:
+    """A local pool of worker processes (the default); a crashed worker fails only the units it
+    held, and the pool is rebuilt for the rest."""
+
+    def __init__(self, workers: int | None = None) -> None:
+        self.slots = max(1, workers or min(os.cpu_count() or 1, 4))
+        self._pool: cf.ProcessPoolExecutor | None = None
+
+    def _ensure(self) -> cf.ProcessPoolExecutor:
+        if self._pool is None:
+            method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() \
+                else "spawn"
+            mp = multiprocessing.get_context(method)
+            if method == "forkserver":
+                mp.set_forkserver_preload(["finmlsec.scan.work"])
+            self._pool = cf.ProcessPoolExecutor(self.slots, mp_context=mp,
+                                                initializer=_init_worker)
+        return self._pool
+
+    def submit(self, ctx: ScanContext, unit: Unit) -> Any:
+        try:
+            return self._ensure().submit(execute_unit, ctx, unit)
+        except cf.BrokenExecutor:
+            self._pool = None
+            return self._ensure().submit(execute_unit, ctx, unit)
+
+    def wait_any(self, futures: Iterable[Any], timeout: float) -> set[Any]:
+        done, _ = cf.wait(list(futures), timeout=timeout, return_when=cf.FIRST_COMPLETED)
+        return set(done)
+
+    def outcome(self, fut: Any, unit: Unit) -> dict[str, Any]:
+        try:
+            return dict(fut.result())
+        except cf.BrokenExecutor as exc:
+            if self._pool is not None:
+                self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+            return _crashed(unit, f"worker process died ({type(exc).__name__}); resume to retry")
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+
+class DaskExecutor:
+    """Units as tasks on a Dask distributed cluster (``dask://HOST:PORT``)."""
+
+    def __init__(self, address: str) -> None:
+        try:
+            from distributed import Client
+        except ImportError:  # pragma: no cover - optional dependency
+            raise ConfigError(
+                "--executor dask://... needs Dask distributed; install finmlsec[dask]"
+            ) from None
+        try:
+            self.client = Client(address, timeout=15)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot reach the Dask scheduler at {address!r}: {exc}; start one with "
+                "`dask scheduler` and workers with `dask worker ADDRESS`"
+            ) from None
+        self.slots = max(1, sum(self.client.nthreads().values()))
+
+    def submit(self, ctx: ScanContext, unit: Unit) -> Any:
+        return self.client.submit(execute_unit, ctx, unit, pure=False)
+
+    def wait_any(self, futures: Iterable[Any], timeout: float) -> set[Any]:
+        from distributed import wait
+
+        futs = list(futures)
+        try:
+            done, _ = wait(futs, timeout=timeout, return_when="FIRST_COMPLETED")
+        except TimeoutError:
+            return set()
+        return set(done)
+
+    def outcome(self, fut: Any, unit: Unit) -> dict[str, Any]:
+        try:
+            return dict(fut.result())
+        except Exception as exc:  # noqa: BLE001 - a lost worker fails the unit, not the scan
+            return _crashed(unit, f"Dask task failed ({type(exc).__name__}: {exc}); resume to retry")
+
+    def close(self) -> None:
+        self.client.close()
+
+
+Executor = SerialExecutor | ProcessExecutor | DaskExecutor
+
+
+def make_executor(spec: str = "process", workers: int | None = None) -> Executor:
+    """``process`` (local pool, default), ``serial`` or ``dask://HOST:PORT``."""
+    if spec == "serial":
+        return SerialExecutor()
+    if spec in ("process", "local", ""):
+        return ProcessExecutor(workers)
+    if spec.startswith("dask://"):
+        return DaskExecutor("tcp://" + spec.removeprefix("dask://"))
+    raise ConfigError(
+        "The 'executor' parameter of scan must be 'process', 'serial' or 'dask://HOST:PORT'. "
+        f"Got {spec!r} instead."
+    )
+
+
+def run_units(
+    executor: Executor,
+    ctx: ScanContext,
+    units: Iterable[Unit],
+    *,
+    on_start: Callable[[Unit], None],
+    on_done: Callable[[Unit, dict[str, Any]], None],
+    on_tick: Callable[[], None] = lambda: None,
+) -> None:
+    """Run ``units`` with at most ``executor.slots`` in flight, reporting starts and outcomes."""
+    pending = deque(units)
+    inflight: dict[Any, Unit] = {}
+    while pending or inflight:
+        while pending and len(inflight) < executor.slots:
+            unit = pending.popleft()
+            on_start(unit)
+            inflight[executor.submit(ctx, unit)] = unit
+        for fut in executor.wait_any(inflight, timeout=0.5):
+            unit = inflight.pop(fut)
+            on_done(unit, executor.outcome(fut, unit))
+        on_tick()

@@ -1,0 +1,202 @@
+"""From the threat model to units of work.
+
+:func:`make_plan` reads an analysis (the threats that apply to the spec's type), keeps them in
+priority order, maps each threat to the registered attacks with the same ``(threat, via)`` and each
+recommended countermeasure id to the registered defences that implement it, and lays out the
+units of work: every selected attack on the system as it is, then under each defence and each
+useful combination of two defences. Units are frozen values with deterministic ids and seeds: a
+unit's seed depends only on the run's seed and on the attack it runs, so an attack meets the
+defended model with the same seed it met the undefended one.
+
+Example:
+    >>> from finmlsec.scan.plan import unit_seed
+    >>> unit_seed(0, "infer_model@model_io/extraction.equation") == unit_seed(
+    ...     0, "infer_model@model_io/extraction.equation")
+    True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from finmlsec.defences.base import STAGES
+from finmlsec.scan.profiles import Profile
+
+#: Checks whether a registered attack class can run on the scanned system (None: yes; else why not).
+AttackCheck = Callable[[type], "str | None"]
+
+
+class Unit(BaseModel):
+    """One independent piece of work: one attack, on the system as it is or under defences."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    threat: str
+    via: str
+    attack: str
+    params: dict[str, Any] = {}
+    defences: tuple[str, ...] = ()
+    countermeasures: tuple[str, ...] = ()
+    access: str = "proba"
+    budget: int | None = None
+    seed: int = 0
+
+    @property
+    def baseline_id(self) -> str:
+        return f"{self.threat}@{self.via}/{self.attack}"
+
+
+class PlannedThreat(BaseModel):
+    """A threat of the analysis with what the scan will do about it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    attack: str
+    via: str
+    priority: str
+    countermeasures: tuple[str, ...]
+    decision: str
+    reason: str
+    attacked: bool
+    attacks: tuple[str, ...] = ()
+    defences: dict[str, tuple[str, ...]] = {}
+    notes: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> str:
+        return f"{self.attack}@{self.via}"
+
+
+class ScanPlan(BaseModel):
+    """Everything a scan will run, in order."""
+
+    model_config = ConfigDict(frozen=True)
+
+    spec_name: str
+    system_type: int | None
+    profile: str
+    seed: int
+    threats: tuple[PlannedThreat, ...]
+    units: tuple[Unit, ...]
+
+
+def unit_seed(seed: int, key: str) -> int:
+    """A 31-bit seed derived from the run's seed and ``key`` (stable across processes)."""
+    digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+def _get(obj: Any, name: str, default: Any = None) -> Any:
+    if isinstance(obj, dict):
+        return obj.get(name, default)
+    return getattr(obj, name, default)
+
+
+def threats_of(analysis: Any) -> list[dict[str, Any]]:
+    """The analysis' threats as plain dicts, primary ones first (order kept otherwise)."""
+    out = []
+    for t in _get(analysis, "threats", []) or []:
+        out.append({
+            "attack": str(_get(t, "attack")),
+            "via": str(_get(t, "via")),
+            "priority": str(_get(t, "priority", "primary")),
+            "countermeasures": tuple(str(c) for c in (_get(t, "countermeasures", ()) or ())),
+            "decision": str(_get(t, "decision", "mitigate")),
+            "reason": str(_get(t, "reason", "") or ""),
+        })
+    return sorted(out, key=lambda t: 0 if t["priority"] == "primary" else 1)
+
+
+def _attack_params(cls: type, profile: Profile, seed: int) -> dict[str, Any]:
+    params = profile.params_for(cls)
+    names = {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else set()
+    for seed_name in ("random_state", "seed"):
+        if seed_name in names:
+            params[seed_name] = seed
+    return params
+
+
+def make_plan(
+    analysis: Any,
+    *,
+    profile: Profile,
+    seed: int = 0,
+    include_accepted: bool = False,
+    check: AttackCheck | None = None,
+    access: Callable[[type], str] | None = None,
+    spec_name: str = "",
+) -> ScanPlan:
+    """Plan a scan of ``analysis`` with the registered attacks and defences."""
+    from finmlsec.attacks import ATTACKS
+    from finmlsec.defences import DEFENCES
+
+    attacks: list[tuple[str, Any]] = ATTACKS.items()
+    defences: list[tuple[str, Any]] = DEFENCES.items()
+    threats: list[PlannedThreat] = []
+    units: list[Unit] = []
+    later: list[Unit] = []
+    for t in threats_of(analysis):
+        attacked = t["decision"] != "accept" or include_accepted
+        notes: list[str] = []
+        candidates = [n for n, c in attacks if c.threat == t["attack"] and c.via == t["via"]]
+        usable = []
+        for name in sorted(candidates, key=profile.rank):
+            why = check(ATTACKS.get(name)) if check else None
+            if why:
+                notes.append(f"{name} not run: {why}")
+            else:
+                usable.append(name)
+        chosen = tuple(usable[: profile.max_attacks])
+        if not candidates:
+            notes.append(f"no registered attack realises {t['attack']} via {t['via']}")
+        by_cm: dict[str, tuple[str, ...]] = {}
+        for cm in t["countermeasures"]:
+            names = [
+                n for n, c in defences
+                if c.countermeasure == cm
+                and (not getattr(c, "counters", None) or t["attack"] in c.counters)
+            ]
+            by_cm[cm] = tuple(names[: profile.max_defences])
+            if not names:
+                notes.append(f"no registered defence implements {cm}")
+        if not attacked:
+            notes.append(f"accepted by the analysis, not attacked: {t['reason']}")
+        pt = PlannedThreat(**t, attacked=attacked, attacks=chosen, defences=by_cm,
+                           notes=tuple(notes))
+        threats.append(pt)
+        if not attacked:
+            continue
+        singles = [(d,) for cm in t["countermeasures"] for d in by_cm.get(cm, ())]
+        stage = {n: STAGES.index(c.stage) if c.stage in STAGES else 0 for n, c in defences}
+        combos = [
+            tuple(sorted(pair, key=lambda n: stage[n]))
+            for pair in itertools.combinations([s[0] for s in singles], 2)
+            if stage[pair[0]] != stage[pair[1]]
+        ][: profile.combinations]
+        cm_of = {n: c.countermeasure for n, c in defences}
+        for name in chosen:
+            cls: Any = ATTACKS.get(name)
+            key = f"{t['attack']}@{t['via']}/{name}"
+            s = unit_seed(seed, key)
+            common = {
+                "threat": t["attack"], "via": t["via"], "attack": name,
+                "params": _attack_params(cls, profile, s), "budget": profile.budget, "seed": s,
+                "access": access(cls) if access else "proba",
+            }
+            units.append(Unit(id=key, **common))
+            for ds in singles + combos:
+                later.append(Unit(
+                    id=key + "+" + "+".join(ds), defences=ds,
+                    countermeasures=tuple(cm_of[d] for d in ds), **common,
+                ))
+    return ScanPlan(
+        spec_name=spec_name, system_type=_get(analysis, "type"), profile=profile.name, seed=seed,
+        threats=tuple(threats), units=tuple(units + later),
+    )

@@ -1,0 +1,104 @@
+"""Scan profiles: how much work a scan does.
+
+A profile bounds the oracle's query budget, how many attacks run per threat, how many defences
+per countermeasure and which combinations of countermeasures are tried, and it scales the
+attacks' own size parameters (reference models, shadow models, victims, rounds) where an attack
+has a parameter of that name. The preference order decides which attacks a threat gets first:
+the quick profile prefers cheap attacks, the others the strongest.
+
+Example:
+    >>> from finmlsec.scan.profiles import get_profile
+    >>> p = get_profile("quick")
+    >>> p.max_attacks, p.combinations
+    (1, 0)
+    >>> get_profile("fast")
+    Traceback (most recent call last):
+    ...
+    finmlsec.errors.ConfigError: The 'profile' parameter of scan must be one of ['quick', 'standard', 'thorough']. Got 'fast' instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from finmlsec.errors import ConfigError
+
+_CHEAP_FIRST = (
+    "membership.metric", "inversion.attribute", "extraction.equation", "extraction.tree_path",
+    "extraction.learning", "evasion.constrained", "evasion.text", "evasion.image", "evasion.pgd",
+    "poisoning.label_flip", "poisoning.feedback_loop", "poisoning.backdoor",
+    "poisoning.optimal_linear", "membership.label_only", "membership.shadow", "membership.rmia",
+    "membership.lira", "evasion.transfer", "dos.load",
+)
+_STRONG_FIRST = (
+    "membership.lira", "inversion.attribute", "membership.rmia", "membership.shadow",
+    "membership.metric", "membership.label_only", "extraction.equation", "extraction.tree_path",
+    "extraction.learning", "evasion.constrained", "evasion.text", "evasion.image", "evasion.pgd",
+    "evasion.transfer", "poisoning.feedback_loop", "poisoning.label_flip", "poisoning.backdoor",
+    "poisoning.optimal_linear", "dos.load",
+)
+
+
+class Profile(BaseModel):
+    """How much a scan does. ``overrides`` maps an attack parameter name to the value to use
+    (applied only to attacks that have a parameter of that name); ``attack_params`` sets
+    parameters of one named attack."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    budget: int
+    max_attacks: int
+    max_defences: int
+    combinations: int
+    max_utility_drop: float = 0.05
+    preference: tuple[str, ...] = _STRONG_FIRST
+    overrides: dict[str, Any] = {}
+    attack_params: dict[str, dict[str, Any]] = {}
+
+    def params_for(self, attack_cls: type) -> dict[str, Any]:
+        """The parameters this profile sets on ``attack_cls`` (a dataclass)."""
+        import dataclasses
+
+        names = (
+            {f.name for f in dataclasses.fields(attack_cls)}
+            if dataclasses.is_dataclass(attack_cls) else set()
+        )
+        params = {k: v for k, v in self.overrides.items() if k in names}
+        params.update(self.attack_params.get(getattr(attack_cls, "name", ""), {}))
+        return {k: v for k, v in params.items() if k in names}
+
+    def rank(self, attack: str) -> tuple[int, str]:
+        pref = self.preference
+        return (pref.index(attack) if attack in pref else len(pref), attack)
+
+
+PROFILES: dict[str, Profile] = {
+    "quick": Profile(
+        name="quick", budget=20_000, max_attacks=1, max_defences=1, combinations=0,
+        preference=_CHEAP_FIRST,
+        overrides={"n_reference": 4, "n_shadow": 2, "n_victims": 20, "rounds": 3,
+                   "n_candidates": 200, "max_queries": 1000},
+    ),
+    "standard": Profile(
+        name="standard", budget=100_000, max_attacks=2, max_defences=2, combinations=1,
+        overrides={"n_reference": 16, "n_shadow": 4, "n_victims": 50, "rounds": 5,
+                   "max_queries": 2000},
+    ),
+    "thorough": Profile(
+        name="thorough", budget=1_000_000, max_attacks=99, max_defences=99, combinations=99,
+        overrides={"n_reference": 64, "n_shadow": 8, "n_victims": 200},
+    ),
+}
+
+
+def get_profile(name: str) -> Profile:
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise ConfigError(
+            f"The 'profile' parameter of scan must be one of {list(PROFILES)}. Got {name!r} "
+            "instead."
+        ) from None

@@ -1,0 +1,146 @@
+"""Planning a scan into the store, running (or resuming) it, and summarising it.
+
+:func:`start_scan` analyses the spec, plans the units and stores the run with every unit
+``pending``; :func:`run_scan` runs the units that are not finished yet, storing each outcome the
+moment it arrives, so a scan stopped at any point (Ctrl-C, a killed process, a crashed worker)
+resumes with :func:`run_scan` on the same run id without redoing finished units.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import finmlsec
+from finmlsec.scan.decide import summarize
+from finmlsec.scan.executors import Executor, run_units
+from finmlsec.scan.plan import ScanPlan, Unit, make_plan
+from finmlsec.scan.profiles import get_profile
+from finmlsec.scan.progress import ScanProgress
+from finmlsec.scan.work import ScanContext, scenario_for
+from finmlsec.store import FINISHED, Store
+
+
+def _jsonable(obj: Any) -> Any:
+    if hasattr(obj, "model_dump"):
+        return obj.model_dump(mode="json")
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return json.loads(json.dumps(dataclasses.asdict(obj), default=str))
+    return json.loads(json.dumps(obj, default=str))
+
+
+def _checker(scenario: Any) -> tuple[Any, Any]:
+    from finmlsec.attacks.base import check_needs
+    from finmlsec.errors import FinmlsecError
+    from finmlsec.targets.oracle import Oracle
+
+    caps = set(getattr(scenario.target, "capabilities", ()))
+    kind: Any = getattr(scenario.target, "input_kind", "tabular")
+
+    def access(cls: type) -> str:
+        if "gradient" in getattr(cls, "needs", ()) and "gradient" in caps:
+            return "white_box"
+        return "proba" if "proba" in caps else "label"
+
+    def check(cls: type) -> str | None:
+        kinds = getattr(cls, "input_kinds", None)
+        if kinds and kind not in kinds:
+            return f"works on {sorted(kinds)} inputs, this model takes {kind}"
+        try:
+            oracle = Oracle(scenario.target, access(cls), input_kind=kind)
+            check_needs(cls(), oracle, scenario.attack_data(standard=True))
+        except FinmlsecError as exc:
+            return str(exc)
+        except TypeError as exc:
+            return f"cannot be constructed with its defaults ({exc})"
+        return None
+
+    return check, access
+
+
+def start_scan(
+    spec_path: str | Path,
+    *,
+    store: Store,
+    profile: str = "standard",
+    seed: int = 0,
+    include_accepted: bool = False,
+    trust_pickle: bool = False,
+    endpoint: str | None = None,
+) -> str:
+    """Analyse and plan a scan of ``spec_path``; store it; return the run id."""
+    import importlib
+
+    load_spec = importlib.import_module("finmlsec.spec").load_spec
+    analyze = importlib.import_module("finmlsec.threatmodel").analyze
+
+    prof = get_profile(profile)
+    path = str(Path(spec_path).resolve())
+    spec = load_spec(path)
+    analysis = analyze(spec)
+    ctx = ScanContext(spec_path=path, trust_pickle=trust_pickle, endpoint=endpoint)
+    check, access = _checker(scenario_for(ctx))
+    name = Path(path).parent.name if Path(path).stem in ("spec", "system") else Path(path).stem
+    plan = make_plan(analysis, profile=prof, seed=seed, include_accepted=include_accepted,
+                     check=check, access=access, spec_name=name)
+    try:
+        from finmlsec.report.diagram import render_diagram
+
+        diagram = render_diagram(analysis)
+    except Exception:  # noqa: BLE001 - a missing diagram must not stop a scan
+        diagram = ""
+    options = {"trust_pickle": trust_pickle, "endpoint": endpoint,
+               "include_accepted": include_accepted}
+    return store.create_run(
+        spec_path=path, spec_name=name, profile=prof.name, seed=seed,
+        system_type=plan.system_type, options=options, analysis=_jsonable(analysis),
+        plan=plan.model_dump(mode="json"), units=[u.id for u in plan.units],
+        diagram_svg=diagram, version=finmlsec.__version__,
+    )
+
+
+def run_scan(store: Store, run_id: str, *, executor: Executor,
+             progress: ScanProgress | None = None) -> dict[str, Any]:
+    """Run every unfinished unit of ``run_id`` and store the summary; return it."""
+    run = store.run(run_id)
+    plan = ScanPlan.model_validate(run.plan)
+    ctx = ScanContext(spec_path=run.spec_path, trust_pickle=run.options.get("trust_pickle", False),
+                      endpoint=run.options.get("endpoint"))
+    rows = {u.unit_id: u for u in store.units(run.id)}
+    todo: list[Unit] = [u for u in plan.units if rows[u.id].status not in FINISHED]
+    progress = progress or ScanProgress(enabled=False)
+    progress.slots = executor.slots
+    progress.start(len(plan.units), len(plan.units) - len(todo))
+    store.set_status(run.id, "running")
+
+    def on_start(unit: Unit) -> None:
+        store.mark_running(run.id, unit.id)
+        progress.unit_started(unit)
+
+    def on_done(unit: Unit, outcome: dict[str, Any]) -> None:
+        store.record_outcome(run.id, unit.id, status=outcome["status"], outcome=outcome,
+                             seconds=outcome.get("seconds"), worker=outcome.get("worker"))
+        progress.unit_done(unit, outcome)
+
+    try:
+        run_units(executor, ctx, todo, on_start=on_start, on_done=on_done, on_tick=progress.tick)
+    except BaseException:
+        store.set_status(run.id, "interrupted")
+        raise
+    finally:
+        progress.stop()
+    return finish(store, run.id)
+
+
+def finish(store: Store, run_id: str) -> dict[str, Any]:
+    """Summarise the stored outcomes of ``run_id`` and store the summary."""
+    run = store.run(run_id)
+    units = store.units(run.id)
+    outcomes = {u.unit_id: u.outcome for u in units if u.outcome is not None}
+    summary = summarize(run.plan, outcomes,
+                        max_utility_drop=get_profile(run.profile).max_utility_drop)
+    complete = all(u.status in FINISHED for u in units)
+    store.finish_run(run.id, status="done" if complete else "incomplete", summary=summary)
+    return summary

@@ -1,0 +1,212 @@
+"""Running one unit of work, in whatever process an executor chose.
+
+:func:`execute_unit` is the only function executors call; it takes two frozen values (the scan's
+:class:`ScanContext` and the :class:`~finmlsec.scan.plan.Unit`), loads the scenario once per
+process, builds the defended model where the unit asks for defences, runs the attack through an
+:class:`~finmlsec.targets.oracle.Oracle` and returns a JSON-able outcome. It never raises: an
+attack that cannot run here is ``skipped`` with the reason, any other error makes the unit
+``failed`` (a resumed scan tries it again).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import sys
+import time
+import traceback
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from threadpoolctl import threadpool_limits
+
+from finmlsec.errors import (
+    BudgetExceededError,
+    CapabilityError,
+    ConfigError,
+    DataError,
+    FinmlsecError,
+)
+from finmlsec.scan.plan import Unit
+
+#: Errors that mean "this attack or defence does not apply to this system": the unit is skipped.
+NOT_APPLICABLE = (CapabilityError, ConfigError, DataError, BudgetExceededError)
+
+#: Threats whose attacks train the victim's model themselves through ``model_factory``; under a
+#: training-side defence they must train through the defended pipeline.
+TRAINS_VICTIM = frozenset({"generate_malicious_model"})
+
+
+class ScanContext(BaseModel):
+    """What every worker needs to rebuild the scanned system: the spec and how to load it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    spec_path: str
+    trust_pickle: bool = False
+    endpoint: str | None = None
+
+
+_SCENARIOS: dict[tuple[str, bool], Any] = {}
+
+
+def scenario_for(ctx: ScanContext) -> Any:
+    """The scenario of ``ctx``, loaded once per process."""
+    key = (ctx.spec_path, ctx.trust_pickle)
+    if key not in _SCENARIOS:
+        from finmlsec.scenario import load_scenario
+
+        _SCENARIOS[key] = load_scenario(ctx.spec_path, trust_pickle=ctx.trust_pickle)
+    return _SCENARIOS[key]
+
+
+class DefendedEstimator(ClassifierMixin, BaseEstimator):
+    """An unfitted estimator whose ``fit`` applies ``defence`` to ``base``: how a defence is put
+    inside a training pipeline (poisoning attacks retrain through it) or under another defence.
+
+    Example:
+        >>> from sklearn.linear_model import LogisticRegression
+        >>> class Plain:
+        ...     def apply(self, estimator, X, y):
+        ...         return estimator.fit(X, y)
+        >>> m = DefendedEstimator(base=LogisticRegression(), defence=Plain())
+        >>> m.fit([[0.0], [1.0], [2.0], [3.0]], [0, 0, 1, 1]).predict([[3.0]]).tolist()
+        [1]
+    """
+
+    def __init__(self, base: Any = None, defence: Any = None) -> None:
+        self.base = base
+        self.defence = defence
+
+    def fit(self, X: Any, y: Any) -> DefendedEstimator:
+        self.model_ = self.defence.apply(clone(self.base), X, y)
+        self.classes_ = np.asarray(getattr(self.model_, "classes_", np.unique(y)))
+        return self
+
+    def predict(self, X: Any) -> Any:
+        return self.model_.predict(X)
+
+    def predict_proba(self, X: Any) -> Any:
+        return self.model_.predict_proba(X)
+
+
+def make_defence(name: str, seed: int) -> Any:
+    """An instance of the registered defence ``name`` with its defaults and ``seed``."""
+    from finmlsec.defences import DEFENCES
+
+    cls = DEFENCES.get(name)
+    kwargs: dict[str, Any] = {}
+    import inspect
+
+    params = inspect.signature(cls).parameters
+    for seed_name in ("random_state", "seed"):
+        if seed_name in params:
+            kwargs[seed_name] = seed
+    if "estimator" in params and params["estimator"].default is inspect.Parameter.empty:
+        kwargs["estimator"] = None
+    return cls(**kwargs)
+
+
+def build_defended(scenario: Any, defences: tuple[str, ...], seed: int) -> Any:
+    """Train the scenario's model with ``defences`` (innermost first) on its training split."""
+    if scenario.model_factory is None or scenario.train is None:
+        raise CapabilityError(
+            "the scenario gives no model factory or training split, so countermeasures that "
+            "retrain the model cannot be tried; add data splits to the spec"
+        )
+    objs = [make_defence(d, seed) for d in defences]
+    est: Any = scenario.model_factory()
+    for d in objs[:-1]:
+        est = DefendedEstimator(base=est, defence=d)
+    return objs[-1].apply(est, scenario.train.X, scenario.train.y)
+
+
+def defended_factory(scenario: Any, defences: tuple[str, ...], seed: int) -> Any:
+    """A model factory whose models train through ``defences``."""
+    base = scenario.model_factory
+
+    def factory() -> Any:
+        est: Any = base()
+        for d in defences:
+            est = DefendedEstimator(base=est, defence=make_defence(d, seed))
+        return est
+
+    return factory
+
+
+def utility(model: Any, test: Any) -> dict[str, float]:
+    """Accuracy (and ROC AUC for two classes) of ``model`` (a target or estimator) on ``test``."""
+    if test is None:
+        return {}
+    y = np.asarray(test.y)
+    pred = np.asarray(model.predict(test.X))
+    classes = getattr(model, "classes_", None)
+    if pred.dtype.kind in "USO" and classes is not None:
+        lookup = {c: i for i, c in enumerate(np.asarray(classes).tolist())}
+        pred = np.array([lookup.get(p, -1) for p in pred.tolist()])
+    out = {"accuracy": float(np.mean(pred == y))}
+    if len(np.unique(y)) == 2 and hasattr(model, "predict_proba"):
+        try:
+            from sklearn.metrics import roc_auc_score
+
+            proba = np.asarray(model.predict_proba(test.X), dtype=float)
+            out["roc_auc"] = float(roc_auc_score(y, proba[:, 1]))
+        except (ValueError, IndexError, AttributeError, FinmlsecError):
+            pass
+    return out
+
+
+def _attack(unit: Unit) -> Any:
+    from finmlsec.attacks import ATTACKS
+
+    cls = ATTACKS.get(unit.attack)
+    names = {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else set()
+    return cls(**{k: v for k, v in unit.params.items() if k in names})
+
+
+def execute_unit(ctx: ScanContext, unit: Unit) -> dict[str, Any]:
+    """Run ``unit``; return its outcome (``status``, ``result``, ``utility``, ``error``, ...)."""
+    start = time.perf_counter()
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    out: dict[str, Any] = {"unit": unit.id, "status": "done", "result": None, "utility": None,
+                           "error": None, "worker": worker}
+    try:
+        with threadpool_limits(limits=1):
+            _run(ctx, unit, out)
+    except NOT_APPLICABLE as exc:
+        out.update(status="skipped", error=f"{type(exc).__name__}: {exc}")
+    except Exception as exc:  # noqa: BLE001 - a unit must report, never crash the scan
+        tb = traceback.format_exc(limit=-3)
+        out.update(status="failed", error=f"{type(exc).__name__}: {exc}\n{tb}")
+    out["seconds"] = round(time.perf_counter() - start, 3)
+    return out
+
+
+def _run(ctx: ScanContext, unit: Unit, out: dict[str, Any]) -> None:
+    from finmlsec.attacks.base import check_needs
+    from finmlsec.targets.base import as_target
+    from finmlsec.targets.oracle import Oracle
+
+    sc = scenario_for(ctx)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
+    data = sc.attack_data(standard=True)
+    if ctx.endpoint:
+        data = replace(data, endpoint=ctx.endpoint)
+    if unit.defences:
+        model = build_defended(sc, unit.defences, unit.seed)
+        target = as_target(model, input_kind=sc.target.input_kind)
+        if unit.threat in TRAINS_VICTIM:
+            data = replace(data, model_factory=defended_factory(sc, unit.defences, unit.seed))
+    else:
+        target = sc.target
+    attack = _attack(unit)
+    oracle = Oracle(target, unit.access, budget=unit.budget, input_kind=target.input_kind)
+    check_needs(attack, oracle, data)
+    result = attack.run(oracle, data)
+    out["result"] = result.to_dict()
+    out["utility"] = utility(target, sc.test)

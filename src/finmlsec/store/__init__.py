@@ -1,0 +1,5 @@
+"""The result store: scans, their units of work and outcomes, in SQLite or PostgreSQL."""
+
+from finmlsec.store.db import DEFAULT_URL, FINISHED, RunInfo, Store, UnitInfo, normalize_url
+
+__all__ = ["DEFAULT_URL", "FINISHED", "RunInfo", "Store", "UnitInfo", "normalize_url"]
