@@ -158,11 +158,11 @@ def make_plan(
             notes.append(f"no registered attack realises {t['attack']} via {t['via']}")
         by_cm: dict[str, tuple[str, ...]] = {}
         for cm in t["countermeasures"]:
-            names = [
+            names = sorted([
                 n for n, c in defences
                 if c.countermeasure == cm
                 and (not getattr(c, "counters", None) or t["attack"] in c.counters)
-            ]
+            ], key=profile.rank_defence)
             by_cm[cm] = tuple(names[: profile.max_defences])
             if not names:
                 notes.append(f"no registered defence implements {cm}")

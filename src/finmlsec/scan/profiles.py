@@ -40,6 +40,13 @@ _STRONG_FIRST = (
     "poisoning.optimal_linear", "dos.load",
 )
 
+#: Which registered defence stands first for a countermeasure: the paper's own example first
+#: (rounding confidence values), then the stronger or more general ones.
+_DEFENCE_ORDER = (
+    "confidence.round", "confidence.label_only", "confidence.top_k", "confidence.noise",
+    "confidence.reverse_sigmoid", "confidence.truncate",
+)
+
 
 class Profile(BaseModel):
     """How much a scan does. ``overrides`` maps an attack parameter name to the value to use
@@ -55,6 +62,7 @@ class Profile(BaseModel):
     combinations: int
     max_utility_drop: float = 0.05
     preference: tuple[str, ...] = _STRONG_FIRST
+    defence_preference: tuple[str, ...] = _DEFENCE_ORDER
     overrides: dict[str, Any] = {}
     attack_params: dict[str, dict[str, Any]] = {}
 
@@ -73,6 +81,10 @@ class Profile(BaseModel):
     def rank(self, attack: str) -> tuple[int, str]:
         pref = self.preference
         return (pref.index(attack) if attack in pref else len(pref), attack)
+
+    def rank_defence(self, defence: str) -> tuple[int, str]:
+        pref = self.defence_preference
+        return (pref.index(defence) if defence in pref else len(pref), defence)
 
 
 PROFILES: dict[str, Profile] = {

@@ -1,0 +1,43 @@
+"""``finmlsec report RUN_ID``: a stored scan as HTML (self-contained), Markdown or JSON."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+
+import typer
+
+
+class Format(StrEnum):
+    html = "html"
+    md = "md"
+    json = "json"
+
+
+def report_command(
+    run_id: str = typer.Argument(..., help="Run id (a unique prefix, or 'last')."),
+    fmt: Format = typer.Option(Format.html, "--format", "-f", help="html, md or json."),
+    output: Path | None = typer.Option(
+        None, "--output", "-o",
+        help="File to write [html: finmlsec-scan-RUN_ID.html; md/json: stdout].",
+    ),
+    db: str | None = typer.Option(None, "--db", help="Store URL or SQLite path [./finmlsec.db]."),
+) -> None:
+    """Write the report of a stored scan."""
+    from finmlsec.report.scan import render_json, render_markdown, scan_document, write_report
+    from finmlsec.store import Store
+
+    store = Store.open(db)
+    run = store.run(run_id)
+    doc = scan_document(run, store.units(run.id))
+    if output is None and fmt is Format.html:
+        output = Path(f"finmlsec-scan-{run.id}.html")
+    if output is None:
+        typer.echo(render_markdown(doc) if fmt is Format.md else render_json(doc))
+        return
+    path = write_report(doc, fmt.value, output, run.diagram_svg)
+    typer.echo(f"wrote {path}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("report")(report_command)

@@ -1,0 +1,129 @@
+"""``finmlsec scan``: measure the threats of a system with real attacks and countermeasures.
+
+Exit codes: 0 the scan finished (and no threat reaches ``--fail-on``); 1 a threat's measured
+risk as deployed reaches ``--fail-on``; 2 bad input (one line on stderr); 3 the scan finished
+with failed units (resume it); 130 interrupted (resume it with ``--resume RUN_ID``).
+"""
+
+from __future__ import annotations
+
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import typer
+
+
+class ProfileName(StrEnum):
+    quick = "quick"
+    standard = "standard"
+    thorough = "thorough"
+
+
+class Level(StrEnum):
+    low = "low"
+    medium = "medium"
+    high = "high"
+
+
+def scan_command(
+    spec: Path | None = typer.Argument(None, help="The system description (YAML)."),
+    profile: ProfileName = typer.Option(ProfileName.standard, "--profile", help="How much work."),
+    json_out: bool = typer.Option(False, "--json", help="Print the JSON report on stdout."),
+    fail_on: Level | None = typer.Option(
+        None, "--fail-on", help="Exit 1 if a threat's measured risk reaches this level."
+    ),
+    include_accepted: bool = typer.Option(
+        False, "--all", help="Also attack the threats the analysis accepted."
+    ),
+    db: str | None = typer.Option(None, "--db", help="Store URL or SQLite path [./finmlsec.db]."),
+    executor: str = typer.Option(
+        "process", "--executor", help="process (local pool), serial, or dask://HOST:PORT."
+    ),
+    workers: int | None = typer.Option(None, "--workers", min=1, help="Local pool size."),
+    seed: int = typer.Option(0, "--seed", help="Seed of every unit of work."),
+    resume: str | None = typer.Option(
+        None, "--resume", help="Finish the interrupted run RUN_ID (no SPEC needed)."
+    ),
+    trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Load pickled models."),
+    endpoint: str | None = typer.Option(
+        None, "--endpoint", help="URL of the served model, for denial-of-service measurement."
+    ),
+    report: Path | None = typer.Option(None, "--report", help="Also write the HTML report here."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
+) -> None:
+    """Plan from the threat model, run the attacks and countermeasures, store and decide."""
+    from finmlsec.errors import ConfigError
+    from finmlsec.scan import at_least, make_executor, run_scan, start_scan
+    from finmlsec.scan.progress import ScanProgress
+    from finmlsec.store import Store
+
+    store = Store.open(db)
+    if resume:
+        run_id = store.run(resume).id
+    elif spec is None:
+        raise ConfigError("give the SPEC to scan, or --resume RUN_ID to finish a stored run")
+    else:
+        if not spec.exists():
+            raise ConfigError(f"spec file {str(spec)!r} does not exist; give the path of a YAML "
+                              "system description")
+        run_id = start_scan(spec, store=store, profile=profile.value, seed=seed,
+                            include_accepted=include_accepted, trust_pickle=trust_pickle,
+                            endpoint=endpoint)
+    if not quiet:
+        typer.echo(f"scan {run_id}", err=True)
+    ex = make_executor(executor, workers)
+    try:
+        summary = run_scan(store, run_id, executor=ex,
+                           progress=ScanProgress(enabled=not quiet, slots=ex.slots))
+    except KeyboardInterrupt:
+        typer.echo(f"interrupted; resume with: finmlsec scan --resume {run_id}"
+                   + (f" --db {db}" if db else ""), err=True)
+        raise
+    finally:
+        ex.close()
+    run = store.run(run_id)
+    from finmlsec.report.scan import render_json, scan_document, write_report
+
+    doc = scan_document(run, store.units(run_id))
+    if report is not None:
+        write_report(doc, "html", report, run.diagram_svg)
+    if json_out:
+        typer.echo(render_json(doc))
+    else:
+        _print_summary(doc)
+    if fail_on is not None and any(at_least(t["risk"], fail_on.value)
+                                   for t in summary["threats"]):
+        if not json_out:
+            typer.echo(f"fail: a measured risk reaches {fail_on.value}", err=True)
+        raise typer.Exit(1)
+    if run.status != "done":
+        typer.echo(f"some units failed; retry them with: finmlsec scan --resume {run_id}",
+                   err=True)
+        raise typer.Exit(3)
+
+
+def _print_summary(doc: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=sys.stdout, width=max(100, Console().width))
+    s = doc["summary"]
+    console.print(f"[bold]{doc['run']['spec_name']}[/] type {doc['run']['system_type']}, "
+                  f"run {doc['run']['id']} ({doc['run']['status']}): max risk {s['max_risk']}, "
+                  f"residual {s['max_residual_risk']}")
+    table = Table("threat", "via", "prio", "risk", "success", "best countermeasure", "residual",
+                  "decision")
+    for t in doc["threats"]:
+        succ = "-" if t["success"] is None else f"{t['success']:.3f}"
+        table.add_row(t["attack"], t["via"], t["priority"], t["risk"], succ,
+                      " + ".join(t["best"] or []) or "-", t["residual_risk"], t["decision"])
+    console.print(table)
+    for t in doc["threats"]:
+        console.print(f"- {t['attack']} via {t['via']}: {t['recommendation']}", highlight=False)
+    console.print(f"report: finmlsec report {doc['run']['id']} --format html", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("scan")(scan_command)

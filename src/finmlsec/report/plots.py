@@ -1,0 +1,129 @@
+"""The scan report's figures, drawn with matplotlib as inline SVG strings (no files, no network).
+
+Every function takes plain data (lists and dicts from the JSON report) and returns the ``<svg>``
+element as a string, so the HTML report embeds it directly.
+
+Example:
+    >>> from finmlsec.report.plots import bars
+    >>> svg = bars("success", [("none", 0.9), ("round", 0.4)], ylabel="success")
+    >>> svg.startswith("<svg") and "round" in svg
+    True
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Sequence
+from typing import Any
+
+_STYLE: Any = {
+    "svg.hashsalt": "finmlsec",
+    "svg.fonttype": "none",
+    "font.size": 9,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+}
+
+
+def _figure(width: float = 5.0, height: float = 3.2) -> tuple[Any, Any]:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    with matplotlib.rc_context(_STYLE):
+        fig, ax = plt.subplots(figsize=(width, height))
+    return fig, ax
+
+
+def _svg(fig: Any, uid: str) -> str:
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    buf = io.StringIO()
+    with matplotlib.rc_context(_STYLE):
+        fig.tight_layout()
+        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
+    plt.close(fig)
+    text = buf.getvalue()
+    text = text[text.index("<svg"):]
+    # ids must be unique across the several SVGs of one HTML page
+    text = re.sub(r'id="([^"]+)"', lambda m: f'id="{uid}-{m.group(1)}"', text)
+    text = re.sub(r'url\(#([^)]+)\)', lambda m: f"url(#{uid}-{m.group(1)})", text)
+    text = re.sub(r'xlink:href="#([^"]+)"', lambda m: f'xlink:href="#{uid}-{m.group(1)}"', text)
+    return text
+
+
+def roc(uid: str, curves: Sequence[tuple[str, dict[str, list[float]]]]) -> str:
+    """ROC curves on log-log axes (low false-positive rates matter), with the chance line."""
+    fig, ax = _figure()
+    for label, c in curves:
+        fpr = [max(v, 1e-4) for v in c.get("fpr", [])]
+        tpr = [max(v, 1e-4) for v in c.get("tpr", [])]
+        ax.plot(fpr, tpr, label=label, linewidth=1.2)
+    ax.plot([1e-4, 1], [1e-4, 1], linestyle="--", color="grey", linewidth=0.8, label="chance")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("false-positive rate")
+    ax.set_ylabel("true-positive rate")
+    ax.set_title("ROC of the attack")
+    ax.legend(fontsize=7, loc="lower right")
+    return _svg(fig, uid)
+
+
+_X_NAMES = ("queries", "n_queries", "budget", "round", "rounds", "step", "rate", "x", "fraction")
+
+
+def series(uid: str, name: str, curves: Sequence[tuple[str, dict[str, list[float]]]]) -> str:
+    """A named curve of several runs (e.g. fidelity against queries): x is the first of
+    ``queries, budget, round, step, rate, x, fraction`` present, every other key is a line."""
+    fig, ax = _figure()
+    xlabel = ""
+    for label, c in curves:
+        keys = list(c)
+        xkey = next((k for k in _X_NAMES if k in c), keys[0] if keys else "")
+        xlabel = xkey
+        for k in keys:
+            if k == xkey or len(c[k]) != len(c.get(xkey, [])):
+                continue
+            ax.plot(c[xkey], c[k], marker="o", markersize=2.5, linewidth=1.2,
+                    label=f"{label}: {k}" if len(keys) > 2 else label)
+    ax.set_xlabel(xlabel)
+    ax.set_title(name.replace("_", " "))
+    ax.legend(fontsize=7)
+    return _svg(fig, uid)
+
+
+def bars(uid: str, items: Sequence[tuple[str, float | None]], *, ylabel: str = "attack success",
+         title: str = "success before and after each countermeasure") -> str:
+    """One bar per configuration (first: none); unmeasured configurations are shown as n/a."""
+    fig, ax = _figure(5.0, 0.6 + 0.35 * max(3, len(items)))
+    labels = [lab for lab, _ in items]
+    values = [v if v is not None else 0.0 for _, v in items]
+    colors = ["#b22222" if i == 0 else "#2f6f9f" for i in range(len(items))]
+    ax.barh(range(len(items)), values, color=colors)
+    for i, (_, v) in enumerate(items):
+        ax.text(values[i] + 0.01, i, "n/a" if v is None else f"{v:.3f}", va="center", fontsize=7)
+    ax.set_yticks(range(len(items)))
+    ax.set_yticklabels(labels, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1.1)
+    ax.set_xlabel(ylabel)
+    ax.set_title(title)
+    return _svg(fig, uid)
+
+
+def tradeoff(uid: str, points: Sequence[tuple[str, float, float]]) -> str:
+    """Utility cost (accuracy lost) against the attack's success, one point per configuration."""
+    fig, ax = _figure()
+    for i, (label, cost, success) in enumerate(points):
+        ax.scatter([cost], [success], s=28, color="#b22222" if i == 0 else "#2f6f9f", zorder=3)
+        ax.annotate(label, (cost, success), fontsize=6.5, xytext=(4, 3),
+                    textcoords="offset points")
+    ax.axhline(0.5, color="grey", linestyle=":", linewidth=0.8)
+    ax.set_xlabel("utility cost (accuracy lost on held-out data)")
+    ax.set_ylabel("attack success")
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_title("utility against risk")
+    return _svg(fig, uid)

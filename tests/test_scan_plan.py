@@ -1,0 +1,118 @@
+"""Planning a scan from a real analysis over the registered attacks and defences."""
+
+from __future__ import annotations
+
+import pytest
+
+from finmlsec.attacks import ATTACKS
+from finmlsec.defences import DEFENCES
+from finmlsec.errors import ConfigError
+from finmlsec.scan import get_profile, make_plan
+from finmlsec.scan.plan import threats_of
+from finmlsec.spec import parse_spec
+from finmlsec.threatmodel import analyze
+
+CHATBOT = """
+organisations: [{id: bank}, {id: vendor}, {id: customer}]
+roles: {training_data_provider: bank, system_user: customer,
+        model_generator: vendor, model_operator: bank}
+stakes: {training_data: public}
+"""
+OFFICE = """
+organisations: [{id: bank}, {id: vendor}]
+roles: {training_data_provider: bank, system_user: bank,
+        model_generator: vendor, model_operator: vendor}
+stakes: {training_data: personal, model_value: high, harm_of_wrong_output: high}
+"""
+
+
+def _analysis(text: str):  # noqa: ANN202
+    return analyze(parse_spec(text))
+
+
+def test_only_applicable_threats_in_priority_order_and_accepted_ones_not_attacked() -> None:
+    analysis = _analysis(CHATBOT)
+    assert analysis.type == 4
+    plan = make_plan(analysis, profile=get_profile("quick"), seed=0)
+    keys = [(t.attack, t.via) for t in plan.threats]
+    assert keys == [(t.attack, t.via) for t in analysis.threats]  # all primary for type 4
+    accepted = [t for t in plan.threats if t.decision == "accept"]
+    assert accepted and all(not t.attacked for t in accepted)
+    assert all(t.reason and any("accepted by the analysis" in n for n in t.notes)
+               for t in accepted)
+    assert not {(u.threat, u.via) for u in plan.units} & {(t.attack, t.via) for t in accepted}
+    everything = make_plan(analysis, profile=get_profile("quick"), seed=0, include_accepted=True)
+    assert all(t.attacked for t in everything.threats)
+    assert len(everything.units) >= len(plan.units)
+
+
+def test_secondary_threats_come_after_primary_ones() -> None:
+    analysis = _analysis(OFFICE)
+    assert analysis.type == 7
+    prios = [t["priority"] for t in threats_of(analysis)]
+    assert "secondary" in prios
+    assert prios == sorted(prios, key=lambda p: p != "primary")
+    plan = make_plan(analysis, profile=get_profile("standard"), seed=0)
+    assert [t.priority for t in plan.threats] == prios
+
+
+@pytest.mark.parametrize("profile", ["quick", "standard", "thorough"])
+def test_units_map_threats_to_attacks_and_countermeasures_to_defences(profile: str) -> None:
+    prof = get_profile(profile)
+    plan = make_plan(_analysis(OFFICE), profile=prof, seed=3)
+    assert plan.units, "the registries hold attacks for a type 7 system"
+    ids = [u.id for u in plan.units]
+    assert len(ids) == len(set(ids))
+    by_threat = {(t.attack, t.via): t for t in plan.threats}
+    first_defended = next((i for i, u in enumerate(plan.units) if u.defences), len(ids))
+    assert all(not u.defences for u in plan.units[:first_defended])  # baselines first
+    for u in plan.units:
+        cls = ATTACKS.get(u.attack)
+        assert (cls.threat, cls.via) == (u.threat, u.via)
+        t = by_threat[(u.threat, u.via)]
+        assert u.attack in t.attacks and t.attacked
+        assert u.budget == prof.budget
+        for d, cm in zip(u.defences, u.countermeasures, strict=True):
+            assert DEFENCES.get(d).countermeasure == cm and cm in t.countermeasures
+        if len(u.defences) == 2:
+            assert DEFENCES.get(u.defences[0]).stage != DEFENCES.get(u.defences[1]).stage
+    for t in plan.threats:
+        assert len(t.attacks) <= prof.max_attacks
+        assert all(len(v) <= prof.max_defences for v in t.defences.values())
+
+
+def test_seeds_are_deterministic_and_shared_by_an_attack_under_every_defence() -> None:
+    analysis = _analysis(OFFICE)
+    a = make_plan(analysis, profile=get_profile("standard"), seed=11)
+    b = make_plan(analysis, profile=get_profile("standard"), seed=11)
+    c = make_plan(analysis, profile=get_profile("standard"), seed=12)
+    assert a == b
+    assert [u.seed for u in a.units] != [u.seed for u in c.units]
+    base = {u.id: u.seed for u in a.units if not u.defences}
+    for u in a.units:
+        assert u.seed == base[u.baseline_id]
+        if "seed" in u.params:
+            assert u.params["seed"] == u.seed
+
+
+def test_quick_profile_prefers_cheap_attacks_and_the_papers_rounding() -> None:
+    plan = make_plan(_analysis(OFFICE), profile=get_profile("quick"), seed=0)
+    infer_model = next(t for t in plan.threats if t.attack == "infer_model")
+    assert infer_model.attacks == ("extraction.equation",)
+    assert infer_model.defences["modify_confidence"] == ("confidence.round",)
+    assert all(len(u.defences) <= 1 for u in plan.units)  # no combinations in quick
+
+
+def test_attacks_that_cannot_run_are_left_out_with_the_reason() -> None:
+    def check(cls: type) -> str | None:
+        return "needs probabilities" if "proba" in cls.needs else None
+
+    plan = make_plan(_analysis(OFFICE), profile=get_profile("thorough"), seed=0, check=check)
+    assert all("proba" not in ATTACKS.get(u.attack).needs for u in plan.units)
+    notes = [n for t in plan.threats for n in t.notes]
+    assert any("extraction.equation not run: needs probabilities" in n for n in notes)
+
+
+def test_unknown_profile_is_refused() -> None:
+    with pytest.raises(ConfigError, match="'profile' parameter of scan"):
+        get_profile("fast")
