@@ -1,0 +1,285 @@
+"""Evasion ("induce false classification"): the shared output and the constrained tabular attack.
+
+Every evasion attack exposes ``generate(oracle, X, y=None, schema=None) -> EvasionOutput`` (so
+adversarial training can reuse it) beside the usual ``run(oracle, data) -> AttackResult``.
+
+:class:`ConstrainedEvasion` (``evasion.constrained``) is a black-box, decision-based attack for
+tabular models that produces only valid records: it reads the feature schema (immutable and
+non-actionable fields stay as they are, integers stay whole, categories stay among the allowed
+values, ranges are respected, monotone fields move only in their direction) and minimises the
+cost of the change over the actionable fields (``Feature.cost``: per change for a category, per
+standard deviation for a number). See :mod:`finmlsec.attacks.evasion_search` for the search.
+
+Example:
+    >>> import numpy as np, pandas as pd
+    >>> from sklearn.tree import DecisionTreeClassifier
+    >>> from finmlsec.datasets.schema import Feature, FeatureSchema
+    >>> from finmlsec.targets.oracle import Oracle
+    >>> schema = FeatureSchema(features=(
+    ...     Feature(name="age", type="integer", min=18, max=80, immutable=True),
+    ...     Feature(name="income", type="integer", min=0, max=100),
+    ... ))
+    >>> X = pd.DataFrame({"age": [30, 40, 50, 60] * 5, "income": list(range(0, 100, 5))})
+    >>> model = DecisionTreeClassifier(random_state=0).fit(X, (X.income >= 50).astype(int))
+    >>> out = ConstrainedEvasion(target_class=1).generate(Oracle(model), X.iloc[:3], schema=schema)
+    >>> out.success.tolist(), out.valid.tolist()
+    ([True, True, True], [True, True, True])
+    >>> out.X_adv.age.tolist() == X.age.iloc[:3].tolist()  # immutable field untouched
+    True
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from finmlsec.attacks.base import ATTACKS, AttackData, AttackResult, check_needs, params_of
+from finmlsec.datasets.schema import FeatureSchema, FeatureType
+from finmlsec.errors import ConfigError, DataError
+from finmlsec.targets.oracle import Oracle
+
+
+@dataclass(frozen=True)
+class EvasionOutput:
+    """What ``generate`` returns: the adversarial inputs, per-row success (the target's decision
+    reached the attacker's goal) and validity (the input satisfies the schema and its
+    immutable/monotone constraints), and the number of oracle queries spent."""
+
+    X_adv: Any
+    success: np.ndarray
+    valid: np.ndarray
+    queries: int
+
+
+# -- shared helpers -------------------------------------------------------------------------------
+def resolve_class(
+    target_class: str | int | None, classes: np.ndarray, schema: FeatureSchema | None = None
+) -> Any:
+    """The label value (as the target's ``classes_`` holds it) named by ``target_class``: a class
+    label, a class name from ``schema.classes`` (when the model predicts indices), or None."""
+    if target_class is None:
+        return None
+    values = list(np.asarray(classes).tolist())
+    if target_class in values:
+        return target_class
+    if isinstance(target_class, str):
+        names = list(schema.classes) if schema is not None and schema.classes else []
+        if target_class in names and names.index(target_class) in values:
+            return names.index(target_class)
+        if target_class in [str(v) for v in values]:
+            return values[[str(v) for v in values].index(target_class)]
+    raise ConfigError(
+        f"The 'target_class' parameter must name one of the target's classes {values}"
+        + (f" or {list(schema.classes)}" if schema is not None and schema.classes else "")
+        + f". Got {target_class!r} instead."
+    )
+
+
+def check_positive(owner: str, name: str, value: Any, *, integer: bool = False,
+                   lo: float = 0.0, hi: float = float("inf"), closed_lo: bool = False) -> None:
+    """Raise ConfigError in scikit-learn's wording unless ``lo < value <= hi`` (or ``lo <=``)."""
+    kind = "an int" if integer else "a float"
+    ok_type = isinstance(value, int) if integer else isinstance(value, int | float)
+    ok = ok_type and not isinstance(value, bool) and (
+        (lo <= value if closed_lo else lo < value) and value <= hi
+    )
+    if not ok:
+        left = "[" if closed_lo else "("
+        right = "]" if hi != float("inf") else ")"
+        upper = f"{hi:g}" if hi != float("inf") else "inf"
+        raise ConfigError(
+            f"The {name!r} parameter of {owner} must be {kind} in {left}{lo:g}, {upper}{right}. "
+            f"Got {value!r} instead."
+        )
+
+
+def constraint_ok(schema: FeatureSchema, X0: pd.DataFrame, X1: pd.DataFrame) -> np.ndarray:
+    """Rows of ``X1`` that are valid and reachable from ``X0``: schema-valid, immutable and
+    non-actionable fields unchanged, monotone fields moved only in their direction."""
+    ok = schema.is_valid(X1)
+    for f in schema.features:
+        a = X0[f.name].to_numpy()
+        b = X1[f.name].to_numpy()
+        if f.type == FeatureType.CATEGORICAL:
+            same = a.astype(str) == b.astype(str)
+        else:
+            same = np.isclose(pd.to_numeric(a, errors="coerce").astype(float),
+                              pd.to_numeric(b, errors="coerce").astype(float), equal_nan=True)
+        if not f.mutable:
+            ok &= same
+            continue
+        if f.monotone is not None:
+            if f.type == FeatureType.CATEGORICAL:
+                order = {c: i for i, c in enumerate(f.categories or ())}
+                da = np.array([order.get(str(v), -1) for v in a], dtype=float)
+                db = np.array([order.get(str(v), -1) for v in b], dtype=float)
+            else:
+                da = pd.to_numeric(a, errors="coerce").astype(float)
+                db = pd.to_numeric(b, errors="coerce").astype(float)
+            step = db - da
+            ok &= (step >= 0) if f.monotone == "increasing" else (step <= 0)
+    return np.asarray(ok, dtype=bool)
+
+
+def changes_and_cost(
+    schema: FeatureSchema, X0: pd.DataFrame, X1: pd.DataFrame, scale: dict[str, float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: number of fields changed and the weighted cost of the change."""
+    n = len(X0)
+    changed = np.zeros(n, dtype=int)
+    cost = np.zeros(n)
+    for f in schema.features:
+        if f.type == FeatureType.CATEGORICAL:
+            diff = X0[f.name].astype(str).to_numpy() != X1[f.name].astype(str).to_numpy()
+            cost += f.cost * diff
+        else:
+            a = pd.to_numeric(X0[f.name], errors="coerce").to_numpy(dtype=float)
+            b = pd.to_numeric(X1[f.name], errors="coerce").to_numpy(dtype=float)
+            diff = ~np.isclose(a, b)
+            cost += f.cost * np.abs(b - a) / scale.get(f.name, 1.0)
+        changed += diff
+    return changed, cost
+
+
+def feature_scales(schema: FeatureSchema, *frames: pd.DataFrame | None) -> dict[str, float]:
+    """Scale (standard deviation) of each numeric field, from the first frame that has rows;
+    a quarter of the range, or 1, where no data is available."""
+    out: dict[str, float] = {}
+    data = next((f for f in frames if f is not None and len(f) > 1), None)
+    for f in schema.features:
+        if not f.is_numeric:
+            continue
+        s = 0.0
+        if data is not None:
+            s = float(pd.to_numeric(data[f.name], errors="coerce").std())
+        if not np.isfinite(s) or s <= 0:
+            s = (f.max - f.min) / 4 if f.min is not None and f.max is not None else 1.0
+        out[f.name] = s if s > 0 else 1.0
+    return out
+
+
+def evasion_result(
+    attack: Any, *, X0: pd.DataFrame, out: EvasionOutput, schema: FeatureSchema,
+    scale: dict[str, float], n_already: int, seconds: float, queries: int,
+) -> AttackResult:
+    """The AttackResult of a tabular evasion run: success among valid inputs, validity, features
+    changed and cost (over successful rows), queries and time per victim."""
+    n = len(X0)
+    changed, cost = changes_and_cost(schema, X0, out.X_adv, scale)
+    won = out.success & out.valid
+    metrics = {
+        "n_victims": float(n),
+        "n_already_at_goal": float(n_already),
+        "success_rate": float(won.mean()) if n else 0.0,
+        "validity_rate": float(out.valid.mean()) if n else 1.0,
+        "raw_success_rate": float(out.success.mean()) if n else 0.0,
+        "median_features_changed": float(np.median(changed[won])) if won.any() else float("nan"),
+        "mean_features_changed": float(changed[won].mean()) if won.any() else float("nan"),
+        "median_cost": float(np.median(cost[won])) if won.any() else float("nan"),
+        "mean_cost": float(cost[won].mean()) if won.any() else float("nan"),
+        "queries_per_victim": queries / n if n else 0.0,
+        "seconds_per_victim": seconds / n if n else 0.0,
+    }
+    return AttackResult(
+        attack=attack.name, threat=attack.threat, via=attack.via,
+        success=metrics["success_rate"], metrics=metrics, queries=queries, seconds=seconds,
+        params=params_of(attack),
+        curves={"features_changed": {"count": [float(v) for v in np.sort(changed[won])]}},
+    )
+
+
+def victims_against(
+    oracle: Oracle, X: pd.DataFrame, goal: Any, y: np.ndarray | None
+) -> tuple[pd.DataFrame, np.ndarray, int]:
+    """Keep the victims whose current decision is against the attacker (one query each)."""
+    pred = oracle.predict(X)
+    if goal is not None:
+        keep = pred != goal
+    else:
+        keep = np.ones(len(X), dtype=bool) if y is None else pred == np.asarray(y)
+    idx = np.flatnonzero(keep)
+    ref = pred[idx]
+    return X.iloc[idx].reset_index(drop=True), ref, int((~keep).sum())
+
+
+# -- the constrained black-box attack ---------------------------------------------------------------
+@ATTACKS.register("evasion.constrained")
+@dataclass
+class ConstrainedEvasion:
+    """Black-box, decision-based evasion for tabular models that outputs only valid records.
+
+    Parameters: ``target_class`` (the decision the attacker wants, e.g. ``"good"``; None flips
+    the current decision), ``max_changes`` (fields changed at most by the greedy search),
+    ``n_grid`` (candidate values per numeric field), ``n_anchors`` (approved population records
+    used as starting points when scores are not available or the greedy search fails),
+    ``refine_steps`` (binary-search steps moving numbers back towards the original), ``seed``.
+    Example: see the module docstring.
+    """
+
+    name: ClassVar[str] = "evasion.constrained"
+    threat: ClassVar[str] = "induce_false_prediction"
+    via: ClassVar[str] = "model_io"
+    needs: ClassVar[frozenset[str]] = frozenset({"label", "schema", "victims"})
+    atlas: ClassVar[tuple[str, ...]] = ("AML.T0015", "AML.T0043.003")
+    owasp: ClassVar[tuple[str, ...]] = ("ML01",)
+    summary: ClassVar[str] = (
+        "Black-box decision-based evasion producing only schema-valid, minimal-cost changes"
+    )
+
+    target_class: str | int | None = None
+    max_changes: int = 4
+    n_grid: int = 8
+    n_anchors: int = 24
+    refine_steps: int = 6
+    seed: int = 0
+
+    def _validate(self) -> None:
+        owner = type(self).__name__
+        check_positive(owner, "max_changes", self.max_changes, integer=True, hi=50)
+        check_positive(owner, "n_grid", self.n_grid, integer=True, hi=1000)
+        check_positive(owner, "n_anchors", self.n_anchors, integer=True, lo=0, closed_lo=True,
+                       hi=10_000)
+        check_positive(owner, "refine_steps", self.refine_steps, integer=True, lo=0,
+                       closed_lo=True, hi=50)
+
+    def generate(
+        self, oracle: Oracle, X: Any, y: Any = None, schema: FeatureSchema | None = None,
+        *, population: pd.DataFrame | None = None,
+    ) -> EvasionOutput:
+        """Adversarial versions of the records ``X``. The goal is ``target_class`` if set, else a
+        decision different from ``y`` (or from the target's current decision if ``y`` is None).
+        Rows already at the goal come back unchanged with ``success`` True."""
+        from finmlsec.attacks.evasion_search import search
+
+        self._validate()
+        if not isinstance(X, pd.DataFrame):
+            raise DataError(
+                f"evasion.constrained works on tabular records (a pandas DataFrame); got "
+                f"{type(X).__name__}; use evasion.pgd, evasion.text or evasion.image instead"
+            )
+        if schema is None:
+            schema = FeatureSchema.infer(X)
+        oracle.require({"label"}, who=f"attack {self.name!r}")
+        goal = resolve_class(self.target_class, oracle.classes_, schema)
+        return search(self, oracle, X.reset_index(drop=True), schema, goal,
+                      None if y is None else np.asarray(y), population)
+
+    def run(self, oracle: Oracle, data: AttackData) -> AttackResult:
+        check_needs(self, oracle, data)
+        assert data.schema is not None and data.victims is not None
+        t0 = time.perf_counter()
+        q0 = oracle.queries_used
+        self._validate()
+        goal = resolve_class(self.target_class, oracle.classes_, data.schema)
+        X0, _, n_already = victims_against(oracle, data.victims.X, goal, None)
+        pop = data.population.X if data.population is not None else None
+        out = self.generate(oracle, X0, None, data.schema, population=pop)
+        seconds = time.perf_counter() - t0
+        scale = feature_scales(data.schema, pop, X0)
+        return evasion_result(self, X0=X0, out=out, schema=data.schema, scale=scale,
+                              n_already=n_already, seconds=seconds,
+                              queries=oracle.queries_used - q0)

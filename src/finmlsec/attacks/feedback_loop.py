@@ -1,0 +1,256 @@
+"""Feedback-loop poisoning: the paper's flow G (``poisoning.feedback_loop``).
+
+In types 3, 4 and 10 the system user reports false predictions (flow G) to the training-data
+provider, who merges them into the training data; the model generator retrains on a schedule. An
+attacker acting as a user submits crafted reports: near copies of their own profile (a few
+actionable fields varied, every value valid) claiming that the right decision was the one they
+want. Honest users report genuine errors at the same time. The simulation runs round by round
+(submit, screen, merge, retrain) until the decision for the attacker's profile flips, and
+measures how many rounds and what share of poisoned records it took, and the collateral damage
+(accuracy on held-out data, and other decisions changed, compared with the same loop run with
+the honest reports only).
+
+A defence plugs in as ``screen``: any object with ``screen(X, y) -> np.ndarray[bool]`` (the
+accept mask over one round's reports; the defences' ``feedback_screen``), or the registered name
+of such a defence. Rejected reports are not merged.
+
+Example:
+    >>> import numpy as np, pandas as pd
+    >>> from sklearn.tree import DecisionTreeClassifier
+    >>> from finmlsec.attacks.base import AttackData, Labeled
+    >>> from finmlsec.datasets.schema import FeatureSchema
+    >>> from finmlsec.targets.oracle import Oracle
+    >>> rng = np.random.default_rng(0)
+    >>> X = pd.DataFrame({"a": rng.integers(0, 50, 300), "b": rng.integers(0, 50, 300)})
+    >>> y = (X.a > 25).astype(int).to_numpy()
+    >>> factory = lambda: DecisionTreeClassifier(random_state=0)
+    >>> data = AttackData(train=Labeled(X, y), model_factory=factory, schema=FeatureSchema.infer(X),
+    ...                   victims=Labeled(pd.DataFrame({"a": [10], "b": [20]})))
+    >>> r = FeedbackLoopPoisoning(target_class=1).run(Oracle(factory().fit(X, y)), data)
+    >>> r.metrics["flipped"], r.metrics["rounds_to_flip"]
+    (1.0, 1.0)
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from finmlsec.attacks.base import ATTACKS, AttackData, AttackResult, check_needs, params_of
+from finmlsec.attacks.evasion import check_positive, resolve_class
+from finmlsec.attacks.evasion_search import Codec, _grids
+from finmlsec.attacks.poisoning import concat, fit, take
+from finmlsec.datasets.schema import FeatureSchema
+from finmlsec.errors import ConfigError
+from finmlsec.targets.oracle import Oracle
+
+
+def resolve_screen(screen: Any) -> Any:
+    """``screen`` as an object with ``screen(X, y)``: None, such an object, or a defence name."""
+    if screen is None:
+        return None
+    if isinstance(screen, str):
+        from finmlsec.defences.base import DEFENCES
+
+        screen = DEFENCES.get(screen)()
+    if not callable(getattr(screen, "screen", None)):
+        raise ConfigError(
+            "The 'screen' parameter of FeedbackLoopPoisoning must be None, a registered defence "
+            f"name, or an object with a method screen(X, y) -> accept mask. Got {screen!r} instead."
+        )
+    return screen
+
+
+def craft_reports(schema: FeatureSchema, profile: pd.DataFrame, n: int, n_fields: int,
+                  rng: np.random.Generator, population: pd.DataFrame | None,
+                  exact_first: bool = False) -> pd.DataFrame:
+    """``n`` valid near copies of ``profile`` (one row), each with up to ``n_fields`` actionable
+    fields moved to a neighbouring allowed value (categories: any other; numbers: an adjacent
+    grid value), immutable fields kept; with ``exact_first`` the first is the profile itself."""
+    codec = Codec(schema, profile, population)
+    z = codec.encode(profile)[0]
+    ref = codec.encode(population) if population is not None else z[None]
+    grids = _grids(schema, np.vstack([ref, z[None]]), 8)
+    mutable = [j for j, g in enumerate(grids) if g.size > 1]
+    Z = np.repeat(z[None], n, axis=0)
+    if not mutable or n_fields == 0:
+        return codec.decode(Z)
+    for r in range(1 if exact_first else 0, n):
+        for j in rng.choice(mutable, size=min(n_fields, len(mutable)), replace=False):
+            g = grids[j]
+            if codec.schema.features[j].type == "categorical":
+                choices = g[g != z[j]]
+            else:
+                pos = np.searchsorted(g, z[j])
+                choices = g[max(0, pos - 1): pos + 2]
+                choices = choices[choices != z[j]]
+            f = codec.schema.features[j]
+            if f.monotone == "increasing":
+                choices = choices[choices >= z[j]]
+            elif f.monotone == "decreasing":
+                choices = choices[choices <= z[j]]
+            if choices.size:
+                Z[r, j] = choices[rng.integers(choices.size)]
+    return codec.decode(Z)
+
+
+@ATTACKS.register("poisoning.feedback_loop")
+@dataclass
+class FeedbackLoopPoisoning:
+    """Poison the retraining loop through false-prediction reports; see the module docstring.
+
+    Parameters: ``target_class`` (the decision the attacker wants for their profile, the first
+    victim the deployed model decides against), ``reports_per_round`` (crafted reports a round),
+    ``benign_per_round`` (honest error reports a round, drawn from ``population``),
+    ``max_rounds``, ``max_poison_share`` (the attacker stops once their reports would exceed this
+    share of the training data), ``fields_varied`` (fields changed in each crafted report),
+    ``screen`` (a feedback screen, see above), ``seed``.
+    """
+
+    name: ClassVar[str] = "poisoning.feedback_loop"
+    threat: ClassVar[str] = "generate_malicious_model"
+    via: ClassVar[str] = "false_prediction_data"
+    needs: ClassVar[frozenset[str]] = frozenset(
+        {"label", "train", "model_factory", "victims", "schema"})
+    atlas: ClassVar[tuple[str, ...]] = ("AML.T0020", "AML.T0018.000")
+    owasp: ClassVar[tuple[str, ...]] = ("ML08", "ML02")
+    summary: ClassVar[str] = (
+        "Flow G: crafted false-prediction reports merged and retrained until the target flips"
+    )
+
+    target_class: str | int | None = None
+    reports_per_round: int = 2
+    benign_per_round: int = 20
+    max_rounds: int = 20
+    max_poison_share: float = 0.05
+    fields_varied: int = 1
+    screen: Any = None
+    seed: int = 0
+
+    def _validate(self) -> None:
+        o = type(self).__name__
+        check_positive(o, "reports_per_round", self.reports_per_round, integer=True, hi=10_000)
+        check_positive(o, "benign_per_round", self.benign_per_round, integer=True, lo=0,
+                       closed_lo=True, hi=100_000)
+        check_positive(o, "max_rounds", self.max_rounds, integer=True, hi=10_000)
+        check_positive(o, "max_poison_share", self.max_poison_share, hi=1.0)
+        check_positive(o, "fields_varied", self.fields_varied, integer=True, lo=0, closed_lo=True,
+                       hi=100)
+
+    def run(self, oracle: Oracle, data: AttackData) -> AttackResult:
+        check_needs(self, oracle, data)
+        self._validate()
+        screen = resolve_screen(self.screen)
+        assert data.train is not None and data.train.y is not None and data.schema is not None
+        assert data.victims is not None and data.model_factory is not None
+        t0 = time.perf_counter()
+        q0 = oracle.queries_used
+        rng = np.random.default_rng(self.seed)
+        params = params_of(self)
+        if screen is not None:
+            params["screen"] = self.screen if isinstance(self.screen, str) else type(screen).__name__
+        goal = resolve_class(self.target_class, oracle.classes_, data.schema)
+        deployed = oracle.predict(data.victims.X)
+        against = np.flatnonzero(deployed != goal) if goal is not None else np.arange(len(deployed))
+        if against.size == 0:
+            return AttackResult(self.name, self.threat, self.via, 0.0, {"flipped": 0.0}, oracle.queries_used - q0,
+                                time.perf_counter() - t0, params,
+                                notes=("the deployed model already decides every victim as wanted",))
+        profile = take(data.victims.X, against[:1])
+        if goal is None:
+            others = [c for c in oracle.classes_ if c != deployed[against[0]]]
+            goal = others[0]
+        X, y = data.train.X, np.asarray(data.train.y)
+        n_train = len(y)
+        budget = int(np.floor(self.max_poison_share * n_train))
+        model = fit(data.model_factory, X, y)
+        first = model
+        pop = data.population
+        used = np.zeros(len(pop) if pop is not None else 0, dtype=bool)
+        counts = dict(poison_sent=0, poison_acc=0, benign_sent=0, benign_acc=0)
+        curve: dict[str, list[float]] = {"round": [], "poison_share": [], "target_score": []}
+        flipped_at = None
+        benign_X: list[Any] = []
+        benign_y: list[np.ndarray] = []
+        for rnd in range(1, self.max_rounds + 1):
+            k = min(self.reports_per_round, budget - counts["poison_sent"])
+            parts_X, parts_y, is_poison = [], [], []
+            if k > 0:
+                parts_X.append(craft_reports(data.schema, profile, k, self.fields_varied, rng,
+                                             pop.X if pop is not None else None,
+                                             exact_first=counts["poison_sent"] == 0))
+                parts_y.append(np.full(k, goal))
+                is_poison.append(np.ones(k, dtype=bool))
+            if pop is not None and pop.y is not None and self.benign_per_round:
+                free = np.flatnonzero(~used)
+                if free.size:
+                    cand = rng.permutation(free)[: 10 * self.benign_per_round]
+                    wrong = cand[model.predict(take(pop.X, cand)) != np.asarray(pop.y)[cand]]
+                    pick = wrong[: self.benign_per_round]
+                    used[pick] = True
+                    parts_X.append(take(pop.X, pick))
+                    parts_y.append(np.asarray(pop.y)[pick])
+                    is_poison.append(np.zeros(pick.size, dtype=bool))
+            if not parts_X or sum(len(p) for p in parts_y) == 0:
+                break
+            Xb = pd.concat(parts_X, ignore_index=True) if isinstance(X, pd.DataFrame) else \
+                np.concatenate(parts_X)
+            yb = np.concatenate(parts_y).astype(y.dtype)
+            pois = np.concatenate(is_poison)
+            ok = np.ones(len(yb), dtype=bool) if screen is None else \
+                np.asarray(screen.screen(Xb, yb), dtype=bool)
+            counts["poison_sent"] += int(pois.sum())
+            counts["benign_sent"] += int((~pois).sum())
+            counts["poison_acc"] += int((ok & pois).sum())
+            counts["benign_acc"] += int((ok & ~pois).sum())
+            if (ok & ~pois).any():
+                benign_X.append(take(Xb, np.flatnonzero(ok & ~pois)))
+                benign_y.append(yb[ok & ~pois])
+            if ok.any():
+                X = concat(X, take(Xb, np.flatnonzero(ok)))
+                y = np.concatenate([y, yb[ok]])
+                model = fit(data.model_factory, X, y)
+            curve["round"].append(float(rnd))
+            curve["poison_share"].append(counts["poison_acc"] / len(y))
+            if hasattr(model, "predict_proba"):
+                col = int(np.flatnonzero(np.asarray(model.classes_) == goal)[0])
+                curve["target_score"].append(float(model.predict_proba(profile)[0, col]))
+            if model.predict(profile)[0] == goal:
+                flipped_at = rnd
+                break
+        m: dict[str, float] = {
+            "flipped": float(flipped_at is not None),
+            "rounds_to_flip": float(flipped_at) if flipped_at is not None else float("nan"),
+            "rounds_run": float(curve["round"][-1]) if curve["round"] else 0.0,
+            "poisoned_submitted": float(counts["poison_sent"]),
+            "poisoned_accepted": float(counts["poison_acc"]),
+            "benign_submitted": float(counts["benign_sent"]),
+            "benign_accepted": float(counts["benign_acc"]),
+            "poison_share_train": counts["poison_acc"] / len(y),
+            "poison_share_feedback": (counts["poison_acc"]
+                                      / max(1, counts["poison_acc"] + counts["benign_acc"])),
+            "poison_budget": float(budget),
+        }
+        if data.test is not None and data.test.y is not None:
+            Xt, yt = data.test.X, np.asarray(data.test.y)
+            if benign_X:  # the same loop without the attacker: the fair reference
+                Xh = data.train.X
+                for part in benign_X:
+                    Xh = concat(Xh, part)
+                first = fit(data.model_factory, Xh,
+                            np.concatenate([np.asarray(data.train.y), *benign_y]))
+            p0, p1 = first.predict(Xt), model.predict(Xt)
+            m["accuracy_without_attack"] = float(np.mean(p0 == yt))
+            m["accuracy_after"] = float(np.mean(p1 == yt))
+            m["accuracy_drop"] = m["accuracy_without_attack"] - m["accuracy_after"]
+            m["collateral_changed"] = float(np.mean(p0 != p1))
+            m["collateral_to_target"] = float(np.mean((p0 != goal) & (p1 == goal)))
+        return AttackResult(
+            attack=self.name, threat=self.threat, via=self.via, success=m["flipped"], metrics=m,
+            queries=oracle.queries_used - q0, seconds=time.perf_counter() - t0, params=params,
+            curves={"loop": curve},
+        )
