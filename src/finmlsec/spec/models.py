@@ -1,0 +1,306 @@
+"""The YAML system description as pydantic models.
+
+A spec says which organisations take part, which of the paper's four roles each plays, how secure
+each is, what is at stake, which countermeasures are already deployed, and (for later steps) where
+the model and the data are. ``docs/spec.md`` documents every key.
+
+Example:
+    >>> spec = SystemSpec.model_validate({
+    ...     "organisations": [{"id": "bank"}, {"id": "vendor"}, {"id": "customer"}],
+    ...     "roles": {"training_data_provider": "bank", "system_user": "customer",
+    ...               "model_generator": "vendor", "model_operator": "bank"},
+    ... })
+    >>> spec.roles.orgs("model_operator")
+    ('bank',)
+    >>> spec.effective_security("customer"), spec.effective_security("bank")
+    ('moderate', 'high')
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+ROLES: tuple[str, ...] = (
+    "training_data_provider",
+    "system_user",
+    "model_generator",
+    "model_operator",
+)
+"""The paper's four entities, in the order of its Table 1."""
+
+ROLE_ABBREV = {
+    "training_data_provider": "TDP",
+    "system_user": "SU",
+    "model_generator": "MG",
+    "model_operator": "MO",
+}
+
+Security = Literal["high", "moderate"]
+Level = Literal["negligible", "low", "moderate", "high"]
+Confidentiality = Literal["public", "internal", "confidential", "personal"]
+LEVELS: tuple[str, ...] = ("negligible", "low", "moderate", "high")
+
+_STRICT = ConfigDict(extra="forbid", frozen=True)
+
+
+class Organisation(BaseModel):
+    """One organisation (bank, vendor, customer, joint venture, ...).
+
+    ``security`` defaults, as in the paper, to ``high`` for an organisation acting as model
+    generator or model operator and ``moderate`` otherwise; declare ``moderate`` on a generator or
+    operator to model insiders or a weak vendor, ``high`` on a provider or user that is as well
+    protected as a generator.
+    """
+
+    model_config = _STRICT
+
+    id: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", min_length=1, max_length=64)
+    name: str | None = None
+    security: Security | None = None
+    description: str | None = None
+
+
+class Roles(BaseModel):
+    """Which organisation(s) play each role; a role takes an id or a list of ids."""
+
+    model_config = _STRICT
+
+    training_data_provider: tuple[str, ...]
+    system_user: tuple[str, ...]
+    model_generator: tuple[str, ...]
+    model_operator: tuple[str, ...]
+    training_data_assembler: str | None = None
+
+    @field_validator(*ROLES, mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return (value,)
+        if isinstance(value, list) and not value:
+            raise ValueError("empty list: a role needs at least one organisation id")
+        return value
+
+    def orgs(self, role: str) -> tuple[str, ...]:
+        """The organisation ids playing ``role``."""
+        value: tuple[str, ...] = getattr(self, role)
+        return value
+
+
+class PersonalField(BaseModel):
+    """A personal number in the training data; ``round_to`` is the rounding step to apply."""
+
+    model_config = _STRICT
+
+    field: str = Field(min_length=1)
+    round_to: float | None = Field(default=None, gt=0)
+
+
+class LossEstimates(BaseModel):
+    """Optional money estimates of the loss a successful attack would cause."""
+
+    model_config = _STRICT
+
+    training_data_leak: float | None = Field(default=None, ge=0)
+    model_theft: float | None = Field(default=None, ge=0)
+    wrong_output: float | None = Field(default=None, ge=0)
+    outage: float | None = Field(default=None, ge=0)
+
+
+class Stakes(BaseModel):
+    """What is at stake, for the risk decision of the paper's section IV.A."""
+
+    model_config = _STRICT
+
+    training_data: Confidentiality = "confidential"
+    personal_fields: tuple[PersonalField, ...] = ()
+    model_value: Level = "moderate"
+    harm_of_wrong_output: Level = "moderate"
+    harm_of_outage: Level = "moderate"
+    risk_appetite: Level = "low"
+    currency: str = "JPY"
+    loss_estimates: LossEstimates = LossEstimates()
+    acceptable_loss: float | None = Field(default=None, ge=0)
+
+    @field_validator("personal_fields", mode="before")
+    @classmethod
+    def _names_or_objects(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [{"field": v} if isinstance(v, str) else v for v in value]
+        return value
+
+
+class ModelRef(BaseModel):
+    """Where the model is and how to load it (used by ``targets``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+
+    format: Literal["skops", "onnx", "torch", "pickle", "remote"]
+    path: str | None = None
+    trusted: bool = False
+    trusted_types: tuple[str, ...] = ()
+    input_kind: Literal["tabular", "text", "image"] = "tabular"
+    classes: tuple[str | int, ...] | None = None
+    remote: dict[str, Any] | None = None
+    torch: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelRef:
+        if self.format == "remote":
+            if self.remote is None:
+                raise ValueError("format 'remote' needs a 'remote' section (e.g. url: ...)")
+            if self.path is not None:
+                raise ValueError("format 'remote' takes no 'path'; put the address under 'remote'")
+        elif self.path is None:
+            raise ValueError(f"format {self.format!r} needs a 'path' (relative to the spec file)")
+        if self.remote is not None and self.format != "remote":
+            raise ValueError("'remote' is only for format 'remote'")
+        if self.torch is not None and self.format != "torch":
+            raise ValueError("'torch' options are only for format 'torch'")
+        return self
+
+
+class DataSplits(BaseModel):
+    """Files written by ``demo build`` (paths relative to the spec file)."""
+
+    model_config = _STRICT
+
+    train: str | None = None
+    test: str | None = None
+    population: str | None = None
+
+
+with warnings.catch_warnings():
+    # the YAML key is ``schema`` (shared contract); it shadows a deprecated BaseModel classmethod
+    warnings.filterwarnings("ignore", message=".*shadows an attribute.*")
+
+    class DataRef(BaseModel):
+        """The data: a registered dataset name, or a CSV with a label column."""
+
+        model_config = _STRICT
+
+        dataset: str | None = None
+        path: str | None = None
+        label: str | None = None
+        schema: str | None = None  # type: ignore[assignment]
+        splits: DataSplits | None = None
+        seed: int = 0
+
+        @model_validator(mode="after")
+        def _consistent(self) -> DataRef:
+            if (self.dataset is None) == (self.path is None):
+                raise ValueError("give exactly one of 'dataset' (a registered name) or 'path' (a CSV)")
+            if self.path is not None and self.label is None:
+                raise ValueError("'path' needs 'label' (the label column of the CSV)")
+            return self
+
+
+class SystemSpec(BaseModel):
+    """A whole system description; build it with :func:`finmlsec.spec.load_spec`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+
+    name: str | None = None
+    description: str | None = None
+    organisations: tuple[Organisation, ...] = Field(min_length=1)
+    roles: Roles
+    stakes: Stakes = Stakes()
+    deployed_countermeasures: tuple[str, ...] = ()
+    model: ModelRef | None = None
+    data: DataRef | None = None
+    source_dir: Path = Field(default=Path("."), exclude=True)
+
+    def organisation(self, org_id: str) -> Organisation:
+        for org in self.organisations:
+            if org.id == org_id:
+                return org
+        raise KeyError(org_id)
+
+    def roles_of(self, org_id: str) -> tuple[str, ...]:
+        """The roles ``org_id`` plays, in the paper's order."""
+        return tuple(r for r in ROLES if org_id in self.roles.orgs(r))
+
+    def effective_security(self, org_id: str) -> str:
+        """Declared security, else the paper's default (high for generator or operator)."""
+        declared = self.organisation(org_id).security
+        return declared if declared is not None else self.default_security(org_id)
+
+    def default_security(self, org_id: str) -> str:
+        secure_roles = {"model_generator", "model_operator"}
+        return "high" if secure_roles & set(self.roles_of(org_id)) else "moderate"
+
+    def assembler(self) -> str | None:
+        """The training-data provider that assembles the training data (None if ambiguous)."""
+        if self.roles.training_data_assembler is not None:
+            return self.roles.training_data_assembler
+        tdps = self.roles.orgs("training_data_provider")
+        return tdps[0] if len(set(tdps)) == 1 else None
+
+    @model_validator(mode="after")
+    def _references(self) -> SystemSpec:
+        check_references(self)
+        return self
+
+
+def check_references(spec: SystemSpec) -> None:
+    """Cross-checks that pydantic field types cannot express; raises SpecError naming the path."""
+    from finmlsec.errors import SpecError
+
+    ids = [org.id for org in spec.organisations]
+    seen: dict[str, int] = {}
+    for i, org_id in enumerate(ids):
+        if org_id in seen:
+            raise SpecError(
+                f"duplicate organisation id {org_id!r} (also at organisations[{seen[org_id]}]); "
+                "give each organisation a unique id",
+                f"organisations[{i}].id",
+            )
+        seen[org_id] = i
+    known = ", ".join(sorted(ids))
+    for role in ROLES:
+        members = spec.roles.orgs(role)
+        for j, org_id in enumerate(members):
+            where = f"roles.{role}" if len(members) == 1 else f"roles.{role}[{j}]"
+            if org_id not in seen:
+                raise SpecError(
+                    f"organisation {org_id!r} is not declared{_did_you_mean(org_id, ids)}; "
+                    f"declare it under 'organisations' or use one of: {known}",
+                    where,
+                )
+            if members.index(org_id) != j:
+                raise SpecError(f"organisation {org_id!r} is listed twice; list it once", where)
+    assembler = spec.roles.training_data_assembler
+    if assembler is not None and assembler not in spec.roles.training_data_provider:
+        tdps = ", ".join(spec.roles.training_data_provider)
+        raise SpecError(
+            f"{assembler!r} is not a training-data provider{_did_you_mean(assembler, ids)}; "
+            f"name one of: {tdps}",
+            "roles.training_data_assembler",
+        )
+    fields = [p.field for p in spec.stakes.personal_fields]
+    for k, name in enumerate(fields):
+        if fields.index(name) != k:
+            raise SpecError(f"personal field {name!r} is listed twice; list it once",
+                            f"stakes.personal_fields[{k}]")
+    from finmlsec.threatmodel.catalogue import COUNTERMEASURE_IDS as COUNTERMEASURES
+
+    for k, cm in enumerate(spec.deployed_countermeasures):
+        if cm not in COUNTERMEASURES:
+            raise SpecError(
+                f"unknown countermeasure {cm!r}{_did_you_mean(cm, COUNTERMEASURES)}; "
+                f"known: {', '.join(COUNTERMEASURES)}",
+                f"deployed_countermeasures[{k}]",
+            )
+        if spec.deployed_countermeasures.index(cm) != k:
+            raise SpecError(f"countermeasure {cm!r} is listed twice; list it once",
+                            f"deployed_countermeasures[{k}]")
+
+
+def _did_you_mean(word: str, candidates: Any) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -1,0 +1,20 @@
+"""The paper's threat model: types, attacker reach, the Table 2 catalogue and the risk decision.
+
+Public entry: :func:`analyze` (``analyze(spec) -> Analysis``).
+"""
+
+from finmlsec.threatmodel.analysis import Analysis, Threat, analyze, type_table
+from finmlsec.threatmodel.catalogue import ATTACK_IDS, load_catalogue
+from finmlsec.threatmodel.types import DATA, EXCLUDED, TYPES
+
+__all__ = [
+    "ATTACK_IDS",
+    "DATA",
+    "EXCLUDED",
+    "TYPES",
+    "Analysis",
+    "Threat",
+    "analyze",
+    "load_catalogue",
+    "type_table",
+]
