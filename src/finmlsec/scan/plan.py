@@ -46,6 +46,7 @@ class Unit(BaseModel):
     countermeasures: tuple[str, ...] = ()
     access: str = "proba"
     budget: int | None = None
+    max_victims: int | None = None
     seed: int = 0
 
     @property
@@ -188,6 +189,7 @@ def make_plan(
             common = {
                 "threat": t["attack"], "via": t["via"], "attack": name,
                 "params": _attack_params(cls, profile, s), "budget": profile.budget, "seed": s,
+                "max_victims": profile.max_victims,
                 "access": access(cls) if access else "proba",
             }
             units.append(Unit(id=key, **common))

@@ -61,6 +61,7 @@ class Profile(BaseModel):
     max_defences: int
     combinations: int
     max_utility_drop: float = 0.05
+    max_victims: int | None = None
     preference: tuple[str, ...] = _STRONG_FIRST
     defence_preference: tuple[str, ...] = _DEFENCE_ORDER
     overrides: dict[str, Any] = {}
@@ -90,12 +91,14 @@ class Profile(BaseModel):
 PROFILES: dict[str, Profile] = {
     "quick": Profile(
         name="quick", budget=20_000, max_attacks=1, max_defences=1, combinations=0,
+        max_victims=20,
         preference=_CHEAP_FIRST,
         overrides={"n_reference": 4, "n_shadow": 2, "n_victims": 20, "rounds": 3,
                    "n_candidates": 200, "max_queries": 1000},
     ),
     "standard": Profile(
         name="standard", budget=100_000, max_attacks=2, max_defences=2, combinations=1,
+        max_victims=100,
         overrides={"n_reference": 16, "n_shadow": 4, "n_victims": 50, "rounds": 5,
                    "max_queries": 2000},
     ),

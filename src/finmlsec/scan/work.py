@@ -160,6 +160,13 @@ def utility(model: Any, test: Any) -> dict[str, float]:
     return out
 
 
+def _head(labeled: Any, n: int) -> Any:
+    """The first ``n`` records of a :class:`~finmlsec.attacks.base.Labeled`."""
+    X = labeled.X
+    X = X.iloc[:n].reset_index(drop=True) if hasattr(X, "iloc") else X[:n]
+    return replace(labeled, X=X, y=None if labeled.y is None else labeled.y[:n])
+
+
 def _attack(unit: Unit) -> Any:
     from finmlsec.attacks import ATTACKS
 
@@ -197,6 +204,9 @@ def _run(ctx: ScanContext, unit: Unit, out: dict[str, Any]) -> None:
     data = sc.attack_data(standard=True)
     if ctx.endpoint:
         data = replace(data, endpoint=ctx.endpoint)
+    if unit.max_victims is not None and data.victims is not None \
+            and len(data.victims) > unit.max_victims:
+        data = replace(data, victims=_head(data.victims, unit.max_victims))
     if unit.defences:
         model = build_defended(sc, unit.defences, unit.seed)
         target = as_target(model, input_kind=sc.target.input_kind)

@@ -1,0 +1,41 @@
+"""``finmlsec evidence``: write docs/evidence.md, the paper's countermeasures claimed and measured."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def evidence_command(
+    output: Path = typer.Option(Path("docs/evidence.md"), "--output", "-o"),
+    db: str | None = typer.Option(None, "--db", help="Store with the scans [OUT/finmlsec.db]."),
+    build: bool = typer.Option(
+        False, "--build", help="First build and scan all five use cases into OUT."
+    ),
+    out: Path = typer.Option(Path("out/evidence"), "--out", help="Directory for --build."),
+    profile: str = typer.Option("quick", "--profile", help="Scan profile for --build."),
+    executor: str = typer.Option("process", "--executor"),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """State, per countermeasure of Table 2, what the paper claims and what the scans measured."""
+    from finmlsec.scan.evidence import evidence_markdown, latest_runs
+    from finmlsec.scan.usecases import USECASES, run_usecase
+    from finmlsec.store import Store
+
+    store_url = db or str(out / "finmlsec.db")
+    if build:
+        for usecase in USECASES:
+            r = run_usecase(usecase, out, profile=profile, db=store_url, executor=executor,
+                            progress=not quiet)
+            typer.echo(f"{usecase}: run {r['run_id']} {r['status']} in {r['seconds']} s", err=True)
+    runs = latest_runs(Store.open(store_url))
+    cmd = "finmlsec evidence" + (f" --build --profile {profile}" if build else "") + (
+        f" --db {db}" if db else f" --out {out}")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(evidence_markdown(runs, cmd), encoding="utf-8")
+    typer.echo(f"wrote {output} from {len(runs)} scan(s)")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("evidence")(evidence_command)
