@@ -1,0 +1,73 @@
+"""``finmlsec keys create | list | revoke``: API keys of the gateway (stored hashed)."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+DB_OPT = typer.Option("sqlite:///finmlsec-gateway.db", "--db", envvar="FINMLSEC_GATEWAY_DB",
+                      help="SQLAlchemy URL of the gateway database.")
+PREFIX_OPT = typer.Option("", "--table-prefix", envvar="FINMLSEC_GATEWAY_PREFIX")
+
+
+def register(app: typer.Typer) -> None:
+    keys = typer.Typer(help="Manage the gateway's API keys.", no_args_is_help=True)
+    app.add_typer(keys, name="keys")
+
+    @keys.command("create")
+    def create(
+        org: str = typer.Option(..., "--org", help="Organisation the key belongs to."),
+        role: str = typer.Option("system_user", "--role", help="system_user or admin."),
+        name: str = typer.Option("", "--name", help="A label for people."),
+        db: str = DB_OPT, table_prefix: str = PREFIX_OPT,
+        as_json: bool = typer.Option(False, "--json"),
+    ) -> None:
+        """Create a key; it is printed once and only its hash is stored."""
+        from finmlsec.gateway.audit import AuditWriter
+        from finmlsec.gateway.storage import GatewayDB
+
+        gdb = GatewayDB(db, table_prefix=table_prefix)
+        k = gdb.create_key(org=org, role=role, name=name)
+        AuditWriter(gdb).append_sync({"action": "keys.create", "status": 201, "key_id": None,
+                                      "org": None, "role": "cli",
+                                      "detail": {"new_key_id": k.key_id, "new_org": k.org,
+                                                 "new_role": k.role}})
+        if as_json:
+            typer.echo(json.dumps({"key_id": k.key_id, "key": k.token, "org": k.org,
+                                   "role": k.role}))
+        else:
+            typer.echo(f"key id: {k.key_id}  org: {k.org}  role: {k.role}")
+            typer.echo(f"API key (shown once, store it safely): {k.token}")
+
+    @keys.command("list")
+    def list_(db: str = DB_OPT, table_prefix: str = PREFIX_OPT,
+              as_json: bool = typer.Option(False, "--json")) -> None:
+        """List keys (ids, organisations, roles; never the keys)."""
+        from finmlsec.gateway.storage import GatewayDB
+
+        ks = GatewayDB(db, table_prefix=table_prefix).list_keys()
+        rows = [{"key_id": k.key_id, "org": k.org, "role": k.role, "name": k.name,
+                 "created": k.created, "revoked": k.revoked} for k in ks]
+        if as_json:
+            typer.echo(json.dumps(rows))
+            return
+        for r in rows:
+            state = f"revoked {r['revoked']}" if r["revoked"] else "active"
+            typer.echo(f"{r['key_id']}  {r['org']:<20} {r['role']:<12} {state}  {r['name']}")
+
+    @keys.command("revoke")
+    def revoke(key_id: str = typer.Argument(...), db: str = DB_OPT,
+               table_prefix: str = PREFIX_OPT) -> None:
+        """Revoke a key (takes effect within the servers' key cache time, 2 s by default)."""
+        from finmlsec.errors import ConfigError
+        from finmlsec.gateway.audit import AuditWriter
+        from finmlsec.gateway.storage import GatewayDB
+
+        gdb = GatewayDB(db, table_prefix=table_prefix)
+        if not gdb.revoke_key(key_id):
+            raise ConfigError(f"no active key {key_id!r}; see 'finmlsec keys list'")
+        AuditWriter(gdb).append_sync({"action": "keys.revoke", "status": 200, "key_id": None,
+                                      "org": None, "role": "cli",
+                                      "detail": {"target_key_id": key_id}})
+        typer.echo(f"revoked {key_id}")

@@ -1,0 +1,63 @@
+"""``finmlsec serve SPEC``: run the guarded model service (uvicorn, FastAPI)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import typer
+
+from finmlsec.errors import ConfigError
+
+DB_HELP = "SQLAlchemy URL of the gateway database (keys, audit, feedback)."
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("serve")
+    def serve(
+        spec: str = typer.Argument(..., help="System spec (YAML) naming the model and its data, "
+                                   "or 'demo' for the built-in credit-scoring model."),
+        policy: Path | None = typer.Option(None, "--policy", help="Guard policy (YAML)."),
+        host: str = typer.Option("127.0.0.1", "--host"),
+        port: int = typer.Option(8000, "--port", min=1, max=65535),
+        workers: int = typer.Option(1, "--workers", min=1, max=64),
+        db: str = typer.Option("sqlite:///finmlsec-gateway.db", "--db",
+                               envvar="FINMLSEC_GATEWAY_DB", help=DB_HELP),
+        redis: str | None = typer.Option(None, "--redis", envvar="FINMLSEC_GATEWAY_REDIS",
+                                         help="Redis URL for limits shared across processes."),
+        table_prefix: str = typer.Option("", "--table-prefix", envvar="FINMLSEC_GATEWAY_PREFIX"),
+        redis_prefix: str = typer.Option("finmlsec:", "--redis-prefix"),
+        trust_pickle: bool = typer.Option(False, "--trust-pickle",
+                                          help="Allow pickle/joblib model files (runs their code)."),
+        log_level: str = typer.Option("warning", "--log-level"),
+    ) -> None:
+        """Serve the model behind authentication, guards and a tamper-evident audit log."""
+        import uvicorn
+
+        from finmlsec.gateway.asgi import ENV, serve_config
+        from finmlsec.gateway.policy import load_policy
+        from finmlsec.gateway.settings import Settings
+
+        if spec != "demo" and not Path(spec).is_file():
+            raise ConfigError(f"spec file {spec!r} not found; give a YAML spec or 'demo'")
+        if workers > 1 and redis is None:
+            raise ConfigError(
+                f"--workers {workers} needs --redis URL: rate limits and budgets must be shared "
+                "by the worker processes to hold"
+            )
+        pol = load_policy(policy)
+        settings = Settings(db_url=db, redis_url=redis, table_prefix=table_prefix,
+                            redis_prefix=redis_prefix, policy=pol)
+        os.environ[ENV] = serve_config(
+            spec if spec == "demo" else str(Path(spec).resolve()),
+            settings.model_dump(mode="json"), trust_pickle=trust_pickle,
+        )
+        # Build once in this process so that configuration errors surface before forking.
+        from finmlsec.gateway.asgi import app_from_env
+
+        probe = app_from_env()
+        probe.state.gateway.close()
+        typer.echo(f"finmlsec gateway on http://{host}:{port} (docs at /docs), workers={workers}",
+                   err=True)
+        uvicorn.run("finmlsec.gateway.asgi:app_from_env", factory=True, host=host, port=port,
+                    workers=workers, log_level=log_level, access_log=False)

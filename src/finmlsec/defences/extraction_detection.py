@@ -1,0 +1,306 @@
+"""Model-extraction detection on a client's query stream, after PRADA (Juuti et al. 2019).
+
+For each client, and for each class the model predicted, PRADA keeps a growing set of that client's
+earlier queries. Each new query's minimum distance to the growing set of its predicted class is
+appended to the client's distance list ``D``; the query joins the growing set when that distance
+exceeds the class threshold (mean minus standard deviation of the distances that admitted earlier
+members). Queries of real users are spread like the data, so ``D`` looks roughly normal;
+synthetic extraction queries (random probes, one-feature-at-a-time variations, line searches
+towards the decision boundary) give many tiny or strangely spread distances. Once ``D`` holds
+``min_queries`` values, a Shapiro-Wilk statistic ``W`` below ``threshold`` flags the client.
+
+Distances are taken in a normalised space built from the feature schema (:class:`SchemaEncoder`):
+numeric fields scaled to [0, 1] by their range, one categorical change counting 1.
+
+Registered with the countermeasure ``gateway_rate_limiting``: PRADA acts where the gateway's rate
+limits act, on a client's stream of queries (throttle or block the client), not on any single
+input, which on its own looks benign; ``detect_malicious_input`` in the catalogue removes
+individual adversarial inputs, which is a different job.
+
+Example:
+    >>> import numpy as np
+    >>> det = PradaDetector(min_queries=40)
+    >>> rng = np.random.default_rng(0)
+    >>> benign = det.new_state()
+    >>> det.observe(benign, rng.normal(size=(120, 5)), np.zeros(120, dtype=int)).flagged
+    False
+    >>> probe = det.new_state()   # one base point, then one feature moved at a time
+    >>> base = rng.normal(size=5)
+    >>> X = np.repeat(base[None, :], 120, axis=0)
+    >>> X[np.arange(120), np.arange(120) % 5] += rng.choice([1e-3, 1.0], size=120)
+    >>> det.observe(probe, X, np.zeros(120, dtype=int)).flagged
+    True
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from finmlsec.datasets.schema import FeatureSchema, FeatureType
+from finmlsec.defences._params import check_choice, check_float, check_int
+from finmlsec.defences.base import DEFENCES
+from finmlsec.errors import BudgetExceededError, DataError
+
+
+class SchemaEncoder:
+    """Records -> points of a normalised space where PRADA measures distances.
+
+    Example:
+        >>> from finmlsec.datasets.schema import Feature
+        >>> s = FeatureSchema(features=(Feature(name="age", type="integer", min=20, max=70),
+        ...                             Feature(name="job", type="categorical", categories=("a", "b"))))
+        >>> SchemaEncoder(s).encode_records([{"age": 45, "job": "b"}]).round(3).tolist()
+        [[0.5, 0.0, 0.707]]
+    """
+
+    def __init__(self, schema: FeatureSchema) -> None:
+        self.schema = schema
+        self._plan: list[tuple[str, str, Any]] = []
+        width = 0
+        for f in schema.features:
+            if f.type == FeatureType.CATEGORICAL:
+                cats = {c: width + i for i, c in enumerate(f.categories or ())}
+                self._plan.append((f.name, "cat", cats))
+                width += len(cats)
+            elif f.is_numeric:
+                lo = 0.0 if f.min is None else float(f.min)
+                span = 1.0 if f.min is None or f.max is None or f.max == f.min else f.max - f.min
+                self._plan.append((f.name, "num", (width, lo, float(span))))
+                width += 1
+            else:
+                raise DataError(
+                    f"extraction detection measures distances between tabular records; feature "
+                    f"{f.name!r} has type {f.type.value}; leave it out of the schema or disable "
+                    "extraction detection"
+                )
+        self.width = width
+
+    def encode_records(self, records: list[dict[str, Any]]) -> np.ndarray:
+        """Encode validated records (dicts keyed by feature name)."""
+        out = np.zeros((len(records), self.width))
+        half = 0.5**0.5
+        for i, rec in enumerate(records):
+            row = out[i]
+            for name, kind, info in self._plan:
+                v = rec.get(name)
+                if v is None:
+                    continue
+                if kind == "cat":
+                    j = info.get(str(v))
+                    if j is not None:
+                        row[j] = half
+                else:
+                    col, lo, span = info
+                    row[col] = (float(v) - lo) / span
+        return out
+
+    def encode_frame(self, X: pd.DataFrame) -> np.ndarray:
+        """Encode a DataFrame with the schema's columns."""
+        out = np.zeros((len(X), self.width))
+        half = 0.5**0.5
+        for name, kind, info in self._plan:
+            col = X[name]
+            if kind == "cat":
+                for cat, j in info.items():
+                    out[:, j] = np.where(col.astype(str).to_numpy() == cat, half, 0.0)
+            else:
+                c, lo, span = info
+                out[:, c] = (pd.to_numeric(col, errors="coerce").fillna(lo).to_numpy(float) - lo) / span
+        return out
+
+
+@dataclass
+class PradaState:
+    """One client's PRADA state: growing sets per class, distance list, flag."""
+
+    growing: dict[int, np.ndarray] = field(default_factory=dict)
+    sizes: dict[int, int] = field(default_factory=dict)
+    admitted: dict[int, list[float]] = field(default_factory=dict)
+    distances: list[float] = field(default_factory=list)
+    queries: int = 0
+    last_w: float | None = None
+    flagged: bool = False
+    flagged_at: int | None = None
+
+
+@dataclass(frozen=True)
+class PradaVerdict:
+    """After observing some queries: is the client flagged, its latest W, queries seen."""
+
+    flagged: bool
+    w: float | None
+    queries: int
+    newly_flagged: bool = False
+
+
+@DEFENCES.register("detection.prada")
+class PradaDetector:
+    """PRADA: flag a client whose minimum-distance distribution is not normal.
+
+    ``threshold``: Shapiro-Wilk W below which a client is flagged; ``min_queries``: distances
+    needed before testing; ``check_every``: test every so many new distances; ``window``: test the
+    latest so many distances; ``max_stored``: cap on each growing set (oldest kept);
+    ``action``: what the gateway does with a flagged client (``block`` or ``throttle``).
+    """
+
+    countermeasure: ClassVar[str] = "gateway_rate_limiting"
+    counters: ClassVar[frozenset[str]] = frozenset({"infer_model"})
+    stage: ClassVar[str] = "gateway"
+    summary: ClassVar[str] = "PRADA: flag clients whose query distances are not normally distributed"
+
+    def __init__(
+        self,
+        *,
+        threshold: float = 0.9,
+        min_queries: int = 100,
+        check_every: int = 10,
+        window: int = 2000,
+        max_stored: int = 5000,
+        action: str = "block",
+    ) -> None:
+        self.threshold = threshold
+        self.min_queries = min_queries
+        self.check_every = check_every
+        self.window = window
+        self.max_stored = max_stored
+        self.action = action
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in
+                ("threshold", "min_queries", "check_every", "window", "max_stored", "action")}
+
+    def validate(self) -> PradaDetector:
+        """Raise :class:`~finmlsec.errors.ConfigError` on a bad parameter; return self."""
+        name = "PradaDetector"
+        check_float(name, "threshold", self.threshold, 0.0, 1.0, closed_lo=False)
+        check_int(name, "min_queries", self.min_queries, 3, 5000)
+        check_int(name, "check_every", self.check_every, 1)
+        check_int(name, "window", self.window, 3, 5000)
+        check_int(name, "max_stored", self.max_stored, 1)
+        check_choice(name, "action", self.action, ("block", "throttle"))
+        return self
+
+    def new_state(self) -> PradaState:
+        return PradaState()
+
+    def observe(self, state: PradaState, X: np.ndarray, labels: np.ndarray) -> PradaVerdict:
+        """Feed encoded queries ``X`` (in arrival order) with their predicted class indices."""
+        from scipy.stats import shapiro
+
+        was = state.flagged
+        X = np.asarray(X, dtype=float)
+        labels = np.asarray(labels)
+        for x, c in zip(X, labels, strict=True):
+            c = int(c)
+            state.queries += 1
+            n = state.sizes.get(c, 0)
+            if n == 0:
+                state.growing[c] = np.empty((min(64, self.max_stored), X.shape[1]))
+                state.growing[c][0] = x
+                state.sizes[c] = 1
+                state.admitted[c] = []
+                continue
+            G = state.growing[c][:n]
+            diff = G - x
+            d = float(np.sqrt(np.min(np.einsum("ij,ij->i", diff, diff))))
+            state.distances.append(d)
+            adm = state.admitted[c]
+            thr = float(np.mean(adm) - np.std(adm)) if adm else 0.0
+            if d > thr:
+                adm.append(d)
+                self._admit(state, c, x)
+            k = len(state.distances)
+            if not state.flagged and k >= self.min_queries and (
+                k == self.min_queries or k % self.check_every == 0
+            ):
+                D = np.asarray(state.distances[-self.window:])
+                w = 0.0 if np.ptp(D) == 0 else float(shapiro(D).statistic)
+                state.last_w = w
+                if w < self.threshold:
+                    state.flagged = True
+                    state.flagged_at = state.queries
+            if len(state.distances) > 2 * self.window:
+                del state.distances[: -self.window]
+        return PradaVerdict(state.flagged, state.last_w, state.queries, state.flagged and not was)
+
+    def _admit(self, state: PradaState, c: int, x: np.ndarray) -> None:
+        n = state.sizes[c]
+        G = state.growing[c]
+        if n >= self.max_stored:
+            G[n % self.max_stored] = x  # ring buffer: the oldest member makes way
+            state.sizes[c] = n  # stays at capacity
+            return
+        if n >= len(G):
+            bigger = np.empty((min(2 * len(G), self.max_stored), G.shape[1]))
+            bigger[:n] = G[:n]
+            state.growing[c] = G = bigger
+        G[n] = x
+        state.sizes[c] = n + 1
+
+    def apply(self, estimator: Any, X: Any, y: Any) -> PradaMonitoredEstimator:
+        """The Defence protocol: fit a clone of ``estimator`` and watch its queries with PRADA."""
+        from sklearn.base import clone
+
+        self.validate()
+        fitted = clone(estimator).fit(X, y)
+        schema = FeatureSchema.infer(X) if isinstance(X, pd.DataFrame) else None
+        return PradaMonitoredEstimator(fitted, detector=self, schema=schema)
+
+
+class PradaMonitoredEstimator:
+    """A fitted classifier whose queries (one client) are watched by PRADA; once the client is
+    flagged every further query raises :class:`~finmlsec.errors.BudgetExceededError`.
+
+    Example:
+        >>> from sklearn.linear_model import LogisticRegression
+        >>> rng = np.random.default_rng(1)
+        >>> X = rng.normal(size=(200, 3)); y = (X[:, 0] > 0).astype(int)
+        >>> m = PradaDetector(min_queries=30).apply(LogisticRegression(), X, y)
+        >>> probes = np.zeros((60, 3)); probes[:, 0] = np.linspace(-1e-3, 1e-3, 60)
+        >>> _ = m.predict(probes)
+        >>> m.flagged
+        True
+        >>> m.predict(X[:1])
+        Traceback (most recent call last):
+        ...
+        finmlsec.errors.BudgetExceededError: extraction suspected after 31 queries (PRADA W=0.637 < 0.9); this client is blocked
+    """
+
+    def __init__(self, estimator: Any, *, detector: PradaDetector,
+                 schema: FeatureSchema | None = None) -> None:
+        self.estimator = estimator
+        self.detector = detector
+        self.encoder = SchemaEncoder(schema) if schema is not None else None
+        self.classes_ = np.asarray(estimator.classes_)
+        self.state = detector.new_state()
+
+    @property
+    def flagged(self) -> bool:
+        return self.state.flagged
+
+    def _refuse(self) -> None:
+        if self.state.flagged:
+            raise BudgetExceededError(
+                f"extraction suspected after {self.state.flagged_at} queries (PRADA "
+                f"W={self.state.last_w:.3f} < {self.detector.threshold}); this client is blocked",
+                used=self.state.queries,
+            )
+
+    def _encode(self, X: Any) -> np.ndarray:
+        if self.encoder is not None and isinstance(X, pd.DataFrame):
+            return self.encoder.encode_frame(X)
+        return np.asarray(X, dtype=float).reshape(len(X), -1)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        self._refuse()
+        p = np.asarray(self.estimator.predict_proba(X), dtype=float)
+        self.detector.observe(self.state, self._encode(X), np.argmax(p, axis=1))
+        return p
+
+    def predict(self, X: Any) -> np.ndarray:
+        p = self.predict_proba(X)
+        return self.classes_[np.argmax(p, axis=1)]

@@ -1,0 +1,251 @@
+"""The append-only, hash-chained audit log, written with group commit.
+
+Entry ``n`` is stored as its canonical JSON ``body`` (sorted keys, no spaces; it includes ``seq``)
+and ``hash_n = SHA-256(bytes(hash_{n-1}) || body_n)``, starting from 64 zeros. A head row holds the
+last ``(seq, hash)``. Editing an entry breaks its hash; deleting or reordering entries breaks the
+sequence or the chain; dropping the newest entries disagrees with the head. Operators may copy the
+head hash elsewhere (``finmlsec audit verify`` prints it) to detect a rewrite of the whole chain.
+
+The :class:`AuditWriter` thread takes queued entries (and the feedback rows they acknowledge), and
+writes as many as are waiting in one transaction: the chain head is locked, the entries chained and
+inserted, the transaction committed, and only then are the waiting requests released. A request is
+acknowledged only after its entry (and its feedback) is durable.
+
+No secrets and no raw records: callers pass key ids, organisations, counts and keyed digests.
+
+Example:
+    >>> from finmlsec.gateway.storage import GatewayDB
+    >>> db = GatewayDB("sqlite://")
+    >>> w = AuditWriter(db)
+    >>> w.append_sync({"action": "keys.create", "actor": "cli"})
+    1
+    >>> w.append_sync({"action": "keys.revoke", "actor": "cli"})
+    2
+    >>> verify_chain(db).ok
+    True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import queue
+import threading
+import time
+from collections.abc import Iterable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+from finmlsec.errors import AuditError, StoreError
+from finmlsec.gateway.storage import GENESIS, GatewayDB, now_iso
+
+
+def canonical(entry: dict[str, Any]) -> str:
+    """The canonical JSON serialisation that is hashed (sorted keys, compact, ASCII)."""
+    return json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=True,
+                      allow_nan=False)
+
+
+def chain(prev_hash: str, body: str) -> str:
+    return hashlib.sha256(bytes.fromhex(prev_hash) + body.encode("ascii")).hexdigest()
+
+
+@dataclass
+class _Job:
+    entry: dict[str, Any]
+    feedback: dict[str, Any] | None
+    future: Future[int] = field(default_factory=Future)
+
+
+class AuditWriter:
+    """Group-committing writer of audit entries (and the feedback rows they acknowledge)."""
+
+    def __init__(self, db: GatewayDB, *, batch_max: int = 1024) -> None:
+        self.db = db
+        self.batch_max = batch_max
+        self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self.commits = 0
+        self.entries = 0
+
+    # -- submission -----------------------------------------------------------------------------
+    def submit(self, entry: dict[str, Any], feedback: dict[str, Any] | None = None) -> Future[int]:
+        """Queue an entry; the future gives its sequence number once committed."""
+        self._ensure_thread()
+        job = _Job(dict(entry), feedback)
+        self._queue.put(job)
+        return job.future
+
+    def append_sync(self, entry: dict[str, Any], feedback: dict[str, Any] | None = None) -> int:
+        """Write one entry now, in the calling thread (CLI, admin actions)."""
+        job = _Job(dict(entry), feedback)
+        self._write([job])
+        return job.future.result()
+
+    # -- the writer thread ----------------------------------------------------------------------
+    def _ensure_thread(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            with self._lock:
+                if self._thread is None or not self._thread.is_alive():
+                    self._thread = threading.Thread(
+                        target=self._run, name="finmlsec-audit", daemon=True
+                    )
+                    self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            batch = [job]
+            stop = False
+            while len(batch) < self.batch_max:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                batch.append(nxt)
+            self._write(batch)
+            if stop:
+                return
+
+    def _write(self, batch: list[_Job]) -> None:
+        for attempt in range(20):
+            try:
+                seqs = self._write_once(batch)
+            except OperationalError as exc:  # SQLite busy beyond its timeout, PG serialisation
+                if attempt == 19:
+                    self._fail(batch, exc)
+                    return
+                time.sleep(0.01 * (attempt + 1))
+                continue
+            except (SQLAlchemyError, ValueError) as exc:
+                self._fail(batch, exc)
+                return
+            for job, seq in zip(batch, seqs, strict=True):
+                job.future.set_result(seq)
+            self.commits += 1
+            self.entries += len(batch)
+            return
+
+    @staticmethod
+    def _fail(batch: list[_Job], exc: Exception) -> None:
+        err = StoreError(f"the audit log could not be written: {exc}")
+        for job in batch:
+            if not job.future.done():
+                job.future.set_exception(err)
+
+    def _write_once(self, batch: list[_Job]) -> list[int]:
+        db = self.db
+        with db.engine.begin() as conn:
+            q = select(db.head.c.seq, db.head.c.hash).where(db.head.c.id == 1)
+            if not db.is_sqlite:
+                q = q.with_for_update()
+            seq, prev = conn.execute(q).one()
+            rows, fb_rows, seqs = [], [], []
+            for job in batch:
+                seq += 1
+                entry = {**job.entry, "seq": seq}
+                entry.setdefault("ts", now_iso())
+                body = canonical(entry)
+                prev = chain(prev, body)
+                rows.append({"seq": seq, "body": body, "hash": prev})
+                seqs.append(seq)
+                if job.feedback is not None:
+                    fb_rows.append(job.feedback)
+            if fb_rows:
+                conn.execute(insert(db.feedback), fb_rows)
+            conn.execute(insert(db.audit), rows)
+            conn.execute(update(db.head).where(db.head.c.id == 1).values(seq=seq, hash=prev))
+        return seqs
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Write what is queued, then stop the thread."""
+        if self._thread is not None and self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join(timeout)
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """Outcome of :func:`verify_chain`: ``ok``, entries checked, head hash, first problem."""
+
+    ok: bool
+    entries: int
+    head_seq: int
+    head_hash: str
+    problem: str | None = None
+    bad_seq: int | None = None
+
+    def raise_for_problem(self) -> None:
+        if not self.ok:
+            raise AuditError(f"audit chain broken: {self.problem}")
+
+
+def _rows(db: GatewayDB, chunk: int = 5000) -> Iterable[Any]:
+    last = -1
+    while True:
+        with db.engine.connect() as conn:
+            rows = conn.execute(
+                select(db.audit.c.seq, db.audit.c.body, db.audit.c.hash)
+                .where(db.audit.c.seq > last).order_by(db.audit.c.seq).limit(chunk)
+            ).all()
+        if not rows:
+            return
+        yield from rows
+        last = rows[-1].seq
+
+
+def verify_chain(db: GatewayDB) -> VerifyResult:
+    """Recompute the chain; report the first edited, missing, inserted or reordered entry."""
+    with db.engine.connect() as conn:
+        head_seq, head_hash = conn.execute(
+            select(db.head.c.seq, db.head.c.hash).where(db.head.c.id == 1)
+        ).one()
+    prev, expected, n = GENESIS, 1, 0
+
+    def bad(msg: str, seq: int | None) -> VerifyResult:
+        return VerifyResult(False, n, head_seq, head_hash, msg, seq)
+
+    for row in _rows(db):
+        if row.seq != expected:
+            return bad(f"entry {expected} is missing (next stored entry is {row.seq})", expected)
+        try:
+            body_seq = json.loads(row.body).get("seq")
+        except (ValueError, AttributeError):
+            return bad(f"entry {row.seq} is not valid JSON", row.seq)
+        if body_seq != row.seq:
+            return bad(f"entry stored at position {row.seq} says it is entry {body_seq} "
+                       "(entries were moved or reordered)", row.seq)
+        h = chain(prev, row.body)
+        if h != row.hash:
+            return bad(f"entry {row.seq} was edited or reordered (its hash does not match the "
+                       "chain)", row.seq)
+        prev, expected, n = h, expected + 1, n + 1
+    if n != head_seq:
+        return bad(f"the head says {head_seq} entries but {n} are stored (entries were deleted "
+                   "from the end, or the head was altered)", n + 1)
+    if prev != head_hash:
+        return bad("the head hash does not match the last entry", head_seq)
+    return VerifyResult(True, n, head_seq, head_hash)
+
+
+def read_entries(db: GatewayDB, *, after: int = 0, limit: int = 100) -> list[dict[str, Any]]:
+    """Entries with ``seq > after``, oldest first, as dicts (with their hash)."""
+    try:
+        with db.engine.connect() as conn:
+            rows = conn.execute(
+                select(db.audit.c.seq, db.audit.c.body, db.audit.c.hash)
+                .where(db.audit.c.seq > after).order_by(db.audit.c.seq).limit(limit)
+            ).all()
+    except SQLAlchemyError as exc:
+        raise StoreError(f"cannot read the audit log: {exc}") from None
+    return [{**json.loads(r.body), "hash": r.hash} for r in rows]

@@ -1,0 +1,74 @@
+"""Dependencies shared by the routers: who is calling (API key -> principal), role checks, and
+the helpers that audit a decision before answering.
+
+Unauthenticated requests get 401 and authenticated ones with the wrong role 403; both are audited
+(with the key id when one was recognised, never the key).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.responses import Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from finmlsec.defences.ratelimit import BudgetDecision
+from finmlsec.gateway.service import Gateway, Principal
+
+bearer = HTTPBearer(auto_error=False, description="An API key from `finmlsec keys create`.")
+
+
+async def commit(gw: Gateway, entry: dict[str, Any], feedback: dict[str, Any] | None = None) -> int:
+    """Queue an audit entry (and feedback row) and wait until it is committed."""
+    return await asyncio.wrap_future(gw.audit.submit(entry, feedback))
+
+
+def json_response(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    body = json.dumps(content, separators=(",", ":"), allow_nan=False)
+    return Response(content=body, status_code=status, media_type="application/json",
+                    headers=headers)
+
+
+async def refuse(gw: Gateway, request: Request, p: Principal | None, status: int, action: str,
+                 message: str, *, headers: dict[str, str] | None = None, **detail: Any) -> HTTPException:
+    """Audit a refusal, count it, and return the HTTPException to raise."""
+    await commit(gw, gw.entry(p, action, status, reason=message, **detail))
+    request.app.state.metrics.requests.labels(endpoint=action, status=str(status)).inc()
+    return HTTPException(status_code=status, detail=message, headers=headers)
+
+
+def too_many(d: BudgetDecision) -> tuple[str, dict[str, str] | None]:
+    """Message and headers of a 429 for a refusing budget decision."""
+    if d.retry_after is None:
+        return (f"the {d.window} query budget of {d.limit} is spent; ask the operator for more",
+                None)
+    secs = max(1, int(d.retry_after + 0.999))
+    return (f"rate limit: at most {d.limit} per {d.window}; retry in {secs} s",
+            {"Retry-After": str(secs)})
+
+
+def require(action: str, *roles: str) -> Callable[..., Awaitable[Principal]]:
+    """A dependency that authenticates the caller and checks its role for ``action``."""
+
+    async def dependency(
+        request: Request, cred: HTTPAuthorizationCredentials | None = Depends(bearer)
+    ) -> Principal:
+        gw: Gateway = request.app.state.gateway
+        if cred is None or not cred.credentials:
+            raise await refuse(gw, request, None, 401, action, "an API key is required "
+                               "(Authorization: Bearer <key>)",
+                               headers={"WWW-Authenticate": "Bearer"})
+        p = gw.authenticate(cred.credentials)  # cached; a miss is one indexed lookup
+        if p is None:
+            raise await refuse(gw, request, None, 401, action, "unknown or revoked API key",
+                               headers={"WWW-Authenticate": "Bearer"})
+        if p.role not in roles:
+            raise await refuse(gw, request, p, 403, action,
+                               f"role {p.role!r} may not {action}; needed: {' or '.join(roles)}")
+        return p
+
+    return dependency

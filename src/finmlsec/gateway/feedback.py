@@ -1,0 +1,114 @@
+"""The feedback quarantine: false-prediction reports (flow G) wait here until an operator approves
+or rejects them; only approved reports may reach training data (``finmlsec feedback list --status
+approved --format json`` exports them).
+
+Screening flags a report (it is quarantined either way) when the model contradicts it with high
+confidence, or when the input screen finds the record out of distribution: the feedback-loop
+poisoning of the paper's section III pushes many such reports.
+
+Example:
+    >>> from finmlsec.gateway.storage import GatewayDB
+    >>> from finmlsec.gateway.audit import AuditWriter
+    >>> db = GatewayDB("sqlite://"); w = AuditWriter(db)
+    >>> row = feedback_row(key_id="k1", org="bank", record={"age": 30}, label="good",
+    ...                    model_label="bad", model_confidence=0.97, flags=["contradicts_model"])
+    >>> _ = w.append_sync({"action": "feedback.submit"}, feedback=row)
+    >>> [f.status for f in list_feedback(db)]
+    ['quarantined']
+    >>> review(db, w, row["id"], "approve", reviewer="cli:ops").status
+    'approved'
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select, update
+
+from finmlsec.errors import ConfigError
+from finmlsec.gateway.audit import AuditWriter
+from finmlsec.gateway.storage import GatewayDB, now_iso
+
+STATUSES = ("quarantined", "approved", "rejected")
+
+
+@dataclass(frozen=True)
+class FeedbackItem:
+    id: str
+    created: str
+    key_id: str
+    org: str
+    record: dict[str, Any]
+    label: str
+    model_label: str
+    model_confidence: float
+    flags: list[str]
+    status: str
+    reviewed_by: str | None
+    reviewed_at: str | None
+    note: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def feedback_row(*, key_id: str, org: str, record: dict[str, Any], label: str, model_label: str,
+                 model_confidence: float, flags: list[str], note: str | None = None) -> dict[str, Any]:
+    """A new quarantined feedback row (to be written together with its audit entry)."""
+    return {
+        "id": uuid.uuid4().hex, "created": now_iso(), "key_id": key_id, "org": org,
+        "record": json.dumps(record, sort_keys=True), "label": label, "model_label": model_label,
+        "model_confidence": f"{model_confidence:.6f}", "flags": json.dumps(flags),
+        "status": "quarantined", "reviewed_by": None, "reviewed_at": None, "note": note,
+    }
+
+
+def _item(r: Any) -> FeedbackItem:
+    return FeedbackItem(r.id, r.created, r.key_id, r.org, json.loads(r.record), r.label,
+                        r.model_label, float(r.model_confidence), json.loads(r.flags), r.status,
+                        r.reviewed_by, r.reviewed_at, r.note)
+
+
+def list_feedback(db: GatewayDB, *, status: str | None = None, limit: int = 1000) -> list[FeedbackItem]:
+    if status is not None and status not in STATUSES:
+        raise ConfigError(f"unknown feedback status {status!r}; use one of {list(STATUSES)}")
+    q = select(db.feedback).order_by(db.feedback.c.created).limit(limit)
+    if status is not None:
+        q = q.where(db.feedback.c.status == status)
+    with db.engine.connect() as conn:
+        return [_item(r) for r in conn.execute(q).all()]
+
+
+def get_feedback(db: GatewayDB, fid: str) -> FeedbackItem | None:
+    with db.engine.connect() as conn:
+        r = conn.execute(select(db.feedback).where(db.feedback.c.id == fid)).first()
+    return None if r is None else _item(r)
+
+
+def review(db: GatewayDB, writer: AuditWriter, fid: str, decision: str, *, reviewer: str,
+           note: str | None = None) -> FeedbackItem:
+    """Approve or reject a quarantined report, and audit the decision."""
+    if decision not in ("approve", "reject"):
+        raise ConfigError(f"a review decision is 'approve' or 'reject'; got {decision!r}")
+    status = "approved" if decision == "approve" else "rejected"
+    with db.engine.begin() as conn:
+        res = conn.execute(
+            update(db.feedback)
+            .where(db.feedback.c.id == fid, db.feedback.c.status == "quarantined")
+            .values(status=status, reviewed_by=reviewer, reviewed_at=now_iso(), note=note)
+        )
+    if not res.rowcount:
+        item = get_feedback(db, fid)
+        if item is None:
+            raise ConfigError(f"no feedback with id {fid!r}; see 'finmlsec feedback list'")
+        raise ConfigError(f"feedback {fid!r} is already {item.status}; only quarantined reports "
+                          "can be reviewed")
+    writer.append_sync({"action": f"feedback.{decision}", "status": 200, "key_id": None,
+                        "org": None, "role": "admin",
+                        "detail": {"feedback_id": fid, "reviewer": reviewer}})
+    item = get_feedback(db, fid)
+    assert item is not None
+    return item

@@ -1,0 +1,123 @@
+"""The guard policy of ``finmlsec serve``: which countermeasures the gateway applies, as YAML.
+
+Every section is optional; an empty file gives input validation, the audit log and the default
+request rate limit only. See ``docs/serve.md`` for the format.
+
+Example:
+    >>> p = Policy.model_validate({"output": {"mode": "round", "decimals": 2},
+    ...                            "budget": {"per_day": 5000}})
+    >>> p.output.mode, p.budget.per_day, p.extraction.enabled
+    ('round', 5000, False)
+    >>> Policy.model_validate({"output": {"mode": "blur"}})
+    Traceback (most recent call last):
+    ...
+    pydantic_core._pydantic_core.ValidationError: 1 validation error for Policy
+    output.mode
+      Input should be 'none', 'round', 'truncate', 'top_k' or 'label_only' [type=literal_error, input_value='blur', input_type=str]
+        For further information visit https://errors.pydantic.dev/2.14/v/literal_error
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from finmlsec.errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class OutputPolicy(_Section):
+    """Confidence modification (the paper's "modify confidence values")."""
+
+    mode: Literal["none", "round", "truncate", "top_k", "label_only"] = "none"
+    decimals: int = Field(default=2, ge=0, le=15)
+    k: int = Field(default=1, ge=1)
+
+
+class BudgetPolicy(_Section):
+    """Per-client limits; ``requests_*`` count calls, the others count records (queries)."""
+
+    requests_per_second: int | None = Field(default=None, ge=1)
+    requests_per_minute: int | None = Field(default=None, ge=1)
+    per_minute: int | None = Field(default=None, ge=1)
+    per_day: int | None = Field(default=None, ge=1)
+    lifetime: int | None = Field(default=None, ge=1)
+    feedback_per_day: int | None = Field(default=1000, ge=1)
+
+
+class ExtractionPolicy(_Section):
+    """PRADA extraction detection (Juuti et al. 2019) per client."""
+
+    enabled: bool = False
+    threshold: float = Field(default=0.8, gt=0.0, le=1.0)
+    min_queries: int = Field(default=50, ge=3, le=5000)
+    check_every: int = Field(default=10, ge=1)
+    window: int = Field(default=2000, ge=3, le=5000)
+    max_stored: int = Field(default=5000, ge=1)
+    action: Literal["block", "throttle"] = "block"
+    throttle_seconds: float = Field(default=60.0, gt=0)
+    max_rows_per_request: int = Field(default=64, ge=1)
+
+
+class InputPolicy(_Section):
+    """Input validation limits (the feature schema gives types, ranges and categories)."""
+
+    max_body_bytes: int = Field(default=8_000_000, ge=1024)
+    max_batch_rows: int = Field(default=100_000, ge=1)
+
+
+class ScreenPolicy(_Section):
+    """Out-of-distribution / adversarial-input screening with a registered defence (or any
+    detector following scikit-learn's outlier convention: ``predict`` gives -1 for outliers)."""
+
+    enabled: bool = False
+    defence: str = "input_screen.isolation"
+    params: dict[str, Any] = Field(default_factory=dict)
+    action: Literal["reject", "flag"] = "reject"
+
+
+class FeedbackPolicy(_Section):
+    """False-prediction reports (flow G): who may send them, and how they are screened."""
+
+    enabled: bool = True
+    organisations: list[str] | None = None
+    contradiction_confidence: float = Field(default=0.9, ge=0.5, le=1.0)
+
+
+class Policy(_Section):
+    """The whole guard policy."""
+
+    output: OutputPolicy = OutputPolicy()
+    budget: BudgetPolicy = BudgetPolicy()
+    extraction: ExtractionPolicy = ExtractionPolicy()
+    input: InputPolicy = InputPolicy()
+    screening: ScreenPolicy = ScreenPolicy()
+    feedback: FeedbackPolicy = FeedbackPolicy()
+
+
+def load_policy(path: str | Path | None) -> Policy:
+    """Read a policy YAML file (``None``: the defaults); errors name the file and the field."""
+    if path is None:
+        return Policy()
+    p = Path(path)
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read the policy file {str(p)!r}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"the policy file {str(p)!r} is not valid YAML: {exc}") from None
+    try:
+        return Policy.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(x) for x in first["loc"])
+        raise ConfigError(
+            f"{p}: {where}: {first['msg']} (got {first.get('input')!r}); see docs/serve.md for "
+            "the policy format"
+        ) from None

@@ -1,0 +1,271 @@
+"""The gateway's state and guards, independent of HTTP: what one server process holds.
+
+:class:`Gateway` owns the model, the feature schema, the guard objects built from the policy (the
+same defence classes the scan measures: the confidence meta-estimators, :class:`QueryBudget`,
+:class:`PradaDetector`, an input screen), the storage (keys, audit, feedback) and the shared
+counter store. The routers call its methods; tests may too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+from finmlsec.datasets.schema import FeatureSchema
+from finmlsec.defences.extraction_detection import PradaDetector, PradaState, SchemaEncoder
+from finmlsec.defences.ratelimit import (
+    BudgetDecision,
+    CounterStore,
+    Limit,
+    MemoryCounterStore,
+    QueryBudget,
+    RedisCounterStore,
+)
+from finmlsec.errors import ConfigError
+from finmlsec.gateway.audit import AuditWriter
+from finmlsec.gateway.batcher import MicroBatcher
+from finmlsec.gateway.settings import Settings
+from finmlsec.gateway.storage import ApiKey, GatewayDB
+from finmlsec.gateway.validation import RecordValidator
+from finmlsec.targets.base import Target
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller: key id, organisation, role (never the key itself)."""
+
+    key_id: str
+    org: str
+    role: str
+
+
+class _Precomputed(ClassifierMixin, BaseEstimator):
+    """A fitted-looking estimator that returns probabilities computed just before, so an output
+    defence can modify them without querying the model a second time."""
+
+    def __init__(self, classes: Any = None) -> None:
+        self.classes = classes
+        self.classes_ = np.asarray(classes)
+        self.p: np.ndarray = np.zeros((0, len(classes)))
+
+    def fit(self, X: Any, y: Any = None) -> _Precomputed:
+        return self
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return True
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        return self.p
+
+    def predict(self, X: Any) -> np.ndarray:
+        return self.classes_[np.argmax(self.p, axis=1)]
+
+
+def build_output_defence(policy_mode: str, decimals: int, k: int, classes: np.ndarray) -> tuple[Any, _Precomputed] | None:
+    """The confidence meta-estimator of the policy around a :class:`_Precomputed` source."""
+    if policy_mode == "none":
+        return None
+    from finmlsec.defences import confidence as conf
+
+    src = _Precomputed(classes)
+    est: Any
+    if policy_mode == "round":
+        est = conf.RoundConfidence(src, decimals=decimals, prefit=True)
+    elif policy_mode == "truncate":
+        est = conf.TruncateConfidence(src, decimals=decimals, prefit=True)
+    elif policy_mode == "top_k":
+        est = conf.TopKConfidence(src, k=k, prefit=True)
+    else:
+        est = conf.LabelOnly(src, prefit=True)
+    return est.fit(None, None), src
+
+
+class Gateway:
+    """One process's gateway: model, schema, guards, storage."""
+
+    def __init__(self, settings: Settings, *, target: Target, schema: FeatureSchema,
+                 reference: Any = None) -> None:
+        self.settings = settings
+        self.policy = settings.policy
+        self.target = target
+        self.schema = schema
+        self.classes = np.asarray(target.classes_)
+        self.class_names = [str(c) for c in self.classes]
+        self.validator = RecordValidator(schema)
+        self.db = GatewayDB(settings.db_url, table_prefix=settings.table_prefix,
+                            durable=settings.audit_durable)
+        self.audit = AuditWriter(self.db, batch_max=settings.audit_batch_max)
+        self.salt = self.db.digest_salt()
+        self.store: CounterStore = (
+            RedisCounterStore(settings.redis_url, prefix=settings.redis_prefix)
+            if settings.redis_url else MemoryCounterStore()
+        )
+        b = self.policy.budget
+        self.request_budget = QueryBudget(per_second=b.requests_per_second,
+                                          per_minute=b.requests_per_minute)
+        self.row_budget = QueryBudget(per_minute=b.per_minute, per_day=b.per_day,
+                                      lifetime=b.lifetime)
+        self.feedback_budget = QueryBudget(per_minute=None, per_day=b.feedback_per_day)
+        for q in (self.request_budget, self.row_budget, self.feedback_budget):
+            q.limits()
+        o = self.policy.output
+        self._output = build_output_defence(o.mode, o.decimals, o.k, self.classes)
+        self._output_lock = threading.Lock()
+        e = self.policy.extraction
+        self.prada: PradaDetector | None = None
+        if e.enabled:
+            self.prada = PradaDetector(
+                threshold=e.threshold, min_queries=e.min_queries, check_every=e.check_every,
+                window=e.window, max_stored=e.max_stored, action=e.action,
+            ).validate()
+            self.encoder = SchemaEncoder(schema)
+        self.prada_states: dict[str, PradaState] = {}
+        self._prada_lock = threading.Lock()
+        self.screen = self._build_screen(reference)
+        self.batcher = MicroBatcher(self._predict_records, max_rows=settings.predict_batch_max_rows)
+        self._keys: dict[str, tuple[float, ApiKey | None]] = {}
+
+    # -- construction helpers -------------------------------------------------------------------
+    def _build_screen(self, reference: Any) -> Any:
+        s = self.policy.screening
+        if not s.enabled:
+            return None
+        from finmlsec.defences import DEFENCES
+
+        screen = DEFENCES.get(s.defence)(**s.params)
+        if not hasattr(screen, "predict"):
+            raise ConfigError(
+                f"the screening defence {s.defence!r} has no predict(); the gateway needs an "
+                "outlier detector that returns -1 for suspicious inputs"
+            )
+        if hasattr(screen, "fit"):
+            if reference is None:
+                raise ConfigError(
+                    "input screening needs reference data (the training split) to fit the "
+                    f"detector {s.defence!r}; give the spec a data section or disable screening"
+                )
+            screen = screen.fit(reference)
+        return screen
+
+    # -- authentication -------------------------------------------------------------------------
+    def authenticate(self, token: str) -> Principal | None:
+        """The principal of an API key, or None; results are cached for ``key_cache_seconds``."""
+        digest = hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
+        now = time.monotonic()
+        hit = self._keys.get(digest)
+        if hit is not None and hit[0] > now:
+            key = hit[1]
+        else:
+            key = self.db.verify_token(token)
+            if len(self._keys) > 10_000:
+                self._keys.clear()
+            self._keys[digest] = (now + self.settings.key_cache_seconds, key)
+        return None if key is None else Principal(key.key_id, key.org, key.role)
+
+    def forget_key(self, key_id: str) -> None:
+        self._keys = {d: v for d, v in self._keys.items() if v[1] is None or v[1].key_id != key_id}
+
+    # -- limits -----------------------------------------------------------------------------------
+    def check_block(self, p: Principal) -> BudgetDecision | str | None:
+        """``"block"`` when the client is blocked, a refusing decision when it is throttled and
+        came too early, else None."""
+        flag = self.store.get_flag(f"flag:{p.key_id}")
+        if flag is None:
+            return None
+        if flag == "block":
+            return "block"
+        secs = self.policy.extraction.throttle_seconds
+        d = self.store.consume(f"throttle:{p.key_id}", [Limit("throttle", secs, 1)], 1, time.time())
+        return None if d.allowed else d
+
+    def charge_request(self, p: Principal) -> BudgetDecision:
+        return self.request_budget.consume(self.store, f"req:{p.key_id}", cost=1)
+
+    def charge_rows(self, p: Principal, n: int) -> BudgetDecision:
+        return self.row_budget.consume(self.store, f"rows:{p.key_id}", cost=n)
+
+    def charge_feedback(self, p: Principal) -> BudgetDecision:
+        return self.feedback_budget.consume(self.store, f"fb:{p.key_id}", cost=1)
+
+    # -- the model ---------------------------------------------------------------------------------
+    def _predict_records(self, rows: list[dict[str, Any]]) -> np.ndarray:
+        return self.predict_frame(self.validator.frame(rows))
+
+    def predict_frame(self, X: Any) -> np.ndarray:
+        return np.asarray(self.target.predict_proba(X), dtype=float)
+
+    def modify_output(self, P: np.ndarray, X: Any) -> np.ndarray:
+        """The policy's confidence modification applied to raw probabilities ``P``."""
+        if self._output is None:
+            return P
+        est, src = self._output
+        with self._output_lock:
+            src.p = P
+            return np.asarray(est.predict_proba(X), dtype=float)
+
+    def screen_rows(self, X: Any) -> np.ndarray:
+        """Boolean mask of rows the input screen finds suspicious (all False without a screen)."""
+        if self.screen is None:
+            return np.zeros(len(X), dtype=bool)
+        return np.asarray(self.screen.predict(X)) == -1
+
+    # -- extraction detection --------------------------------------------------------------------
+    def observe(self, p: Principal, records: list[dict[str, Any]] | None, X: Any,
+                labels: np.ndarray) -> tuple[bool, float | None]:
+        """Feed PRADA (a bounded sample of large batches); returns (newly flagged, W)."""
+        if self.prada is None:
+            return False, None
+        cap = self.policy.extraction.max_rows_per_request
+        n = len(labels)
+        idx = np.arange(n) if n <= cap else np.sort(
+            np.random.default_rng(int(time.time_ns() % 2**32)).choice(n, cap, replace=False)
+        )
+        if records is not None:
+            E = self.encoder.encode_records([records[i] for i in idx])
+        else:
+            E = self.encoder.encode_frame(X.iloc[idx])
+        with self._prada_lock:
+            state = self.prada_states.get(p.key_id)
+            if state is None:
+                state = self.prada_states[p.key_id] = self.prada.new_state()
+            v = self.prada.observe(state, E, labels[idx])
+        if v.newly_flagged:
+            self.store.set_flag(f"flag:{p.key_id}", self.prada.action)
+        return v.newly_flagged, v.w
+
+    def unblock(self, key_id: str) -> None:
+        self.store.clear_flag(f"flag:{key_id}")
+        with self._prada_lock:
+            self.prada_states.pop(key_id, None)
+
+    # -- audit helpers -----------------------------------------------------------------------------
+    def digest(self, payload: bytes) -> str:
+        """Keyed digest of request contents: lets an auditor match a complaint to an entry
+        without the log holding personal data."""
+        return hmac.new(self.salt, payload, hashlib.sha256).hexdigest()[:32]
+
+    @staticmethod
+    def entry(p: Principal | None, action: str, status: int, **detail: Any) -> dict[str, Any]:
+        e: dict[str, Any] = {
+            "action": action,
+            "status": status,
+            "key_id": p.key_id if p else None,
+            "org": p.org if p else None,
+            "role": p.role if p else None,
+        }
+        if detail:
+            e["detail"] = json.loads(json.dumps(detail, default=str))
+        return e
+
+    def close(self) -> None:
+        self.batcher.close()
+        self.audit.close()
+        self.db.dispose()

@@ -1,0 +1,33 @@
+"""Settings of one gateway instance (storage, shared state, tuning); the policy says what to guard.
+
+Example:
+    >>> s = Settings()
+    >>> s.db_url, s.redis_url is None, s.policy.output.mode
+    ('sqlite:///finmlsec-gateway.db', True, 'none')
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from finmlsec.gateway.policy import Policy
+
+
+class Settings(BaseModel):
+    """``db_url``: SQLAlchemy URL for keys, audit log and feedback (SQLite file by default,
+    ``postgresql+psycopg://...`` for several processes or hosts). ``redis_url``: shared rate-limit,
+    budget and block state (in-process memory when ``None``). ``table_prefix`` / ``redis_prefix``
+    let several gateways share one database or Redis."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    db_url: str = "sqlite:///finmlsec-gateway.db"
+    redis_url: str | None = None
+    table_prefix: str = Field(default="", pattern=r"^[a-z0-9_]{0,32}$")
+    redis_prefix: str = "finmlsec:"
+    policy: Policy = Policy()
+    audit_batch_max: int = Field(default=1024, ge=1)
+    audit_durable: bool = True
+    key_cache_seconds: float = Field(default=2.0, ge=0.0)
+    predict_batch_max_rows: int = Field(default=256, ge=1)
+    title: str = "finmlsec gateway"
