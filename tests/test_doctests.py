@@ -12,7 +12,8 @@ import finmlsec
 
 MODULES = sorted(
     m.name for m in pkgutil.walk_packages(finmlsec.__path__, prefix="finmlsec.")
-    if not m.name.endswith("__main__")
+    # Alembic's env.py only runs inside an Alembic migration context
+    if not m.name.endswith("__main__") and ".migrations" not in m.name
 )
 
 
