@@ -1,0 +1,190 @@
+"""Evasion attacks on real models: German-credit trees (constrained, transfer), an OCR network
+(PGD) and the chatbot's intent classifier (text)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import OneHotEncoder
+
+from finmlsec.attacks import ATTACKS, AttackData, Labeled
+from finmlsec.attacks.evasion import ConstrainedEvasion, EvasionOutput, constraint_ok
+from finmlsec.attacks.evasion_text import normalise
+from finmlsec.datasets import load
+from finmlsec.datasets.schema import Feature, FeatureSchema
+from finmlsec.errors import CapabilityError, ConfigError, DataError
+from finmlsec.targets.oracle import Oracle
+
+
+@pytest.fixture(scope="module")
+def credit() -> dict:
+    ds = load("german_credit")
+    train, test = ds.split(0.3, seed=0)
+    cats = [f.name for f in ds.schema.categorical()]
+
+    def pipe(est: object) -> object:
+        enc = ColumnTransformer([("cat", OneHotEncoder(handle_unknown="ignore"), cats)],
+                                remainder="passthrough")
+        return make_pipeline(enc, est).fit(train.X, train.y)
+
+    gb = pipe(GradientBoostingClassifier(n_estimators=60, random_state=0))
+    rf = pipe(RandomForestClassifier(n_estimators=60, random_state=0, n_jobs=1))
+    return {"ds": ds, "train": train, "test": test, "gb": gb, "rf": rf}
+
+
+def _data(credit: dict, model: object, n: int = 40) -> AttackData:
+    test = credit["test"]
+    rejected = test.X[model.predict(test.X) == 0].reset_index(drop=True).iloc[:n]
+    return AttackData(schema=credit["ds"].schema, population=Labeled(credit["train"].X,
+                      credit["train"].y), victims=Labeled(rejected))
+
+
+@pytest.mark.parametrize("model, access", [("gb", "proba"), ("rf", "label")])
+def test_constrained_turns_rejected_into_approved_with_valid_minimal_changes(
+    credit: dict, model: str, access: str
+) -> None:
+    target = credit[model]
+    data = _data(credit, target)
+    oracle = Oracle(target, access=access)
+    att = ConstrainedEvasion(target_class="good")
+    r = att.run(oracle, data)
+    assert r.metrics["n_victims"] == len(data.victims.X) > 10
+    assert r.metrics["success_rate"] >= 0.95
+    assert r.metrics["validity_rate"] == 1.0
+    assert r.metrics["median_features_changed"] <= 3
+    assert r.queries == oracle.queries_used
+    # the outputs themselves: approved by the real model, valid, immutable fields untouched
+    out = att.generate(Oracle(target, access=access), data.victims.X, schema=data.schema,
+                       population=data.population.X)
+    assert (target.predict(out.X_adv)[out.success] == 1).all()
+    credit["ds"].schema.check(out.X_adv)
+    for f in credit["ds"].schema.features:
+        if not f.mutable:
+            assert (out.X_adv[f.name].astype(str) == data.victims.X[f.name].astype(str)).all()
+
+
+def test_constrained_respects_budget_and_leaves_inputs(credit: dict) -> None:
+    data = _data(credit, credit["gb"], n=10)
+    before = data.victims.X.copy()
+    oracle = Oracle(credit["gb"], budget=60)
+    out = ConstrainedEvasion(target_class="good").generate(oracle, data.victims.X,
+                                                           schema=data.schema)
+    assert oracle.queries_used <= 60 and out.queries == oracle.queries_used
+    assert out.valid.all()
+    pd.testing.assert_frame_equal(before, data.victims.X)
+
+
+def test_constrained_never_breaks_monotone_or_immutable_constraints() -> None:
+    schema = FeatureSchema(features=(
+        Feature(name="age", type="integer", min=18, max=90, monotone="increasing"),
+        Feature(name="sex", type="categorical", categories=("f", "m"), immutable=True),
+    ))
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"age": rng.integers(18, 90, 300), "sex": rng.choice(["f", "m"], 300)})
+    y = ((X.age < 40) & (X.sex == "f")).astype(int)  # approval only when young and female
+    from sklearn.tree import DecisionTreeClassifier
+
+    enc = ColumnTransformer([("c", OneHotEncoder(), ["sex"])], remainder="passthrough")
+    model = make_pipeline(enc, DecisionTreeClassifier(random_state=0)).fit(X, y)
+    victims = pd.DataFrame({"age": [60, 30, 70], "sex": ["f", "m", "m"]})
+    out = ConstrainedEvasion(target_class=1).generate(Oracle(model), victims, schema=schema)
+    assert not out.success.any()  # impossible without getting younger or changing sex
+    assert out.valid.all()
+    assert constraint_ok(schema, victims, out.X_adv).all()
+    assert (out.X_adv.age >= victims.age).all() and (out.X_adv.sex == victims.sex).all()
+
+
+def test_constrained_generate_contract_and_errors(credit: dict) -> None:
+    X = credit["test"].X.iloc[:6].reset_index(drop=True)
+    oracle = Oracle(credit["gb"])
+    out = ATTACKS.get("evasion.constrained")(target_class="good").generate(
+        oracle, X, schema=credit["ds"].schema)
+    assert isinstance(out, EvasionOutput) and len(out.success) == 6 and out.valid.all()
+    already = credit["gb"].predict(X) == 1
+    pd.testing.assert_frame_equal(out.X_adv[already].reset_index(drop=True),
+                                  X[already].reset_index(drop=True), check_dtype=False)
+    with pytest.raises(DataError, match="DataFrame"):
+        ConstrainedEvasion().generate(oracle, np.zeros((2, 20)))
+    with pytest.raises(ConfigError, match="'max_changes' parameter of ConstrainedEvasion"):
+        ConstrainedEvasion(max_changes=0).generate(oracle, X)
+    with pytest.raises(ConfigError, match="'target_class' parameter"):
+        ConstrainedEvasion(target_class="excellent").generate(oracle, X, schema=credit["ds"].schema)
+    with pytest.raises(CapabilityError, match="victims"):
+        ConstrainedEvasion().run(oracle, AttackData(schema=credit["ds"].schema))
+
+
+def test_transfer_through_stolen_surrogate(credit: dict) -> None:
+    target = credit["rf"]
+    data = _data(credit, target, n=30)
+    oracle = Oracle(target, access="label")
+    att = ATTACKS.get("evasion.transfer")(target_class="good", n_seed=200, rounds=1)
+    r = att.run(oracle, data)
+    n = r.metrics["n_victims"]
+    assert r.metrics["validity_rate"] == 1.0
+    assert r.metrics["success_rate"] >= 0.5
+    # queries: the first decision on each victim, the stolen set, one replay per victim
+    assert r.queries == n + r.metrics["stolen_records"] + n
+
+
+@pytest.fixture(scope="module")
+def ocr() -> tuple:
+    import torch
+
+    from finmlsec.targets.torch import TorchTarget
+
+    ds = load("ocr_digits")
+    X = np.asarray(ds.X, dtype=np.float32)
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10))
+    opt = torch.optim.Adam(net.parameters(), lr=0.03)
+    xt, yt = torch.from_numpy(X[:1200]), torch.from_numpy(ds.y[:1200].astype(np.int64))
+    for _ in range(40):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(net(xt), yt).backward()
+        opt.step()
+    target = TorchTarget(net, classes=list(range(10)))
+    return target, X[1200:1300], ds.y[1200:1300]
+
+
+def test_pgd_white_box_on_ocr_network(ocr: tuple) -> None:
+    target, X, y = ocr
+    assert np.mean(target.predict(X) == y) > 0.85
+    oracle = Oracle(target, access="white_box", input_kind="image")
+    att = ATTACKS.get("evasion.pgd")(eps=0.15, iterations=20)
+    out = att.generate(oracle, X, y)
+    assert out.valid.all()
+    assert np.abs(out.X_adv - X).max() <= 0.15 + 1e-6 and out.X_adv.min() >= 0 and out.X_adv.max() <= 1
+    correct = target.predict(X) == y
+    assert np.mean(out.success[correct]) >= 0.8
+    assert (target.predict(out.X_adv)[out.success] != y[out.success]).all()
+    r = att.run(Oracle(target, access="white_box", input_kind="image"),
+                AttackData(victims=Labeled(X[:30], y[:30])))
+    assert r.success >= 0.7 and r.metrics["mean_linf"] <= 0.15 + 1e-6
+    with pytest.raises(CapabilityError, match="gradient"):
+        att.run(Oracle(target, access="proba", input_kind="image"),
+                AttackData(victims=Labeled(X[:3], y[:3])))
+
+
+def test_text_evasion_on_intent_classifier() -> None:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    ds = load("bank_intents")
+    train, test = ds.split(0.3, seed=0)
+    model = make_pipeline(TfidfVectorizer(sublinear_tf=True),
+                          LogisticRegression(max_iter=500)).fit(train.X, train.y)
+    victims = Labeled(test.X[:60], test.y[:60])
+    r = ATTACKS.get("evasion.text")().run(Oracle(model, input_kind="text"),
+                                           AttackData(victims=victims))
+    assert r.metrics["success_rate"] >= 0.4 and r.metrics["validity_rate"] == 1.0
+    assert r.metrics["mean_words_changed"] <= 3
+    # homoglyphs and invisible characters only: the reader sees the same text
+    att = ATTACKS.get("evasion.text")(operations=("homoglyph", "invisible"), max_words=3)
+    out = att.generate(Oracle(model, input_kind="text"), victims.X)
+    assert out.success.mean() >= 0.2
+    assert all(normalise(a) == normalise(b) for a, b in zip(out.X_adv, victims.X, strict=True))
+    assert all(a != b for a, b, s in zip(out.X_adv, victims.X, out.success, strict=True) if s)
