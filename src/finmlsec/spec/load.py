@@ -118,7 +118,9 @@ def validate_spec(
     except SpecError as exc:
         raise SpecError(_strip(exc), _where(source, _parse_loc(exc.path or ""), text)) from None
     except ValidationError as exc:
-        err = exc.errors()[0]
+        errors = exc.errors()
+        # a misspelt key also makes the real one "missing": report the misspelling first
+        err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
         loc = tuple(err["loc"])
         raise SpecError(_explain(err, loc), _where(source, loc, text)) from None
 
