@@ -31,7 +31,7 @@ def test_non_interactive_flags_write_a_valid_type_3_spec(tmp_path: Path) -> None
     assert spec.name == "Scoring"
     assert spec.roles.training_data_provider == ("bank", "it")
     assert [(p.field, p.round_to) for p in spec.stakes.personal_fields] == [("age", 10), ("income", 1e6)]
-    assert spec.deployed_countermeasures == ("modify_confidence",)
+    assert spec.deployed_countermeasures == ["modify_confidence"]
     assert analyze(spec).type == 3
 
 
@@ -60,7 +60,7 @@ def test_questionnaire(tmp_path: Path) -> None:
     assert "type 7" in result.output
     spec = load_spec(out)
     assert spec.stakes.training_data == "confidential" and spec.stakes.model_value == "negligible"
-    assert spec.deployed_countermeasures == ("gateway_rate_limiting",)
+    assert spec.deployed_countermeasures == ["gateway_rate_limiting"]
     assert all(o.security is None for o in spec.organisations)  # defaults are not written
 
 

@@ -28,7 +28,7 @@ def test_minimal_spec_of_the_issue_is_accepted_exactly_as_written() -> None:
     assert spec.roles.training_data_provider == ("bank",)
     assert spec.roles.system_user == ("customer",)
     assert spec.model is None and spec.data is None
-    assert spec.deployed_countermeasures == ()
+    assert spec.deployed_countermeasures == []
     # the paper's defaults: generator/operator highly secure, the others moderate
     assert spec.effective_security("bank") == "high"
     assert spec.effective_security("vendor") == "high"
@@ -58,10 +58,10 @@ deployed_countermeasures: [modify_confidence, gateway_rate_limiting]
     assert isinstance(spec.model, ModelRef) and isinstance(spec.data, DataRef)
     assert spec.source_dir == path.parent.resolve()
     assert (spec.source_dir / spec.model.path) == path.parent.resolve() / "model.skops"
-    assert spec.model.classes == ("bad", "good")
+    assert spec.model.classes == ["bad", "good"]
     assert spec.data.schema == "schema.yaml"
     assert spec.data.splits is not None and spec.data.splits.population == "population.csv"
-    assert spec.deployed_countermeasures == ("modify_confidence", "gateway_rate_limiting")
+    assert spec.deployed_countermeasures == ["modify_confidence", "gateway_rate_limiting"]
 
 
 def test_remote_and_torch_model_refs() -> None:

@@ -59,7 +59,7 @@ _DATA_WORDS = {
 
 _COL_W, _GAP, _MARGIN, _HEADER, _LANE = 240, 120, 30, 46, 22
 _OFFSETS = {"A": -8, "C": 8, "D": -12, "F": 12, "G": 0}
-_ENT_W, _ENT_H, _PITCH = 190, 48, 92
+_ENT_W, _ENT_H, _PITCH = 176, 48, 92
 _RED, _INK, _GREY = "#c62828", "#263238", "#78909c"
 
 
@@ -211,10 +211,12 @@ def _arrow(letter: str, what: str, src: _Box, dst: _Box, hot: bool, lane: float 
     elif src.x == dst.x:
         down = dst.y > src.y
         side = src.x - 1 if down else src.x + _ENT_W + 1
-        bulge = -16 if down else 16
+        rows = round(abs(dst.y - src.y) / _PITCH)  # skip the entities in between
+        bulge = (-1 if down else 1) * min(14 + 12 * (rows - 1), (_COL_W - _ENT_W) / 2 - 2)
         y1, y2 = src.cy + offset / 2, dst.cy + offset / 2
         d = f"M{side},{y1} C{side + bulge},{y1} {side + bulge},{y2} {side},{y2}"
-        lx, ly = side + bulge * 0.75, (y1 + y2) / 2
+        frac = 0.5 if rows <= 1 else 0.25  # between two entities, not beside the skipped one
+        lx, ly = side + bulge * (0.75 if rows <= 1 else 0.6), y1 + (y2 - y1) * frac
     else:
         right = dst.x > src.x
         x1 = src.x + _ENT_W if right else src.x

@@ -141,9 +141,9 @@ class ModelRef(BaseModel):
     format: Literal["skops", "onnx", "torch", "pickle", "remote"]
     path: str | None = None
     trusted: bool = False
-    trusted_types: tuple[str, ...] = ()
+    trusted_types: list[str] = Field(default_factory=list)
     input_kind: Literal["tabular", "text", "image"] = "tabular"
-    classes: tuple[str | int, ...] | None = None
+    classes: list[str | int] | None = None
     remote: dict[str, Any] | None = None
     torch: dict[str, Any] | None = None
 
@@ -208,7 +208,7 @@ class SystemSpec(BaseModel):
     organisations: tuple[Organisation, ...] = Field(min_length=1)
     roles: Roles
     stakes: Stakes = Stakes()
-    deployed_countermeasures: tuple[str, ...] = ()
+    deployed_countermeasures: list[str] = Field(default_factory=list)
     model: ModelRef | None = None
     data: DataRef | None = None
     source_dir: Path = Field(default=Path("."), exclude=True)
