@@ -62,7 +62,7 @@ def bank_intents() -> Dataset:
         kind="text",
         schema=None,
         description=(
-            f"Chatbot: {len(rows)} bank customer inquiries over {len(classes)} intents, with "
+            f"Chatbot: {len(rows):,} bank customer inquiries over {len(classes)} intents, with "
             "paraphrases, politeness variants and typos; written for finmlsec"
         ),
         source=(

@@ -70,10 +70,14 @@ SCHEMA = FeatureSchema(
         _num("gap", -30, 30, "open against the previous close, %", cost=10.0),
         _num("range_pct", 0, 50, "high minus low against the previous close, %", cost=10.0),
         _num("vol_20", 0, 20, "sd of the 20 previous returns, %", actionable=False, cost=100.0),
-        _num("vol_ratio", 0, 20, "sd of the last 5 returns over vol_20", actionable=False),
+        _num(
+            "vol_ratio", 0, 20, "sd of the last 5 returns over vol_20", actionable=False, cost=100.0
+        ),
         _num("volume_change", -5, 5, "log volume over the mean of the 20 previous days", cost=5.0),
         _num("ret_5d", -60, 60, "return over the last 5 days, %", actionable=False, cost=100.0),
-        _num("drawdown", -100, 0, "close against the 252-day high, %", actionable=False),
+        _num(
+            "drawdown", -100, 0, "close against the 252-day high, %", actionable=False, cost=100.0
+        ),
     ),
     target="anomaly",
     classes=CLASSES,
@@ -178,7 +182,7 @@ def market_anomalies(index: str = "sp500", k: float = 3.5, window: int = 60) -> 
         schema=SCHEMA,
         task="anomaly",
         description=(
-            f"Market anomalies: {len(X)} trading days of the {INDICES[index]} "
+            f"Market anomalies: {len(X):,} trading days of the {INDICES[index]} "
             f"({dates[0].date()} to {dates[-1].date()}), {int(y.sum())} anomalous days "
             f"(|return| > {k:g} sd of the {window} previous days, or a known stress event)"
         ),

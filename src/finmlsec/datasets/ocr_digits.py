@@ -105,7 +105,7 @@ def ocr_digits(source: str = "digits") -> Dataset:
         kind="image",
         schema=pixel_schema(*shape),
         description=(
-            f"OCR of bank-transfer forms: {len(y)} handwritten digits, {shape[0]}x{shape[1]} "
+            f"OCR of bank-transfer forms: {len(y):,} handwritten digits, {shape[0]}x{shape[1]} "
             "grey-level pixels scaled to [0, 1], flattened row-major; label = the digit"
         ),
         source=meta["source"],
