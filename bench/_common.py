@@ -1,0 +1,112 @@
+"""German-credit targets shared by the confidentiality benchmarks (read-only for other suites).
+
+Same splits and seeds everywhere: 1,000 records, a seeded permutation, the first 500 train the
+target; the other 500 are held out. Targets are scikit-learn pipelines on raw records (one-hot
+encoding of categoricals with the schema's categories, standard scaling of numbers).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.tree import DecisionTreeClassifier
+
+from finmlsec.datasets import load
+from finmlsec.datasets.schema import FeatureSchema, FeatureType
+
+SEED = 0
+N_TRAIN = 500
+TARGETS = ("lr", "gb", "rf")
+TARGET_NAMES = {
+    "lr": "logistic regression",
+    "gb": "gradient boosting",
+    "rf": "random forest (200 trees)",
+    "tree": "decision tree (26 leaves)",
+}
+
+
+def preprocessor(schema: FeatureSchema) -> ColumnTransformer:
+    cats = [f for f in schema.features if f.type == FeatureType.CATEGORICAL]
+    nums = [f.name for f in schema.features if f.type != FeatureType.CATEGORICAL]
+    return ColumnTransformer(
+        [
+            ("cat", OneHotEncoder(categories=[list(f.categories or ()) for f in cats],
+                                  handle_unknown="ignore"), [f.name for f in cats]),
+            ("num", StandardScaler(), nums),
+        ]
+    )
+
+
+def estimator(kind: str, seed: int = SEED) -> Any:
+    if kind == "lr":
+        return LogisticRegression(max_iter=2000)
+    if kind == "gb":
+        return GradientBoostingClassifier(random_state=seed)
+    if kind == "rf":
+        return RandomForestClassifier(n_estimators=200, random_state=seed, n_jobs=1)
+    if kind == "tree":
+        return DecisionTreeClassifier(max_leaf_nodes=26, random_state=seed)
+    raise ValueError(kind)
+
+
+def factory(kind: str, schema: FeatureSchema, seed: int = SEED) -> Callable[[], Pipeline]:
+    def make() -> Pipeline:
+        return Pipeline([("prep", preprocessor(schema)), ("model", estimator(kind, seed))])
+
+    return make
+
+
+@dataclass
+class Setup:
+    schema: FeatureSchema
+    X: pd.DataFrame
+    y: np.ndarray
+    train_idx: np.ndarray
+    held_idx: np.ndarray
+
+    def rows(self, idx: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
+        return self.X.iloc[idx].reset_index(drop=True), self.y[idx]
+
+
+def german_credit(seed: int = SEED, n_train: int = N_TRAIN) -> Setup:
+    ds = load("german_credit")
+    perm = np.random.default_rng(seed).permutation(len(ds))
+    assert ds.schema is not None
+    return Setup(ds.schema, ds.X.reset_index(drop=True), np.asarray(ds.y),
+                 np.sort(perm[:n_train]), np.sort(perm[n_train:]))
+
+
+def fit_target(setup: Setup, kind: str, seed: int = SEED) -> Any:
+    X, y = setup.rows(setup.train_idx)
+    return factory(kind, setup.schema, seed)().fit(X, y)
+
+
+class Timer:
+    def __enter__(self) -> Timer:
+        self.t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = time.perf_counter() - self.t0
+
+
+def table(headers: list[str], rows: list[list[Any]]) -> str:
+    """A Markdown table."""
+    def fmt(v: Any) -> str:
+        if isinstance(v, float):
+            return f"{v:.3f}" if abs(v) < 10 else f"{v:.1f}"
+        return str(v)
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(fmt(v) for v in r) + " |" for r in rows]
+    return "\n".join(lines)

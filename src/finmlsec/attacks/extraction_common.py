@@ -1,0 +1,215 @@
+"""What extraction attacks share: the attacker's view of the input space and how to score a theft.
+
+:class:`Encoding` maps raw tabular records (a DataFrame that satisfies a
+:class:`~finmlsec.datasets.schema.FeatureSchema`) to the affine coordinates a linear model sees
+after scaling and one-hot encoding: one column per numeric field, one indicator per category
+except the first of each categorical field. :func:`sample_records` draws valid query records from
+what the attacker knows (schema ranges, and the marginals of public records when it has some).
+:func:`theft_metrics` scores a stolen model against the target, on the evaluator's side.
+
+Example:
+    >>> import pandas as pd
+    >>> from finmlsec.datasets.schema import Feature, FeatureSchema
+    >>> schema = FeatureSchema(features=(
+    ...     Feature(name="age", type="integer", min=18, max=75),
+    ...     Feature(name="purpose", type="categorical", categories=("car", "tv", "work")),
+    ... ))
+    >>> enc = Encoding.from_schema(schema)
+    >>> enc.dim, enc.columns
+    (3, ['age', 'purpose=tv', 'purpose=work'])
+    >>> enc.encode(pd.DataFrame({"age": [30], "purpose": ["work"]})).tolist()
+    [[30.0, 0.0, 1.0]]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from finmlsec import metrics
+from finmlsec.datasets.schema import Feature, FeatureSchema, FeatureType
+from finmlsec.errors import CapabilityError, ConfigError, DataError
+
+_TABULAR = (FeatureType.NUMERIC, FeatureType.INTEGER, FeatureType.BINARY, FeatureType.CATEGORICAL)
+
+
+def tabular_schema(schema: FeatureSchema | None, who: str) -> FeatureSchema:
+    """The schema, checked to describe tabular records only."""
+    if schema is None:
+        raise CapabilityError(f"{who} needs the feature schema of the target's inputs")
+    bad = [f.name for f in schema.features if f.type not in _TABULAR]
+    if bad:
+        raise ConfigError(
+            f"{who} works on tabular records only; fields {bad} are text or images"
+        )
+    return schema
+
+
+def bounds(f: Feature, population: pd.DataFrame | None = None) -> tuple[float, float]:
+    """The range of a numeric field: the schema's, else the public records', else an error."""
+    lo, hi = f.min, f.max
+    if f.type == FeatureType.BINARY:
+        lo = 0.0 if lo is None else lo
+        hi = 1.0 if hi is None else hi
+    if (lo is None or hi is None) and population is not None and f.name in population:
+        col = pd.to_numeric(population[f.name], errors="coerce")
+        lo = float(col.min()) if lo is None else lo
+        hi = float(col.max()) if hi is None else hi
+    if lo is None or hi is None:
+        raise DataError(
+            f"feature {f.name!r} has no bounded range; give min and max in the schema or "
+            "provide public records"
+        )
+    return float(lo), float(hi)
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """Affine coordinates of raw records: numeric values as they are, categories as indicators
+    (first category dropped, so that the coordinates are identifiable with an intercept)."""
+
+    schema: FeatureSchema
+    columns: list[str]
+
+    @classmethod
+    def from_schema(cls, schema: FeatureSchema) -> Encoding:
+        cols: list[str] = []
+        for f in tabular_schema(schema, "encoding").features:
+            if f.type == FeatureType.CATEGORICAL:
+                cols += [f"{f.name}={c}" for c in (f.categories or ())[1:]]
+            else:
+                cols.append(f.name)
+        return cls(schema=schema, columns=cols)
+
+    @property
+    def dim(self) -> int:
+        return len(self.columns)
+
+    def encode(self, X: pd.DataFrame) -> np.ndarray:
+        parts = []
+        for f in self.schema.features:
+            if f.type == FeatureType.CATEGORICAL:
+                vals = X[f.name].astype(str).to_numpy()
+                cats = list(f.categories or ())
+                parts.append(np.stack([vals == c for c in cats[1:]], axis=1).astype(float)
+                             if len(cats) > 1 else np.zeros((len(X), 0)))
+            else:
+                parts.append(pd.to_numeric(X[f.name]).to_numpy(dtype=float)[:, None])
+        return np.hstack(parts) if parts else np.zeros((len(X), 0))
+
+
+def _numeric_column(f: Feature, lo: float, hi: float, n: int, rng: np.random.Generator) -> Any:
+    if f.type == FeatureType.NUMERIC:
+        return rng.uniform(lo, hi, size=n)
+    return rng.integers(int(np.ceil(lo)), int(np.floor(hi)) + 1, size=n)
+
+
+def sample_records(
+    schema: FeatureSchema,
+    n: int,
+    rng: np.random.Generator,
+    population: pd.DataFrame | None = None,
+    mode: str = "mixed",
+) -> pd.DataFrame:
+    """``n`` valid records the attacker can build.
+
+    ``uniform``: each field uniform over its range or categories; ``marginal``: each field drawn
+    independently from the public records' values; ``mixed``: a third uniform, a third marginal,
+    a third public records with a few fields resampled (falls back to uniform without records).
+    """
+    if mode not in ("uniform", "marginal", "mixed"):
+        raise ConfigError(
+            f"The 'mode' parameter of sample_records must be one of ['uniform', 'marginal', "
+            f"'mixed']. Got {mode!r} instead."
+        )
+    if population is None or len(population) == 0 or mode == "uniform":
+        return _uniform(schema, n, rng, population)
+    if mode == "marginal":
+        return _marginal(schema, n, rng, population)
+    n_u, n_m = n // 3, n // 3
+    n_p = n - n_u - n_m
+    rows = population.iloc[rng.integers(0, len(population), size=n_p)].reset_index(drop=True)
+    resampled = _marginal(schema, n_p, rng, population)
+    swap = rng.random((n_p, len(schema.features))) < 0.25
+    for j, f in enumerate(schema.features):
+        rows.loc[swap[:, j], f.name] = resampled.loc[swap[:, j], f.name]
+    parts = [_uniform(schema, n_u, rng, population), _marginal(schema, n_m, rng, population),
+             rows[schema.names]]
+    out = pd.concat(parts, ignore_index=True)
+    return out.iloc[rng.permutation(len(out))].reset_index(drop=True)
+
+
+def _uniform(schema: FeatureSchema, n: int, rng: np.random.Generator,
+             population: pd.DataFrame | None) -> pd.DataFrame:
+    cols: dict[str, Any] = {}
+    for f in schema.features:
+        if f.type == FeatureType.CATEGORICAL:
+            cats = list(f.categories or ())
+            cols[f.name] = [cats[i] for i in rng.integers(0, len(cats), size=n)]
+        else:
+            lo, hi = bounds(f, population)
+            cols[f.name] = _numeric_column(f, lo, hi, n, rng)
+    return pd.DataFrame(cols, columns=schema.names)
+
+
+def _marginal(schema: FeatureSchema, n: int, rng: np.random.Generator,
+              population: pd.DataFrame) -> pd.DataFrame:
+    cols = {}
+    for f in schema.features:
+        values = population[f.name].to_numpy()
+        cols[f.name] = values[rng.integers(0, len(values), size=n)]
+    return pd.DataFrame(cols, columns=schema.names)
+
+
+def truth_labels(classes: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Integer dataset labels in the target's label space (``classes_``)."""
+    classes = np.asarray(classes)
+    y = np.asarray(y)
+    if np.issubdtype(classes.dtype, np.integer) or np.issubdtype(classes.dtype, np.bool_):
+        return y
+    return classes[y.astype(int)]
+
+
+def theft_metrics(
+    stolen: Any, target: Any, schema: FeatureSchema, test: Any, *, n_uniform: int, seed: int,
+    population: pd.DataFrame | None = None,
+) -> dict[str, float]:
+    """Fidelity of ``stolen`` to ``target`` on test data and on uniform samples of the input
+    space, and the stolen model's accuracy. Evaluator side: target calls here are not charged to
+    the attacker's budget (they measure the result, they are not part of the attack)."""
+    out: dict[str, float] = {}
+    if test is not None and len(test) > 0:
+        t_pred = np.asarray(target.predict(test.X))
+        s_pred = np.asarray(stolen.predict(test.X))
+        out["fidelity_test"] = metrics.fidelity(t_pred, s_pred)
+        if test.y is not None:
+            truth = truth_labels(target.classes_, test.y)
+            out["stolen_accuracy"] = float(np.mean(s_pred == truth))
+            out["target_accuracy"] = float(np.mean(t_pred == truth))
+    if n_uniform > 0:
+        U = _uniform(schema, n_uniform, np.random.default_rng(seed + 7919), population)
+        out["fidelity_uniform"] = metrics.fidelity(target.predict(U), stolen.predict(U))
+    return out
+
+
+def check_int(owner: str, name: str, value: Any, lo: int, hi: int | None = None) -> None:
+    """Raise ConfigError (scikit-learn wording) unless ``value`` is an int in [lo, hi]."""
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= lo
+    ok = ok and (hi is None or value <= hi)
+    if not ok:
+        rng = f"in [{lo}, {hi}]" if hi is not None else f">= {lo}"
+        raise ConfigError(
+            f"The {name!r} parameter of {owner} must be an int {rng}. "
+            f"Got {value!r} instead."
+        )
+
+
+def check_choice(owner: str, name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(
+            f"The {name!r} parameter of {owner} must be one of {list(choices)}. "
+            f"Got {value!r} instead."
+        )

@@ -1,0 +1,194 @@
+"""Equation-solving extraction of logistic and softmax models (Tramer et al. 2016).
+
+A logistic model has ``log(p_1 / p_0) = w . z + b`` in the coordinates ``z`` its preprocessing
+produces; scaling and one-hot encoding are affine, so the log-ratios stay affine in the raw
+record's coordinates (:class:`~finmlsec.attacks.extraction_common.Encoding`). ``d + 1`` valid raw
+records, a base record and one change of one field (or one category) each, give a square linear
+system per class; its solution reproduces the target's probabilities exactly.
+
+Example:
+    >>> import numpy as np, pandas as pd
+    >>> from sklearn.compose import make_column_transformer
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import OneHotEncoder, StandardScaler
+    >>> from finmlsec.attacks.base import AttackData
+    >>> from finmlsec.datasets.schema import Feature, FeatureSchema
+    >>> from finmlsec.targets.oracle import Oracle
+    >>> schema = FeatureSchema(features=(
+    ...     Feature(name="age", type="integer", min=18, max=75),
+    ...     Feature(name="purpose", type="categorical", categories=("car", "tv", "work")),
+    ... ))
+    >>> X = schema.sample_uniform(200, 0); y = (X.age > 40).astype(int).to_numpy()
+    >>> model = make_pipeline(make_column_transformer((StandardScaler(), ["age"]),
+    ...     (OneHotEncoder(), ["purpose"])), LogisticRegression()).fit(X, y)
+    >>> result = EquationSolving(n_uniform=500).run(Oracle(model), AttackData(schema=schema))
+    >>> result.queries, result.metrics["fidelity_uniform"], result.metrics["max_proba_error"] < 1e-8
+    (4, 1.0, True)
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from finmlsec.attacks.base import ATTACKS, AttackData, AttackResult, check_needs, params_of
+from finmlsec.attacks.extraction_common import (
+    Encoding,
+    bounds,
+    check_int,
+    sample_records,
+    tabular_schema,
+    theft_metrics,
+)
+from finmlsec.datasets.schema import FeatureSchema, FeatureType
+from finmlsec.targets.oracle import Oracle
+
+_TINY = 1e-300
+
+
+@dataclass(frozen=True)
+class LinearStolenModel:
+    """A softmax model over :class:`Encoding` coordinates: ``log(p_k / p_0) = coef[k-1] . z +
+    intercept[k-1]``; predicts raw records like the target."""
+
+    encoding: Encoding
+    coef: np.ndarray  # (K - 1, d)
+    intercept: np.ndarray  # (K - 1,)
+    classes_: np.ndarray
+
+    def decision(self, X: pd.DataFrame) -> np.ndarray:
+        z = self.encoding.encode(X)
+        return np.hstack([np.zeros((len(z), 1)), z @ self.coef.T + self.intercept])
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        s = self.decision(X)
+        s -= s.max(axis=1, keepdims=True)
+        e = np.exp(s)
+        return e / e.sum(axis=1, keepdims=True)
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        return self.classes_[np.argmax(self.decision(X), axis=1)]
+
+
+def design_queries(schema: FeatureSchema, population: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The base record (numeric fields mid-range, first category) and, for each coordinate of the
+    encoding, the base with that one field or category changed: ``d + 1`` valid raw records."""
+    base: dict[str, Any] = {}
+    for f in schema.features:
+        if f.type == FeatureType.CATEGORICAL:
+            base[f.name] = (f.categories or ("",))[0]
+        else:
+            lo, hi = bounds(f, population)
+            mid = (lo + hi) / 2
+            base[f.name] = mid if f.type == FeatureType.NUMERIC else int(np.floor(mid))
+    rows = [dict(base)]
+    for f in schema.features:
+        if f.type == FeatureType.CATEGORICAL:
+            for c in (f.categories or ())[1:]:
+                rows.append({**base, f.name: c})
+            continue
+        lo, hi = bounds(f, population)
+        if f.type == FeatureType.NUMERIC:
+            rows.append({**base, f.name: base[f.name] + (hi - lo) / 4})
+        else:
+            step = max(1, int(round((hi - lo) / 4)))
+            v = base[f.name] + step
+            rows.append({**base, f.name: v if v <= hi else base[f.name] - step})
+    out = pd.DataFrame(rows, columns=schema.names)
+    for f in schema.features:
+        if f.type in (FeatureType.INTEGER, FeatureType.BINARY):
+            out[f.name] = out[f.name].astype(int)
+    return out
+
+
+@ATTACKS.register("extraction.equation")
+@dataclass
+class EquationSolving:
+    """Steal a logistic / softmax model exactly from its probabilities with ``d + 1`` queries.
+
+    ``extra_queries`` adds random valid records and solves in the least-squares sense (useful
+    when the outputs are rounded); ``n_uniform`` is the number of uniform samples of the input
+    space on which fidelity is measured (evaluator side, not charged). See the module docstring
+    for an example.
+    """
+
+    name: ClassVar[str] = "extraction.equation"
+    threat: ClassVar[str] = "infer_model"
+    via: ClassVar[str] = "model_io"
+    needs: ClassVar[frozenset[str]] = frozenset({"proba", "schema"})
+    atlas: ClassVar[tuple[str, ...]] = ("AML.T0024.002", "AML.T0005.001")
+    owasp: ClassVar[tuple[str, ...]] = ("ML05",)
+    summary: ClassVar[str] = (
+        "equation solving (Tramer 2016): exact copy of a logistic/softmax model with d+1 "
+        "probability queries"
+    )
+
+    extra_queries: int = 0
+    n_uniform: int = 2000
+    seed: int = 0
+
+    def _validate(self) -> None:
+        check_int("EquationSolving", "extra_queries", self.extra_queries, 0)
+        check_int("EquationSolving", "n_uniform", self.n_uniform, 0)
+        check_int("EquationSolving", "seed", self.seed, 0)
+
+    def run(self, oracle: Oracle, data: AttackData) -> AttackResult:
+        self._validate()
+        check_needs(self, oracle, data)
+        t0 = time.perf_counter()
+        schema = tabular_schema(data.schema, f"attack {self.name!r}")
+        pop = data.population.X if data.population is not None else None
+        enc = Encoding.from_schema(schema)
+        notes: list[str] = []
+        Q = design_queries(schema, pop)
+        if self.extra_queries:
+            rng = np.random.default_rng(self.seed)
+            Q = pd.concat([Q, sample_records(schema, self.extra_queries, rng, pop, "uniform")],
+                          ignore_index=True)
+        remaining = oracle.remaining
+        if remaining is not None and remaining < len(Q):
+            notes.append(
+                f"budget {remaining} < {len(Q)} queries needed: solved an underdetermined "
+                "system (minimum-norm), the copy is approximate"
+            )
+            Q = Q.iloc[:remaining]
+        used0 = oracle.queries_used
+        classes = np.asarray(oracle.classes_)
+        k = len(classes)
+        coef, intercept = np.zeros((k - 1, enc.dim)), np.zeros(k - 1)
+        if len(Q) > 0:
+            P = oracle.predict_proba(Q)
+            saturated = int(((P <= 0) | (P >= 1)).any(axis=1).sum())
+            if saturated:
+                notes.append(f"{saturated} answer(s) saturated at 0 or 1: log-ratios clipped")
+            logp = np.log(np.clip(P, _TINY, None))
+            L = logp[:, 1:] - logp[:, :1]
+            Z = np.hstack([np.ones((len(Q), 1)), enc.encode(Q)])
+            scale = np.maximum(np.abs(Z).max(axis=0), 1e-12)
+            theta, *_ = np.linalg.lstsq(Z / scale, L, rcond=None)
+            theta = theta / scale[:, None]
+            intercept, coef = theta[0], theta[1:].T
+        stolen = LinearStolenModel(enc, coef, intercept, classes)
+        queries = oracle.queries_used - used0
+        m = theft_metrics(stolen, oracle.target, schema, data.test, n_uniform=self.n_uniform,
+                          seed=self.seed, population=pop)
+        probe = data.test.X if data.test is not None else sample_records(
+            schema, 200, np.random.default_rng(self.seed + 1), pop, "uniform")
+        m["max_proba_error"] = float(
+            np.abs(oracle.target.predict_proba(probe) - stolen.predict_proba(probe)).max())
+        m["dim"] = float(enc.dim)
+        m["queries"] = float(queries)
+        success = m.get("fidelity_test", m.get("fidelity_uniform", 0.0))
+        return AttackResult(
+            attack=self.name, threat=self.threat, via=self.via, success=float(success),
+            metrics=m, queries=queries, seconds=time.perf_counter() - t0,
+            params=params_of(self),
+            curves={"fidelity_vs_queries": {"queries": [float(queries)],
+                                            "fidelity": [float(success)]}},
+            notes=tuple(notes),
+        )

@@ -1,0 +1,191 @@
+"""Membership inference from the target's confidence: calibrated metric attacks and shadow models.
+
+* :class:`MetricAttack` (Yeom et al. 2018; calibration after Watson et al. 2022): the score is the
+  negative loss ``log p_y`` (or the confidence ``p_y``) of the candidate's true label, calibrated
+  by a reference: ``none``; ``population`` (the candidate's percentile among population records
+  of the same class, so that easy and hard classes compare); ``per_example`` (minus the mean
+  loss reference models that did not train on the record give it).
+* :class:`ShadowModels` (Shokri et al. 2017): shadow models trained like the target on halves of
+  the population; an attack classifier per class learns IN/OUT from their outputs.
+
+Example:
+    >>> import numpy as np
+    >>> from sklearn.ensemble import RandomForestClassifier
+    >>> from finmlsec.attacks.base import AttackData, Labeled
+    >>> from finmlsec.targets.oracle import Oracle
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(200, 4)); y = (X[:, 0] + rng.normal(size=200) > 0).astype(int)
+    >>> target = RandomForestClassifier(n_estimators=20, random_state=0).fit(X[:100], y[:100])
+    >>> data = AttackData(members=Labeled(X[:100], y[:100]), nonmembers=Labeled(X[100:], y[100:]))
+    >>> result = MetricAttack(reference="none").run(Oracle(target, input_kind="image"), data)
+    >>> result.metrics["auc"] > 0.6
+    True
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from finmlsec.attacks.base import ATTACKS, AttackData, AttackResult
+from finmlsec.attacks.extraction_common import check_choice, check_int
+from finmlsec.attacks.membership_common import (
+    ReferenceModels,
+    candidates,
+    label_columns,
+    logit_confidence,
+    membership_result,
+    require,
+    take,
+    true_proba,
+)
+from finmlsec.attacks.membership_lira import train_references
+from finmlsec.targets.oracle import Oracle
+
+_EPS = 1e-12
+
+
+def _signal(P: np.ndarray, cols: np.ndarray, kind: str) -> np.ndarray:
+    p = true_proba(P, cols)
+    if kind == "confidence":
+        return p
+    if kind == "logit":
+        return logit_confidence(P, cols)
+    return np.log(np.clip(p, _EPS, 1.0))  # negative cross-entropy loss
+
+
+@ATTACKS.register("membership.metric")
+@dataclass
+class MetricAttack:
+    """Threshold on the loss (``signal='loss'``), confidence or logit-scaled confidence of the
+    true label, with an optional ``reference`` calibration (``none``, ``population``,
+    ``per_example`` with ``n_reference`` reference models). See the module docstring."""
+
+    name: ClassVar[str] = "membership.metric"
+    threat: ClassVar[str] = "infer_training_data"
+    via: ClassVar[str] = "model_io"
+    needs: ClassVar[frozenset[str]] = frozenset({"proba", "members", "nonmembers"})
+    atlas: ClassVar[tuple[str, ...]] = ("AML.T0024.000",)
+    owasp: ClassVar[tuple[str, ...]] = ("ML04",)
+    summary: ClassVar[str] = (
+        "loss/confidence threshold (Yeom 2018), calibrated by population or per-example "
+        "reference (Watson 2022)"
+    )
+
+    signal: str = "loss"
+    reference: str = "none"
+    n_reference: int = 8
+    seed: int = 0
+
+    def run(self, oracle: Oracle, data: AttackData) -> AttackResult:
+        check_choice("MetricAttack", "signal", self.signal, ("loss", "confidence", "logit"))
+        check_choice("MetricAttack", "reference", self.reference,
+                     ("none", "population", "per_example"))
+        check_int("MetricAttack", "n_reference", self.n_reference, 1, 1024)
+        check_int("MetricAttack", "seed", self.seed, 0)
+        extra = {"none": set(), "population": {"population"},
+                 "per_example": {"population", "model_factory"}}[self.reference]
+        require(self, self.needs | extra, oracle, data)
+        t0 = time.perf_counter()
+        pop = data.population if self.reference == "population" else None
+        n_pop = len(pop) if pop is not None else 0
+        if oracle.remaining is not None:
+            n_pop = min(n_pop, oracle.remaining // 2)
+        limit = None if oracle.remaining is None else oracle.remaining - n_pop
+        cands, notes = candidates(data, limit, self.seed)
+        used0 = oracle.queries_used
+        cols = label_columns(oracle.classes_, cands.y)
+        s = _signal(oracle.predict_proba(cands.X), cols, self.signal)
+        if self.reference == "population":
+            assert pop is not None and pop.y is not None
+            pick = np.sort(np.random.default_rng(self.seed + 2).choice(
+                len(pop), size=n_pop, replace=False))
+            pcols = label_columns(oracle.classes_, np.asarray(pop.y)[pick])
+            sp = _signal(oracle.predict_proba(take(pop.X, pick)), pcols, self.signal)
+            score = np.empty_like(s)
+            for c in np.unique(cols):
+                ref = np.sort(sp[pcols == c]) if (pcols == c).any() else np.sort(sp)
+                score[cols == c] = np.searchsorted(ref, s[cols == c], side="right") / len(ref)
+            score = score + 1e-9 * s  # ties broken by the raw signal
+        elif self.reference == "per_example":
+            refs = train_references(data, self.n_reference, self.seed)
+            sr = np.stack([_signal(p, cols, self.signal) for p in refs.proba(cands.X)])
+            out = ~refs.membership_of(cands.X)
+            n_out = out.sum(axis=0)
+            mean_out = np.where(out, sr, 0.0).sum(axis=0) / np.maximum(n_out, 1)
+            mean_all = sr.mean(axis=0)
+            score = s - np.where(n_out > 0, mean_out, mean_all)
+        else:
+            score = s
+        queries = oracle.queries_used - used0
+        notes.append(f"signal {self.signal}, reference {self.reference}")
+        return membership_result(self, score, cands, queries, t0, notes)
+
+
+def _features(P: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    p = np.clip(P, _EPS, 1.0)
+    py = true_proba(p, cols)
+    entropy = -(p * np.log(p)).sum(axis=1)
+    top = np.sort(p, axis=1)[:, ::-1]
+    second = top[:, 1] if p.shape[1] > 1 else np.zeros(len(p))
+    return np.column_stack([logit_confidence(P, cols), np.log(py), entropy, top[:, 0] - second,
+                            (np.argmax(P, axis=1) == cols).astype(float)])
+
+
+@ATTACKS.register("membership.shadow")
+@dataclass
+class ShadowModels:
+    """Shokri et al.'s shadow-model attack: ``n_shadow`` shadow models, one attack classifier
+    (gradient boosting on confidence features) per class. See the module docstring."""
+
+    name: ClassVar[str] = "membership.shadow"
+    threat: ClassVar[str] = "infer_training_data"
+    via: ClassVar[str] = "model_io"
+    needs: ClassVar[frozenset[str]] = frozenset(
+        {"proba", "population", "model_factory", "members", "nonmembers"})
+    atlas: ClassVar[tuple[str, ...]] = ("AML.T0024.000",)
+    owasp: ClassVar[tuple[str, ...]] = ("ML04",)
+    summary: ClassVar[str] = "shadow models with a per-class attack classifier (Shokri 2017)"
+
+    n_shadow: int = 8
+    seed: int = 0
+
+    def run(self, oracle: Oracle, data: AttackData) -> AttackResult:
+        from sklearn.ensemble import GradientBoostingClassifier
+
+        check_int("ShadowModels", "n_shadow", self.n_shadow, 2, 1024)
+        check_int("ShadowModels", "seed", self.seed, 0)
+        require(self, self.needs, oracle, data)
+        assert data.population is not None and data.population.y is not None
+        t0 = time.perf_counter()
+        cands, notes = candidates(data, oracle.remaining, self.seed)
+        shadows: ReferenceModels = train_references(data, self.n_shadow, self.seed)
+        pop_y = np.asarray(data.population.y)
+        pcols = label_columns(oracle.classes_, pop_y)
+        feats, labels, klass = [], [], []
+        for model, keep in zip(shadows.models, shadows.keep, strict=True):
+            P = np.asarray(model.predict_proba(data.population.X), dtype=float)
+            feats.append(_features(P, pcols))
+            labels.append(keep.astype(int))
+            klass.append(pcols)
+        F, L, K = np.vstack(feats), np.concatenate(labels), np.concatenate(klass)
+        used0 = oracle.queries_used
+        cols = label_columns(oracle.classes_, cands.y)
+        Ft = _features(oracle.predict_proba(cands.X), cols)
+        queries = oracle.queries_used - used0
+        score = np.zeros(len(cands))
+        models: dict[Any, Any] = {}
+        for c in np.unique(cols):
+            sel = np.equal(K, c)
+            if sel.sum() < 10 or len(np.unique(L[sel])) < 2:
+                sel = np.ones(len(K), dtype=bool)
+            clf = GradientBoostingClassifier(n_estimators=100, max_depth=2,
+                                             random_state=self.seed).fit(F[sel], L[sel])
+            models[c] = clf
+            score[cols == c] = clf.predict_proba(Ft[cols == c])[:, 1]
+        notes.append(f"{self.n_shadow} shadow models, {len(models)} attack classifier(s)")
+        return membership_result(self, score, cands, queries, t0, notes,
+                                 {"shadow_models": float(self.n_shadow)})

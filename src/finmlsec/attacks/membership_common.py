@@ -1,0 +1,185 @@
+"""What membership-inference attacks share: candidates, reference models, and the result.
+
+The attacker holds candidate records with their labels (the evaluator's members and non-members,
+whose membership the attack never reads) and, for calibrated attacks, a population of records
+from the same distribution and the training algorithm (``model_factory``). Reference models are
+trained on random halves of the population such that every population record is in exactly half
+of them (Carlini et al. 2022); a candidate found in the population (matched by content) thus has
+IN and OUT models, a candidate outside it only OUT models.
+
+Example:
+    >>> import numpy as np
+    >>> logit_confidence(np.array([[0.2, 0.8]]), np.array([1])).round(3).tolist()
+    [1.386]
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from threadpoolctl import threadpool_limits
+
+from finmlsec import metrics
+from finmlsec.attacks.base import AttackData, AttackResult, check_needs, params_of
+from finmlsec.errors import BudgetExceededError, CapabilityError
+from finmlsec.targets.oracle import Oracle
+
+_EPS = 1e-7
+
+
+def label_columns(classes: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Column of each record's true label in the target's probability matrix."""
+    classes = np.asarray(classes)
+    y = np.asarray(y)
+    if np.issubdtype(classes.dtype, np.integer):
+        lookup = {int(c): i for i, c in enumerate(classes)}
+        return np.array([lookup.get(int(v), int(v)) for v in y])
+    return y.astype(int)
+
+
+def true_proba(P: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    return np.asarray(P)[np.arange(len(cols)), cols]
+
+
+def logit_confidence(P: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """LiRA's statistic: ``log p_y - log(1 - p_y)``, with p_y clipped away from 0 and 1."""
+    p = np.clip(true_proba(P, cols), _EPS, 1 - _EPS)
+    return np.log(p) - np.log1p(-p)
+
+
+def row_keys(X: Any) -> np.ndarray:
+    """A content hash per record (to find candidates inside the population)."""
+    if isinstance(X, pd.DataFrame):
+        return pd.util.hash_pandas_object(X.reset_index(drop=True), index=False).to_numpy()
+    arr = np.ascontiguousarray(np.asarray(X))
+    return np.array([hash(r.tobytes()) for r in arr.reshape(len(arr), -1)])
+
+
+def take(X: Any, idx: np.ndarray) -> Any:
+    if isinstance(X, pd.DataFrame):
+        return X.iloc[idx].reset_index(drop=True)
+    if isinstance(X, np.ndarray):
+        return X[idx]
+    return [X[int(i)] for i in idx]
+
+
+def concat(parts: list[Any]) -> Any:
+    if isinstance(parts[0], pd.DataFrame):
+        return pd.concat(parts, ignore_index=True)
+    if isinstance(parts[0], np.ndarray):
+        return np.concatenate(parts)
+    return [r for p in parts for r in p]
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """Records to classify as member or not; ``truth`` is for scoring only."""
+
+    X: Any
+    y: np.ndarray
+    truth: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+def candidates(data: AttackData, limit: int | None, seed: int) -> tuple[Candidates, list[str]]:
+    """Members and non-members, shuffled; at most ``limit`` records (balanced subsample)."""
+    if data.members is None or data.nonmembers is None:
+        raise CapabilityError("membership inference needs candidate records (members and "
+                              "non-members) to score; provide AttackData.members/nonmembers")
+    if data.members.y is None or data.nonmembers.y is None:
+        raise CapabilityError("membership inference needs the labels of the candidate records")
+    rng = np.random.default_rng(seed)
+    im, inn = np.arange(len(data.members)), np.arange(len(data.nonmembers))
+    notes = []
+    if limit is not None and limit < 2:
+        raise BudgetExceededError(
+            f"membership inference needs at least 2 queries (one member, one non-member); "
+            f"{limit} remain: raise the budget", used=0, budget=max(limit, 0))
+    if limit is not None and len(im) + len(inn) > limit:
+        k = max(limit // 2, 0)
+        im = np.sort(rng.choice(im, size=min(k, len(im)), replace=False))
+        inn = np.sort(rng.choice(inn, size=min(limit - len(im), len(inn)), replace=False))
+        notes.append(f"query budget: scored {len(im)} members and {len(inn)} non-members")
+    X = concat([take(data.members.X, im), take(data.nonmembers.X, inn)])
+    y = np.concatenate([np.asarray(data.members.y)[im], np.asarray(data.nonmembers.y)[inn]])
+    truth = np.concatenate([np.ones(len(im), int), np.zeros(len(inn), int)])
+    order = rng.permutation(len(y))
+    return Candidates(take(X, order), y[order], truth[order]), notes
+
+
+def require(attack: Any, needs: frozenset[str], oracle: Oracle, data: AttackData) -> None:
+    """:func:`check_needs` for the needs of an attack as configured (they may depend on its
+    parameters, e.g. a calibration that needs reference models)."""
+
+    class _View:
+        name = attack.name
+        threat = attack.threat
+
+    view = _View()
+    view.needs = needs  # type: ignore[attr-defined]
+    check_needs(view, oracle, data)
+
+
+class ReferenceModels:
+    """``n`` models trained like the target on random halves of the population; every
+    population record is in exactly half of them."""
+
+    def __init__(self, factory: Callable[[], Any], population: Any, y: np.ndarray, n: int,
+                 seed: int, progress: Callable[[int], None] | None = None) -> None:
+        rng = np.random.default_rng(seed)
+        N = len(y)
+        order = np.argsort(rng.random((n, N)), axis=0)
+        self.keep = order < n // 2 if n > 1 else rng.random((1, N)) < 0.5
+        self.keys = row_keys(population)
+        self.models = []
+        # small tabular models fit much faster single-threaded (no BLAS oversubscription)
+        with threadpool_limits(limits=1):
+            for i in range(n):
+                idx = np.flatnonzero(self.keep[i])
+                self.models.append(factory().fit(take(population, idx), np.asarray(y)[idx]))
+                if progress is not None:
+                    progress(i + 1)
+
+    def membership_of(self, X: Any) -> np.ndarray:
+        """(n_models, n_records): True where the record was in that model's training set."""
+        pos = {k: i for i, k in enumerate(self.keys)}
+        idx = np.array([pos.get(k, -1) for k in row_keys(X)])
+        inn = np.zeros((len(self.models), len(idx)), dtype=bool)
+        found = idx >= 0
+        inn[:, found] = self.keep[:, idx[found]]
+        return inn
+
+    def proba(self, X: Any) -> np.ndarray:
+        """(n_models, n_records, n_classes) probabilities of each reference model."""
+        with threadpool_limits(limits=1):
+            return np.stack([np.asarray(m.predict_proba(X), dtype=float) for m in self.models])
+
+
+def membership_result(attack: Any, scores: np.ndarray, cands: Candidates, queries: int,
+                      t0: float, notes: list[str], extra: dict[str, float] | None = None
+                      ) -> AttackResult:
+    truth = cands.truth
+    s = np.nan_to_num(np.asarray(scores, dtype=float), nan=0.0, posinf=1e12, neginf=-1e12)
+    auc = metrics.auc(truth, s)
+    m = {
+        "auc": auc,
+        "tpr_at_0.1%_fpr": metrics.tpr_at_fpr(truth, s, 0.001),
+        "tpr_at_1%_fpr": metrics.tpr_at_fpr(truth, s, 0.01),
+        "advantage": metrics.advantage(truth, s),
+        "members": float(truth.sum()),
+        "nonmembers": float(len(truth) - truth.sum()),
+        **(extra or {}),
+    }
+    return AttackResult(
+        attack=attack.name, threat=attack.threat, via=attack.via,
+        success=float(max(0.0, 2 * auc - 1)), metrics=m, queries=queries,
+        seconds=time.perf_counter() - t0, params=params_of(attack),
+        curves={"roc": metrics.roc_points(truth, s)}, notes=tuple(notes),
+    )
