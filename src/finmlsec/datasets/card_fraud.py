@@ -12,8 +12,9 @@ and an activity rate; merchants with a category, a city and a channel (in store 
 - ``merchant_compromise``: a skimmed merchant leaks the cards of customers who paid there; days
   later the cloned cards are used in store in other cities (cash, electronics, fuel).
 
-The fraud rate is ``fraud_rate`` (default 0.2%, as in published card data). One million rows take
-a few seconds (everything is numpy). The model features are in ``X``; the columns every row
+The fraud rate is ``fraud_rate`` (default 0.2%, as in published card data; at least three fraud
+rows, one per pattern, whatever the size). One million rows take a few seconds (everything is
+numpy; the population grows with ``n_rows``: one customer per 50 rows, one merchant per 250). The model features are in ``X``; the columns every row
 carries but a model should not use (``timestamp`` in seconds, ``customer_id``, ``merchant_id``,
 the fraud ``pattern``) are in ``extra["transactions"]``, aligned with the full dataset.
 
@@ -328,48 +329,48 @@ def simulate(
     t["ts"] = np.clip(np.floor(t["ts"]), 0, DAYS * 86400 - 1).astype(np.int64)
     order = np.lexsort((t["ts"], t["customer"]))  # per card, in time
     t = {k: v[order] for k, v in t.items()}
-    c, ts = t["customer"], t["ts"]
-    same = np.r_[False, c[1:] == c[:-1]]
-    since = np.where(same, np.diff(ts, prepend=0) / 3600.0, 720.0)
-    key = c * 10_000_000 + ts
-    last_hour = np.arange(len(key)) - np.searchsorted(key, key - 3600, side="left")
-    online = t["online"]
-    p_lat = np.where(
-        online, w.city_lat[t["place"]] + rng.normal(0, 0.05, len(c)), w.m_lat[t["merchant"]]
-    )
-    p_lon = np.where(
-        online, w.city_lon[t["place"]] + rng.normal(0, 0.08, len(c)), w.m_lon[t["merchant"]]
-    )
-    place_city = np.where(online, t["place"], w.m_city[t["merchant"]])
-    amount = np.clip(np.round(t["amount"], 2), 0.5, MAX_AMOUNT)
-    X = pd.DataFrame(
-        {
-            "amount": amount,
-            "hour": (ts % 86400) // 3600,
-            "day_of_week": (ts // 86400) % 7,
-            "merchant_category": np.asarray(CATEGORY_NAMES, dtype=object)[w.m_cat[t["merchant"]]],
-            "online": online.astype(np.int64),
-            "distance_km": np.round(haversine(w.c_lat[c], w.c_lon[c], p_lat, p_lon), 1),
-            "foreign": (w.city_country[place_city] != w.city_country[w.c_city[c]]).astype(np.int64),
-            "new_device": t["new_device"].astype(np.int64),
-            "customer_age": w.c_age[c],
-            "account_age_days": w.c_account_age[c],
-            "amount_vs_usual": np.round(np.clip(amount / w.c_spend[c], 0.0, 1000.0), 3),
-            "hours_since_prev": np.round(np.minimum(since, 720.0), 3),
-            "tx_last_hour": np.minimum(last_hour, 100),
-        }
-    )
-    chrono = np.argsort(ts, kind="stable")
-    X = X.iloc[chrono].reset_index(drop=True)
+    cols = _features(rng, w, t)
+    chrono = np.argsort(t["ts"], kind="stable")
+    cols = {k: v[chrono] for k, v in cols.items()}
+    cols["merchant_category"] = np.asarray(CATEGORY_NAMES, dtype=object)[cols["merchant_category"]]
     meta = pd.DataFrame(
         {
-            "timestamp": ts[chrono],
-            "customer_id": c[chrono],
+            "timestamp": t["ts"][chrono],
+            "customer_id": t["customer"][chrono],
             "merchant_id": t["merchant"][chrono],
             "pattern": np.asarray(PATTERNS, dtype=object)[t["pattern"][chrono]],
         }
     )
-    return X, (t["pattern"][chrono] > 0).astype(np.int64), meta
+    return pd.DataFrame(cols), (t["pattern"][chrono] > 0).astype(np.int64), meta
+
+
+def _features(rng: np.random.Generator, w: World, t: _Block) -> dict[str, np.ndarray]:
+    """The model features of transactions sorted by (customer, time); category as a code."""
+    c, ts, online = t["customer"], t["ts"], t["online"]
+    same = np.r_[False, c[1:] == c[:-1]]
+    since = np.where(same, np.diff(ts, prepend=0) / 3600.0, 720.0)
+    key = c * 10_000_000 + ts
+    last_hour = np.arange(len(key)) - np.searchsorted(key, key - 3600, side="left")
+    jitter_lat, jitter_lon = rng.normal(0, 0.05, len(c)), rng.normal(0, 0.08, len(c))
+    p_lat = np.where(online, w.city_lat[t["place"]] + jitter_lat, w.m_lat[t["merchant"]])
+    p_lon = np.where(online, w.city_lon[t["place"]] + jitter_lon, w.m_lon[t["merchant"]])
+    place_city = np.where(online, t["place"], w.m_city[t["merchant"]])
+    amount = np.clip(np.round(t["amount"], 2), 0.5, MAX_AMOUNT)
+    return {
+        "amount": amount,
+        "hour": (ts % 86400) // 3600,
+        "day_of_week": (ts // 86400) % 7,
+        "merchant_category": w.m_cat[t["merchant"]],
+        "online": online.astype(np.int64),
+        "distance_km": np.round(haversine(w.c_lat[c], w.c_lon[c], p_lat, p_lon), 1),
+        "foreign": (w.city_country[place_city] != w.city_country[w.c_city[c]]).astype(np.int64),
+        "new_device": t["new_device"].astype(np.int64),
+        "customer_age": w.c_age[c],
+        "account_age_days": w.c_account_age[c],
+        "amount_vs_usual": np.round(np.clip(amount / w.c_spend[c], 0.0, 1000.0), 3),
+        "hours_since_prev": np.round(np.minimum(since, 720.0), 3),
+        "tx_last_hour": np.minimum(last_hour, 100),
+    }
 
 
 @DATASETS.register("card_fraud")
