@@ -33,6 +33,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from finmlsec.attacks.base import ATTACKS, AttackData, AttackResult, check_needs
 from finmlsec.attacks.evasion import check_positive
@@ -148,8 +149,8 @@ class OptimalLinearPoisoning(_PoisonBase):
 
     fraction: float = 0.1
     C: float = 1.0
-    iterations: int = 40
-    step: float = 0.5
+    iterations: int = 50
+    step: float = 4.0
     seed: int = 0
 
     def run(self, oracle: Oracle | None, data: AttackData) -> AttackResult:
@@ -188,23 +189,8 @@ class OptimalLinearPoisoning(_PoisonBase):
         P, yp = Ev[src].copy(), 1.0 - yv[src]
         P0 = P.copy()
         lam = 1.0 / self.C
-        theta = None
-        val_loss = []
-        for it in range(self.iterations):
-            Phi = np.vstack([Phi_tr, np.hstack([P, np.ones((n_p, 1))])])
-            theta, H = fit_logistic(Phi, np.concatenate([yb, yp]), lam, theta)
-            sv = _sigmoid(Phi_v @ theta)
-            val_loss.append(float(-np.mean(yv * np.log(sv + 1e-12)
-                                           + (1 - yv) * np.log(1 - sv + 1e-12))))
-            gV = Phi_v.T @ (sv - yv) / len(yv)
-            v = np.linalg.solve(H, gV)
-            w = theta[:-1]
-            Pp = np.hstack([P, np.ones((n_p, 1))])
-            sp = _sigmoid(Pp @ theta)
-            grad = -((Pp @ v) * sp * (1 - sp))[:, None] * w[None] - (sp - yp)[:, None] * v[None, :-1]
-            norm = np.linalg.norm(grad, axis=1, keepdims=True) + 1e-12
-            eta = self.step / np.sqrt(1 + it)
-            P = np.clip(P + eta * grad / norm, lo, hi)
+        with threadpool_limits(1):  # small dense algebra: threads only contend
+            P, val_loss = self._ascend(P, yp, Phi_tr, yb, Phi_v, yv, lo, hi, lam)
         X_p = codec.decode(P)
         X_init = codec.decode(P0)
         y_p = np.where(yp > 0.5, labels[1], labels[0]).astype(ytr.dtype)
@@ -232,3 +218,26 @@ class OptimalLinearPoisoning(_PoisonBase):
         return poison_result(self, m, max(0.0, acc0 - acc1), t0,
                              notes=("surrogate: L2 logistic regression on one-hot/standardised "
                                     "features; scored on the model_factory's algorithm",))
+
+    def _ascend(self, P: np.ndarray, yp: np.ndarray, Phi_tr: np.ndarray, yb: np.ndarray,
+                Phi_v: np.ndarray, yv: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+                lam: float) -> tuple[np.ndarray, list[float]]:
+        n_p = len(P)
+        theta = None
+        val_loss: list[float] = []
+        for it in range(self.iterations):
+            Phi = np.vstack([Phi_tr, np.hstack([P, np.ones((n_p, 1))])])
+            theta, H = fit_logistic(Phi, np.concatenate([yb, yp]), lam, theta)
+            sv = _sigmoid(Phi_v @ theta)
+            val_loss.append(float(-np.mean(yv * np.log(sv + 1e-12)
+                                           + (1 - yv) * np.log(1 - sv + 1e-12))))
+            gV = Phi_v.T @ (sv - yv) / len(yv)
+            v = np.linalg.solve(H, gV)
+            w = theta[:-1]
+            Pp = np.hstack([P, np.ones((n_p, 1))])
+            sp = _sigmoid(Pp @ theta)
+            grad = -((Pp @ v) * sp * (1 - sp))[:, None] * w[None] - (sp - yp)[:, None] * v[None, :-1]
+            norm = np.linalg.norm(grad, axis=1, keepdims=True) + 1e-12
+            eta = self.step / np.sqrt(1 + it)
+            P = np.clip(P + eta * grad / norm, lo, hi)
+        return P, val_loss

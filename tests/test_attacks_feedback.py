@@ -1,0 +1,101 @@
+"""Feedback-loop poisoning (flow G) on German credit: the target flips with a small poisoned
+share, and a pluggable screen stops it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import GradientBoostingClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import OneHotEncoder
+
+from finmlsec.attacks import ATTACKS, AttackData, Labeled
+from finmlsec.attacks.feedback_loop import craft_reports
+from finmlsec.datasets import load
+from finmlsec.errors import ConfigError, RegistryError
+from finmlsec.targets.oracle import Oracle
+
+
+@pytest.fixture(scope="module")
+def loop() -> dict:
+    ds = load("german_credit")
+    train, rest = ds.split(0.3, seed=0)
+    population, test = rest.split(0.5, seed=0)
+    cats = [f.name for f in ds.schema.categorical()]
+
+    def factory() -> object:
+        enc = ColumnTransformer([("cat", OneHotEncoder(handle_unknown="ignore"), cats)],
+                                remainder="passthrough")
+        return make_pipeline(enc, GradientBoostingClassifier(n_estimators=50, random_state=0))
+
+    deployed = factory().fit(train.X, train.y)
+    rejected = test.X[deployed.predict(test.X) == 0].reset_index(drop=True)
+    data = AttackData(schema=ds.schema, train=Labeled(train.X, train.y),
+                      population=Labeled(population.X, population.y),
+                      test=Labeled(test.X, test.y), model_factory=factory,
+                      victims=Labeled(rejected.iloc[:1]))
+    return {"data": data, "deployed": deployed, "ds": ds, "rejected": rejected}
+
+
+def test_target_flips_with_at_most_five_percent_poison(loop: dict) -> None:
+    data = loop["data"]
+    att = ATTACKS.get("poisoning.feedback_loop")(target_class="good", reports_per_round=2,
+                                                 max_poison_share=0.05)
+    r = att.run(Oracle(loop["deployed"], access="label"), data)
+    assert r.metrics["flipped"] == 1.0 and r.success == 1.0
+    assert 1 <= r.metrics["rounds_to_flip"] <= att.max_rounds
+    assert 0 < r.metrics["poison_share_train"] <= 0.05
+    assert r.metrics["poisoned_accepted"] == r.metrics["poisoned_submitted"]
+    assert r.metrics["benign_accepted"] > 0  # honest users reported errors too
+    assert "collateral_changed" in r.metrics and r.metrics["collateral_changed"] < 0.2
+    final = data.model_factory().fit(data.train.X, data.train.y)
+    assert final.predict(data.victims.X)[0] == 0  # the caller's data was not modified
+    assert len(r.curves["loop"]["round"]) == r.metrics["rounds_run"]
+    again = att.run(Oracle(loop["deployed"], access="label"), data)
+    assert again.metrics == r.metrics
+
+
+class RejectApprovalClaims:
+    """A crude screen: refuses every report that claims the applicant should be approved."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def screen(self, X: object, y: np.ndarray) -> np.ndarray:
+        self.calls += 1
+        return np.asarray(y) != 1
+
+
+def test_screen_plugs_in_and_stops_the_attack(loop: dict) -> None:
+    screen = RejectApprovalClaims()
+    att = ATTACKS.get("poisoning.feedback_loop")(target_class="good", max_rounds=4, screen=screen)
+    r = att.run(Oracle(loop["deployed"], access="label"), loop["data"])
+    assert screen.calls == r.metrics["rounds_run"] == 4
+    assert r.metrics["flipped"] == 0.0 and r.metrics["poisoned_accepted"] == 0
+    assert r.metrics["poisoned_submitted"] == 8
+    assert r.params["screen"] == "RejectApprovalClaims"
+    assert r.to_json()
+
+
+def test_crafted_reports_are_valid_near_copies(loop: dict) -> None:
+    ds = loop["ds"]
+    profile = loop["rejected"].iloc[:1]
+    reps = craft_reports(ds.schema, profile, 6, 1, np.random.default_rng(0), None,
+                         exact_first=True)
+    assert ds.schema.is_valid(reps).all()
+    diff = (reps.astype(str) != profile.astype(str).iloc[[0] * 6].reset_index(drop=True))
+    assert diff.sum(axis=1).tolist()[0] == 0 and (diff.sum(axis=1)[1:] <= 1).all()
+    for f in ds.schema.features:
+        if not f.mutable:
+            assert (diff[f.name] == 0).all()
+
+
+def test_bad_screen_and_parameters(loop: dict) -> None:
+    oracle = Oracle(loop["deployed"], access="label")
+    with pytest.raises(ConfigError, match="'screen' parameter of FeedbackLoopPoisoning"):
+        ATTACKS.get("poisoning.feedback_loop")(screen=object()).run(oracle, loop["data"])
+    with pytest.raises(RegistryError, match="unknown defence"):
+        ATTACKS.get("poisoning.feedback_loop")(screen="no_such_screen").run(oracle, loop["data"])
+    with pytest.raises(ConfigError, match="'max_poison_share' parameter"):
+        ATTACKS.get("poisoning.feedback_loop")(max_poison_share=0).run(oracle, loop["data"])
