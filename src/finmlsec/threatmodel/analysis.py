@@ -88,7 +88,7 @@ class CountermeasureView(BaseModel):
     by: str
     threats: tuple[str, ...]
     deployed: bool
-    needed: bool
+    recommended: bool
     references: tuple[Reference, ...]
 
 
@@ -170,12 +170,12 @@ def analyze(spec: SystemSpec) -> Analysis:
     cm_views = []
     for cm_id, info in cat.countermeasures.items():
         for_threats = tuple(t.id for t in threats if cm_id in t.countermeasures)
-        if not for_threats and cm_id not in deployed_all:
+        if not for_threats and cm_id not in spec.deployed_countermeasures:
             continue
         cm_views.append(CountermeasureView(
             id=cm_id, title=info.title, by=info.by, threats=for_threats,
             deployed=cm_id in deployed_all,
-            needed=any(t.decision == "mitigate" and cm_id in t.countermeasures for t in threats),
+            recommended=any(t.decision == "mitigate" and cm_id in t.countermeasures for t in threats),
             references=_refs(info.references),
         ))
     orgs = sorted(
