@@ -5,6 +5,8 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from finmlsec.datasets import load
 from finmlsec.datasets.card_fraud import PATTERNS, simulate
@@ -101,3 +103,13 @@ def test_one_million_rows_under_a_minute() -> None:
     elapsed = time.perf_counter() - t0
     assert X.shape == (1_000_000, 13) and y.mean() < 0.01
     assert elapsed < 60, f"1M rows took {elapsed:.1f} s"
+
+
+@settings(max_examples=8, deadline=None, derandomize=True)
+@given(n_rows=st.integers(1_000, 6_000), seed=st.integers(0, 2**31), rate=st.floats(1e-4, 0.1))
+def test_any_size_seed_and_rate_gives_valid_rows(n_rows, seed, rate) -> None:
+    X, y, meta = simulate(n_rows=n_rows, seed=seed, fraud_rate=rate)
+    assert len(X) == len(y) == len(meta) == n_rows
+    assert int(y.sum()) == max(3, round(n_rows * rate))
+    assert set(meta.loc[y == 1, "pattern"]) == {"card_testing", "account_takeover", "merchant_compromise"}
+    load("card_fraud", n_rows=1000).schema.check(X)
