@@ -48,6 +48,8 @@ def test_json_to_stdout_has_the_documented_keys() -> None:
         ("organisations: [{id: a}\n", "malformed YAML"),
         ("organisations: [{id: a}]\nroles: {training_data_provider: a, system_user: a, "
          "model_generator: a, model_operator: b}\n", "roles.model_operator"),
+        ("organisations: [{id: a}, {id: b}]\nroles: {training_data_provider: a, system_user: a, "
+         "model_generator: a, model_operator: b}\n", "not realistically deployable"),
     ],
 )
 def test_bad_spec_is_one_line_exit_2(tmp_path: Path, text: str, fragment: str) -> None:

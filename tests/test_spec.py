@@ -126,6 +126,13 @@ def _error(text: str) -> str:
          ["roles.training_data_assembler", "not a training-data provider"]),
         (MINIMAL + "source_dir: /etc\n", ["unknown key 'source_dir'"]),
         (MINIMAL.replace("- id: customer", "- id: 'cust omer'"), ["organisations[2].id", "should match pattern"]),
+        # wrong shapes
+        ("organisations: bank\nroles: {}\n", ["organisations (line 1)", "should be a list"]),
+        (MINIMAL.replace("  - id: bank\n", "  - bank\n"), ["organisations[0] (line 2)", "{id: bank}"]),
+        (MINIMAL.replace("system_user: customer", "system_user: 5"), ["roles.system_user", "an organisation id or a list of ids; got 5"]),
+        (MINIMAL + "stakes: {acceptable_loss: -1}\n", ["stakes.acceptable_loss", "greater than or equal to 0; got -1"]),
+        (MINIMAL + "deployed_countermeasures: pate\n", ["deployed_countermeasures", "should be a list"]),
+        (MINIMAL + "model: {format: skops, path: 3}\n", ["model.path", "should be a text string"]),
     ],
 )
 def test_bad_input_names_the_yaml_path_and_what_to_do(text: str, expected: list[str]) -> None:

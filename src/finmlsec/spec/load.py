@@ -194,13 +194,24 @@ def _explain(err: Any, loc: tuple[Any, ...]) -> str:
         return f"required key {key!r} is missing; add it"
     if len(loc) == 2 and loc[0] == "roles" and loc[1] in ROLES and value is None:
         return "the role has no organisation; give an organisation id or a list of ids"
+    if kind == "value_error":
+        return str(err["msg"]).removeprefix("Value error, ")
+    if len(loc) == 2 and loc[0] == "roles" and loc[1] in ROLES:
+        return f"should be an organisation id or a list of ids; got {value!r}"
+    if kind in {"tuple_type", "list_type"}:
+        return f"should be a list, e.g. [a, b]; got {value!r}"
+    if kind in {"model_type", "dict_type", "model_attributes_type"}:
+        example = "{id: bank}" if loc[:1] == ("organisations",) else "key: value"
+        return f"should be a mapping such as {example}; got {value!r}"
+    if kind == "too_short":
+        return f"needs at least one item; got {value!r}"
+    if kind == "string_type":
+        return f"should be a text string (quote it in the YAML); got {value!r}"
     if kind in {"literal_error", "enum"}:
         expected = err.get("ctx", {}).get("expected", "")
         return f"{value!r} is not allowed; use one of: {expected.replace(' or ', ', ')}"
-    msg = str(err["msg"]).removeprefix("Value error, ")
-    if kind == "value_error":
-        return msg
-    return f"{msg[:1].lower()}{msg[1:]}; got {value!r}"
+    msg = str(err["msg"]).replace("Input should be", "should be")
+    return f"{msg[:1].lower()}{msg[1:]}; got {value!r}; fix the value"
 
 
 def _fields_at(loc: tuple[Any, ...]) -> list[str]:
