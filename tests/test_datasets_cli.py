@@ -82,3 +82,16 @@ def test_bad_input_is_one_line_and_exit_2(capsys, argv, message) -> None:
     assert code == 2
     assert err.startswith("error: ") and message in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_show_head_rows(capsys) -> None:
+    code, out, _ = run(capsys, "datasets", "show", "german_credit", "--head", "2", "--json")
+    assert code == 0
+    head = json.loads(out)["head"]
+    assert len(head) == 2
+    assert head[0]["age"] == 67 and head[0]["credit_amount"] == 1169 and head[0]["label"] == "good"
+    assert head[1]["label"] == "bad"
+    code, out, _ = run(capsys, "datasets", "show", "bank_intents", "--head", "3")
+    assert code == 0
+    tail = out.splitlines()[-5:]
+    assert tail[0].split() == ["text", "label"] and all(line.endswith("check_balance") for line in tail[2:])

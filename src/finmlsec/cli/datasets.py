@@ -67,6 +67,7 @@ def register(app: typer.Typer) -> None:
         param: list[str] = typer.Option(
             [], "--param", "-p", help="A loader parameter KEY=VALUE (repeatable), e.g. n_rows=5000."
         ),
+        head: int = typer.Option(0, "--head", min=0, max=1000, help="Also print the first N rows."),
         as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
     ) -> None:
         """Show one dataset: size, classes, source, license, parameters and feature schema."""
@@ -75,11 +76,41 @@ def register(app: typer.Typer) -> None:
 
         DATASETS.get(name)  # unknown name: a clear error listing the known ones
         params = parse_params(name, param)
-        info = describe(load(name, **params), {**loader_params(name), **params})
+        ds = load(name, **params)
+        info = describe(ds, {**loader_params(name), **params})
         if as_json:
+            if head:
+                info["head"] = _head(ds, head)
             typer.echo(json.dumps(info, indent=2))
             return
         typer.echo(_text(info, feature_rows))
+        if head:
+            typer.echo("")
+            typer.echo(
+                _table(
+                    [[str(v) for v in r.values()] for r in _head(ds, head)], list(_head(ds, 1)[0])
+                )
+            )
+
+
+def _head(ds: Any, n: int) -> list[dict[str, Any]]:
+    """The first ``n`` rows as JSON-ready dicts, with the label; images as their pixel count."""
+    import pandas as pd
+
+    n = min(n, len(ds))
+    labels = [ds.classes[int(i)] for i in ds.y[:n]]
+    if isinstance(ds.X, pd.DataFrame):
+        rows = ds.X.head(n).to_dict(orient="records")
+        return [
+            {**{k: (v.item() if hasattr(v, "item") else v) for k, v in r.items()}, "label": lab}
+            for r, lab in zip(rows, labels, strict=True)
+        ]
+    if ds.kind == "text":
+        return [{"text": t, "label": lab} for t, lab in zip(ds.X[:n], labels, strict=True)]
+    return [
+        {"pixels": int(len(x)), "ink": round(float(x.sum()), 3), "label": lab}
+        for x, lab in zip(ds.X[:n], labels, strict=True)
+    ]
 
 
 def _text(info: dict[str, Any], feature_rows: Any) -> str:
