@@ -134,3 +134,10 @@ def test_metrics() -> None:
         metrics.auc(np.ones(4), noise[:4])
     pts = metrics.roc_points(y, noise, max_points=50)
     assert len(pts["fpr"]) <= 50 and pts["fpr"][0] == 0.0
+
+
+def test_dataset_load_refuses_unknown_parameters() -> None:
+    from finmlsec.datasets import load
+
+    with pytest.raises(ConfigError, match=r"no parameter\(s\) \['n_rows'\]"):
+        load("german_credit", n_rows=10)

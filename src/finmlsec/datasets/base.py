@@ -74,5 +74,17 @@ DATASETS: Registry[DatasetLoader] = Registry("dataset")
 
 
 def load(name: str, **kwargs: Any) -> Dataset:
-    """Load a registered dataset by name (see ``finmlsec datasets list``)."""
-    return DATASETS.get(name)(**kwargs)
+    """Load a registered dataset by name (see ``finmlsec datasets list``); an unknown keyword
+    raises :class:`ConfigError` listing the loader's parameters."""
+    import inspect
+
+    loader = DATASETS.get(name)
+    params = inspect.signature(loader).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        unknown = sorted(set(kwargs) - set(params))
+        if unknown:
+            raise ConfigError(
+                f"dataset {name!r} has no parameter(s) {unknown}; its parameters are "
+                f"{sorted(params) or '(none)'}"
+            )
+    return loader(**kwargs)
