@@ -185,7 +185,7 @@ def analyze(spec: SystemSpec) -> Analysis:
     return Analysis(
         schema_version=SCHEMA_VERSION,
         system=spec.name,
-        description=spec.description,
+        description=spec.description.strip() if spec.description else None,
         type=cls.type,
         partition=describe_pattern(cls.pattern) if cls.pattern else None,
         nearest_types=cls.nearest_types,
