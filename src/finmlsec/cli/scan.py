@@ -51,6 +51,9 @@ def scan_command(
         None, "--endpoint", help="URL of the served model, for denial-of-service measurement."
     ),
     report: Path | None = typer.Option(None, "--report", help="Also write the HTML report here."),
+    attack: list[str] = typer.Option(
+        [], "--attack", help="Run only this registered attack (repeatable)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
 ) -> None:
     """Plan from the threat model, run the attacks and countermeasures, store and decide."""
@@ -68,7 +71,15 @@ def scan_command(
         if not spec.exists():
             raise ConfigError(f"spec file {str(spec)!r} does not exist; give the path of a YAML "
                               "system description")
-        run_id = start_scan(spec, store=store, profile=profile.value, seed=seed,
+        from finmlsec.attacks import ATTACKS
+        from finmlsec.scan import get_profile
+
+        for name in attack:
+            ATTACKS.get(name)  # unknown names: a RegistryError listing the known ones
+        prof = get_profile(profile.value)
+        if attack:
+            prof = prof.model_copy(update={"only": tuple(attack)})
+        run_id = start_scan(spec, store=store, profile=prof, seed=seed,
                             include_accepted=include_accepted, trust_pickle=trust_pickle,
                             endpoint=endpoint)
     if not quiet:

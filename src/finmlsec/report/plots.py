@@ -48,6 +48,7 @@ def _svg(fig: Any, uid: str) -> str:
     plt.close(fig)
     text = buf.getvalue()
     text = text[text.index("<svg"):]
+    text = re.sub(r"<metadata>.*?</metadata>", "", text, flags=re.S)
     # ids must be unique across the several SVGs of one HTML page
     text = re.sub(r'id="([^"]+)"', lambda m: f'id="{uid}-{m.group(1)}"', text)
     text = re.sub(r'url\(#([^)]+)\)', lambda m: f"url(#{uid}-{m.group(1)})", text)
@@ -91,7 +92,8 @@ def series(uid: str, name: str, curves: Sequence[tuple[str, dict[str, list[float
                     label=f"{label}: {k}" if len(keys) > 2 else label)
     ax.set_xlabel(xlabel)
     ax.set_title(name.replace("_", " "))
-    ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
     return _svg(fig, uid)
 
 

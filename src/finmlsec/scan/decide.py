@@ -141,10 +141,13 @@ def _decide(t: dict[str, Any], success: float | None, cms: list[dict[str, Any]],
     best = ok[0] if ok else None
     if best is not None and best["success"] < success:
         cost = "n/a" if best["utility_drop"] is None else f"{best['utility_drop']:+.3f}"
+        left = f"; residual risk {best['risk']}" + (
+            ": add further measures or accept it explicitly" if at_least(best["risk"], "medium")
+            else "")
         return {
             "decision": "mitigate", "residual_risk": best["risk"], "best": best["defences"],
             "recommendation": f"apply {' + '.join(best['defences'])}: success {success:.3f} -> "
-                              f"{best['success']:.3f}, accuracy cost {cost}",
+                              f"{best['success']:.3f}, accuracy cost {cost}{left}",
         }
     return {"decision": "mitigate", "residual_risk": risk, "best": None,
             "recommendation": "no countermeasure tried lowers the risk at an acceptable utility "

@@ -59,6 +59,16 @@ def _init_worker() -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+def _start_method(fork_ok: bool) -> str:
+    """``fork`` where it is safe (POSIX, and the parent ran no torch model: workers then inherit
+    the scenario the planner loaded, with no start-up cost); ``forkserver`` or ``spawn``
+    otherwise."""
+    methods = multiprocessing.get_all_start_methods()
+    if fork_ok and "fork" in methods:
+        return "fork"
+    return "forkserver" if "forkserver" in methods else "spawn"
+
+
 class ProcessExecutor:
     """A local pool of worker processes (the default); a crashed worker fails only the units it
     held, and the pool is rebuilt for the rest."""
@@ -66,13 +76,13 @@ class ProcessExecutor:
     def __init__(self, workers: int | None = None) -> None:
         self.slots = max(1, workers or min(os.cpu_count() or 1, 4))
         self._pool: cf.ProcessPoolExecutor | None = None
+        #: set by the runner: whether forking this process is safe (no torch model has run)
+        self.fork_ok = False
 
     def _ensure(self) -> cf.ProcessPoolExecutor:
         if self._pool is None:
-            method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() \
-                else "spawn"
-            mp = multiprocessing.get_context(method)
-            if method == "forkserver":
+            mp = multiprocessing.get_context(_start_method(self.fork_ok))
+            if mp.get_start_method() == "forkserver":
                 mp.set_forkserver_preload(["finmlsec.scan.work"])
             self._pool = cf.ProcessPoolExecutor(self.slots, mp_context=mp,
                                                 initializer=_init_worker)

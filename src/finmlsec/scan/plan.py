@@ -146,7 +146,8 @@ def make_plan(
     for t in threats_of(analysis):
         attacked = t["decision"] != "accept" or include_accepted
         notes: list[str] = []
-        candidates = [n for n, c in attacks if c.threat == t["attack"] and c.via == t["via"]]
+        candidates = [n for n, c in attacks if c.threat == t["attack"] and c.via == t["via"]
+                      and (not profile.only or n in profile.only)]
         usable = []
         for name in sorted(candidates, key=profile.rank):
             why = check(ATTACKS.get(name)) if check else None

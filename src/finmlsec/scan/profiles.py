@@ -51,7 +51,8 @@ _DEFENCE_ORDER = (
 class Profile(BaseModel):
     """How much a scan does. ``overrides`` maps an attack parameter name to the value to use
     (applied only to attacks that have a parameter of that name); ``attack_params`` sets
-    parameters of one named attack."""
+    parameters of one named attack; ``only``, when not empty, restricts the scan to the attacks
+    named there."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -62,6 +63,7 @@ class Profile(BaseModel):
     combinations: int
     max_utility_drop: float = 0.05
     max_victims: int | None = None
+    only: tuple[str, ...] = ()
     preference: tuple[str, ...] = _STRONG_FIRST
     defence_preference: tuple[str, ...] = _DEFENCE_ORDER
     overrides: dict[str, Any] = {}

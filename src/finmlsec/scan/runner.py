@@ -13,13 +13,15 @@ import json
 from pathlib import Path
 from typing import Any
 
+from threadpoolctl import threadpool_limits
+
 import finmlsec
 from finmlsec.scan.decide import summarize
-from finmlsec.scan.executors import Executor, run_units
+from finmlsec.scan.executors import Executor, ProcessExecutor, run_units
 from finmlsec.scan.plan import ScanPlan, Unit, make_plan
-from finmlsec.scan.profiles import get_profile
+from finmlsec.scan.profiles import Profile, get_profile
 from finmlsec.scan.progress import ScanProgress
-from finmlsec.scan.work import ScanContext, scenario_for
+from finmlsec.scan.work import ScanContext, attack_data_for, scenario_for
 from finmlsec.store import FINISHED, Store
 
 
@@ -31,13 +33,15 @@ def _jsonable(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=str))
 
 
-def _checker(scenario: Any) -> tuple[Any, Any]:
+def _checker(scenario: Any, ctx: ScanContext) -> tuple[Any, Any]:
     from finmlsec.attacks.base import check_needs
     from finmlsec.errors import FinmlsecError
     from finmlsec.targets.oracle import Oracle
 
     caps = set(getattr(scenario.target, "capabilities", ()))
     kind: Any = getattr(scenario.target, "input_kind", "tabular")
+
+    data = attack_data_for(scenario, ctx)
 
     def access(cls: type) -> str:
         if "gradient" in getattr(cls, "needs", ()) and "gradient" in caps:
@@ -50,7 +54,7 @@ def _checker(scenario: Any) -> tuple[Any, Any]:
             return f"works on {sorted(kinds)} inputs, this model takes {kind}"
         try:
             oracle = Oracle(scenario.target, access(cls), input_kind=kind)
-            check_needs(cls(), oracle, scenario.attack_data(standard=True))
+            check_needs(cls(), oracle, data)
         except FinmlsecError as exc:
             return str(exc)
         except TypeError as exc:
@@ -64,7 +68,7 @@ def start_scan(
     spec_path: str | Path,
     *,
     store: Store,
-    profile: str = "standard",
+    profile: str | Profile = "standard",
     seed: int = 0,
     include_accepted: bool = False,
     trust_pickle: bool = False,
@@ -76,12 +80,13 @@ def start_scan(
     load_spec = importlib.import_module("finmlsec.spec").load_spec
     analyze = importlib.import_module("finmlsec.threatmodel").analyze
 
-    prof = get_profile(profile)
+    prof = profile if isinstance(profile, Profile) else get_profile(profile)
     path = str(Path(spec_path).resolve())
     spec = load_spec(path)
     analysis = analyze(spec)
     ctx = ScanContext(spec_path=path, trust_pickle=trust_pickle, endpoint=endpoint)
-    check, access = _checker(scenario_for(ctx))
+    with threadpool_limits(limits=1):
+        check, access = _checker(scenario_for(ctx), ctx)
     name = Path(path).parent.name if Path(path).stem in ("spec", "system") else Path(path).stem
     plan = make_plan(analysis, profile=prof, seed=seed, include_accepted=include_accepted,
                      check=check, access=access, spec_name=name)
@@ -92,7 +97,7 @@ def start_scan(
     except Exception:  # noqa: BLE001 - a missing diagram must not stop a scan
         diagram = ""
     options = {"trust_pickle": trust_pickle, "endpoint": endpoint,
-               "include_accepted": include_accepted}
+               "include_accepted": include_accepted, "profile": prof.model_dump(mode="json")}
     return store.create_run(
         spec_path=path, spec_name=name, profile=prof.name, seed=seed,
         system_type=plan.system_type, options=options, analysis=_jsonable(analysis),
@@ -110,6 +115,10 @@ def run_scan(store: Store, run_id: str, *, executor: Executor,
                       endpoint=run.options.get("endpoint"))
     rows = {u.unit_id: u for u in store.units(run.id)}
     todo: list[Unit] = [u for u in plan.units if rows[u.id].status not in FINISHED]
+    if isinstance(executor, ProcessExecutor) and todo:
+        with threadpool_limits(limits=1):  # no thread pools in a process about to fork
+            sc = scenario_for(ctx)  # loaded once here; forked workers inherit it
+        executor.fork_ok = "torch" not in type(sc.target).__module__
     progress = progress or ScanProgress(enabled=False)
     progress.slots = executor.slots
     progress.start(len(plan.units), len(plan.units) - len(todo))
@@ -139,8 +148,9 @@ def finish(store: Store, run_id: str) -> dict[str, Any]:
     run = store.run(run_id)
     units = store.units(run.id)
     outcomes = {u.unit_id: u.outcome for u in units if u.outcome is not None}
-    summary = summarize(run.plan, outcomes,
-                        max_utility_drop=get_profile(run.profile).max_utility_drop)
+    prof = (Profile.model_validate(run.options["profile"]) if "profile" in run.options
+            else get_profile(run.profile))
+    summary = summarize(run.plan, outcomes, max_utility_drop=prof.max_utility_drop)
     complete = all(u.status in FINISHED for u in units)
     store.finish_run(run.id, status="done" if complete else "incomplete", summary=summary)
     return summary

@@ -160,6 +160,18 @@ def utility(model: Any, test: Any) -> dict[str, float]:
     return out
 
 
+def attack_data_for(scenario: Any, ctx: ScanContext) -> Any:
+    """The scenario's standard attack data; the held-out records serve as the victims (the
+    applicants an attacker would turn; attacks keep those decided against the attacker) when the
+    scenario names none, and ``ctx.endpoint`` as the endpoint."""
+    data = scenario.attack_data(standard=True)
+    if data.victims is None and data.test is not None:
+        data = replace(data, victims=data.test)
+    if ctx.endpoint:
+        data = replace(data, endpoint=ctx.endpoint)
+    return data
+
+
 def _head(labeled: Any, n: int) -> Any:
     """The first ``n`` records of a :class:`~finmlsec.attacks.base.Labeled`."""
     X = labeled.X
@@ -201,9 +213,7 @@ def _run(ctx: ScanContext, unit: Unit, out: dict[str, Any]) -> None:
     sc = scenario_for(ctx)
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(1)
-    data = sc.attack_data(standard=True)
-    if ctx.endpoint:
-        data = replace(data, endpoint=ctx.endpoint)
+    data = attack_data_for(sc, ctx)
     if unit.max_victims is not None and data.victims is not None \
             and len(data.victims) > unit.max_victims:
         data = replace(data, victims=_head(data.victims, unit.max_victims))

@@ -1,0 +1,62 @@
+"""Shared by the scan, store and report tests: a small real credit-scoring system on disk.
+
+A logistic-regression pipeline trained on the German Credit training split (the split
+``finmlsec.scenario`` derives from ``data.seed``), saved with skops, and a type 7 spec pointing at
+it (so that every kind of registered attack has a threat to realise).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+SPEC = """\
+name: Small credit model
+organisations: [{{id: bank}}, {{id: vendor}}]
+roles:
+  training_data_provider: bank
+  system_user: bank
+  model_generator: vendor
+  model_operator: vendor
+stakes: {{training_data: personal, model_value: high, harm_of_wrong_output: high}}
+model: {{format: skops, path: model.skops}}
+data: {{dataset: german_credit, seed: {seed}}}
+"""
+
+
+def build_credit_system(directory: Path, seed: int = 0) -> Path:
+    """Train, save and describe the system; return the spec path."""
+    import skops.io as sio
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    from finmlsec.datasets import load
+    from finmlsec.scenario import split_three
+
+    ds = load("german_credit")
+    train, _, _ = split_three(ds, seed)
+    cats = [f.name for f in ds.schema.categorical()]
+    nums = [c for c in ds.X.columns if c not in cats]
+    model = make_pipeline(
+        ColumnTransformer([("cat", OneHotEncoder(handle_unknown="ignore"), cats),
+                           ("num", StandardScaler(), nums)]),
+        LogisticRegression(max_iter=2000),
+    ).fit(train.X, train.y)
+    directory.mkdir(parents=True, exist_ok=True)
+    sio.dump(model, directory / "model.skops")
+    spec = directory / "spec.yaml"
+    spec.write_text(SPEC.format(seed=seed), encoding="utf-8")
+    return spec
+
+
+def finmlsec(*args: str, cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    """Run the ``finmlsec`` command line in a child process."""
+    env = dict(os.environ, COLUMNS="200")
+    return subprocess.run(
+        [sys.executable, "-m", "finmlsec.cli.main", *args], cwd=cwd, env=env,
+        capture_output=True, text=True, timeout=timeout, check=False,
+    )

@@ -1,0 +1,74 @@
+"""Decisions from unit outcomes: risk levels, the best affordable countermeasure, residual risk."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from finmlsec.scan import at_least, risk_level, summarize
+
+
+def _unit(threat: str, attack: str, defences: tuple[str, ...] = ()) -> dict[str, Any]:
+    uid = f"{threat}@model_io/{attack}" + "".join(f"+{d}" for d in defences)
+    return {"id": uid, "threat": threat, "via": "model_io", "attack": attack, "params": {},
+            "defences": list(defences), "countermeasures": ["cm"] * len(defences),
+            "access": "proba", "budget": 10, "seed": 1}
+
+
+def _done(success: float, accuracy: float) -> dict[str, Any]:
+    return {"status": "done", "result": {"success": success, "metrics": {"auc": success},
+                                         "queries": 5, "params": {}},
+            "utility": {"accuracy": accuracy}, "error": None}
+
+
+def _threat(attack: str, decision: str = "mitigate", reason: str = "") -> dict[str, Any]:
+    return {"attack": attack, "via": "model_io", "priority": "primary",
+            "countermeasures": ["cm"], "decision": decision, "reason": reason,
+            "attacked": decision != "accept", "notes": []}
+
+
+def test_levels() -> None:
+    assert [risk_level(s) for s in (0.0, 0.05, 0.2, 0.5, 1.0)] == [
+        "none", "low", "medium", "high", "high"]
+    assert at_least("high", "medium") and not at_least("not_measured", "low")
+
+
+def test_best_affordable_countermeasure_sets_the_residual_risk() -> None:
+    units = [_unit("infer_model", "a"), _unit("infer_model", "b"),
+             _unit("infer_model", "a", ("cheap",)), _unit("infer_model", "b", ("cheap",)),
+             _unit("infer_model", "a", ("costly",)), _unit("infer_model", "b", ("costly",))]
+    outcomes = {
+        units[0]["id"]: _done(0.9, 0.80), units[1]["id"]: _done(0.6, 0.80),
+        units[2]["id"]: _done(0.3, 0.79), units[3]["id"]: _done(0.1, 0.79),
+        units[4]["id"]: _done(0.0, 0.60), units[5]["id"]: _done(0.0, 0.60),
+    }
+    plan = {"units": units, "threats": [_threat("infer_model")]}
+    s = summarize(plan, outcomes, max_utility_drop=0.05)
+    t = s["threats"][0]
+    assert t["success"] == 0.9 and t["risk"] == "high"  # strongest attack counts
+    cheap = next(c for c in t["countermeasures"] if c["defences"] == ["cheap"])
+    assert cheap["success"] == 0.3 and abs(cheap["utility_drop"] - 0.01) < 1e-9
+    # 'costly' stops the attack but loses 0.2 accuracy: not recommended
+    assert t["best"] == ["cheap"] and t["residual_risk"] == "medium"
+    assert t["decision"] == "mitigate" and "0.900 -> 0.300" in t["recommendation"]
+    assert s["max_risk"] == "high" and s["max_residual_risk"] == "medium"
+    assert s["baseline_utility"] == {"accuracy": 0.80}
+    # a looser budget for utility picks the costly one
+    t2 = summarize(plan, outcomes, max_utility_drop=0.5)["threats"][0]
+    assert t2["best"] == ["costly"] and t2["residual_risk"] == "none"
+
+
+def test_accepted_unmeasured_and_low_risk_threats() -> None:
+    units = [_unit("infer_model", "a"), _unit("induce_false_prediction", "e")]
+    outcomes = {units[0]["id"]: _done(0.02, 0.8),
+                units[1]["id"]: {"status": "skipped", "result": None, "utility": None,
+                                 "error": "CapabilityError: needs gradients"}}
+    plan = {"units": units, "threats": [
+        _threat("infer_model"), _threat("induce_false_prediction"),
+        _threat("infer_training_data", "accept", "training data is public"),
+    ]}
+    low, skipped, accepted = summarize(plan, outcomes)["threats"]
+    assert low["risk"] == "none" and low["decision"] == "accept"
+    assert skipped["risk"] == "not_measured" and skipped["residual_risk"] == "not_measured"
+    assert skipped["attacks"][0]["error"].startswith("CapabilityError")
+    assert accepted["decision"] == "accept" and accepted["residual_risk"] == "accepted"
+    assert "training data is public" in accepted["recommendation"]

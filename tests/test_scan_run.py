@@ -1,0 +1,195 @@
+"""Scans of a real model: the CLI, identical results across executors, kill and resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from finmlsec.cli.main import build_app
+from finmlsec.scan import get_profile, make_executor, run_scan, start_scan
+from finmlsec.store import Store
+from scan_support import build_credit_system, finmlsec
+
+FAST = ("extraction.equation", "evasion.constrained")
+PROFILE = get_profile("quick").model_copy(update={"only": FAST})
+
+
+@pytest.fixture(scope="module")
+def spec(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_credit_system(tmp_path_factory.mktemp("credit"))
+
+
+def _comparable(store: Store, run_id: str) -> dict[str, Any]:
+    out = {}
+    for u in store.units(run_id):
+        assert u.status == "done", (u.unit_id, u.outcome)
+        o = dict(u.outcome or {})
+        o.pop("seconds", None)
+        o.pop("worker", None)
+        o["result"] = {k: v for k, v in o["result"].items() if k != "seconds"}
+        # wall-clock figures (seconds per victim, ...) are the only thing allowed to differ
+        o["result"]["metrics"] = {k: v for k, v in o["result"]["metrics"].items()
+                                  if "second" not in k and "time" not in k}
+        out[u.unit_id] = o
+    return out
+
+
+def test_scan_command_stores_decides_and_gates(spec: Path, tmp_path: Path) -> None:
+    db = str(tmp_path / "finmlsec.db")
+    runner = CliRunner()
+    app = build_app()
+    args = ["scan", str(spec), "--profile", "quick", "--db", db, "--executor", "serial", "--json",
+            "--quiet", "--attack", "extraction.equation", "--attack", "evasion.constrained"]
+    res = runner.invoke(app, [*args, "--fail-on", "high"])
+    assert res.exit_code == 1, res.output  # extraction of a logistic regression is exact: high
+    doc = json.loads(res.stdout)
+    assert doc["schema_version"] == 1 and doc["run"]["system_type"] == 7
+    threats = {(t["attack"], t["via"]): t for t in doc["threats"]}
+    infer_model = threats[("infer_model", "model_io")]
+    assert infer_model["attacks"][0]["name"] == "extraction.equation"
+    assert infer_model["success"] == pytest.approx(1.0)
+    assert infer_model["risk"] == "high" and infer_model["decision"] == "mitigate"
+    rounded = infer_model["countermeasures"][0]
+    assert rounded["defences"] == ["confidence.round"] and rounded["success"] is not None
+    assert rounded["utility_drop"] == pytest.approx(0.0, abs=0.02)
+    evasion = threats[("induce_false_prediction", "model_io")]
+    assert evasion["attacks"][0]["status"] == "done" and evasion["success"] > 0.5
+    # threats without a selected attack are reported, with the reason, not silently dropped
+    assert threats[("dos_model_operator", "model_io")]["risk"] == "not_measured"
+    assert all(u["status"] == "done" for u in doc["units"])
+    assert doc["summary"]["baseline_utility"]["accuracy"] > 0.6
+    # a higher gate passes: exit 0 when nothing reaches it is covered by --fail-on absent
+    res2 = runner.invoke(app, [*args])
+    assert res2.exit_code == 0, res2.output
+    listed = json.loads(runner.invoke(app, ["runs", "list", "--db", db, "--json"]).stdout)
+    assert [r["id"] for r in listed] == [json.loads(res2.stdout)["run"]["id"], doc["run"]["id"]]
+    diff = runner.invoke(app, ["runs", "diff", listed[1]["id"], listed[0]["id"], "--db", db,
+                               "--json"])
+    d = json.loads(diff.stdout)
+    assert d["worse"] == 0 and all(u["delta"] == 0 for u in d["units"])  # same seed, same result
+    md = runner.invoke(app, ["report", "last", "--db", db, "--format", "md"])
+    assert md.exit_code == 0 and "## infer_model via model_io" in md.stdout
+
+
+def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, spec: Path) -> None:
+    runner = CliRunner()
+    app = build_app()
+    from finmlsec.cli.main import main
+
+    for argv, message in [
+        (["scan", str(tmp_path / "missing.yaml"), "--db", str(tmp_path / "a.db")],
+         "does not exist"),
+        (["scan", "--resume", "nope", "--db", str(tmp_path / "a.db")], "no run 'nope'"),
+        (["scan", str(spec), "--attack", "extraction.eqation", "--db", str(tmp_path / "a.db")],
+         "did you mean 'extraction.equation'"),
+        (["scan", str(spec), "--executor", "ray://x", "--db", str(tmp_path / "a.db")],
+         "'executor' parameter"),
+    ]:
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2, argv
+    res = runner.invoke(app, ["scan", str(spec), "--profile", "fast"])
+    assert res.exit_code == 2  # typer's own validation of the choice
+
+
+@pytest.mark.slow
+def test_process_pool_gives_the_same_results_as_serial(spec: Path, tmp_path: Path) -> None:
+    store = Store.open(str(tmp_path / "s.db"))
+    runs = []
+    for executor in ("serial", "process"):
+        rid = start_scan(spec, store=store, profile=PROFILE, seed=5)
+        ex = make_executor(executor, 2)
+        try:
+            run_scan(store, rid, executor=ex)
+        finally:
+            ex.close()
+        runs.append(rid)
+    serial, pooled = (_comparable(store, r) for r in runs)
+    assert len(serial) == 3 and serial == pooled
+    workers = {u.worker for u in store.units(runs[1])}
+    assert all(w and int(w.rsplit(":", 1)[1]) != os.getpid() for w in workers)
+    other_seed = start_scan(spec, store=store, profile=PROFILE, seed=6)
+    seeds = [{u["seed"] for u in store.run(r).plan["units"]} for r in (other_seed, runs[0])]
+    assert seeds[0].isdisjoint(seeds[1])
+
+
+@pytest.mark.slow
+def test_dask_cluster_gives_the_same_results_as_serial(spec: Path, tmp_path: Path) -> None:
+    from distributed import LocalCluster
+
+    store = Store.open(str(tmp_path / "d.db"))
+    serial = start_scan(spec, store=store, profile=PROFILE, seed=9)
+    run_scan(store, serial, executor=make_executor("serial"))
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=True, host="127.0.0.1",
+                      dashboard_address=None, protocol="tcp") as cluster:
+        address = cluster.scheduler_address.removeprefix("tcp://")
+        rid = start_scan(spec, store=store, profile=PROFILE, seed=9)
+        ex = make_executor(f"dask://{address}")
+        assert ex.slots == 2
+        try:
+            run_scan(store, rid, executor=ex)
+        finally:
+            ex.close()
+    assert _comparable(store, serial) == _comparable(store, rid)
+    assert len({u.worker for u in store.units(rid)}) >= 1
+    assert all(u.worker and int(u.worker.rsplit(":", 1)[1]) != os.getpid()
+               for u in store.units(rid))
+
+
+@pytest.mark.slow
+def test_a_killed_scan_resumes_without_redoing_finished_units(spec: Path, tmp_path: Path) -> None:
+    db = str(tmp_path / "k.db")
+    cmd = [sys.executable, "-m", "finmlsec.cli.main", "scan", str(spec), "--profile", "quick",
+           "--db", db, "--executor", "serial", "--attack", "extraction.equation",
+           "--attack", "evasion.constrained", "--attack", "membership.rmia"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL,  # noqa: S603
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    store = None
+    deadline = time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline:
+            if Path(db).exists():
+                try:
+                    store = store or Store.open(db, migrate=False)
+                    runs = store.runs()
+                except Exception:  # noqa: BLE001 - the scan may still be creating the tables
+                    runs = []
+                if runs:
+                    statuses = [u.status for u in store.units(runs[0].id)]
+                    if "done" in statuses:
+                        break
+            assert proc.poll() is None, "the scan ended before it could be killed"
+            time.sleep(0.05)
+        else:
+            pytest.fail("the scan finished no unit in 240 s")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert store is not None
+    run = store.runs()[0]
+    before = {u.unit_id: u for u in store.units(run.id)}
+    done = {k for k, u in before.items() if u.status == "done"}
+    assert done and len(done) < len(before), [u.status for u in before.values()]
+    assert run.status == "running" and run.summary is None  # killed: nothing summarised
+
+    res = finmlsec("scan", "--resume", run.id[:12], "--db", db, "--executor", "serial", "--json",
+                   "--quiet", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    after = {u.unit_id: u for u in store.units(run.id)}
+    assert all(u.status == "done" for u in after.values())
+    for uid in done:  # finished units were not run again
+        assert after[uid].attempts == 1 and after[uid].finished_at == before[uid].finished_at
+        assert after[uid].outcome == before[uid].outcome
+    assert any(after[u].attempts >= 1 and u not in done for u in after)
+    final = store.run(run.id)
+    assert final.status == "done" and final.summary is not None
+    assert json.loads(res.stdout)["run"]["id"] == run.id
