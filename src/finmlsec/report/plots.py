@@ -81,6 +81,15 @@ def series(uid: str, name: str, curves: Sequence[tuple[str, dict[str, list[float
     ``queries, budget, round, step, rate, x, fraction`` present, every other key is a line."""
     fig, ax = _figure()
     xlabel = ""
+    if all(len(c) == 1 for _, c in curves):  # one key: a distribution of values
+        key = next(iter(curves[0][1]))
+        ax.hist([next(iter(c.values())) for _, c in curves], label=[lab for lab, _ in curves],
+                bins=10)
+        ax.set_xlabel(key.replace("_", " "))
+        ax.set_ylabel("records")
+        ax.set_title(name.replace("_", " "))
+        ax.legend(fontsize=7)
+        return _svg(fig, uid)
     for label, c in curves:
         keys = list(c)
         xkey = next((k for k in _X_NAMES if k in c), keys[0] if keys else "")
