@@ -31,10 +31,12 @@ def records(model: DemoModel, n: int, start: int = 0) -> list[dict[str, Any]]:
 class Env:
     """An app on a SQLite file, with a system-user key, an admin key and a key of another org."""
 
-    def __init__(self, model: DemoModel, tmp: Path, policy: dict[str, Any] | None = None) -> None:
+    def __init__(self, model: DemoModel, tmp: Path, policy: dict[str, Any] | None = None,
+                 durable: bool = True) -> None:
         self.url = f"sqlite:///{tmp / 'gw.db'}"
         self.app = create_app(
-            Settings(db_url=self.url, policy=Policy.model_validate(policy or {})),
+            Settings(db_url=self.url, policy=Policy.model_validate(policy or {}),
+                     audit_durable=durable),
             target=model.target, schema=model.schema, reference=model.train,
         )
         self.gw = self.app.state.gateway

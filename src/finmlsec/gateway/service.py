@@ -125,8 +125,11 @@ class Gateway:
             self.prada = PradaDetector(
                 threshold=e.threshold, min_queries=e.min_queries, check_every=e.check_every,
                 window=e.window, max_stored=e.max_stored, action=e.action,
+                max_far_rate=e.max_far_rate, far_quantile=e.far_quantile,
             ).validate()
             self.encoder = SchemaEncoder(schema)
+            if e.max_far_rate is not None and reference is not None:
+                self.prada.fit_reference(self.encoder.encode_frame(reference))
         self.prada_states: dict[str, PradaState] = {}
         self._prada_lock = threading.Lock()
         self.screen = self._build_screen(reference)
@@ -219,10 +222,10 @@ class Gateway:
 
     # -- extraction detection --------------------------------------------------------------------
     def observe(self, p: Principal, records: list[dict[str, Any]] | None, X: Any,
-                labels: np.ndarray) -> tuple[bool, float | None]:
-        """Feed PRADA (a bounded sample of large batches); returns (newly flagged, W)."""
+                labels: np.ndarray) -> tuple[bool, dict[str, Any]]:
+        """Feed PRADA (a bounded sample of large batches); returns (newly flagged, details)."""
         if self.prada is None:
-            return False, None
+            return False, {}
         cap = self.policy.extraction.max_rows_per_request
         n = len(labels)
         idx = np.arange(n) if n <= cap else np.sort(
@@ -239,7 +242,8 @@ class Gateway:
             v = self.prada.observe(state, E, labels[idx])
         if v.newly_flagged:
             self.store.set_flag(f"flag:{p.key_id}", self.prada.action)
-        return v.newly_flagged, v.w
+        return v.newly_flagged, {"w": v.w, "far_rate": v.far_rate, "reason": v.reason,
+                                 "queries": v.queries}
 
     def unblock(self, key_id: str) -> None:
         self.store.clear_flag(f"flag:{key_id}")

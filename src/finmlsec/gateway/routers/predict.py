@@ -170,12 +170,12 @@ def build_router(gw: Gateway) -> APIRouter:
             P = await gw.batcher.run_alone(gw.predict_frame, X if X is not None else gw.validator.frame(records or []))
         top = np.argmax(P, axis=1)
         out = gw.modify_output(P, X if X is not None else records)
-        newly, w = gw.observe(p, records, X, top)
+        newly, why = gw.observe(p, records, X, top)
         rid = uuid.uuid4().hex
         if newly:
             metrics.guards.labels(guard="extraction", decision="flagged").inc()
             await commit(gw, gw.entry(p, "extraction.flagged", 200, request_id=rid,
-                                      response=gw.policy.extraction.action, w=w))
+                                      response=gw.policy.extraction.action, **why))
         await commit(gw, gw.entry(p, "predict", 200, request_id=rid, rows=n,
                                   digest=gw.digest(body)))
         labels = [gw.class_names[i] for i in top]
