@@ -1,15 +1,13 @@
 """One use case end to end: build its model, analyse it, scan it, write its reports.
 
 :func:`run_usecase` is what ``finmlsec demo run USECASE --out DIR`` and ``finmlsec evidence
---build`` call: ``finmlsec demo build`` (the use case's model, data splits and spec) in a child
-process, then the analysis (HTML), the scan (stored in ``DIR/finmlsec.db`` unless told otherwise)
+--build`` call: the use case's build (``finmlsec demo build``: its model, data splits and spec),
+then the analysis (HTML), the scan (stored in ``DIR/finmlsec.db`` unless told otherwise)
 and the scan report as HTML, Markdown and JSON under ``DIR``.
 """
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -31,15 +29,13 @@ def find_spec(build_dir: Path) -> Path:
     return found[0]
 
 
-def build(usecase: str, build_dir: Path) -> Path:
-    """Run ``finmlsec demo build USECASE --out build_dir`` in a child process; return the spec."""
-    cmd = [sys.executable, "-m", "finmlsec.cli.main", "demo", "build", usecase,
-           "--out", str(build_dir)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)  # noqa: S603
-    if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        raise TargetError(f"building the {usecase} use case failed: {' / '.join(tail)}")
-    return find_spec(build_dir)
+def build(usecase: str, build_dir: Path, seed: int = 0) -> Path:
+    """Build the use case (what ``finmlsec demo build USECASE --out build_dir`` does); return
+    the spec it wrote."""
+    import importlib
+
+    result = importlib.import_module("finmlsec.usecases").build(usecase, build_dir, seed=seed)
+    return Path(result.spec)
 
 
 def run_usecase(
@@ -72,7 +68,7 @@ def run_usecase(
     t0 = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     build_dir = out / usecase
-    spec = find_spec(build_dir) if skip_build else build(usecase, build_dir)
+    spec = find_spec(build_dir) if skip_build else build(usecase, build_dir, seed)
     t_build = time.perf_counter() - t0
     analysis = analyze(load_spec(spec))
     analysis_html = out / f"{usecase}-analysis.html"

@@ -5,7 +5,8 @@
 process, builds the defended model where the unit asks for defences, runs the attack through an
 :class:`~finmlsec.targets.oracle.Oracle` and returns a JSON-able outcome. It never raises: an
 attack that cannot run here is ``skipped`` with the reason, any other error makes the unit
-``failed`` (a resumed scan tries it again).
+``error`` (the attack or a defence raised: reported, not retried); only a unit whose worker was
+lost is ``failed``, and a resumed scan runs it again.
 """
 
 from __future__ import annotations
@@ -94,8 +95,9 @@ class DefendedEstimator(ClassifierMixin, BaseEstimator):
         return self.model_.predict_proba(X)
 
 
-def make_defence(name: str, seed: int) -> Any:
-    """An instance of the registered defence ``name`` with its defaults and ``seed``."""
+def make_defence(name: str, seed: int, schema: Any = None) -> Any:
+    """An instance of the registered defence ``name`` with its defaults, ``seed`` and, where it
+    takes one, the scenario's feature ``schema``."""
     from finmlsec.defences import DEFENCES
 
     cls = DEFENCES.get(name)
@@ -108,6 +110,8 @@ def make_defence(name: str, seed: int) -> Any:
             kwargs[seed_name] = seed
     if "estimator" in params and params["estimator"].default is inspect.Parameter.empty:
         kwargs["estimator"] = None
+    if "schema" in params and schema is not None:
+        kwargs["schema"] = schema
     return cls(**kwargs)
 
 
@@ -118,7 +122,7 @@ def build_defended(scenario: Any, defences: tuple[str, ...], seed: int) -> Any:
             "the scenario gives no model factory or training split, so countermeasures that "
             "retrain the model cannot be tried; add data splits to the spec"
         )
-    objs = [make_defence(d, seed) for d in defences]
+    objs = [make_defence(d, seed, scenario.schema) for d in defences]
     est: Any = scenario.model_factory()
     for d in objs[:-1]:
         est = DefendedEstimator(base=est, defence=d)
@@ -132,7 +136,7 @@ def defended_factory(scenario: Any, defences: tuple[str, ...], seed: int) -> Any
     def factory() -> Any:
         est: Any = base()
         for d in defences:
-            est = DefendedEstimator(base=est, defence=make_defence(d, seed))
+            est = DefendedEstimator(base=est, defence=make_defence(d, seed, scenario.schema))
         return est
 
     return factory
@@ -200,7 +204,7 @@ def execute_unit(ctx: ScanContext, unit: Unit) -> dict[str, Any]:
         out.update(status="skipped", error=f"{type(exc).__name__}: {exc}")
     except Exception as exc:  # noqa: BLE001 - a unit must report, never crash the scan
         tb = traceback.format_exc(limit=-3)
-        out.update(status="failed", error=f"{type(exc).__name__}: {exc}\n{tb}")
+        out.update(status="error", error=f"{type(exc).__name__}: {exc}\n{tb}")
     out["seconds"] = round(time.perf_counter() - start, 3)
     return out
 

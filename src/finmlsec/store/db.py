@@ -33,7 +33,7 @@ from finmlsec.store.models import RunRow, UnitRow
 
 DEFAULT_URL = "sqlite:///finmlsec.db"
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-FINISHED = frozenset({"done", "skipped"})
+FINISHED = frozenset({"done", "skipped", "error"})
 
 
 def _now() -> datetime:
@@ -243,7 +243,8 @@ class Store:
         self, run_id: str, unit_id: str, *, status: str, outcome: dict[str, Any] | None,
         seconds: float | None = None, worker: str | None = None,
     ) -> None:
-        """Store a finished unit's status (``done``, ``skipped``, ``failed``) and outcome."""
+        """Store a finished unit's status (``done``, ``skipped``, ``error``, ``failed``) and
+        outcome."""
         values: dict[str, Any] = {
             "status": status, "finished_at": _now(), "seconds": seconds,
             "outcome_json": json.dumps(outcome) if outcome is not None else None,
