@@ -33,6 +33,7 @@ from finmlsec import metrics
 from finmlsec.datasets.schema import Feature, FeatureSchema, FeatureType
 from finmlsec.errors import CapabilityError, ConfigError, DataError
 
+SOURCES = ("mixed", "uniform", "marginal", "public")
 _TABULAR = (FeatureType.NUMERIC, FeatureType.INTEGER, FeatureType.BINARY, FeatureType.CATEGORICAL)
 
 
@@ -120,26 +121,33 @@ def sample_records(
     independently from the public records' values; ``mixed``: a third uniform, a third marginal,
     a third public records with a few fields resampled (falls back to uniform without records).
     """
-    if mode not in ("uniform", "marginal", "mixed"):
+    if mode not in SOURCES:
         raise ConfigError(
-            f"The 'mode' parameter of sample_records must be one of ['uniform', 'marginal', "
-            f"'mixed']. Got {mode!r} instead."
+            f"The 'mode' parameter of sample_records must be one of {list(SOURCES)}. "
+            f"Got {mode!r} instead."
         )
     if population is None or len(population) == 0 or mode == "uniform":
         return _uniform(schema, n, rng, population)
     if mode == "marginal":
         return _marginal(schema, n, rng, population)
+    if mode == "public":
+        return _public(schema, n, rng, population)
     n_u, n_m = n // 3, n // 3
     n_p = n - n_u - n_m
-    rows = population.iloc[rng.integers(0, len(population), size=n_p)].reset_index(drop=True)
-    resampled = _marginal(schema, n_p, rng, population)
-    swap = rng.random((n_p, len(schema.features))) < 0.25
-    for j, f in enumerate(schema.features):
-        rows.loc[swap[:, j], f.name] = resampled.loc[swap[:, j], f.name]
     parts = [_uniform(schema, n_u, rng, population), _marginal(schema, n_m, rng, population),
-             rows[schema.names]]
+             _public(schema, n_p, rng, population)]
     out = pd.concat(parts, ignore_index=True)
     return out.iloc[rng.permutation(len(out))].reset_index(drop=True)
+
+
+def _public(schema: FeatureSchema, n: int, rng: np.random.Generator,
+            population: pd.DataFrame, swap_share: float = 0.25) -> pd.DataFrame:
+    rows = population.iloc[rng.integers(0, len(population), size=n)].reset_index(drop=True)
+    resampled = _marginal(schema, n, rng, population)
+    swap = rng.random((n, len(schema.features))) < swap_share
+    for j, f in enumerate(schema.features):
+        rows.loc[swap[:, j], f.name] = resampled.loc[swap[:, j], f.name]
+    return rows[schema.names]
 
 
 def _uniform(schema: FeatureSchema, n: int, rng: np.random.Generator,
