@@ -52,12 +52,14 @@ def register(app: typer.Typer) -> None:
             spec if spec == "demo" else str(Path(spec).resolve()),
             settings.model_dump(mode="json"), trust_pickle=trust_pickle,
         )
-        # Build once in this process so that configuration errors surface before forking.
         from finmlsec.gateway.asgi import app_from_env
 
-        probe = app_from_env()
-        probe.state.gateway.close()
+        app_obj = app_from_env()  # built here first, so configuration errors surface at once
         typer.echo(f"finmlsec gateway on http://{host}:{port} (docs at /docs), workers={workers}",
                    err=True)
+        if workers == 1:
+            uvicorn.run(app_obj, host=host, port=port, log_level=log_level, access_log=False)
+            return
+        app_obj.state.gateway.close()
         uvicorn.run("finmlsec.gateway.asgi:app_from_env", factory=True, host=host, port=port,
                     workers=workers, log_level=log_level, access_log=False)
