@@ -86,7 +86,10 @@ def main(argv: list[str]) -> int:
                     max_poison_share=0.05)
                 results.append(att.run(Oracle(deployed, access="label"), data).metrics)
         flipped = [m for m in results if m["flipped"]]
-        med = (lambda k: float(np.median([m[k] for m in flipped])) if flipped else float("nan"))
+
+        def med(key: str, flipped: list[dict[str, float]] = flipped) -> float:
+            return float(np.median([m[key] for m in flipped])) if flipped else float("nan")
+
         loop.append([
             NAMES[kind], f"{len(flipped)}/{len(results)}", med("rounds_to_flip"),
             med("poisoned_accepted"),

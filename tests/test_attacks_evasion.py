@@ -13,7 +13,6 @@ from sklearn.preprocessing import OneHotEncoder
 
 from finmlsec.attacks import ATTACKS, AttackData, Labeled
 from finmlsec.attacks.evasion import ConstrainedEvasion, EvasionOutput, constraint_ok
-from finmlsec.attacks.evasion_text import normalise
 from finmlsec.datasets import load
 from finmlsec.datasets.schema import Feature, FeatureSchema
 from finmlsec.errors import CapabilityError, ConfigError, DataError
@@ -128,63 +127,3 @@ def test_transfer_through_stolen_surrogate(credit: dict) -> None:
     assert r.metrics["success_rate"] >= 0.5
     # queries: the first decision on each victim, the stolen set, one replay per victim
     assert r.queries == n + r.metrics["stolen_records"] + n
-
-
-@pytest.fixture(scope="module")
-def ocr() -> tuple:
-    import torch
-
-    from finmlsec.targets.torch import TorchTarget
-
-    ds = load("ocr_digits")
-    X = np.asarray(ds.X, dtype=np.float32)
-    torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10))
-    opt = torch.optim.Adam(net.parameters(), lr=0.03)
-    xt, yt = torch.from_numpy(X[:1200]), torch.from_numpy(ds.y[:1200].astype(np.int64))
-    for _ in range(40):
-        opt.zero_grad()
-        torch.nn.functional.cross_entropy(net(xt), yt).backward()
-        opt.step()
-    target = TorchTarget(net, classes=list(range(10)))
-    return target, X[1200:1300], ds.y[1200:1300]
-
-
-def test_pgd_white_box_on_ocr_network(ocr: tuple) -> None:
-    target, X, y = ocr
-    assert np.mean(target.predict(X) == y) > 0.85
-    oracle = Oracle(target, access="white_box", input_kind="image")
-    att = ATTACKS.get("evasion.pgd")(eps=0.15, iterations=20)
-    out = att.generate(oracle, X, y)
-    assert out.valid.all()
-    assert np.abs(out.X_adv - X).max() <= 0.15 + 1e-6 and out.X_adv.min() >= 0 and out.X_adv.max() <= 1
-    correct = target.predict(X) == y
-    assert np.mean(out.success[correct]) >= 0.8
-    assert (target.predict(out.X_adv)[out.success] != y[out.success]).all()
-    r = att.run(Oracle(target, access="white_box", input_kind="image"),
-                AttackData(victims=Labeled(X[:30], y[:30])))
-    assert r.success >= 0.7 and r.metrics["mean_linf"] <= 0.15 + 1e-6
-    with pytest.raises(CapabilityError, match="gradient"):
-        att.run(Oracle(target, access="proba", input_kind="image"),
-                AttackData(victims=Labeled(X[:3], y[:3])))
-
-
-def test_text_evasion_on_intent_classifier() -> None:
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-
-    ds = load("bank_intents")
-    train, test = ds.split(0.3, seed=0)
-    model = make_pipeline(TfidfVectorizer(sublinear_tf=True),
-                          LogisticRegression(max_iter=500)).fit(train.X, train.y)
-    victims = Labeled(test.X[:60], test.y[:60])
-    r = ATTACKS.get("evasion.text")().run(Oracle(model, input_kind="text"),
-                                           AttackData(victims=victims))
-    assert r.metrics["success_rate"] >= 0.4 and r.metrics["validity_rate"] == 1.0
-    assert r.metrics["mean_words_changed"] <= 3
-    # homoglyphs and invisible characters only: the reader sees the same text
-    att = ATTACKS.get("evasion.text")(operations=("homoglyph", "invisible"), max_words=3)
-    out = att.generate(Oracle(model, input_kind="text"), victims.X)
-    assert out.success.mean() >= 0.2
-    assert all(normalise(a) == normalise(b) for a, b in zip(out.X_adv, victims.X, strict=True))
-    assert all(a != b for a, b, s in zip(out.X_adv, victims.X, out.success, strict=True) if s)

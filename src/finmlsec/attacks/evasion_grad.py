@@ -166,14 +166,21 @@ class PGD:
         assert data.victims is not None
         t0 = time.perf_counter()
         q0 = oracle.queries_used
-        X, y = data.victims.X, data.victims.y
-        out = self.generate(oracle, X, y, data.schema)
+        from finmlsec.attacks.evasion_image import keep_against
+
+        goal = resolve_class(self.target_class, oracle.classes_, data.schema)
+        frame = data.victims.X if isinstance(data.victims.X, pd.DataFrame) else None
+        X, keep, pred = keep_against(oracle, data.victims.X, data.victims.y, goal)
+        if frame is not None:
+            X = frame[keep].reset_index(drop=True)
+        out = self.generate(oracle, X, pred, data.schema)
         X0 = np.asarray(X, dtype=float).reshape(len(out.success), -1)
         Xa = np.asarray(out.X_adv, dtype=float).reshape(len(out.success), -1)
         won = out.success & out.valid
         n = len(won)
         m = {
             "n_victims": float(n),
+            "n_already_at_goal": float((~keep).sum()),
             "success_rate": float(won.mean()) if n else 0.0,
             "validity_rate": float(out.valid.mean()) if n else 1.0,
             "mean_linf": float(np.abs(Xa - X0).max(axis=1)[won].mean()) if won.any() else float("nan"),
