@@ -116,8 +116,12 @@ class _OutputDefence(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         raise NotImplementedError
 
     def __sklearn_tags__(self) -> Any:
+        from sklearn.utils import get_tags
+
         tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = True
+        inner = get_tags(self.estimator if self.estimator is not None else LogisticRegression())
+        tags.input_tags.sparse = inner.input_tags.sparse
+        tags.input_tags.allow_nan = inner.input_tags.allow_nan
         return tags
 
 

@@ -1,0 +1,206 @@
+"""Screen false-prediction data (flow G) before it reaches the training data.
+
+:class:`FeedbackScreen` is fitted on the trusted training data and then judges each batch of
+false-prediction reports, one decision and reason per record:
+
+* ``contradiction``: a model trained on the trusted data predicts another class with at least
+  its class's confident-learning threshold (the mean cross-validated confidence of that class):
+  the report claims a label the trusted data firmly contradict;
+* ``outlier``: the record is unlike the trusted data (isolation forest; below the
+  ``outlier_quantile`` of the trusted records' scores);
+* ``repetition``: at least ``max_similar`` earlier reports claimed the same label for records
+  differing from this one in at most ``max_fields_differ`` fields. Honest error reports are
+  diverse; a feedback-loop attacker submits near copies of one profile, round after round. The
+  screen remembers every report it has seen (``reset`` forgets);
+* ``source``: with ``sources`` (who reported), a reporter whose share of flagged reports so far
+  exceeds ``1 - min_trust`` has every report quarantined.
+
+``screen(X, y) -> accept mask`` is what the feedback-loop attack (``poisoning.feedback_loop``)
+takes as its ``screen``; ``decide`` returns the reasons for the gateway's quarantine. Unfitted,
+the screen applies only the repetition and source checks.
+
+Example:
+    >>> import numpy as np, pandas as pd
+    >>> rng = np.random.default_rng(0)
+    >>> X = pd.DataFrame({"a": rng.integers(0, 50, 300), "b": rng.integers(0, 50, 300)})
+    >>> y = (X.a > 25).astype(int).to_numpy()
+    >>> s = FeedbackScreen(max_similar=2, max_fields_differ=1).fit(X, y)
+    >>> reports = pd.DataFrame({"a": [5, 5, 5, 30], "b": [20, 21, 22, 7]})
+    >>> d = s.decide(reports, np.array([1, 1, 1, 1]))
+    >>> d.accept.tolist()
+    [False, False, False, True]
+    >>> print(d.reasons[2])
+    contradiction: trusted model says 0 with p=1.00 >= threshold 0.91; repetition: 2 earlier report(s) claim 1 for near-identical records
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, clone
+from sklearn.ensemble import IsolationForest
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.pipeline import make_pipeline
+
+from finmlsec.defences._encode import numeric_encoder
+from finmlsec.defences._params import check_float, check_int
+from finmlsec.defences.base import DEFENCES
+from finmlsec.defences.poison_filter import Decisions
+from finmlsec.defences.robust import _rows
+from finmlsec.errors import DataError
+
+
+def _as_frame(X: Any) -> pd.DataFrame:
+    if isinstance(X, pd.DataFrame):
+        return X.reset_index(drop=True)
+    arr = np.asarray(X)
+    return pd.DataFrame(arr.reshape(len(arr), -1))
+
+
+@DEFENCES.register("feedback_screen")
+class FeedbackScreen(BaseEstimator):
+    """Quarantine suspicious false-prediction reports; see the module docstring."""
+
+    countermeasure: ClassVar[str] = "screen_false_prediction_data"
+    counters: ClassVar[frozenset[str]] = frozenset(
+        {"generate_malicious_model", "dos_training_data_provider"})
+    stage: ClassVar[str] = "feedback"
+    summary: ClassVar[str] = (
+        "quarantine feedback that contradicts trusted data, is an outlier, or repeats a profile"
+    )
+
+    def __init__(self, *, model: Any = None, outlier_quantile: float = 0.01,
+                 max_similar: int = 3, max_fields_differ: int = 2, min_trust: float = 0.5,
+                 cv: int = 5, random_state: int | None = 0) -> None:
+        self.model = model
+        self.outlier_quantile = outlier_quantile
+        self.max_similar = max_similar
+        self.max_fields_differ = max_fields_differ
+        self.min_trust = min_trust
+        self.cv = cv
+        self.random_state = random_state
+
+    def _check(self) -> None:
+        name = type(self).__name__
+        check_float(name, "outlier_quantile", self.outlier_quantile, 0.0, 0.5)
+        check_int(name, "max_similar", self.max_similar, 1, None)
+        check_int(name, "max_fields_differ", self.max_fields_differ, 0, None)
+        check_float(name, "min_trust", self.min_trust, 0.0, 1.0)
+        check_int(name, "cv", self.cv, 2, None)
+
+    def fit(self, X: Any, y: Any) -> FeedbackScreen:
+        """Learn what the trusted training data say (model, thresholds, outlier scores)."""
+        self._check()
+        y = np.asarray(y)
+        model = self.model if self.model is not None else make_pipeline(
+            numeric_encoder(X), LogisticRegression(max_iter=1000))
+        self.classes_ = np.unique(y)
+        n_splits = int(min(self.cv, min(np.sum(y == c) for c in self.classes_)))
+        if n_splits < 2 or len(self.classes_) < 2:
+            raise DataError("FeedbackScreen needs trusted data with at least 2 records of each "
+                            "of at least 2 classes")
+        folds = StratifiedKFold(n_splits, shuffle=True, random_state=self.random_state)
+        P = cross_val_predict(clone(model), X, y, cv=folds, method="predict_proba")
+        self.thresholds_ = np.array([P[y == c, j].mean() for j, c in enumerate(self.classes_)])
+        self.model_ = clone(model).fit(X, y)
+        self.encoder_ = numeric_encoder(X).fit(X)
+        Z = self.encoder_.transform(X)
+        self.iso_ = IsolationForest(random_state=self.random_state).fit(Z)
+        self.outlier_cut_ = float(np.quantile(self.iso_.score_samples(Z), self.outlier_quantile))
+        self.reset()
+        return self
+
+    def reset(self) -> None:
+        """Forget the reports seen so far."""
+        self._seen: list[tuple[np.ndarray, Any]] = []
+        self._source_counts: dict[str, list[int]] = {}
+
+    def decide(self, X: Any, y: Any, sources: Any = None) -> Decisions:
+        """One decision and reason per report; remembers the reports for later batches."""
+        self._check()
+        if not hasattr(self, "_seen"):
+            self.reset()
+        y = np.asarray(y)
+        n = len(y)
+        frame = _as_frame(X)
+        if len(frame) != n:
+            raise DataError(f"{len(frame)} reports but {n} labels")
+        flags: dict[str, np.ndarray] = {}
+        why: dict[str, list[str]] = {}
+        if hasattr(self, "model_"):
+            P = np.asarray(self.model_.predict_proba(X))
+            best = np.argmax(P, axis=1)
+            pred = self.classes_[best]
+            conf = P[np.arange(n), best]
+            flags["contradiction"] = (pred != y) & (conf >= self.thresholds_[best])
+            why["contradiction"] = [
+                f"contradiction: trusted model says {pred[i]} with p={conf[i]:.2f} >= threshold "
+                f"{self.thresholds_[best[i]]:.2f}" for i in range(n)]
+            score = self.iso_.score_samples(self.encoder_.transform(X))
+            flags["outlier"] = score < self.outlier_cut_
+            why["outlier"] = [f"outlier: isolation score {score[i]:.3f} below the trusted "
+                              f"{self.outlier_quantile:.0%} quantile {self.outlier_cut_:.3f}"
+                              for i in range(n)]
+        rep = np.zeros(n, dtype=bool)
+        rep_why = [""] * n
+        values = frame.to_numpy(dtype=object)
+        for i in range(n):
+            row = values[i]
+            similar = sum(
+                1 for old, lab in self._seen
+                if lab == y[i] and len(old) == len(row)
+                and int(np.sum(old != row)) <= self.max_fields_differ
+            )
+            if similar >= self.max_similar:
+                rep[i] = True
+                rep_why[i] = (f"repetition: {similar} earlier report(s) claim {y[i]} for "
+                              "near-identical records")
+            self._seen.append((row, y[i]))
+        flags["repetition"] = rep
+        why["repetition"] = rep_why
+        flagged = np.any(list(flags.values()), axis=0)
+        reasons = ["; ".join(why[d][i] for d in flags if flags[d][i]) for i in range(n)]
+        accept = ~flagged
+        trust: dict[str, float] = {}
+        if sources is not None:
+            src = np.asarray(sources).astype(str)
+            if len(src) != n:
+                raise DataError(f"sources has {len(src)} entries for {n} reports")
+            for i, s in enumerate(src):
+                counts = self._source_counts.setdefault(s, [0, 0])
+                counts[0] += 1
+                counts[1] += int(flagged[i])
+            for s in map(str, np.unique(src)):
+                seen, bad = self._source_counts[s]
+                trust[s] = 1.0 - bad / seen
+                if trust[s] < self.min_trust:
+                    for j in np.flatnonzero(src == s):
+                        accept[j] = False
+                        reasons[j] = "; ".join(r for r in (
+                            reasons[j], f"source {s!r}: trust {trust[s]:.2f} < {self.min_trust}"
+                        ) if r)
+        return Decisions(accept=accept, reasons=tuple(reasons), flags=flags, source_trust=trust)
+
+    def screen(self, X: Any, y: Any, sources: Any = None) -> np.ndarray:
+        """The accept mask over one batch of reports (True = may be merged)."""
+        return self.decide(X, y, sources).accept
+
+    def apply(self, estimator: Any, X: Any, y: Any, *, feedback: Any = None,
+              feedback_y: Any = None, sources: Any = None) -> Any:
+        """Fit the screen on the trusted ``(X, y)``, screen ``feedback``, and fit a clone of
+        ``estimator`` on the trusted data plus the accepted reports (``decisions_`` kept)."""
+        self.fit(X, y)
+        if feedback is None:
+            return clone(estimator).fit(X, y)
+        self.decisions_ = self.decide(feedback, feedback_y, sources)
+        ok = np.flatnonzero(self.decisions_.accept)
+        fx = _rows(feedback, ok)
+        fy = np.asarray(feedback_y)[ok]
+        if isinstance(X, pd.DataFrame):
+            Xm: Any = pd.concat([X, fx], ignore_index=True)
+        else:
+            Xm = np.concatenate([np.asarray(X), np.asarray(fx)])
+        return clone(estimator).fit(Xm, np.concatenate([np.asarray(y), fy]))

@@ -1,0 +1,208 @@
+"""Detect and remove malicious training data: label noise, high-loss records, outliers, bad sources.
+
+:class:`PoisonFilter` runs several detectors over the training data and rejects a record when
+at least ``min_votes`` of them flag it, with a reason per record:
+
+* ``confident_learning`` (Northcutt et al. 2021): out-of-fold probabilities from ``cv``-fold
+  cross-validation; a record labelled ``i`` is flagged when another class ``j`` reaches its
+  per-class threshold (the mean out-of-fold confidence of records labelled ``j``) and is the most
+  likely such class: the label disagrees with what the rest of the data says;
+* ``trim`` (Jagielski et al. 2018): the ``contamination`` share with the highest loss after
+  iterative trimmed refitting (:func:`finmlsec.defences.robust.trim_fit`);
+* ``outlier``: an isolation forest per class, fitted on the records of that class: a record
+  unlike the others of its label (contamination ``contamination / 2``).
+
+With ``sources`` (who supplied each record), each source's trust is the share of its records no
+detector flagged (or the ``trust`` given for it); every record of a source below ``min_trust``
+is rejected. ``apply`` fits the estimator on the accepted records.
+
+Example:
+    >>> import numpy as np
+    >>> from sklearn.datasets import load_breast_cancer
+    >>> X, y = load_breast_cancer(return_X_y=True)
+    >>> idx = np.random.default_rng(0).choice(len(y), 57, replace=False)
+    >>> noisy = y.copy(); noisy[idx] = 1 - noisy[idx]
+    >>> d = PoisonFilter(contamination=0.1).decide(X, noisy)
+    >>> round(float(np.mean(~d.accept[idx])), 2), round(float(np.mean(~np.delete(d.accept, idx))), 2)
+    (0.89, 0.01)
+    >>> print(d.reasons[int(idx[0])])
+    confident_learning: labelled 0, out-of-fold p(1)=0.85 >= threshold 0.81; trim: loss ... among the highest 10%
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+from sklearn.base import BaseEstimator, clone
+from sklearn.ensemble import IsolationForest
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.pipeline import make_pipeline
+
+from finmlsec.defences._encode import numeric_encoder
+from finmlsec.defences._params import check_choice, check_float, check_int
+from finmlsec.defences.base import DEFENCES
+from finmlsec.defences.robust import _rows, label_loss, trim_fit
+from finmlsec.errors import DataError
+
+DETECTORS = ("confident_learning", "trim", "outlier")
+
+
+@dataclass(frozen=True, eq=False)
+class Decisions:
+    """Per-record screening decisions: ``accept`` mask, a ``reasons`` string per record (empty
+    when accepted), the raw flags of each detector, and the trust measured per source."""
+
+    accept: np.ndarray
+    reasons: tuple[str, ...]
+    flags: dict[str, np.ndarray] = field(default_factory=dict)
+    source_trust: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def rejected(self) -> np.ndarray:
+        """Indices of the rejected (quarantined) records."""
+        return np.flatnonzero(~self.accept)
+
+    def summary(self) -> dict[str, int]:
+        """How many records each detector flagged, and how many were rejected."""
+        out = {name: int(f.sum()) for name, f in self.flags.items()}
+        out["rejected"] = int((~self.accept).sum())
+        return out
+
+
+def _encode_labels(y: Any) -> tuple[np.ndarray, np.ndarray]:
+    y = np.asarray(y)
+    if y.ndim != 1 or len(y) == 0:
+        raise DataError(f"labels must be a non-empty 1-d array, got shape {y.shape}")
+    classes, idx = np.unique(y, return_inverse=True)
+    return classes, idx
+
+
+def confident_learning(model: Any, X: Any, y: Any, *, cv: int = 5,
+                       random_state: int | None = 0) -> tuple[np.ndarray, list[str]]:
+    """Flags and reasons of the confident-learning label check (see the module docstring)."""
+    classes, yi = _encode_labels(y)
+    n_splits = int(min(cv, np.bincount(yi).min()))
+    if n_splits < 2:
+        raise DataError("confident learning needs at least 2 records of every class")
+    folds = StratifiedKFold(n_splits, shuffle=True, random_state=random_state)
+    P = cross_val_predict(clone(model), X, yi, cv=folds, method="predict_proba")
+    t = np.array([P[yi == j, j].mean() for j in range(len(classes))])
+    above = t[None, :] <= P
+    best = np.argmax(np.where(above, P, -1.0), axis=1)
+    flag = above.any(axis=1) & (best != yi)
+    reasons = [
+        f"confident_learning: labelled {classes[yi[i]]}, out-of-fold p({classes[best[i]]})="
+        f"{P[i, best[i]]:.2f} >= threshold {t[best[i]]:.2f}" if flag[i] else ""
+        for i in range(len(yi))
+    ]
+    return flag, reasons
+
+
+@DEFENCES.register("poison_filter")
+class PoisonFilter(BaseEstimator):
+    """Screen training data with several detectors and fit on what passes; see the module
+    docstring. ``model``: the classifier the detectors use (default: logistic regression on
+    one-hot/scaled features)."""
+
+    countermeasure: ClassVar[str] = "detect_malicious_training_data"
+    counters: ClassVar[frozenset[str]] = frozenset({"generate_malicious_model"})
+    stage: ClassVar[str] = "training_data"
+    summary: ClassVar[str] = (
+        "remove suspicious training records (confident learning, TRIM, outliers, source trust)"
+    )
+
+    def __init__(self, *, detectors: tuple[str, ...] = ("confident_learning", "trim"),
+                 model: Any = None, contamination: float = 0.1, cv: int = 5, min_votes: int = 1,
+                 trust: dict[str, float] | None = None, min_trust: float = 0.5,
+                 random_state: int | None = 0) -> None:
+        self.detectors = detectors
+        self.model = model
+        self.contamination = contamination
+        self.cv = cv
+        self.min_votes = min_votes
+        self.trust = trust
+        self.min_trust = min_trust
+        self.random_state = random_state
+
+    def _check(self) -> None:
+        name = type(self).__name__
+        if isinstance(self.detectors, str) or not self.detectors:
+            raise DataError(f"The 'detectors' parameter of {name} must be a non-empty tuple of "
+                            f"{list(DETECTORS)}. Got {self.detectors!r} instead.")
+        for d in self.detectors:
+            check_choice(name, "detectors", d, DETECTORS)
+        check_float(name, "contamination", self.contamination, 0.0, 0.5, closed_lo=False)
+        check_int(name, "cv", self.cv, 2, None)
+        check_int(name, "min_votes", self.min_votes, 1, len(self.detectors))
+        check_float(name, "min_trust", self.min_trust, 0.0, 1.0)
+
+    def _model(self, X: Any) -> Any:
+        if self.model is not None:
+            return self.model
+        return make_pipeline(numeric_encoder(X), LogisticRegression(max_iter=1000))
+
+    def decide(self, X: Any, y: Any, sources: Any = None) -> Decisions:
+        """Run the detectors; one decision and reason per record."""
+        self._check()
+        y = np.asarray(y)
+        n = len(y)
+        model = self._model(X)
+        flags: dict[str, np.ndarray] = {}
+        why: dict[str, list[str]] = {}
+        if "confident_learning" in self.detectors:
+            flags["confident_learning"], why["confident_learning"] = confident_learning(
+                model, X, y, cv=self.cv, random_state=self.random_state)
+        if "trim" in self.detectors:
+            n_keep = max(int(np.ceil((1 - self.contamination) * n)), 1)
+            fitted, keep, _ = trim_fit(model, X, y, n_keep)
+            loss = label_loss(fitted, X, y)
+            flags["trim"] = ~keep
+            why["trim"] = [f"trim: loss {loss[i]:.2f} among the highest "
+                           f"{self.contamination:.0%}" if not keep[i] else "" for i in range(n)]
+        if "outlier" in self.detectors:
+            Z = numeric_encoder(X).fit_transform(X)
+            out = np.zeros(n, dtype=bool)
+            for c in np.unique(y):
+                rows = np.flatnonzero(y == c)
+                if len(rows) < 10:
+                    continue
+                iso = IsolationForest(contamination=self.contamination / 2,
+                                      random_state=self.random_state).fit(Z[rows])
+                out[rows] = iso.predict(Z[rows]) == -1
+            flags["outlier"] = out
+            why["outlier"] = ["outlier: unlike the other records of its class" if out[i] else ""
+                              for i in range(n)]
+        votes = np.sum(list(flags.values()), axis=0)
+        accept = votes < self.min_votes
+        reasons = ["; ".join(why[d][i] for d in flags if why[d][i]) if not accept[i] else ""
+                   for i in range(n)]
+        trust: dict[str, float] = {}
+        if sources is not None:
+            src = np.asarray(sources).astype(str)
+            if len(src) != n:
+                raise DataError(f"sources has {len(src)} entries for {n} records")
+            given = self.trust or {}
+            for s in map(str, np.unique(src)):
+                mine = src == s
+                trust[s] = float(given.get(s, np.mean(votes[mine] == 0)))
+                if trust[s] < self.min_trust:
+                    for i in np.flatnonzero(mine):
+                        reasons[i] = "; ".join(
+                            r for r in (reasons[i],
+                                        f"source {s!r}: trust {trust[s]:.2f} < {self.min_trust}")
+                            if r)
+                    accept[mine] = False
+        return Decisions(accept=accept, reasons=tuple(reasons), flags=flags, source_trust=trust)
+
+    def screen(self, X: Any, y: Any, sources: Any = None) -> np.ndarray:
+        """The accept mask (True = keep the record)."""
+        return self.decide(X, y, sources).accept
+
+    def apply(self, estimator: Any, X: Any, y: Any, *, sources: Any = None) -> Any:
+        """Fit a clone of ``estimator`` on the accepted records; ``decisions_`` keeps the rest."""
+        self.decisions_ = self.decide(X, y, sources)
+        keep = np.flatnonzero(self.decisions_.accept)
+        return clone(estimator).fit(_rows(X, keep), np.asarray(y)[keep])

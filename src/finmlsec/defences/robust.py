@@ -1,0 +1,185 @@
+"""Robust learning algorithms: trimmed loss (TRIM) and bagging against poisoned training data.
+
+:class:`TrimmedLossClassifier` fits its estimator on the ``1 - trim`` share of the training records
+with the lowest loss, re-selecting and refitting until the selection is stable: the TRIM
+algorithm of Jagielski et al. (2018), written for any classifier with ``predict_proba`` (loss =
+negative log-likelihood of the given label). :class:`RobustBagging` is bagging on small
+subsamples (Biggio et al. 2011): a poisoned record reaches only a minority of the voters.
+
+Example:
+    >>> import numpy as np
+    >>> from sklearn.datasets import load_breast_cancer
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> X, y = load_breast_cancer(return_X_y=True)
+    >>> idx = np.random.default_rng(0).choice(len(y), 60, replace=False)
+    >>> flipped = y.copy(); flipped[idx] = 1 - flipped[idx]
+    >>> lr = make_pipeline(StandardScaler(), LogisticRegression())
+    >>> m = TrimmedLossClassifier(lr, trim=0.12).fit(X, flipped)
+    >>> round(float(np.mean(~m.kept_[idx])), 2)  # share of the flipped records trimmed
+    0.88
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clone
+from sklearn.ensemble import BaggingClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.utils import _safe_indexing, get_tags
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted
+
+from finmlsec.defences._params import check_float, check_int
+from finmlsec.defences.base import DEFENCES
+from finmlsec.errors import CapabilityError
+
+_POISONING = frozenset({"generate_malicious_model"})
+
+
+def _rows(X: Any, idx: np.ndarray) -> Any:
+    return _safe_indexing(X, idx)
+
+
+def label_loss(model: Any, X: Any, y: np.ndarray) -> np.ndarray:
+    """Per-record negative log-likelihood of the given label under a fitted classifier."""
+    if not hasattr(model, "predict_proba"):
+        raise CapabilityError(
+            f"trimmed loss needs predict_proba to measure each record's loss, but "
+            f"{type(model).__name__} has none; use a probabilistic classifier"
+        )
+    p = np.asarray(model.predict_proba(X), dtype=float)
+    classes = list(model.classes_)
+    pos = {c: i for i, c in enumerate(classes)}
+    idx = np.array([pos.get(v, -1) for v in np.asarray(y).tolist()])
+    py = np.where(idx >= 0, p[np.arange(len(p)), np.clip(idx, 0, None)], 0.0)
+    return -np.log(np.clip(py, 1e-12, 1.0))
+
+
+def trim_fit(estimator: Any, X: Any, y: np.ndarray, n_keep: int,
+             max_iter: int = 10) -> tuple[Any, np.ndarray, int]:
+    """TRIM: returns (fitted model, boolean mask of kept records, iterations used)."""
+    n = len(y)
+    keep = np.ones(n, dtype=bool)
+    model = clone(estimator).fit(X, y)
+    it = 0
+    for it in range(1, max_iter + 1):
+        loss = label_loss(model, X, y)
+        new = np.zeros(n, dtype=bool)
+        new[np.argsort(loss, kind="stable")[:n_keep]] = True
+        yk = y[new]
+        if len(np.unique(yk)) < len(np.unique(y)):  # never trim a class away
+            break
+        if it > 1 and np.array_equal(new, keep):
+            break
+        keep = new
+        model = clone(estimator).fit(_rows(X, np.flatnonzero(keep)), y[keep])
+    return model, keep, it
+
+
+@DEFENCES.register("robust.trimmed_loss")
+class TrimmedLossClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
+    """A classifier fitted by TRIM: on the ``1 - trim`` share of records with the lowest loss.
+
+    ``trim`` should be at least the share of poisoned records one wants to survive. After fit,
+    ``kept_`` marks the records the final model was trained on and ``n_iter_`` the rounds.
+    ``apply(estimator, X, y)`` returns this meta-estimator around ``estimator``, fitted.
+    """
+
+    countermeasure: ClassVar[str] = "robust_algorithm"
+    counters: ClassVar[frozenset[str]] = _POISONING
+    stage: ClassVar[str] = "training"
+    summary: ClassVar[str] = "trimmed-loss training (TRIM, Jagielski et al. 2018)"
+
+    def __init__(self, estimator: Any = None, *, trim: float = 0.1, max_iter: int = 10) -> None:
+        self.estimator = estimator
+        self.trim = trim
+        self.max_iter = max_iter
+
+    def fit(self, X: Any, y: Any) -> TrimmedLossClassifier:
+        name = type(self).__name__
+        check_float(name, "trim", self.trim, 0.0, 0.5)
+        check_int(name, "max_iter", self.max_iter, 1, None)
+        if y is None:
+            raise ValueError(f"{name} requires y to be passed, but the target y is None")
+        if not (hasattr(X, "iloc") or sp.issparse(X) or isinstance(X, np.ndarray)):
+            X = np.asarray(X)
+        y = np.asarray(y)
+        if y.ndim == 2 and y.shape[1] == 1:
+            import warnings
+
+            from sklearn.exceptions import DataConversionWarning
+
+            warnings.warn("A column-vector y was passed when a 1d array was expected",
+                          DataConversionWarning, stacklevel=2)
+            y = y.ravel()
+        check_classification_targets(y)
+        if sp.issparse(X):
+            X = sp.csr_matrix(X)
+        est = self.estimator if self.estimator is not None else LogisticRegression(max_iter=1000)
+        n_keep = max(int(np.ceil((1.0 - self.trim) * len(y))), 1)
+        self.estimator_, self.kept_, self.n_iter_ = trim_fit(est, X, y, n_keep, self.max_iter)
+        self.classes_ = np.asarray(self.estimator_.classes_)
+        for attr in ("n_features_in_", "feature_names_in_"):
+            if hasattr(self.estimator_, attr):
+                setattr(self, attr, getattr(self.estimator_, attr))
+        return self
+
+    def apply(self, estimator: Any, X: Any, y: Any) -> TrimmedLossClassifier:
+        return clone(self).set_params(estimator=estimator).fit(X, y)
+
+    def predict(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "estimator_")
+        return np.asarray(self.estimator_.predict(X))
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "estimator_")
+        return np.asarray(self.estimator_.predict_proba(X))
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        inner = get_tags(self.estimator if self.estimator is not None else LogisticRegression())
+        tags.input_tags.sparse = inner.input_tags.sparse
+        tags.input_tags.allow_nan = inner.input_tags.allow_nan
+        return tags
+
+
+@DEFENCES.register("robust.bagging")
+class RobustBagging(BaseEstimator):
+    """Bagging on small subsamples (Biggio et al. 2011): ``apply`` returns a fitted
+    :class:`sklearn.ensemble.BaggingClassifier` whose voters each see ``max_samples`` of the data,
+    so a few poisoned records sway only a minority of them.
+
+    Example:
+        >>> from sklearn.datasets import load_breast_cancer
+        >>> from sklearn.tree import DecisionTreeClassifier
+        >>> X, y = load_breast_cancer(return_X_y=True)
+        >>> bag = RobustBagging(n_estimators=5, random_state=0).apply(
+        ...     DecisionTreeClassifier(random_state=0), X, y)
+        >>> type(bag).__name__, len(bag.estimators_)
+        ('BaggingClassifier', 5)
+    """
+
+    countermeasure: ClassVar[str] = "robust_algorithm"
+    counters: ClassVar[frozenset[str]] = _POISONING
+    stage: ClassVar[str] = "training"
+    summary: ClassVar[str] = "bagging on small subsamples (Biggio et al. 2011)"
+
+    def __init__(self, *, n_estimators: int = 25, max_samples: float = 0.3,
+                 random_state: int | None = None) -> None:
+        self.n_estimators = n_estimators
+        self.max_samples = max_samples
+        self.random_state = random_state
+
+    def apply(self, estimator: Any, X: Any, y: Any) -> BaggingClassifier:
+        name = type(self).__name__
+        check_int(name, "n_estimators", self.n_estimators, 1, None)
+        check_float(name, "max_samples", self.max_samples, 0.0, 1.0, closed_lo=False)
+        return BaggingClassifier(
+            estimator, n_estimators=self.n_estimators, max_samples=self.max_samples,
+            random_state=self.random_state,
+        ).fit(X, y)

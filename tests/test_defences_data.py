@@ -1,0 +1,205 @@
+"""Training-data and feedback defences: generalisation, poison filtering, robust training,
+feedback screening. Real data (German credit, breast cancer), seeded."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.compose import ColumnTransformer
+from sklearn.datasets import load_breast_cancer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
+from sklearn.tree import DecisionTreeClassifier
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from finmlsec.attacks.base import AttackData, Labeled
+from finmlsec.datasets import load
+from finmlsec.defences import DEFENCES
+from finmlsec.defences.base import COUNTERMEASURES, STAGES
+from finmlsec.defences.feedback_screen import FeedbackScreen
+from finmlsec.defences.generalise import Generalise, GeneraliseFields, k_anonymity, l_diversity
+from finmlsec.defences.poison_filter import PoisonFilter
+from finmlsec.defences.robust import RobustBagging, TrimmedLossClassifier
+from finmlsec.errors import ConfigError, DataError
+
+
+@pytest.fixture(scope="module")
+def credit():
+    d = load("german_credit")
+    tr, te = d.split(0.3, seed=0)
+    return d, tr, te
+
+
+def credit_lr(d):
+    cats = [f.name for f in d.schema.categorical()]
+    nums = [n for n in d.schema.names if n not in cats]
+    pre = ColumnTransformer([("c", OneHotEncoder(handle_unknown="ignore"), cats),
+                             ("n", StandardScaler(), nums)])
+    return make_pipeline(pre, LogisticRegression(max_iter=1000))
+
+
+@pytest.mark.parametrize("cls", [Generalise, PoisonFilter, TrimmedLossClassifier, RobustBagging,
+                                 FeedbackScreen])
+def test_contract(cls):
+    assert cls in dict(DEFENCES.items()).values()
+    assert cls.countermeasure in COUNTERMEASURES and cls.stage in STAGES and cls.summary
+    assert cls.counters
+    cls()  # constructs with defaults
+
+
+@parametrize_with_checks([TrimmedLossClassifier(LogisticRegression(max_iter=200), trim=0.1)])
+def test_trimmed_loss_is_a_sklearn_classifier(estimator, check):
+    check(estimator)
+
+
+# -- generalisation --------------------------------------------------------------------------
+def test_generalise_reads_the_schema_and_keeps_data_valid(credit):
+    d, tr, _ = credit
+    g = GeneraliseFields(schema=d.schema).fit(tr.X)
+    assert dict(g.plan_) == {"age": ("round", 10.0), "credit_amount": ("round", 1000.0)}
+    out = g.transform(tr.X)
+    d.schema.check(out)
+    assert set(out["age"]) <= {20, 30, 40, 50, 60, 70, 75}
+    assert (out["credit_amount"] % 1000 == 0).all() | (out["credit_amount"] == 250).any()
+    pd.testing.assert_frame_equal(tr.X, load("german_credit").split(0.3, seed=0)[0].X)
+
+
+def test_generalise_suppresses_rare_combinations_and_measures_k_l(credit):
+    d, tr, _ = credit
+    g = Generalise(schema=d.schema, k=5)
+    model = g.apply(credit_lr(d), tr.X, tr.y)
+    r = g.report_
+    assert r.quasi_identifiers == ("credit_amount", "personal_status_sex", "age", "foreign_worker")
+    assert r.k_before == 1 and r.k_after >= 5 and r.rows_suppressed > 0
+    assert r.rows_kept + r.rows_suppressed == len(tr.y)
+    Xg = model[0].transform(tr.X)
+    assert k_anonymity(Xg, list(r.quasi_identifiers)) <= r.k_after
+    assert 1 <= r.l_after <= 2
+    acc = np.mean(model.predict(credit[2].X) == credit[2].y)
+    assert acc > 0.7
+
+
+def test_generalise_rules_and_errors():
+    X = pd.DataFrame({"age": [21, 29, 35], "city": ["a", "b", "c"]})
+    g = GeneraliseFields(rules={"age": "floor:10", "city": "suppress"}).fit(X)
+    assert g.transform(X).values.tolist() == [[20, "a"], [20, "a"], [30, "a"]]
+    assert l_diversity(X, ["city"], [0, 1, 1]) == 1
+    with pytest.raises(ConfigError, match="invalid rule for field 'age'"):
+        GeneraliseFields(rules={"age": "round:-3"}).fit(X)
+    with pytest.raises(DataError, match="unknown column"):
+        GeneraliseFields(rules={"income": 10}).fit(X)
+    with pytest.raises(ConfigError, match="needs 'rules' or a 'schema'"):
+        GeneraliseFields().fit(X)
+    with pytest.raises(ConfigError, match=r"'k' parameter of Generalise must be an int in \[1, inf\]"):
+        Generalise(rules={"age": 10}, k=0).apply(DecisionTreeClassifier(), X, [0, 1, 1])
+
+
+# -- poison filtering and robust training ------------------------------------------------------
+def _flip(y, share, seed):
+    rng = np.random.default_rng(seed)
+    idx = rng.choice(len(y), int(share * len(y)), replace=False)
+    out = y.copy()
+    out[idx] = 1 - out[idx]
+    return out, idx
+
+
+def test_poison_filter_finds_flipped_labels_and_recovers_accuracy():
+    X, y = load_breast_cancer(return_X_y=True)
+    Xtr, ytr, Xte, yte = X[:400], y[:400], X[400:], y[400:]
+    # targeted flips (10% of the data): benign records labelled malignant
+    noisy = ytr.copy()
+    target = np.flatnonzero(ytr == 1)[:40]
+    noisy[target] = 0
+    lr = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+    clean = lr.fit(Xtr, ytr).score(Xte, yte)
+    poisoned = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(
+        Xtr, noisy).score(Xte, yte)
+    f = PoisonFilter(contamination=0.2)
+    defended = f.apply(lr, Xtr, noisy).score(Xte, yte)
+    assert poisoned < clean - 0.05  # the attack hurts
+    assert defended >= clean - 0.02 and defended > poisoned
+    assert np.mean(~f.decisions_.accept[target]) > 0.9
+    assert all(f.decisions_.reasons[i] for i in f.decisions_.rejected)
+
+
+def test_poison_filter_source_trust():
+    X, y = load_breast_cancer(return_X_y=True)
+    noisy, idx = _flip(y, 0.0, 0)
+    sources = np.array(["bank"] * len(y), dtype=object)
+    bad = np.flatnonzero(y == 1)[:40]
+    noisy[bad] = 0
+    sources[bad] = "vendor"
+    d = PoisonFilter(detectors=("confident_learning",)).decide(X, noisy, sources)
+    assert d.source_trust["vendor"] < 0.5 < d.source_trust["bank"]
+    assert not d.accept[bad].any()
+    assert "source 'vendor': trust" in d.reasons[bad[0]]
+    given = PoisonFilter(detectors=("confident_learning",), trust={"bank": 0.1}).decide(
+        X, noisy, sources)
+    assert not given.accept.any()
+    with pytest.raises(ConfigError, match="'detectors' parameter of PoisonFilter"):
+        PoisonFilter(detectors=("magic",)).decide(X, y)
+
+
+def test_trimmed_loss_and_bagging_resist_flips():
+    X, y = load_breast_cancer(return_X_y=True)
+    Xtr, ytr, Xte, yte = X[:400], y[:400], X[400:], y[400:]
+    noisy = ytr.copy()
+    noisy[np.flatnonzero(ytr == 1)[:60]] = 0
+    lr = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+    poisoned = lr.fit(Xtr, noisy).score(Xte, yte)
+    trimmed = TrimmedLossClassifier(lr, trim=0.2).fit(Xtr, noisy)
+    assert trimmed.score(Xte, yte) > poisoned + 0.1 and trimmed.n_iter_ >= 2
+    bag = RobustBagging(n_estimators=15, random_state=0).apply(
+        DecisionTreeClassifier(random_state=0), Xtr, ytr)
+    assert bag.score(Xte, yte) > 0.9
+
+
+# -- feedback screening ---------------------------------------------------------------------
+def test_feedback_screen_stops_the_feedback_loop_attack(credit):
+    from finmlsec.attacks.base import ATTACKS
+    from finmlsec.targets.oracle import Oracle
+
+    d, tr, te = credit
+    rest, pop = tr.split(0.3, seed=1)
+    cats = [f.name for f in d.schema.categorical()]
+
+    def factory():
+        enc = ColumnTransformer([("c", OrdinalEncoder(handle_unknown="use_encoded_value",
+                                                      unknown_value=-1), cats)],
+                                remainder="passthrough")
+        return make_pipeline(enc, DecisionTreeClassifier(max_depth=6, random_state=0))
+
+    model = factory().fit(rest.X, rest.y)
+    bad = np.flatnonzero(model.predict(te.X) == 0)[:1]
+    data = AttackData(train=Labeled(rest.X, rest.y), model_factory=factory, schema=d.schema,
+                      victims=Labeled(te.X.iloc[bad]), population=Labeled(pop.X, pop.y),
+                      test=Labeled(te.X, te.y))
+    attack = ATTACKS.get("poisoning.feedback_loop")
+    # no honest reports here: with them, retraining alone may flip a borderline victim
+    kw = dict(target_class=1, reports_per_round=4, max_rounds=6, benign_per_round=0)
+    undefended = attack(**kw).run(Oracle(model), data)
+    screen = FeedbackScreen().fit(rest.X, rest.y)
+    defended = attack(**kw, screen=screen).run(Oracle(model), data)
+    assert undefended.metrics["flipped"] == 1.0
+    assert defended.metrics["flipped"] == 0.0 and defended.metrics["poisoned_accepted"] == 0.0
+    # honest error reports mostly pass
+    screen.reset()
+    wrong = np.flatnonzero(model.predict(pop.X) != pop.y)
+    assert screen.screen(pop.X.iloc[wrong], pop.y[wrong]).mean() >= 0.5
+
+
+def test_feedback_screen_reasons_sources_and_apply(credit):
+    d, tr, te = credit
+    s = FeedbackScreen().fit(tr.X, tr.y)
+    rows = te.X.iloc[:1]
+    reports = pd.concat([rows] * 6, ignore_index=True)
+    dec = s.decide(reports, np.full(6, 1 - s.model_.predict(rows)[0]), sources=["eve"] * 6)
+    assert not dec.accept[-1] and "repetition" in dec.reasons[-1]
+    assert dec.source_trust["eve"] < 0.5
+    s.reset()
+    assert s.screen(te.X.iloc[10:20], te.y[10:20]).mean() > 0.5
+    model = FeedbackScreen().apply(credit_lr(d), tr.X, tr.y, feedback=reports,
+                                   feedback_y=np.ones(6, dtype=int))
+    assert hasattr(model, "predict")
