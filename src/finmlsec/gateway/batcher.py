@@ -32,11 +32,18 @@ class MicroBatcher:
     def __init__(self, fn: Callable[[list[Any]], np.ndarray], *, max_rows: int = 256) -> None:
         self.fn = fn
         self.max_rows = max_rows
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="finmlsec-model")
+        self._executor: ThreadPoolExecutor | None = None
         self._queue: asyncio.Queue[tuple[list[Any], asyncio.Future[np.ndarray]]] | None = None
         self._task: asyncio.Task[None] | None = None
         self.calls = 0
         self.rows = 0
+
+    @property
+    def executor(self) -> ThreadPoolExecutor:
+        """The model thread (created on first use, again after :meth:`close`)."""
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="finmlsec-model")
+        return self._executor
 
     async def submit(self, rows: list[Any]) -> np.ndarray:
         """The results for ``rows``, computed in a batch with whatever else is waiting."""
@@ -80,4 +87,7 @@ class MicroBatcher:
     def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
-        self.executor.shutdown(wait=False, cancel_futures=True)
+            self._task = None
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
