@@ -251,6 +251,7 @@ class TreePathFinding:
     """Copy a decision tree leaf by leaf from its probability outputs (path-finding).
 
     ``decimals``: outputs are compared after rounding to this many decimals (leaf identity);
+    ``max_leaves``: stop after this many leaves (a target that is not a tree has no end);
     ``n_uniform``: uniform samples of the input space for the fidelity measure (evaluator side).
     See the module docstring for an example.
     """
@@ -267,12 +268,14 @@ class TreePathFinding:
     )
 
     decimals: int = 10
+    max_leaves: int = 2000
     n_uniform: int = 2000
     seed: int = 0
 
     def run(self, oracle: Oracle, data: AttackData) -> AttackResult:
         check_int("TreePathFinding", "decimals", self.decimals, 0, 15)
         check_int("TreePathFinding", "n_uniform", self.n_uniform, 0)
+        check_int("TreePathFinding", "max_leaves", self.max_leaves, 1)
         check_int("TreePathFinding", "seed", self.seed, 0)
         check_needs(self, oracle, data)
         t0 = time.perf_counter()
@@ -282,11 +285,18 @@ class TreePathFinding:
         search = _Search(oracle, schema, pop, self.decimals)
         full: Box = {f.name: (frozenset(f.categories or ()) if f.type == FeatureType.CATEGORICAL
                               else search.range[f.name]) for f in schema.features}
-        regions, boxes, outputs = [full], [], []
+        regions: list[Box] = [full]
+        boxes: list[Box] = []
+        outputs: list[np.ndarray] = []
         notes: list[str] = []
         curve: dict[str, list[float]] = {"queries": [], "leaves": []}
         try:
             while regions:
+                if len(boxes) >= self.max_leaves:
+                    notes.append(f"stopped at max_leaves={self.max_leaves}: is the target a "
+                                 "decision tree? (outputs that differ everywhere look like "
+                                 "one leaf per query)")
+                    break
                 region = regions.pop()
                 x = self._point_in(region, schema, search)
                 box = search.explore(x)
