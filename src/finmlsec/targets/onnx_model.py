@@ -232,4 +232,4 @@ class OnnxTarget:
         return self.classes_[np.argmax(p, axis=1)]
 
     def __repr__(self) -> str:
-        return f"OnnxTarget(inputs={[i.name for i in self.inputs]})"
+        return f"OnnxTarget({len(self.inputs)} input(s), classes={len(self.classes_)})"
