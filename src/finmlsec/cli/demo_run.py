@@ -39,13 +39,14 @@ def demo_run_command(
     skip_build: bool = typer.Option(False, "--skip-build", help="Reuse OUT/USECASE."),
     json_out: bool = typer.Option(False, "--json"),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
+    attack: list[str] = typer.Option([], "--attack", help="Run only these attacks."),
 ) -> None:
     """Build the use case's model, analyse it, scan it and write the HTML report under OUT."""
     from finmlsec.scan.usecases import run_usecase
 
     result = run_usecase(
         usecase.value, out, profile=profile.value, db=db, executor=executor, workers=workers,
-        seed=seed, skip_build=skip_build, progress=not quiet,
+        seed=seed, skip_build=skip_build, progress=not quiet, only=tuple(attack),
     )
     if json_out:
         typer.echo(json.dumps(result, indent=2))

@@ -34,8 +34,8 @@ _CHEAP_FIRST = (
 )
 _STRONG_FIRST = (
     "membership.lira", "inversion.attribute", "membership.rmia", "membership.shadow",
-    "membership.metric", "membership.label_only", "extraction.equation", "extraction.tree_path",
-    "extraction.learning", "evasion.constrained", "evasion.text", "evasion.image", "evasion.pgd",
+    "membership.metric", "membership.label_only", "extraction.equation", "extraction.learning",
+    "extraction.tree_path", "evasion.constrained", "evasion.text", "evasion.image", "evasion.pgd",
     "evasion.transfer", "poisoning.feedback_loop", "poisoning.label_flip", "poisoning.backdoor",
     "poisoning.optimal_linear", "dos.load",
 )
@@ -46,6 +46,12 @@ _DEFENCE_ORDER = (
     "confidence.round", "confidence.label_only", "confidence.top_k", "confidence.noise",
     "confidence.reverse_sigmoid", "confidence.truncate",
 )
+
+#: The input kinds an attack works on, for attacks that do not declare ``input_kinds`` themselves.
+INPUT_KINDS: dict[str, tuple[str, ...]] = {
+    "evasion.text": ("text",),
+    "evasion.image": ("image",),
+}
 
 
 class Profile(BaseModel):
@@ -92,21 +98,23 @@ class Profile(BaseModel):
 
 PROFILES: dict[str, Profile] = {
     "quick": Profile(
-        name="quick", budget=20_000, max_attacks=1, max_defences=1, combinations=0,
+        name="quick", budget=10_000, max_attacks=1, max_defences=1, combinations=0,
         max_victims=20,
         preference=_CHEAP_FIRST,
-        overrides={"n_reference": 4, "n_shadow": 2, "n_victims": 20, "rounds": 3,
-                   "n_candidates": 200, "max_queries": 1000},
+        overrides={"n_reference": 4, "n_shadow": 2, "max_rounds": 8, "n_uniform": 500,
+                   "max_victims": 50, "n_population": 250},
+        attack_params={"extraction.learning": {"budget": 500, "rounds": 5}},
     ),
     "standard": Profile(
-        name="standard", budget=100_000, max_attacks=2, max_defences=2, combinations=1,
+        name="standard", budget=25_000, max_attacks=2, max_defences=2, combinations=1,
         max_victims=100,
-        overrides={"n_reference": 16, "n_shadow": 4, "n_victims": 50, "rounds": 5,
-                   "max_queries": 2000},
+        overrides={"n_reference": 8, "n_shadow": 4, "max_rounds": 12, "n_uniform": 1000,
+                   "max_victims": 100},
+        attack_params={"extraction.learning": {"budget": 1000}},
     ),
     "thorough": Profile(
-        name="thorough", budget=1_000_000, max_attacks=99, max_defences=99, combinations=99,
-        overrides={"n_reference": 64, "n_shadow": 8, "n_victims": 200},
+        name="thorough", budget=200_000, max_attacks=99, max_defences=99, combinations=99,
+        overrides={"n_reference": 64, "n_shadow": 8},
     ),
 }
 

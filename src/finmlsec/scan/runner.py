@@ -19,7 +19,7 @@ import finmlsec
 from finmlsec.scan.decide import summarize
 from finmlsec.scan.executors import Executor, ProcessExecutor, run_units
 from finmlsec.scan.plan import ScanPlan, Unit, make_plan
-from finmlsec.scan.profiles import Profile, get_profile
+from finmlsec.scan.profiles import INPUT_KINDS, Profile, get_profile
 from finmlsec.scan.progress import ScanProgress
 from finmlsec.scan.work import ScanContext, attack_data_for, scenario_for
 from finmlsec.store import FINISHED, Store
@@ -49,7 +49,7 @@ def _checker(scenario: Any, ctx: ScanContext) -> tuple[Any, Any]:
         return "proba" if "proba" in caps else "label"
 
     def check(cls: type) -> str | None:
-        kinds = getattr(cls, "input_kinds", None)
+        kinds = getattr(cls, "input_kinds", None) or INPUT_KINDS.get(getattr(cls, "name", ""))
         if kinds and kind not in kinds:
             return f"works on {sorted(kinds)} inputs, this model takes {kind}"
         try:

@@ -49,6 +49,7 @@ def run_usecase(
     seed: int = 0,
     skip_build: bool = False,
     progress: bool = True,
+    only: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Build, analyse, scan and report ``usecase`` under ``out``; return what was written."""
     from finmlsec.report.analysis import render_analysis
@@ -74,7 +75,12 @@ def run_usecase(
     analysis_html = out / f"{usecase}-analysis.html"
     analysis_html.write_text(render_analysis(analysis, "html"), encoding="utf-8")
     store = Store.open(db or str(out / "finmlsec.db"))
-    run_id = start_scan(spec, store=store, profile=profile, seed=seed)
+    from finmlsec.scan.profiles import get_profile
+
+    prof = get_profile(profile)
+    if only:
+        prof = prof.model_copy(update={"only": tuple(only)})
+    run_id = start_scan(spec, store=store, profile=prof, seed=seed)
     ex = make_executor(executor, workers)
     try:
         summary = run_scan(store, run_id, executor=ex,
