@@ -163,12 +163,18 @@ class EquationSolving:
         coef, intercept = np.zeros((k - 1, enc.dim)), np.zeros(k - 1)
         if len(Q) > 0:
             P = oracle.predict_proba(Q)
-            saturated = int(((P <= 0) | (P >= 1)).any(axis=1).sum())
-            if saturated:
-                notes.append(f"{saturated} answer(s) saturated at 0 or 1: log-ratios clipped")
-            logp = np.log(np.clip(P, _TINY, None))
-            L = logp[:, 1:] - logp[:, :1]
+            # rounded outputs: 0 stands for anything below half a unit of the last decimal
+            floor = 0.5 * 10.0 ** -oracle.decimals if oracle.access == "rounded" else _TINY
+            sat = ((P <= 0) | (P >= 1)).any(axis=1)
             Z = np.hstack([np.ones((len(Q), 1)), enc.encode(Q)])
+            if sat.any():
+                keep = ~sat if (~sat).sum() >= enc.dim + 1 else np.ones(len(Q), dtype=bool)
+                notes.append(f"{int(sat.sum())} answer(s) saturated at 0 or 1: "
+                             + ("left out of the system" if not keep.all() else
+                                "log-ratios clipped"))
+                P, Z = P[keep], Z[keep]
+            logp = np.log(np.clip(P, floor, None))
+            L = logp[:, 1:] - logp[:, :1]
             scale = np.maximum(np.abs(Z).max(axis=0), 1e-12)
             theta, *_ = np.linalg.lstsq(Z / scale, L, rcond=None)
             theta = theta / scale[:, None]
