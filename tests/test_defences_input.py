@@ -1,0 +1,130 @@
+"""Input screening: schema validation, OOD and feature-squeezing detectors, text normalisation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.compose import ColumnTransformer
+from sklearn.datasets import load_digits
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from finmlsec.datasets import load
+from finmlsec.defences import DEFENCES
+from finmlsec.defences.input_screen import (
+    InputScreen,
+    OODDetector,
+    normalise_text,
+    validate_rows,
+)
+from finmlsec.errors import ConfigError, DataError
+
+
+@parametrize_with_checks([OODDetector(n_estimators=20, random_state=0)])
+def test_ood_detector_is_a_sklearn_outlier_detector(estimator, check):
+    check(estimator)
+
+
+def test_contract():
+    assert DEFENCES.get("input_screen") is InputScreen
+    assert InputScreen.countermeasure == "detect_malicious_input" and InputScreen.stage == "input"
+
+
+@pytest.mark.parametrize(
+    "raw, clean",
+    [
+        ("c\u0430rd", "card"),                       # Cyrillic a
+        ("bal\u200bance", "balance"),                # zero-width space
+        ("\u202etransfer\u202c", "transfer"),        # bidi override
+        ("\uff34\uff52\uff41\uff4e\uff53\uff46\uff45\uff52", "Transfer"),  # full-width (NFKC)
+        ("l\u03bfan  \u0430pplic\u0430tion", "loan application"),  # Greek o, spaces collapsed
+        ("plain text", "plain text"),
+    ],
+)
+def test_normalise_text(raw, clean):
+    assert normalise_text(raw) == clean
+
+
+def test_text_screen_defeats_homoglyph_and_invisible_evasion():
+    texts = ["what is my card limit", "block my card", "card stolen please block",
+             "how much is the loan rate", "loan interest rate", "apply for a loan"] * 5
+    y = np.array([0, 1, 1, 2, 2, 2] * 5)
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    model = make_pipeline(TfidfVectorizer(), LogisticRegression(max_iter=500))
+    plain = model.fit(texts, y)
+    guarded = InputScreen(text=True).apply(model, texts, y)
+    attacked = ["c\u0430rd st\u043elen", "bl\u043e\u200bck c\u0430rd"]
+    assert plain.predict(attacked).tolist() == [2, 2]  # every token unknown: fooled
+    assert guarded.predict(attacked).tolist() == [1, 1]
+
+
+def test_schema_validation_names_fields():
+    d = load("german_credit")
+    X = d.X.iloc[:4].copy()
+    X.loc[1, "age"] = 130
+    X.loc[3, "purpose"] = "yacht"
+    v = validate_rows(d.schema, X)
+    assert v.accept.tolist() == [True, False, True, False]
+    assert v.reasons[1] == "schema: invalid age=130" and "purpose='yacht'" in v.reasons[3]
+    with pytest.raises(DataError, match="missing column"):
+        validate_rows(d.schema, X.drop(columns=["age"]))
+
+
+def test_tabular_screen_rejects_invalid_and_ood_and_refuses_to_predict():
+    d = load("german_credit")
+    tr, te = d.split(0.3, seed=0)
+    cats = [f.name for f in d.schema.categorical()]
+    nums = [n for n in d.schema.names if n not in cats]
+    lr = make_pipeline(ColumnTransformer([("c", OneHotEncoder(handle_unknown="ignore"), cats),
+                                          ("n", StandardScaler(), nums)]),
+                       LogisticRegression(max_iter=1000))
+    guarded = InputScreen(schema=d.schema, random_state=0).apply(lr, tr.X, tr.y)
+    clean = guarded.decide(te.X)
+    assert clean.accept.mean() > 0.85
+    # records drawn uniformly from the schema: valid, but unlike real applicants
+    odd = d.schema.sample_uniform(300, 0)
+    dec = guarded.decide(odd)
+    assert dec.flags["schema"].sum() == 0
+    assert (~dec.accept).mean() > (~clean.accept).mean() + 0.2
+    assert any(r.startswith("out of distribution") for r in dec.reasons)
+    bad = te.X.iloc[:2].copy()
+    bad.loc[bad.index[0], "age"] = 12
+    assert guarded.decide(bad).reasons[0] == "schema: invalid age=12"
+    with pytest.raises(DataError, match="rejected by the input screen"):
+        guarded.predict(bad)
+    ok = np.flatnonzero(clean.accept)[:5]
+    assert guarded.predict(te.X.iloc[ok]).shape == (5,)
+
+
+def test_squeezing_flags_adversarial_digits():
+    X, y = load_digits(return_X_y=True)
+    guarded = InputScreen(random_state=0, squeeze_fpr=0.05).apply(
+        LogisticRegression(max_iter=500), X[:1200], y[:1200])
+    model = guarded.estimator
+    Xt, yt = X[1200:1400], y[1200:1400]
+    keep = model.predict(Xt) == yt
+    Xt, yt = Xt[keep], yt[keep]
+    # minimal white-box attack on the linear model: step towards the runner-up class until the
+    # decision just flips (small, in-range perturbations)
+    W = model.coef_
+    adv = Xt.copy()
+    for i in range(len(adv)):
+        s = model.decision_function(adv[i:i + 1])[0]
+        j = np.argsort(s)[-2]
+        d = W[j] - W[yt[i]]
+        for _ in range(200):
+            if model.predict(adv[i:i + 1])[0] != yt[i]:
+                break
+            adv[i] = np.clip(adv[i] + 0.25 * np.sign(d), 0, 16)
+    fooled = model.predict(adv) != yt
+    assert fooled.mean() > 0.9
+    flagged_adv = ~guarded.decide(adv[fooled]).accept
+    flagged_clean = ~guarded.decide(Xt).accept
+    assert flagged_adv.mean() > flagged_clean.mean() + 0.3
+
+
+def test_bad_parameters():
+    with pytest.raises(ConfigError, match="'quantile' parameter of OODDetector"):
+        OODDetector(quantile=0.9).fit(np.zeros((5, 2)))
