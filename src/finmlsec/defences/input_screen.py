@@ -204,7 +204,7 @@ class SqueezeDetector(BaseEstimator):
             arr = np.asarray(X, dtype=float)
             self.lo_, self.hi_ = arr.min(axis=0), arr.max(axis=0)
 
-    def score(self, X: Any) -> np.ndarray:  # type: ignore[override]
+    def score(self, X: Any) -> np.ndarray:
         p = np.asarray(self.estimator.predict_proba(X))
         q = np.asarray(self.estimator.predict_proba(squeeze(X, self.levels, self.lo_, self.hi_)))
         return np.abs(p - q).sum(axis=1)
