@@ -3,6 +3,8 @@ share, and a pluggable screen stops it."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from sklearn.compose import ColumnTransformer
@@ -99,3 +101,14 @@ def test_bad_screen_and_parameters(loop: dict) -> None:
         ATTACKS.get("poisoning.feedback_loop")(screen="no_such_screen").run(oracle, loop["data"])
     with pytest.raises(ConfigError, match="'max_poison_share' parameter"):
         ATTACKS.get("poisoning.feedback_loop")(max_poison_share=0).run(oracle, loop["data"])
+
+
+def test_registered_screen_by_name_is_fitted_and_screens(loop: dict) -> None:
+    data = loop["data"]
+    att = ATTACKS.get("poisoning.feedback_loop")(target_class="good", max_rounds=3,
+                                                 screen="feedback_screen")
+    r = att.run(Oracle(loop["deployed"], access="label"), replace(data, victims=Labeled(
+        loop["rejected"].iloc[1:2].reset_index(drop=True))))
+    rejected = (r.metrics["poisoned_submitted"] - r.metrics["poisoned_accepted"]
+                + r.metrics["benign_submitted"] - r.metrics["benign_accepted"])
+    assert rejected > 0 and r.params["screen"] == "feedback_screen"

@@ -132,8 +132,8 @@ class TextEvasion:
 
     def generate(self, oracle: Oracle, X: Any, y: Any = None, schema: Any = None) -> EvasionOutput:
         self._validate()
-        texts = list(X)
-        if not all(isinstance(t, str) for t in texts):
+        texts = [] if hasattr(X, "columns") or getattr(X, "ndim", 1) != 1 else list(X)
+        if not texts and len(X) or not all(isinstance(t, str) for t in texts):
             raise DataError("evasion.text needs a list of strings; use evasion.constrained for "
                             "tabular records or evasion.pgd for arrays")
         q0 = oracle.queries_used

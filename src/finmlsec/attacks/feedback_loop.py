@@ -12,7 +12,8 @@ the honest reports only).
 
 A defence plugs in as ``screen``: any object with ``screen(X, y) -> np.ndarray[bool]`` (the
 accept mask over one round's reports; the defences' ``feedback_screen``), or the registered name
-of such a defence. Rejected reports are not merged.
+of such a defence (then fitted on the trusted training data). A screen with a ``reset()`` method
+is reset at the start of each run. Rejected reports are not merged.
 
 Example:
     >>> import numpy as np, pandas as pd
@@ -49,14 +50,18 @@ from finmlsec.errors import ConfigError
 from finmlsec.targets.oracle import Oracle
 
 
-def resolve_screen(screen: Any) -> Any:
-    """``screen`` as an object with ``screen(X, y)``: None, such an object, or a defence name."""
+def resolve_screen(screen: Any, X: Any = None, y: Any = None) -> Any:
+    """``screen`` as an object with ``screen(X, y)``: None, such an object, or the name of a
+    registered defence (instantiated with its defaults and, if it has ``fit``, fitted on the
+    trusted training data ``X, y``)."""
     if screen is None:
         return None
     if isinstance(screen, str):
         from finmlsec.defences.base import DEFENCES
 
         screen = DEFENCES.get(screen)()
+        if callable(getattr(screen, "fit", None)) and X is not None:
+            screen = screen.fit(X, y) or screen
     if not callable(getattr(screen, "screen", None)):
         raise ConfigError(
             "The 'screen' parameter of FeedbackLoopPoisoning must be None, a registered defence "
@@ -144,8 +149,10 @@ class FeedbackLoopPoisoning:
     def run(self, oracle: Oracle, data: AttackData) -> AttackResult:
         check_needs(self, oracle, data)
         self._validate()
-        screen = resolve_screen(self.screen)
         assert data.train is not None and data.train.y is not None and data.schema is not None
+        screen = resolve_screen(self.screen, data.train.X, data.train.y)
+        if callable(getattr(screen, "reset", None)):
+            screen.reset()  # each simulated loop starts with a screen that has seen no reports
         assert data.victims is not None and data.model_factory is not None
         t0 = time.perf_counter()
         q0 = oracle.queries_used
