@@ -142,11 +142,45 @@ def defended_factory(scenario: Any, defences: tuple[str, ...], seed: int) -> Any
     return factory
 
 
+def through_screen(attack: Any, oracle: Any, data: Any, screen: Any) -> Any:
+    """An evasion attack against a model behind an input screen (a defence whose model has
+    ``decide(X)``): the attacker searches against the model, and succeeds only with the
+    adversarial inputs that reach its goal, are valid *and* pass the screen."""
+    from finmlsec.attacks.base import AttackResult, params_of
+
+    t0 = time.perf_counter()
+    X = data.victims.X
+    gen = attack.generate(oracle, X, None, data.schema)
+    raw = np.asarray(gen.success, dtype=bool) & np.asarray(gen.valid, dtype=bool)
+    accepted = np.asarray(screen.decide(gen.X_adv).accept, dtype=bool)
+    won = raw & accepted
+    n = max(len(won), 1)
+    metrics = {
+        "success_rate": float(won.sum() / n),
+        "success_rate_unscreened": float(raw.sum() / n),
+        "screened_out": float((raw & ~accepted).sum() / max(raw.sum(), 1)),
+        "n_victims": float(len(won)),
+    }
+    return AttackResult(
+        attack=getattr(attack, "name", type(attack).__name__), threat=attack.threat,
+        via=attack.via, success=metrics["success_rate"], metrics=metrics,
+        queries=int(gen.queries), seconds=time.perf_counter() - t0, params=params_of(attack),
+        notes=("success counts only adversarial inputs that pass the input screen",),
+    )
+
+
 def utility(model: Any, test: Any) -> dict[str, float]:
-    """Accuracy (and ROC AUC for two classes) of ``model`` (a target or estimator) on ``test``."""
+    """Accuracy (and ROC AUC for two classes) of ``model`` (a target or estimator) on ``test``.
+    Behind an input screen (``decide``), a rejected legitimate record counts as an error and
+    the share rejected is reported."""
     if test is None:
         return {}
     y = np.asarray(test.y)
+    if hasattr(model, "decide"):
+        accept = np.asarray(model.decide(test.X).accept, dtype=bool)
+        pred = np.asarray(model.estimator.predict(test.X))
+        return {"accuracy": float(np.mean((pred == y) & accept)),
+                "rejected": float(np.mean(~accept))}
     pred = np.asarray(model.predict(test.X))
     classes = getattr(model, "classes_", None)
     if pred.dtype.kind in "USO" and classes is not None:
@@ -221,6 +255,7 @@ def _run(ctx: ScanContext, unit: Unit, out: dict[str, Any]) -> None:
     if unit.max_victims is not None and data.victims is not None \
             and len(data.victims) > unit.max_victims:
         data = replace(data, victims=_head(data.victims, unit.max_victims))
+    model: Any = None
     if unit.defences:
         model = build_defended(sc, unit.defences, unit.seed)
         target = as_target(model, input_kind=sc.target.input_kind)
@@ -229,8 +264,11 @@ def _run(ctx: ScanContext, unit: Unit, out: dict[str, Any]) -> None:
     else:
         target = sc.target
     attack = _attack(unit)
-    oracle = Oracle(target, unit.access, budget=unit.budget, input_kind=target.input_kind)
+    screened = unit.defences and hasattr(model, "decide") and hasattr(attack, "generate")
+    inner = as_target(model.estimator, input_kind=target.input_kind) if screened else target
+    oracle = Oracle(inner, unit.access, budget=unit.budget, input_kind=target.input_kind)
     check_needs(attack, oracle, data)
-    result = attack.run(oracle, data)
+    result = (through_screen(attack, oracle, data, model) if screened
+              else attack.run(oracle, data))
     out["result"] = result.to_dict()
-    out["utility"] = utility(target, sc.test)
+    out["utility"] = utility(model if unit.defences else target, sc.test)
