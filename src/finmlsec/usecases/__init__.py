@@ -33,8 +33,16 @@ for _module in (credit_scoring, fraud, market_anomaly, chatbot, ocr):
 
 
 def build(name: str, out: str | Path, *, seed: int = 0) -> BuildResult:
-    """Build use case ``name`` into the directory ``out`` (created if needed)."""
-    return USECASES.get(name)(Path(out), seed=seed)
+    """Build use case ``name`` into the directory ``out`` (created if needed).
+
+    BLAS/OpenMP pools are limited to one thread: on a shared machine, over-subscribed thread
+    pools make scikit-learn's gradient boosting and MLP ten times slower.
+    """
+    from threadpoolctl import threadpool_limits
+
+    builder = USECASES.get(name)
+    with threadpool_limits(1):
+        return builder(Path(out), seed=seed)
 
 
 __all__ = ["USECASES", "BuildResult", "ModelInfo", "build"]

@@ -64,8 +64,9 @@ ROLES: dict[str, Any] = {
 }
 
 
-def pipeline(schema: Any, classifier: Any) -> Any:
-    """One-hot encode the categorical attributes, standardise the numeric ones, then classify."""
+def pipeline(schema: Any, classifier: Any, *, scale: bool = True) -> Any:
+    """One-hot encode the categorical attributes, standardise the numeric ones (``scale``; trees
+    get them unscaled, so their thresholds stay exact in ONNX's float32), then classify."""
     from sklearn.compose import make_column_transformer
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
@@ -73,7 +74,8 @@ def pipeline(schema: Any, classifier: Any) -> Any:
     cats = [f.name for f in schema.categorical()]
     nums = [f.name for f in schema.features if f.name not in cats]
     encode = make_column_transformer(
-        (OneHotEncoder(handle_unknown="ignore"), cats), (StandardScaler(), nums)
+        (OneHotEncoder(handle_unknown="ignore"), cats),
+        (StandardScaler() if scale else "passthrough", nums),
     )
     return make_pipeline(encode, classifier)
 
@@ -102,16 +104,16 @@ def build(out: Path, *, seed: int = 0) -> BuildResult:
     out.mkdir(parents=True, exist_ok=True)
     ds = load(DATASET)
     train, test, pop = split_three(ds, seed)
-    candidates = [
+    candidates: list[tuple[str, str, Any, bool]] = [
         ("gbm", "gradient boosting (150 trees of depth 2, learning rate 0.05, subsample 0.8)",
          GradientBoostingClassifier(n_estimators=150, max_depth=2, learning_rate=0.05,
-                                    subsample=0.8, random_state=seed)),
+                                    subsample=0.8, random_state=seed), False),
         ("logreg", "logistic regression (L2, C=0.3)",
-         LogisticRegression(C=0.3, max_iter=2000)),
+         LogisticRegression(C=0.3, max_iter=2000), True),
     ]
     models = []
-    for name, algorithm, clf in candidates:
-        model = pipeline(ds.schema, clf).fit(train.X, train.y)
+    for name, algorithm, clf, scale in candidates:
+        model = pipeline(ds.schema, clf, scale=scale).fit(train.X, train.y)
         formats = {
             "skops": save_skops(model, out, name),
             "onnx": save_onnx_sklearn(model, out, name, input_kind="tabular", sample=train.X,

@@ -55,7 +55,10 @@ ROLES: dict[str, Any] = {
     },
     "stakes": {
         "training_data": "personal",
-        "personal_fields": [{"field": "amount", "round_to": 100}],
+        "personal_fields": [
+            {"field": "customer_age", "round_to": 10},
+            {"field": "amount", "round_to": 100},
+        ],
         "model_value": "moderate",
         "harm_of_wrong_output": "high",
         "harm_of_outage": "high",
