@@ -64,6 +64,7 @@ class ExtractionPolicy(_Section):
     max_far_rate: float | None = Field(default=0.5, gt=0.0, le=1.0)
     far_quantile: float = Field(default=0.99, gt=0.5, lt=1.0)
     throttle_seconds: float = Field(default=60.0, gt=0)
+    exempt_organisations: list[str] = Field(default_factory=list)
     max_rows_per_request: int = Field(default=64, ge=1)
 
 
@@ -79,7 +80,7 @@ class ScreenPolicy(_Section):
     detector following scikit-learn's outlier convention: ``predict`` gives -1 for outliers)."""
 
     enabled: bool = False
-    defence: str = "input_screen.isolation"
+    defence: str = "input_screen.ood"
     params: dict[str, Any] = Field(default_factory=dict)
     action: Literal["reject", "flag"] = "reject"
 

@@ -138,25 +138,37 @@ class Gateway:
 
     # -- construction helpers -------------------------------------------------------------------
     def _build_screen(self, reference: Any) -> Any:
+        """The policy's input screen: one of the defences engineer's detectors (out of
+        distribution: ``input_screen.ood``; feature squeezing against the served model:
+        ``input_screen.squeeze``) or a registered defence following scikit-learn's outlier
+        convention (``fit``, then ``predict`` giving -1 for suspicious records)."""
         s = self.policy.screening
         if not s.enabled:
             return None
+        import importlib
+
         from finmlsec.defences import DEFENCES
 
-        screen = DEFENCES.get(s.defence)(**s.params)
-        if not hasattr(screen, "predict"):
+        if reference is None:
             raise ConfigError(
-                f"the screening defence {s.defence!r} has no predict(); the gateway needs an "
-                "outlier detector that returns -1 for suspicious inputs"
+                "input screening needs reference data (the training split) to fit the "
+                f"detector {s.defence!r}; give the spec a data section or disable screening"
             )
-        if hasattr(screen, "fit"):
-            if reference is None:
-                raise ConfigError(
-                    "input screening needs reference data (the training split) to fit the "
-                    f"detector {s.defence!r}; give the spec a data section or disable screening"
-                )
-            screen = screen.fit(reference)
-        return screen
+        builtin = {"input_screen.ood": "OODDetector", "input_screen.squeeze": "SqueezeDetector"}
+        if s.defence in builtin:
+            mod = importlib.import_module("finmlsec.defences.input_screen")
+            cls = getattr(mod, builtin[s.defence])
+            model = getattr(self.target, "estimator", self.target)
+            screen = (cls(model, **s.params) if s.defence == "input_screen.squeeze"
+                      else cls(**s.params))
+        else:
+            screen = DEFENCES.get(s.defence)(**s.params)
+        if not (hasattr(screen, "fit") and hasattr(screen, "predict")):
+            raise ConfigError(
+                f"the screening defence {s.defence!r} has no fit()/predict(); the gateway needs "
+                "a detector whose predict gives -1 for suspicious inputs, e.g. input_screen.ood"
+            )
+        return screen.fit(reference)
 
     # -- authentication -------------------------------------------------------------------------
     def authenticate(self, token: str) -> Principal | None:
@@ -203,7 +215,10 @@ class Gateway:
         return self.predict_frame(self.validator.frame(rows))
 
     def predict_frame(self, X: Any) -> np.ndarray:
-        return np.asarray(self.target.predict_proba(X), dtype=float)
+        """Probabilities, plus a last column that is 1.0 where the input screen finds the record
+        suspicious (both computed in the model thread, on the whole micro-batch)."""
+        P = np.asarray(self.target.predict_proba(X), dtype=float)
+        return np.column_stack([P, self.screen_rows(X).astype(float)])
 
     def modify_output(self, P: np.ndarray, X: Any) -> np.ndarray:
         """The policy's confidence modification applied to raw probabilities ``P``."""
@@ -224,7 +239,7 @@ class Gateway:
     def observe(self, p: Principal, records: list[dict[str, Any]] | None, X: Any,
                 labels: np.ndarray) -> tuple[bool, dict[str, Any]]:
         """Feed PRADA (a bounded sample of large batches); returns (newly flagged, details)."""
-        if self.prada is None:
+        if self.prada is None or p.org in self.policy.extraction.exempt_organisations:
             return False, {}
         cap = self.policy.extraction.max_rows_per_request
         n = len(labels)

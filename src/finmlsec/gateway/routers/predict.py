@@ -154,20 +154,19 @@ def build_router(gw: Gateway) -> APIRouter:
             msg, headers = too_many(d)
             metrics.guards.labels(guard="budget", decision="refused").inc()
             raise await refuse(gw, request, p, 429, "predict", msg, headers=headers, rows=n)
-        if gw.screen is not None:
-            frame = X if X is not None else gw.validator.frame(records or [])
-            bad = gw.screen_rows(frame)
-            if bad.any():
-                metrics.guards.labels(guard="screening", decision="suspicious").inc()
-                if gw.policy.screening.action == "reject":
-                    raise await refuse(gw, request, p, 422, "predict",
-                                       f"{int(bad.sum())} record(s) look out of distribution or "
-                                       f"adversarial (first: row {int(np.argmax(bad))})",
-                                       rows=n, digest=gw.digest(body))
         if records is not None and n <= gw.settings.predict_batch_max_rows:
-            P = await gw.batcher.submit(records)
+            PS = await gw.batcher.submit(records)
         else:
-            P = await gw.batcher.run_alone(gw.predict_frame, X if X is not None else gw.validator.frame(records or []))
+            PS = await gw.batcher.run_alone(gw.predict_frame,
+                                            X if X is not None else gw.validator.frame(records or []))
+        P, bad = PS[:, :-1], PS[:, -1] > 0
+        if bad.any():
+            metrics.guards.labels(guard="screening", decision="suspicious").inc()
+            if gw.policy.screening.action == "reject":
+                raise await refuse(gw, request, p, 422, "predict",
+                                   f"{int(bad.sum())} record(s) look out of distribution or "
+                                   f"adversarial (first: row {int(np.argmax(bad))}); nothing was "
+                                   "answered", rows=n, digest=gw.digest(body))
         top = np.argmax(P, axis=1)
         out = gw.modify_output(P, X if X is not None else records)
         newly, why = gw.observe(p, records, X, top)
