@@ -282,6 +282,11 @@ class TransferEvasion:
     target_class: str | int | None = None
     seed: int = 0
 
+    @classmethod
+    def contract_fixture(cls) -> dict[str, Any]:
+        """Small parameters for the common attack contract tests."""
+        return {"params": {"n_seed": 100, "rounds": 1}}
+
     def generate(self, oracle: Oracle, X: Any, y: Any = None, schema: FeatureSchema | None = None,
                  *, population: pd.DataFrame | None = None) -> EvasionOutput:
         o = type(self).__name__

@@ -136,6 +136,11 @@ class FeedbackLoopPoisoning:
     screen: Any = None
     seed: int = 0
 
+    @classmethod
+    def contract_fixture(cls) -> dict[str, Any]:
+        """Small parameters for the common attack contract tests."""
+        return {"params": {'max_rounds': 3, 'benign_per_round': 10}}
+
     def _validate(self) -> None:
         o = type(self).__name__
         check_positive(o, "reports_per_round", self.reports_per_round, integer=True, hi=10_000)

@@ -153,6 +153,11 @@ class OptimalLinearPoisoning(_PoisonBase):
     step: float = 4.0
     seed: int = 0
 
+    @classmethod
+    def contract_fixture(cls) -> dict[str, Any]:
+        """Small parameters for the common attack contract tests."""
+        return {"params": {'iterations': 8}}
+
     def run(self, oracle: Oracle | None, data: AttackData) -> AttackResult:
         check_needs(self, None, data)
         owner = type(self).__name__
