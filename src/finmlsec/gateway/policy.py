@@ -14,7 +14,7 @@ Example:
     pydantic_core._pydantic_core.ValidationError: 1 validation error for Policy
     output.mode
       Input should be 'none', 'round', 'truncate', 'top_k' or 'label_only' [type=literal_error, input_value='blur', input_type=str]
-        For further information visit https://errors.pydantic.dev/2.14/v/literal_error
+        For further information visit https://errors.pydantic.dev/.../v/literal_error
 """
 
 from __future__ import annotations

@@ -1,0 +1,79 @@
+"""``finmlsec keys``, ``finmlsec feedback`` and ``finmlsec serve`` argument checks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from finmlsec.cli.main import build_app
+from finmlsec.errors import FinmlsecError
+from finmlsec.gateway.audit import AuditWriter, read_entries, verify_chain
+from finmlsec.gateway.feedback import feedback_row
+from finmlsec.gateway.storage import GatewayDB
+
+runner = CliRunner()
+
+
+def invoke(*args: str) -> tuple[int, str]:
+    """Run a command; a FinmlsecError becomes exit code 2 and its message, as in ``main``."""
+    r = runner.invoke(build_app(), list(args))
+    if isinstance(r.exception, FinmlsecError):
+        return 2, str(r.exception)
+    return r.exit_code, r.output
+
+
+def test_keys_create_list_revoke(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'gw.db'}"
+    code, out = invoke("keys", "create", "--org", "bank", "--role", "system_user", "--db", url,
+                       "--json")
+    assert code == 0
+    made = json.loads(out)
+    db = GatewayDB(url)
+    assert db.verify_token(made["key"]).org == "bank"
+    code, out = invoke("keys", "list", "--db", url, "--json")
+    listed = json.loads(out)
+    assert [k["key_id"] for k in listed] == [made["key_id"]] and made["key"] not in out
+    assert invoke("keys", "revoke", made["key_id"], "--db", url)[0] == 0
+    assert db.verify_token(made["key"]) is None
+    code, out = invoke("keys", "revoke", made["key_id"], "--db", url)
+    assert code == 2 and "no active key" in out
+    code, out = invoke("keys", "create", "--org", "bank", "--role", "root", "--db", url)
+    assert code == 2 and "unknown role 'root'" in out
+    actions = [e["action"] for e in read_entries(db)]
+    assert actions == ["keys.create", "keys.revoke"] and verify_chain(db).ok
+
+
+def test_feedback_review_from_the_command_line(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'gw.db'}"
+    db = GatewayDB(url)
+    w = AuditWriter(db)
+    ids = []
+    for label in ("good", "bad"):
+        row = feedback_row(key_id="k", org="bank", record={"age": 40}, label=label,
+                           model_label="good", model_confidence=0.7, flags=[])
+        w.append_sync({"action": "feedback"}, feedback=row)
+        ids.append(row["id"])
+    code, out = invoke("feedback", "list", "--db", url)
+    assert code == 0 and ids[0] in out and ids[1] in out
+    assert invoke("feedback", "approve", ids[0], "--db", url, "--note", "ok")[0] == 0
+    assert invoke("feedback", "reject", ids[1], "--db", url)[0] == 0
+    code, out = invoke("feedback", "approve", ids[1], "--db", url)
+    assert code == 2 and "already rejected" in out
+    code, out = invoke("feedback", "list", "--status", "approved", "--format", "json", "--db", url)
+    approved = json.loads(out)
+    assert [a["id"] for a in approved] == [ids[0]] and approved[0]["record"] == {"age": 40}
+    assert approved[0]["note"] == "ok" and approved[0]["reviewed_by"].startswith("cli:")
+    assert verify_chain(db).ok
+
+
+def test_serve_refuses_bad_arguments(tmp_path: Path) -> None:
+    code, out = invoke("serve", str(tmp_path / "missing.yaml"))
+    assert code == 2 and "not found" in out
+    code, out = invoke("serve", "demo", "--workers", "2")
+    assert code == 2 and "needs --redis" in out
+    bad = tmp_path / "policy.yaml"
+    bad.write_text("output:\n  mode: blur\n")
+    code, out = invoke("serve", "demo", "--policy", str(bad), "--db", "sqlite://")
+    assert code == 2 and "output.mode" in out
