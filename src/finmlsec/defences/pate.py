@@ -1,0 +1,316 @@
+"""PATE: Private Aggregation of Teacher Ensembles (Papernot et al. 2017; 2018).
+
+Teachers are trained on disjoint partitions of the sensitive data. A student is trained on
+non-sensitive, unlabelled (public) data, of which at most ``max_queries`` records get a label:
+the noisy arg-max of the teachers' votes. Aggregators:
+
+* ``laplace`` (LNMax, 2017): Laplace noise of scale ``noise`` on each vote count;
+* ``gnmax`` (2018): Gaussian noise of standard deviation ``noise``;
+* ``confident_gnmax`` (2018): a noisy check first (the top vote count plus Gaussian noise of
+  ``threshold_noise`` must reach ``threshold``); only queries passing it are answered, with GNMax.
+
+Privacy accounting (Renyi DP, composed over the queries and converted to (epsilon, delta) with
+``dp_accounting``'s RDP accountant):
+
+* data-independent: one record changes one teacher's vote, so the vote histogram has L1
+  sensitivity 2 and L2 sensitivity sqrt(2); LNMax costs as a Laplace mechanism of scale
+  ``noise / 2``, GNMax ``lambda / noise**2`` at order lambda; every threshold check of
+  Confident-GNMax costs a Gaussian mechanism of sensitivity 1 (``lambda / (2 threshold_noise**2)``),
+  whether or not the query is answered;
+* data-dependent (GNMax answers only): the smaller RDP bound of Papernot et al. (2018,
+  Theorem 6) when the teachers agree strongly (q = probability that the noisy answer differs
+  from the plurality), taken per query as the minimum with the data-independent cost. The
+  threshold checks are still charged data-independently. The data-dependent epsilon depends on
+  the sensitive data and is not itself differentially private (the paper publishes it through
+  smooth sensitivity, which is not implemented here): report the data-independent figure as the
+  guarantee.
+
+Example:
+    >>> from sklearn.datasets import load_breast_cancer
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> X, y = load_breast_cancer(return_X_y=True)
+    >>> pate = PATE(LogisticRegression(solver="liblinear"), n_teachers=20,
+    ...             aggregator="confident_gnmax", noise=4.0, threshold=15, threshold_noise=5.0,
+    ...             max_queries=100, random_state=0).fit(X[:400], y[:400], X_public=X[400:500])
+    >>> r = pate.privacy_
+    >>> r.n_queries, r.n_answered, round(r.epsilon, 1), round(r.epsilon_data_dependent, 1)
+    (100, 67, 21.9, 13.0)
+    >>> round(float(pate.score(X[500:], y[500:])), 2)
+    0.96
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+from dp_accounting import GaussianDpEvent, LaplaceDpEvent, SelfComposedDpEvent
+from dp_accounting.rdp import RdpAccountant
+from dp_accounting.rdp.rdp_privacy_accountant import DEFAULT_RDP_ORDERS, compute_epsilon
+from scipy.special import log_ndtr
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.linear_model import LogisticRegression
+from sklearn.utils import _safe_indexing, check_array, check_consistent_length, get_tags
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted
+
+from finmlsec.defences._params import check_choice, check_float, check_int
+from finmlsec.defences.base import DEFENCES
+from finmlsec.errors import DataError
+
+AGGREGATORS = ("laplace", "gnmax", "confident_gnmax")
+ORDERS = np.asarray(DEFAULT_RDP_ORDERS, dtype=float)
+
+
+def log_q_gnmax(votes: np.ndarray, sigma: float) -> float:
+    """log of an upper bound on Pr[GNMax answer != plurality class] (Papernot 2018, Prop. 7)."""
+    top = int(np.argmax(votes))
+    gaps = votes[top] - np.delete(votes, top)
+    # Pr[n_i + N(0, s^2) > n_top + N(0, s^2)] = Phi(-gap / (s sqrt 2))
+    terms = log_ndtr(-gaps / (sigma * math.sqrt(2.0)))
+    logq = float(np.logaddexp.reduce(terms))
+    return min(logq, math.log1p(-1.0 / len(votes)))
+
+
+def rdp_gnmax_data_dependent(logq: float, sigma: float, orders: np.ndarray) -> np.ndarray:
+    """Per-order RDP of one GNMax answer given log q (Papernot et al. 2018, Theorem 6, with
+    mu2 = sigma sqrt(log 1/q), mu1 = mu2 + 1), never above the data-independent lambda/sigma^2."""
+    indep = orders / sigma**2
+    if logq >= 0 or not np.isfinite(logq):
+        return indep
+    mu2 = sigma * math.sqrt(-logq)
+    mu1 = mu2 + 1.0
+    if mu2 <= 1.0:
+        return indep
+    eps1, eps2 = mu1 / sigma**2, mu2 / sigma**2
+    cond = (mu2 - 1) * eps2 - mu2 * (math.log(mu1 / (mu1 - 1)) + math.log(mu2 / (mu2 - 1)))
+    if logq > cond or logq + eps2 >= 0:
+        return indep
+    log1q = math.log1p(-math.exp(logq))
+    log_a = log1q - math.log1p(-math.exp((mu2 - 1) / mu2 * (logq + eps2)))
+    log_b = eps1 - logq / (mu1 - 1)
+    out = indep.copy()
+    ok = (orders <= mu1) & (orders > 1)
+    lam = orders[ok]
+    dep = np.logaddexp(log1q + (lam - 1) * log_a, logq + (lam - 1) * log_b) / (lam - 1)
+    out[ok] = np.minimum(indep[ok], np.maximum(dep, 0.0))
+    return out
+
+
+@dataclass(frozen=True)
+class PrivacyReport:
+    """The privacy spent labelling the student's data."""
+
+    aggregator: str
+    epsilon: float  # data-independent: the guarantee
+    epsilon_data_dependent: float  # not itself private; see the module docstring
+    delta: float
+    n_queries: int  # records submitted to the aggregator (threshold checks included)
+    n_answered: int  # records that got a label
+    label_agreement: float  # answered labels equal to the teachers' plurality
+
+
+@DEFENCES.register("pate")
+class PATE(ClassifierMixin, BaseEstimator):
+    """Teachers on disjoint partitions, noisy aggregation, a student on public data; see the
+    module docstring. ``fit(X, y, X_public=...)``: ``X, y`` are the sensitive data; without
+    ``X_public`` a share ``public_share`` of ``X`` is set aside and its labels are dropped (a
+    simulation; in production pass real non-sensitive data). The student is a clone of
+    ``student`` (default: of ``estimator``) trained on the answered records; ``privacy_`` holds
+    the :class:`PrivacyReport`.
+    """
+
+    countermeasure: ClassVar[str] = "pate"
+    counters: ClassVar[frozenset[str]] = frozenset({"infer_training_data"})
+    stage: ClassVar[str] = "training"
+    summary: ClassVar[str] = "PATE: noisy teacher-ensemble labels for a student, with DP accounting"
+
+    def __init__(self, estimator: Any = None, *, student: Any = None, n_teachers: int = 50,
+                 aggregator: str = "gnmax", noise: float = 20.0, threshold: float = 0.0,
+                 threshold_noise: float = 50.0, max_queries: int = 100,
+                 public_share: float = 0.3, delta: float = 1e-5,
+                 random_state: int | None = None) -> None:
+        self.estimator = estimator
+        self.student = student
+        self.n_teachers = n_teachers
+        self.aggregator = aggregator
+        self.noise = noise
+        self.threshold = threshold
+        self.threshold_noise = threshold_noise
+        self.max_queries = max_queries
+        self.public_share = public_share
+        self.delta = delta
+        self.random_state = random_state
+
+    def _check(self) -> None:
+        name = type(self).__name__
+        check_int(name, "n_teachers", self.n_teachers, 1, None)
+        check_choice(name, "aggregator", self.aggregator, AGGREGATORS)
+        check_float(name, "noise", self.noise, 0.0, None, closed_lo=False)
+        check_float(name, "threshold", self.threshold, 0.0, None)
+        check_float(name, "threshold_noise", self.threshold_noise, 0.0, None, closed_lo=False)
+        check_int(name, "max_queries", self.max_queries, 1, None)
+        check_float(name, "public_share", self.public_share, 0.0, 1.0, closed_lo=False)
+        check_float(name, "delta", self.delta, 0.0, 1.0, closed_lo=False)
+
+    def fit(self, X: Any, y: Any, X_public: Any = None) -> PATE:
+        self._check()
+        if y is None:
+            raise ValueError("PATE requires y to be passed, but the target y is None")
+        y = np.asarray(y)
+        if y.ndim == 2 and y.shape[1] == 1:
+            import warnings
+
+            from sklearn.exceptions import DataConversionWarning
+
+            warnings.warn("A column-vector y was passed when a 1d array was expected",
+                          DataConversionWarning, stacklevel=2)
+            y = y.ravel()
+        check_classification_targets(y)
+        base = self.estimator if self.estimator is not None else LogisticRegression(max_iter=500)
+        if not hasattr(X, "iloc"):
+            X = check_array(X, accept_sparse="csr",
+                            ensure_all_finite=not get_tags(base).input_tags.allow_nan)
+        check_consistent_length(X, y)
+        rng = np.random.default_rng(self.random_state)
+        self.classes_, yi = np.unique(y, return_inverse=True)
+        if len(self.classes_) < 2:
+            raise ValueError(f"PATE needs at least 2 classes in y; got 1 class "
+                             f"({self.classes_[0]!r})")
+        if X_public is None:
+            order = rng.permutation(len(y))
+            n_pub = max(int(round(self.public_share * len(y))), 1)
+            pub, priv = np.sort(order[:n_pub]), np.sort(order[n_pub:])
+            X_public = _safe_indexing(X, pub)
+            X, yi = _safe_indexing(X, priv), yi[priv]
+        if len(yi) < self.n_teachers:
+            raise DataError(f"PATE needs at least one sensitive record per teacher: "
+                            f"{len(yi)} records for n_teachers={self.n_teachers}")
+        parts = np.array_split(rng.permutation(len(yi)), self.n_teachers)
+        self.teachers_ = []
+        for part in parts:
+            t = clone(base)
+            rows, labels = _safe_indexing(X, part), yi[part]
+            if len(np.unique(labels)) == 1:
+                t = _Constant(int(labels[0]))
+            else:
+                t.fit(rows, labels)
+            self.teachers_.append(t)
+        n_pub = X_public.shape[0] if hasattr(X_public, "shape") else len(X_public)
+        ask = np.sort(rng.permutation(n_pub)[: self.max_queries])
+        X_ask = _safe_indexing(X_public, ask)
+        votes = self.votes(X_ask)
+        labels, answered, n_checked, rdp_dep = self._aggregate(votes, rng)
+        plurality = votes.argmax(axis=1)
+        self.privacy_ = self._account(n_checked, int(answered.sum()), rdp_dep,
+                                      float(np.mean(labels[answered] == plurality[answered]))
+                                      if answered.any() else float("nan"))
+        if not answered.any():
+            raise DataError("no query passed the confident-GNMax threshold; lower 'threshold' "
+                            "or raise 'max_queries'")
+        student = self.student if self.student is not None else base
+        X_lab, y_lab = _safe_indexing(X_ask, np.flatnonzero(answered)), labels[answered]
+        if len(np.unique(y_lab)) == 1:
+            self.student_: Any = _Constant(int(y_lab[0]))
+        else:
+            self.student_ = clone(student).fit(X_lab, y_lab)
+        for attr in ("n_features_in_", "feature_names_in_"):
+            if hasattr(self.student_, attr):
+                setattr(self, attr, getattr(self.student_, attr))
+        if not hasattr(self, "n_features_in_") and hasattr(X, "shape"):
+            self.n_features_in_ = X.shape[1]
+        return self
+
+    def votes(self, X: Any) -> np.ndarray:
+        """The teachers' vote histogram per record (n_records x n_classes)."""
+        counts = np.zeros((X.shape[0] if hasattr(X, "shape") else len(X), len(self.classes_)))
+        for t in self.teachers_:
+            pred = np.asarray(t.predict(X)).astype(int)
+            counts[np.arange(len(pred)), pred] += 1
+        return counts
+
+    def _aggregate(self, votes: np.ndarray, rng: np.random.Generator
+                   ) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
+        n, k = votes.shape
+        answered = np.ones(n, dtype=bool)
+        if self.aggregator == "confident_gnmax":
+            noisy_top = votes.max(axis=1) + rng.normal(0.0, self.threshold_noise, size=n)
+            answered = noisy_top >= self.threshold
+        if self.aggregator == "laplace":
+            noisy = votes + rng.laplace(0.0, self.noise, size=(n, k))
+        else:
+            noisy = votes + rng.normal(0.0, self.noise, size=(n, k))
+        labels = noisy.argmax(axis=1)
+        rdp_dep = np.zeros_like(ORDERS)
+        if self.aggregator != "laplace":
+            for i in np.flatnonzero(answered):
+                rdp_dep += rdp_gnmax_data_dependent(log_q_gnmax(votes[i], self.noise),
+                                                    self.noise, ORDERS)
+        return labels, answered, n, rdp_dep
+
+    def _account(self, n_checked: int, n_answered: int, rdp_dep: np.ndarray,
+                 agreement: float) -> PrivacyReport:
+        acc = RdpAccountant(list(ORDERS))
+        if n_answered == 0:
+            pass
+        elif self.aggregator == "laplace":
+            acc.compose(SelfComposedDpEvent(LaplaceDpEvent(self.noise / 2.0), n_answered))
+        else:
+            acc.compose(SelfComposedDpEvent(GaussianDpEvent(self.noise / math.sqrt(2.0)),
+                                            n_answered))
+        check_rdp = np.zeros_like(ORDERS)
+        if self.aggregator == "confident_gnmax":
+            acc.compose(SelfComposedDpEvent(GaussianDpEvent(self.threshold_noise), n_checked))
+            check_rdp = n_checked * ORDERS / (2.0 * self.threshold_noise**2)
+        eps = float(acc.get_epsilon(self.delta))
+        if self.aggregator == "laplace":
+            eps_dep = eps
+        else:
+            eps_dep = min(eps, float(compute_epsilon(ORDERS, rdp_dep + check_rdp, self.delta)[0]))
+        return PrivacyReport(self.aggregator, eps, eps_dep, self.delta, n_checked, n_answered,
+                             agreement)
+
+    def apply(self, estimator: Any, X: Any, y: Any) -> PATE:
+        return clone(self).set_params(estimator=estimator).fit(X, y)
+
+    def _input(self, X: Any) -> Any:
+        check_is_fitted(self, "student_")
+        if hasattr(X, "iloc"):
+            return X
+        base = self.estimator if self.estimator is not None else LogisticRegression()
+        return check_array(X, accept_sparse="csr",
+                           ensure_all_finite=not get_tags(base).input_tags.allow_nan)
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        inner = get_tags(self.estimator if self.estimator is not None else LogisticRegression())
+        tags.input_tags.sparse = inner.input_tags.sparse
+        tags.input_tags.allow_nan = inner.input_tags.allow_nan
+        return tags
+
+    def predict(self, X: Any) -> np.ndarray:
+        X = self._input(X)
+        return self.classes_[np.asarray(self.student_.predict(X)).astype(int)]
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        X = self._input(X)
+        p = np.asarray(self.student_.predict_proba(X))
+        out = np.zeros((p.shape[0], len(self.classes_)))
+        out[:, np.asarray(self.student_.classes_).astype(int)] = p
+        return out
+
+
+class _Constant:
+    """A teacher (or student) whose partition held a single class."""
+
+    def __init__(self, label: int) -> None:
+        self.label = label
+        self.classes_ = np.array([label])
+
+    def predict(self, X: Any) -> np.ndarray:
+        return np.full(X.shape[0] if hasattr(X, "shape") else len(X), self.label)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        return np.ones((X.shape[0] if hasattr(X, "shape") else len(X), 1))

@@ -1,0 +1,104 @@
+"""PATE: scikit-learn checks, privacy accounting against dp_accounting, and the effect."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from dp_accounting.rdp.rdp_privacy_accountant import compute_epsilon
+from sklearn.datasets import load_breast_cancer
+from sklearn.linear_model import LogisticRegression
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from finmlsec.defences import DEFENCES
+from finmlsec.defences.pate import ORDERS, PATE, log_q_gnmax, rdp_gnmax_data_dependent
+from finmlsec.errors import ConfigError, DataError
+
+FAST = LogisticRegression(solver="liblinear")
+
+
+@parametrize_with_checks(
+    [PATE(LogisticRegression(), n_teachers=3, noise=0.3, max_queries=60, random_state=0)],
+    # the student learns from at most max_queries noisy labels of records set aside from X, so
+    # sample-weight and exact-refit invariances do not apply; none is declared: all must pass
+)
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
+
+
+def _data():
+    X, y = load_breast_cancer(return_X_y=True)
+    return X[:400], y[:400], X[400:500], X[500:], y[500:]
+
+
+def test_registered_and_contract():
+    assert DEFENCES.get("pate") is PATE
+    assert PATE.countermeasure == "pate" and "infer_training_data" in PATE.counters
+
+
+def test_data_independent_epsilon_matches_the_rdp_formula():
+    X, y, Xp, _, _ = _data()
+    p = PATE(FAST, n_teachers=20, noise=30.0, max_queries=40, random_state=0).fit(
+        X, y, X_public=Xp)
+    expected = compute_epsilon(ORDERS, 40 * ORDERS / 30.0**2, 1e-5)[0]
+    assert p.privacy_.epsilon == pytest.approx(expected, rel=1e-6)
+    assert p.privacy_.epsilon_data_dependent <= p.privacy_.epsilon + 1e-9
+
+
+def test_confident_gnmax_charges_every_threshold_check():
+    X, y, Xp, _, _ = _data()
+    kw = dict(n_teachers=20, noise=10.0, max_queries=100, random_state=0)
+    conf = PATE(FAST, aggregator="confident_gnmax", threshold=19, threshold_noise=8.0,
+                **kw).fit(X, y, X_public=Xp)
+    r = conf.privacy_
+    assert r.n_queries == 100 and 0 < r.n_answered < 100
+    answers_only = compute_epsilon(ORDERS, r.n_answered * ORDERS / 10.0**2, 1e-5)[0]
+    with_checks = compute_epsilon(
+        ORDERS, r.n_answered * ORDERS / 10.0**2 + 100 * ORDERS / (2 * 8.0**2), 1e-5)[0]
+    assert r.epsilon == pytest.approx(with_checks, rel=1e-6) and r.epsilon > answers_only
+    assert r.epsilon_data_dependent < r.epsilon  # teachers agree: data-dependent is tighter
+
+
+def test_data_dependent_bound_is_tight_when_teachers_agree():
+    sigma = 10.0
+    unanimous = log_q_gnmax(np.array([250.0, 0.0]), sigma)
+    split = log_q_gnmax(np.array([130.0, 120.0]), sigma)
+    assert unanimous < -100 and split > math.log(0.2)
+    dep = rdp_gnmax_data_dependent(unanimous, sigma, ORDERS)
+    assert (dep <= ORDERS / sigma**2 + 1e-12).all()
+    assert dep[ORDERS == 8.0][0] < 1e-3 * 8.0 / sigma**2
+    np.testing.assert_allclose(rdp_gnmax_data_dependent(split, sigma, ORDERS), ORDERS / sigma**2)
+
+
+def test_laplace_accounting_and_student_utility():
+    X, y, Xp, Xt, yt = _data()
+    p = PATE(FAST, n_teachers=20, aggregator="laplace", noise=2.0, max_queries=50,
+             random_state=0).fit(X, y, X_public=Xp)
+    # Laplace of scale 2 on a histogram of L1 sensitivity 2: 1-DP per answer (pure), 50 answers
+    assert p.privacy_.epsilon <= 50.0 + 1e-9
+    assert p.score(Xt, yt) > 0.85
+    nonprivate = LogisticRegression(solver="liblinear").fit(X, y).score(Xt, yt)
+    assert p.score(Xt, yt) >= nonprivate - 0.05
+
+
+def test_more_noise_costs_utility_and_buys_privacy():
+    X, y, Xp, Xt, yt = _data()
+    eps, acc = [], []
+    for noise in (2.0, 200.0):
+        p = PATE(FAST, n_teachers=20, noise=noise, max_queries=100, random_state=1).fit(
+            X, y, X_public=Xp)
+        eps.append(p.privacy_.epsilon)
+        acc.append(p.privacy_.label_agreement)
+    assert eps[1] < eps[0] / 50 and acc[1] < acc[0]
+
+
+def test_errors():
+    X, y, Xp, _, _ = _data()
+    with pytest.raises(ConfigError, match="'aggregator' parameter of PATE must be one of"):
+        PATE(aggregator="median").fit(X, y)
+    with pytest.raises(DataError, match="at least one sensitive record per teacher"):
+        PATE(FAST, n_teachers=500).fit(X[:100], y[:100], X_public=Xp)
+    with pytest.raises(DataError, match="no query passed"):
+        PATE(FAST, n_teachers=5, aggregator="confident_gnmax", threshold=1000,
+             threshold_noise=1.0).fit(X, y, X_public=Xp)
