@@ -15,6 +15,8 @@ from finmlsec.errors import CapabilityError, ConfigError, TargetError, Untrusted
 from finmlsec.targets.oracle import Oracle
 from finmlsec.targets.torch import ARCHITECTURES, TorchTarget, load_torch, reshape_to
 
+torch.set_num_threads(1)  # the machine is shared: one intra-op thread is faster here
+
 
 @pytest.fixture(scope="module")
 def digits_model() -> tuple[torch.nn.Module, np.ndarray, np.ndarray]:
@@ -151,3 +153,41 @@ def test_torchscript_needs_trust(digits_model, tmp_path: Path) -> None:
     bad.write_bytes(b"not a torchscript archive")
     with pytest.raises(TargetError, match="cannot load TorchScript"):
         load_torch(bad, {"kind": "torchscript"}, trusted=True)
+
+
+def test_torch_classifier_is_a_cloneable_white_box_estimator() -> None:
+    from sklearn.base import clone
+
+    from finmlsec.targets.base import as_target
+    from finmlsec.targets.torch_estimator import TorchClassifier
+
+    X, y = load_digits(return_X_y=True)
+    X = (X / 16.0).astype(np.float32)
+    clf = TorchClassifier(architecture="mlp", kwargs={"in_features": 64, "n_classes": 10,
+                                                      "hidden": [32]}, epochs=8, random_state=1)
+    fresh = clone(clf)
+    assert fresh.get_params() == clf.get_params() and not hasattr(fresh, "classes_")
+    fitted = fresh.fit(X[:1000], y[:1000])
+    assert float((fitted.predict(X[1000:]) == y[1000:]).mean()) > 0.9
+    assert as_target(fitted) is fitted and "gradient" in fitted.capabilities
+    again = clone(clf).fit(X[:1000], y[:1000])  # seeded: same weights
+    np.testing.assert_allclose(again.predict_proba(X[:5]), fitted.predict_proba(X[:5]))
+    # soft labels (a teacher's probabilities) train a student
+    soft = fitted.predict_proba(X[:1000])
+    student = clone(clf).fit(X[:1000], soft)
+    assert float((student.predict(X[1000:]) == y[1000:]).mean()) > 0.85
+    with pytest.raises(ConfigError, match="'epochs' parameter of TorchClassifier must be an int >= 1. Got 0"):
+        TorchClassifier(epochs=0).fit(X[:10], y[:10])
+
+
+def test_state_dict_target_has_a_model_factory(digits_model, tmp_path: Path) -> None:
+    net, X, y = digits_model
+    torch.save(net.state_dict(), tmp_path / "m.pt")
+    opts = {"architecture": "mlp", "kwargs": {"in_features": 64, "n_classes": 10, "hidden": [32]},
+            "train": {"epochs": 3, "lr": 0.01}}
+    t = load_torch(tmp_path / "m.pt", opts)
+    est = t.model_factory()
+    assert (est.architecture, est.epochs, est.lr, est.kwargs["hidden"]) == ("mlp", 3, 0.01, [32])
+    assert est.fit(X[:300], y[:300]).predict(X[:4]).shape == (4,)
+    with pytest.raises(TargetError, match=r"model.torch.train; known"):
+        load_torch(tmp_path / "m.pt", {**opts, "train": {"epoch": 3}})

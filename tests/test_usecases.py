@@ -133,6 +133,9 @@ def test_ocr(tmp_path: Path) -> None:
         assert acc >= 0.97, (key, acc)
     cnn, cnn_onnx = scs["cnn"], scs["cnn_onnx"]
     assert "gradient" in cnn.target.capabilities
+    est = cnn.model_factory()  # countermeasures retrain the CNN as it was trained
+    assert (type(est).__name__, est.architecture, est.epochs) == ("TorchClassifier", "small_cnn", 25)
+    assert not hasattr(est, "classes_")
     X = cnn.test.X[:20]
     assert cnn.target.gradient(X, cnn.test.y[:20]).shape == X.shape
     np.testing.assert_allclose(cnn_onnx.target.predict_proba(X), cnn.target.predict_proba(X),

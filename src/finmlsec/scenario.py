@@ -262,6 +262,9 @@ def _dataset_from_csv(path: Path, label: str, schema: FeatureSchema | None) -> D
 
 
 def _model_factory(target: Target | None) -> Callable[[], Any] | None:
+    own = getattr(target, "model_factory", None)
+    if callable(own):  # torch targets: an unfitted TorchClassifier
+        return own
     est = getattr(target, "estimator", None)
     if est is None:
         return None

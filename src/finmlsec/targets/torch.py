@@ -22,7 +22,10 @@ Storage convention (``model: {format: torch}`` in a spec), read by :func:`load_t
 
 ``input_shape`` (optional) reshapes each record before the module sees it, e.g. ``[1, 8, 8]`` for
 an 8x8 grey image given as 64 values; ``classes`` (optional) names the outputs (default
-``0 .. n-1``).
+``0 .. n-1``); ``train`` (optional: ``epochs``, ``lr``, ``batch_size``, ``weight_decay``,
+``random_state``) says how a state_dict model was trained: the loaded target's ``model_factory``
+returns an unfitted :class:`~finmlsec.targets.torch_estimator.TorchClassifier` with these options,
+for countermeasures that retrain the model.
 
 Example:
     >>> import numpy as np, torch
@@ -134,6 +137,8 @@ class TorchTarget:
         self.preprocess = preprocess
         self.batch_size = batch_size
         self.capabilities = frozenset({"proba", "label", "gradient"})
+        #: returns an unfitted estimator trained like this model (set by :func:`load_torch`)
+        self.model_factory: Callable[[], Any] | None = None
 
     def _tensor(self, X: Any) -> torch.Tensor:
         try:
@@ -213,7 +218,8 @@ def reshape_to(shape: Sequence[int]) -> Preprocess:
     return _reshape
 
 
-_OPTIONS = {"kind", "architecture", "kwargs", "input_shape", "classes"}
+_OPTIONS = {"kind", "architecture", "kwargs", "input_shape", "classes", "train"}
+_TRAIN = {"epochs", "lr", "batch_size", "weight_decay", "random_state"}
 
 
 def load_torch(
@@ -258,7 +264,30 @@ def load_torch(
         names = list(range(_n_outputs(module, opts)))
     shape = opts.get("input_shape")
     pre = reshape_to(shape) if shape else None
-    return TorchTarget(module, list(names), input_kind=input_kind, preprocess=pre)
+    target = TorchTarget(module, list(names), input_kind=input_kind, preprocess=pre)
+    if kind == "state_dict":
+        target.model_factory = _factory(opts, input_kind)
+    return target
+
+
+def _factory(opts: Mapping[str, Any], input_kind: InputKind) -> Callable[[], Any]:
+    """An unfitted TorchClassifier with the spec's architecture and training options."""
+    from finmlsec.targets.torch_estimator import TorchClassifier
+
+    train = dict(opts.get("train") or {})
+    unknown = sorted(set(train) - _TRAIN)
+    if unknown:
+        raise TargetError(
+            f"unknown option(s) {unknown} under model.torch.train; known: {sorted(_TRAIN)}"
+        )
+    params = {"architecture": str(opts["architecture"]), "kwargs": dict(opts.get("kwargs") or {}),
+              "input_shape": list(opts["input_shape"]) if opts.get("input_shape") else None,
+              "input_kind": input_kind, **train}
+
+    def factory() -> Any:
+        return TorchClassifier(**params)
+
+    return factory
 
 
 def _load_state_dict(path: Path, opts: Mapping[str, Any]) -> nn.Module:

@@ -25,6 +25,8 @@ NAME = "ocr"
 DATASET = "ocr_digits"
 GATE = ("accuracy", 0.97)
 CNN_KWARGS = {"in_channels": 1, "height": 8, "width": 8, "n_classes": 10, "channels": 16}
+#: how the CNN is trained (written to the spec as model.torch.train)
+CNN_TRAIN: dict[str, Any] = {"epochs": 25, "lr": 3e-3, "batch_size": 32, "weight_decay": 1e-4}
 
 #: organisations, roles and stakes as in examples/office_mlaas.yaml
 ROLES: dict[str, Any] = {
@@ -54,27 +56,6 @@ ROLES: dict[str, Any] = {
 }
 
 
-def train_cnn(X: np.ndarray, y: np.ndarray, *, seed: int = 0, epochs: int = 25) -> Any:
-    """Train the ``small_cnn`` architecture on flat 8x8 images (Adam, batches of 32)."""
-    import torch
-
-    from finmlsec.targets.torch import ARCHITECTURES
-
-    torch.manual_seed(seed)
-    net = ARCHITECTURES.get("small_cnn")(**CNN_KWARGS)
-    opt = torch.optim.Adam(net.parameters(), lr=3e-3, weight_decay=1e-4)
-    xt = torch.from_numpy(np.asarray(X, dtype=np.float32)).reshape(-1, 1, 8, 8)
-    yt = torch.from_numpy(np.asarray(y, dtype=np.int64))
-    gen = torch.Generator().manual_seed(seed)
-    net.train()
-    for _ in range(epochs):
-        for idx in torch.randperm(len(xt), generator=gen).split(32):
-            opt.zero_grad()
-            torch.nn.functional.cross_entropy(net(xt[idx]), yt[idx]).backward()
-            opt.step()
-    return net.eval()
-
-
 def image_metrics(pred: np.ndarray, y: np.ndarray) -> dict[str, float]:
     from sklearn.metrics import accuracy_score, f1_score
 
@@ -89,7 +70,7 @@ def build(out: Path, *, seed: int = 0) -> BuildResult:
 
     from finmlsec.datasets import load
     from finmlsec.scenario import split_three
-    from finmlsec.targets.torch import TorchTarget, reshape_to
+    from finmlsec.targets.torch_estimator import TorchClassifier
 
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
@@ -98,17 +79,19 @@ def build(out: Path, *, seed: int = 0) -> BuildResult:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        net = train_cnn(train.X, train.y, seed=seed)
+        cnn = TorchClassifier(architecture="small_cnn", kwargs=CNN_KWARGS, input_shape=[1, 8, 8],
+                              random_state=seed, **CNN_TRAIN).fit(train.X, train.y)
     finally:
         torch.set_num_threads(threads)
+    net = cnn.module_
     torch.save(net.state_dict(), out / "cnn.pt")
     torch.onnx.export(
         net, (torch.zeros(1, 1, 8, 8),), str(out / "cnn.onnx"), input_names=["image"],
         output_names=["logits"], dynamic_axes={"image": {0: "n"}, "logits": {0: "n"}},
         dynamo=False,
     )
-    cnn = TorchTarget(net, classes=list(range(10)), preprocess=reshape_to([1, 8, 8]))
-    torch_opts = {"architecture": "small_cnn", "kwargs": CNN_KWARGS, "input_shape": [1, 8, 8]}
+    torch_opts = {"architecture": "small_cnn", "kwargs": CNN_KWARGS, "input_shape": [1, 8, 8],
+                  "train": {**CNN_TRAIN, "random_state": seed}}
     cnn_info = ModelInfo(
         "cnn", "convolutional network (2 conv layers of 16/32 channels, max pooling, linear "
         "head; PyTorch, 25 epochs of Adam)",
