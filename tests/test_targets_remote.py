@@ -67,6 +67,22 @@ def server(credit_model):
         names = np.array(["bad", "good"])[model.predict(X)]
         return {"predictions": [{"decision": n} for n in names]}
 
+    @app.post("/v1/text")
+    async def text(request: Request):
+        body = await request.json()
+        return {"predictions": ["long" if len(t) > 10 else "short" for t in body["instances"]]}
+
+    @app.post("/v1/image")
+    async def image(request: Request):
+        body = await request.json()
+        means = [float(np.mean(img)) for img in body["instances"]]
+        return {"predictions": [[1 - m, m] for m in means]}
+
+    @app.post("/v1/rows")
+    async def rows(request: Request):
+        body = await request.json()
+        return {"predictions": [[0.0, 1.0] if r[0] > 0 else [1.0, 0.0] for r in body["rows"]]}
+
     @app.post("/v1/flaky")
     async def flaky(request: Request):
         body = await request.json()
@@ -202,3 +218,21 @@ def test_config_is_validated() -> None:
         RemoteConfig.parse({"url": "http://127.0.0.1:1/", "colour": "red"})
     with pytest.raises(ConfigError, match="needs its class names"):
         RemoteTarget(RemoteConfig(url="http://127.0.0.1:1/"))
+
+
+def test_text_image_and_list_records(server) -> None:
+    import pandas as pd
+
+    base, _ = server
+    ref = ModelRef(format="remote", input_kind="text", classes=("short", "long"),
+                   remote={"url": f"{base}/v1/text", "response": {"output": "label"}})
+    t = load_target(ref)
+    assert t.predict(["hi", "a much longer message"]).tolist() == ["short", "long"]
+    ref = ModelRef(format="remote", input_kind="image", classes=(0, 1),
+                   remote={"url": f"{base}/v1/image"})
+    imgs = np.stack([np.full((8, 8), 0.2), np.full((8, 8), 0.9)])
+    np.testing.assert_allclose(load_target(ref).predict_proba(imgs), [[0.8, 0.2], [0.1, 0.9]])
+    ref = ModelRef(format="remote", classes=("neg", "pos"),
+                   remote={"url": f"{base}/v1/rows", "request": {"wrap": "rows", "record": "list"}})
+    frame = pd.DataFrame({"a": [-1.0, 2.0], "b": ["x", "y"]})
+    assert load_target(ref).predict(frame).tolist() == ["neg", "pos"]
