@@ -193,3 +193,19 @@ def test_a_killed_scan_resumes_without_redoing_finished_units(spec: Path, tmp_pa
     final = store.run(run.id)
     assert final.status == "done" and final.summary is not None
     assert json.loads(res.stdout)["run"]["id"] == run.id
+
+
+def test_a_unit_over_its_time_limit_is_stopped_and_reported(spec: Path) -> None:
+    from finmlsec.scan import ScanContext, Unit, execute_unit
+
+    ctx = ScanContext(spec_path=str(spec))
+    unit = Unit(id="slow", threat="generate_malicious_model", via="false_prediction_data",
+                attack="poisoning.feedback_loop", params={"max_rounds": 200}, budget=None,
+                seed=1, timeout=0.5)
+    execute_unit(ctx, unit.model_copy(update={"timeout": None, "params": {"max_rounds": 1}}))
+    out = execute_unit(ctx, unit)  # scenario already loaded: the limit covers the attack
+    assert out["status"] == "error" and out["error"].startswith("UnitTimeout")
+    assert out["seconds"] < 3.0
+    import signal
+
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)  # timer cleared

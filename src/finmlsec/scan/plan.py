@@ -47,6 +47,7 @@ class Unit(BaseModel):
     access: str = "proba"
     budget: int | None = None
     max_victims: int | None = None
+    timeout: float | None = None
     seed: int = 0
 
     @property
@@ -190,7 +191,7 @@ def make_plan(
             common = {
                 "threat": t["attack"], "via": t["via"], "attack": name,
                 "params": _attack_params(cls, profile, s), "budget": profile.budget, "seed": s,
-                "max_victims": profile.max_victims,
+                "max_victims": profile.max_victims, "timeout": profile.unit_timeout,
                 "access": access(cls) if access else "proba",
             }
             units.append(Unit(id=key, **common))

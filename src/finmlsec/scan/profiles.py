@@ -58,7 +58,8 @@ class Profile(BaseModel):
     """How much a scan does. ``overrides`` maps an attack parameter name to the value to use
     (applied only to attacks that have a parameter of that name); ``attack_params`` sets
     parameters of one named attack; ``only``, when not empty, restricts the scan to the attacks
-    named there."""
+    named there; ``unit_timeout`` stops a unit that runs longer (seconds of wall time; it is
+    then reported as an error saying so)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -70,6 +71,7 @@ class Profile(BaseModel):
     max_utility_drop: float = 0.05
     max_victims: int | None = None
     only: tuple[str, ...] = ()
+    unit_timeout: float | None = None
     preference: tuple[str, ...] = _STRONG_FIRST
     defence_preference: tuple[str, ...] = _DEFENCE_ORDER
     overrides: dict[str, Any] = {}
@@ -99,7 +101,7 @@ class Profile(BaseModel):
 PROFILES: dict[str, Profile] = {
     "quick": Profile(
         name="quick", budget=10_000, max_attacks=1, max_defences=1, combinations=0,
-        max_victims=20,
+        max_victims=20, unit_timeout=60.0,
         preference=_CHEAP_FIRST,
         overrides={"n_reference": 4, "n_shadow": 2, "max_rounds": 8, "n_uniform": 500,
                    "max_victims": 50, "n_population": 250},
@@ -107,7 +109,7 @@ PROFILES: dict[str, Profile] = {
     ),
     "standard": Profile(
         name="standard", budget=25_000, max_attacks=2, max_defences=2, combinations=1,
-        max_victims=100,
+        max_victims=100, unit_timeout=180.0,
         overrides={"n_reference": 8, "n_shadow": 4, "max_rounds": 12, "n_uniform": 1000,
                    "max_victims": 100},
         attack_params={"extraction.learning": {"budget": 1000}},

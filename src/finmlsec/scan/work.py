@@ -11,12 +11,16 @@ lost is ``failed``, and a resumed scan runs it again.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import signal
 import socket
 import sys
+import threading
 import time
 import traceback
+from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -95,9 +99,9 @@ class DefendedEstimator(ClassifierMixin, BaseEstimator):
         return self.model_.predict_proba(X)
 
 
-def make_defence(name: str, seed: int, schema: Any = None) -> Any:
+def make_defence(name: str, seed: int, schema: Any = None, input_kind: str = "tabular") -> Any:
     """An instance of the registered defence ``name`` with its defaults, ``seed`` and, where it
-    takes one, the scenario's feature ``schema``."""
+    takes them, the scenario's feature ``schema`` and whether inputs are ``text``."""
     from finmlsec.defences import DEFENCES
 
     cls = DEFENCES.get(name)
@@ -112,6 +116,8 @@ def make_defence(name: str, seed: int, schema: Any = None) -> Any:
         kwargs["estimator"] = None
     if "schema" in params and schema is not None:
         kwargs["schema"] = schema
+    if "text" in params and input_kind == "text":
+        kwargs["text"] = True
     return cls(**kwargs)
 
 
@@ -122,7 +128,8 @@ def build_defended(scenario: Any, defences: tuple[str, ...], seed: int) -> Any:
             "the scenario gives no model factory or training split, so countermeasures that "
             "retrain the model cannot be tried; add data splits to the spec"
         )
-    objs = [make_defence(d, seed, scenario.schema) for d in defences]
+    kind = getattr(scenario.target, "input_kind", "tabular")
+    objs = [make_defence(d, seed, scenario.schema, kind) for d in defences]
     est: Any = scenario.model_factory()
     for d in objs[:-1]:
         est = DefendedEstimator(base=est, defence=d)
@@ -136,7 +143,8 @@ def defended_factory(scenario: Any, defences: tuple[str, ...], seed: int) -> Any
     def factory() -> Any:
         est: Any = base()
         for d in defences:
-            est = DefendedEstimator(base=est, defence=make_defence(d, seed, scenario.schema))
+            est = DefendedEstimator(base=est, defence=make_defence(
+                d, seed, scenario.schema, getattr(scenario.target, "input_kind", "tabular")))
         return est
 
     return factory
@@ -217,12 +225,50 @@ def _head(labeled: Any, n: int) -> Any:
     return replace(labeled, X=X, y=None if labeled.y is None else labeled.y[:n])
 
 
+def _plugged_screen(attack: Any, defences: tuple[str, ...]) -> str | None:
+    """The feedback-stage defence to hand to an attack that simulates the retraining loop
+    itself (it has a ``screen`` parameter), if the unit has one."""
+    from finmlsec.defences import DEFENCES
+
+    if not dataclasses.is_dataclass(attack) or "screen" not in {
+            f.name for f in dataclasses.fields(attack)}:
+        return None
+    return next((d for d in defences if getattr(DEFENCES.get(d), "stage", "") == "feedback"),
+                None)
+
+
 def _attack(unit: Unit) -> Any:
     from finmlsec.attacks import ATTACKS
 
     cls = ATTACKS.get(unit.attack)
     names = {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else set()
     return cls(**{k: v for k, v in unit.params.items() if k in names})
+
+
+class UnitTimeout(Exception):  # noqa: N818 - reported by name in outcomes
+    """A unit ran longer than its profile allows."""
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float | None) -> Iterator[None]:
+    """Raise :class:`UnitTimeout` after ``seconds`` of wall time (a POSIX timer; only in a
+    process's main thread: local workers and serial runs, not Dask worker threads)."""
+    usable = (seconds is not None and hasattr(signal, "SIGALRM")
+              and threading.current_thread() is threading.main_thread())
+    if not usable:
+        yield
+        return
+
+    def _alarm(_sig: int, _frame: Any) -> None:
+        raise UnitTimeout()
+
+    old = signal.signal(signal.SIGALRM, _alarm)
+    signal.setitimer(signal.ITIMER_REAL, float(seconds or 0))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
 
 
 def execute_unit(ctx: ScanContext, unit: Unit) -> dict[str, Any]:
@@ -232,8 +278,11 @@ def execute_unit(ctx: ScanContext, unit: Unit) -> dict[str, Any]:
     out: dict[str, Any] = {"unit": unit.id, "status": "done", "result": None, "utility": None,
                            "error": None, "worker": worker}
     try:
-        with threadpool_limits(limits=1):
+        with threadpool_limits(limits=1), _time_limit(unit.timeout):
             _run(ctx, unit, out)
+    except UnitTimeout:
+        out.update(status="error", error=f"UnitTimeout: the unit ran longer than its limit of "
+                                         f"{unit.timeout:g} s; use a larger profile")
     except NOT_APPLICABLE as exc:
         out.update(status="skipped", error=f"{type(exc).__name__}: {exc}")
     except Exception as exc:  # noqa: BLE001 - a unit must report, never crash the scan
@@ -255,20 +304,25 @@ def _run(ctx: ScanContext, unit: Unit, out: dict[str, Any]) -> None:
     if unit.max_victims is not None and data.victims is not None \
             and len(data.victims) > unit.max_victims:
         data = replace(data, victims=_head(data.victims, unit.max_victims))
+    attack = _attack(unit)
+    defences = unit.defences
+    plug = _plugged_screen(attack, defences)
+    if plug is not None:  # the attack runs the feedback loop: the screen goes into the loop
+        attack = dataclasses.replace(attack, screen=plug)
+        defences = tuple(d for d in defences if d != plug)
     model: Any = None
-    if unit.defences:
-        model = build_defended(sc, unit.defences, unit.seed)
+    if defences:
+        model = build_defended(sc, defences, unit.seed)
         target = as_target(model, input_kind=sc.target.input_kind)
         if unit.threat in TRAINS_VICTIM:
-            data = replace(data, model_factory=defended_factory(sc, unit.defences, unit.seed))
+            data = replace(data, model_factory=defended_factory(sc, defences, unit.seed))
     else:
         target = sc.target
-    attack = _attack(unit)
-    screened = unit.defences and hasattr(model, "decide") and hasattr(attack, "generate")
+    screened = bool(defences) and hasattr(model, "decide") and hasattr(attack, "generate")
     inner = as_target(model.estimator, input_kind=target.input_kind) if screened else target
     oracle = Oracle(inner, unit.access, budget=unit.budget, input_kind=target.input_kind)
     check_needs(attack, oracle, data)
     result = (through_screen(attack, oracle, data, model) if screened
               else attack.run(oracle, data))
     out["result"] = result.to_dict()
-    out["utility"] = utility(model if unit.defences else target, sc.test)
+    out["utility"] = utility(model if defences else target, sc.test)
