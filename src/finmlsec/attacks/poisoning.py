@@ -231,9 +231,11 @@ class LabelFlip(_PoisonBase):
 
 # -- backdoor -------------------------------------------------------------------------------------
 def choose_trigger(schema: FeatureSchema, X: pd.DataFrame, size: int) -> dict[str, Any]:
-    """The ``size`` rarest valid (field, value) pairs over distinct actionable fields: the rarest
-    category of a categorical field, or the maximum of a bounded numeric field."""
-    cands: list[tuple[float, str, Any]] = []
+    """``size`` (field, value) pairs over distinct actionable fields, each value valid and rare:
+    categorical fields first (their rarest category), then integer fields (their least frequent
+    value between the 10th and 90th percentiles: rare, yet not an outlier), then bounded numeric
+    fields (their maximum). Each group is ordered by how rare the value is."""
+    cands: list[tuple[int, float, str, Any]] = []
     for f in schema.features:
         if not f.mutable:
             continue
@@ -242,17 +244,25 @@ def choose_trigger(schema: FeatureSchema, X: pd.DataFrame, size: int) -> dict[st
             freq = col.astype(str).value_counts()
             c = min(f.categories or (), key=lambda v: (freq.get(v, 0), v))
             rep = next((v for v in pd.unique(col) if str(v) == c), c)
-            cands.append((float(freq.get(c, 0)) / len(X), f.name, rep))
+            cands.append((0, float(freq.get(c, 0)) / len(X), f.name, rep))
+        elif f.type in (FeatureType.INTEGER, FeatureType.BINARY):
+            num = pd.to_numeric(col)
+            lo, hi = np.quantile(num, [0.1, 0.9])
+            inside = num[(num >= lo) & (num <= hi)].value_counts()
+            values = np.arange(int(np.ceil(lo)), int(np.floor(hi)) + 1)
+            if f.type == FeatureType.BINARY or values.size == 0:
+                continue
+            v = min(values, key=lambda u: (inside.get(u, 0), u))
+            cands.append((1, float(inside.get(v, 0)) / len(X), f.name, int(v)))
         elif f.is_numeric and f.max is not None:
-            v = f.max if f.type == FeatureType.NUMERIC else int(f.max)
-            cands.append((float(np.mean(pd.to_numeric(col) >= v)), f.name, v))
+            cands.append((2, float(np.mean(pd.to_numeric(col) >= f.max)), f.name, f.max))
     if len(cands) < size:
         raise ConfigError(
             f"The 'trigger_size' parameter of Backdoor must be at most {len(cands)} (the actionable "
             f"fields with a rare valid value). Got {size!r} instead."
         )
-    cands.sort(key=lambda t: (t[0], t[1]))
-    return {name: value for _, name, value in cands[:size]}
+    cands.sort(key=lambda t: (t[0], t[1], t[2]))
+    return {name: value for _, _, name, value in cands[:size]}
 
 
 def stamp(X: pd.DataFrame, trigger: dict[str, Any]) -> pd.DataFrame:
