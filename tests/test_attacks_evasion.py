@@ -127,3 +127,13 @@ def test_transfer_through_stolen_surrogate(credit: dict) -> None:
     assert r.metrics["success_rate"] >= 0.5
     # queries: the first decision on each victim, the stolen set, one replay per victim
     assert r.queries == n + r.metrics["stolen_records"] + n
+
+
+def test_constrained_refuses_invalid_victims(credit: dict) -> None:
+    X = credit["test"].X.iloc[:3].copy()
+    X.loc[X.index[0], "purpose"] = "yacht"
+    with pytest.raises(DataError, match="'purpose'.*not among the categories"):
+        ConstrainedEvasion().generate(Oracle(credit["gb"]), X, schema=credit["ds"].schema)
+    with pytest.raises(DataError, match=r"missing column\(s\) \['age'\]"):
+        ConstrainedEvasion().generate(Oracle(credit["gb"]), X.drop(columns=["age"]),
+                                      schema=credit["ds"].schema)

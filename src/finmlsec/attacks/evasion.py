@@ -263,6 +263,7 @@ class ConstrainedEvasion:
             )
         if schema is None:
             schema = FeatureSchema.infer(X)
+        schema.check(X, allow_extra=True)  # names the first missing column or invalid value
         oracle.require({"label"}, who=f"attack {self.name!r}")
         goal = resolve_class(self.target_class, oracle.classes_, schema)
         return search(self, oracle, X.reset_index(drop=True), schema, goal,
