@@ -329,8 +329,8 @@ def test_health_ready_metrics_and_openapi(model: DemoModel, tmp_path: Path) -> N
 def test_input_screening_refuses_out_of_distribution_records(model: DemoModel, tmp_path: Path) -> None:
     env = Env(model, tmp_path, {"screening": {"enabled": True, "defence": "input_screen.ood",
                                               "params": {"random_state": 0}}})
-    normal = records(model, 40)
-    odd = json.loads(model.schema.sample_uniform(40, 0).to_json(orient="records"))
+    normal = records(model, 25)
+    odd = json.loads(model.schema.sample_uniform(25, 0).to_json(orient="records"))
     gw = env.gw
 
     async def go(c: httpx.AsyncClient) -> list[int]:
@@ -341,8 +341,8 @@ def test_input_screening_refuses_out_of_distribution_records(model: DemoModel, t
         return codes
 
     codes = env.run(go)
-    refused_normal = codes[:40].count(422) / 40
-    refused_odd = codes[40:].count(422) / 40
+    refused_normal = codes[:25].count(422) / 25
+    refused_odd = codes[25:].count(422) / 25
     assert set(codes) <= {200, 422}
-    assert refused_normal <= 0.1 and refused_odd >= 0.5, (refused_normal, refused_odd)
+    assert refused_normal <= 0.12 and refused_odd >= 0.5, (refused_normal, refused_odd)
     assert gw.screen is not None

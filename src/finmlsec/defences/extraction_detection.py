@@ -178,7 +178,7 @@ class PradaDetector:
         min_queries: int = 100,
         check_every: int = 10,
         window: int = 2000,
-        max_stored: int = 5000,
+        max_stored: int = 1000,
         action: str = "block",
         max_far_rate: float | None = None,
         far_quantile: float = 0.99,

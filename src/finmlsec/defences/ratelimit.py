@@ -87,22 +87,25 @@ class MemoryCounterStore:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._counts: dict[str, int] = {}
+        self._counts: dict[str, tuple[int, int]] = {}
         self._flags: dict[str, tuple[str, float | None]] = {}
 
     def consume(self, key: str, limits: list[Limit], cost: int, now: float) -> BudgetDecision:
-        keys = [_window_key(key, lim, now) for lim in limits]
+        slots = []
+        for lim in limits:
+            idx = 0 if lim.seconds is None else math.floor(now / lim.seconds)
+            left = None if lim.seconds is None else (idx + 1) * lim.seconds - now
+            slots.append((f"{key}:{lim.name}", idx, left))
         with self._lock:
-            for lim, (k, left) in zip(limits, keys, strict=True):
-                if self._counts.get(k, 0) + cost > lim.limit:
+            counts = []
+            for lim, (k, idx, left) in zip(limits, slots, strict=True):
+                held = self._counts.get(k)
+                used = held[1] if held is not None and held[0] == idx else 0
+                if used + cost > lim.limit:
                     return BudgetDecision(False, lim.name, lim.limit, left)
-            for k, _ in keys:
-                self._counts[k] = self._counts.get(k, 0) + cost
-            if len(self._counts) > 100_000:  # drop counters of windows that have ended
-                live = {k for k, _ in keys}
-                self._counts = {
-                    k: v for k, v in self._counts.items() if k in live or k.count(":") == 0
-                }
+                counts.append(used)
+            for (k, idx, _), used in zip(slots, counts, strict=True):
+                self._counts[k] = (idx, used + cost)  # one slot per client and window
         return BudgetDecision(True)
 
     def set_flag(self, key: str, value: str, ttl: float | None = None) -> None:

@@ -59,7 +59,7 @@ class ExtractionPolicy(_Section):
     min_queries: int = Field(default=100, ge=3, le=5000)
     check_every: int = Field(default=10, ge=1)
     window: int = Field(default=2000, ge=3, le=5000)
-    max_stored: int = Field(default=5000, ge=1)
+    max_stored: int = Field(default=1000, ge=1)
     action: Literal["block", "throttle"] = "block"
     max_far_rate: float | None = Field(default=0.5, gt=0.0, le=1.0)
     far_quantile: float = Field(default=0.99, gt=0.5, lt=1.0)

@@ -129,7 +129,11 @@ def build_router(gw: Gateway) -> APIRouter:
             if keys == {"record"}:
                 records = gw.validator.validate([payload["record"]])
             elif keys == {"records"}:
-                records = gw.validator.validate(payload["records"])
+                rows = payload["records"]
+                if isinstance(rows, list) and len(rows) > gw.policy.input.max_batch_rows:
+                    raise InputProblem(f"{len(rows)} records exceed the batch limit of "
+                                       f"{gw.policy.input.max_batch_rows}")
+                records = gw.validator.validate(rows)
             elif keys == {"columns", "data"}:
                 data = payload["data"]
                 if isinstance(data, list) and len(data) > gw.policy.input.max_batch_rows:
