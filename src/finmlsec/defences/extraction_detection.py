@@ -237,15 +237,28 @@ class PradaDetector:
     def new_state(self) -> PradaState:
         return PradaState()
 
-    def observe(self, state: PradaState, X: np.ndarray, labels: np.ndarray) -> PradaVerdict:
-        """Feed encoded queries ``X`` (in arrival order) with their predicted class indices."""
+    def far_mask(self, X: np.ndarray) -> np.ndarray:
+        """Which encoded queries are far from every reference record (all False without
+        ``max_far_rate`` or reference data)."""
+        X = np.asarray(X, dtype=float)
+        if self.max_far_rate is None or not hasattr(self, "reference_") or not len(X):
+            return np.zeros(len(X), dtype=bool)
+        return self._nearest(X) > self.far_distance_
+
+    def observe(self, state: PradaState, X: np.ndarray, labels: np.ndarray,
+                far: np.ndarray | None = None) -> PradaVerdict:
+        """Feed encoded queries ``X`` (in arrival order) with their predicted class indices;
+        ``far`` may give :meth:`far_mask` precomputed."""
         from scipy.stats import shapiro
 
         was = state.flagged
         X = np.asarray(X, dtype=float)
         labels = np.asarray(labels)
         use_far = self.max_far_rate is not None and hasattr(self, "reference_")
-        far = self._nearest(X) > self.far_distance_ if use_far and len(X) else None
+        if use_far and far is None:
+            far = self.far_mask(X)
+        if not use_far:
+            far = None
         for pos, (x, c) in enumerate(zip(X, labels, strict=True)):
             if far is not None and far[pos]:
                 state.far += 1

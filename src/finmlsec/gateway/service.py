@@ -214,11 +214,39 @@ class Gateway:
     def _predict_records(self, rows: list[dict[str, Any]]) -> np.ndarray:
         return self.predict_frame(self.validator.frame(rows))
 
-    def predict_frame(self, X: Any) -> np.ndarray:
-        """Probabilities, plus a last column that is 1.0 where the input screen finds the record
-        suspicious (both computed in the model thread, on the whole micro-batch)."""
+    def predict_frame(self, X: Any, sample: int | None = None) -> np.ndarray:
+        """Everything the model thread computes for a batch, one row per record (see
+        :meth:`split`): raw probabilities, the answer after the output defence, the input-screen
+        flag and, with extraction detection, whether the row is observed, whether it is far from
+        the training data, and its encoding. ``sample`` bounds the observed rows of one large
+        request (a random subset)."""
         P = np.asarray(self.target.predict_proba(X), dtype=float)
-        return np.column_stack([P, self.screen_rows(X).astype(float)])
+        cols = [P, self.modify_output(P, X), self.screen_rows(X).astype(float)[:, None]]
+        if self.prada is not None:
+            n = len(P)
+            idx = np.arange(n) if sample is None or n <= sample else np.sort(
+                np.random.default_rng(int(time.time_ns() % 2**32)).choice(n, sample, replace=False))
+            E = np.zeros((n, self.encoder.width))
+            E[idx] = self.encoder.encode_frame(X.iloc[idx] if hasattr(X, "iloc") else X)
+            seen = np.zeros(n)
+            seen[idx] = 1.0
+            far = np.zeros(n)
+            far[idx] = self.prada.far_mask(E[idx])
+            cols += [seen[:, None], far[:, None], E]
+        return np.column_stack(cols)
+
+    def predict_sampled(self, X: Any) -> np.ndarray:
+        """:meth:`predict_frame` for one large request (PRADA sees a bounded sample)."""
+        return self.predict_frame(X, sample=self.policy.extraction.max_rows_per_request)
+
+    def split(self, out: np.ndarray) -> dict[str, np.ndarray]:
+        """The parts of a :meth:`predict_frame` result."""
+        k = len(self.classes)
+        parts = {"proba": out[:, :k], "answer": out[:, k:2 * k], "suspicious": out[:, 2 * k] > 0}
+        if self.prada is not None:
+            parts.update(seen=out[:, 2 * k + 1] > 0, far=out[:, 2 * k + 2] > 0,
+                         encoded=out[:, 2 * k + 3:])
+        return parts
 
     def modify_output(self, P: np.ndarray, X: Any) -> np.ndarray:
         """The policy's confidence modification applied to raw probabilities ``P``."""
@@ -236,25 +264,21 @@ class Gateway:
         return np.asarray(self.screen.predict(X)) == -1
 
     # -- extraction detection --------------------------------------------------------------------
-    def observe(self, p: Principal, records: list[dict[str, Any]] | None, X: Any,
-                labels: np.ndarray) -> tuple[bool, dict[str, Any]]:
-        """Feed PRADA (a bounded sample of large batches); returns (newly flagged, details)."""
+    def observe(self, p: Principal, parts: dict[str, np.ndarray]) -> tuple[bool, dict[str, Any]]:
+        """Feed PRADA the observed rows of one request; returns (newly flagged, details)."""
         if self.prada is None or p.org in self.policy.extraction.exempt_organisations:
             return False, {}
+        seen = np.flatnonzero(parts["seen"])
         cap = self.policy.extraction.max_rows_per_request
-        n = len(labels)
-        idx = np.arange(n) if n <= cap else np.sort(
-            np.random.default_rng(int(time.time_ns() % 2**32)).choice(n, cap, replace=False)
-        )
-        if records is not None:
-            E = self.encoder.encode_records([records[i] for i in idx])
-        else:
-            E = self.encoder.encode_frame(X.iloc[idx])
+        if len(seen) > cap:
+            seen = np.sort(np.random.default_rng(int(time.time_ns() % 2**32)).choice(
+                seen, cap, replace=False))
+        labels = np.argmax(parts["proba"][seen], axis=1)
         with self._prada_lock:
             state = self.prada_states.get(p.key_id)
             if state is None:
                 state = self.prada_states[p.key_id] = self.prada.new_state()
-            v = self.prada.observe(state, E, labels[idx])
+            v = self.prada.observe(state, parts["encoded"][seen], labels, far=parts["far"][seen])
         if v.newly_flagged:
             self.store.set_flag(f"flag:{p.key_id}", self.prada.action)
         return v.newly_flagged, {"w": v.w, "far_rate": v.far_rate, "reason": v.reason,

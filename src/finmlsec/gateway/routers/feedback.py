@@ -66,13 +66,13 @@ def build_router(gw: Gateway) -> APIRouter:
         except InputProblem as exc:
             raise await refuse(gw, request, p, 422, "feedback", str(exc),
                                digest=gw.digest(body)) from None
-        PS = await gw.batcher.submit(records)
-        P = PS[:, :-1]
+        parts = gw.split(await gw.batcher.submit(records))
+        P = parts["proba"]
         top = int(np.argmax(P[0]))
         flags: list[str] = []
         if gw.class_names[top] != label and P[0, top] >= pol.contradiction_confidence:
             flags.append("contradicts_model")
-        if PS[0, -1] > 0:
+        if parts["suspicious"][0]:
             flags.append("out_of_distribution")
         row = feedback_row(key_id=p.key_id, org=p.org, record=records[0], label=label,
                            model_label=gw.class_names[top], model_confidence=float(P[0, top]),

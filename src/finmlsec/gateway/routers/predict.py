@@ -159,11 +159,12 @@ def build_router(gw: Gateway) -> APIRouter:
             metrics.guards.labels(guard="budget", decision="refused").inc()
             raise await refuse(gw, request, p, 429, "predict", msg, headers=headers, rows=n)
         if records is not None and n <= gw.settings.predict_batch_max_rows:
-            PS = await gw.batcher.submit(records)
+            out = await gw.batcher.submit(records)
         else:
-            PS = await gw.batcher.run_alone(gw.predict_frame,
-                                            X if X is not None else gw.validator.frame(records or []))
-        P, bad = PS[:, :-1], PS[:, -1] > 0
+            out = await gw.batcher.run_alone(
+                gw.predict_sampled, X if X is not None else gw.validator.frame(records or []))
+        parts = gw.split(out)
+        bad = parts["suspicious"]
         if bad.any():
             metrics.guards.labels(guard="screening", decision="suspicious").inc()
             if gw.policy.screening.action == "reject":
@@ -171,9 +172,9 @@ def build_router(gw: Gateway) -> APIRouter:
                                    f"{int(bad.sum())} record(s) look out of distribution or "
                                    f"adversarial (first: row {int(np.argmax(bad))}); nothing was "
                                    "answered", rows=n, digest=gw.digest(body))
-        top = np.argmax(P, axis=1)
-        out = gw.modify_output(P, X if X is not None else records)
-        newly, why = gw.observe(p, records, X, top)
+        top = np.argmax(parts["proba"], axis=1)
+        out_p = parts["answer"]
+        newly, why = gw.observe(p, parts)
         rid = uuid.uuid4().hex
         if newly:
             metrics.guards.labels(guard="extraction", decision="flagged").inc()
@@ -182,7 +183,7 @@ def build_router(gw: Gateway) -> APIRouter:
         await commit(gw, gw.entry(p, "predict", 200, request_id=rid, rows=n,
                                   digest=gw.digest(body)))
         labels = [gw.class_names[i] for i in top]
-        probs = None if gw.policy.output.mode == "label_only" else out.tolist()
+        probs = None if gw.policy.output.mode == "label_only" else out_p.tolist()
         metrics.rows.inc(n)
         metrics.requests.labels(endpoint="predict", status="200").inc()
         metrics.latency.labels(endpoint="predict").observe(time.perf_counter() - t0)
