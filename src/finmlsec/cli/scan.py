@@ -54,6 +54,9 @@ def scan_command(
     attack: list[str] = typer.Option(
         [], "--attack", help="Run only this registered attack (repeatable)."
     ),
+    defence: list[str] = typer.Option(
+        [], "--defence", help="Try only this registered defence (repeatable)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
 ) -> None:
     """Plan from the threat model, run the attacks and countermeasures, store and decide."""
@@ -72,13 +75,15 @@ def scan_command(
             raise ConfigError(f"spec file {str(spec)!r} does not exist; give the path of a YAML "
                               "system description")
         from finmlsec.attacks import ATTACKS
+        from finmlsec.defences import DEFENCES
         from finmlsec.scan import get_profile
 
         for name in attack:
             ATTACKS.get(name)  # unknown names: a RegistryError listing the known ones
-        prof = get_profile(profile.value)
-        if attack:
-            prof = prof.model_copy(update={"only": tuple(attack)})
+        for name in defence:
+            DEFENCES.get(name)
+        prof = get_profile(profile.value).model_copy(
+            update={"only": tuple(attack), "only_defences": tuple(defence)})
         run_id = start_scan(spec, store=store, profile=prof, seed=seed,
                             include_accepted=include_accepted, trust_pickle=trust_pickle,
                             endpoint=endpoint)

@@ -165,6 +165,7 @@ def make_plan(
                 n for n, c in defences
                 if c.countermeasure == cm
                 and (not getattr(c, "counters", None) or t["attack"] in c.counters)
+                and (not profile.only_defences or n in profile.only_defences)
             ], key=profile.rank_defence)
             by_cm[cm] = tuple(names[: profile.max_defences])
             if not names:

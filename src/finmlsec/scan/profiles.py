@@ -58,7 +58,7 @@ class Profile(BaseModel):
     """How much a scan does. ``overrides`` maps an attack parameter name to the value to use
     (applied only to attacks that have a parameter of that name); ``attack_params`` sets
     parameters of one named attack; ``only``, when not empty, restricts the scan to the attacks
-    named there; ``unit_timeout`` stops a unit that runs longer (seconds of wall time; it is
+    named there (``only_defences`` likewise for defences); ``unit_timeout`` stops a unit that runs longer (seconds of wall time; it is
     then reported as an error saying so)."""
 
     model_config = ConfigDict(frozen=True)
@@ -71,6 +71,7 @@ class Profile(BaseModel):
     max_utility_drop: float = 0.05
     max_victims: int | None = None
     only: tuple[str, ...] = ()
+    only_defences: tuple[str, ...] = ()
     unit_timeout: float | None = None
     preference: tuple[str, ...] = _STRONG_FIRST
     defence_preference: tuple[str, ...] = _DEFENCE_ORDER
