@@ -178,6 +178,13 @@ def test_torch_classifier_is_a_cloneable_white_box_estimator() -> None:
     assert float((student.predict(X[1000:]) == y[1000:]).mean()) > 0.85
     with pytest.raises(ConfigError, match="'epochs' parameter of TorchClassifier must be an int >= 1. Got 0"):
         TorchClassifier(epochs=0).fit(X[:10], y[:10])
+    # a training set missing some classes keeps all outputs (a PATE student, a small subset)
+    few = y[:1000] < 7
+    partial = clone(clf).fit(X[:1000][few], y[:1000][few])
+    assert partial.classes_.tolist() == list(range(10))
+    assert partial.predict_proba(X[:3]).shape == (3, 10)
+    with pytest.raises(ConfigError, match="y has 7 classes but the architecture has n_classes=10"):
+        clone(clf).fit(X[:1000][few], np.array(list("abcdefg"))[y[:1000][few]])
 
 
 def test_state_dict_target_has_a_model_factory(digits_model, tmp_path: Path) -> None:

@@ -8,8 +8,9 @@ the retrained model. A torch target loaded from a state_dict gets a ``model_fact
 unfitted ``TorchClassifier`` with the architecture and the training options of the spec
 (``model.torch.train: {epochs, lr, batch_size, weight_decay}``).
 
-``fit(X, y)`` takes integer or string labels, or soft labels (an ``(n, k)`` array of class
-probabilities, e.g. a teacher's outputs for distillation).
+``fit(X, y)`` takes class indices (all ``kwargs["n_classes"]`` outputs are kept as classes, even
+those absent from ``y``), other labels (their sorted unique values become the classes), or soft
+labels (an ``(n, k)`` array of class probabilities, e.g. a teacher's outputs for distillation).
 
 Example:
     >>> import numpy as np
@@ -78,11 +79,23 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
 
         self._validate()
         y_arr = np.asarray(y)
+        n_out = (self.kwargs or {}).get("n_classes")
         if y_arr.ndim == 2:  # soft labels
             self.classes_ = np.arange(y_arr.shape[1])
             target = torch.from_numpy(y_arr.astype(np.float32))
+        elif (n_out is not None and np.issubdtype(y_arr.dtype, np.integer) and y_arr.size
+              and y_arr.min() >= 0 and y_arr.max() < int(n_out)):
+            # class indices: keep every output, even classes absent from this training set
+            self.classes_ = np.arange(int(n_out))
+            target = torch.from_numpy(y_arr.astype(np.int64))
         else:
             self.classes_, idx = np.unique(y_arr, return_inverse=True)
+            if n_out is not None and len(self.classes_) != int(n_out):
+                raise ConfigError(
+                    f"TorchClassifier: y has {len(self.classes_)} classes but the architecture "
+                    f"has n_classes={n_out}; give class indices in [0, {int(n_out) - 1}] or fix "
+                    "kwargs['n_classes']"
+                )
             target = torch.from_numpy(idx.astype(np.int64))
         torch.manual_seed(self.random_state)
         module = ARCHITECTURES.get(self.architecture)(**dict(self.kwargs or {}))
