@@ -6,8 +6,9 @@ model on the attacker's validation data. The training problem is L2-regularised 
 regression on an encoding of the records (one-hot categories, standardised numbers); the gradient
 of the validation loss with respect to a poison point goes through the optimality condition of
 training (implicit differentiation: d theta / d x_p = -H^-1 d grad / d x_p). Points start as
-label-flipped copies of validation records; after the ascent they are decoded to valid records
-(the most weighted category of each one-hot block, numbers clipped to the range and rounded) and
+label-flipped copies of validation records; by default only their numeric fields move (their
+categories stay those of the starting record, so no rounding undoes the optimisation); after the
+ascent they are decoded to valid records (numbers clipped to the range and rounded) and
 the model generator's own algorithm (``model_factory``) is retrained on the poisoned data.
 ``init_accuracy_drop`` reports the same number of plain label-flipped copies, for comparison.
 
@@ -80,6 +81,11 @@ class LinearCodec:
                 parts.append(((pd.to_numeric(X[c]).to_numpy(dtype=float) - mu) / sd)[:, None])
         return np.hstack(parts)
 
+    def numeric_mask(self) -> np.ndarray:
+        """1 for the columns of numeric fields, 0 for one-hot columns."""
+        return np.concatenate([np.zeros(len(info)) if kind == "cat" else np.ones(1)
+                               for _, kind, info in self.blocks])
+
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         lo, hi = [], []
         for _, kind, info in self.blocks:
@@ -141,7 +147,10 @@ class OptimalLinearPoisoning(_PoisonBase):
 
     Parameters: ``fraction`` (poison points added, as a share of the training size), ``C`` (the
     inverse regularisation of the attacker's linear model), ``iterations`` and ``step`` (the
-    ascent, in standardised units), ``seed``. Binary tasks only.
+    ascent, in standardised units), ``categories`` (``fixed``: categorical fields keep the
+    values of the starting record and only numbers move, so the decoded points are exactly the
+    optimised ones; ``relaxed``: one-hot blocks move in [0, 1] and are decoded to their largest
+    entry, which loses much of the effect on German credit), ``seed``. Binary tasks only.
     """
 
     name: ClassVar[str] = "poisoning.optimal_linear"
@@ -150,7 +159,8 @@ class OptimalLinearPoisoning(_PoisonBase):
     fraction: float = 0.1
     C: float = 1.0
     iterations: int = 50
-    step: float = 4.0
+    step: float = 1.0
+    categories: str = "fixed"
     seed: int = 0
 
     @classmethod
@@ -166,6 +176,11 @@ class OptimalLinearPoisoning(_PoisonBase):
         check_positive(owner, "iterations", self.iterations, integer=True, lo=0, closed_lo=True,
                        hi=10_000)
         check_positive(owner, "step", self.step)
+        if self.categories not in ("fixed", "relaxed"):
+            raise ConfigError(
+                f"The 'categories' parameter of {owner} must be 'fixed' or 'relaxed'. Got "
+                f"{self.categories!r} instead."
+            )
         assert data.train is not None and data.test is not None and data.train.y is not None
         assert data.test.y is not None and data.model_factory is not None
         t0 = time.perf_counter()
@@ -194,6 +209,7 @@ class OptimalLinearPoisoning(_PoisonBase):
         P, yp = Ev[src].copy(), 1.0 - yv[src]
         P0 = P.copy()
         lam = 1.0 / self.C
+        self._movable = codec.numeric_mask() if self.categories == "fixed" else 1.0
         with threadpool_limits(1):  # small dense algebra: threads only contend
             P, val_loss = self._ascend(P, yp, Phi_tr, yb, Phi_v, yv, lo, hi, lam)
         X_p = codec.decode(P)
@@ -244,5 +260,7 @@ class OptimalLinearPoisoning(_PoisonBase):
             grad = -((Pp @ v) * sp * (1 - sp))[:, None] * w[None] - (sp - yp)[:, None] * v[None, :-1]
             norm = np.linalg.norm(grad, axis=1, keepdims=True) + 1e-12
             eta = self.step / np.sqrt(1 + it)
+            grad = grad * self._movable
+            norm = np.linalg.norm(grad, axis=1, keepdims=True) + 1e-12
             P = np.clip(P + eta * grad / norm, lo, hi)
         return P, val_loss
