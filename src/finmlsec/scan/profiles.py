@@ -51,6 +51,10 @@ _DEFENCE_ORDER = (
 INPUT_KINDS: dict[str, tuple[str, ...]] = {
     "evasion.text": ("text",),
     "evasion.image": ("image",),
+    **{name: ("tabular",) for name in (
+        "evasion.constrained", "evasion.transfer", "extraction.equation", "extraction.tree_path",
+        "inversion.attribute", "poisoning.feedback_loop", "poisoning.backdoor",
+        "poisoning.optimal_linear")},
 }
 
 

@@ -130,6 +130,13 @@ def build_defended(scenario: Any, defences: tuple[str, ...], seed: int) -> Any:
         )
     kind = getattr(scenario.target, "input_kind", "tabular")
     objs = [make_defence(d, seed, scenario.schema, kind) for d in defences]
+    only = objs[0]
+    if (len(objs) == 1 and getattr(type(only), "stage", "") == "output"
+            and "prefit" in getattr(only, "get_params", dict)()):
+        # an output defence wraps the deployed model itself: before and after differ only in it
+        deployed = getattr(scenario.target, "estimator", scenario.target)
+        return only.set_params(estimator=deployed, prefit=True).fit(
+            scenario.train.X, scenario.train.y)
     est: Any = scenario.model_factory()
     for d in objs[:-1]:
         est = DefendedEstimator(base=est, defence=d)
