@@ -77,3 +77,44 @@ def test_serve_refuses_bad_arguments(tmp_path: Path) -> None:
     bad.write_text("output:\n  mode: blur\n")
     code, out = invoke("serve", "demo", "--policy", str(bad), "--db", "sqlite://")
     assert code == 2 and "output.mode" in out
+
+
+def test_serving_the_model_a_spec_names(tmp_path: Path) -> None:
+    import asyncio
+
+    import httpx
+    import skops.io as sio
+
+    from finmlsec.gateway import Settings, create_app
+    from finmlsec.gateway.demo import credit_scoring_model
+
+    m = credit_scoring_model(seed=0)
+    est = m.target.estimator
+    sio.dump(est, tmp_path / "model.skops")
+    (tmp_path / "spec.yaml").write_text(
+        "organisations: [{id: bank}, {id: customer}]\n"
+        "roles: {training_data_provider: bank, system_user: customer,\n"
+        "        model_generator: bank, model_operator: bank}\n"
+        "model: {format: skops, path: model.skops, input_kind: tabular}\n"
+        "data: {dataset: german_credit, seed: 0}\n"
+    )
+    app = create_app(Settings(db_url="sqlite://"), spec=tmp_path / "spec.yaml")
+    token = app.state.gateway.db.create_key(org="customer", role="system_user").token
+    rows = json.loads(m.heldout.iloc[:5].to_json(orient="records"))
+
+    async def go() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as c:
+            return await c.post("/v1/predict", json={"records": rows},
+                                headers={"Authorization": f"Bearer {token}"})
+
+    r = asyncio.run(go())
+    assert r.status_code == 200
+    assert r.json()["labels"] == [str(v) for v in est.predict(m.heldout.iloc[:5])]
+    (tmp_path / "nomodel.yaml").write_text(
+        "organisations: [{id: bank}]\n"
+        "roles: {training_data_provider: bank, system_user: bank,\n"
+        "        model_generator: bank, model_operator: bank}\n"
+    )
+    code, out = invoke("serve", str(tmp_path / "nomodel.yaml"), "--db", "sqlite://")
+    assert code == 2 and "no model section" in out

@@ -45,20 +45,22 @@ def create_app(
     spec: str | Path | None = None,
     reference: Any = None,
     trust_pickle: bool = False,
+    class_names: list[str] | None = None,
 ) -> FastAPI:
     """Build the gateway app for an already loaded ``target`` (with its ``schema``), or for the
     model and schema a ``spec`` file names (via :func:`finmlsec.scenario.load_scenario`)."""
     if target is None:
         if spec is None:
             raise ConfigError("create_app needs a target (and its schema) or a spec file")
-        target, schema, reference = _from_spec(spec, trust_pickle)
+        target, schema, reference, class_names = _from_spec(spec, trust_pickle)
     tgt: Target = as_target(target)
     if schema is None:
         raise ConfigError(
             "the gateway validates every input against a feature schema; pass schema=... or give "
             "the spec a data section with a schema"
         )
-    gateway = Gateway(settings, target=tgt, schema=schema, reference=reference)
+    gateway = Gateway(settings, target=tgt, schema=schema, reference=reference,
+                      class_names=class_names)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -83,7 +85,9 @@ def create_app(
     return app
 
 
-def _from_spec(spec: str | Path, trust_pickle: bool) -> tuple[Any, FeatureSchema | None, Any]:
+def _from_spec(
+    spec: str | Path, trust_pickle: bool
+) -> tuple[Any, FeatureSchema | None, Any, list[str] | None]:
     try:
         from finmlsec.scenario import load_scenario
     except ImportError:  # pragma: no cover - depends on the targets engineer's module
@@ -91,9 +95,17 @@ def _from_spec(spec: str | Path, trust_pickle: bool) -> tuple[Any, FeatureSchema
             "serving a spec needs finmlsec.scenario, which this installation lacks"
         ) from None
     sc = load_scenario(spec, trust_pickle=trust_pickle)
+    if sc.target is None:
+        raise ConfigError(f"the spec {str(spec)!r} has no model section; the gateway serves the "
+                          "model it names (see 'finmlsec demo build' for an example)")
     train = getattr(sc, "train", None)
     reference = train.X if train is not None else None
-    return sc.target, sc.schema, reference
+    names = None
+    dataset = getattr(sc, "dataset", None)
+    labels = [str(c) for c in sc.target.classes_]
+    if dataset is not None and labels == [str(i) for i in range(len(dataset.classes))]:
+        names = [str(c) for c in dataset.classes]  # integer-coded model: answer with the names
+    return sc.target, sc.schema, reference, names
 
 
 def _install_error_handlers(app: FastAPI) -> None:

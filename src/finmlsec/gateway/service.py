@@ -92,13 +92,16 @@ class Gateway:
     """One process's gateway: model, schema, guards, storage."""
 
     def __init__(self, settings: Settings, *, target: Target, schema: FeatureSchema,
-                 reference: Any = None) -> None:
+                 reference: Any = None, class_names: list[str] | None = None) -> None:
         self.settings = settings
         self.policy = settings.policy
         self.target = target
         self.schema = schema
         self.classes = np.asarray(target.classes_)
-        self.class_names = [str(c) for c in self.classes]
+        self.class_names = list(class_names) if class_names else [str(c) for c in self.classes]
+        if len(self.class_names) != len(self.classes):
+            raise ConfigError(f"{len(self.class_names)} class names for a model with "
+                              f"{len(self.classes)} classes")
         self.validator = RecordValidator(schema)
         self.db = GatewayDB(settings.db_url, table_prefix=settings.table_prefix,
                             durable=settings.audit_durable)
