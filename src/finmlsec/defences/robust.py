@@ -30,6 +30,7 @@ import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clone
 from sklearn.ensemble import BaggingClassifier
 from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
 from sklearn.utils import _safe_indexing, get_tags
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
@@ -152,7 +153,8 @@ class TrimmedLossClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
 class RobustBagging(BaseEstimator):
     """Bagging on small subsamples (Biggio et al. 2011): ``apply`` returns a fitted
     :class:`sklearn.ensemble.BaggingClassifier` whose voters each see ``max_samples`` of the data,
-    so a few poisoned records sway only a minority of them.
+    so a few poisoned records sway only a minority of them. For a pipeline, the last step is
+    bagged and the preprocessing kept in front.
 
     Example:
         >>> from sklearn.datasets import load_breast_cancer
@@ -179,7 +181,14 @@ class RobustBagging(BaseEstimator):
         name = type(self).__name__
         check_int(name, "n_estimators", self.n_estimators, 1, None)
         check_float(name, "max_samples", self.max_samples, 0.0, 1.0, closed_lo=False)
-        return BaggingClassifier(
-            estimator, n_estimators=self.n_estimators, max_samples=self.max_samples,
-            random_state=self.random_state,
-        ).fit(X, y)
+        def bag(est: Any) -> BaggingClassifier:
+            return BaggingClassifier(est, n_estimators=self.n_estimators,
+                                     max_samples=self.max_samples,
+                                     random_state=self.random_state)
+
+        if isinstance(estimator, Pipeline) and len(estimator.steps) > 1:
+            # bag the learner, keep the preprocessing (bagging needs a numeric matrix)
+            steps = list(clone(estimator).steps)
+            name, last = steps[-1]
+            return Pipeline([*steps[:-1], (name, bag(last))]).fit(X, y)
+        return bag(estimator).fit(X, y)
