@@ -91,6 +91,15 @@ def server(credit_model):
             return JSONResponse({"detail": "overloaded"}, status_code=503)
         return {"predictions": [[0.5, 0.5]] * len(body["instances"])}
 
+    @app.post("/v1/busy")
+    async def busy(request: Request):
+        body = await request.json()
+        hits["busy"] += 1
+        if hits["busy"] == 1:
+            return JSONResponse({"detail": "rate limited"}, status_code=429,
+                                headers={"Retry-After": "0.3"})
+        return {"predictions": [[0.5, 0.5]] * len(body["instances"])}
+
     @app.post("/v1/slow")
     async def slow(request: Request):
         import asyncio
@@ -188,6 +197,15 @@ def test_retries_with_backoff_recover_from_503(server, credit_model) -> None:
     hits["flaky"] = 0
     with pytest.raises(TargetError, match=r"failed after 2 attempt\(s\): HTTP 503"):
         _target(f"{base}/v1/flaky", retries=1, backoff=0.0).predict_proba(test.X[:5])
+
+
+def test_429_honours_retry_after(server, credit_model) -> None:
+    base, hits = server
+    _, test = credit_model
+    t = _target(f"{base}/v1/busy", retries=2, backoff=0.0)
+    start = time.perf_counter()
+    assert t.predict_proba(test.X[:2]).shape == (2, 2)
+    assert hits["busy"] == 2 and time.perf_counter() - start >= 0.3
 
 
 def test_timeouts_and_malformed_answers(server, credit_model) -> None:
