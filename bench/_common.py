@@ -92,12 +92,17 @@ def fit_target(setup: Setup, kind: str, seed: int = SEED) -> Any:
 
 
 class Timer:
+    """Wall-clock and CPU seconds of this process (the CPU time does not grow with the load
+    other processes put on the shared machine)."""
+
     def __enter__(self) -> Timer:
         self.t0 = time.perf_counter()
+        self.c0 = time.process_time()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.seconds = time.perf_counter() - self.t0
+        self.cpu = time.process_time() - self.c0
 
 
 def table(headers: list[str], rows: list[list[Any]]) -> str:

@@ -49,18 +49,31 @@ from finmlsec.targets.oracle import Oracle
 _NEEDS = frozenset({"proba", "population", "model_factory", "members", "nonmembers"})
 
 
+_CACHE: list[tuple[tuple[Any, ...], ReferenceModels]] = []
+
+
 def train_references(data: AttackData, n: int, seed: int) -> ReferenceModels:
+    """Reference models for ``data`` (the last set is kept: LiRA, RMIA and the calibrated
+    attacks on the same population, factory, size and seed share them)."""
     assert data.population is not None and data.model_factory is not None
     if data.population.y is None:
         raise ConfigError("reference models need the labels of the population records")
+    key = (data.model_factory, row_keys(data.population.X).tobytes(),
+           np.asarray(data.population.y).tobytes(), n, seed)
+    for k, refs in _CACHE:
+        if k[0] is key[0] and k[1:] == key[1:]:
+            return refs
     cb = data.extra.get("progress")
 
     def progress(done: int) -> None:
         if callable(cb):
             cb(done, n)
 
-    return ReferenceModels(data.model_factory, data.population.X, data.population.y, n, seed,
+    refs = ReferenceModels(data.model_factory, data.population.X, data.population.y, n, seed,
                            progress)
+    _CACHE.append((key, refs))
+    del _CACHE[:-1]
+    return refs
 
 
 @ATTACKS.register("membership.lira")
