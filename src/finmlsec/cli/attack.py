@@ -140,7 +140,7 @@ def run_attack(name: str, spec: Path, *, budget: int | None, params: list[str],
     with Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
                   TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
                   TextColumn("{task.fields[queries]}"), console=console, transient=True,
-                  disable=not progress) as bar:
+                  disable=not (progress and console.is_terminal)) as bar:
         task = bar.add_task(f"{name}", total=None, queries="")
 
         def report(done: int, total: int) -> None:
