@@ -7,7 +7,7 @@ sequence or the chain; dropping the newest entries disagrees with the head. Oper
 head hash elsewhere (``finmlsec audit verify`` prints it) to detect a rewrite of the whole chain.
 
 The :class:`AuditWriter` thread takes queued entries (and the feedback rows they acknowledge), and
-writes as many as are waiting in one transaction: the chain head is locked, the entries chained and
+writes as many as are waiting (lingering up to ``linger`` seconds for more) in one transaction: the chain head is locked, the entries chained and
 inserted, the transaction committed, and only then are the waiting requests released. A request is
 acknowledged only after its entry (and its feedback) is durable.
 
@@ -64,9 +64,10 @@ class _Job:
 class AuditWriter:
     """Group-committing writer of audit entries (and the feedback rows they acknowledge)."""
 
-    def __init__(self, db: GatewayDB, *, batch_max: int = 1024) -> None:
+    def __init__(self, db: GatewayDB, *, batch_max: int = 1024, linger: float = 0.0) -> None:
         self.db = db
         self.batch_max = batch_max
+        self.linger = linger
         self._queue: queue.Queue[_Job | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -104,11 +105,19 @@ class AuditWriter:
                 return
             batch = [job]
             stop = False
+            deadline = time.monotonic() + self.linger
             while len(batch) < self.batch_max:
                 try:
                     nxt = self._queue.get_nowait()
                 except queue.Empty:
-                    break
+                    # Linger a moment for more entries: fewer, larger commits (fewer fsyncs).
+                    wait = deadline - time.monotonic()
+                    if wait <= 0:
+                        break
+                    try:
+                        nxt = self._queue.get(timeout=wait)
+                    except queue.Empty:
+                        break
                 if nxt is None:
                     stop = True
                     break

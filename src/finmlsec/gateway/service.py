@@ -105,7 +105,8 @@ class Gateway:
         self.validator = RecordValidator(schema)
         self.db = GatewayDB(settings.db_url, table_prefix=settings.table_prefix,
                             durable=settings.audit_durable)
-        self.audit = AuditWriter(self.db, batch_max=settings.audit_batch_max)
+        self.audit = AuditWriter(self.db, batch_max=settings.audit_batch_max,
+                                 linger=settings.audit_linger_seconds)
         self.salt = self.db.digest_salt()
         self.store: CounterStore = (
             RedisCounterStore(settings.redis_url, prefix=settings.redis_prefix)

@@ -28,6 +28,7 @@ class Settings(BaseModel):
     policy: Policy = Policy()
     audit_batch_max: int = Field(default=1024, ge=1)
     audit_durable: bool = True
+    audit_linger_seconds: float = Field(default=0.002, ge=0.0, le=0.1)
     key_cache_seconds: float = Field(default=2.0, ge=0.0)
     predict_batch_max_rows: int = Field(default=256, ge=1)
     title: str = "finmlsec gateway"
