@@ -4,7 +4,8 @@ output rounding, PRADA, durable hash-chained audit log), loaded from this separa
 loopback with a lean keep-alive HTTP/1.1 client, bounded in time.
 
 Rows: ``bare`` (one ``predict_proba`` per request), ``bare+batching`` (the same endpoint with the
-gateway's micro-batcher: the fair baseline for the guarded service), ``guarded``.
+gateway's micro-batcher: the fair baseline for the guarded service), ``guarded without screen``
+(every guard but the isolation-forest input screen), ``guarded``.
 Columns: maximum single-record requests/s (closed loop, 32 connections), latency at that load,
 latency at half that rate (open loop), and rows/s for column-oriented batches of 10,000 rows.
 
@@ -222,17 +223,19 @@ def main(argv: list[str]) -> int:
                              "data": json.loads(big.to_json(orient="values"))}).encode()
     tmp = Path(tempfile.mkdtemp(prefix="finmlsec-bench-"))
     results: dict[str, dict[str, Any]] = {}
-    for name in ("bare", "bare+batching", "guarded"):
+    for name in ("bare", "bare+batching", "guarded without screen", "guarded"):
         port = free_port()
         tokens: list[list[str | None]] = [[None] * 64 for _ in range(3)]
         batch_token = None
-        if name == "guarded":
-            url = f"sqlite:///{tmp / 'gw.db'}"
+        if name.startswith("guarded"):
+            url = f"sqlite:///{tmp / (name.replace(' ', '_') + '.db')}"
             db = GatewayDB(url)
             tokens = [[db.create_key(org="bank", role="system_user").token for _ in range(64)]
                       for _ in range(3)]
             batch_token = db.create_key(org="bank-batch", role="system_user").token
-            (tmp / "policy.yaml").write_text(GUARDED_POLICY)
+            policy = GUARDED_POLICY if name == "guarded" else "\n".join(
+                line for line in GUARDED_POLICY.splitlines() if not line.startswith("screening"))
+            (tmp / "policy.yaml").write_text(policy)
             cmd = [sys.executable, "-m", "finmlsec.cli.main", "serve", "demo", "--port",
                    str(port), "--db", url, "--policy", str(tmp / "policy.yaml")]
         else:
