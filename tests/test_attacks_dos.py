@@ -106,3 +106,45 @@ def test_loopback_forms_and_validation() -> None:
     with pytest.raises(CapabilityError, match="endpoint"):
         LoadTest().run(None, AttackData())
     assert ATTACKS.get("dos.load") is LoadTest
+
+
+def test_load_against_our_gateway_meets_its_rate_limit(tmp_path) -> None:
+    """The gateway (finmlsec serve's app) on a real uvicorn server: the per-client limit of 5
+    requests a minute answers the rest of the step with 429, which dos.load counts apart."""
+    import json
+
+    import uvicorn
+
+    from finmlsec.gateway.app import create_app
+    from finmlsec.gateway.demo import credit_scoring_model
+    from finmlsec.gateway.policy import Policy
+    from finmlsec.gateway.settings import Settings
+
+    model = credit_scoring_model(seed=0)
+    app = create_app(
+        Settings(db_url=f"sqlite:///{tmp_path / 'gw.db'}",
+                 policy=Policy.model_validate({"budget": {"requests_per_minute": 5}})),
+        target=model.target, schema=model.schema, reference=model.train,
+    )
+    token = app.state.gateway.db.create_key(org="bank", role="system_user").token
+    record = json.loads(model.heldout.iloc[:1].to_json(orient="records"))
+    port = _free_port()
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    try:
+        for _ in range(200):
+            if srv.started:
+                break
+            time.sleep(0.05)
+        assert srv.started
+        att = LoadTest(rates=(20.0,), step_seconds=0.6, timeout=3.0, slo_ms=3000,
+                       payload={"records": record}, headers={"Authorization": f"Bearer {token}"})
+        r = att.run(None, AttackData(endpoint=f"http://127.0.0.1:{port}/v1/predict"))
+    finally:
+        srv.should_exit = True
+        thread.join(timeout=10)
+    assert r.metrics["step0_sent"] == 12
+    assert r.metrics["step0_errors"] == 0
+    assert r.metrics["step0_limited"] == 7  # 5 served, the rest refused by the rate limit
+    assert r.metrics["step0_throughput"] > 0 and r.metrics["worst_not_served"] == pytest.approx(7 / 12)
