@@ -128,7 +128,7 @@ class PradaState:
 
     growing: dict[int, np.ndarray] = field(default_factory=dict)
     sizes: dict[int, int] = field(default_factory=dict)
-    admitted: dict[int, list[float]] = field(default_factory=dict)
+    admitted: dict[int, list[float]] = field(default_factory=dict)  # [count, sum, sum of squares]
     distances: list[float] = field(default_factory=list)
     queries: int = 0
     last_w: float | None = None
@@ -269,7 +269,7 @@ class PradaDetector:
                 state.growing[c] = np.empty((min(64, self.max_stored), X.shape[1]))
                 state.growing[c][0] = x
                 state.sizes[c] = 1
-                state.admitted[c] = []
+                state.admitted[c] = [0.0, 0.0, 0.0]
                 continue
             G = state.growing[c][:n]
             diff = G - x
@@ -277,10 +277,13 @@ class PradaDetector:
             state.distances.append(d)
             adm = state.admitted[c]
             if d > state.thresholds.get(c, 0.0):
-                adm.append(d)
+                adm[0] += 1.0
+                adm[1] += d
+                adm[2] += d * d
                 self._admit(state, c, x)
-                state.thresholds[c] = max(state.thresholds.get(c, 0.0),
-                                          float(np.mean(adm) - np.std(adm)))
+                mean = adm[1] / adm[0]
+                std = max(adm[2] / adm[0] - mean * mean, 0.0) ** 0.5
+                state.thresholds[c] = max(state.thresholds.get(c, 0.0), mean - std)
             k = len(state.distances)
             if not state.flagged and k >= self.min_queries and (
                 k == self.min_queries or k % self.check_every == 0

@@ -47,7 +47,7 @@ from finmlsec.gateway.storage import GENESIS, GatewayDB, now_iso
 def canonical(entry: dict[str, Any]) -> str:
     """The canonical JSON serialisation that is hashed (sorted keys, compact, ASCII)."""
     return json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=True,
-                      allow_nan=False)
+                      allow_nan=False, default=str)
 
 
 def chain(prev_hash: str, body: str) -> str:

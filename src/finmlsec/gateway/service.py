@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import threading
 import time
 from dataclasses import dataclass
@@ -285,7 +284,8 @@ class Gateway:
             v = self.prada.observe(state, parts["encoded"][seen], labels, far=parts["far"][seen])
         if v.newly_flagged:
             self.store.set_flag(f"flag:{p.key_id}", self.prada.action)
-        return v.newly_flagged, {"w": v.w, "far_rate": v.far_rate, "reason": v.reason,
+        w = v.w if v.w is None or v.w == v.w else None  # NaN is not JSON
+        return v.newly_flagged, {"w": w, "far_rate": v.far_rate, "reason": v.reason,
                                  "queries": v.queries}
 
     def unblock(self, key_id: str) -> None:
@@ -309,7 +309,7 @@ class Gateway:
             "role": p.role if p else None,
         }
         if detail:
-            e["detail"] = json.loads(json.dumps(detail, default=str))
+            e["detail"] = detail  # JSON values only (the writer serialises with default=str)
         return e
 
     def close(self) -> None:
