@@ -4,7 +4,8 @@
 priority order, maps each threat to the registered attacks with the same ``(threat, via)`` and each
 recommended countermeasure id to the registered defences that implement it, and lays out the
 units of work: every selected attack on the system as it is, then under each defence and each
-useful combination of two defences. Units are frozen values with deterministic ids and seeds: a
+useful combination of two defences (acting at different stages; none for poisoning, whose attacks
+retrain the model many times). Units are frozen values with deterministic ids and seeds: a
 unit's seed depends only on the run's seed and on the attack it runs, so an attack meets the
 defended model with the same seed it met the undefended one.
 
@@ -27,6 +28,10 @@ from pydantic import BaseModel, ConfigDict
 
 from finmlsec.defences.base import STAGES
 from finmlsec.scan.profiles import Profile
+
+#: Threats whose attacks retrain the victim model (many times, for the feedback loop): their
+#: units are the costliest, so they get no combinations of defences and are started first.
+RETRAINING = frozenset({"generate_malicious_model"})
 
 #: Checks whether a registered attack class can run on the scanned system (None: yes; else why not).
 AttackCheck = Callable[[type], "str | None"]
@@ -134,6 +139,7 @@ def make_plan(
     check: AttackCheck | None = None,
     access: Callable[[type], str] | None = None,
     spec_name: str = "",
+    defence_check: Callable[[str], str | None] | None = None,
 ) -> ScanPlan:
     """Plan a scan of ``analysis`` with the registered attacks and defences."""
     from finmlsec.attacks import ATTACKS
@@ -167,9 +173,12 @@ def make_plan(
                 and (not getattr(c, "counters", None) or t["attack"] in c.counters)
                 and (not profile.only_defences or n in profile.only_defences)
             ], key=profile.rank_defence)
+            for n in [n for n in names if defence_check and defence_check(n)]:
+                notes.append(f"{n} not tried: {defence_check(n) if defence_check else ''}")
+                names.remove(n)
             by_cm[cm] = tuple(names[: profile.max_defences])
             if not names:
-                notes.append(f"no registered defence implements {cm}")
+                notes.append(f"no registered defence implements {cm} for this system")
         if not attacked:
             notes.append(f"accepted by the analysis, not attacked: {t['reason']}")
         pt = PlannedThreat(**t, attacked=attacked, attacks=chosen, defences=by_cm,
@@ -183,7 +192,7 @@ def make_plan(
             tuple(sorted(pair, key=lambda n: stage[n]))
             for pair in itertools.combinations([s[0] for s in singles], 2)
             if stage[pair[0]] != stage[pair[1]]
-        ][: profile.combinations]
+        ][: 0 if t["attack"] in RETRAINING else profile.combinations]
         cm_of = {n: c.countermeasure for n, c in defences}
         for name in chosen:
             cls: Any = ATTACKS.get(name)
@@ -203,5 +212,8 @@ def make_plan(
                 ))
     return ScanPlan(
         spec_name=spec_name, system_type=_get(analysis, "type"), profile=profile.name, seed=seed,
-        threats=tuple(threats), units=tuple(units + later),
+        threats=tuple(threats),
+        # defended units of retraining threats first: they are the longest, started early they
+        # do not make the tail of the scan (the sort is stable: plan order otherwise)
+        units=tuple(units + sorted(later, key=lambda u: u.threat not in RETRAINING)),
     )

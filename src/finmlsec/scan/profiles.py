@@ -57,6 +57,9 @@ INPUT_KINDS: dict[str, tuple[str, ...]] = {
         "poisoning.optimal_linear")},
 }
 
+#: Defences that apply to neural (torch) models only.
+NEURAL_ONLY = frozenset({"defensive_distillation"})
+
 
 class Profile(BaseModel):
     """How much a scan does. ``overrides`` maps an attack parameter name to the value to use
@@ -106,16 +109,16 @@ class Profile(BaseModel):
 PROFILES: dict[str, Profile] = {
     "quick": Profile(
         name="quick", budget=10_000, max_attacks=1, max_defences=1, combinations=0,
-        max_victims=20, unit_timeout=60.0,
+        max_victims=20, unit_timeout=45.0,
         preference=_CHEAP_FIRST,
-        overrides={"n_reference": 4, "n_shadow": 2, "max_rounds": 8, "n_uniform": 500,
+        overrides={"n_reference": 4, "n_shadow": 2, "max_rounds": 6, "n_uniform": 500,
                    "max_victims": 50, "n_population": 250},
         attack_params={"extraction.learning": {"budget": 500, "rounds": 5}},
     ),
     "standard": Profile(
         name="standard", budget=25_000, max_attacks=2, max_defences=2, combinations=1,
-        max_victims=100, unit_timeout=180.0,
-        overrides={"n_reference": 8, "n_shadow": 4, "max_rounds": 12, "n_uniform": 1000,
+        max_victims=100, unit_timeout=120.0,
+        overrides={"n_reference": 8, "n_shadow": 4, "max_rounds": 8, "n_uniform": 1000,
                    "max_victims": 100},
         attack_params={"extraction.learning": {"budget": 1000}},
     ),

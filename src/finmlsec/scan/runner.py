@@ -19,7 +19,7 @@ import finmlsec
 from finmlsec.scan.decide import summarize
 from finmlsec.scan.executors import Executor, ProcessExecutor, run_units
 from finmlsec.scan.plan import ScanPlan, Unit, make_plan
-from finmlsec.scan.profiles import INPUT_KINDS, Profile, get_profile
+from finmlsec.scan.profiles import INPUT_KINDS, NEURAL_ONLY, Profile, get_profile
 from finmlsec.scan.progress import ScanProgress
 from finmlsec.scan.work import ScanContext, attack_data_for, scenario_for
 from finmlsec.store import FINISHED, Store
@@ -33,7 +33,7 @@ def _jsonable(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=str))
 
 
-def _checker(scenario: Any, ctx: ScanContext) -> tuple[Any, Any]:
+def _checker(scenario: Any, ctx: ScanContext) -> tuple[Any, Any, Any]:
     from finmlsec.attacks.base import check_needs
     from finmlsec.errors import FinmlsecError
     from finmlsec.targets.oracle import Oracle
@@ -61,7 +61,12 @@ def _checker(scenario: Any, ctx: ScanContext) -> tuple[Any, Any]:
             return f"cannot be constructed with its defaults ({exc})"
         return None
 
-    return check, access
+    def defence_check(name: str) -> str | None:
+        if name in NEURAL_ONLY and "torch" not in type(scenario.target).__module__:
+            return "works on neural (torch) models only"
+        return None
+
+    return check, access, defence_check
 
 
 def start_scan(
@@ -86,10 +91,10 @@ def start_scan(
     analysis = analyze(spec)
     ctx = ScanContext(spec_path=path, trust_pickle=trust_pickle, endpoint=endpoint)
     with threadpool_limits(limits=1):
-        check, access = _checker(scenario_for(ctx), ctx)
+        check, access, defence_check = _checker(scenario_for(ctx), ctx)
     name = Path(path).parent.name if Path(path).stem in ("spec", "system") else Path(path).stem
     plan = make_plan(analysis, profile=prof, seed=seed, include_accepted=include_accepted,
-                     check=check, access=access, spec_name=name)
+                     check=check, access=access, spec_name=name, defence_check=defence_check)
     try:
         from finmlsec.report.diagram import render_diagram
 
