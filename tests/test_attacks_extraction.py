@@ -137,7 +137,7 @@ def test_label_only_learning_copies_a_logistic_regression(credit: dict) -> None:
 
 def test_sampled_queries_are_valid_records(credit: dict) -> None:
     schema = credit["schema"]
-    for mode in ("mixed", "uniform", "marginal", "public"):
+    for mode in ("mixed", "uniform", "marginal", "public", "blend"):
         Q = sample_records(schema, 300, np.random.default_rng(0), credit["public"].X, mode)
         assert len(Q) == 300 and schema.is_valid(Q).all(), mode
     with pytest.raises(ConfigError, match="'mode' parameter of sample_records"):

@@ -33,7 +33,7 @@ from finmlsec import metrics
 from finmlsec.datasets.schema import Feature, FeatureSchema, FeatureType
 from finmlsec.errors import CapabilityError, ConfigError, DataError
 
-SOURCES = ("mixed", "uniform", "marginal", "public")
+SOURCES = ("mixed", "uniform", "marginal", "public", "blend")
 _TABULAR = (FeatureType.NUMERIC, FeatureType.INTEGER, FeatureType.BINARY, FeatureType.CATEGORICAL)
 
 
@@ -132,6 +132,8 @@ def sample_records(
         return _marginal(schema, n, rng, population)
     if mode == "public":
         return _public(schema, n, rng, population)
+    if mode == "blend":
+        return _blend(schema, n, rng, population)
     n_u, n_m = n // 3, n // 3
     n_p = n - n_u - n_m
     parts = [_uniform(schema, n_u, rng, population), _marginal(schema, n_m, rng, population),
@@ -148,6 +150,25 @@ def _public(schema: FeatureSchema, n: int, rng: np.random.Generator,
     for j, f in enumerate(schema.features):
         rows.loc[swap[:, j], f.name] = resampled.loc[swap[:, j], f.name]
     return rows[schema.names]
+
+
+def _blend(schema: FeatureSchema, n: int, rng: np.random.Generator,
+           population: pd.DataFrame) -> pd.DataFrame:
+    """Records between two public records: numbers interpolated, each other field taken from
+    one of the two (stays near the data, unlike independent marginals)."""
+    a = population.iloc[rng.integers(0, len(population), size=n)].reset_index(drop=True)
+    b = population.iloc[rng.integers(0, len(population), size=n)].reset_index(drop=True)
+    t = rng.random(n)
+    out = a.copy()
+    for f in schema.features:
+        if f.type == FeatureType.CATEGORICAL:
+            pick = rng.random(n) < 0.5
+            out.loc[pick, f.name] = b.loc[pick, f.name]
+        else:
+            va = pd.to_numeric(a[f.name]).to_numpy(dtype=float)
+            vb = pd.to_numeric(b[f.name]).to_numpy(dtype=float)
+            out[f.name] = t * va + (1 - t) * vb
+    return schema.project(out)[schema.names]
 
 
 def _uniform(schema: FeatureSchema, n: int, rng: np.random.Generator,
