@@ -138,13 +138,14 @@ class AttributeInference:
         if data.population.y is None:
             raise CapabilityError("attribute inference needs the labels of the population "
                                   "records (the side information the baseline learns from)")
-        candidates = {"members": data.victims if data.victims is not None else data.members,
-                      "nonmembers": data.nonmembers if data.victims is None else None}
+        # training records are what the threat is about; other victims only when none is given
+        candidates = {"members": data.members, "nonmembers": data.nonmembers,
+                      "victims": data.victims if data.members is None else None}
         groups: dict[str, Labeled] = {
             k: v for k, v in candidates.items() if v is not None and v.y is not None}
         if not groups:
             raise CapabilityError("attribute inference needs victim records with labels "
-                                  "(AttackData.victims, or members)")
+                                  "(AttackData.members, or victims)")
         rng = np.random.default_rng(self.seed)
         proba = "proba" in oracle.provides
         pop_y = truth_labels(oracle.classes_, np.asarray(data.population.y))
@@ -203,7 +204,7 @@ class AttributeInference:
                                 f"{key}.accuracy_likelihood": float(np.mean(by_like == truth)),
                                 f"{key}.accuracy_bayes": float(np.mean(by_bayes == truth)),
                                 f"{key}.victims": float(len(V))})
-                if gname == "members":
+                if gname != "nonmembers":
                     lifts.append(lift)
                 verdict = ("lift beyond the no-model baseline" if lift > 2 * se else
                            "not inferable beyond the no-model baseline")
