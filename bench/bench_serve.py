@@ -47,7 +47,8 @@ def bare_app(batched: bool) -> Any:
 
         return pd.DataFrame.from_records(rows, columns=names)
 
-    batcher = MicroBatcher(lambda rows: m.target.predict_proba(frame(rows)), max_rows=256)
+    batcher = MicroBatcher(lambda rows: m.target.predict_proba(frame(rows)), max_rows=256,
+                           linger=0.002)  # the gateway's defaults
     app = FastAPI()
 
     @app.post("/v1/predict")

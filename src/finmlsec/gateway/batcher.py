@@ -2,7 +2,8 @@
 
 Scikit-learn pipelines cost about the same for one row as for a hundred, so requests that arrive
 while the model is busy are answered together by the next call: no waiting is added when the
-server is idle (a lone request runs at once), and under load the model is called once per batch.
+server is idle (a lone request runs at once), and under load (several requests waiting) the
+batcher lingers ``linger`` seconds for more before calling the model once for all of them.
 The model runs in one worker thread, so the event loop keeps accepting requests meanwhile.
 
 Example:
@@ -29,9 +30,11 @@ import numpy as np
 class MicroBatcher:
     """Run ``fn(rows) -> array`` (one result row per input row) on batches of submitted rows."""
 
-    def __init__(self, fn: Callable[[list[Any]], np.ndarray], *, max_rows: int = 256) -> None:
+    def __init__(self, fn: Callable[[list[Any]], np.ndarray], *, max_rows: int = 256,
+                 linger: float = 0.0) -> None:
         self.fn = fn
         self.max_rows = max_rows
+        self.linger = linger
         self._executor: ThreadPoolExecutor | None = None
         self._queue: asyncio.Queue[tuple[list[Any], asyncio.Future[np.ndarray]]] | None = None
         self._task: asyncio.Task[None] | None = None
@@ -64,10 +67,14 @@ class MicroBatcher:
         while True:
             items = [await q.get()]
             n = len(items[0][0])
-            while n < self.max_rows and not q.empty():
-                item = q.get_nowait()
-                items.append(item)
-                n += len(item[0])
+            for attempt in range(2):
+                while n < self.max_rows and not q.empty():
+                    item = q.get_nowait()
+                    items.append(item)
+                    n += len(item[0])
+                if attempt or n >= self.max_rows or self.linger <= 0 or len(items) < 2:
+                    break
+                await asyncio.sleep(self.linger)  # under load, let the batch fill a little
             rows = [r for rs, _ in items for r in rs]
             try:
                 out = await loop.run_in_executor(self.executor, self.fn, rows)

@@ -136,7 +136,8 @@ class Gateway:
         self.prada_states: dict[str, PradaState] = {}
         self._prada_lock = threading.Lock()
         self.screen = self._build_screen(reference)
-        self.batcher = MicroBatcher(self._predict_records, max_rows=settings.predict_batch_max_rows)
+        self.batcher = MicroBatcher(self._predict_records, max_rows=settings.predict_batch_max_rows,
+                                    linger=settings.predict_batch_linger_seconds)
         self._keys: dict[str, tuple[float, ApiKey | None]] = {}
 
     # -- construction helpers -------------------------------------------------------------------
