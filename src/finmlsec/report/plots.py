@@ -107,7 +107,7 @@ def series(uid: str, name: str, curves: Sequence[tuple[str, dict[str, list[float
 
 
 def bars(uid: str, items: Sequence[tuple[str, float | None]], *, ylabel: str = "attack success",
-         title: str = "success before and after each countermeasure") -> str:
+         title: str = "success before / after countermeasures") -> str:
     """One bar per configuration (first: none); unmeasured configurations are shown as n/a."""
     fig, ax = _figure(5.0, 0.6 + 0.35 * max(3, len(items)))
     labels = [lab for lab, _ in items]
@@ -132,6 +132,9 @@ def tradeoff(uid: str, points: Sequence[tuple[str, float, float]]) -> str:
         ax.scatter([cost], [success], s=28, color="#b22222" if i == 0 else "#2f6f9f", zorder=3)
         ax.annotate(label, (cost, success), fontsize=6.5, xytext=(4, 3),
                     textcoords="offset points")
+    costs = [c for _, c, _ in points]
+    span = max(max(costs) - min(costs), 0.02)
+    ax.set_xlim(min(costs) - 0.1 * span, max(costs) + 0.3 * span)
     ax.axhline(0.5, color="grey", linestyle=":", linewidth=0.8)
     ax.set_xlabel("utility cost (accuracy lost on held-out data)")
     ax.set_ylabel("attack success")

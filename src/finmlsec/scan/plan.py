@@ -7,7 +7,8 @@ units of work: every selected attack on the system as it is, then under each def
 useful combination of two defences (acting at different stages; none for poisoning, whose attacks
 retrain the model many times). Units are frozen values with deterministic ids and seeds: a
 unit's seed depends only on the run's seed and on the attack it runs, so an attack meets the
-defended model with the same seed it met the undefended one.
+defended model with the same seed it met the undefended one; the defences' own seed depends only
+on the run's seed and the defences, so every attack of a threat meets the same defended model.
 
 Example:
     >>> from finmlsec.scan.plan import unit_seed
@@ -54,6 +55,7 @@ class Unit(BaseModel):
     max_victims: int | None = None
     timeout: float | None = None
     seed: int = 0
+    defence_seed: int = 0
 
     @property
     def baseline_id(self) -> str:
@@ -208,6 +210,7 @@ def make_plan(
             for ds in singles + combos:
                 later.append(Unit(
                     id=key + "+" + "+".join(ds), defences=ds,
+                    defence_seed=unit_seed(seed, "+".join(ds)),
                     countermeasures=tuple(cm_of[d] for d in ds), **common,
                 ))
     return ScanPlan(

@@ -319,10 +319,10 @@ def _run(ctx: ScanContext, unit: Unit, out: dict[str, Any]) -> None:
         defences = tuple(d for d in defences if d != plug)
     model: Any = None
     if defences:
-        model = build_defended(sc, defences, unit.seed)
+        model = build_defended(sc, defences, unit.defence_seed)
         target = as_target(model, input_kind=sc.target.input_kind)
         if unit.threat in TRAINS_VICTIM:
-            data = replace(data, model_factory=defended_factory(sc, defences, unit.seed))
+            data = replace(data, model_factory=defended_factory(sc, defences, unit.defence_seed))
     else:
         target = sc.target
     screened = bool(defences) and hasattr(model, "decide") and hasattr(attack, "generate")
