@@ -118,6 +118,12 @@ def main(argv: list[str]) -> int:
             curves.append(f"{TARGET_NAMES[kind]}: " + ", ".join(
                 f"{int(q)}:{f:.3f}" for q, f in zip(c.get("queries", []), c.get("fidelity", []),
                                                     strict=True)))
+            if kind == "gb":
+                r, s = run("extraction.learning", {"budget": budget, "committee": 5,
+                                                   "source": "marginal"}, model, "label", data,
+                           budget)
+                rows.append(_row(TARGET_NAMES[kind], "ours: query by committee (5), marginals",
+                                 "label", r, s))
             r, s = run("extraction.learning", {"budget": budget, "rounds": 0, "initial": 1.0},
                        model, "label", data, budget)
             rows.append(_row(TARGET_NAMES[kind], "naive query-and-retrain", "label", r, s))

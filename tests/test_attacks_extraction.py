@@ -135,6 +135,16 @@ def test_label_only_learning_copies_a_logistic_regression(credit: dict) -> None:
     assert "labels only" in r.notes
 
 
+def test_query_by_committee_within_the_budget(credit: dict) -> None:
+    oracle = Oracle(credit["lr"], access="label", budget=150)
+    r = ATTACKS.get("extraction.learning")(budget=150, rounds=2, pool=500, committee=3,
+                                           surrogate="logistic", n_uniform=0).run(
+        oracle, AttackData(schema=credit["schema"], test=credit["test"],
+                           population=credit["public"]))
+    assert oracle.queries_used == r.queries == 150
+    assert r.metrics["fidelity_test"] > 0.85
+
+
 def test_sampled_queries_are_valid_records(credit: dict) -> None:
     schema = credit["schema"]
     for mode in ("mixed", "uniform", "marginal", "public", "blend"):

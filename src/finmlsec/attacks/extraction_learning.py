@@ -84,7 +84,8 @@ class LearningExtraction:
     """Query, train a surrogate, query where it is least certain, retrain; within ``budget``.
 
     ``initial``: share of the budget spent on the first, random queries; ``rounds``: adaptive
-    rounds for the rest; ``pool``: candidates drawn per round; ``source``: where query records
+    rounds for the rest; ``pool``: candidates drawn per round; ``committee``: if > 1, select by
+    the disagreement of that many bootstrap surrogates instead of one surrogate's margin; ``source``: where query records
     come from (``mixed``, ``uniform``, ``marginal``); ``surrogate``: ``auto``, ``factory``,
     ``logistic`` or ``boosting``; ``use_proba``: learn from probabilities when the oracle gives
     them. See the module docstring for an example.
@@ -106,6 +107,7 @@ class LearningExtraction:
     rounds: int = 10
     pool: int = 5000
     explore: float = 0.2
+    committee: int = 0
     source: str = "mixed"
     surrogate: str = "auto"
     use_proba: bool = True
@@ -116,6 +118,7 @@ class LearningExtraction:
         check_int("LearningExtraction", "budget", self.budget, 2)
         check_int("LearningExtraction", "rounds", self.rounds, 0, 1000)
         check_int("LearningExtraction", "pool", self.pool, 10)
+        check_int("LearningExtraction", "committee", self.committee, 0, 100)
         check_int("LearningExtraction", "n_uniform", self.n_uniform, 0)
         check_int("LearningExtraction", "seed", self.seed, 0)
         check_choice("LearningExtraction", "source", self.source, SOURCES)
@@ -163,7 +166,11 @@ class LearningExtraction:
                 batch = sample_records(schema, size, rng, pop, self.source)
             else:
                 cand = sample_records(schema, self.pool, rng, pop, self.source)
-                batch = self._uncertain(model, cand, size, rng, self.explore)
+                if self.committee > 1:
+                    batch = self._disagreement(schema, data, kind, Xq, np.concatenate(answers),
+                                               proba, classes, cand, size, rng)
+                else:
+                    batch = self._uncertain(model, cand, size, rng, self.explore)
             ans = oracle.predict_proba(batch) if proba else oracle.predict(batch)
             Xq = batch if len(Xq) == 0 else pd.concat([Xq, batch], ignore_index=True)
             answers.append(np.asarray(ans))
@@ -228,6 +235,26 @@ class LearningExtraction:
             scores[kind] = float(np.mean(cross_val_score(
                 default_surrogate(schema, kind, self.seed), X, y, cv=cv)))
         return max(scores, key=lambda k: scores[k])
+
+    def _disagreement(self, schema: FeatureSchema, data: AttackData, kind: str, X: pd.DataFrame,
+                      A: np.ndarray, proba: bool, classes: np.ndarray, cand: pd.DataFrame,
+                      size: int, rng: np.random.Generator) -> pd.DataFrame:
+        """Query by committee: surrogates trained on bootstrap samples of the answers vote on
+        the candidates; the most divided votes are queried (plus the ``explore`` share)."""
+        votes = []
+        for _ in range(self.committee):
+            idx = rng.integers(0, len(X), size=len(X))
+            member = self._train(schema, data, kind, X.iloc[idx].reset_index(drop=True), A[idx],
+                                 proba, classes)
+            votes.append(np.asarray(member.predict(cand)))
+        V = np.stack(votes)
+        share = np.stack([np.equal(V, c).mean(axis=0) for c in classes], axis=1)
+        entropy = -(share * np.log(np.clip(share, 1e-12, 1))).sum(axis=1)
+        n_rand = int(round(size * self.explore))
+        order = np.argsort(-entropy + rng.random(len(entropy)) * 1e-6)
+        pick = np.concatenate([order[: size - n_rand],
+                               rng.choice(order[size - n_rand:], size=n_rand, replace=False)])
+        return cand.iloc[np.sort(pick)].reset_index(drop=True)
 
     def _uncertain(self, model: Any, cand: pd.DataFrame, size: int,
                    rng: np.random.Generator, explore: float) -> pd.DataFrame:
