@@ -100,17 +100,25 @@ def test_serving_the_model_a_spec_names(tmp_path: Path) -> None:
     )
     app = create_app(Settings(db_url="sqlite://"), spec=tmp_path / "spec.yaml")
     token = app.state.gateway.db.create_key(org="customer", role="system_user").token
+    bank = app.state.gateway.db.create_key(org="bank", role="system_user").token
     rows = json.loads(m.heldout.iloc[:5].to_json(orient="records"))
 
-    async def go() -> httpx.Response:
+    async def go() -> list[httpx.Response]:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://gw") as c:
-            return await c.post("/v1/predict", json={"records": rows},
-                                headers={"Authorization": f"Bearer {token}"})
+            fb = {"record": rows[0], "label": "bad"}
+            return [
+                await c.post("/v1/predict", json={"records": rows},
+                             headers={"Authorization": f"Bearer {token}"}),
+                await c.post("/v1/feedback", json=fb, headers={"Authorization": f"Bearer {token}"}),
+                await c.post("/v1/feedback", json=fb, headers={"Authorization": f"Bearer {bank}"}),
+            ]
 
-    r = asyncio.run(go())
+    r, from_user, from_bank = asyncio.run(go())
     assert r.status_code == 200
     assert r.json()["labels"] == [str(v) for v in est.predict(m.heldout.iloc[:5])]
+    # flow G: only the spec's system users send false-prediction data
+    assert from_user.status_code == 202 and from_bank.status_code == 403
     (tmp_path / "nomodel.yaml").write_text(
         "organisations: [{id: bank}]\n"
         "roles: {training_data_provider: bank, system_user: bank,\n"

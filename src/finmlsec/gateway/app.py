@@ -46,13 +46,19 @@ def create_app(
     reference: Any = None,
     trust_pickle: bool = False,
     class_names: list[str] | None = None,
+    feedback_organisations: list[str] | None = None,
 ) -> FastAPI:
     """Build the gateway app for an already loaded ``target`` (with its ``schema``), or for the
-    model and schema a ``spec`` file names (via :func:`finmlsec.scenario.load_scenario`)."""
+    model and schema a ``spec`` file names (via :func:`finmlsec.scenario.load_scenario`).
+
+    Who may send false-prediction data: the policy's ``feedback.organisations``, else
+    ``feedback_organisations``, else (with a spec) the organisations the spec names as system
+    users, else every system-user key."""
     if target is None:
         if spec is None:
             raise ConfigError("create_app needs a target (and its schema) or a spec file")
-        target, schema, reference, class_names = _from_spec(spec, trust_pickle)
+        target, schema, reference, class_names, spec_users = _from_spec(spec, trust_pickle)
+        feedback_organisations = feedback_organisations or spec_users
     tgt: Target = as_target(target)
     if schema is None:
         raise ConfigError(
@@ -60,7 +66,7 @@ def create_app(
             "the spec a data section with a schema"
         )
     gateway = Gateway(settings, target=tgt, schema=schema, reference=reference,
-                      class_names=class_names)
+                      class_names=class_names, feedback_organisations=feedback_organisations)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -87,7 +93,7 @@ def create_app(
 
 def _from_spec(
     spec: str | Path, trust_pickle: bool
-) -> tuple[Any, FeatureSchema | None, Any, list[str] | None]:
+) -> tuple[Any, FeatureSchema | None, Any, list[str] | None, list[str] | None]:
     try:
         from finmlsec.scenario import load_scenario
     except ImportError:  # pragma: no cover - depends on the targets engineer's module
@@ -105,7 +111,9 @@ def _from_spec(
     labels = [str(c) for c in sc.target.classes_]
     if dataset is not None and labels == [str(i) for i in range(len(dataset.classes))]:
         names = [str(c) for c in dataset.classes]  # integer-coded model: answer with the names
-    return sc.target, sc.schema, reference, names
+    roles = getattr(getattr(sc, "spec", None), "roles", None)
+    users = list(roles.system_user) if roles is not None else None
+    return sc.target, sc.schema, reference, names, users
 
 
 def _install_error_handlers(app: FastAPI) -> None:

@@ -91,7 +91,8 @@ class Gateway:
     """One process's gateway: model, schema, guards, storage."""
 
     def __init__(self, settings: Settings, *, target: Target, schema: FeatureSchema,
-                 reference: Any = None, class_names: list[str] | None = None) -> None:
+                 reference: Any = None, class_names: list[str] | None = None,
+                 feedback_organisations: list[str] | None = None) -> None:
         self.settings = settings
         self.policy = settings.policy
         self.target = target
@@ -102,6 +103,8 @@ class Gateway:
             raise ConfigError(f"{len(self.class_names)} class names for a model with "
                               f"{len(self.classes)} classes")
         self.validator = RecordValidator(schema)
+        fb = self.policy.feedback.organisations
+        self.feedback_organisations = list(fb) if fb is not None else feedback_organisations
         self.db = GatewayDB(settings.db_url, table_prefix=settings.table_prefix,
                             durable=settings.audit_durable)
         self.audit = AuditWriter(self.db, batch_max=settings.audit_batch_max,

@@ -44,7 +44,8 @@ def build_router(gw: Gateway) -> APIRouter:
     )
     async def feedback(request: Request, p: Principal = Depends(system_user)) -> Response:
         pol = gw.policy.feedback
-        if not pol.enabled or (pol.organisations is not None and p.org not in pol.organisations):
+        allowed = gw.feedback_organisations
+        if not pol.enabled or (allowed is not None and p.org not in allowed):
             raise await refuse(gw, request, p, 403, "feedback",
                                f"organisation {p.org!r} may not submit false-prediction data")
         d = gw.charge_feedback(p)
