@@ -107,3 +107,13 @@ def test_query_budget_as_a_scan_defence() -> None:
     with pytest.raises(BudgetExceededError, match="lifetime limit of 50") as exc:
         m.predict(X[:1])
     assert exc.value.used == 50 and exc.value.budget == 50
+
+
+def test_unreachable_redis_is_a_store_error() -> None:
+    from finmlsec.errors import StoreError
+
+    store = RedisCounterStore("redis://127.0.0.1:1/0", prefix="x:")  # nothing listens on port 1
+    with pytest.raises(StoreError, match="Redis counter store is unavailable"):
+        QueryBudget(per_minute=5).consume(store, "c")
+    with pytest.raises(StoreError):
+        store.get_flag("flag:c")

@@ -37,7 +37,7 @@ import numpy as np
 
 from finmlsec.defences._params import check_int
 from finmlsec.defences.base import DEFENCES
-from finmlsec.errors import BudgetExceededError
+from finmlsec.errors import BudgetExceededError, StoreError
 
 WINDOWS: dict[str, float | None] = {"second": 1.0, "minute": 60.0, "day": 86400.0, "lifetime": None}
 
@@ -156,8 +156,18 @@ class RedisCounterStore:
         import redis
 
         self.prefix = prefix
+        self._errors: tuple[type[Exception], ...] = (redis.RedisError,)
         self._redis = redis.Redis.from_url(url, socket_timeout=5.0)
         self._script = self._redis.register_script(_LUA_CONSUME)
+
+    def _call(self, fn: Any, *args: Any, **kw: Any) -> Any:
+        try:
+            return fn(*args, **kw)
+        except self._errors as exc:
+            raise StoreError(
+                f"the Redis counter store is unavailable ({type(exc).__name__}: {exc}); limits "
+                "cannot be checked, so the request is refused; check the --redis server"
+            ) from None
 
     def consume(self, key: str, limits: list[Limit], cost: int, now: float) -> BudgetDecision:
         keys, args = [], [cost]
@@ -167,21 +177,22 @@ class RedisCounterStore:
             keys.append(self.prefix + k)
             lefts.append(left)
             args += [lim.limit, 0 if left is None else int(left * 1000) + 1000]
-        refused = int(self._script(keys=keys, args=args))
+        refused = int(self._call(self._script, keys=keys, args=args))
         if refused:
             lim = limits[refused - 1]
             return BudgetDecision(False, lim.name, lim.limit, lefts[refused - 1])
         return BudgetDecision(True)
 
     def set_flag(self, key: str, value: str, ttl: float | None = None) -> None:
-        self._redis.set(self.prefix + key, value, px=None if ttl is None else int(ttl * 1000))
+        self._call(self._redis.set, self.prefix + key, value,
+                   px=None if ttl is None else int(ttl * 1000))
 
     def get_flag(self, key: str) -> str | None:
-        v = self._redis.get(self.prefix + key)
+        v = self._call(self._redis.get, self.prefix + key)
         return None if v is None else (v.decode() if isinstance(v, bytes) else str(v))
 
     def clear_flag(self, key: str) -> None:
-        self._redis.delete(self.prefix + key)
+        self._call(self._redis.delete, self.prefix + key)
 
     def clear_prefix(self) -> int:
         """Delete every key under this store's prefix (tests, decommissioning); returns the count."""

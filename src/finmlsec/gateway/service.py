@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sqlalchemy.exc import SQLAlchemyError
 
 from finmlsec.datasets.schema import FeatureSchema
 from finmlsec.defences.extraction_detection import PradaDetector, PradaState, SchemaEncoder
@@ -28,7 +29,7 @@ from finmlsec.defences.ratelimit import (
     QueryBudget,
     RedisCounterStore,
 )
-from finmlsec.errors import ConfigError
+from finmlsec.errors import ConfigError, StoreError
 from finmlsec.gateway.audit import AuditWriter
 from finmlsec.gateway.batcher import MicroBatcher
 from finmlsec.gateway.settings import Settings
@@ -186,7 +187,10 @@ class Gateway:
         if hit is not None and hit[0] > now:
             key = hit[1]
         else:
-            key = self.db.verify_token(token)
+            try:
+                key = self.db.verify_token(token)
+            except SQLAlchemyError as exc:
+                raise StoreError(f"the key store is unavailable: {type(exc).__name__}") from None
             if len(self._keys) > 10_000:
                 self._keys.clear()
             self._keys[digest] = (now + self.settings.key_cache_seconds, key)
