@@ -5,7 +5,9 @@ loopback with a lean keep-alive HTTP/1.1 client, bounded in time.
 
 Rows: ``bare`` (one ``predict_proba`` per request), ``bare+batching`` (the same endpoint with the
 gateway's micro-batcher: the fair baseline for the guarded service), ``guarded without screen``
-(every guard but the isolation-forest input screen), ``guarded``.
+(every guard but the isolation-forest input screen), ``guarded``, and ``guarded, 2 workers +
+Redis`` (two uvicorn worker processes sharing limits through Redis on 127.0.0.1:6379; skip with
+``--no-workers``).
 Columns: maximum single-record requests/s (closed loop, 32 connections), latency at that load,
 latency at half that rate (open loop), and rows/s for column-oriented batches of 10,000 rows.
 
@@ -224,7 +226,10 @@ def main(argv: list[str]) -> int:
                              "data": json.loads(big.to_json(orient="values"))}).encode()
     tmp = Path(tempfile.mkdtemp(prefix="finmlsec-bench-"))
     results: dict[str, dict[str, Any]] = {}
-    for name in ("bare", "bare+batching", "guarded without screen", "guarded"):
+    names = ["bare", "bare+batching", "guarded without screen", "guarded"]
+    if "--no-workers" not in argv:
+        names.append("guarded, 2 workers + Redis")
+    for name in names:
         port = free_port()
         tokens: list[list[str | None]] = [[None] * 64 for _ in range(3)]
         batch_token = None
@@ -239,6 +244,9 @@ def main(argv: list[str]) -> int:
             (tmp / "policy.yaml").write_text(policy)
             cmd = [sys.executable, "-m", "finmlsec.cli.main", "serve", "demo", "--port",
                    str(port), "--db", url, "--policy", str(tmp / "policy.yaml")]
+            if "workers" in name:
+                cmd += ["--workers", "2", "--redis", "redis://127.0.0.1:6379/0",
+                        "--redis-prefix", f"finmlsec-bench-{os.getpid()}:"]
         else:
             cmd = [sys.executable, str(Path(__file__).resolve()), "--serve-bare", str(port)]
             cmd += ["--batched"] if name == "bare+batching" else []
@@ -248,6 +256,11 @@ def main(argv: list[str]) -> int:
         finally:
             proc.terminate()
             proc.wait(30)
+            if "workers" in name:
+                from finmlsec.defences.ratelimit import RedisCounterStore
+
+                RedisCounterStore("redis://127.0.0.1:6379/0",
+                                  prefix=f"finmlsec-bench-{os.getpid()}:").clear_prefix()
     base = results["bare+batching"]["top"]["rps"]
     print(f"credit scoring (German Credit, logistic regression pipeline); {os.cpu_count()} cores; "
           f"{seconds:g} s per measurement; load from a separate process over loopback")
