@@ -131,10 +131,10 @@ def build_defended(scenario: Any, defences: tuple[str, ...], seed: int) -> Any:
     kind = getattr(scenario.target, "input_kind", "tabular")
     objs = [make_defence(d, seed, scenario.schema, kind) for d in defences]
     only = objs[0]
+    deployed = getattr(scenario.target, "estimator", None)  # a scikit-learn estimator
     if (len(objs) == 1 and getattr(type(only), "stage", "") == "output"
-            and "prefit" in getattr(only, "get_params", dict)()):
+            and deployed is not None and "prefit" in getattr(only, "get_params", dict)()):
         # an output defence wraps the deployed model itself: before and after differ only in it
-        deployed = getattr(scenario.target, "estimator", scenario.target)
         return only.set_params(estimator=deployed, prefit=True).fit(
             scenario.train.X, scenario.train.y)
     est: Any = scenario.model_factory()
