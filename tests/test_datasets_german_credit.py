@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from finmlsec.datasets import DATASETS, FeatureType, load
-from finmlsec.errors import DataError
+from finmlsec.errors import ConfigError, DataError
 
 
 @pytest.fixture(scope="module")
@@ -84,5 +84,5 @@ def test_attribution(ds) -> None:
 
 
 def test_load_rejects_unknown_parameter() -> None:
-    with pytest.raises(TypeError):
+    with pytest.raises(ConfigError, match="n_rows"):
         load("german_credit", n_rows=10)
