@@ -99,6 +99,38 @@ class DefendedEstimator(ClassifierMixin, BaseEstimator):
         return self.model_.predict_proba(X)
 
 
+class Deployed(ClassifierMixin, BaseEstimator):
+    """A loaded target that is not a scikit-learn estimator (a torch or ONNX model), as a fitted
+    one, so that an output defence can wrap the deployed model itself (``prefit=True``).
+
+    Example:
+        >>> from sklearn.linear_model import LogisticRegression
+        >>> from finmlsec.targets.base import SklearnTarget
+        >>> t = SklearnTarget(LogisticRegression().fit([[0.0], [1.0]], [0, 1]), input_kind="image")
+        >>> Deployed(target=t).fit(None).predict([[1.0]]).tolist()
+        [1]
+    """
+
+    def __init__(self, target: Any = None) -> None:
+        self.target = target
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return True
+
+    @property
+    def classes_(self) -> np.ndarray:
+        return np.asarray(self.target.classes_)
+
+    def fit(self, X: Any, y: Any = None) -> Deployed:
+        return self
+
+    def predict(self, X: Any) -> Any:
+        return self.target.predict(X)
+
+    def predict_proba(self, X: Any) -> Any:
+        return self.target.predict_proba(X)
+
+
 def make_defence(name: str, seed: int, schema: Any = None, input_kind: str = "tabular") -> Any:
     """An instance of the registered defence ``name`` with its defaults, ``seed`` and, where it
     takes them, the scenario's feature ``schema`` and whether inputs are ``text``."""
@@ -131,7 +163,7 @@ def build_defended(scenario: Any, defences: tuple[str, ...], seed: int) -> Any:
     kind = getattr(scenario.target, "input_kind", "tabular")
     objs = [make_defence(d, seed, scenario.schema, kind) for d in defences]
     only = objs[0]
-    deployed = getattr(scenario.target, "estimator", None)  # a scikit-learn estimator
+    deployed = getattr(scenario.target, "estimator", None) or Deployed(target=scenario.target)
     if (len(objs) == 1 and getattr(type(only), "stage", "") == "output"
             and deployed is not None and "prefit" in getattr(only, "get_params", dict)()):
         # an output defence wraps the deployed model itself: before and after differ only in it
