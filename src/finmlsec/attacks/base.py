@@ -13,6 +13,16 @@ Class attributes every attack declares:
   ``victims``, ``endpoint``), checked by :func:`check_needs` before the first query;
 * ``atlas`` / ``owasp``: cross-reference ids (MITRE ATLAS, OWASP ML Top 10);
 * ``summary``: one line for ``finmlsec attack list``.
+
+Optional conventions:
+
+* ``contract_fixture()`` (classmethod): a dict with any of ``params``, ``target``, ``access``,
+  ``input_kind``, ``data`` giving the common contract suite (``tests/test_attack_contract.py``) a
+  fast set-up for an attack whose defaults are slow or need special inputs;
+* ``data.extra["progress"]``: a callable ``(done, total)`` an attack calls as it advances (e.g. per
+  reference model trained); the CLI and the scan use it for progress bars;
+* evaluator-side measurements (fidelity on test and uniform data) call ``oracle.target`` directly:
+  they score the result and are not charged to the attacker's budget.
 """
 
 from __future__ import annotations
