@@ -30,6 +30,7 @@ from finmlsec.defences.ratelimit import (
     RedisCounterStore,
 )
 from finmlsec.errors import ConfigError, StoreError
+from finmlsec.gateway import fastpath
 from finmlsec.gateway.audit import AuditWriter
 from finmlsec.gateway.batcher import MicroBatcher
 from finmlsec.gateway.settings import Settings
@@ -140,6 +141,13 @@ class Gateway:
         self.prada_states: dict[str, PradaState] = {}
         self._prada_lock = threading.Lock()
         self.screen = self._build_screen(reference)
+        # compiled numpy paths for records (no DataFrame), used only where verified equal
+        names = schema.names
+        self.fast_model = fastpath.verified(
+            fastpath.compile_model(getattr(target, "estimator", None)), target.predict_proba,
+            reference, names)
+        self.fast_screen = None if self.screen is None else fastpath.verified(
+            fastpath.compile_screen(self.screen), self.screen_rows, reference, names)
         self.batcher = MicroBatcher(self._predict_records, max_rows=settings.predict_batch_max_rows,
                                     linger=settings.predict_batch_linger_seconds)
         self._keys: dict[str, tuple[float, ApiKey | None]] = {}
@@ -223,7 +231,25 @@ class Gateway:
 
     # -- the model ---------------------------------------------------------------------------------
     def _predict_records(self, rows: list[dict[str, Any]]) -> np.ndarray:
+        if self.fast_model is not None and (self.screen is None or self.fast_screen is not None):
+            try:
+                return self.predict_columns(
+                    fastpath.records_to_columns(rows, self.schema.names),
+                    lambda idx: self.encoder.encode_records([rows[i] for i in idx]))
+            except fastpath.Unsupported:
+                pass  # e.g. a null in a nullable field: the original objects handle it
         return self.predict_frame(self.validator.frame(rows))
+
+    def predict_columns(self, columns: fastpath.Columns, encode: Any,
+                        sample: int | None = None) -> np.ndarray:
+        """:meth:`predict_frame` through the compiled model and screen; ``encode(idx)`` gives
+        PRADA's encoding of the rows ``idx``."""
+        assert self.fast_model is not None
+        P = self.fast_model(columns)
+        n = len(P)
+        flags = (np.zeros(n, dtype=bool) if self.fast_screen is None
+                 else np.asarray(self.fast_screen(columns), dtype=bool))
+        return self._assemble(P, np.zeros((n, 1)), flags, encode, sample)
 
     def predict_frame(self, X: Any, sample: int | None = None) -> np.ndarray:
         """Everything the model thread computes for a batch, one row per record (see
@@ -232,13 +258,20 @@ class Gateway:
         the training data, and its encoding. ``sample`` bounds the observed rows of one large
         request (a random subset)."""
         P = np.asarray(self.target.predict_proba(X), dtype=float)
-        cols = [P, self.modify_output(P, X), self.screen_rows(X).astype(float)[:, None]]
+        return self._assemble(
+            P, X, self.screen_rows(X),
+            lambda idx: self.encoder.encode_frame(X.iloc[idx] if hasattr(X, "iloc") else X[idx]),
+            sample)
+
+    def _assemble(self, P: np.ndarray, X: Any, suspicious: np.ndarray,
+                  encode: Any, sample: int | None) -> np.ndarray:
+        cols = [P, self.modify_output(P, X), suspicious.astype(float)[:, None]]
         if self.prada is not None:
             n = len(P)
             idx = np.arange(n) if sample is None or n <= sample else np.sort(
                 np.random.default_rng(int(time.time_ns() % 2**32)).choice(n, sample, replace=False))
             E = np.zeros((n, self.encoder.width))
-            E[idx] = self.encoder.encode_frame(X.iloc[idx] if hasattr(X, "iloc") else X)
+            E[idx] = encode(idx)
             seen = np.zeros(n)
             seen[idx] = 1.0
             far = np.zeros(n)
@@ -248,7 +281,16 @@ class Gateway:
 
     def predict_sampled(self, X: Any) -> np.ndarray:
         """:meth:`predict_frame` for one large request (PRADA sees a bounded sample)."""
-        return self.predict_frame(X, sample=self.policy.extraction.max_rows_per_request)
+        sample = self.policy.extraction.max_rows_per_request
+        if (self.fast_model is not None and (self.screen is None or self.fast_screen is not None)
+                and hasattr(X, "iloc")):
+            try:
+                return self.predict_columns(
+                    {n: X[n].to_numpy() for n in self.schema.names},
+                    lambda idx: self.encoder.encode_frame(X.iloc[idx]), sample)
+            except fastpath.Unsupported:
+                pass
+        return self.predict_frame(X, sample=sample)
 
     def split(self, out: np.ndarray) -> dict[str, np.ndarray]:
         """The parts of a :meth:`predict_frame` result."""

@@ -1,0 +1,230 @@
+"""Compiled hot paths: validated JSON records straight to numpy, without a pandas DataFrame.
+
+A scikit-learn pipeline called on one record spends almost all its time in per-call overhead
+(building the DataFrame, ``ColumnTransformer`` bookkeeping, parameter validation), and the input
+screen's isolation forest walks its 100 trees one Python call at a time. For the common shapes
+the gateway serves, this module compiles the fitted objects once into plain numpy functions:
+
+- :func:`compile_column_transformer`: a fitted ``ColumnTransformer`` of ``OneHotEncoder``
+  (no dropped or infrequent categories), ``StandardScaler``, ``"passthrough"`` and ``"drop"``;
+- :func:`compile_model`: a ``Pipeline`` of such a transformer and a final estimator with
+  ``predict_proba`` (the final estimator is called on the dense matrix);
+- :func:`compile_isolation_forest`: every tree of a fitted ``IsolationForest`` flattened into
+  arrays, traversed for all trees and rows at once;
+- :func:`compile_screen`: :class:`~finmlsec.defences.input_screen.OODDetector` from the two.
+
+Each compiler returns ``None`` for anything it does not recognise, and :func:`verified` accepts
+a compiled function only if it reproduces the original on reference data (to 1e-9), so the
+gateway falls back to the original objects rather than ever answering differently.
+A compiled function takes ``columns``: a mapping from feature name to a sequence of values.
+
+Example:
+    >>> import numpy as np, pandas as pd
+    >>> from sklearn.compose import ColumnTransformer
+    >>> from sklearn.preprocessing import OneHotEncoder, StandardScaler
+    >>> X = pd.DataFrame({"job": ["a", "b", "a"], "age": [20, 40, 60]})
+    >>> ct = ColumnTransformer([("c", OneHotEncoder(), ["job"]), ("n", StandardScaler(), ["age"])])
+    >>> f = compile_column_transformer(ct.fit(X))
+    >>> f({"job": ["b"], "age": [40]}).tolist()
+    [[0.0, 1.0, 0.0]]
+    >>> f({"job": ["c"], "age": [40]})
+    Traceback (most recent call last):
+    ...
+    finmlsec.gateway.fastpath.Unsupported: null or unknown category
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+Columns = Mapping[str, Sequence[Any]]
+Compiled = Callable[[Columns], np.ndarray]
+
+
+class Unsupported(Exception):
+    """The batch has a value the compiled path does not handle (e.g. a null): use the original."""
+
+
+def records_to_columns(records: list[dict[str, Any]], names: Sequence[str]) -> dict[str, list[Any]]:
+    """Validated records (dicts) as columns."""
+    return {n: [r[n] for r in records] for n in names}
+
+
+def _numbers(values: Sequence[Any]) -> np.ndarray:
+    try:
+        return np.asarray(values, dtype=float)
+    except (TypeError, ValueError):
+        raise Unsupported("null or non-numeric value") from None
+
+
+def _onehot(enc: Any, cols: list[str]) -> Callable[[Columns], np.ndarray] | None:
+    if getattr(enc, "drop_idx_", None) is not None or getattr(enc, "_infrequent_enabled", False):
+        return None
+    if enc.handle_unknown not in ("ignore", "infrequent_if_exist", "error"):
+        return None
+    strict = enc.handle_unknown == "error"  # the original raises: let it, on the slow path
+    maps = []
+    width = 0
+    for cats in enc.categories_:
+        if cats.dtype != object or any(not isinstance(c, str) for c in cats):
+            return None
+        maps.append({c: width + i for i, c in enumerate(cats)})
+        width += len(cats)
+
+    def run(columns: Columns) -> np.ndarray:
+        n = len(columns[cols[0]])
+        out = np.zeros((n, width))
+        rows = np.arange(n)
+        for name, m in zip(cols, maps, strict=True):
+            idx = np.fromiter((m.get(v, -1) if isinstance(v, str) else -2 for v in columns[name]),
+                              dtype=np.intp, count=n)
+            if (idx == -2).any() or (strict and (idx == -1).any()):
+                raise Unsupported("null or unknown category")
+            ok = idx >= 0
+            out[rows[ok], idx[ok]] = 1.0
+        return out
+
+    return run
+
+
+def _scaler(sc: Any, cols: list[str]) -> Callable[[Columns], np.ndarray]:
+    mean = sc.mean_ if sc.with_mean else None
+    scale = sc.scale_ if sc.with_std else None
+
+    def run(columns: Columns) -> np.ndarray:
+        Z = np.column_stack([_numbers(columns[c]) for c in cols])
+        if mean is not None:
+            Z -= mean
+        if scale is not None:
+            Z /= scale
+        return Z
+
+    return run
+
+
+def _passthrough(cols: list[str]) -> Callable[[Columns], np.ndarray]:
+    return lambda columns: np.column_stack([_numbers(columns[c]) for c in cols])
+
+
+def compile_column_transformer(ct: Any) -> Compiled | None:
+    """A numpy function equivalent to ``ct.transform`` (dense), or None."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    if not isinstance(ct, ColumnTransformer) or not hasattr(ct, "transformers_"):
+        return None
+    if getattr(ct, "verbose_feature_names_out", True) not in (True, False):
+        return None
+    parts: list[Callable[[Columns], np.ndarray]] = []
+    for _name, tr, cols in ct.transformers_:
+        if tr == "drop":
+            continue
+        if not (isinstance(cols, list) and all(isinstance(c, str) for c in cols)):
+            return None
+        if not cols:
+            continue
+        if tr == "passthrough":
+            parts.append(_passthrough(cols))
+        elif type(tr) is OneHotEncoder:
+            f = _onehot(tr, cols)
+            if f is None:
+                return None
+            parts.append(f)
+        elif type(tr) is StandardScaler:
+            parts.append(_scaler(tr, cols))
+        else:
+            return None
+    if not parts:
+        return None
+    return lambda columns: np.hstack([p(columns) for p in parts])
+
+
+def compile_model(model: Any) -> Compiled | None:
+    """``predict_proba`` of a fitted ``Pipeline([(.., ColumnTransformer), (.., clf)])`` on
+    columns, or None."""
+    from sklearn.pipeline import Pipeline
+
+    if not isinstance(model, Pipeline) or len(model.steps) != 2:
+        return None
+    pre = compile_column_transformer(model.steps[0][1])
+    clf = model.steps[1][1]
+    if pre is None or not hasattr(clf, "predict_proba"):
+        return None
+    return lambda columns: np.asarray(clf.predict_proba(pre(columns)), dtype=float)
+
+
+def compile_isolation_forest(iso: Any) -> Callable[[np.ndarray], np.ndarray] | None:
+    """``iso.score_samples`` on a dense float matrix, all trees at once, or None."""
+    from sklearn.ensemble import IsolationForest
+    from sklearn.ensemble._iforest import _average_path_length
+
+    need = ("estimators_", "estimators_features_", "_decision_path_lengths",
+            "_average_path_length_per_tree", "_max_samples")
+    if type(iso) is not IsolationForest or not all(hasattr(iso, a) for a in need):
+        return None
+    feature, threshold, left, right, value, roots = [], [], [], [], [], []
+    offset = 0
+    for tree, feats, dpl, apl in zip(iso.estimators_, iso.estimators_features_,
+                                     iso._decision_path_lengths,
+                                     iso._average_path_length_per_tree, strict=True):
+        t = tree.tree_
+        leaf = t.children_left == -1
+        feature.append(np.where(leaf, 0, np.asarray(feats)[np.maximum(t.feature, 0)]))
+        threshold.append(t.threshold)
+        left.append(np.where(leaf, np.arange(t.node_count), t.children_left) + offset)
+        right.append(np.where(leaf, np.arange(t.node_count), t.children_right) + offset)
+        value.append(np.asarray(dpl, dtype=float) + np.asarray(apl, dtype=float) - 1.0)
+        roots.append(offset)
+        offset += t.node_count
+    F, T, L, R, V = (np.concatenate(a) for a in (feature, threshold, left, right, value))
+    root = np.asarray(roots, dtype=np.intp)[:, None]
+    depth = int(max(e.tree_.max_depth for e in iso.estimators_))
+    denominator = len(iso.estimators_) * float(_average_path_length([iso._max_samples])[0])
+    if denominator == 0:
+        return None
+
+    def score(Z: np.ndarray) -> np.ndarray:
+        Z = np.asarray(Z, dtype=np.float32).astype(float)  # the trees compare float32 inputs
+        node = np.repeat(root, len(Z), axis=1)
+        rows = np.arange(len(Z))[None, :]
+        for _ in range(depth):
+            go_left = Z[rows, F[node]] <= T[node]
+            node = np.where(go_left, L[node], R[node])
+        return np.asarray(-(2.0 ** (-(V[node].sum(axis=0)) / denominator)))
+
+    return score
+
+
+def compile_screen(screen: Any) -> Compiled | None:
+    """``screen.predict(X) == -1`` on columns for an ``OODDetector`` fitted on a DataFrame."""
+    from finmlsec.defences.input_screen import OODDetector
+
+    if type(screen) is not OODDetector or getattr(screen, "encoder_", None) is None:
+        return None
+    enc = compile_column_transformer(screen.encoder_)
+    forest = compile_isolation_forest(screen.iso_)
+    if enc is None or forest is None:
+        return None
+    offset = screen.offset_
+    return lambda columns: forest(enc(columns)) - offset < 0
+
+
+def verified(fast: Compiled | None, slow: Callable[[Any], np.ndarray], reference: Any,
+             names: Sequence[str], rows: int = 300) -> Compiled | None:
+    """``fast`` if it reproduces ``slow`` on up to ``rows`` reference records, else None."""
+    if fast is None or reference is None or not hasattr(reference, "iloc"):
+        return None
+    X = reference.iloc[:rows][list(names)]
+    try:
+        got = np.asarray(fast({n: X[n].tolist() for n in names}))
+        want = np.asarray(slow(X))
+    except Exception:  # noqa: BLE001 - any failure means: do not use the compiled path
+        return None
+    if got.shape != want.shape:
+        return None
+    if got.dtype == bool or want.dtype == bool:
+        return fast if bool(np.array_equal(got, want)) else None
+    return fast if bool(np.allclose(got, want, rtol=0, atol=1e-9)) else None
