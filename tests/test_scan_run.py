@@ -209,10 +209,11 @@ def test_a_unit_over_its_time_limit_is_stopped_and_reported(spec: Path) -> None:
     from finmlsec.scan import ScanContext, Unit, execute_unit
 
     ctx = ScanContext(spec_path=str(spec))
-    unit = Unit(id="slow", threat="generate_malicious_model", via="false_prediction_data",
-                attack="poisoning.feedback_loop", params={"max_rounds": 200}, budget=None,
-                seed=1, timeout=0.5)
-    execute_unit(ctx, unit.model_copy(update={"timeout": None, "params": {"max_rounds": 1}}))
+    # 400 reference models take seconds; the limit stops the unit after 0.3 s
+    unit = Unit(id="slow", threat="infer_training_data", via="model_io",
+                attack="membership.lira", params={"n_reference": 400}, budget=None,
+                seed=1, timeout=0.3)
+    execute_unit(ctx, unit.model_copy(update={"timeout": None, "params": {"n_reference": 2}}))
     out = execute_unit(ctx, unit)  # scenario already loaded: the limit covers the attack
     assert out["status"] == "error" and out["error"].startswith("UnitTimeout")
     assert out["seconds"] < 3.0
