@@ -13,10 +13,10 @@ import uuid
 from typing import Any
 
 import numpy as np
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from finmlsec.gateway.deps import commit, json_response, refuse, require, too_many
+from finmlsec.gateway.deps import authorise, commit, json_response, refuse, too_many
 from finmlsec.gateway.service import Gateway, Principal
 from finmlsec.gateway.validation import InputProblem, record_json_schema
 
@@ -84,13 +84,14 @@ async def read_json(gw: Gateway, request: Request, p: Principal | None, action: 
 
 def build_router(gw: Gateway) -> APIRouter:
     router = APIRouter(tags=["predict"])
-    system_user = require("predict", "system_user")
+    roles = ("system_user",)
 
     @router.post(
         "/v1/predict",
         summary="Predict one record or a batch",
         openapi_extra={"requestBody": {"required": True, "content": {
-            "application/json": {"schema": request_schema(gw)}}}},
+            "application/json": {"schema": request_schema(gw)}}},
+            "security": [{"HTTPBearer": []}]},
         responses={200: {"description": "Predictions",
                          "content": {"application/json": {"schema": RESPONSE_SCHEMA}}},
                    400: {"description": "Malformed JSON"}, 401: {"description": "No valid key"},
@@ -99,8 +100,9 @@ def build_router(gw: Gateway) -> APIRouter:
                    422: {"description": "Records do not satisfy the schema"},
                    429: {"description": "Rate limit or budget exceeded"}},
     )
-    async def predict(request: Request, p: Principal = Depends(system_user)) -> Response:
+    async def predict(request: Request) -> Response:
         t0 = time.perf_counter()
+        p: Principal = await authorise(gw, request, "predict", roles)
         metrics = request.app.state.metrics
         blocked = gw.check_block(p)
         if blocked == "block":
