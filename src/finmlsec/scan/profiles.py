@@ -109,7 +109,7 @@ class Profile(BaseModel):
 PROFILES: dict[str, Profile] = {
     "quick": Profile(
         name="quick", budget=10_000, max_attacks=1, max_defences=1, combinations=0,
-        max_victims=20, unit_timeout=45.0,
+        max_victims=20, unit_timeout=20.0,
         preference=_CHEAP_FIRST,
         overrides={"n_reference": 4, "n_shadow": 2, "max_rounds": 6, "n_uniform": 500,
                    "max_victims": 50, "n_population": 250},
