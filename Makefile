@@ -23,7 +23,7 @@ $(VENV)/.test-installed: pyproject.toml | $(VENV)/bin/python
 
 demo: $(VENV)/.demo-installed
 	mkdir -p $(OUT)
-	$(VENV)/bin/finmlsec analyze examples/credit_scoring.yaml --format html -o $(OUT)/credit_scoring_analysis.html
+	$(VENV)/bin/finmlsec demo run credit-scoring --out $(OUT) --profile standard
 
 test: $(VENV)/.test-installed
 	$(PY) -m pytest -n 2 -q $(PYTEST_ARGS)
