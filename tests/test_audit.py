@@ -159,3 +159,48 @@ def test_postgres_chain_with_two_writers(pg_prefix: str) -> None:
     assert not verify_chain(dbs[0]).ok
     for d in dbs:
         d.dispose()
+
+
+def test_async_submissions_are_settled_after_commit_in_order(tmp_path: Path) -> None:
+    import asyncio
+
+    db = GatewayDB(f"sqlite:///{tmp_path / 'a.db'}")
+    w = AuditWriter(db, linger=0.002)
+
+    async def run() -> list[int]:
+        futs = [w.submit_async({"action": "predict", "i": i}) for i in range(200)]
+        return list(await asyncio.gather(*futs))
+
+    try:
+        seqs = asyncio.run(run())
+        assert seqs == list(range(1, 201))  # one chain, in submission order
+        assert w.commits < 200  # grouped commits
+        r = verify_chain(db)
+        assert r.ok and r.entries == 200
+        with db.engine.connect() as conn:
+            bodies = [json.loads(b) for (b,) in conn.execute(
+                select(db.audit.c.body).order_by(db.audit.c.seq))]
+        assert [b["i"] for b in bodies] == list(range(200))
+    finally:
+        w.close()
+        db.dispose()
+
+
+def test_async_submission_fails_with_a_store_error_when_the_log_cannot_be_written(
+        tmp_path: Path) -> None:
+    import asyncio
+
+    from finmlsec.errors import StoreError
+
+    db = GatewayDB(f"sqlite:///{tmp_path / 'a.db'}")
+    w = AuditWriter(db)
+
+    async def run() -> None:
+        await w.submit_async({"action": "predict", "bad": float("nan")})  # not valid JSON
+
+    try:
+        with pytest.raises(StoreError, match="audit log could not be written"):
+            asyncio.run(run())
+    finally:
+        w.close()
+        db.dispose()

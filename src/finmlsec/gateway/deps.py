@@ -7,7 +7,6 @@ Unauthenticated requests get 401 and authenticated ones with the wrong role 403;
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -24,7 +23,7 @@ bearer = HTTPBearer(auto_error=False, description="An API key from `finmlsec key
 
 async def commit(gw: Gateway, entry: dict[str, Any], feedback: dict[str, Any] | None = None) -> int:
     """Queue an audit entry (and feedback row) and wait until it is committed."""
-    return await asyncio.wrap_future(gw.audit.submit(entry, feedback))
+    return await gw.audit.submit_async(entry, feedback)
 
 
 def json_response(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
