@@ -96,3 +96,16 @@ def test_errors_are_one_line_and_exit_2(spec: Path, args: list[str], message: st
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_evasion_through_the_cli_uses_held_out_victims(spec: Path) -> None:
+    out = CliRunner().invoke(build_app(), ["attack", "evasion.constrained", "--spec", str(spec),
+                                           "--victims", "15", "--json"])
+    assert out.exit_code == 0, out.output
+    result = json.loads(out.output)
+    assert 0 < result["metrics"]["n_victims"] <= 15
+    assert result["metrics"]["validity_rate"] == 1.0
+    assert result["success"] > 0.5
+    none = CliRunner().invoke(build_app(), ["attack", "evasion.constrained", "--spec", str(spec),
+                                            "--victims", "0", "--json"])
+    assert none.exit_code != 0 and "victims" in str(none.exception)

@@ -115,7 +115,7 @@ def _print_result(result: Any) -> None:
 
 def run_attack(name: str, spec: Path, *, budget: int | None, params: list[str],
                access: str | None, decimals: int, strict: bool, trust_pickle: bool,
-               progress: bool = True) -> Any:
+               progress: bool = True, max_victims: int = 100) -> Any:
     """Load the spec's scenario and run one attack; returns the AttackResult."""
     from rich.console import Console
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -129,6 +129,13 @@ def run_attack(name: str, spec: Path, *, budget: int | None, params: list[str],
     attack = cls(**kwargs)
     scenario = load_scenario(spec, trust_pickle=trust_pickle)
     data = scenario.attack_data(standard=not strict)
+    if data.victims is None and data.test is not None and max_victims > 0:
+        # as in a scan: held-out records are the victims (applicants an attacker would turn,
+        # the profile a feedback attack targets); attacks keep those decided against the attacker
+        X = data.test.X
+        X = X.iloc[:max_victims].reset_index(drop=True) if hasattr(X, "iloc") else X[:max_victims]
+        y = None if data.test.y is None else data.test.y[:max_victims]
+        data = dataclasses.replace(data, victims=dataclasses.replace(data.test, X=X, y=y))
     oracle = None
     if set(cls.needs) & set(_ORACLE_SIDE) or scenario.target is not None:
         if scenario.target is None:
@@ -170,6 +177,10 @@ def register(app: typer.Typer) -> None:
         decimals: int = typer.Option(2, "--decimals", help="Decimals of --access rounded."),
         strict: bool = typer.Option(False, "--strict", help="Attacker's records never overlap "
                                                             "the training data."),
+        victims: int = typer.Option(100, "--victims", min=0, help="Held-out records used as "
+                                                                   "victims (evasion, feedback "
+                                                                   "loop) when the spec names "
+                                                                   "none."),
         trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Load pickle/joblib "
                                                                          "models (executes "
                                                                          "code)."),
@@ -186,7 +197,7 @@ def register(app: typer.Typer) -> None:
                               f"'label', 'white_box']. Got {access!r} instead.")
         result = run_attack(name, spec, budget=budget, params=param, access=access,
                             decimals=decimals, strict=strict, trust_pickle=trust_pickle,
-                            progress=not as_json)
+                            progress=not as_json, max_victims=victims)
         if as_json:
             typer.echo(result.to_json())
         else:
