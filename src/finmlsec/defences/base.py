@@ -23,20 +23,10 @@ from __future__ import annotations
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from finmlsec.registry import Registry
+from finmlsec.threatmodel.catalogue import COUNTERMEASURE_IDS
 
-COUNTERMEASURES = (
-    "non_confidential_data",
-    "modify_training_data",
-    "detect_malicious_training_data",
-    "robust_algorithm",
-    "screen_false_prediction_data",
-    "modify_confidence",
-    "pate",
-    "detect_malicious_input",
-    "defensive_distillation",
-    "adversarial_training",
-    "gateway_rate_limiting",
-)
+# The paper's countermeasure ids are defined once, by the threat catalogue (Table 2).
+COUNTERMEASURES = COUNTERMEASURE_IDS
 
 STAGES = ("training_data", "training", "output", "input", "feedback", "gateway")
 

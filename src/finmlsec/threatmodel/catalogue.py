@@ -32,8 +32,8 @@ COUNTERMEASURE_IDS: tuple[str, ...] = (
     "adversarial_training",
     "gateway_rate_limiting",
 )
-"""Equal to ``finmlsec.defences.base.COUNTERMEASURES`` (a test checks); kept here so that the
-analysis does not import the defences (and scikit-learn)."""
+"""The paper's countermeasure ids; ``finmlsec.defences.base.COUNTERMEASURES`` is this tuple, and
+the catalogue rows and the registered defences are checked against it."""
 
 ATTACK_IDS: tuple[str, ...] = (
     "infer_training_data",
