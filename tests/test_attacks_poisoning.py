@@ -110,3 +110,16 @@ def test_optimal_linear_refuses_multiclass() -> None:
     data = AttackData(train=Labeled(X, y), test=Labeled(X, y), model_factory=LogisticRegression)
     with pytest.raises(ConfigError, match="binary tasks only"):
         ATTACKS.get("poisoning.optimal_linear")().run(None, data)
+
+
+def test_default_goal_is_the_favourable_class_not_the_positive_one() -> None:
+    from finmlsec.attacks.poisoning import target_label
+    from finmlsec.datasets import load
+
+    fraud = load("card_fraud", n_rows=5_000)
+    assert fraud.schema is not None and fraud.schema.positive_class == "fraud"
+    # a fraudster poisons towards "legit", not towards "fraud"
+    assert fraud.classes[target_label(None, fraud.y, fraud.schema)] == "legit"
+    credit = load("german_credit")
+    assert credit.classes[target_label(None, credit.y, credit.schema)] == "good"
+    assert credit.classes[target_label("bad", credit.y, credit.schema)] == "bad"

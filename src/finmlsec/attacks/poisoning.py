@@ -61,11 +61,13 @@ def take(X: Any, idx: np.ndarray) -> Any:
 
 def target_label(target_class: str | int | None, y: np.ndarray, schema: FeatureSchema | None) -> int:
     """The integer label the attacker wants: ``target_class`` as an index or class name, else the
-    schema's positive class, else the largest label (the approved class in credit data)."""
+    schema's favourable class (what a manipulating data subject wants: approval, "legit"), else
+    its positive class, else the largest label (the approved class in credit data)."""
     labels = np.unique(y)
     names = list(schema.classes) if schema is not None and schema.classes else []
-    want = target_class if target_class is not None else (
-        schema.positive_class if schema is not None and schema.positive_class else None)
+    want = target_class
+    if want is None and schema is not None:
+        want = schema.favourable_class or schema.positive_class
     if want is None:
         return int(labels.max())
     if isinstance(want, int | np.integer) and not isinstance(want, bool) and want in labels:

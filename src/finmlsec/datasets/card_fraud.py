@@ -161,6 +161,7 @@ SCHEMA = FeatureSchema(
     target="is_fraud",
     classes=CLASSES,
     positive_class="fraud",
+    favourable_class="legit",
 )
 
 

@@ -173,7 +173,8 @@ FEATURES: tuple[Feature, ...] = (
 )
 
 SCHEMA = FeatureSchema(
-    features=FEATURES, target=LABEL, classes=CLASSES, positive_class="good"
+    features=FEATURES, target=LABEL, classes=CLASSES, positive_class="good",
+    favourable_class="good",
 )
 
 

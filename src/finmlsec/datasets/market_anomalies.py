@@ -82,6 +82,7 @@ SCHEMA = FeatureSchema(
     target="anomaly",
     classes=CLASSES,
     positive_class="anomaly",
+    favourable_class="normal",
 )
 
 

@@ -92,6 +92,10 @@ class FeatureSchema(BaseModel):
     target: str | None = None
     classes: tuple[str, ...] | None = None
     positive_class: str | None = None
+    #: The decision a manipulating data subject wants (credit: "good"; fraud: "legit"); attacks
+    #: that need a goal and are given none aim at it. ``positive_class`` is the class metrics
+    #: treat as positive (fraud: "fraud"), which is not always what an attacker wants.
+    favourable_class: str | None = None
 
     @model_validator(mode="after")
     def _unique(self) -> FeatureSchema:
