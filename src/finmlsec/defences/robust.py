@@ -149,12 +149,72 @@ class TrimmedLossClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         return tags
 
 
+class SubsampleVote(ClassifierMixin, BaseEstimator):
+    """Bagging that indexes rows with ``_safe_indexing``, so each voter gets the input as given
+    (a pandas DataFrame stays one, for column transformers selecting columns by name).
+    ``predict_proba`` averages the voters' probabilities over the classes seen in fit.
+
+    Example:
+        >>> import pandas as pd
+        >>> from sklearn.tree import DecisionTreeClassifier
+        >>> X = pd.DataFrame({"a": range(40)}); y = (X.a > 19).astype(int).to_numpy()
+        >>> m = SubsampleVote(DecisionTreeClassifier(), n_estimators=3, random_state=0).fit(X, y)
+        >>> m.predict(pd.DataFrame({"a": [0, 39]})).tolist()
+        [0, 1]
+    """
+
+    def __init__(self, estimator: Any = None, *, n_estimators: int = 10,
+                 max_samples: float = 0.3, random_state: int | None = None) -> None:
+        self.estimator = estimator
+        self.n_estimators = n_estimators
+        self.max_samples = max_samples
+        self.random_state = random_state
+
+    def fit(self, X: Any, y: Any) -> SubsampleVote:
+        y = np.asarray(y)
+        check_classification_targets(y)
+        self.classes_ = np.unique(y)
+        rng = np.random.default_rng(self.random_state)
+        n = len(y)
+        k = max(int(round(self.max_samples * n)), 2)
+        self.estimators_: list[Any] = []
+        for _ in range(self.n_estimators):
+            idx = rng.choice(n, size=k, replace=True)
+            if len(np.unique(y[idx])) < 2:  # a voter needs two classes to learn anything
+                idx = np.concatenate([idx, [int(np.flatnonzero(y != y[idx[0]])[0])]])
+            self.estimators_.append(clone(self.estimator).fit(_rows(X, idx), y[idx]))
+        return self
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "estimators_")
+        pos = {c: i for i, c in enumerate(self.classes_.tolist())}
+        out: np.ndarray | None = None
+        for est in self.estimators_:
+            cols = [pos[c] for c in np.asarray(est.classes_).tolist()]
+            if hasattr(est, "predict_proba"):
+                p = np.asarray(est.predict_proba(X), dtype=float)
+            else:  # hard vote
+                lab = np.asarray(est.predict(X))
+                p = (lab[:, None] == np.asarray(est.classes_)[None, :]).astype(float)
+            if out is None:
+                out = np.zeros((p.shape[0], len(self.classes_)))
+            out[:, cols] += p
+        assert out is not None
+        return out / len(self.estimators_)
+
+    def predict(self, X: Any) -> np.ndarray:
+        return np.asarray(self.classes_[np.argmax(self.predict_proba(X), axis=1)])
+
+
 @DEFENCES.register("robust.bagging")
 class RobustBagging(BaseEstimator):
     """Bagging on small subsamples (Biggio et al. 2011): ``apply`` returns a fitted
     :class:`sklearn.ensemble.BaggingClassifier` whose voters each see ``max_samples`` of the data,
-    so a few poisoned records sway only a minority of them. For a pipeline, the last step is
-    bagged and the preprocessing kept in front.
+    so a few poisoned records sway only a minority of them. For a pipeline, the preprocessing is
+    fitted once (on the full data, as given: a DataFrame stays one) and only the last step is
+    bagged, on the transformed matrix. Any other estimator given a DataFrame (e.g. a wrapper
+    around a column-selecting pipeline) is bagged by :class:`SubsampleVote`, which keeps the
+    DataFrame, since ``BaggingClassifier`` would turn it into a numpy array.
 
     Example:
         >>> from sklearn.datasets import load_breast_cancer
@@ -171,24 +231,31 @@ class RobustBagging(BaseEstimator):
     stage: ClassVar[str] = "training"
     summary: ClassVar[str] = "bagging on small subsamples (Biggio et al. 2011)"
 
-    def __init__(self, *, n_estimators: int = 25, max_samples: float = 0.3,
+    def __init__(self, *, n_estimators: int = 15, max_samples: float = 0.3,
                  random_state: int | None = None) -> None:
         self.n_estimators = n_estimators
         self.max_samples = max_samples
         self.random_state = random_state
 
-    def apply(self, estimator: Any, X: Any, y: Any) -> BaggingClassifier:
+    def apply(self, estimator: Any, X: Any, y: Any) -> Any:
         name = type(self).__name__
         check_int(name, "n_estimators", self.n_estimators, 1, None)
         check_float(name, "max_samples", self.max_samples, 0.0, 1.0, closed_lo=False)
+
         def bag(est: Any) -> BaggingClassifier:
             return BaggingClassifier(est, n_estimators=self.n_estimators,
                                      max_samples=self.max_samples,
                                      random_state=self.random_state)
 
         if isinstance(estimator, Pipeline) and len(estimator.steps) > 1:
-            # bag the learner, keep the preprocessing (bagging needs a numeric matrix)
+            # fit the preprocessing once, on the data as given; bag the learner on its output
             steps = list(clone(estimator).steps)
-            name, last = steps[-1]
-            return Pipeline([*steps[:-1], (name, bag(last))]).fit(X, y)
+            last_name, last = steps[-1]
+            pre = Pipeline(steps[:-1]).fit(X, y)
+            learner = self.apply(last, pre.transform(X), y)
+            return Pipeline([*pre.steps, (last_name, learner)])
+        if hasattr(X, "iloc"):
+            return SubsampleVote(estimator, n_estimators=self.n_estimators,
+                                 max_samples=self.max_samples,
+                                 random_state=self.random_state).fit(X, y)
         return bag(estimator).fit(X, y)
