@@ -37,3 +37,53 @@ def test_bagging_keeps_dataframe_for_column_transformer(credit, wrap) -> None:
     assert acc > 0.7
     proba = model.predict_proba(X.iloc[:10])
     assert proba.shape == (10, 2) and np.allclose(proba.sum(axis=1), 1.0)
+
+
+def test_adversarial_training_on_images_without_gradients() -> None:
+    ds = load("ocr_digits")
+    X, y = ds.X[:500], np.asarray(ds.y)[:500]
+    at = DEFENCES.get("adversarial_training")(schema=ds.schema, rounds=2, n_per_round=30,
+                                              attack_params={"max_iter": 64}, random_state=0)
+    model = at.apply(LogisticRegression(max_iter=300), X, y)
+    assert at.attack_used_ == "evasion.image"
+    assert at.n_augmented_ > 0 and all(r.n_attacked == 30 for r in at.history_)
+    assert float(np.mean(model.predict(ds.X[500:800]) == np.asarray(ds.y)[500:800])) > 0.85
+
+
+def test_adversarial_training_on_images_with_gradients_uses_pgd() -> None:
+    from finmlsec.targets.torch_estimator import TorchClassifier
+
+    ds = load("ocr_digits")
+    X, y = ds.X[:400].astype(np.float32), np.asarray(ds.y)[:400]
+    net = TorchClassifier(architecture="mlp", kwargs={"in_features": 64, "n_classes": 10},
+                          epochs=20, input_kind="image")
+    at = DEFENCES.get("adversarial_training")(rounds=1, n_per_round=40,
+                                              attack_params={"iterations": 10}, random_state=0)
+    model = at.apply(net, X, y)
+    assert at.attack_used_ == "evasion.pgd"
+    assert at.history_[0].n_attacked == 40 and at.n_augmented_ > 0
+    assert model.predict(X[:5]).shape == (5,)
+
+
+def test_adversarial_training_on_text() -> None:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.pipeline import make_pipeline
+
+    ds = load("bank_intents")
+    X, y = list(ds.X[:600]), np.asarray(ds.y)[:600]
+    clf = make_pipeline(TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4)),
+                        LogisticRegression(max_iter=300))
+    at = DEFENCES.get("adversarial_training")(rounds=2, n_per_round=30, random_state=0)
+    model = at.apply(clf, X, y)
+    assert at.attack_used_ == "evasion.text"
+    assert at.n_augmented_ > 0
+    assert len(at.history_) >= 1 and at.history_[0].n_attacked == 30
+    assert model.predict(["what is my balance"]).shape == (1,)
+
+
+def test_adversarial_training_refuses_unsupported_inputs() -> None:
+    from finmlsec.errors import CapabilityError
+
+    at = DEFENCES.get("adversarial_training")(rounds=1, random_state=0)
+    with pytest.raises(CapabilityError, match="supports tabular records"):
+        at.apply(LogisticRegression(), [{"a": 1}, {"a": 2}], [0, 1])
