@@ -87,3 +87,42 @@ def test_adversarial_training_refuses_unsupported_inputs() -> None:
     at = DEFENCES.get("adversarial_training")(rounds=1, random_state=0)
     with pytest.raises(CapabilityError, match="supports tabular records"):
         at.apply(LogisticRegression(), [{"a": 1}, {"a": 2}], [0, 1])
+
+
+@pytest.fixture(scope="module")
+def digits() -> tuple[np.ndarray, np.ndarray, np.ndarray, object]:
+    ds = load("ocr_digits")
+    X, y = ds.X, np.asarray(ds.y)
+    return X[:800], y[:800], X[800:1000], ds.schema
+
+
+def test_input_screen_on_flat_images_with_pixel_schema(digits) -> None:
+    X, y, held, schema = digits
+    guarded = DEFENCES.get("input_screen")(schema=schema, random_state=0).apply(
+        LogisticRegression(max_iter=300), X, y)
+    noise = np.random.default_rng(0).uniform(0, 1, size=(10, 64))
+    broken = held[:3].copy()
+    broken[:, 5] = 7.0  # outside the pixel range
+    d = guarded.decide(np.vstack([held, noise, broken]))
+    assert set(d.flags) == {"schema", "ood", "adversarial"}
+    assert d.accept[:200].mean() >= 0.85
+    assert not d.accept[200:].any()
+    assert d.flags["schema"][210:].all() and "px_0_5" in d.reasons[210]
+    assert d.flags["ood"][200:210].mean() >= 0.9
+
+
+def test_input_screen_on_image_tensors_without_schema(digits) -> None:
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    X, y, held, _ = digits
+    flat = FunctionTransformer(np.reshape, kw_args={"shape": (-1, 64)})
+    model = make_pipeline(flat, LogisticRegression(max_iter=300))
+    guarded = DEFENCES.get("input_screen")(schema=None, random_state=0).apply(
+        model, X.reshape(-1, 8, 8), y)
+    noise = np.random.default_rng(1).uniform(0, 1, size=(10, 8, 8))
+    d = guarded.decide(np.concatenate([held.reshape(-1, 8, 8), noise]))
+    assert set(d.flags) == {"ood", "adversarial"}
+    assert d.accept[:200].mean() >= 0.85
+    assert d.flags["ood"][200:].mean() >= 0.9
+    assert guarded.predict(held[:5].reshape(-1, 8, 8)).shape == (5,)

@@ -82,11 +82,33 @@ def _py(v: Any) -> Any:
     return v.item() if isinstance(v, np.generic) else v
 
 
-def validate_rows(schema: FeatureSchema, X: pd.DataFrame) -> Decisions:
-    """Accept mask and reasons: which records satisfy the schema, and which fields fail."""
-    if not isinstance(X, pd.DataFrame):
-        raise DataError(f"expected a pandas DataFrame with columns {schema.names}, got "
-                        f"{type(X).__name__}")
+def _flat(X: Any) -> np.ndarray:
+    """A numeric array as one row per record (an image of any shape becomes its pixels)."""
+    arr = np.asarray(X)
+    return arr.reshape(len(arr), -1) if arr.ndim != 2 else arr
+
+
+def as_frame(schema: FeatureSchema, X: Any) -> pd.DataFrame:
+    """``X`` as a DataFrame with the schema's columns: a DataFrame as is; a numeric array (e.g.
+    images, one feature per pixel in row-major order) flattened to one row per record."""
+    if isinstance(X, pd.DataFrame):
+        return X
+    if isinstance(X, np.ndarray | list) and len(X) and not isinstance(X[0], str | dict):
+        arr = _flat(X)
+        if arr.shape[1] == len(schema.features):
+            return pd.DataFrame(arr, columns=list(schema.names))
+        raise DataError(
+            f"an array of {arr.shape[1]} values per record does not match the schema's "
+            f"{len(schema.features)} features; give records with one value per feature "
+            f"({schema.names[:3]}...) or a DataFrame with those columns")
+    raise DataError(f"expected a pandas DataFrame with columns {schema.names} or a numeric "
+                    f"array with one value per feature, got {type(X).__name__}")
+
+
+def validate_rows(schema: FeatureSchema, X: Any) -> Decisions:
+    """Accept mask and reasons: which records satisfy the schema, and which fields fail. ``X``:
+    a DataFrame, or a numeric array with one value per feature (images are flattened)."""
+    X = as_frame(schema, X)
     missing = [n for n in schema.names if n not in X.columns]
     if missing:
         raise DataError(f"missing column(s) {missing}; the schema expects {schema.names}")
@@ -131,7 +153,7 @@ class OODDetector(OutlierMixin, BaseEstimator):
             self.feature_names_in_ = np.asarray(X.columns, dtype=object)
         else:
             self.encoder_ = None
-            Z = validate_data(self, X)
+            Z = validate_data(self, _flat(X))
         self.iso_ = IsolationForest(n_estimators=self.n_estimators,
                                     random_state=self.random_state).fit(Z)
         self.offset_ = float(np.quantile(self.iso_.score_samples(Z), self.quantile))
@@ -141,7 +163,7 @@ class OODDetector(OutlierMixin, BaseEstimator):
         check_is_fitted(self, "iso_")
         if self.encoder_ is not None:
             return self.encoder_.transform(X)
-        return validate_data(self, X, reset=False)
+        return validate_data(self, _flat(X), reset=False)
 
     def score_samples(self, X: Any) -> np.ndarray:
         """Isolation score (lower = more unusual)."""
