@@ -82,10 +82,12 @@ def _py(v: Any) -> Any:
     return v.item() if isinstance(v, np.generic) else v
 
 
-def _flat(X: Any) -> np.ndarray:
-    """A numeric array as one row per record (an image of any shape becomes its pixels)."""
-    arr = np.asarray(X)
-    return arr.reshape(len(arr), -1) if arr.ndim != 2 else arr
+def _flat(X: Any) -> Any:
+    """Images of any shape as one row of pixels per record; anything else unchanged (so that
+    scikit-learn's validation still refuses 1-d and sparse input with its own message)."""
+    if isinstance(X, np.ndarray) and X.ndim > 2:
+        return X.reshape(len(X), -1)
+    return X
 
 
 def as_frame(schema: FeatureSchema, X: Any) -> pd.DataFrame:
@@ -94,7 +96,8 @@ def as_frame(schema: FeatureSchema, X: Any) -> pd.DataFrame:
     if isinstance(X, pd.DataFrame):
         return X
     if isinstance(X, np.ndarray | list) and len(X) and not isinstance(X[0], str | dict):
-        arr = _flat(X)
+        arr = np.asarray(X)
+        arr = arr.reshape(len(arr), -1) if arr.ndim != 2 else arr
         if arr.shape[1] == len(schema.features):
             return pd.DataFrame(arr, columns=list(schema.names))
         raise DataError(
