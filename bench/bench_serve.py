@@ -36,6 +36,7 @@ from fastapi.responses import Response
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+CLIENTS = 128  # API keys per phase; each replays the 300 held-out records once at most
 
 
 # -- the bare server ---------------------------------------------------------------------------
@@ -84,26 +85,72 @@ def bare_app(batched: bool, compiled: bool = False) -> Any:
 
 
 # -- load generation ---------------------------------------------------------------------------
-class Conn:
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
+# Requests are pre-encoded (token, body) pairs. The maximum rate and the batches are measured
+# with wrk (C, epoll; closed loop) when it is installed, else with the Python client below; the
+# rate at half the maximum needs an open loop, which wrk lacks, so it always uses the Python
+# client (callback-driven asyncio protocols on uvloop when available, no task per request).
+Req = tuple[str | None, bytes]
 
-    async def send(self, raw: bytes) -> int:
-        if self.writer is None:
-            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
-        assert self.reader is not None
-        self.writer.write(raw)
-        await self.writer.drain()
-        head = await self.reader.readuntil(b"\r\n\r\n")
-        status = int(head[9:12])
-        length = 0
-        for line in head.split(b"\r\n"):
-            if line[:15].lower() == b"content-length:":
-                length = int(line[15:])
-        await self.reader.readexactly(length)
-        return status
+WRK_LUA = r"""
+local reqs, n, idx = {}, 0, 0
+local counter = 0
+setup = function(thread)
+  thread:set("tid", counter)
+  counter = counter + 1
+end
+init = function(args)
+  local path, threads = args[1], tonumber(args[2])
+  local line_no = 0
+  for line in io.lines(path) do
+    if line_no % threads == tid then
+      local tok, body = line:match("^([^\t]*)\t(.*)$")
+      local headers = {["Content-Type"] = "application/json"}
+      if tok ~= "" then headers["Authorization"] = "Bearer " .. tok end
+      n = n + 1
+      reqs[n] = wrk.format("POST", "/v1/predict", headers, body)
+    end
+    line_no = line_no + 1
+  end
+end
+request = function()
+  idx = idx % n + 1
+  return reqs[idx]
+end
+done = function(summary, latency, requests)
+  io.write(string.format("WRKJSON {\"requests\": %d, \"duration_us\": %d, \"status\": %d, " ..
+    "\"connect\": %d, \"read\": %d, \"write\": %d, \"timeout\": %d, " ..
+    "\"p50_us\": %d, \"p99_us\": %d}\n",
+    summary.requests, summary.duration, summary.errors.status, summary.errors.connect,
+    summary.errors.read, summary.errors.write, summary.errors.timeout,
+    latency:percentile(50), latency:percentile(99)))
+end
+"""
+
+
+def wrk_available() -> bool:
+    import shutil
+
+    return shutil.which("wrk") is not None
+
+
+def wrk_closed(port: int, reqs: list[Req], conns: int, seconds: float, tmp: Path) -> dict[str, float]:
+    """Closed loop with wrk: ``conns`` connections on 2 threads, each request waits for the
+    previous answer on its connection."""
+    threads = min(2, conns)
+    script, data = tmp / "load.lua", tmp / f"load-{os.getpid()}-{time.monotonic_ns()}.tsv"
+    script.write_text(WRK_LUA)
+    with data.open("wb") as fh:
+        for token, body in reqs:
+            fh.write((token or "").encode() + b"\t" + body + b"\n")
+    out = subprocess.run(
+        ["wrk", "-t", str(threads), "-c", str(conns), "-d", f"{seconds:g}s", "--timeout", "10s",
+         "-s", str(script), f"http://127.0.0.1:{port}/v1/predict", "--", str(data), str(threads)],
+        capture_output=True, text=True, check=True, timeout=seconds + 60).stdout
+    data.unlink()
+    r = json.loads(out[out.index("WRKJSON ") + 8:].splitlines()[0])
+    errors = r["status"] + r["connect"] + r["read"] + r["write"] + r["timeout"]
+    return {"rps": r["requests"] / (r["duration_us"] / 1e6), "p50": r["p50_us"] / 1000,
+            "p99": r["p99_us"] / 1000, "errors": errors}
 
 
 def http_request(path: str, body: bytes, token: str | None) -> bytes:
@@ -112,52 +159,156 @@ def http_request(path: str, body: bytes, token: str | None) -> bytes:
             f"{auth}Content-Length: {len(body)}\r\n\r\n").encode() + body
 
 
-async def closed_loop(port: int, raws: list[bytes], conns: int, seconds: float) -> dict[str, float]:
+class _Client(asyncio.Protocol):
+    """One keep-alive connection with one request in flight; calls ``done(self, status)`` when
+    the answer is complete (parsed from Content-Length, no body decoding)."""
+
+    def __init__(self, done: Any) -> None:
+        self.done = done
+        self.buf = bytearray()
+        self.need: int | None = None
+        self.status = 0
+        self.sent_at = 0.0
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def send(self, raw: bytes, at: float) -> None:
+        self.sent_at = at
+        assert self.transport is not None
+        self.transport.write(raw)
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        if self.need is None:
+            end = self.buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = bytes(self.buf[:end]).lower()
+            self.status = int(head[9:12])
+            at = head.find(b"content-length:")
+            length = int(head[at + 15:head.find(b"\r\n", at) if head.find(b"\r\n", at) > 0
+                              else len(head)]) if at >= 0 else 0
+            self.need = end + 4 + length
+        if len(self.buf) >= self.need:
+            del self.buf[:self.need]
+            self.need = None
+            self.done(self, self.status)
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+
+        return uvloop.new_event_loop()
+    except ImportError:  # pragma: no cover - uvicorn[standard] brings uvloop on Linux
+        return asyncio.new_event_loop()
+
+
+def _run(coro: Any) -> Any:
+    loop = _new_loop()
+    try:
+        return loop.run_until_complete(coro)
+    finally:
+        loop.close()
+
+
+def python_generator() -> str:
+    try:
+        import uvloop  # noqa: F401
+
+        return "Python asyncio protocols on uvloop"
+    except ImportError:  # pragma: no cover
+        return "Python asyncio protocols"
+
+
+async def py_closed(port: int, reqs: list[Req], conns: int, seconds: float) -> dict[str, float]:
+    """Closed loop: ``conns`` connections, each sends its next request when the answer came."""
+    loop = asyncio.get_running_loop()
+    raws = [http_request("/v1/predict", b, t) for t, b in reqs]
     lat: list[float] = []
     bad = 0
-    stop = time.perf_counter() + seconds
+    nxt = 0
+    stop = loop.time() + seconds
+    finished = loop.create_future()
+    open_conns = conns
 
-    async def worker(k: int) -> None:
-        nonlocal bad
-        c = Conn(port)
-        i = k
-        while time.perf_counter() < stop:
-            t = time.perf_counter()
-            status = await c.send(raws[i % len(raws)])
-            lat.append(time.perf_counter() - t)
-            bad += status != 200
-            i += conns
+    def done(c: _Client, status: int) -> None:
+        nonlocal bad, nxt, open_conns
+        now = loop.time()
+        lat.append(now - c.sent_at)
+        bad += status != 200
+        if now < stop:
+            c.send(raws[nxt % len(raws)], now)
+            nxt += 1
+        else:
+            open_conns -= 1
+            if open_conns == 0 and not finished.done():
+                finished.set_result(None)
 
-    t0 = time.perf_counter()
-    await asyncio.gather(*(worker(k) for k in range(conns)))
-    wall = time.perf_counter() - t0
+    clients = []
+    for _ in range(conns):
+        _, c = await loop.create_connection(lambda: _Client(done), "127.0.0.1", port)
+        clients.append(c)
+    t0 = loop.time()
+    for c in clients:
+        c.send(raws[nxt % len(raws)], t0)
+        nxt += 1
+    await finished
+    wall = loop.time() - t0
+    for c in clients:
+        assert c.transport is not None
+        c.transport.close()
     a = np.asarray(lat) * 1000
     return {"rps": len(lat) / wall, "p50": float(np.percentile(a, 50)),
             "p99": float(np.percentile(a, 99)), "errors": bad}
 
 
-async def open_loop(port: int, raws: list[bytes], rate: float, seconds: float) -> dict[str, float]:
-    pool: asyncio.Queue[Conn] = asyncio.Queue()
-    for _ in range(64):
-        pool.put_nowait(Conn(port))
+async def py_open(port: int, reqs: list[Req], rate: float, seconds: float) -> dict[str, float]:
+    """Open loop: request ``i`` is due at ``t0 + i / rate`` whatever the answers so far; it goes
+    out on a free connection (a new one if all are busy) and its latency counts from the due time,
+    so queueing in the client or the server counts."""
+    loop = asyncio.get_running_loop()
+    raws = [http_request("/v1/predict", b, t) for t, b in reqs]
     lat: list[float] = []
     bad = 0
     n = int(rate * seconds)
-    t0 = time.perf_counter()
+    free: list[_Client] = []
+    answered = 0
+    finished = loop.create_future()
 
-    async def one(i: int) -> None:
-        nonlocal bad
-        due = t0 + i / rate
-        await asyncio.sleep(max(0.0, due - time.perf_counter()))
-        c = await pool.get()
-        try:
-            status = await c.send(raws[i % len(raws)])
-        finally:
-            pool.put_nowait(c)
-        lat.append(time.perf_counter() - due)  # from the scheduled time: queueing counts
+    def done(c: _Client, status: int) -> None:
+        nonlocal bad, answered
+        lat.append(loop.time() - c.sent_at)
         bad += status != 200
+        free.append(c)
+        answered += 1
+        if answered == n and not finished.done():
+            finished.set_result(None)
 
-    await asyncio.gather(*(one(i) for i in range(n)))
+    async def connect() -> _Client:
+        _, c = await loop.create_connection(lambda: _Client(done), "127.0.0.1", port)
+        return c
+
+    free.extend([await connect() for _ in range(64)])
+    every = [c for c in free]
+    t0 = loop.time() + 0.01
+    i = 0
+    while i < n:
+        now = loop.time()
+        while i < n and t0 + i / rate <= now:
+            if not free:
+                free.append(await connect())
+                every.append(free[-1])
+            free.pop().send(raws[i % len(raws)], t0 + i / rate)
+            i += 1
+        if i < n:
+            await asyncio.sleep(max(0.0, t0 + i / rate - loop.time()))
+    await asyncio.wait_for(finished, timeout=60)
+    for c in every:
+        assert c.transport is not None
+        c.transport.close()
     a = np.asarray(lat) * 1000
     return {"rate": rate, "p50": float(np.percentile(a, 50)), "p99": float(np.percentile(a, 99)),
             "errors": bad}
@@ -196,27 +347,40 @@ screening: {enabled: true, defence: input_screen.ood, params: {random_state: 0}}
 """
 
 
-def client_streams(tokens: list[str | None], records: list[dict[str, Any]]) -> list[bytes]:
+def client_streams(tokens: list[str | None], records: list[dict[str, Any]]) -> list[Req]:
     """Requests interleaving several clients, each replaying the held-out records in its own
     random order without repeats (a client repeating records would rightly be flagged by PRADA)."""
     rng = np.random.default_rng(0)
     perms = [rng.permutation(len(records)) for _ in tokens]
-    return [http_request("/v1/predict", json.dumps({"record": records[perms[k][j]]}).encode(),
-                         tokens[k])
+    return [(tokens[k], json.dumps({"record": records[perms[k][j]]}).encode())
             for j in range(len(records)) for k in range(len(tokens))]
 
 
 def measure(port: int, tokens: list[list[str | None]], batch_token: str | None,
-            records: list[dict[str, Any]], batch_body: bytes, seconds: float) -> dict[str, Any]:
+            records: list[dict[str, Any]], batch_body: bytes, seconds: float,
+            use_wrk: bool, tmp: Path) -> dict[str, Any]:
     warm, top_t, half_t = (client_streams(t, records) for t in tokens)
-    batch = [http_request("/v1/predict", batch_body, batch_token)]
-    asyncio.run(closed_loop(port, warm, 8, 1.0))
-    top = asyncio.run(closed_loop(port, top_t, 32, seconds))
-    half = asyncio.run(open_loop(port, half_t, max(1.0, top["rps"] / 2), seconds))
-    rows = asyncio.run(closed_loop(port, batch, 2, seconds))
+    batch: list[Req] = [(batch_token, batch_body)]
+    _run(py_closed(port, warm, 8, 1.0))
+    if use_wrk:
+        top = wrk_closed(port, top_t, 32, seconds, tmp)
+    else:
+        top = _run(py_closed(port, top_t, 32, seconds))
+    half = _run(py_open(port, half_t, max(1.0, top["rps"] / 2), seconds))
+    if use_wrk:
+        rows = wrk_closed(port, batch, 2, seconds, tmp)
+    else:
+        rows = _run(py_closed(port, batch, 2, seconds))
     n_rows = len(json.loads(batch_body)["data"])
     return {"top": top, "half": half, "rows_per_s": rows["rps"] * n_rows,
             "batch_errors": rows["errors"]}
+
+
+def load_average() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:  # pragma: no cover - not Linux
+        return "unknown"
 
 
 def main(argv: list[str]) -> int:
@@ -227,6 +391,7 @@ def main(argv: list[str]) -> int:
                     host="127.0.0.1", port=int(argv[1]), log_level="warning", access_log=False)
         return 0
     seconds = float(argv[argv.index("--duration") + 1]) if "--duration" in argv else 6.0
+    use_wrk = wrk_available() and "--python-client" not in argv
     from finmlsec.gateway.demo import credit_scoring_model
     from finmlsec.gateway.storage import GatewayDB
 
@@ -241,15 +406,19 @@ def main(argv: list[str]) -> int:
              "guarded"]
     if "--no-workers" not in argv:
         names.append("guarded, 2 workers + Redis")
+    if "--only" in argv:
+        wanted = argv[argv.index("--only") + 1].split(";")
+        names = [n for n in names if n in wanted]
+    loads = [load_average()]
     for name in names:
         port = free_port()
-        tokens: list[list[str | None]] = [[None] * 64 for _ in range(3)]
+        tokens: list[list[str | None]] = [[None] * CLIENTS for _ in range(3)]
         batch_token = None
         if name.startswith("guarded"):
             url = f"sqlite:///{tmp / (name.replace(' ', '_') + '.db')}"
             db = GatewayDB(url)
-            tokens = [[db.create_key(org="bank", role="system_user").token for _ in range(64)]
-                      for _ in range(3)]
+            tokens = [[db.create_key(org="bank", role="system_user").token
+                       for _ in range(CLIENTS)] for _ in range(3)]
             batch_token = db.create_key(org="bank-batch", role="system_user").token
             policy = GUARDED_POLICY if name == "guarded" else "\n".join(
                 line for line in GUARDED_POLICY.splitlines() if not line.startswith("screening"))
@@ -265,7 +434,9 @@ def main(argv: list[str]) -> int:
             cmd += ["--compiled"] if name.endswith("compiled") else []
         proc = start(cmd, port, tmp / f"{name}.log")
         try:
-            results[name] = measure(port, tokens, batch_token, records, batch_body, seconds)
+            results[name] = measure(port, tokens, batch_token, records, batch_body, seconds,
+                                    use_wrk, tmp)
+            loads.append(load_average())
         finally:
             proc.terminate()
             proc.wait(30)
@@ -274,9 +445,14 @@ def main(argv: list[str]) -> int:
 
                 RedisCounterStore("redis://127.0.0.1:6379/0",
                                   prefix=f"finmlsec-bench-{os.getpid()}:").clear_prefix()
-    base = max(results[n]["top"]["rps"] for n in ("bare+batching", "bare+batching, compiled"))
+    bares = [n for n in ("bare+batching", "bare+batching, compiled") if n in results]
+    base = max((results[n]["top"]["rps"] for n in bares), default=float("nan"))
+    closed = "wrk 4 (2 threads)" if use_wrk else python_generator()
     print(f"credit scoring (German Credit, logistic regression pipeline); {os.cpu_count()} cores; "
           f"{seconds:g} s per measurement; load from a separate process over loopback")
+    print(f"load generators: maximum rate and batches {closed} (closed loop); half rate "
+          f"{python_generator()} (open loop); {CLIENTS} API keys per phase")
+    print(f"load average (1, 5, 15 min) before and after each service: {' | '.join(loads)}")
     print("| service | requests/s | p50 ms | p99 ms | at half rate: p50 ms | p99 ms "
           "| batch rows/s | vs best bare | errors |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")

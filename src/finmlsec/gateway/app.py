@@ -2,6 +2,8 @@
 
 No module-global app: each call builds a fresh app with its own gateway state (model, guards,
 storage, metrics); routers are one per resource, authentication and limits are dependencies.
+The hot ``POST /v1/predict`` is answered by a lean ASGI handler ahead of the middleware stack
+and routing (see :class:`GatewayApp`).
 
 Example:
     >>> import httpx, asyncio
@@ -73,7 +75,7 @@ def create_app(
         yield
         await asyncio.get_running_loop().run_in_executor(None, gateway.close)
 
-    app = FastAPI(
+    app = GatewayApp(
         title=settings.title,
         version="1",
         description="The model operator as a guarded service (finmlsec). Authenticate with "
@@ -88,7 +90,25 @@ def create_app(
     for module in (predict, feedback, health, metrics, admin):
         app.include_router(module.build_router(gateway))
     _install_error_handlers(app)
+    if settings.lean_predict:
+        app.lean = predict.lean_predict(gateway, app.state.metrics)
     return app
+
+
+class GatewayApp(FastAPI):
+    """The FastAPI app, with ``POST /v1/predict`` answered by a lean ASGI handler before the
+    middleware stack and routing (:func:`finmlsec.gateway.routers.predict.lean_predict`; same
+    answers as the route, which stays for the OpenAPI document and when
+    ``Settings.lean_predict`` is false)."""
+
+    lean: Any = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if (self.lean is not None and scope["type"] == "http" and scope["path"] == "/v1/predict"
+                and scope["method"] == "POST" and not self.root_path):
+            await self.lean(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 def _from_spec(

@@ -36,7 +36,7 @@ import threading
 import time
 from collections.abc import Iterable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import insert, select, update
@@ -56,12 +56,18 @@ def chain(prev_hash: str, body: str) -> str:
     return hashlib.sha256(bytes.fromhex(prev_hash) + body.encode("ascii")).hexdigest()
 
 
-@dataclass
 class _Job:
-    entry: dict[str, Any]
-    feedback: dict[str, Any] | None
-    future: Future[int] = field(default_factory=Future)
-    aio: asyncio.Future[int] | None = None  # set by submit_async: settled in its event loop
+    """One queued entry; settled through ``aio`` (an asyncio future, by submit_async) or else
+    ``future`` (a concurrent future, created only then: it costs a lock and a condition)."""
+
+    __slots__ = ("aio", "entry", "feedback", "future")
+
+    def __init__(self, entry: dict[str, Any], feedback: dict[str, Any] | None,
+                 aio: asyncio.Future[int] | None = None) -> None:
+        self.entry = entry
+        self.feedback = feedback
+        self.aio = aio
+        self.future: Future[int] | None = None if aio is not None else Future()
 
 
 def _settle(items: list[tuple[asyncio.Future[int], int | None]], exc: Exception | None) -> None:
@@ -93,6 +99,7 @@ class AuditWriter:
         self._ensure_thread()
         job = _Job(dict(entry), feedback)
         self._queue.put(job)
+        assert job.future is not None
         return job.future
 
     def submit_async(self, entry: dict[str, Any],
@@ -109,6 +116,7 @@ class AuditWriter:
         """Write one entry now, in the calling thread (CLI, admin actions)."""
         job = _Job(dict(entry), feedback)
         self._write([job])
+        assert job.future is not None
         return job.future.result()
 
     # -- the writer thread ----------------------------------------------------------------------
@@ -129,18 +137,20 @@ class AuditWriter:
             batch = [job]
             stop = False
             deadline = time.monotonic() + self.linger
+            lingered = False
             while len(batch) < self.batch_max:
                 try:
                     nxt = self._queue.get_nowait()
                 except queue.Empty:
                     # Linger a moment for more entries: fewer, larger commits (fewer fsyncs).
+                    # One sleep, then take what came: waiting on the queue instead would wake
+                    # this thread (and take the GIL from the event loop) once per entry.
                     wait = deadline - time.monotonic()
-                    if wait <= 0:
+                    if lingered or wait <= 0:
                         break
-                    try:
-                        nxt = self._queue.get(timeout=wait)
-                    except queue.Empty:
-                        break
+                    time.sleep(wait)
+                    lingered = True
+                    continue
                 if nxt is None:
                     stop = True
                     break
@@ -174,7 +184,7 @@ class AuditWriter:
             seq = None if seqs is None else seqs[i]
             if job.aio is not None:
                 loops.setdefault(job.aio.get_loop(), []).append((job.aio, seq))
-            elif not job.future.done():
+            elif job.future is not None and not job.future.done():
                 if exc is not None:
                     job.future.set_exception(exc)
                 else:

@@ -16,6 +16,7 @@ from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from finmlsec.defences.ratelimit import BudgetDecision
+from finmlsec.gateway.metrics import GatewayMetrics
 from finmlsec.gateway.service import Gateway, Principal
 
 bearer = HTTPBearer(auto_error=False, description="An API key from `finmlsec keys create`.")
@@ -35,8 +36,16 @@ def json_response(content: Any, status: int = 200, headers: dict[str, str] | Non
 async def refuse(gw: Gateway, request: Request, p: Principal | None, status: int, action: str,
                  message: str, *, headers: dict[str, str] | None = None, **detail: Any) -> HTTPException:
     """Audit a refusal, count it, and return the HTTPException to raise."""
+    return await refuse_counted(gw, request.app.state.metrics, p, status, action, message,
+                                headers=headers, **detail)
+
+
+async def refuse_counted(gw: Gateway, metrics: GatewayMetrics, p: Principal | None, status: int,
+                         action: str, message: str, *, headers: dict[str, str] | None = None,
+                         **detail: Any) -> HTTPException:
+    """:func:`refuse` given the metrics rather than the request."""
     await commit(gw, gw.entry(p, action, status, reason=message, **detail))
-    request.app.state.metrics.requests.labels(endpoint=action, status=str(status)).inc()
+    metrics.requests.labels(endpoint=action, status=str(status)).inc()
     return HTTPException(status_code=status, detail=message, headers=headers)
 
 
@@ -54,26 +63,38 @@ async def authorise(gw: Gateway, request: Request, action: str, roles: tuple[str
     """What :func:`require`'s dependency does, called directly by the hot ``/v1/predict`` route
     (FastAPI's dependency resolution costs more per request than the check itself); the route
     declares the same bearer security scheme in its OpenAPI operation."""
-    header = request.headers.get("authorization")
+    return await authorise_header(gw, request.app.state.metrics,
+                                  request.headers.get("authorization"), action, roles)
+
+
+async def authorise_header(gw: Gateway, metrics: GatewayMetrics, header: str | None, action: str,
+                           roles: tuple[str, ...]) -> Principal:
+    """:func:`authorise` given the ``Authorization`` header's value (as HTTPBearer parses it)."""
     scheme, _, token = (header or "").partition(" ")
-    cred = (HTTPAuthorizationCredentials(scheme=scheme, credentials=token)
-            if header and scheme.lower() == "bearer" and token else None)
-    return await _check(gw, request, cred, action, roles)
+    token = token.strip() if header and scheme.lower() == "bearer" else ""
+    return await _check_token(gw, metrics, token, action, roles)
 
 
 async def _check(gw: Gateway, request: Request, cred: HTTPAuthorizationCredentials | None,
                  action: str, roles: tuple[str, ...]) -> Principal:
-    if cred is None or not cred.credentials:
-        raise await refuse(gw, request, None, 401, action, "an API key is required "
-                           "(Authorization: Bearer <key>)",
-                           headers={"WWW-Authenticate": "Bearer"})
-    p = gw.authenticate(cred.credentials)  # cached; a miss is one indexed lookup
+    return await _check_token(gw, request.app.state.metrics,
+                              cred.credentials if cred is not None else "", action, roles)
+
+
+async def _check_token(gw: Gateway, metrics: GatewayMetrics, token: str, action: str,
+                       roles: tuple[str, ...]) -> Principal:
+    if not token:
+        raise await refuse_counted(gw, metrics, None, 401, action, "an API key is required "
+                                   "(Authorization: Bearer <key>)",
+                                   headers={"WWW-Authenticate": "Bearer"})
+    p = gw.authenticate(token)  # cached; a miss is one indexed lookup
     if p is None:
-        raise await refuse(gw, request, None, 401, action, "unknown or revoked API key",
-                           headers={"WWW-Authenticate": "Bearer"})
+        raise await refuse_counted(gw, metrics, None, 401, action, "unknown or revoked API key",
+                                   headers={"WWW-Authenticate": "Bearer"})
     if p.role not in roles:
-        raise await refuse(gw, request, p, 403, action,
-                           f"role {p.role!r} may not {action}; needed: {' or '.join(roles)}")
+        raise await refuse_counted(
+            gw, metrics, p, 403, action,
+            f"role {p.role!r} may not {action}; needed: {' or '.join(roles)}")
     return p
 
 

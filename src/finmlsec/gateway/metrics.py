@@ -9,6 +9,8 @@ Example:
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
 
@@ -31,6 +33,25 @@ class GatewayMetrics:
             "finmlsec_guard_decisions", "Refusals and flags by guard", ["guard", "decision"],
             registry=self.registry,
         )
+
+        self._children: dict[tuple[str, ...], Any] = {}
+
+    def requests_child(self, endpoint: str, status: str) -> Any:
+        """``requests.labels(endpoint=..., status=...)``, cached (the hot path counts every
+        request; a labelled child is created on first use, as with ``labels``)."""
+        key = ("requests", endpoint, status)
+        c = self._children.get(key)
+        if c is None:
+            c = self._children[key] = self.requests.labels(endpoint=endpoint, status=status)
+        return c
+
+    def latency_child(self, endpoint: str) -> Any:
+        """``latency.labels(endpoint=...)``, cached."""
+        key = ("latency", endpoint)
+        c = self._children.get(key)
+        if c is None:
+            c = self._children[key] = self.latency.labels(endpoint=endpoint)
+        return c
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

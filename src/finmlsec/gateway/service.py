@@ -38,6 +38,8 @@ from finmlsec.gateway.storage import ApiKey, GatewayDB
 from finmlsec.gateway.validation import RecordValidator
 from finmlsec.targets.base import Target
 
+_ALLOWED = BudgetDecision(True)
+
 
 @dataclass(frozen=True)
 class Principal:
@@ -124,6 +126,8 @@ class Gateway:
         self.feedback_budget = QueryBudget(per_minute=None, per_day=b.feedback_per_day)
         for q in (self.request_budget, self.row_budget, self.feedback_budget):
             q.limits()
+        self._request_limits = self.request_budget.limits()
+        self._row_limits = self.row_budget.limits()
         o = self.policy.output
         self._output = build_output_defence(o.mode, o.decimals, o.k, self.classes)
         self._output_lock = threading.Lock()
@@ -150,7 +154,7 @@ class Gateway:
             fastpath.compile_screen(self.screen), self.screen_rows, reference, names)
         self.batcher = MicroBatcher(self._predict_records, max_rows=settings.predict_batch_max_rows,
                                     linger=settings.predict_batch_linger_seconds)
-        self._keys: dict[str, tuple[float, ApiKey | None]] = {}
+        self._keys: dict[bytes, tuple[float, ApiKey | None, Principal | None]] = {}
 
     # -- construction helpers -------------------------------------------------------------------
     def _build_screen(self, reference: Any) -> Any:
@@ -189,20 +193,20 @@ class Gateway:
     # -- authentication -------------------------------------------------------------------------
     def authenticate(self, token: str) -> Principal | None:
         """The principal of an API key, or None; results are cached for ``key_cache_seconds``."""
-        digest = hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
+        digest = hashlib.sha256(token.encode("utf-8", "replace")).digest()
         now = time.monotonic()
         hit = self._keys.get(digest)
         if hit is not None and hit[0] > now:
-            key = hit[1]
-        else:
-            try:
-                key = self.db.verify_token(token)
-            except SQLAlchemyError as exc:
-                raise StoreError(f"the key store is unavailable: {type(exc).__name__}") from None
-            if len(self._keys) > 10_000:
-                self._keys.clear()
-            self._keys[digest] = (now + self.settings.key_cache_seconds, key)
-        return None if key is None else Principal(key.key_id, key.org, key.role)
+            return hit[2]
+        try:
+            key = self.db.verify_token(token)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"the key store is unavailable: {type(exc).__name__}") from None
+        if len(self._keys) > 10_000:
+            self._keys.clear()
+        p = None if key is None else Principal(key.key_id, key.org, key.role)
+        self._keys[digest] = (now + self.settings.key_cache_seconds, key, p)
+        return p
 
     def forget_key(self, key_id: str) -> None:
         self._keys = {d: v for d, v in self._keys.items() if v[1] is None or v[1].key_id != key_id}
@@ -221,10 +225,15 @@ class Gateway:
         return None if d.allowed else d
 
     def charge_request(self, p: Principal) -> BudgetDecision:
-        return self.request_budget.consume(self.store, f"req:{p.key_id}", cost=1)
+        # QueryBudget.consume with its limits validated once (at start-up) rather than per call
+        if not self._request_limits:
+            return _ALLOWED
+        return self.store.consume(f"budget:req:{p.key_id}", self._request_limits, 1, time.time())
 
     def charge_rows(self, p: Principal, n: int) -> BudgetDecision:
-        return self.row_budget.consume(self.store, f"rows:{p.key_id}", cost=n)
+        if not self._row_limits or n == 0:
+            return _ALLOWED
+        return self.store.consume(f"budget:rows:{p.key_id}", self._row_limits, n, time.time())
 
     def charge_feedback(self, p: Principal) -> BudgetDecision:
         return self.feedback_budget.consume(self.store, f"fb:{p.key_id}", cost=1)

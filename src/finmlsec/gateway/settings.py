@@ -32,4 +32,5 @@ class Settings(BaseModel):
     key_cache_seconds: float = Field(default=2.0, ge=0.0)
     predict_batch_max_rows: int = Field(default=256, ge=1)
     predict_batch_linger_seconds: float = Field(default=0.002, ge=0.0, le=0.1)
+    lean_predict: bool = True  # POST /v1/predict by a raw ASGI handler ahead of FastAPI routing
     title: str = "finmlsec gateway"

@@ -29,6 +29,9 @@ import pandas as pd
 from finmlsec.datasets.schema import FeatureSchema, FeatureType
 from finmlsec.errors import DataError
 
+_BIG = 1.7976931348623157e308  # finite floats lie strictly inside (-_BIG, _BIG) or at its ends
+_EXACT = 2**53  # integers a float represents exactly
+
 
 class InputProblem(DataError):
     """The request's records do not satisfy the schema (HTTP 422)."""
@@ -43,6 +46,20 @@ class RecordValidator:
         self._known = set(self.names)
         self._features = list(schema.features)
         self._cats = {f.name: set(f.categories or ()) for f in schema.features}
+        # per feature: (name, kind, categories, min, max, feature); a value that passes these
+        # checks is returned as is, anything else goes through _value (its conversion or error)
+        inf = math.inf
+        self._plan = []
+        for f in self._features:
+            kind = ("cat" if f.type == FeatureType.CATEGORICAL else
+                    "other" if f.type in (FeatureType.TEXT, FeatureType.IMAGE) else
+                    "int" if f.type == FeatureType.INTEGER else
+                    "bin" if f.type == FeatureType.BINARY else "num")
+            lo = -inf if f.min is None or kind == "cat" else float(f.min)
+            hi = inf if f.max is None or kind == "cat" else float(f.max)
+            if kind == "bin":
+                lo, hi = max(lo, 0.0), min(hi, 1.0)
+            self._plan.append((f.name, kind, self._cats[f.name], lo, hi, f))
 
     def validate(self, records: Any) -> list[dict[str, Any]]:
         if not isinstance(records, list):
@@ -58,14 +75,23 @@ class RecordValidator:
                         f"record {i}: unknown field(s) {_short(extra)}; the model takes {self.names}"
                     )
             clean: dict[str, Any] = {}
-            for f in self._features:
-                name = f.name
+            for name, kind, cats, lo, hi, f in self._plan:
                 if name not in rec:
                     if f.nullable:
                         clean[name] = None
                         continue
                     raise InputProblem(f"record {i}: missing field {name!r}")
-                clean[name] = self._value(i, f, rec[name])
+                v = rec[name]
+                t = type(v)
+                if kind == "cat":
+                    ok = t is str and v in cats
+                elif kind == "num":
+                    ok = (t is float or t is int) and lo <= v <= hi and -_BIG < v < _BIG
+                elif kind == "int" or kind == "bin":  # a float here is converted by _value
+                    ok = t is int and lo <= v <= hi and -_EXACT < v < _EXACT
+                else:
+                    ok = False
+                clean[name] = v if ok else self._value(i, f, v)
             out.append(clean)
         return out
 
@@ -88,7 +114,10 @@ class RecordValidator:
             raise InputProblem(f"{where}: {t.value} features are not served by the JSON API")
         if isinstance(v, bool) or not isinstance(v, int | float):
             raise InputProblem(f"{where}: expected a number, got {_short(v)}")
-        x = float(v)
+        try:
+            x = float(v)
+        except OverflowError:  # an integer beyond the float range (JSON allows any length)
+            raise InputProblem(f"{where}: {_short(v)} is too large a number") from None
         if not math.isfinite(x):
             raise InputProblem(f"{where}: NaN and infinite values are not allowed")
         if t in (FeatureType.INTEGER, FeatureType.BINARY):

@@ -10,13 +10,15 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from finmlsec.gateway.deps import authorise, commit, json_response, refuse, too_many
+from finmlsec.gateway.deps import authorise_header, commit, refuse_counted, too_many
+from finmlsec.gateway.metrics import GatewayMetrics
 from finmlsec.gateway.service import Gateway, Principal
 from finmlsec.gateway.validation import InputProblem, record_json_schema
 
@@ -60,31 +62,132 @@ RESPONSE_SCHEMA = {
 
 async def read_json(gw: Gateway, request: Request, p: Principal | None, action: str) -> Any:
     """The parsed JSON body, refusing oversized (413) or malformed (400) payloads."""
+    return await read_body_json(gw, request.app.state.metrics, p, action,
+                                request.headers.get("content-length"), request.stream())
+
+
+async def read_body_json(gw: Gateway, metrics: GatewayMetrics, p: Principal | None, action: str,
+                         declared: str | None, stream: AsyncIterator[bytes]) -> Any:
+    """:func:`read_json` given the ``Content-Length`` header and the body's chunks."""
     limit = gw.policy.input.max_body_bytes
-    declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise await refuse(gw, request, p, 413, action,
-                           f"payload of {declared} bytes exceeds the limit of {limit} bytes; "
-                           "send smaller batches")
+        raise await refuse_counted(gw, metrics, p, 413, action,
+                                   f"payload of {declared} bytes exceeds the limit of {limit} "
+                                   "bytes; send smaller batches")
     chunks, size = [], 0
-    async for chunk in request.stream():
+    async for chunk in stream:
         size += len(chunk)
         if size > limit:
-            raise await refuse(gw, request, p, 413, action,
-                               f"payload exceeds the limit of {limit} bytes; send smaller batches")
+            raise await refuse_counted(gw, metrics, p, 413, action, f"payload exceeds the limit "
+                                       f"of {limit} bytes; send smaller batches")
         chunks.append(chunk)
-    body = b"".join(chunks)
+    body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
     try:
         return json.loads(body), body
     except (ValueError, UnicodeDecodeError) as exc:
-        raise await refuse(gw, request, p, 400, action,
-                           f"the body is not valid JSON ({exc.__class__.__name__}: "
-                           f"{str(exc)[:120]})") from None
+        raise await refuse_counted(gw, metrics, p, 400, action,
+                                   f"the body is not valid JSON ({exc.__class__.__name__}: "
+                                   f"{str(exc)[:120]})") from None
+
+
+ROLES = ("system_user",)
+
+
+async def predict_answer(gw: Gateway, metrics: GatewayMetrics, authorization: str | None,
+                         declared: str | None, stream: AsyncIterator[bytes]) -> bytes:
+    """Everything ``POST /v1/predict`` does, independent of the web framework: the JSON body of
+    the 200 answer, or an ``HTTPException`` (raised) for a refusal, audited and counted. The
+    FastAPI route and the lean ASGI path (:func:`lean_predict`) both call this."""
+    t0 = time.perf_counter()
+    p: Principal = await authorise_header(gw, metrics, authorization, "predict", ROLES)
+    blocked = gw.check_block(p)
+    if blocked == "block":
+        metrics.guards.labels(guard="extraction", decision="blocked").inc()
+        raise await refuse_counted(gw, metrics, p, 403, "predict",
+                                   "this client is blocked: its queries look like model "
+                                   "extraction; contact the operator")
+    if blocked is not None and not isinstance(blocked, str):
+        msg, headers = too_many(blocked)
+        metrics.guards.labels(guard="extraction", decision="throttled").inc()
+        raise await refuse_counted(gw, metrics, p, 429, "predict", "throttled after extraction "
+                                   f"detection; {msg}", headers=headers)
+    d = gw.charge_request(p)
+    if not d.allowed:
+        msg, headers = too_many(d)
+        metrics.guards.labels(guard="rate_limit", decision="refused").inc()
+        raise await refuse_counted(gw, metrics, p, 429, "predict", msg, headers=headers)
+    payload, body = await read_body_json(gw, metrics, p, "predict", declared, stream)
+    records: list[dict[str, Any]] | None = None
+    X: Any = None
+    max_rows = gw.policy.input.max_batch_rows
+    try:
+        if not isinstance(payload, dict):
+            raise InputProblem("the body must be a JSON object with 'record', 'records' or "
+                               "'columns' and 'data'")
+        if len(payload) == 1 and "record" in payload:
+            records = gw.validator.validate([payload["record"]])
+        elif len(payload) == 1 and "records" in payload:
+            rows = payload["records"]
+            if isinstance(rows, list) and len(rows) > max_rows:
+                raise InputProblem(f"{len(rows)} records exceed the batch limit of {max_rows}")
+            records = gw.validator.validate(rows)
+        elif len(payload) == 2 and "columns" in payload and "data" in payload:
+            data = payload["data"]
+            if isinstance(data, list) and len(data) > max_rows:
+                raise InputProblem(f"{len(data)} rows exceed the batch limit of {max_rows}")
+            X = gw.validator.validate_columns(payload["columns"], data)
+        else:
+            raise InputProblem(f"unexpected fields {sorted(payload)}; send 'record', 'records', "
+                               "or 'columns' and 'data'")
+        n = len(records) if records is not None else len(X)
+        if n == 0:
+            raise InputProblem("no records to predict")
+        if n > max_rows:
+            raise InputProblem(f"{n} records exceed the batch limit of {max_rows}")
+    except InputProblem as exc:
+        metrics.guards.labels(guard="validation", decision="refused").inc()
+        raise await refuse_counted(gw, metrics, p, 422, "predict", str(exc),
+                                   digest=gw.digest(body)) from None
+    d = gw.charge_rows(p, n)
+    if not d.allowed:
+        msg, headers = too_many(d)
+        metrics.guards.labels(guard="budget", decision="refused").inc()
+        raise await refuse_counted(gw, metrics, p, 429, "predict", msg, headers=headers, rows=n)
+    if records is not None and n <= gw.settings.predict_batch_max_rows:
+        out = await gw.batcher.submit(records)
+    else:
+        out = await gw.batcher.run_alone(
+            gw.predict_sampled, X if X is not None else gw.validator.frame(records or []))
+    parts = gw.split(out)
+    bad = parts["suspicious"]
+    if bad.any():
+        metrics.guards.labels(guard="screening", decision="suspicious").inc()
+        if gw.policy.screening.action == "reject":
+            raise await refuse_counted(
+                gw, metrics, p, 422, "predict",
+                f"{int(bad.sum())} record(s) look out of distribution or adversarial (first: row "
+                f"{int(np.argmax(bad))}); nothing was answered", rows=n, digest=gw.digest(body))
+    top = np.argmax(parts["proba"], axis=1)
+    out_p = parts["answer"]
+    newly, why = gw.observe(p, parts)
+    rid = uuid.uuid4().hex
+    if newly:
+        metrics.guards.labels(guard="extraction", decision="flagged").inc()
+        await commit(gw, gw.entry(p, "extraction.flagged", 200, request_id=rid,
+                                  response=gw.policy.extraction.action, **why))
+    await commit(gw, gw.entry(p, "predict", 200, request_id=rid, rows=n, digest=gw.digest(body)))
+    names = gw.class_names
+    labels = [names[i] for i in top.tolist()]
+    probs = None if gw.policy.output.mode == "label_only" else out_p.tolist()
+    metrics.rows.inc(n)
+    metrics.requests_child("predict", "200").inc()
+    metrics.latency_child("predict").observe(time.perf_counter() - t0)
+    return json.dumps({"request_id": rid, "classes": names, "labels": labels,
+                       "probabilities": probs}, separators=(",", ":"), allow_nan=False).encode()
 
 
 def build_router(gw: Gateway) -> APIRouter:
     router = APIRouter(tags=["predict"])
-    roles = ("system_user",)
 
     @router.post(
         "/v1/predict",
@@ -101,95 +204,92 @@ def build_router(gw: Gateway) -> APIRouter:
                    429: {"description": "Rate limit or budget exceeded"}},
     )
     async def predict(request: Request) -> Response:
-        t0 = time.perf_counter()
-        p: Principal = await authorise(gw, request, "predict", roles)
-        metrics = request.app.state.metrics
-        blocked = gw.check_block(p)
-        if blocked == "block":
-            metrics.guards.labels(guard="extraction", decision="blocked").inc()
-            raise await refuse(gw, request, p, 403, "predict",
-                               "this client is blocked: its queries look like model extraction; "
-                               "contact the operator")
-        if blocked is not None and not isinstance(blocked, str):
-            msg, headers = too_many(blocked)
-            metrics.guards.labels(guard="extraction", decision="throttled").inc()
-            raise await refuse(gw, request, p, 429, "predict", "throttled after extraction "
-                               f"detection; {msg}", headers=headers)
-        d = gw.charge_request(p)
-        if not d.allowed:
-            msg, headers = too_many(d)
-            metrics.guards.labels(guard="rate_limit", decision="refused").inc()
-            raise await refuse(gw, request, p, 429, "predict", msg, headers=headers)
-        payload, body = await read_json(gw, request, p, "predict")
-        records: list[dict[str, Any]] | None = None
-        X: Any = None
-        try:
-            if not isinstance(payload, dict):
-                raise InputProblem("the body must be a JSON object with 'record', 'records' or "
-                                   "'columns' and 'data'")
-            keys = set(payload)
-            if keys == {"record"}:
-                records = gw.validator.validate([payload["record"]])
-            elif keys == {"records"}:
-                rows = payload["records"]
-                if isinstance(rows, list) and len(rows) > gw.policy.input.max_batch_rows:
-                    raise InputProblem(f"{len(rows)} records exceed the batch limit of "
-                                       f"{gw.policy.input.max_batch_rows}")
-                records = gw.validator.validate(rows)
-            elif keys == {"columns", "data"}:
-                data = payload["data"]
-                if isinstance(data, list) and len(data) > gw.policy.input.max_batch_rows:
-                    raise InputProblem(f"{len(data)} rows exceed the batch limit of "
-                                       f"{gw.policy.input.max_batch_rows}")
-                X = gw.validator.validate_columns(payload["columns"], data)
-            else:
-                raise InputProblem(f"unexpected fields {sorted(keys)}; send 'record', 'records', "
-                                   "or 'columns' and 'data'")
-            n = len(records) if records is not None else len(X)
-            if n == 0:
-                raise InputProblem("no records to predict")
-            if n > gw.policy.input.max_batch_rows:
-                raise InputProblem(f"{n} records exceed the batch limit of "
-                                   f"{gw.policy.input.max_batch_rows}")
-        except InputProblem as exc:
-            metrics.guards.labels(guard="validation", decision="refused").inc()
-            raise await refuse(gw, request, p, 422, "predict", str(exc),
-                               digest=gw.digest(body)) from None
-        d = gw.charge_rows(p, n)
-        if not d.allowed:
-            msg, headers = too_many(d)
-            metrics.guards.labels(guard="budget", decision="refused").inc()
-            raise await refuse(gw, request, p, 429, "predict", msg, headers=headers, rows=n)
-        if records is not None and n <= gw.settings.predict_batch_max_rows:
-            out = await gw.batcher.submit(records)
-        else:
-            out = await gw.batcher.run_alone(
-                gw.predict_sampled, X if X is not None else gw.validator.frame(records or []))
-        parts = gw.split(out)
-        bad = parts["suspicious"]
-        if bad.any():
-            metrics.guards.labels(guard="screening", decision="suspicious").inc()
-            if gw.policy.screening.action == "reject":
-                raise await refuse(gw, request, p, 422, "predict",
-                                   f"{int(bad.sum())} record(s) look out of distribution or "
-                                   f"adversarial (first: row {int(np.argmax(bad))}); nothing was "
-                                   "answered", rows=n, digest=gw.digest(body))
-        top = np.argmax(parts["proba"], axis=1)
-        out_p = parts["answer"]
-        newly, why = gw.observe(p, parts)
-        rid = uuid.uuid4().hex
-        if newly:
-            metrics.guards.labels(guard="extraction", decision="flagged").inc()
-            await commit(gw, gw.entry(p, "extraction.flagged", 200, request_id=rid,
-                                      response=gw.policy.extraction.action, **why))
-        await commit(gw, gw.entry(p, "predict", 200, request_id=rid, rows=n,
-                                  digest=gw.digest(body)))
-        labels = [gw.class_names[i] for i in top]
-        probs = None if gw.policy.output.mode == "label_only" else out_p.tolist()
-        metrics.rows.inc(n)
-        metrics.requests.labels(endpoint="predict", status="200").inc()
-        metrics.latency.labels(endpoint="predict").observe(time.perf_counter() - t0)
-        return json_response({"request_id": rid, "classes": gw.class_names, "labels": labels,
-                              "probabilities": probs})
+        body = await predict_answer(gw, request.app.state.metrics,
+                                    request.headers.get("authorization"),
+                                    request.headers.get("content-length"), request.stream())
+        return Response(content=body, status_code=200, media_type="application/json")
 
     return router
+
+
+# -- the lean ASGI path --------------------------------------------------------------------------
+_JSON = (b"content-type", b"application/json")
+_ERROR_500 = b"Internal Server Error"
+
+
+def lean_predict(gw: Gateway, metrics: GatewayMetrics) -> Callable[..., Awaitable[None]]:
+    """An ASGI handler for ``POST /v1/predict`` that the app calls before its middleware and
+    routing (which cost more per request than the guards). It sends the same answers as the
+    FastAPI route (same status, body and headers, including refusals rendered as FastAPI renders
+    an ``HTTPException``, 503 for storage errors, 422 for other finmlsec errors, and 500 as
+    Starlette's error middleware sends it) because both call :func:`predict_answer`."""
+
+    async def handle(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        authorization = declared = None
+        for k, v in scope["headers"]:  # names are lower case in ASGI; the first one counts
+            if k == b"authorization":
+                if authorization is None:
+                    authorization = v.decode("latin-1")
+            elif k == b"content-length" and declared is None:
+                declared = v.decode("latin-1")
+        try:
+            body = await predict_answer(gw, metrics, authorization, declared, _stream(receive))
+            status, headers = 200, [(b"content-length", str(len(body)).encode()), _JSON]
+        except _Disconnected:
+            return
+        except Exception as exc:  # noqa: BLE001 - rendered as the app's handlers render it
+            status, body, headers = _error(exc)
+            if status == 500:
+                await _send(send, status, body, headers)
+                raise
+        await _send(send, status, body, headers)
+
+    return handle
+
+
+class _Disconnected(Exception):
+    pass
+
+
+async def _stream(receive: Any) -> AsyncIterator[bytes]:
+    """The request body's chunks, as ``starlette.requests.Request.stream`` yields them."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.request":
+            chunk = message.get("body", b"")
+            if chunk:
+                yield chunk
+            if not message.get("more_body", False):
+                break
+        elif message["type"] == "http.disconnect":
+            raise _Disconnected()
+    yield b""
+
+
+def _error(exc: Exception) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+    """Status, body and headers of the answer the app's exception handlers give for ``exc``."""
+    from starlette.exceptions import HTTPException
+
+    from finmlsec.errors import FinmlsecError, StoreError
+
+    extra: dict[str, str] = {}
+    if isinstance(exc, HTTPException):
+        status, content = exc.status_code, {"detail": exc.detail}
+        extra = dict(exc.headers or {})
+    elif isinstance(exc, StoreError):
+        status, content = 503, {"detail": f"storage unavailable: {exc}"}
+        extra = {"Retry-After": "1"}
+    elif isinstance(exc, FinmlsecError):
+        status, content = 422, {"detail": str(exc)}
+    else:
+        return 500, _ERROR_500, [(b"content-length", b"21"),
+                                 (b"content-type", b"text/plain; charset=utf-8")]
+    body = json.dumps(content, ensure_ascii=False, allow_nan=False, indent=None,
+                      separators=(",", ":")).encode("utf-8")
+    headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in extra.items()]
+    return status, body, headers + [(b"content-length", str(len(body)).encode()), _JSON]
+
+
+async def _send(send: Any, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
