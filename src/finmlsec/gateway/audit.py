@@ -195,7 +195,10 @@ class AuditWriter:
 
     @classmethod
     def _fail(cls, batch: list[_Job], exc: Exception) -> None:
-        cls._done(batch, None, StoreError(f"the audit log could not be written: {exc}"))
+        # the driver's message only: SQLAlchemy's would quote the statement and the entries
+        why = getattr(exc, "orig", None) or exc
+        cls._done(batch, None, StoreError(f"the audit log could not be written: "
+                                          f"{type(why).__name__}: {why}"))
 
     def _write_once(self, batch: list[_Job]) -> list[int]:
         db = self.db
