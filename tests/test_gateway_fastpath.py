@@ -102,5 +102,60 @@ def test_gateway_answers_the_same_through_the_compiled_path(model: DemoModel, tm
         gw.close()
 
 
+def batch(model: DemoModel, n: int, seed: int) -> tuple[list[str], list[list[object]]]:
+    X = model.heldout.sample(n, replace=True, random_state=seed)
+    return model.schema.names, json.loads(X.to_json(orient="values"))
+
+
+def test_vectorised_column_checks_give_what_the_dataframe_path_gives(model: DemoModel,
+                                                                     tmp_path: Path) -> None:
+    policy = Policy.model_validate({
+        "output": {"mode": "round", "decimals": 2}, "extraction": {"enabled": True},
+        "screening": {"enabled": True, "defence": "input_screen.ood",
+                      "params": {"random_state": 0, "n_estimators": 30}}})
+    gw = Gateway(Settings(db_url=f"sqlite:///{tmp_path / 'g.db'}", policy=policy),
+                 target=model.target, schema=model.schema, reference=model.train)
+    try:
+        names, data = batch(model, 2000, seed=1)
+        perm = list(np.random.default_rng(0).permutation(len(names)))  # any column order
+        cols = [names[i] for i in perm]
+        rows = [[r[i] for i in perm] for r in data]
+        fast = gw.validator.columns_if_valid(cols, rows)
+        assert fast is not None
+        slow = gw.validator.validate_columns(cols, rows)
+        k = 2 * len(gw.classes) + 1  # raw probabilities, answer, screen flag
+        a, b = gw.predict_sampled(fast), gw.predict_sampled(slow)
+        np.testing.assert_array_equal(a[:, :k], b[:, :k])
+        assert gw.split(a)["suspicious"].any()  # the screen is exercised, not trivially clean
+        # whole floats in an integer column are valid on both paths
+        age = cols.index("age")
+        rows[0][age] = float(rows[0][age])
+        assert gw.validator.columns_if_valid(cols, rows) is not None
+    finally:
+        gw.close()
+
+
+@pytest.mark.parametrize("field", ["age", "purpose", "credit_amount", "installment_rate"])
+@pytest.mark.parametrize("value", [None, float("nan"), float("inf"), True, "7", 1.5, -1, 10**400,
+                                   10**13, "yacht", 3])
+def test_vectorised_column_checks_never_accept_what_the_full_check_refuses(
+        model: DemoModel, field: str, value: object) -> None:
+    from finmlsec.gateway.validation import InputProblem, RecordValidator
+
+    v = RecordValidator(model.schema)
+    names, data = batch(model, 300, seed=2)
+    data[137][names.index(field)] = value
+    try:
+        v.validate_columns(names, data)
+        refused = False
+    except InputProblem:
+        refused = True
+    if refused:
+        assert v.columns_if_valid(names, data) is None
+    for bad_shape in ((names[:-1], data), (names + ["x"], [r + [1] for r in data]),
+                      (names, data[:5] + [data[5][:-1]]), (names, [])):
+        assert v.columns_if_valid(*bad_shape) is None
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))

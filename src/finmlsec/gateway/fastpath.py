@@ -48,6 +48,25 @@ class Unsupported(Exception):
     """The batch has a value the compiled path does not handle (e.g. a null): use the original."""
 
 
+class Coded:
+    """A categorical column with its values factorised once (``codes`` into ``uniques``), so the
+    model's and the screen's one-hot encoders of the same batch share the hashing."""
+
+    __slots__ = ("codes", "uniques", "values")
+
+    def __init__(self, values: np.ndarray, codes: np.ndarray, uniques: np.ndarray) -> None:
+        self.values, self.codes, self.uniques = values, codes, uniques
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __getitem__(self, i: Any) -> Any:
+        return self.values[i]
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        return self.values if dtype is None else self.values.astype(dtype)
+
+
 def records_to_columns(records: list[dict[str, Any]], names: Sequence[str]) -> dict[str, list[Any]]:
     """Validated records (dicts) as columns."""
     return {n: [r[n] for r in records] for n in names}
@@ -91,6 +110,12 @@ def _onehot(enc: Any, cols: list[str]) -> Callable[[Columns], np.ndarray] | None
 
 def _codes(values: Sequence[Any], m: dict[str, int], n: int) -> np.ndarray:
     """Column position of each value's category; -1 unknown, -2 not a string."""
+    if isinstance(values, Coded):
+        if (values.codes < 0).any():
+            raise Unsupported("null category")
+        codes = np.fromiter((m.get(v, -1) if isinstance(v, str) else -2 for v in values.uniques),
+                            dtype=np.intp, count=len(values.uniques))
+        return codes[values.codes]
     if n <= 64:
         return np.fromiter((m.get(v, -1) if isinstance(v, str) else -2 for v in values),
                            dtype=np.intp, count=n)

@@ -289,13 +289,25 @@ class Gateway:
         return np.column_stack(cols)
 
     def predict_sampled(self, X: Any) -> np.ndarray:
-        """:meth:`predict_frame` for one large request (PRADA sees a bounded sample)."""
+        """:meth:`predict_frame` for one large request (PRADA sees a bounded sample). ``X`` is a
+        DataFrame, or validated columns (:meth:`RecordValidator.columns_if_valid`)."""
         sample = self.policy.extraction.max_rows_per_request
-        if (self.fast_model is not None and (self.screen is None or self.fast_screen is not None)
-                and hasattr(X, "iloc")):
+        names = self.schema.names
+        fast = self.fast_model is not None and (self.screen is None or self.fast_screen is not None)
+        if isinstance(X, dict):
+            if fast:
+                try:
+                    return self.predict_columns(X, lambda idx: self.encoder.encode_records(
+                        [{n: X[n][i] for n in names} for i in idx]), sample)
+                except fastpath.Unsupported:
+                    pass
+            import pandas as pd
+
+            X = pd.DataFrame({n: np.asarray(X[n]) for n in names})
+        elif fast and hasattr(X, "iloc"):
             try:
                 return self.predict_columns(
-                    {n: X[n].to_numpy() for n in self.schema.names},
+                    {n: X[n].to_numpy() for n in names},
                     lambda idx: self.encoder.encode_frame(X.iloc[idx]), sample)
             except fastpath.Unsupported:
                 pass
