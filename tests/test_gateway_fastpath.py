@@ -36,6 +36,7 @@ def test_compiled_model_equals_the_pipeline(model: DemoModel) -> None:
     est = model.target.estimator
     fast = fastpath.compile_model(est)
     assert fast is not None
+    assert fastpath.compile_binary_logistic(est.steps[-1][1]) is not None  # the LR is compiled too
     X = model.heldout
     np.testing.assert_allclose(fast(columns(X)), est.predict_proba(X), rtol=0, atol=1e-12)
     # a category the encoder never saw is ignored by both (all zeros in its block)

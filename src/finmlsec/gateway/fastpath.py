@@ -8,7 +8,8 @@ the gateway serves, this module compiles the fitted objects once into plain nump
 - :func:`compile_column_transformer`: a fitted ``ColumnTransformer`` of ``OneHotEncoder``
   (no dropped or infrequent categories), ``StandardScaler``, ``"passthrough"`` and ``"drop"``;
 - :func:`compile_model`: a ``Pipeline`` of such a transformer and a final estimator with
-  ``predict_proba`` (the final estimator is called on the dense matrix);
+  ``predict_proba`` (the final estimator is called on the dense matrix; a two-class
+  ``LogisticRegression`` is itself compiled to a product and the logistic function);
 - :func:`compile_isolation_forest`: every tree of a fitted ``IsolationForest`` flattened into
   arrays, traversed for all trees and rows at once;
 - :func:`compile_screen`: :class:`~finmlsec.defences.input_screen.OODDetector` from the two.
@@ -192,7 +193,31 @@ def compile_model(model: Any) -> Compiled | None:
     clf = model.steps[1][1]
     if pre is None or not hasattr(clf, "predict_proba"):
         return None
+    lr = compile_binary_logistic(clf)
+    if lr is not None:
+        return lambda columns: lr(pre(columns))
     return lambda columns: np.asarray(clf.predict_proba(pre(columns)), dtype=float)
+
+
+def compile_binary_logistic(clf: Any) -> Callable[[np.ndarray], np.ndarray] | None:
+    """``clf.predict_proba`` of a fitted two-class ``LogisticRegression`` on a dense matrix as
+    one product and the logistic function (what scikit-learn computes, without its per-call
+    input validation, about 0.15 ms), or None."""
+    from scipy.special import expit
+    from sklearn.linear_model import LogisticRegression
+
+    if type(clf) is not LogisticRegression or len(getattr(clf, "classes_", ())) != 2:
+        return None
+    coef = np.asarray(clf.coef_, dtype=float).ravel().copy()
+    intercept = float(np.asarray(clf.intercept_, dtype=float).ravel()[0])
+    if coef.ndim != 1:  # pragma: no cover - two classes have one row of coefficients
+        return None
+
+    def run(Z: np.ndarray) -> np.ndarray:
+        p = expit(Z @ coef + intercept)
+        return np.stack([1 - p, p], axis=1)
+
+    return run
 
 
 def compile_isolation_forest(iso: Any) -> Callable[[np.ndarray], np.ndarray] | None:
