@@ -1,20 +1,30 @@
 """Gateway throughput and latency: the bare credit-scoring model behind FastAPI versus the fully
 guarded ``finmlsec serve`` (keys, rate limits and budgets, schema validation, input screening,
-output rounding, PRADA, durable hash-chained audit log), loaded from this separate process over
-loopback with a lean keep-alive HTTP/1.1 client, bounded in time.
+output rounding, PRADA, durable hash-chained audit log), each server a separate process started
+here, loaded over loopback from this process (and two open-loop generator processes), bounded in
+time.
 
 Rows: ``bare`` (one ``predict_proba`` per request), ``bare+batching`` (the same endpoint with the
-gateway's micro-batcher), ``bare+batching, compiled`` (the same with the gateway's compiled
-numpy model path, ``finmlsec.gateway.fastpath``: the strongest baseline, against which the
-guarded service's share is computed; all bare servers limit BLAS to one thread as the gateway
-does; their 10,000-row batches go through scikit-learn), ``guarded without screen``
-(every guard but the isolation-forest input screen), ``guarded``, and ``guarded, 2 workers +
-Redis`` (two uvicorn worker processes sharing limits through Redis on 127.0.0.1:6379; skip with
-``--no-workers``).
+gateway's micro-batcher), ``bare+batching, compiled`` (the same with the gateway's compiled numpy
+model path, ``finmlsec.gateway.fastpath``), ``bare+batching, compiled, lean`` (the same answered
+by a raw ASGI handler ahead of FastAPI's middleware and routing, as the gateway answers
+``/v1/predict``, and its batches through the compiled model: the strongest baseline), ``guarded
+without screen`` (every guard but the isolation-forest input screen), ``guarded``, and
+``guarded, 2 workers + Redis`` (two uvicorn worker processes sharing limits through Redis on
+127.0.0.1:6379; skip with ``--no-workers``). All servers limit BLAS to one thread.
 Columns: maximum single-record requests/s (closed loop, 32 connections), latency at that load,
-latency at half that rate (open loop), and rows/s for column-oriented batches of 10,000 rows.
+latency at half that rate (open loop), rows/s for column-oriented batches of 10,000 rows (closed
+loop, 2 connections), the share of the best bare throughput, and the server processes' CPU time
+per request at the maximum rate (user + system from ``/proc``: the server's own cost, which the
+other processes on a shared machine do not change the way they change throughput).
 
-Run: ``python bench/run.py serve`` (``--duration S`` per measurement, default 6).
+Load generators: the closed loops use ``wrk`` when it is installed (C, epoll; e.g. ``apt-get
+install wrk``), else the Python client below; the open loop is always the Python client
+(callback-driven asyncio protocols on uvloop, pre-encoded requests), in two processes. The
+printed header says which was used, and the load average before and after each service.
+
+Run: ``python bench/run.py serve`` (``--duration S`` per measurement, default 6; ``--python-client``
+forces the Python client; ``--only "NAME;NAME"`` measures some rows).
 """
 
 from __future__ import annotations
