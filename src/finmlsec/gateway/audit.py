@@ -7,7 +7,7 @@ sequence or the chain; dropping the newest entries disagrees with the head. Oper
 head hash elsewhere (``finmlsec audit verify`` prints it) to detect a rewrite of the whole chain.
 
 The :class:`AuditWriter` thread takes queued entries (and the feedback rows they acknowledge), and
-writes as many as are waiting (lingering up to ``linger`` seconds for more) in one transaction: the chain head is locked, the entries chained and
+writes as many as are waiting (lingering up to ``linger`` seconds for more when several are) in one transaction: the chain head is locked, the entries chained and
 inserted, the transaction committed, and only then are the waiting requests released. A request is
 acknowledged only after its entry (and its feedback) is durable.
 
@@ -142,11 +142,12 @@ class AuditWriter:
                 try:
                     nxt = self._queue.get_nowait()
                 except queue.Empty:
-                    # Linger a moment for more entries: fewer, larger commits (fewer fsyncs).
-                    # One sleep, then take what came: waiting on the queue instead would wake
-                    # this thread (and take the GIL from the event loop) once per entry.
+                    # Under load (more than one entry waiting), linger a moment for more: fewer,
+                    # larger commits (fewer fsyncs); a lone entry is committed at once. One
+                    # sleep, then take what came: waiting on the queue instead would wake this
+                    # thread (and take the GIL from the event loop) once per entry.
                     wait = deadline - time.monotonic()
-                    if lingered or wait <= 0:
+                    if lingered or wait <= 0 or len(batch) < 2:
                         break
                     time.sleep(wait)
                     lingered = True
