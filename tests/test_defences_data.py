@@ -19,7 +19,13 @@ from finmlsec.datasets import load
 from finmlsec.defences import DEFENCES
 from finmlsec.defences.base import COUNTERMEASURES, STAGES
 from finmlsec.defences.feedback_screen import FeedbackScreen
-from finmlsec.defences.generalise import Generalise, GeneraliseFields, k_anonymity, l_diversity
+from finmlsec.defences.generalise import (
+    Generalise,
+    GeneraliseFields,
+    MondrianRecoding,
+    k_anonymity,
+    l_diversity,
+)
 from finmlsec.defences.poison_filter import PoisonFilter
 from finmlsec.defences.robust import RobustBagging, TrimmedLossClassifier
 from finmlsec.errors import ConfigError, DataError
@@ -79,6 +85,34 @@ def test_generalise_suppresses_rare_combinations_and_measures_k_l(credit):
     assert 1 <= r.l_after <= 2
     acc = np.mean(model.predict(credit[2].X) == credit[2].y)
     assert acc > 0.7
+
+
+def test_mondrian_recoding_is_k_anonymous_without_suppression(credit):
+    d, tr, te = credit
+    g = Generalise(schema=d.schema, method="mondrian", k=20)
+    model = g.apply(credit_lr(d), tr.X, tr.y)
+    r = g.report_
+    assert r.quasi_identifiers == ("credit_amount", "age")
+    assert r.k_before == 1 and r.k_after >= 20 and r.rows_suppressed == 0
+    rec = model[0]
+    Xg = rec.transform(tr.X)
+    assert k_anonymity(Xg, ["credit_amount", "age"]) == r.k_after
+    assert rec.cells_ == Xg.groupby(["credit_amount", "age"]).ngroups
+    assert len(tr.y) // (2 * 20) <= rec.cells_ <= len(tr.y) // 20
+    d.schema.check(Xg)
+    # held-out records land in the cells learnt on the training data, with the cells' values
+    Xq = rec.transform(te.X)
+    cells = set(map(tuple, Xg[["credit_amount", "age"]].to_numpy().tolist()))
+    assert set(map(tuple, Xq[["credit_amount", "age"]].to_numpy().tolist())) <= cells
+    pd.testing.assert_frame_equal(Xq.drop(columns=["credit_amount", "age"]),
+                                  te.X.drop(columns=["credit_amount", "age"]))
+    assert np.mean(model.predict(te.X) == te.y) > 0.7
+    with pytest.raises(ConfigError, match="'rules' must be None"):
+        Generalise(rules={"age": 10}, method="mondrian").apply(credit_lr(d), tr.X, tr.y)
+    with pytest.raises(ConfigError, match="'method' parameter of Generalise"):
+        Generalise(schema=d.schema, method="datafly").apply(credit_lr(d), tr.X, tr.y)
+    with pytest.raises(DataError, match="cannot form a cell"):
+        MondrianRecoding(columns=["age"], k=10).fit(tr.X.iloc[:5])
 
 
 def test_generalise_rules_and_errors():

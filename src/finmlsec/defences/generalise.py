@@ -7,6 +7,10 @@ per field (rounding to a step, truncation to a band, grouping of categories); it
 :class:`Generalise` is the defence: it generalises the training data, drops records whose
 combination of personal values is shared by fewer than ``k`` records, and returns a pipeline
 (generaliser + model) so that inputs at prediction time are generalised the same way.
+:class:`MondrianRecoding` is local recoding instead (Mondrian, LeFevre et al. 2006): numeric
+quasi-identifiers are partitioned jointly by median cuts into cells of at least ``k`` records,
+and each value is replaced by its cell's median, so every record is k-anonymous on them and
+none is suppressed; ``Generalise(method="mondrian")`` uses it.
 :func:`k_anonymity` and :func:`l_diversity` measure the result.
 
 Example:
@@ -34,7 +38,7 @@ from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.pipeline import Pipeline
 
 from finmlsec.datasets.schema import FeatureSchema
-from finmlsec.defences._params import check_int
+from finmlsec.defences._params import check_choice, check_int
 from finmlsec.defences.base import DEFENCES
 from finmlsec.errors import ConfigError, DataError
 
@@ -160,6 +164,124 @@ class GeneraliseFields(TransformerMixin, BaseEstimator):
         return np.asarray(self.feature_names_in_, dtype=object)
 
 
+class MondrianRecoding(TransformerMixin, BaseEstimator):
+    """Local recoding of numeric quasi-identifiers (Mondrian, LeFevre et al. 2006).
+
+    ``fit`` cuts the training records recursively at the median of the column with the widest
+    range (relative to the column's whole range), as long as both sides keep at least ``k``
+    records; ``transform`` routes each record (training or query) to its cell and replaces
+    every column of ``columns`` by the cell's median of the training values (integers stay
+    integers; clipped to the schema's range). The training data are then k-anonymous on
+    ``columns`` without suppressing any record; coarser cells where data are sparse, finer where
+    they are dense. ``cells_`` is the number of cells.
+
+    Example:
+        >>> import pandas as pd
+        >>> X = pd.DataFrame({"age": [21, 25, 33, 38, 47, 52, 61, 70],
+        ...                   "income": [10, 30, 20, 40, 35, 50, 45, 60]})
+        >>> m = MondrianRecoding(columns=["age", "income"], k=2).fit(X)
+        >>> m.cells_, k_anonymity(m.transform(X), ["age", "income"])
+        (4, 2)
+        >>> m.transform(X)["age"].tolist()
+        [27, 32, 27, 32, 54, 61, 54, 61]
+    """
+
+    def __init__(self, *, columns: list[str] | None = None, k: int = 5,
+                 schema: FeatureSchema | None = None) -> None:
+        self.columns = columns
+        self.k = k
+        self.schema = schema
+
+    def _values(self, X: Any) -> np.ndarray:
+        if not isinstance(X, pd.DataFrame):
+            raise DataError(f"{type(self).__name__} needs a pandas DataFrame, got "
+                            f"{type(X).__name__}")
+        missing = [c for c in self.columns_ if c not in X.columns]
+        if missing:
+            raise DataError(f"{type(self).__name__}: columns {missing} are not in the data "
+                            f"({list(X.columns)})")
+        return np.column_stack([pd.to_numeric(X[c], errors="raise").to_numpy(dtype=float)
+                                for c in self.columns_])
+
+    def fit(self, X: Any, y: Any = None) -> MondrianRecoding:
+        name = type(self).__name__
+        check_int(name, "k", self.k, 1, None)
+        if self.columns is None:
+            if self.schema is None:
+                raise ConfigError(f"{name} needs 'columns' or a 'schema' with personal numeric "
+                                  "fields; got neither")
+            cols = [f.name for f in self.schema.personal()
+                    if f.is_numeric and f.type.value != "binary"]
+        else:
+            cols = list(self.columns)
+        if not cols:
+            raise ConfigError(f"{name}: no numeric columns to recode")
+        self.columns_ = cols
+        V = self._values(X)
+        if len(V) < self.k:
+            raise DataError(f"{name}: {len(V)} records cannot form a cell of k={self.k}")
+        span = V.max(axis=0) - V.min(axis=0)
+        span[span == 0] = 1.0
+        nodes: list[tuple[int, float, int, int]] = []  # (column, cut, left, right); -1 = leaf
+        medians: list[np.ndarray] = []
+
+        def grow(idx: np.ndarray) -> int:
+            widths = (V[idx].max(axis=0) - V[idx].min(axis=0)) / span
+            for j in np.argsort(-widths, kind="stable"):
+                cut = float(np.median(V[idx, j]))
+                left, right = idx[V[idx, j] <= cut], idx[V[idx, j] > cut]
+                if len(left) >= self.k and len(right) >= self.k:
+                    me = len(nodes)
+                    nodes.append((int(j), cut, -1, -1))
+                    lo, hi = grow(left), grow(right)
+                    nodes[me] = (int(j), cut, lo, hi)
+                    return me
+            nodes.append((-1, float(len(medians)), -1, -1))
+            medians.append(np.median(V[idx], axis=0))
+            return len(nodes) - 1
+
+        grow(np.arange(len(V)))
+        self.nodes_ = nodes
+        self.medians_ = np.asarray(medians)
+        self.cells_ = len(medians)
+        self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+        self.n_features_in_ = X.shape[1]
+        return self
+
+    def cell(self, X: Any) -> np.ndarray:
+        """The cell index of each record."""
+        if not hasattr(self, "nodes_"):
+            raise ConfigError(f"{type(self).__name__} is not fitted; call fit first")
+        V = self._values(X)
+        node = np.zeros(len(V), dtype=int)
+        out = np.full(len(V), -1)
+        todo = np.arange(len(V))
+        while len(todo):
+            j, cut, lo, hi = (np.array([self.nodes_[n][i] for n in node[todo]]) for i in range(4))
+            leaf = j < 0
+            out[todo[leaf]] = cut[leaf].astype(int)
+            todo, j, cut, lo, hi = todo[~leaf], j[~leaf].astype(int), cut[~leaf], lo[~leaf], hi[~leaf]
+            go_left = V[todo, j] <= cut
+            node[todo] = np.where(go_left, lo, hi).astype(int)
+        return out
+
+    def transform(self, X: Any) -> pd.DataFrame:
+        R = self.medians_[self.cell(X)]
+        out = X.copy()
+        for i, col in enumerate(self.columns_):
+            g = pd.Series(R[:, i], index=X.index)
+            if self.schema is not None and col in self.schema.names:
+                f = self.schema[col]
+                g = g.clip(lower=f.min, upper=f.max)
+            if pd.api.types.is_integer_dtype(X[col]):
+                g = np.floor(g + 0.5).astype(X[col].dtype)
+            out[col] = g
+        return out
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        return np.asarray(self.feature_names_in_, dtype=object)
+
+
 def _groups(X: pd.DataFrame, qi: list[str]) -> pd.Series:
     missing = [c for c in qi if c not in X.columns]
     if missing or not qi:
@@ -204,9 +326,12 @@ class Generalise(BaseEstimator):
     """The defence: generalise personal fields, suppress rare combinations, fit the model.
 
     ``quasi_identifiers`` defaults to the schema's personal fields (or the rules' fields).
-    Records whose generalised combination is shared by fewer than ``k`` records are dropped
-    (``k=1`` keeps all). ``apply`` returns ``Pipeline([generalise, model])`` fitted on what is
-    left; ``report_`` holds k-anonymity and l-diversity (of the labels) before and after.
+    ``method="rules"``: :class:`GeneraliseFields` with ``rules``, then records whose generalised
+    combination is shared by fewer than ``k`` records are dropped (``k=1`` keeps all).
+    ``method="mondrian"``: :class:`MondrianRecoding` of the numeric quasi-identifiers into cells
+    of at least ``k`` records (local recoding: nothing is suppressed; ``rules`` must be None).
+    ``apply`` returns ``Pipeline([generalise, model])`` fitted on what is left; ``report_``
+    holds k-anonymity and l-diversity (of the labels) before and after.
 
     Example:
         >>> from finmlsec.datasets.base import load
@@ -228,24 +353,38 @@ class Generalise(BaseEstimator):
 
     def __init__(self, *, rules: dict[str, Rule] | None = None,
                  schema: FeatureSchema | None = None, k: int = 1,
-                 quasi_identifiers: list[str] | None = None) -> None:
+                 quasi_identifiers: list[str] | None = None, method: str = "rules") -> None:
         self.rules = rules
         self.schema = schema
         self.k = k
         self.quasi_identifiers = quasi_identifiers
+        self.method = method
 
-    def transform_data(self, X: pd.DataFrame, y: Any) -> tuple[GeneraliseFields, pd.DataFrame,
-                                                                np.ndarray]:
+    def transform_data(self, X: pd.DataFrame, y: Any) -> tuple[Any, pd.DataFrame, np.ndarray]:
         """Generalise and suppress; returns the fitted generaliser and the kept rows."""
-        check_int(type(self).__name__, "k", self.k, 1, None)
-        gen = GeneraliseFields(rules=self.rules, schema=self.schema).fit(X)
+        name = type(self).__name__
+        check_int(name, "k", self.k, 1, None)
+        check_choice(name, "method", self.method, ("rules", "mondrian"))
+        gen: GeneraliseFields | MondrianRecoding
+        if self.method == "mondrian":
+            if self.rules is not None:
+                raise ConfigError(f"{name}: method='mondrian' recodes the quasi-identifiers "
+                                  "itself; 'rules' must be None")
+            cols = None if self.quasi_identifiers is None else [
+                c for c in self.quasi_identifiers if c in X.columns
+                and pd.api.types.is_numeric_dtype(X[c])]
+            gen = MondrianRecoding(columns=cols, k=self.k, schema=self.schema).fit(X)
+            qi = list(gen.columns_)
+        else:
+            gen = GeneraliseFields(rules=self.rules, schema=self.schema).fit(X)
         Xg = gen.transform(X)
-        qi = list(self.quasi_identifiers) if self.quasi_identifiers is not None else (
-            [f.name for f in self.schema.personal() if f.name in X.columns]
-            if self.schema is not None else list(gen.plan_))
+        if self.method == "rules":
+            qi = list(self.quasi_identifiers) if self.quasi_identifiers is not None else (
+                [f.name for f in self.schema.personal() if f.name in X.columns]
+                if self.schema is not None else list(gen.plan_))
         y = np.asarray(y)
         keep = np.ones(len(Xg), dtype=bool)
-        if self.k > 1:
+        if self.k > 1 and self.method == "rules":
             groups = _groups(Xg, qi).to_numpy()
             sizes = np.bincount(groups)
             keep = sizes[groups] >= self.k
