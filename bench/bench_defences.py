@@ -51,42 +51,9 @@ def auc_of(model: Any, X: Any, y: np.ndarray) -> float:
 
 # -- output defences against extraction ----------------------------------------------------------
 def bench_output() -> list[Row]:
-    from finmlsec.defences.confidence import LabelOnly, RoundConfidence
+    from _def_data import output
 
-    s, Xtr, ytr, Xte, yte = credit()
-    lr = factory("lr", s.schema)().fit(Xtr, ytr)
-    data = AttackData(schema=s.schema, test=Labeled(Xte, yte))
-    rows: list[Row] = []
-    with Timer() as t:
-        eq = ATTACKS.get("extraction.equation")().run(Oracle(lr), data)
-    d1 = eq.queries
-    rows.append(["none (full confidences)", "extraction.equation", "credit LR",
-                 f"fidelity {eq.metrics['fidelity_test']:.3f} in {d1} queries", "", "", "",
-                 t.seconds, "", ""])
-    rounded = RoundConfidence(lr, decimals=2, prefit=True).fit(Xtr, ytr)
-    with Timer() as t:
-        eq2 = ATTACKS.get("extraction.equation")().run(Oracle(rounded), data)
-    rows.append(["round confidences (2 decimals)", "extraction.equation", "credit LR",
-                 f"{eq.metrics['fidelity_test']:.3f}", f"{eq2.metrics['fidelity_test']:.3f}",
-                 acc(lr, Xte, yte), acc(rounded, Xte, yte), t.seconds,
-                 "weakens, does not stop (Tramer)", "-"])
-    label = LabelOnly(lr, prefit=True).fit(Xtr, ytr)
-    need = None
-    with Timer() as t:
-        for budget in (100, 200, 300, 400, 600, 800, 1600, 3200):
-            r = ATTACKS.get("extraction.learning")(budget=budget, seed=0).run(
-                Oracle(label, access="label", budget=budget), data)
-            fid = r.metrics["fidelity_test"]
-            if fid >= 0.99:
-                need = r.queries
-                break
-    ratio = (need or float("inf")) / d1
-    rows.append(["label only", "extraction.learning (adaptive)", "credit LR",
-                 f"99% agreement in {d1} queries (equation)",
-                 f"{'>=' if need is None else ''}{need or 3200} queries for {fid:.3f}",
-                 acc(lr, Xte, yte), acc(label, Xte, yte), t.seconds,
-                 ">= 10x queries for 99%", f"{'yes' if ratio >= 10 else 'no'} ({ratio:.0f}x)"])
-    return rows
+    return output()
 
 
 # -- confidence rounding against membership inference ---------------------------------------------
@@ -184,32 +151,9 @@ def _best_lift(m: dict[str, float], attr: str) -> float:
 
 
 def bench_generalise() -> list[Row]:
-    from finmlsec.defences.generalise import Generalise
+    from _def_data import generalise
 
-    s, Xtr, ytr, Xte, yte = credit()
-    data = AttackData(schema=s.schema, population=Labeled(Xte.iloc[:250], yte[:250]),
-                      members=Labeled(Xtr, ytr), nonmembers=Labeled(Xte.iloc[250:], yte[250:]))
-    rows: list[Row] = []
-    for kind in ("lr", "rf"):
-        make = factory(kind, s.schema)
-        plain = make().fit(Xtr, ytr)
-        for k in (1, 5):
-            g = Generalise(rules={"age": 10, "credit_amount": 1000}, schema=s.schema, k=k)
-            defended = g.apply(make(), Xtr, ytr)
-            u0, u1 = auc_of(plain, Xte, yte), auc_of(defended, Xte, yte)
-            for attr in ("age", "credit_amount"):
-                with Timer() as t:
-                    att = ATTACKS.get("inversion.attribute")(attribute=attr, n_bins=12, seed=0)
-                    lb = _best_lift(att.run(Oracle(plain), data).metrics, attr)
-                    la = _best_lift(att.run(Oracle(defended), data).metrics, attr)
-                rows.append([
-                    "generalise age (10 y), amount (1000 DM)"
-                    + (f", suppress k<{k} ({g.report_.rows_suppressed} rows)" if k > 1 else ""),
-                    f"inversion.attribute ({attr}, 12 bins, members)", f"credit {kind.upper()}",
-                    f"lift {lb:+.3f}", f"lift {la:+.3f}", f"ROC AUC {u0:.3f}",
-                    f"ROC AUC {u1:.3f}", t.seconds, "lift <= 0.01, AUC cost <= 0.01",
-                    "yes" if la <= 0.01 and u0 - u1 <= 0.01 else "no"])
-    return rows
+    return generalise()
 
 
 # -- poisoning ------------------------------------------------------------------------------------
@@ -233,47 +177,9 @@ class Filtered:
 
 
 def bench_poison() -> list[Row]:
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+    from _def_data import poison
 
-    from finmlsec.defences.poison_filter import PoisonFilter
-    from finmlsec.defences.robust import RobustBagging, TrimmedLossClassifier
-
-    s, Xtr, ytr, Xte, yte = credit()
-    d = load("ocr_digits")
-    perm = np.random.default_rng(0).permutation(len(d.y))
-    tr, te = perm[:1200], perm[1200:]
-    cases = [("credit LR", factory("lr", s.schema), Xtr, ytr, Xte, yte),
-             ("OCR digits LR",
-              lambda: make_pipeline(StandardScaler(), LogisticRegression(max_iter=300)),
-              d.X[tr], d.y[tr], d.X[te], d.y[te])]
-    rows: list[Row] = []
-    for data_name, make, X0, y0, X1, y1 in cases:
-        defences = [("poison filter (confident learning + TRIM)",
-                     lambda make=make: Filtered(PoisonFilter(contamination=0.1), make)),
-                    ("trimmed loss (TRIM)",
-                     lambda make=make: TrimmedLossClassifier(make(), trim=0.1)),
-                    ("bagging (25 x 30%)",
-                     lambda make=make: Filtered(RobustBagging(random_state=0), make))]
-        for strategy in ("random", "adversarial"):
-            flip = ATTACKS.get("poisoning.label_flip")(fraction=0.1, strategy=strategy)
-            und = flip.run(None, AttackData(train=Labeled(X0, y0), test=Labeled(X1, y1),
-                                            model_factory=make))
-            clean = und.metrics["clean_accuracy"]
-            for name, fac in defences:
-                with Timer() as t:
-                    r = flip.run(None, AttackData(train=Labeled(X0, y0), test=Labeled(X1, y1),
-                                                  model_factory=fac))
-                rec = r.metrics["poisoned_accuracy"] / clean
-                rows.append([name, f"poisoning.label_flip ({strategy}, 10%)", data_name,
-                             f"acc {und.metrics['poisoned_accuracy']:.3f}",
-                             f"acc {r.metrics['poisoned_accuracy']:.3f}", f"clean {clean:.3f}",
-                             f"clean+defence {r.metrics['clean_accuracy']:.3f}", t.seconds,
-                             ">= 90% of clean accuracy",
-                             f"{'yes' if rec >= 0.9 else 'no'} ({rec:.0%}; undefended "
-                             f"{und.metrics['poisoned_accuracy'] / clean:.0%})"])
-    return rows
+    return poison()
 
 
 def bench_feedback() -> list[Row]:
