@@ -25,6 +25,20 @@ Privacy accounting (Renyi DP, composed over the queries and converted to (epsilo
   smooth sensitivity, which is not implemented here): report the data-independent figure as the
   guarantee.
 
+The student (Papernot et al. 2018 train it semi-supervised on the public data; only the labels
+cost privacy, so everything below that looks at public records alone is free):
+
+* ``query_selection="cluster"``: k-means with ``max_queries`` clusters on the public records; the
+  record nearest each centre is queried, so the few labels cover the public data's modes
+  (``"random"``: a random subset). It never looks at sensitive data or at the teachers' votes.
+* ``semi_supervised="label_spreading"``: the answered labels are spread to every public record
+  over a k-nearest-neighbour graph (Zhou et al. 2004; scikit-learn's ``LabelSpreading``) and the
+  student is fitted on all public records; ``"self_training"``: scikit-learn's
+  ``SelfTrainingClassifier`` around the student; ``"none"``: the student sees the answered
+  records only. Both use a numeric view of the public records: the student's preprocessing steps
+  (a ``Pipeline``'s steps before the last, fitted on the public records, unlabelled) and, above
+  30 columns, a PCA to 30 components fitted on the public records.
+
 Example:
     >>> from sklearn.datasets import load_breast_cancer
     >>> from sklearn.linear_model import LogisticRegression
@@ -42,6 +56,9 @@ Example:
 from __future__ import annotations
 
 import math
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -51,7 +68,12 @@ from dp_accounting.rdp import RdpAccountant
 from dp_accounting.rdp.rdp_privacy_accountant import DEFAULT_RDP_ORDERS, compute_epsilon
 from scipy.special import log_ndtr
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.cluster import KMeans
+from sklearn.decomposition import PCA
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.semi_supervised import LabelSpreading, SelfTrainingClassifier
 from sklearn.utils import _safe_indexing, check_array, check_consistent_length, get_tags
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
@@ -61,6 +83,11 @@ from finmlsec.defences.base import DEFENCES
 from finmlsec.errors import DataError
 
 AGGREGATORS = ("laplace", "gnmax", "confident_gnmax")
+SELECTIONS = ("cluster", "random")
+SEMI_SUPERVISED = ("label_spreading", "self_training", "none")
+SPREAD_NEIGHBOURS = 7  # k of the k-nearest-neighbour graph labels spread over
+SPREAD_ALPHA = 0.2  # share of a record's label taken from its neighbours at each step
+VIEW_DIMS = 30  # PCA components of the numeric view of public records (above 30 columns)
 ORDERS = np.asarray(DEFAULT_RDP_ORDERS, dtype=float)
 
 
@@ -110,6 +137,7 @@ class PrivacyReport:
     n_queries: int  # records submitted to the aggregator (threshold checks included)
     n_answered: int  # records that got a label
     label_agreement: float  # answered labels equal to the teachers' plurality
+    n_student_records: int  # public records the student was fitted on (answered + spread)
 
 
 @DEFENCES.register("pate")
@@ -118,8 +146,8 @@ class PATE(ClassifierMixin, BaseEstimator):
     module docstring. ``fit(X, y, X_public=...)``: ``X, y`` are the sensitive data; without
     ``X_public`` a share ``public_share`` of ``X`` is set aside and its labels are dropped (a
     simulation; in production pass real non-sensitive data). The student is a clone of
-    ``student`` (default: of ``estimator``) trained on the answered records; ``privacy_`` holds
-    the :class:`PrivacyReport`.
+    ``student`` (default: of ``estimator``) trained on the answered records and, semi-supervised,
+    on the other public records; ``privacy_`` holds the :class:`PrivacyReport`.
     """
 
     countermeasure: ClassVar[str] = "pate"
@@ -130,7 +158,8 @@ class PATE(ClassifierMixin, BaseEstimator):
     def __init__(self, estimator: Any = None, *, student: Any = None, n_teachers: int = 50,
                  aggregator: str = "gnmax", noise: float = 20.0, threshold: float = 0.0,
                  threshold_noise: float = 50.0, max_queries: int = 100,
-                 public_share: float = 0.3, delta: float = 1e-5,
+                 public_share: float = 0.3, query_selection: str = "cluster",
+                 semi_supervised: str = "label_spreading", delta: float = 1e-5,
                  random_state: int | None = None) -> None:
         self.estimator = estimator
         self.student = student
@@ -141,6 +170,8 @@ class PATE(ClassifierMixin, BaseEstimator):
         self.threshold_noise = threshold_noise
         self.max_queries = max_queries
         self.public_share = public_share
+        self.query_selection = query_selection
+        self.semi_supervised = semi_supervised
         self.delta = delta
         self.random_state = random_state
 
@@ -153,6 +184,8 @@ class PATE(ClassifierMixin, BaseEstimator):
         check_float(name, "threshold_noise", self.threshold_noise, 0.0, None, closed_lo=False)
         check_int(name, "max_queries", self.max_queries, 1, None)
         check_float(name, "public_share", self.public_share, 0.0, 1.0, closed_lo=False)
+        check_choice(name, "query_selection", self.query_selection, SELECTIONS)
+        check_choice(name, "semi_supervised", self.semi_supervised, SEMI_SUPERVISED)
         check_float(name, "delta", self.delta, 0.0, 1.0, closed_lo=False)
 
     def fit(self, X: Any, y: Any, X_public: Any = None) -> PATE:
@@ -161,8 +194,6 @@ class PATE(ClassifierMixin, BaseEstimator):
             raise ValueError("PATE requires y to be passed, but the target y is None")
         y = np.asarray(y)
         if y.ndim == 2 and y.shape[1] == 1:
-            import warnings
-
             from sklearn.exceptions import DataConversionWarning
 
             warnings.warn("A column-vector y was passed when a 1d array was expected",
@@ -199,29 +230,68 @@ class PATE(ClassifierMixin, BaseEstimator):
                 t.fit(rows, labels)
             self.teachers_.append(t)
         n_pub = X_public.shape[0] if hasattr(X_public, "shape") else len(X_public)
-        ask = np.sort(rng.permutation(n_pub)[: self.max_queries])
-        X_ask = _safe_indexing(X_public, ask)
-        votes = self.votes(X_ask)
+        if n_pub < 1:
+            raise DataError("PATE needs at least one public record to label")
+        student = self.student if self.student is not None else base
+        view = None
+        if self.query_selection == "cluster" or self.semi_supervised == "label_spreading":
+            view = _numeric_view(student, X_public, rng)
+        if self.query_selection == "cluster":
+            ask = _cluster_queries(view, min(self.max_queries, n_pub), rng)
+        else:
+            ask = np.sort(rng.permutation(n_pub)[: self.max_queries])
+        votes = self.votes(_safe_indexing(X_public, ask))
         labels, answered, n_checked, rdp_dep = self._aggregate(votes, rng)
         plurality = votes.argmax(axis=1)
-        self.privacy_ = self._account(n_checked, int(answered.sum()), rdp_dep,
-                                      float(np.mean(labels[answered] == plurality[answered]))
-                                      if answered.any() else float("nan"))
+        agreement = (float(np.mean(labels[answered] == plurality[answered]))
+                     if answered.any() else float("nan"))
         if not answered.any():
+            self.privacy_ = self._account(n_checked, 0, rdp_dep, agreement, 0)
             raise DataError("no query passed the confident-GNMax threshold; lower 'threshold' "
                             "or raise 'max_queries'")
-        student = self.student if self.student is not None else base
-        X_lab, y_lab = _safe_indexing(X_ask, np.flatnonzero(answered)), labels[answered]
-        if len(np.unique(y_lab)) == 1:
-            self.student_: Any = _Constant(int(y_lab[0]))
-        else:
-            self.student_ = clone(student).fit(X_lab, y_lab)
+        known = np.full(n_pub, -1)
+        known[ask[answered]] = labels[answered]
+        self.student_, n_fit = self._fit_student(student, X_public, known, view, rng)
+        self.privacy_ = self._account(n_checked, int(answered.sum()), rdp_dep, agreement, n_fit)
         for attr in ("n_features_in_", "feature_names_in_"):
             if hasattr(self.student_, attr):
                 setattr(self, attr, getattr(self.student_, attr))
         if not hasattr(self, "n_features_in_") and hasattr(X, "shape"):
             self.n_features_in_ = X.shape[1]
         return self
+
+    def _fit_student(self, student: Any, X_public: Any, known: np.ndarray,
+                     view: np.ndarray | None, rng: np.random.Generator) -> tuple[Any, int]:
+        """The student fitted on the public records; ``known`` holds the answered labels (class
+        indices) and -1 elsewhere. Returns the student and the number of records it learned."""
+        lab = np.flatnonzero(known >= 0)
+        if self.semi_supervised == "label_spreading" and len(np.unique(known[lab])) > 1:
+            assert view is not None
+            k = min(SPREAD_NEIGHBOURS, len(known) - 1)
+            spread = LabelSpreading(kernel="knn", n_neighbors=k, alpha=SPREAD_ALPHA,
+                                    max_iter=100)
+            with _quiet():
+                y_all = np.asarray(spread.fit(view, known).transduction_).astype(int)
+            y_all[lab] = known[lab]  # the answers themselves are kept as given
+            if len(np.unique(y_all)) == 1:
+                return _Constant(int(y_all[0])), len(y_all)
+            return clone(student).fit(X_public, y_all), len(y_all)
+        if self.semi_supervised == "self_training" and len(np.unique(known[lab])) > 1:
+            # around the final step of a Pipeline, so that its preprocessing sees raw records
+            if isinstance(student, Pipeline) and len(student.steps) > 1:
+                name, last = student.steps[-1]
+                st: Any = Pipeline([*clone(student).steps[:-1],
+                                    (name, SelfTrainingClassifier(clone(last), threshold=0.9))])
+            else:
+                st = SelfTrainingClassifier(clone(student), threshold=0.9)
+            with _quiet():
+                st.fit(X_public, known)
+            inner = st[-1] if isinstance(st, Pipeline) else st
+            return st, int(np.sum(np.asarray(inner.labeled_iter_) >= 0))
+        X_lab, y_lab = _safe_indexing(X_public, lab), known[lab]
+        if len(np.unique(y_lab)) == 1:
+            return _Constant(int(y_lab[0])), len(lab)
+        return clone(student).fit(X_lab, y_lab), len(lab)
 
     def votes(self, X: Any) -> np.ndarray:
         """The teachers' vote histogram per record (n_records x n_classes)."""
@@ -251,7 +321,7 @@ class PATE(ClassifierMixin, BaseEstimator):
         return labels, answered, n, rdp_dep
 
     def _account(self, n_checked: int, n_answered: int, rdp_dep: np.ndarray,
-                 agreement: float) -> PrivacyReport:
+                 agreement: float, n_student: int) -> PrivacyReport:
         acc = RdpAccountant(list(ORDERS))
         if n_answered == 0:
             pass
@@ -270,7 +340,7 @@ class PATE(ClassifierMixin, BaseEstimator):
         else:
             eps_dep = min(eps, float(compute_epsilon(ORDERS, rdp_dep + check_rdp, self.delta)[0]))
         return PrivacyReport(self.aggregator, eps, eps_dep, self.delta, n_checked, n_answered,
-                             agreement)
+                             agreement, n_student)
 
     def apply(self, estimator: Any, X: Any, y: Any) -> PATE:
         return clone(self).set_params(estimator=estimator).fit(X, y)
@@ -300,6 +370,56 @@ class PATE(ClassifierMixin, BaseEstimator):
         out = np.zeros((p.shape[0], len(self.classes_)))
         out[:, np.asarray(self.student_.classes_).astype(int)] = p
         return out
+
+
+def _numeric_view(student: Any, X: Any, rng: np.random.Generator) -> np.ndarray:
+    """Public records as a dense numeric array: the student pipeline's preprocessing (fitted on
+    these records, without labels), then PCA to ``VIEW_DIMS`` components above that width."""
+    if isinstance(student, Pipeline) and len(student.steps) > 1:
+        prep = clone(Pipeline(student.steps[:-1]))
+        try:
+            Z = prep.fit_transform(X)
+        except (TypeError, ValueError) as e:
+            raise DataError(f"PATE fits the student's preprocessing on the public records "
+                            f"without labels to select queries and spread labels, and it "
+                            f"failed ({e}); use query_selection='random' and "
+                            f"semi_supervised='none' or 'self_training'") from e
+    else:
+        Z = X
+    if hasattr(Z, "toarray"):
+        Z = Z.toarray()
+    try:
+        Z = check_array(Z, dtype=np.float64)
+    except ValueError as e:
+        raise DataError(f"PATE needs numeric public records (or a student Pipeline whose "
+                        f"preprocessing makes them numeric) to select queries and spread "
+                        f"labels: {e}") from e
+    if Z.shape[1] > VIEW_DIMS and Z.shape[0] > VIEW_DIMS:
+        Z = PCA(VIEW_DIMS, random_state=int(rng.integers(2**31 - 1))).fit_transform(Z)
+    return Z
+
+
+def _cluster_queries(view: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Indices of ``n`` public records: the nearest to each of ``n`` k-means centres (ties and
+    duplicates filled at random), so that the labelled records cover the data's modes."""
+    if n >= len(view):
+        return np.arange(len(view))
+    with _quiet():
+        km = KMeans(n, n_init=1, random_state=int(rng.integers(2**31 - 1))).fit(view)
+    d2 = ((view[:, None, :] - km.cluster_centers_[None, :, :]) ** 2).sum(axis=2)
+    picked = list(dict.fromkeys(int(i) for i in d2.argmin(axis=0)))
+    if len(picked) < n:
+        rest = np.setdiff1d(np.arange(len(view)), picked)
+        picked += [int(i) for i in rng.permutation(rest)[: n - len(picked)]]
+    return np.sort(np.asarray(picked))
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """Silences scikit-learn's convergence warnings of the semi-supervised helpers."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        yield
 
 
 class _Constant:
