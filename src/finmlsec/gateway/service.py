@@ -155,6 +155,7 @@ class Gateway:
         self.batcher = MicroBatcher(self._predict_records, max_rows=settings.predict_batch_max_rows,
                                     linger=settings.predict_batch_linger_seconds)
         self._keys: dict[bytes, tuple[float, ApiKey | None, Principal | None]] = {}
+        self._keys_checked = time.monotonic()
 
     # -- construction helpers -------------------------------------------------------------------
     def _build_screen(self, reference: Any) -> Any:
@@ -192,12 +193,19 @@ class Gateway:
 
     # -- authentication -------------------------------------------------------------------------
     def authenticate(self, token: str) -> Principal | None:
-        """The principal of an API key, or None; results are cached for ``key_cache_seconds``."""
-        digest = hashlib.sha256(token.encode("utf-8", "replace")).digest()
+        """The principal of an API key, or None. A revoked (or deleted) key is refused within
+        ``key_cache_seconds``: verified keys stay cached, and every ``key_cache_seconds`` one
+        query of the active key ids evicts the others (rather than one lookup per key and
+        period); unknown tokens are cached for ``key_cache_seconds``; 0 disables the cache."""
+        ttl = self.settings.key_cache_seconds
         now = time.monotonic()
-        hit = self._keys.get(digest)
-        if hit is not None and hit[0] > now:
-            return hit[2]
+        digest = hashlib.sha256(token.encode("utf-8", "replace")).digest()
+        if ttl > 0:
+            if now >= self._keys_checked + ttl:
+                self._refresh_keys(now)
+            hit = self._keys.get(digest)
+            if hit is not None and (hit[1] is not None or hit[0] > now):
+                return hit[2]
         try:
             key = self.db.verify_token(token)
         except SQLAlchemyError as exc:
@@ -205,8 +213,18 @@ class Gateway:
         if len(self._keys) > 10_000:
             self._keys.clear()
         p = None if key is None else Principal(key.key_id, key.org, key.role)
-        self._keys[digest] = (now + self.settings.key_cache_seconds, key, p)
+        if ttl > 0:
+            self._keys[digest] = (now + ttl, key, p)
         return p
+
+    def _refresh_keys(self, now: float) -> None:
+        try:
+            active = self.db.active_key_ids()
+        except SQLAlchemyError as exc:
+            raise StoreError(f"the key store is unavailable: {type(exc).__name__}") from None
+        self._keys = {d: v for d, v in self._keys.items()
+                      if (v[1].key_id in active if v[1] is not None else v[0] > now)}
+        self._keys_checked = now
 
     def forget_key(self, key_id: str) -> None:
         self._keys = {d: v for d, v in self._keys.items() if v[1] is None or v[1].key_id != key_id}

@@ -227,6 +227,12 @@ class GatewayDB:
         return [ApiKey(r.key_id, r.org, r.role, r.name, r.created, r.revoked, r.token_hash)
                 for r in rows]
 
+    def active_key_ids(self) -> set[str]:
+        """Ids of the keys not revoked (one query; servers refresh their key cache with it)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(self.keys.c.key_id).where(self.keys.c.revoked.is_(None)))
+            return {r.key_id for r in rows}
+
     def revoke_key(self, key_id: str) -> bool:
         """Revoke a key; False when there is no active key with that id."""
         with self.engine.begin() as conn:

@@ -1,0 +1,65 @@
+"""The gateway's key cache: verified keys stay cached, and a key revoked or deleted elsewhere
+(the CLI, another server) is refused within ``key_cache_seconds``; 0 disables the cache."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import delete
+
+from finmlsec.gateway.demo import DemoModel, credit_scoring_model
+from finmlsec.gateway.policy import Policy
+from finmlsec.gateway.service import Gateway
+from finmlsec.gateway.settings import Settings
+from finmlsec.gateway.storage import GatewayDB
+
+
+@pytest.fixture(scope="module")
+def model() -> DemoModel:
+    return credit_scoring_model(seed=0)
+
+
+def gateway(model: DemoModel, url: str, ttl: float) -> Gateway:
+    return Gateway(Settings(db_url=url, policy=Policy(), key_cache_seconds=ttl),
+                   target=model.target, schema=model.schema)
+
+
+def test_revoked_and_deleted_keys_are_refused_within_the_cache_period(model: DemoModel,
+                                                                       tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'k.db'}"
+    gw = gateway(model, url, ttl=0.3)
+    other = GatewayDB(url)  # like the CLI, in another process
+    try:
+        a, b, c = (other.create_key(org="bank", role="system_user") for _ in range(3))
+        assert [gw.authenticate(k.token).key_id for k in (a, b, c)] == [a.key_id, b.key_id,
+                                                                       c.key_id]
+        assert other.revoke_key(a.key_id)
+        with other.engine.begin() as conn:
+            conn.execute(delete(other.keys).where(other.keys.c.key_id == b.key_id))
+        time.sleep(0.35)
+        assert gw.authenticate(a.token) is None  # revoked
+        assert gw.authenticate(b.token) is None  # deleted
+        p = gw.authenticate(c.token)
+        assert p is not None and p.key_id == c.key_id and p.role == "system_user"
+        assert gw.authenticate(c.token[:-2] + "AA") is None  # a forged token never is cached
+        d = other.create_key(org="bank", role="admin")  # a new key works at once
+        assert gw.authenticate(d.token).role == "admin"
+    finally:
+        gw.close()
+        other.dispose()
+
+
+def test_no_cache_sees_a_revocation_at_once(model: DemoModel, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'k.db'}"
+    gw = gateway(model, url, ttl=0.0)
+    other = GatewayDB(url)
+    try:
+        k = other.create_key(org="bank", role="system_user")
+        assert gw.authenticate(k.token) is not None
+        other.revoke_key(k.key_id)
+        assert gw.authenticate(k.token) is None
+    finally:
+        gw.close()
+        other.dispose()
