@@ -227,34 +227,9 @@ def bench_feedback() -> list[Row]:
 
 # -- evasion: adversarial training, distillation, input screening ---------------------------------
 def bench_adversarial() -> list[Row]:
-    from finmlsec.attacks.evasion import ConstrainedEvasion
-    from finmlsec.defences.adversarial import AdversarialTraining
+    from _def_adversarial import credit_rows
 
-    s, Xtr, ytr, Xte, yte = credit()
-    rows: list[Row] = []
-    for kind in ("gb", "tree"):
-        make = factory(kind, s.schema)
-
-        def evade(model: Any) -> float:
-            rej = np.flatnonzero(np.asarray(model.predict(Xte)) == 0)[:40]
-            out = ConstrainedEvasion(target_class=1, max_changes=2).generate(
-                Oracle(model, access="label"), Xte.iloc[rej], None, s.schema)
-            return float(np.mean(out.success & out.valid))
-
-        m0 = make().fit(Xtr, ytr)
-        with Timer() as t:
-            at = AdversarialTraining(schema=s.schema, rounds=3, n_per_round=100,
-                                     attack_params={"target_class": 1, "max_changes": 2},
-                                     random_state=0)
-            m1 = at.apply(make(), Xtr, ytr)
-        e0, e1 = evade(m0), evade(m1)
-        a0, a1 = acc(m0, Xte, yte), acc(m1, Xte, yte)
-        rows.append(["adversarial training (3 rounds)", "evasion.constrained (<= 2 fields)",
-                     f"credit {kind.upper()}", e0, e1, a0, a1, t.seconds,
-                     ">= 0.95 -> <= 0.30 at <= 2 pts accuracy",
-                     "yes" if e0 >= 0.95 and e1 <= 0.30 and a0 - a1 <= 0.02 else "no"])
-    rows += bench_digits_evasion()
-    return rows
+    return credit_rows() + bench_digits_evasion()
 
 
 def _digits_net(epochs: int = 30) -> Any:
@@ -287,54 +262,10 @@ def _margin_attack(model: Any, X: np.ndarray, y: np.ndarray, eps: float, steps: 
 
 
 def bench_digits_evasion() -> list[Row]:
-    from finmlsec.defences.adversarial import AdversarialTraining
-    from finmlsec.defences.distill import DefensiveDistillation
+    from _def_adversarial import digits_rows
 
-    d = load("ocr_digits")
-    X, y = d.X.astype(np.float32), d.y
-    perm = np.random.default_rng(0).permutation(len(y))
-    tr, te = perm[:1300], perm[1300:]
-    eps = 0.2
-    pgd = ATTACKS.get("evasion.pgd")(eps=eps, iterations=30, seed=0)
-
-    def pgd_success(model: Any) -> float:
-        ok = np.flatnonzero(model.predict(X[te]) == y[te])[:200]
-        out = pgd.generate(Oracle(model, access="white_box", input_kind="image"), X[te][ok],
-                           y[te][ok])
-        return float(np.mean(out.success))
-
-    def margin_success(model: Any) -> float:
-        ok = np.flatnonzero(model.predict(X[te]) == y[te])[:200]
-        adv = _margin_attack(model, X[te][ok], y[te][ok], eps)
-        return float(np.mean(model.predict(adv) != y[te][ok]))
-
-    rows: list[Row] = []
-    plain = _digits_net().fit(X[tr], y[tr])
-    p0, c0, a0 = pgd_success(plain), margin_success(plain), acc(plain, X[te], y[te])
-    with Timer() as t:
-        at = AdversarialTraining(attack="evasion.pgd", attack_params={"eps": eps,
-                                                                      "iterations": 10},
-                                 rounds=3, n_per_round=300, random_state=0)
-        hard = at.apply(_digits_net(), X[tr], y[tr])
-    rows.append(["adversarial training (PGD, 3 rounds)", f"evasion.pgd (eps {eps})",
-                 "OCR digits MLP", p0, pgd_success(hard), a0, acc(hard, X[te], y[te]), t.seconds,
-                 ">= 0.95 -> <= 0.30 at <= 2 pts accuracy",
-                 "yes" if p0 >= 0.95 and pgd_success(hard) <= 0.30
-                 and a0 - acc(hard, X[te], y[te]) <= 0.02 else "no"])
-    with Timer() as t:
-        dist = DefensiveDistillation(temperature=50).apply(_digits_net(), X[tr], y[tr])
-    pd_, cd = pgd_success(dist), margin_success(dist)
-    ad = acc(dist, X[te], y[te])
-    rows.append(["defensive distillation (T=50)", f"evasion.pgd (eps {eps}, cross-entropy)",
-                 "OCR digits MLP", p0, pd_, a0, ad, t.seconds, "report",
-                 "masks the loss gradient" if pd_ < p0 - 0.1 else "does not help"])
-    rows.append(["defensive distillation (T=50)", f"logit-margin PGD (Carlini-Wagner loss, eps "
-                 f"{eps})", "OCR digits MLP", c0, cd, a0, ad, 0.0,
-                 "report (C&W break distillation)",
-                 f"falls to the logit attack ({cd:.2f} vs {pd_:.2f} with cross-entropy PGD)"
-                 if cd > pd_ + 0.1 else "holds"])
-    rows += bench_input(plain, X, y, tr, te, eps)
-    return rows
+    rows, (plain, X, y, tr, te, eps) = digits_rows(_digits_net)
+    return rows + bench_input(plain, X, y, tr, te, eps)
 
 
 def bench_input(plain: Any, X: np.ndarray, y: np.ndarray, tr: np.ndarray, te: np.ndarray,
