@@ -24,7 +24,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import Timer, factory, german_credit, table  # noqa: E402
 
 from finmlsec.attacks.base import ATTACKS, AttackData, Labeled  # noqa: E402
-from finmlsec.datasets import load  # noqa: E402
 from finmlsec.targets.oracle import Oracle  # noqa: E402
 
 Row = list[Any]
@@ -102,45 +101,9 @@ def _mia_auc(model: Any, members: Labeled, nonmembers: Labeled) -> float:
 
 
 def bench_pate() -> list[Row]:
-    from sklearn.linear_model import LogisticRegression
+    from _def_pate import bench_pate as run  # the PATE rows live in bench/_def_pate.py
 
-    from finmlsec.defences.pate import PATE
-
-    rows: list[Row] = []
-    s, Xtr, ytr, Xte, yte = credit()
-    # sensitive: the 500 training records; public (unlabelled): 250 held-out; test: the rest
-    Xpub, Xev, yev = Xte.iloc[:250], Xte.iloc[250:], yte[250:]
-    make = factory("lr", s.schema)
-    base = make().fit(Xtr, ytr)
-    mem, non = Labeled(Xtr.iloc[:250], ytr[:250]), Labeled(Xev, yev)
-    configs: list[Any] = [("credit LR", make(), Xtr, ytr, Xpub, Xev, yev, mem, non, base,
-                           dict(n_teachers=100, aggregator="gnmax", noise=40.0,
-                                max_queries=100))]
-    d = load("ocr_digits")
-    perm = np.random.default_rng(0).permutation(len(d.y))
-    pr, pu, te = perm[:1000], perm[1000:1400], perm[1400:]
-    base_d = LogisticRegression(max_iter=300).fit(d.X[pr], d.y[pr])
-    for kw in (dict(n_teachers=100, aggregator="gnmax", noise=30.0, max_queries=60),
-               dict(n_teachers=50, aggregator="confident_gnmax", noise=5.0, threshold=35.0,
-                    threshold_noise=10.0, max_queries=300)):
-        configs.append(("OCR digits LR", LogisticRegression(max_iter=300), d.X[pr], d.y[pr],
-                        d.X[pu], d.X[te], d.y[te], Labeled(d.X[pr[:397]], d.y[pr[:397]]),
-                        Labeled(d.X[te], d.y[te]), base_d, kw))
-    for name, est, X, y, Xp, Xe, ye, m, n, plain, kw in configs:
-        with Timer() as t:
-            p = PATE(est, random_state=0, **kw).fit(X, y, X_public=Xp)
-        r = p.privacy_
-        a0, a1 = acc(plain, Xe, ye), acc(p, Xe, ye)
-        m0, m1 = _mia_auc(plain, m, n), _mia_auc(p, m, n)
-        ok = a1 >= a0 - 0.05 and r.epsilon <= 2 and abs(m1 - 0.5) <= 0.02
-        ok_dep = a1 >= a0 - 0.05 and r.epsilon_data_dependent <= 2 and abs(m1 - 0.5) <= 0.02
-        rows.append([
-            f"PATE ({kw['n_teachers']} teachers, {r.n_answered}/{r.n_queries} answered)",
-            "membership.metric", name, m0, m1, a0, a1, t.seconds,
-            "acc within 5 pts at eps<=2 (delta 1e-5), MIA AUC within 0.02 of 0.5",
-            f"eps {r.epsilon:.2f} (data-dep. {r.epsilon_data_dependent:.2f}): "
-            f"{'yes' if ok else 'no'} / data-dep. {'yes' if ok_dep else 'no'}"])
-    return rows
+    return run()
 
 
 # -- generalisation against attribute inference ---------------------------------------------------

@@ -102,3 +102,81 @@ def test_errors():
     with pytest.raises(DataError, match="no query passed"):
         PATE(FAST, n_teachers=5, aggregator="confident_gnmax", threshold=1000,
              threshold_noise=1.0).fit(X, y, X_public=Xp)
+
+
+DIGITS_LR = LogisticRegression(max_iter=300)
+
+
+def _digits():
+    """Digits: 600 sensitive, 400 public (their labels returned for checks only), the rest test."""
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    X = X / 16.0
+    return X[:600], y[:600], X[600:1000], y[600:1000], X[1000:], y[1000:]
+
+
+def test_queries_are_chosen_from_public_data_alone():
+    X, y, Xp, yp, _, _ = _digits()
+    kw = dict(n_teachers=5, noise=2.0, max_queries=12, random_state=0)
+    a = PATE(DIGITS_LR, **kw).fit(X, y, X_public=Xp)
+    b = PATE(DIGITS_LR, **kw).fit(X, (y + 1) % 10, X_public=Xp)  # other sensitive labels
+    np.testing.assert_array_equal(a.queried_, b.queried_)
+    assert len(np.unique(a.queried_)) == 12
+    # cluster centres cover the digits better than a random sample of the same size
+    covered = len(np.unique(yp[a.queried_]))
+    rand = PATE(DIGITS_LR, query_selection="random", **kw).fit(X, y, X_public=Xp)
+    assert covered >= 9 and covered > len(np.unique(yp[rand.queried_]))
+
+
+def test_label_spreading_student_beats_answers_only_at_the_same_privacy():
+    X, y, Xp, _, Xt, yt = _digits()
+    kw = dict(n_teachers=20, noise=2.0, max_queries=20, random_state=0)
+    spread = PATE(DIGITS_LR, **kw).fit(X, y, X_public=Xp)
+    only = PATE(DIGITS_LR, semi_supervised="none", **kw).fit(X, y, X_public=Xp)
+    assert spread.privacy_.epsilon == only.privacy_.epsilon
+    assert spread.privacy_.n_student_records == 400 and only.privacy_.n_student_records == 20
+    assert spread.score(Xt, yt) >= only.score(Xt, yt) + 0.05
+    assert spread.score(Xt, yt) > 0.75
+
+
+def test_self_training_on_a_dataframe_pipeline():
+    import pandas as pd
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    from finmlsec.datasets import load
+
+    d = load("german_credit")
+    cats = [f.name for f in d.schema.categorical()]
+    nums = [n for n in d.schema.names if n not in cats]
+    model = make_pipeline(ColumnTransformer([("c", OneHotEncoder(handle_unknown="ignore"), cats),
+                                             ("n", StandardScaler(), nums)]),
+                          LogisticRegression(max_iter=500))
+    X = d.X.reset_index(drop=True)
+    assert isinstance(X, pd.DataFrame)
+    for semi in ("self_training", "label_spreading"):
+        p = PATE(model, n_teachers=10, noise=2.0, max_queries=30, semi_supervised=semi,
+                 random_state=0).fit(X.iloc[:500], d.y[:500], X_public=X.iloc[500:700])
+        r = p.privacy_
+        assert r.n_answered == 30 and r.n_student_records > 30
+        assert set(p.predict(X.iloc[700:])) <= set(np.unique(d.y))
+
+
+def test_semi_supervised_errors():
+    from sklearn.feature_selection import SelectKBest
+    from sklearn.pipeline import make_pipeline
+
+    X, y, Xp, _, _ = _data()
+    with pytest.raises(ConfigError, match="'semi_supervised' parameter of PATE"):
+        PATE(semi_supervised="yes").fit(X, y)
+    with pytest.raises(ConfigError, match="'query_selection' parameter of PATE"):
+        PATE(query_selection="uncertainty").fit(X, y)
+    # a preprocessing step that needs labels cannot give an unlabelled view of public records
+    needs_y = make_pipeline(SelectKBest(k=5), LogisticRegression(solver="liblinear"))
+    with pytest.raises(DataError, match="preprocessing on the public records without labels"):
+        PATE(needs_y, n_teachers=5, max_queries=10).fit(X, y, X_public=Xp)
+    p = PATE(needs_y, n_teachers=5, max_queries=10, query_selection="random",
+             semi_supervised="none", random_state=0).fit(X, y, X_public=Xp)
+    assert p.privacy_.n_student_records == 10
