@@ -41,6 +41,7 @@ from typing import Any
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.pool import StaticPool
 
 from finmlsec.errors import AuditError, StoreError
 from finmlsec.gateway.storage import GENESIS, GatewayDB, now_iso
@@ -92,6 +93,7 @@ class AuditWriter:
         self._lock = threading.Lock()
         self.commits = 0
         self.entries = 0
+        self._conn: Any = None  # the writer thread's connection
 
     # -- submission -----------------------------------------------------------------------------
     def submit(self, entry: dict[str, Any], feedback: dict[str, Any] | None = None) -> Future[int]:
@@ -130,6 +132,21 @@ class AuditWriter:
                     self._thread.start()
 
     def _run(self) -> None:
+        try:
+            self._serve()
+        finally:
+            self._drop_connection()
+
+    def _drop_connection(self, broken: bool = False) -> None:
+        """Close the writer's connection; ``broken``: discard it rather than pool it."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                if broken:
+                    conn.invalidate()
+                conn.close()
+
+    def _serve(self) -> None:
         while True:
             job = self._queue.get()
             if job is None:
@@ -156,21 +173,25 @@ class AuditWriter:
                     stop = True
                     break
                 batch.append(nxt)
-            self._write(batch)
+            self._write(batch, own=True)
             if stop:
                 return
 
-    def _write(self, batch: list[_Job]) -> None:
+    def _write(self, batch: list[_Job], own: bool = False) -> None:
         for attempt in range(20):
             try:
-                seqs = self._write_once(batch)
+                seqs = self._write_once(batch, own)
             except OperationalError as exc:  # SQLite busy beyond its timeout, PG serialisation
+                if own:  # start again on a fresh connection
+                    self._drop_connection(broken=True)
                 if attempt == 19:
                     self._fail(batch, exc)
                     return
                 time.sleep(0.01 * (attempt + 1))
                 continue
             except (SQLAlchemyError, ValueError) as exc:
+                if own:
+                    self._drop_connection(broken=True)
                 self._fail(batch, exc)
                 return
             self._done(batch, seqs, None)
@@ -201,28 +222,41 @@ class AuditWriter:
         cls._done(batch, None, StoreError(f"the audit log could not be written: "
                                           f"{type(why).__name__}: {why}"))
 
-    def _write_once(self, batch: list[_Job]) -> list[int]:
+    def _write_once(self, batch: list[_Job], own: bool = False) -> list[int]:
+        """Chain and insert ``batch`` in one transaction. ``own``: the writer thread's call,
+        on the connection it keeps open between commits (checking a pooled connection out and
+        back in, with its reset, cost more than the inserts), except on a single shared
+        in-memory connection."""
         db = self.db
+        if own and not isinstance(db.engine.pool, StaticPool):
+            if self._conn is None:
+                self._conn = db.engine.connect()
+            with self._conn.begin():
+                return self._insert(self._conn, batch)
         with db.engine.begin() as conn:
-            q = select(db.head.c.seq, db.head.c.hash).where(db.head.c.id == 1)
-            if not db.is_sqlite:
-                q = q.with_for_update()
-            seq, prev = conn.execute(q).one()
-            rows, fb_rows, seqs = [], [], []
-            for job in batch:
-                seq += 1
-                entry = {**job.entry, "seq": seq}
-                entry.setdefault("ts", now_iso())
-                body = canonical(entry)
-                prev = chain(prev, body)
-                rows.append({"seq": seq, "body": body, "hash": prev})
-                seqs.append(seq)
-                if job.feedback is not None:
-                    fb_rows.append(job.feedback)
-            if fb_rows:
-                conn.execute(insert(db.feedback), fb_rows)
-            conn.execute(insert(db.audit), rows)
-            conn.execute(update(db.head).where(db.head.c.id == 1).values(seq=seq, hash=prev))
+            return self._insert(conn, batch)
+
+    def _insert(self, conn: Any, batch: list[_Job]) -> list[int]:
+        db = self.db
+        q = select(db.head.c.seq, db.head.c.hash).where(db.head.c.id == 1)
+        if not db.is_sqlite:
+            q = q.with_for_update()
+        seq, prev = conn.execute(q).one()
+        rows, fb_rows, seqs = [], [], []
+        for job in batch:
+            seq += 1
+            entry = {**job.entry, "seq": seq}
+            entry.setdefault("ts", now_iso())
+            body = canonical(entry)
+            prev = chain(prev, body)
+            rows.append({"seq": seq, "body": body, "hash": prev})
+            seqs.append(seq)
+            if job.feedback is not None:
+                fb_rows.append(job.feedback)
+        if fb_rows:
+            conn.execute(insert(db.feedback), fb_rows)
+        conn.execute(insert(db.audit), rows)
+        conn.execute(update(db.head).where(db.head.c.id == 1).values(seq=seq, hash=prev))
         return seqs
 
     def close(self, timeout: float = 10.0) -> None:
