@@ -39,7 +39,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
@@ -94,6 +94,7 @@ class AuditWriter:
         self.commits = 0
         self.entries = 0
         self._conn: Any = None  # the writer thread's connection
+        self._stmts: tuple[Any, Any, Any, Any] | None = None
 
     # -- submission -----------------------------------------------------------------------------
     def submit(self, entry: dict[str, Any], feedback: dict[str, Any] | None = None) -> Future[int]:
@@ -236,12 +237,22 @@ class AuditWriter:
         with db.engine.begin() as conn:
             return self._insert(conn, batch)
 
+    def _statements(self) -> tuple[Any, Any, Any, Any]:
+        """The four statements of a commit, built once (building them costs more than
+        running them on a small group)."""
+        if self._stmts is None:
+            db = self.db
+            q = select(db.head.c.seq, db.head.c.hash).where(db.head.c.id == 1)
+            if not db.is_sqlite:
+                q = q.with_for_update()
+            self._stmts = (q, insert(db.feedback), insert(db.audit),
+                           update(db.head).where(db.head.c.id == 1).values(
+                               seq=bindparam("new_seq"), hash=bindparam("new_hash")))
+        return self._stmts
+
     def _insert(self, conn: Any, batch: list[_Job]) -> list[int]:
-        db = self.db
-        q = select(db.head.c.seq, db.head.c.hash).where(db.head.c.id == 1)
-        if not db.is_sqlite:
-            q = q.with_for_update()
-        seq, prev = conn.execute(q).one()
+        head, ins_feedback, ins_audit, set_head = self._statements()
+        seq, prev = conn.execute(head).one()
         rows, fb_rows, seqs = [], [], []
         for job in batch:
             seq += 1
@@ -254,9 +265,9 @@ class AuditWriter:
             if job.feedback is not None:
                 fb_rows.append(job.feedback)
         if fb_rows:
-            conn.execute(insert(db.feedback), fb_rows)
-        conn.execute(insert(db.audit), rows)
-        conn.execute(update(db.head).where(db.head.c.id == 1).values(seq=seq, hash=prev))
+            conn.execute(ins_feedback, fb_rows)
+        conn.execute(ins_audit, rows)
+        conn.execute(set_head, {"new_seq": seq, "new_hash": prev})
         return seqs
 
     def close(self, timeout: float = 10.0) -> None:
