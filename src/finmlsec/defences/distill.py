@@ -8,8 +8,11 @@ gradient attacks follow vanish numerically.
 
 That is gradient masking, not robustness: Carlini and Wagner (2017) break distilled networks
 with an attack on the logits (a margin loss) instead of the saturated softmax. The benchmark
-(``bench/bench_defences.py``) measures both: the loss-gradient attack the defence was designed
-against, and a logit-margin attack.
+(``bench/_def_adversarial.py``, run by ``bench/bench_defences.py --only adversarial``) measures
+both: the loss-gradient attack the defence was designed against, and a logit-margin attack (on
+the OCR digits MLP at eps 0.2: cross-entropy PGD 0.995 -> 0.385, logit-margin PGD still 0.905).
+For robustness use :class:`~finmlsec.defences.adversarial.AdversarialTraining`, which trains on
+PGD examples inside the training loop for such networks.
 
 ``apply(estimator, X, y)`` takes an unfitted
 :class:`~finmlsec.targets.torch_estimator.TorchClassifier` (its architecture and training options
