@@ -7,7 +7,8 @@ sequence or the chain; dropping the newest entries disagrees with the head. Oper
 head hash elsewhere (``finmlsec audit verify`` prints it) to detect a rewrite of the whole chain.
 
 The :class:`AuditWriter` thread takes queued entries (and the feedback rows they acknowledge), and
-writes as many as are waiting (lingering up to ``linger`` seconds for more when several are) in one transaction: the chain head is locked, the entries chained and
+writes as many as are waiting (lingering up to ``linger`` seconds for more when several are and
+commits are faster than that) in one transaction: the chain head is locked, the entries chained and
 inserted, the transaction committed, and only then are the waiting requests released. A request is
 acknowledged only after its entry (and its feedback) is durable.
 
@@ -95,6 +96,7 @@ class AuditWriter:
         self.entries = 0
         self._conn: Any = None  # the writer thread's connection
         self._stmts: tuple[Any, Any, Any, Any] | None = None
+        self._last_write = 0.0  # seconds the latest group commit took
 
     # -- submission -----------------------------------------------------------------------------
     def submit(self, entry: dict[str, Any], feedback: dict[str, Any] | None = None) -> Future[int]:
@@ -164,8 +166,10 @@ class AuditWriter:
                     # larger commits (fewer fsyncs); a lone entry is committed at once. One
                     # sleep, then take what came: waiting on the queue instead would wake this
                     # thread (and take the GIL from the event loop) once per entry.
+                    # When a commit itself takes longer than the linger (a slow fsync), entries
+                    # gather during the commit anyway: lingering would only add latency.
                     wait = deadline - time.monotonic()
-                    if lingered or wait <= 0 or len(batch) < 2:
+                    if lingered or wait <= 0 or len(batch) < 2 or self._last_write > self.linger:
                         break
                     time.sleep(wait)
                     lingered = True
@@ -174,7 +178,9 @@ class AuditWriter:
                     stop = True
                     break
                 batch.append(nxt)
+            started = time.monotonic()
             self._write(batch, own=True)
+            self._last_write = time.monotonic() - started
             if stop:
                 return
 
