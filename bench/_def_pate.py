@@ -1,5 +1,7 @@
 """PATE rows of bench/bench_defences.py (section ``pate``).
 
+Usage: python bench/bench_defences.py --only pate
+
 Each row: the non-private model (the same learner on all sensitive records) against the PATE
 student, the loss-threshold membership attack (membership.metric) on both, and the privacy
 spent. The target is judged on the data-independent epsilon (the guarantee); the data-dependent
@@ -104,11 +106,17 @@ def bench_pate() -> list[list[Any]]:
         # "chance" level of this member / non-member split
         prior = DummyClassifier(strategy="prior").fit(c["X"], c["y"])
         m_prior = _mia_auc(prior, c["mem"], c["non"])
+        # diagnostic: the same run without noise (no privacy): what the teachers and the few
+        # queries allow at best, separating the cost of the noise from the cost of few labels
+        free = PATE(c["teacher"], student=c["student"], random_state=0,
+                    **dict(c["kw"], noise=1e-6)).fit(c["X"], c["y"], X_public=c["Xp"])
+        _, u_free = _utility(free, c["Xe"], c["ye"], c["binary"])
         ok_acc = a1 >= a0 - 0.05
         ok_mia = abs(m1 - 0.5) <= 0.02
         verdict = [f"eps {r.epsilon:.2f} (data-dep. {r.epsilon_data_dependent:.2f}, not private)",
                    f"acc {'yes' if ok_acc else 'no'} ({100 * (a1 - a0):+.1f} pts)",
-                   f"MIA {'yes' if ok_mia else 'no'} (prior-only model: {m_prior:.3f})"]
+                   f"MIA {'yes' if ok_mia else 'no'} (prior-only model: {m_prior:.3f})",
+                   f"without noise (no privacy) {u_free}"]
         if c["binary"]:
             majority = float(max(np.mean(c["ye"]), 1 - np.mean(c["ye"])))
             verdict.append(f"majority class {majority:.3f}")
