@@ -180,3 +180,10 @@ def test_semi_supervised_errors():
     p = PATE(needs_y, n_teachers=5, max_queries=10, query_selection="random",
              semi_supervised="none", random_state=0).fit(X, y, X_public=Xp)
     assert p.privacy_.n_student_records == 10
+
+
+def test_defaults_spend_at_most_epsilon_2():
+    X, y, Xp, _, _ = _data()
+    p = PATE(FAST, random_state=0).fit(X, y, X_public=Xp)
+    assert p.privacy_.n_answered == 40
+    assert 1.8 < p.privacy_.epsilon <= 2.0

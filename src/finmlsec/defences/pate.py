@@ -150,7 +150,8 @@ class PATE(ClassifierMixin, BaseEstimator):
     simulation; in production pass real non-sensitive data). The student is a clone of
     ``student`` (default: of ``estimator``) trained on the answered records and, semi-supervised,
     on the other public records; ``privacy_`` holds the :class:`PrivacyReport` and ``queried_``
-    the indices of the public records submitted to the aggregator.
+    the indices of the public records submitted to the aggregator. The defaults (GNMax, sigma 20,
+    40 answers) spend epsilon 1.91 at delta 1e-5 (data-independent).
     """
 
     countermeasure: ClassVar[str] = "pate"
@@ -160,7 +161,7 @@ class PATE(ClassifierMixin, BaseEstimator):
 
     def __init__(self, estimator: Any = None, *, student: Any = None, n_teachers: int = 50,
                  aggregator: str = "gnmax", noise: float = 20.0, threshold: float = 0.0,
-                 threshold_noise: float = 50.0, max_queries: int = 100,
+                 threshold_noise: float = 50.0, max_queries: int = 40,
                  public_share: float = 0.3, query_selection: str = "cluster",
                  semi_supervised: str = "label_spreading", delta: float = 1e-5,
                  random_state: int | None = None) -> None:
