@@ -187,3 +187,18 @@ def test_defaults_spend_at_most_epsilon_2():
     p = PATE(FAST, random_state=0).fit(X, y, X_public=Xp)
     assert p.privacy_.n_answered == 40
     assert 1.8 < p.privacy_.epsilon <= 2.0
+
+
+def test_spreading_teachers_agree_more_at_the_same_privacy():
+    X, y, Xp, yp, _, _ = _digits()
+    kw = dict(n_teachers=30, noise=12.0, max_queries=15, random_state=0)
+    lr = PATE(DIGITS_LR, **kw).fit(X, y, X_public=Xp)
+    sp = PATE(DIGITS_LR, teacher_spreading=True, **kw).fit(X, y, X_public=Xp)
+    assert sp.privacy_.epsilon == lr.privacy_.epsilon
+    np.testing.assert_array_equal(sp.queried_, lr.queried_)
+    # teachers of 20 digits: spreading over the public records makes their plurality better
+    acc_lr = np.mean(lr.votes(Xp).argmax(axis=1) == yp)
+    acc_sp = np.mean(sp.votes(Xp).argmax(axis=1) == yp)
+    assert acc_sp >= acc_lr + 0.03 and acc_sp > 0.88
+    with pytest.raises(ConfigError, match="'teacher_spreading' parameter of PATE must be a bool"):
+        PATE(teacher_spreading="yes").fit(X, y)

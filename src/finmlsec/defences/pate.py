@@ -38,6 +38,11 @@ cost privacy, so everything below that looks at public records alone is free):
   records only. Both use a numeric view of the public records: the student's preprocessing steps
   (a ``Pipeline``'s steps before the last, fitted on the public records, unlabelled) and, above
   30 columns, a PCA to 30 components fitted on the public records.
+* ``teacher_spreading=True``: each teacher, instead of fitting ``estimator`` on its partition,
+  spreads its partition's labels over the public records the same way and votes with them. A
+  teacher still sees only its own partition of the sensitive data, so one sensitive record still
+  changes one vote and the accounting is unchanged; with small partitions the votes agree more.
+  Where none of a teacher's labels reaches, it votes the label of its nearest own record.
 
 Example (10 labels at epsilon < 2, spread to the 100 public records):
     >>> from sklearn.datasets import load_breast_cancer
@@ -82,7 +87,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from finmlsec.defences._params import check_choice, check_float, check_int
 from finmlsec.defences.base import DEFENCES
-from finmlsec.errors import DataError
+from finmlsec.errors import ConfigError, DataError
 
 AGGREGATORS = ("laplace", "gnmax", "confident_gnmax")
 SELECTIONS = ("cluster", "random")
@@ -163,7 +168,8 @@ class PATE(ClassifierMixin, BaseEstimator):
                  aggregator: str = "gnmax", noise: float = 20.0, threshold: float = 0.0,
                  threshold_noise: float = 50.0, max_queries: int = 40,
                  public_share: float = 0.3, query_selection: str = "cluster",
-                 semi_supervised: str = "label_spreading", delta: float = 1e-5,
+                 semi_supervised: str = "label_spreading", teacher_spreading: bool = False,
+                 delta: float = 1e-5,
                  random_state: int | None = None) -> None:
         self.estimator = estimator
         self.student = student
@@ -176,6 +182,7 @@ class PATE(ClassifierMixin, BaseEstimator):
         self.public_share = public_share
         self.query_selection = query_selection
         self.semi_supervised = semi_supervised
+        self.teacher_spreading = teacher_spreading
         self.delta = delta
         self.random_state = random_state
 
@@ -190,6 +197,9 @@ class PATE(ClassifierMixin, BaseEstimator):
         check_float(name, "public_share", self.public_share, 0.0, 1.0, closed_lo=False)
         check_choice(name, "query_selection", self.query_selection, SELECTIONS)
         check_choice(name, "semi_supervised", self.semi_supervised, SEMI_SUPERVISED)
+        if not isinstance(self.teacher_spreading, bool):
+            raise ConfigError(f"The 'teacher_spreading' parameter of {name} must be a bool. "
+                              f"Got {self.teacher_spreading!r} instead.")
         check_float(name, "delta", self.delta, 0.0, 1.0, closed_lo=False)
 
     def fit(self, X: Any, y: Any, X_public: Any = None) -> PATE:
@@ -224,22 +234,26 @@ class PATE(ClassifierMixin, BaseEstimator):
             raise DataError(f"PATE needs at least one sensitive record per teacher: "
                             f"{len(yi)} records for n_teachers={self.n_teachers}")
         parts = np.array_split(rng.permutation(len(yi)), self.n_teachers)
-        self.teachers_ = []
-        for part in parts:
-            t = clone(base)
-            rows, labels = _safe_indexing(X, part), yi[part]
-            if len(np.unique(labels)) == 1:
-                t = _Constant(int(labels[0]))
-            else:
-                t.fit(rows, labels)
-            self.teachers_.append(t)
         n_pub = X_public.shape[0] if hasattr(X_public, "shape") else len(X_public)
         if n_pub < 1:
             raise DataError("PATE needs at least one public record to label")
         student = self.student if self.student is not None else base
-        view = None
-        if self.query_selection == "cluster" or self.semi_supervised == "label_spreading":
-            view = _numeric_view(student, X_public, rng)
+        viewer, view = None, None
+        if (self.query_selection == "cluster" or self.semi_supervised == "label_spreading"
+                or self.teacher_spreading):
+            viewer = _View(student, rng).fit(X_public)
+            view = viewer.transform(X_public)
+        self.teachers_ = []
+        for part in parts:
+            rows, labels = _safe_indexing(X, part), yi[part]
+            if len(np.unique(labels)) == 1:
+                t: Any = _Constant(int(labels[0]))
+            elif self.teacher_spreading:
+                assert viewer is not None and view is not None
+                t = _SpreadTeacher(viewer, view, rows, labels)
+            else:
+                t = clone(base).fit(rows, labels)
+            self.teachers_.append(t)
         if self.query_selection == "cluster":
             ask = _cluster_queries(view, min(self.max_queries, n_pub), rng)
         else:
@@ -377,31 +391,78 @@ class PATE(ClassifierMixin, BaseEstimator):
         return out
 
 
-def _numeric_view(student: Any, X: Any, rng: np.random.Generator) -> np.ndarray:
-    """Public records as a dense numeric array: the student pipeline's preprocessing (fitted on
-    these records, without labels), then PCA to ``VIEW_DIMS`` components above that width."""
-    if isinstance(student, Pipeline) and len(student.steps) > 1:
-        prep = clone(Pipeline(student.steps[:-1]))
-        try:
-            Z = prep.fit_transform(X)
-        except (TypeError, ValueError) as e:
-            raise DataError(f"PATE fits the student's preprocessing on the public records "
-                            f"without labels to select queries and spread labels, and it "
-                            f"failed ({e}); use query_selection='random' and "
-                            f"semi_supervised='none' or 'self_training'") from e
-    else:
+class _View:
+    """Records as a dense numeric array: the student pipeline's preprocessing, then PCA to
+    ``VIEW_DIMS`` components above that width, both fitted on the public records only (no
+    labels, no sensitive data)."""
+
+    def __init__(self, student: Any, rng: np.random.Generator) -> None:
+        self.prep = (clone(Pipeline(student.steps[:-1]))
+                     if isinstance(student, Pipeline) and len(student.steps) > 1 else None)
+        self.rng = rng
+        self.pca: PCA | None = None
+
+    def _numeric(self, X: Any, fit: bool) -> np.ndarray:
         Z = X
-    if hasattr(Z, "toarray"):
-        Z = Z.toarray()
-    try:
-        Z = check_array(Z, dtype=np.float64)
-    except ValueError as e:
-        raise DataError(f"PATE needs numeric public records (or a student Pipeline whose "
-                        f"preprocessing makes them numeric) to select queries and spread "
-                        f"labels: {e}") from e
-    if Z.shape[1] > VIEW_DIMS and Z.shape[0] > VIEW_DIMS:
-        Z = PCA(VIEW_DIMS, random_state=int(rng.integers(2**31 - 1))).fit_transform(Z)
-    return Z
+        if self.prep is not None:
+            try:
+                Z = self.prep.fit_transform(X) if fit else self.prep.transform(X)
+            except (TypeError, ValueError) as e:
+                raise DataError(f"PATE fits the student's preprocessing on the public records "
+                                f"without labels to select queries and spread labels, and it "
+                                f"failed ({e}); use query_selection='random', "
+                                f"semi_supervised='none' or 'self_training' and "
+                                f"teacher_spreading=False") from e
+        if hasattr(Z, "toarray"):
+            Z = Z.toarray()
+        try:
+            return check_array(Z, dtype=np.float64)
+        except ValueError as e:
+            raise DataError(f"PATE needs numeric public records (or a student Pipeline whose "
+                            f"preprocessing makes them numeric) to select queries and spread "
+                            f"labels: {e}") from e
+
+    def fit(self, X: Any) -> _View:
+        Z = self._numeric(X, fit=True)
+        if Z.shape[1] > VIEW_DIMS and Z.shape[0] > VIEW_DIMS:
+            self.pca = PCA(VIEW_DIMS, random_state=int(self.rng.integers(2**31 - 1))).fit(Z)
+        return self
+
+    def transform(self, X: Any) -> np.ndarray:
+        Z = self._numeric(X, fit=False)
+        return self.pca.transform(Z) if self.pca is not None else Z
+
+
+class _SpreadTeacher:
+    """A teacher that spreads its own partition's labels over the public records (k-NN label
+    spreading in the public view) and predicts from the spread labels. It sees no other
+    sensitive record, so one sensitive record still changes one teacher only."""
+
+    def __init__(self, viewer: _View, public_view: np.ndarray, rows: Any,
+                 labels: np.ndarray) -> None:
+        self.viewer = viewer
+        self.own, self.own_labels = viewer.transform(rows), labels
+        Z = np.vstack([self.own, public_view])
+        y = np.concatenate([labels, np.full(len(public_view), -1)])
+        k = min(SPREAD_NEIGHBOURS, len(Z) - 1)
+        with _quiet():
+            self.model = LabelSpreading(kernel="knn", n_neighbors=k, alpha=SPREAD_ALPHA,
+                                        max_iter=100).fit(Z, y)
+        self.classes_ = self.model.classes_
+
+    def predict(self, X: Any) -> np.ndarray:
+        """The spread label; where none of the partition's labels reaches (a part of the k-NN
+        graph without them), the label of the nearest record of the partition."""
+        Z = self.viewer.transform(X)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            p = np.asarray(self.model.predict_proba(Z))
+        ok = np.isfinite(p).all(axis=1) & (np.nan_to_num(p).sum(axis=1) > 0)
+        out = np.empty(len(p), dtype=int)
+        out[ok] = np.asarray(self.classes_)[np.argmax(p[ok], axis=1)]
+        if (~ok).any():
+            d2 = ((Z[~ok, None, :] - self.own[None, :, :]) ** 2).sum(axis=2)
+            out[~ok] = self.own_labels[np.argmin(d2, axis=1)]
+        return out
 
 
 def _cluster_queries(view: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
