@@ -163,3 +163,32 @@ def test_lean_path_storage_failure_is_the_same_503(model: DemoModel, tmp_path: P
     assert a[0] == 503 and dict(a[1])[b"retry-after"] == b"1"
     assert b"storage unavailable" in a[2]
     assert a == b
+
+
+def test_large_bodies_are_parsed_checked_and_answered_in_the_model_thread_alike(
+        model: DemoModel, tmp_path: Path) -> None:
+    from finmlsec.gateway.routers.predict import LARGE_BODY
+
+    url = f"sqlite:///{tmp_path / 'gw.db'}"
+    app = create_app(Settings(db_url=url, policy=Policy.model_validate(
+        {"output": {"mode": "round", "decimals": 2}})),
+        target=model.target, schema=model.schema, reference=model.train)
+    token = app.state.gateway.db.create_key(org="bank", role="system_user").token
+    X = model.heldout.sample(1500, replace=True, random_state=3)
+    names = model.schema.names
+    rows = json.loads(X[names].to_json(orient="values"))
+    good = json.dumps({"columns": names, "data": rows}).encode()
+    bad_rows = [list(r) for r in rows]
+    bad_rows[1234][names.index("age")] = 200
+    bad = json.dumps({"columns": names, "data": bad_rows}).encode()
+    broken = good[:-2]
+    assert min(len(good), len(bad), len(broken)) > LARGE_BODY
+    h = {"authorization": f"Bearer {token}", "content-type": "application/json"}
+    got = asyncio.run(send_all(app, [("POST", "/v1/predict", h, b) for b in (good, bad, broken)]))
+    assert [g[0] for g in got] == [200, 422, 400]
+    answer = json.loads(got[0][2])
+    assert answer["labels"] == [str(v) for v in model.target.predict(X)]
+    assert answer["probabilities"][:3] == [[round(p, 2) for p in r]
+                                           for r in model.target.predict_proba(X.iloc[:3])]
+    assert "age" in json.loads(got[1][2])["detail"] and "maximum" in json.loads(got[1][2])["detail"]
+    assert "not valid JSON" in json.loads(got[2][2])["detail"]

@@ -58,9 +58,10 @@ class MicroBatcher:
         await self._queue.put((rows, fut))
         return await fut
 
-    async def run_alone(self, fn: Callable[[Any], np.ndarray], X: Any) -> np.ndarray:
-        """Run ``fn(X)`` on one large input in the model thread (no batching with others)."""
-        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, X)
+    async def run_alone(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run ``fn(*args)`` in the model thread (no batching with others): a large input,
+        or other long work that should not compete with the model for the GIL."""
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
     async def _run(self, q: asyncio.Queue[tuple[list[Any], asyncio.Future[np.ndarray]]]) -> None:
         loop = asyncio.get_running_loop()
