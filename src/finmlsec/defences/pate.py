@@ -31,9 +31,9 @@ cost privacy, so everything below that looks at public records alone is free):
 * ``query_selection="cluster"``: k-means with ``max_queries`` clusters on the public records; the
   record nearest each centre is queried, so the few labels cover the public data's modes
   (``"random"``: a random subset). It never looks at sensitive data or at the teachers' votes.
-* ``semi_supervised="label_spreading"``: the answered labels are spread to every public record
+* ``semi_supervised="label_spreading"``: the answered labels are spread to the public records
   over a k-nearest-neighbour graph (Zhou et al. 2004; scikit-learn's ``LabelSpreading``) and the
-  student is fitted on all public records; ``"self_training"``: scikit-learn's
+  student is fitted on every public record an answer reaches; ``"self_training"``: scikit-learn's
   ``SelfTrainingClassifier`` around the student; ``"none"``: the student sees the answered
   records only. Both use a numeric view of the public records: the student's preprocessing steps
   (a ``Pipeline``'s steps before the last, fitted on the public records, unlabelled) and, above
@@ -289,12 +289,18 @@ class PATE(ClassifierMixin, BaseEstimator):
             k = min(SPREAD_NEIGHBOURS, len(known) - 1)
             spread = LabelSpreading(kernel="knn", n_neighbors=k, alpha=SPREAD_ALPHA,
                                     max_iter=100)
-            with _quiet():
-                y_all = np.asarray(spread.fit(view, known).transduction_).astype(int)
+            with _quiet(), np.errstate(invalid="ignore", divide="ignore"):
+                spread.fit(view, known)
+            dist = np.asarray(spread.label_distributions_)
+            # records no answer reaches (a part of the k-NN graph without one) are left out
+            reached = np.isfinite(dist).all(axis=1) & (np.nan_to_num(dist).sum(axis=1) > 0)
+            reached[lab] = True
+            y_all = np.asarray(spread.transduction_).astype(int)
             y_all[lab] = known[lab]  # the answers themselves are kept as given
-            if len(np.unique(y_all)) == 1:
-                return _Constant(int(y_all[0])), len(y_all)
-            return clone(student).fit(X_public, y_all), len(y_all)
+            keep = np.flatnonzero(reached)
+            if len(np.unique(y_all[keep])) == 1:
+                return _Constant(int(y_all[keep[0]])), len(keep)
+            return clone(student).fit(_safe_indexing(X_public, keep), y_all[keep]), len(keep)
         if self.semi_supervised == "self_training" and len(np.unique(known[lab])) > 1:
             # around the final step of a Pipeline, so that its preprocessing sees raw records
             if isinstance(student, Pipeline) and len(student.steps) > 1:
