@@ -7,7 +7,7 @@ finmlsec.defences. Every row states the issue's target and whether it was met; a
 that does not help is reported as such.
 
 Usage: python bench/bench_defences.py [--only NAME[,NAME]]   (names: output, membership, pate,
-generalise, poison, feedback, adversarial, distill, input)
+generalise, poison, feedback, adversarial; "adversarial" includes distillation and the input screen)
 """
 
 from __future__ import annotations
@@ -40,12 +40,6 @@ def credit() -> tuple[Any, Any, np.ndarray, Any, np.ndarray]:
 
 def acc(model: Any, X: Any, y: np.ndarray) -> float:
     return float(np.mean(np.asarray(model.predict(X)) == y))
-
-
-def auc_of(model: Any, X: Any, y: np.ndarray) -> float:
-    from sklearn.metrics import roc_auc_score
-
-    return float(roc_auc_score(y, model.predict_proba(X)[:, 1]))
 
 
 # -- output defences against extraction ----------------------------------------------------------
@@ -95,11 +89,6 @@ def _verdict(before: float, after: float) -> str:
 
 
 # -- PATE -----------------------------------------------------------------------------------------
-def _mia_auc(model: Any, members: Labeled, nonmembers: Labeled) -> float:
-    data = AttackData(members=members, nonmembers=nonmembers)
-    return float(ATTACKS.get("membership.metric")().run(Oracle(model), data).metrics["auc"])
-
-
 def bench_pate() -> list[Row]:
     from _def_pate import bench_pate as run  # the PATE rows live in bench/_def_pate.py
 
@@ -107,12 +96,6 @@ def bench_pate() -> list[Row]:
 
 
 # -- generalisation against attribute inference ---------------------------------------------------
-def _best_lift(m: dict[str, float], attr: str) -> float:
-    """Lift over the no-model baseline of the better of the attack's two decision rules."""
-    k = f"{attr}.members"
-    return max(m[f"{k}.accuracy_likelihood"], m[f"{k}.accuracy_bayes"]) - m[f"{k}.baseline_accuracy"]
-
-
 def bench_generalise() -> list[Row]:
     from _def_data import generalise
 
@@ -120,25 +103,6 @@ def bench_generalise() -> list[Row]:
 
 
 # -- poisoning ------------------------------------------------------------------------------------
-class Filtered:
-    """A model factory's estimator fitted through a training-data defence (for attacks that
-    retrain the model themselves)."""
-
-    def __init__(self, defence: Any, make: Any) -> None:
-        self.defence, self.make = defence, make
-
-    def fit(self, X: Any, y: Any) -> Any:
-        self.model_ = self.defence.apply(self.make(), X, y)
-        self.classes_ = self.model_.classes_
-        return self
-
-    def predict(self, X: Any) -> np.ndarray:
-        return np.asarray(self.model_.predict(X))
-
-    def predict_proba(self, X: Any) -> np.ndarray:
-        return np.asarray(self.model_.predict_proba(X))
-
-
 def bench_poison() -> list[Row]:
     from _def_data import poison
 
@@ -200,28 +164,6 @@ def _digits_net(epochs: int = 30) -> Any:
 
     return TorchClassifier(kwargs={"in_features": 64, "n_classes": 10, "hidden": [128]},
                            epochs=epochs, lr=3e-3, random_state=0, input_kind="image")
-
-
-def _margin_attack(model: Any, X: np.ndarray, y: np.ndarray, eps: float, steps: int = 40
-                   ) -> np.ndarray:
-    """L-infinity PGD on the logit margin (Carlini-Wagner's f6 loss): unaffected by a
-    saturated softmax. Returns the adversarial inputs."""
-    import torch
-
-    module = model.module_
-    x0 = torch.from_numpy(X.astype(np.float32))
-    x = x0.clone()
-    yt = torch.from_numpy(y.astype(np.int64))
-    for _ in range(steps):
-        x.requires_grad_(True)
-        z = module(x)
-        true = z.gather(1, yt[:, None])[:, 0]
-        other = z.masked_fill(torch.nn.functional.one_hot(yt, z.shape[1]).bool(), -1e9).max(1)[0]
-        (other - true).sum().backward()
-        with torch.no_grad():
-            x = x + (eps / 10) * x.grad.sign()
-            x = torch.min(torch.max(x, x0 - eps), x0 + eps).clamp(0.0, 1.0)
-    return x.detach().numpy()
 
 
 def bench_digits_evasion() -> list[Row]:
