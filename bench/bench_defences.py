@@ -204,8 +204,12 @@ def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="bench_defences")
     ap.add_argument("--only", default=",".join(SECTIONS))
     args = ap.parse_args(argv)
+    names = args.only.split(",")
+    unknown = [n for n in names if n not in SECTIONS]
+    if unknown:
+        ap.error(f"unknown section(s) {', '.join(unknown)}; known: {', '.join(SECTIONS)}")
     rows: list[Row] = []
-    for name in args.only.split(","):
+    for name in names:
         with Timer() as t:
             rows += SECTIONS[name]()
         print(f"[{name}: {t.seconds:.0f} s]", file=sys.stderr, flush=True)
