@@ -210,11 +210,23 @@ class _Client(asyncio.Protocol):
         self.sent_at = 0.0
         self.transport: asyncio.Transport | None = None
 
+    closed = False
+    in_flight = False
+
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
 
+    def connection_lost(self, exc: Exception | None) -> None:
+        # e.g. the server closing an idle keep-alive connection: a request in flight counts as
+        # an error, and the open loop does not reuse a closed connection
+        self.closed = True
+        if self.in_flight:
+            self.in_flight = False
+            self.done(self, 0)
+
     def send(self, raw: bytes, at: float) -> None:
         self.sent_at = at
+        self.in_flight = True
         assert self.transport is not None
         self.transport.write(raw)
 
@@ -233,6 +245,7 @@ class _Client(asyncio.Protocol):
         if len(self.buf) >= self.need:
             del self.buf[:self.need]
             self.need = None
+            self.in_flight = False
             self.done(self, self.status)
 
 
@@ -279,7 +292,7 @@ async def py_closed(port: int, reqs: list[Req], conns: int, seconds: float) -> d
         now = perf()
         lat.append(now - c.sent_at)
         bad += status != 200
-        if now < stop:
+        if now < stop and not c.closed:
             c.send(raws[nxt % len(raws)], now)
             nxt += 1
         else:
@@ -338,6 +351,8 @@ async def py_open(port: int, raws: list[bytes], rate: float, seconds: float,
     while i < n:
         now = perf()
         while i < n and start_at + i / rate <= now:
+            while free and free[-1].closed:
+                free.pop()
             if not free:
                 free.append(await connect())
                 every.append(free[-1])
@@ -349,7 +364,7 @@ async def py_open(port: int, raws: list[bytes], rate: float, seconds: float,
     for c in every:
         assert c.transport is not None
         c.transport.close()
-    return {"lat": lat, "errors": bad}
+    return {"lat": lat, "errors": bad}  # a closed connection's lost request counts as an error
 
 
 def _open_worker(args: tuple[int, list[Req], float, float, float]) -> dict[str, Any]:
