@@ -27,7 +27,7 @@ from finmlsec.defences.generalise import (
     l_diversity,
 )
 from finmlsec.defences.poison_filter import PoisonFilter
-from finmlsec.defences.robust import RobustBagging, TrimmedLossClassifier
+from finmlsec.defences.robust import RobustBagging, SubsampleVote, TrimmedLossClassifier
 from finmlsec.errors import ConfigError, DataError
 
 
@@ -58,6 +58,50 @@ def test_contract(cls):
 @parametrize_with_checks([TrimmedLossClassifier(LogisticRegression(max_iter=200), trim=0.1)])
 def test_trimmed_loss_is_a_sklearn_classifier(estimator, check):
     check(estimator)
+
+
+# every check applies: no deviation to declare (an int rule key is a column position, which
+# works for the checks' arrays and DataFrames alike; Mondrian recodes every numeric column)
+@parametrize_with_checks([GeneraliseFields(rules={0: 0.5}), MondrianRecoding(k=2),
+                          SubsampleVote(n_estimators=5, random_state=0)])
+def test_generalisers_and_subsample_vote_are_sklearn_estimators(estimator, check):
+    check(estimator)
+
+
+def test_generalisers_take_arrays_by_position_and_frames_by_name():
+    X = pd.DataFrame({"age": [21, 25, 33, 38, 47, 52], "income": [1.2, 3.4, 2.2, 4.8, 3.5, 5.1]})
+    A = X.to_numpy()
+    by_name = GeneraliseFields(rules={"age": "floor:10", "income": 1}).fit_transform(X)
+    assert list(by_name.dtypes) == [np.int64, np.float64] and list(by_name.columns) == ["age",
+                                                                                     "income"]
+    by_pos = GeneraliseFields(rules={0: "floor:10", 1: 1}).fit_transform(A)
+    assert isinstance(by_pos, np.ndarray)
+    np.testing.assert_array_equal(by_pos, by_name.to_numpy(dtype=float))
+    # an int key is a position in a DataFrame too (as in ColumnTransformer)
+    pd.testing.assert_frame_equal(GeneraliseFields(rules={0: "floor:10", 1: 1}).fit_transform(X),
+                                  by_name)
+    with pytest.raises(DataError, match="is a name, but the input is an array"):
+        GeneraliseFields(rules={"age": 10}).fit(A)
+    with pytest.raises(DataError, match="position 2 is out of range"):
+        GeneraliseFields(rules={2: 10}).fit(A)
+    with pytest.raises(ConfigError, match="needs a DataFrame"):
+        GeneraliseFields(rules={0: {"21": "young"}}).fit(A)
+    g = GeneraliseFields(rules={1: 1}).fit(np.array([[1.0, np.nan], [2.0, 2.6]]))
+    np.testing.assert_array_equal(g.transform(np.array([[1.0, np.nan]])), [[1.0, np.nan]])
+    with pytest.raises(ValueError, match="infinity"):
+        g.transform(np.array([[1.0, np.inf]]))
+    # Mondrian: every numeric column by default, the same cells for a frame and its array
+    m = MondrianRecoding(k=3).fit(X)
+    assert m.columns_ == ["age", "income"] and m.cells_ == 2
+    out = m.transform(X)
+    assert list(out.dtypes) == list(X.dtypes) and k_anonymity(out, ["age", "income"]) == 3
+    np.testing.assert_array_equal(MondrianRecoding(k=3).fit_transform(A), out.to_numpy(dtype=float))
+    mixed = X.assign(city=list("abcabc"))
+    assert MondrianRecoding(k=3).fit(mixed).columns_ == ["age", "income"]
+    with pytest.raises(DataError, match="NaN or infinity in column 'age'"):
+        m.transform(X.assign(age=[np.nan, 1, 2, 3, 4, 5]))
+    with pytest.raises(ValueError, match="feature names should match"):
+        m.transform(X[["income", "age"]])
 
 
 # -- generalisation --------------------------------------------------------------------------

@@ -29,13 +29,15 @@ Example:
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, TransformerMixin, clone
+from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin, clone
 from sklearn.pipeline import Pipeline
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from finmlsec.datasets.schema import FeatureSchema
 from finmlsec.defences._params import check_choice, check_int
@@ -77,15 +79,65 @@ def _parse(owner: str, field: str, rule: Any) -> tuple[str, Any]:
     )
 
 
-class GeneraliseFields(TransformerMixin, BaseEstimator):
-    """Per-field generalisation of a DataFrame.
+def _as_frame(est: Any, X: Any, *, reset: bool, allow_nan: bool) -> tuple[pd.DataFrame, bool]:
+    """``X`` checked the scikit-learn way (``n_features_in_``, ``feature_names_in_``, 0 samples or
+    features, sparse refused; numpy arrays must be numeric, and finite unless ``allow_nan``), as a
+    DataFrame (an array's columns are its positions) and whether it was one."""
+    if isinstance(X, pd.DataFrame):
+        validate_data(est, X, skip_check_array=True, reset=reset)
+        name = type(est).__name__
+        if X.shape[0] < 1:
+            raise ValueError(f"Found array with 0 sample(s) (shape={X.shape}) while a minimum of "
+                             f"1 is required by {name}.")
+        if X.shape[1] < 1:
+            raise ValueError(f"Found array with 0 feature(s) (shape={X.shape}) while a minimum of "
+                             f"1 is required by {name}.")
+        return X, True
+    A = validate_data(est, X, reset=reset, ensure_all_finite="allow-nan" if allow_nan else True)
+    return pd.DataFrame(A), False
+
+
+def _position(owner: str, key: Any, X: pd.DataFrame, is_frame: bool) -> int:
+    """A column key as a position: an int is a position (as in ``ColumnTransformer``), a string
+    a DataFrame column name."""
+    if isinstance(key, numbers.Integral) and not isinstance(key, bool):
+        if 0 <= int(key) < X.shape[1]:
+            return int(key)
+        raise DataError(f"{owner}: column position {key} is out of range for {X.shape[1]} "
+                        "feature(s)")
+    if isinstance(key, str):
+        if not is_frame:
+            raise DataError(f"{owner}: column {key!r} is a name, but the input is an array "
+                            "without column names; use integer positions or a DataFrame")
+        if key in X.columns:
+            return int(X.columns.get_loc(key))
+    raise DataError(f"{owner}: rules name unknown column(s) [{key!r}]; columns: "
+                    f"{list(X.columns)}")
+
+
+def _finite(owner: str, X: pd.DataFrame, cols: list[Any], *, allow_nan: bool) -> None:
+    for c in cols:
+        v = pd.to_numeric(X[c], errors="raise").to_numpy(dtype=float)
+        if np.isinf(v).any() or (not allow_nan and np.isnan(v).any()):
+            what = "infinity" if allow_nan else "NaN or infinity"
+            raise DataError(f"{owner}: Input X contains {what} in column {c!r}")
+
+
+class GeneraliseFields(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
+    """Per-field generalisation of a DataFrame or numeric array.
 
     ``rules`` maps a column to a rule: a number or ``"round:STEP"`` rounds to the nearest
     multiple of STEP (age 27 -> 30 with 10), ``"floor:STEP"`` truncates to the band's lower
     edge (27 -> 20), ``"suppress"`` replaces every value by the column's most common one, a dict
-    maps categories to coarser groups (unlisted categories are kept). With ``rules=None`` the
-    schema's personal numeric fields are rounded to :func:`default_step` of their range. Results
-    are clipped to the schema's range, so generalised data still validate.
+    maps categories to coarser groups (unlisted categories are kept). A column is a DataFrame
+    column name (string) or a position (int, for arrays and DataFrames alike, as in
+    ``ColumnTransformer``). With ``rules=None`` the schema's personal numeric fields are rounded
+    to :func:`default_step` of their range; with neither rules nor schema ``fit`` raises a
+    ``ConfigError`` (no silent identity: a generaliser that generalises nothing is a mistake).
+    Results are clipped to the schema's range, so generalised data still validate. Missing
+    values (NaN) stay missing; infinite values are refused. A DataFrame comes back as a
+    DataFrame with the same columns (integer columns stay integers when the results are whole),
+    an array as an array.
 
     Example:
         >>> import pandas as pd
@@ -93,14 +145,16 @@ class GeneraliseFields(TransformerMixin, BaseEstimator):
         >>> rules = {"job": {"manager": "senior", "owner": "senior"}, "age": "floor:10"}
         >>> GeneraliseFields(rules=rules).fit_transform(X).values.tolist()
         [['clerk', 30], ['senior', 30], ['senior', 70]]
+        >>> GeneraliseFields(rules={1: 10}).fit_transform(np.array([[1.5, 27.0]])).tolist()
+        [[1.5, 30.0]]
     """
 
-    def __init__(self, *, rules: dict[str, Rule] | None = None,
+    def __init__(self, *, rules: dict[Any, Rule] | None = None,
                  schema: FeatureSchema | None = None) -> None:
         self.rules = rules
         self.schema = schema
 
-    def _resolve(self, X: pd.DataFrame) -> dict[str, tuple[str, Any]]:
+    def _resolve(self, X: pd.DataFrame, is_frame: bool) -> dict[Any, tuple[str, Any]]:
         name = type(self).__name__
         if self.rules is not None:
             if not isinstance(self.rules, dict):
@@ -108,63 +162,71 @@ class GeneraliseFields(TransformerMixin, BaseEstimator):
                     f"The 'rules' parameter of {name} must be a dict or None. "
                     f"Got {self.rules!r} instead."
                 )
-            unknown = [c for c in self.rules if c not in X.columns]
-            if unknown:
-                raise DataError(f"{name}: rules name unknown column(s) {unknown}; columns: "
-                                f"{list(X.columns)}")
+            for c in self.rules:
+                _position(name, c, X, is_frame)
             return {c: _parse(name, c, r) for c, r in self.rules.items()}
         if self.schema is None:
             raise ConfigError(
                 f"{name} needs 'rules' or a 'schema' with personal fields to generalise; got "
                 "neither"
             )
-        out: dict[str, tuple[str, Any]] = {}
+        out: dict[Any, tuple[str, Any]] = {}
         for f in self.schema.personal():
-            if f.is_numeric and f.type.value != "binary" and f.name in X.columns:
+            if f.is_numeric and f.type.value != "binary" and is_frame and f.name in X.columns:
                 lo = f.min if f.min is not None else float(X[f.name].min())
                 hi = f.max if f.max is not None else float(X[f.name].max())
                 out[f.name] = ("round", default_step(lo, hi))
         return out
 
     def fit(self, X: Any, y: Any = None) -> GeneraliseFields:
-        if not isinstance(X, pd.DataFrame):
-            raise DataError(f"{type(self).__name__} needs a pandas DataFrame, got "
-                            f"{type(X).__name__}")
-        self.plan_ = self._resolve(X)
-        self.modes_ = {c: X[c].mode(dropna=True).iloc[0] for c, (k, _) in self.plan_.items()
-                       if k == "suppress"}
-        self.feature_names_in_ = np.asarray(X.columns, dtype=object)
-        self.n_features_in_ = X.shape[1]
+        name = type(self).__name__
+        Xf, is_frame = _as_frame(self, X, reset=True, allow_nan=True)
+        self.plan_ = self._resolve(Xf, is_frame)
+        self.positions_ = {c: _position(name, c, Xf, is_frame) for c in self.plan_}
+        for c, (kind, _) in self.plan_.items():
+            if kind == "map" and not is_frame:
+                raise ConfigError(f"{name}: the category rule for column {c!r} needs a DataFrame; "
+                                  "a numpy array here is numeric")
+        cols = [Xf.columns[self.positions_[c]] for c, (k, _) in self.plan_.items()
+                if k in ("round", "floor")]
+        _finite(name, Xf, cols, allow_nan=True)
+        self.modes_ = {c: Xf.iloc[:, self.positions_[c]].mode(dropna=True).iloc[0]
+                       for c, (k, _) in self.plan_.items() if k == "suppress"}
         return self
 
-    def transform(self, X: Any) -> pd.DataFrame:
-        if not hasattr(self, "plan_"):
-            raise ConfigError(f"{type(self).__name__} is not fitted; call fit first")
-        if not isinstance(X, pd.DataFrame):
-            raise DataError(f"{type(self).__name__} needs a pandas DataFrame, got "
-                            f"{type(X).__name__}")
-        out = X.copy()
-        for col, (kind, arg) in self.plan_.items():
+    def transform(self, X: Any) -> Any:
+        check_is_fitted(self, "plan_")
+        name = type(self).__name__
+        Xf, is_frame = _as_frame(self, X, reset=False, allow_nan=True)
+        out = Xf.copy()
+        for key, (kind, arg) in self.plan_.items():
+            col = Xf.columns[self.positions_[key]]
             if kind == "map":
+                if not is_frame:
+                    raise ConfigError(f"{name}: the category rule for column {key!r} needs a "
+                                      "DataFrame")
                 out[col] = out[col].astype(str).map(lambda v, m=arg: m.get(v, v))
                 continue
             if kind == "suppress":
-                out[col] = self.modes_[col]
+                out[col] = self.modes_[key]
                 continue
+            _finite(name, Xf, [col], allow_nan=True)
             v = pd.to_numeric(out[col], errors="raise").astype(float)
             g = np.floor(v / arg + 0.5) * arg if kind == "round" else np.floor(v / arg) * arg
             if self.schema is not None and col in self.schema.names:
                 f = self.schema[col]
                 g = g.clip(lower=f.min, upper=f.max)
-            out[col] = g.astype(X[col].dtype) if pd.api.types.is_integer_dtype(X[col]) and (
+            out[col] = g.astype(Xf[col].dtype) if pd.api.types.is_integer_dtype(Xf[col]) and (
                 np.all(np.mod(g, 1) == 0)) else g
-        return out
+        return out if is_frame else out.to_numpy()
 
-    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
-        return np.asarray(self.feature_names_in_, dtype=object)
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        return tags
 
 
-class MondrianRecoding(TransformerMixin, BaseEstimator):
+class MondrianRecoding(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     """Local recoding of numeric quasi-identifiers (Mondrian, LeFevre et al. 2006).
 
     ``fit`` cuts the training records recursively at the median of the column with the widest
@@ -175,6 +237,12 @@ class MondrianRecoding(TransformerMixin, BaseEstimator):
     ``columns`` without suppressing any record; coarser cells where data are sparse, finer where
     they are dense. ``cells_`` is the number of cells.
 
+    ``columns`` are DataFrame column names or positions (ints, also for numpy arrays); by
+    default the schema's personal numeric fields, or without a schema every numeric column
+    (``columns_`` holds the choice). The recoded values must be finite (NaN and infinity are
+    refused). A DataFrame comes back as a DataFrame with the same columns and dtypes, an array
+    as an array.
+
     Example:
         >>> import pandas as pd
         >>> X = pd.DataFrame({"age": [21, 25, 33, 38, 47, 52, 61, 70],
@@ -184,42 +252,49 @@ class MondrianRecoding(TransformerMixin, BaseEstimator):
         (4, 2)
         >>> m.transform(X)["age"].tolist()
         [27, 32, 27, 32, 54, 61, 54, 61]
+        >>> MondrianRecoding(k=2).fit_transform(X.to_numpy())[:, 0].tolist()
+        [27, 32, 27, 32, 54, 61, 54, 61]
     """
 
-    def __init__(self, *, columns: list[str] | None = None, k: int = 5,
+    def __init__(self, *, columns: list[Any] | None = None, k: int = 5,
                  schema: FeatureSchema | None = None) -> None:
         self.columns = columns
         self.k = k
         self.schema = schema
 
-    def _values(self, X: Any) -> np.ndarray:
-        if not isinstance(X, pd.DataFrame):
-            raise DataError(f"{type(self).__name__} needs a pandas DataFrame, got "
-                            f"{type(X).__name__}")
-        missing = [c for c in self.columns_ if c not in X.columns]
-        if missing:
-            raise DataError(f"{type(self).__name__}: columns {missing} are not in the data "
-                            f"({list(X.columns)})")
-        return np.column_stack([pd.to_numeric(X[c], errors="raise").to_numpy(dtype=float)
-                                for c in self.columns_])
+    def _values(self, Xf: pd.DataFrame) -> np.ndarray:
+        cols = [Xf.columns[j] for j in self.positions_]
+        _finite(type(self).__name__, Xf, cols, allow_nan=False)
+        return np.column_stack([pd.to_numeric(Xf[c], errors="raise").to_numpy(dtype=float)
+                                for c in cols])
 
     def fit(self, X: Any, y: Any = None) -> MondrianRecoding:
         name = type(self).__name__
         check_int(name, "k", self.k, 1, None)
-        if self.columns is None:
-            if self.schema is None:
-                raise ConfigError(f"{name} needs 'columns' or a 'schema' with personal numeric "
-                                  "fields; got neither")
+        Xf, is_frame = _as_frame(self, X, reset=True, allow_nan=False)
+        if self.columns is not None:
+            cols = list(self.columns)
+        elif self.schema is not None:
             cols = [f.name for f in self.schema.personal()
                     if f.is_numeric and f.type.value != "binary"]
         else:
-            cols = list(self.columns)
+            cols = [c if is_frame else int(c) for c in Xf.columns
+                    if pd.api.types.is_numeric_dtype(Xf[c])
+                    and not pd.api.types.is_bool_dtype(Xf[c])]
         if not cols:
             raise ConfigError(f"{name}: no numeric columns to recode")
+        missing = [c for c in cols if not (
+            (isinstance(c, numbers.Integral) and 0 <= int(c) < Xf.shape[1])
+            or (is_frame and isinstance(c, str) and c in Xf.columns))]
+        if missing:
+            raise DataError(f"{name}: columns {missing} are not in the data "
+                            f"({list(Xf.columns)})")
         self.columns_ = cols
-        V = self._values(X)
+        self.positions_ = [_position(name, c, Xf, is_frame) for c in cols]
+        V = self._values(Xf)
         if len(V) < self.k:
-            raise DataError(f"{name}: {len(V)} records cannot form a cell of k={self.k}")
+            raise DataError(f"{name}: {len(V)} records (n_samples={len(V)}) cannot form a cell "
+                            f"of k={self.k}")
         span = V.max(axis=0) - V.min(axis=0)
         span[span == 0] = 1.0
         nodes: list[tuple[int, float, int, int]] = []  # (column, cut, left, right); -1 = leaf
@@ -244,15 +319,10 @@ class MondrianRecoding(TransformerMixin, BaseEstimator):
         self.nodes_ = nodes
         self.medians_ = np.asarray(medians)
         self.cells_ = len(medians)
-        self.feature_names_in_ = np.asarray(X.columns, dtype=object)
-        self.n_features_in_ = X.shape[1]
         return self
 
-    def cell(self, X: Any) -> np.ndarray:
-        """The cell index of each record."""
-        if not hasattr(self, "nodes_"):
-            raise ConfigError(f"{type(self).__name__} is not fitted; call fit first")
-        V = self._values(X)
+    def _cell(self, Xf: pd.DataFrame) -> np.ndarray:
+        V = self._values(Xf)
         node = np.zeros(len(V), dtype=int)
         out = np.full(len(V), -1)
         todo = np.arange(len(V))
@@ -265,21 +335,28 @@ class MondrianRecoding(TransformerMixin, BaseEstimator):
             node[todo] = np.where(go_left, lo, hi).astype(int)
         return out
 
-    def transform(self, X: Any) -> pd.DataFrame:
-        R = self.medians_[self.cell(X)]
-        out = X.copy()
-        for i, col in enumerate(self.columns_):
-            g = pd.Series(R[:, i], index=X.index)
+    def cell(self, X: Any) -> np.ndarray:
+        """The cell index of each record."""
+        check_is_fitted(self, "nodes_")
+        return self._cell(_as_frame(self, X, reset=False, allow_nan=False)[0])
+
+    def transform(self, X: Any) -> Any:
+        check_is_fitted(self, "nodes_")
+        Xf, is_frame = _as_frame(self, X, reset=False, allow_nan=False)
+        R = self.medians_[self._cell(Xf)]
+        out = Xf.copy()
+        for i, j in enumerate(self.positions_):
+            col = Xf.columns[j]
+            g = pd.Series(R[:, i], index=Xf.index)
             if self.schema is not None and col in self.schema.names:
                 f = self.schema[col]
                 g = g.clip(lower=f.min, upper=f.max)
-            if pd.api.types.is_integer_dtype(X[col]):
-                g = np.floor(g + 0.5).astype(X[col].dtype)
+            if pd.api.types.is_integer_dtype(Xf[col]):
+                g = np.floor(g + 0.5).astype(Xf[col].dtype)
+            else:
+                g = g.astype(Xf[col].dtype)
             out[col] = g
-        return out
-
-    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
-        return np.asarray(self.feature_names_in_, dtype=object)
+        return out if is_frame else out.to_numpy()
 
 
 def _groups(X: pd.DataFrame, qi: list[str]) -> pd.Series:
