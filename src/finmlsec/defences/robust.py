@@ -31,9 +31,16 @@ from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clo
 from sklearn.ensemble import BaggingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
+from sklearn.tree import DecisionTreeClassifier
 from sklearn.utils import _safe_indexing, get_tags
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import (
+    _num_samples,
+    check_consistent_length,
+    check_is_fitted,
+    column_or_1d,
+    validate_data,
+)
 
 from finmlsec.defences._params import check_float, check_int
 from finmlsec.defences.base import DEFENCES
@@ -149,10 +156,14 @@ class TrimmedLossClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         return tags
 
 
-class SubsampleVote(ClassifierMixin, BaseEstimator):
+class SubsampleVote(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
     """Bagging that indexes rows with ``_safe_indexing``, so each voter gets the input as given
     (a pandas DataFrame stays one, for column transformers selecting columns by name).
     ``predict_proba`` averages the voters' probabilities over the classes seen in fit.
+    ``estimator`` defaults to a decision tree (as ``BaggingClassifier``). A numpy array is
+    checked the scikit-learn way (its accepted input, sparse and missing values, is the
+    estimator's); a DataFrame is handed to the voters unchanged, after the check of its column
+    names and count (``feature_names_in_``, ``n_features_in_``).
 
     Example:
         >>> import pandas as pd
@@ -170,25 +181,59 @@ class SubsampleVote(ClassifierMixin, BaseEstimator):
         self.max_samples = max_samples
         self.random_state = random_state
 
+    def _inner(self) -> Any:
+        return self.estimator if self.estimator is not None else DecisionTreeClassifier()
+
+    def _check_X(self, X: Any, *, reset: bool) -> Any:
+        if hasattr(X, "iloc"):
+            validate_data(self, X, skip_check_array=True, reset=reset)
+            if X.shape[0] < 1:
+                raise ValueError(f"Found array with 0 sample(s) (shape={X.shape}) while a minimum "
+                                 f"of 1 is required by {type(self).__name__}.")
+            return X
+        tags = get_tags(self)
+        return validate_data(self, X, reset=reset,
+                             accept_sparse="csr" if tags.input_tags.sparse else False,
+                             ensure_all_finite="allow-nan" if tags.input_tags.allow_nan else True,
+                             dtype=None if tags.input_tags.string else "numeric")
+
     def fit(self, X: Any, y: Any) -> SubsampleVote:
-        y = np.asarray(y)
+        name = type(self).__name__
+        check_int(name, "n_estimators", self.n_estimators, 1, None)
+        check_float(name, "max_samples", self.max_samples, 0.0, 1.0, closed_lo=False)
+        if y is None:
+            raise ValueError(f"{name} requires y to be passed, but the target y is None")
+        X = self._check_X(X, reset=True)
+        y = column_or_1d(y, warn=True)
+        check_consistent_length(X, y)
         check_classification_targets(y)
         self.classes_ = np.unique(y)
         rng = np.random.default_rng(self.random_state)
+        # seeds for the voters' own randomness (where their random_state is None), drawn apart
+        # from the subsamples so that a fixed random_state gives the same fit every time
+        seeds = np.random.default_rng(None if self.random_state is None else
+                                      [self.random_state, 1]).integers(2**31 - 1,
+                                                                        size=self.n_estimators)
         n = len(y)
         k = max(int(round(self.max_samples * n)), 2)
         self.estimators_: list[Any] = []
-        for _ in range(self.n_estimators):
+        for seed in seeds:
             idx = rng.choice(n, size=k, replace=True)
-            if len(np.unique(y[idx])) < 2:  # a voter needs two classes to learn anything
-                idx = np.concatenate([idx, [int(np.flatnonzero(y != y[idx[0]])[0])]])
-            self.estimators_.append(clone(self.estimator).fit(_rows(X, idx), y[idx]))
+            other = np.flatnonzero(y != y[idx[0]])
+            if len(np.unique(y[idx])) < 2 and len(other):  # a voter needs two classes
+                idx = np.concatenate([idx, [int(other[0])]])
+            est = clone(self._inner())
+            est.set_params(**{p: int(seed) for p, v in est.get_params(deep=True).items()
+                              if (p == "random_state" or p.endswith("__random_state"))
+                              and v is None})
+            self.estimators_.append(est.fit(_rows(X, idx), y[idx]))
         return self
 
     def predict_proba(self, X: Any) -> np.ndarray:
         check_is_fitted(self, "estimators_")
+        X = self._check_X(X, reset=False)
         pos = {c: i for i, c in enumerate(self.classes_.tolist())}
-        out: np.ndarray | None = None
+        out = np.zeros((_num_samples(X), len(self.classes_)))
         for est in self.estimators_:
             cols = [pos[c] for c in np.asarray(est.classes_).tolist()]
             if hasattr(est, "predict_proba"):
@@ -196,14 +241,19 @@ class SubsampleVote(ClassifierMixin, BaseEstimator):
             else:  # hard vote
                 lab = np.asarray(est.predict(X))
                 p = (lab[:, None] == np.asarray(est.classes_)[None, :]).astype(float)
-            if out is None:
-                out = np.zeros((p.shape[0], len(self.classes_)))
             out[:, cols] += p
-        assert out is not None
         return out / len(self.estimators_)
 
     def predict(self, X: Any) -> np.ndarray:
-        return np.asarray(self.classes_[np.argmax(self.predict_proba(X), axis=1)])
+        p = self.predict_proba(X)
+        return np.asarray(self.classes_[np.argmax(p, axis=1)])
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        inner = get_tags(self._inner())
+        tags.input_tags.sparse = inner.input_tags.sparse
+        tags.input_tags.allow_nan = inner.input_tags.allow_nan
+        return tags
 
 
 @DEFENCES.register("robust.bagging")
