@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 from sklearn.compose import ColumnTransformer
 from sklearn.datasets import load_digits
+from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
+from sklearn.naive_bayes import GaussianNB
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from finmlsec.datasets import load
@@ -16,6 +18,8 @@ from finmlsec.defences import DEFENCES
 from finmlsec.defences.input_screen import (
     InputScreen,
     OODDetector,
+    ScreenedClassifier,
+    SqueezeDetector,
     normalise_text,
     validate_rows,
 )
@@ -25,6 +29,50 @@ from finmlsec.errors import ConfigError, DataError
 @parametrize_with_checks([OODDetector(n_estimators=20, random_state=0)])
 def test_ood_detector_is_a_sklearn_outlier_detector(estimator, check):
     check(estimator)
+
+
+def _norm(X):
+    return np.linalg.norm(np.asarray(X, dtype=float), axis=1, keepdims=True)
+
+
+# SqueezeDetector watches an already fitted model, kept fitted through the checks' clone by
+# FrozenEstimator; the checks vary the number of features, so the model takes any: naive Bayes
+# on the records' norm (module-level function: picklable; GaussianNB: its fitted arrays hash
+# the same after deepcopy, which check_estimators_overwrite_params relies on).
+_ANY_WIDTH = make_pipeline(FunctionTransformer(_norm), GaussianNB()).fit(
+    np.array([[0.0], [1.0], [2.0], [3.0]]), [0, 0, 1, 1])
+
+
+# ScreenedClassifier: bare, and behind an OOD detector with quantile=0 (threshold at the lowest
+# training score): with a positive quantile, or the feature squeezer (calibrated on a held-out
+# fifth), predict refuses a share of any data by design (DataError), which the checks on
+# predict cannot expect; the squeezer is checked on its own and in test_squeezing_* below.
+@parametrize_with_checks([
+    SqueezeDetector(FrozenEstimator(_ANY_WIDTH)),
+    ScreenedClassifier(LogisticRegression()),
+    ScreenedClassifier(LogisticRegression(),
+                       ood=OODDetector(quantile=0.0, n_estimators=20, random_state=0)),
+])
+def test_squeezer_and_screened_classifier_are_sklearn_estimators(estimator, check):
+    check(estimator)
+
+
+def test_squeeze_detector_follows_the_outlier_convention():
+    X, y = load_digits(return_X_y=True)
+    model = LogisticRegression(max_iter=300).fit(X[:1000], y[:1000])
+    det = SqueezeDetector(model, levels=4, fpr=0.1).fit(X[1000:1400])
+    s = det.score(X[1400:])
+    np.testing.assert_array_equal(det.predict(X[1400:]), np.where(s > det.threshold_, -1, 1))
+    np.testing.assert_allclose(det.decision_function(X[1400:]), det.threshold_ - s)
+    assert 0.02 < np.mean(det.predict(X[1000:1400]) == -1) <= 0.1
+    with pytest.raises(ConfigError, match="is not fitted"):
+        SqueezeDetector(LogisticRegression()).fit(X[:50])
+    with pytest.raises(ConfigError, match="probabilistic classifier"):
+        SqueezeDetector().fit(X[:50])
+    with pytest.raises(ValueError, match="X has 10 features, but SqueezeDetector is expecting 64"):
+        det.predict(X[:5, :10])
+    with pytest.raises(ConfigError, match="'ood' and 'squeezer' work on numeric records"):
+        ScreenedClassifier(LogisticRegression(), ood=OODDetector(), text=True).fit(["a"], [0])
 
 
 def test_contract():

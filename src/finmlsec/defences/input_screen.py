@@ -27,17 +27,25 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, OutlierMixin, clone
+from sklearn.base import (
+    BaseEstimator,
+    ClassifierMixin,
+    MetaEstimatorMixin,
+    OutlierMixin,
+    clone,
+)
 from sklearn.ensemble import IsolationForest
-from sklearn.utils import _safe_indexing
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.exceptions import NotFittedError
+from sklearn.linear_model import LogisticRegression
+from sklearn.utils import _safe_indexing, get_tags
+from sklearn.utils.validation import _num_samples, check_is_fitted, validate_data
 
 from finmlsec.datasets.schema import FeatureSchema
 from finmlsec.defences._encode import numeric_encoder
 from finmlsec.defences._params import check_float, check_int
 from finmlsec.defences.base import DEFENCES
 from finmlsec.defences.poison_filter import Decisions
-from finmlsec.errors import DataError
+from finmlsec.errors import ConfigError, DataError
 
 #: Characters that change no visible glyph (zero-width, joiners, bidi controls, BOM, soft hyphen).
 INVISIBLE = frozenset(
@@ -183,7 +191,8 @@ class OODDetector(OutlierMixin, BaseEstimator):
 
 def squeeze(X: Any, levels: int, lo: Any, hi: Any) -> Any:
     """Numbers coarsened to ``levels`` evenly spaced values between ``lo`` and ``hi`` per column
-    (bit-depth reduction for images); DataFrame categoricals untouched."""
+    (bit-depth reduction for images); DataFrame categoricals untouched. Integer columns (and
+    integer arrays) keep their dtype: the coarsened values are truncated to integers."""
     if isinstance(X, pd.DataFrame):
         out = X.copy()
         for c in lo.index:
@@ -193,14 +202,47 @@ def squeeze(X: Any, levels: int, lo: Any, hi: Any) -> Any:
         return out
     arr = np.asarray(X, dtype=float)
     step = np.where(hi > lo, (hi - lo) / (levels - 1), 1.0)
-    return np.round((arr - lo) / step) * step + lo
+    out = np.round((arr - lo) / step) * step + lo
+    dtype = np.asarray(X).dtype
+    return out.astype(dtype) if dtype.kind in "iu" else out
 
 
-class SqueezeDetector(BaseEstimator):
+def _check_rows(est: Any, X: Any, *, reset: bool) -> Any:
+    """``X`` checked the scikit-learn way for a detector that hands it on: a DataFrame keeps its
+    columns (names and count checked), an array must be numeric and finite (images of more than
+    two dimensions are checked flattened and returned as they are)."""
+    if isinstance(X, pd.DataFrame):
+        validate_data(est, X, skip_check_array=True, reset=reset)
+        if X.shape[0] < 1:
+            raise ValueError(f"Found array with 0 sample(s) (shape={X.shape}) while a minimum of "
+                             f"1 is required by {type(est).__name__}.")
+        return X
+    if isinstance(X, np.ndarray) and X.ndim > 2:
+        validate_data(est, _flat(X), reset=reset)
+        return X
+    return validate_data(est, X, reset=reset)
+
+
+class SqueezeDetector(OutlierMixin, BaseEstimator):
     """Feature-squeezing detector around a fitted probabilistic classifier (see the module
     docstring). ``fit(X)`` on clean inputs sets ``threshold_`` so that a share ``fpr`` of them is
     flagged; ``score(X)`` is the L1 distance between the probabilities before and after
-    squeezing.
+    squeezing. It follows scikit-learn's outlier convention: ``predict`` gives -1 for inputs
+    that look adversarial (score above ``threshold_``) and +1 otherwise, ``decision_function``
+    is ``threshold_ - score`` (negative: adversarial), ``score_samples`` is ``-score``.
+
+    ``estimator`` must already be fitted and is not refitted (wrap it in
+    ``sklearn.frozen.FrozenEstimator`` to keep it fitted through ``clone``). A DataFrame is handed
+    to it as given (only numeric columns are squeezed); an array must be numeric and finite.
+
+    Example:
+        >>> from sklearn.datasets import load_digits
+        >>> from sklearn.linear_model import LogisticRegression
+        >>> X, y = load_digits(return_X_y=True)
+        >>> model = LogisticRegression(max_iter=300).fit(X[:1000], y[:1000])
+        >>> det = SqueezeDetector(model, levels=4, fpr=0.05).fit(X[1000:1400])
+        >>> round(float((det.predict(X[1400:]) == -1).mean()), 2)
+        0.04
     """
 
     def __init__(self, estimator: Any = None, *, levels: int = 8, fpr: float = 0.05) -> None:
@@ -217,10 +259,23 @@ class SqueezeDetector(BaseEstimator):
     def calibrate(self, X: Any) -> SqueezeDetector:
         """Set ``threshold_`` so that a share ``fpr`` of the clean records ``X`` is flagged."""
         self.threshold_ = float(np.quantile(self.score(X), 1.0 - self.fpr))
+        self.offset_ = -self.threshold_
         return self
 
     def fit_bounds(self, X: Any) -> None:
         """The per-column range the squeezing grid spans."""
+        name = type(self).__name__
+        if self.estimator is None or not hasattr(self.estimator, "predict_proba"):
+            raise ConfigError(f"{name} needs a fitted probabilistic classifier (with "
+                              f"predict_proba) as 'estimator'; got {self.estimator!r}")
+        try:
+            check_is_fitted(self.estimator)
+        except NotFittedError:
+            raise ConfigError(f"{name} needs a fitted classifier as 'estimator'; "
+                              f"{type(self.estimator).__name__} is not fitted (wrap a fitted "
+                              "one in sklearn.frozen.FrozenEstimator to keep it through clone)"
+                              ) from None
+        X = _check_rows(self, X, reset=True)
         if isinstance(X, pd.DataFrame):
             num = [c for c in X.columns if pd.api.types.is_numeric_dtype(X[c])]
             self.lo_: Any = X[num].min().astype(float)
@@ -229,40 +284,122 @@ class SqueezeDetector(BaseEstimator):
             arr = np.asarray(X, dtype=float)
             self.lo_, self.hi_ = arr.min(axis=0), arr.max(axis=0)
 
-    def score(self, X: Any) -> np.ndarray:
+    def score(self, X: Any, y: Any = None) -> np.ndarray:
+        """Per record: L1 distance between the probabilities before and after squeezing
+        (``y`` is ignored)."""
+        check_is_fitted(self, "lo_")
+        X = _check_rows(self, X, reset=False)
         p = np.asarray(self.estimator.predict_proba(X))
         q = np.asarray(self.estimator.predict_proba(squeeze(X, self.levels, self.lo_, self.hi_)))
         return np.abs(p - q).sum(axis=1)
 
-    def predict(self, X: Any) -> np.ndarray:
-        """True where the input looks adversarial."""
+    def score_samples(self, X: Any) -> np.ndarray:
+        """``-score(X)``: lower is more suspicious."""
+        return -self.score(X)
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """``threshold_ - score(X)``: negative means the input looks adversarial."""
         check_is_fitted(self, "threshold_")
-        return self.score(X) > self.threshold_
+        return self.threshold_ - self.score(X)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """-1 where the input looks adversarial, +1 otherwise."""
+        return np.where(self.decision_function(X) < 0, -1, 1)
 
 
-class ScreenedClassifier(BaseEstimator):
-    """A fitted model behind an input screen: ``decide(X)`` returns a decision and reason per
-    record; ``predict``/``predict_proba`` answer only if every record is accepted."""
+class ScreenedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
+    """A model behind an input screen: ``decide(X)`` returns a decision and reason per record;
+    ``predict``/``predict_proba`` answer only if every record is accepted (else ``DataError``).
 
-    def __init__(self, estimator: Any, *, schema: FeatureSchema | None = None,
+    ``fit(X, y)`` fits a clone of ``estimator`` (``estimator_``), of the OOD detector ``ood``
+    on ``X`` (``ood_``) and of the feature-squeezing detector ``squeezer`` (``squeezer_``, whose
+    own ``estimator`` is ignored): its threshold is calibrated on a held-out fifth of ``X``
+    (chosen with ``random_state``) against a probe model fitted on the rest (a model is steadier
+    on its own training data), then it watches ``estimator_``. ``schema`` validates each record.
+    With ``text=True`` inputs are strings, normalised by :func:`normalise_text` (no detectors).
+    :meth:`InputScreen.apply` returns one fitted, whose parameters are its fitted parts (so
+    ``guarded.estimator`` is the fitted model; ``clone`` gives unfitted copies).
+
+    Example:
+        >>> from sklearn.datasets import load_digits
+        >>> from sklearn.linear_model import LogisticRegression
+        >>> X, y = load_digits(return_X_y=True)
+        >>> sc = ScreenedClassifier(LogisticRegression(max_iter=300),
+        ...                         ood=OODDetector(random_state=0)).fit(X[:1000], y[:1000])
+        >>> sc.decide(np.vstack([X[1002:1004], np.full((1, 64), 16.0)])).accept.tolist()
+        [True, True, False]
+    """
+
+    def __init__(self, estimator: Any = None, *, schema: FeatureSchema | None = None,
                  ood: OODDetector | None = None, squeezer: SqueezeDetector | None = None,
-                 text: bool = False) -> None:
+                 text: bool = False, random_state: int | None = None) -> None:
         self.estimator = estimator
         self.schema = schema
         self.ood = ood
         self.squeezer = squeezer
         self.text = text
+        self.random_state = random_state
 
-    @property
-    def classes_(self) -> np.ndarray:
-        return np.asarray(self.estimator.classes_)
+    def _inner(self) -> Any:
+        return self.estimator if self.estimator is not None else LogisticRegression(max_iter=1000)
 
     def _prepare(self, X: Any) -> Any:
         return [normalise_text(t) for t in X] if self.text else X
 
+    def _check(self, X: Any, *, reset: bool) -> None:
+        """Column names and count (``feature_names_in_``, ``n_features_in_``); an array's
+        shape, sparsity and values as the screen and model accept them; text is not checked."""
+        if self.text:
+            return
+        if isinstance(X, pd.DataFrame):
+            validate_data(self, X, skip_check_array=True, reset=reset)
+            return
+        tags = get_tags(self)
+        validate_data(self, _flat(X), reset=reset, dtype=None,
+                      accept_sparse=tags.input_tags.sparse,
+                      ensure_all_finite="allow-nan" if tags.input_tags.allow_nan else True)
+
+    def fit(self, X: Any, y: Any) -> ScreenedClassifier:
+        name = type(self).__name__
+        if y is None:
+            raise ValueError(f"{name} requires y to be passed, but the target y is None")
+        if self.text:
+            if self.ood is not None or self.squeezer is not None:
+                raise ConfigError(f"{name}: text=True screens by normalising the text; 'ood' and "
+                                  "'squeezer' work on numeric records and must be None")
+            self.estimator_ = clone(self._inner()).fit(self._prepare(X), y)
+            self.ood_, self.squeezer_ = None, None
+            self.classes_ = np.asarray(self.estimator_.classes_)
+            return self
+        self._check(X, reset=True)
+        if not (hasattr(X, "iloc") or hasattr(X, "tocsr") or isinstance(X, np.ndarray)):
+            X = np.asarray(X)
+        model = clone(self._inner()).fit(X, y)
+        self.ood_ = None if self.ood is None else clone(self.ood).fit(X)
+        self.squeezer_ = None
+        if self.squeezer is not None and hasattr(model, "predict_proba"):
+            n = _num_samples(X)
+            rng = np.random.default_rng(self.random_state)
+            cal = np.zeros(n, dtype=bool)
+            cal[rng.permutation(n)[: max(n // 5, 1)]] = True
+            probe = clone(self._inner()).fit(_safe_indexing(X, np.flatnonzero(~cal)),
+                                             np.asarray(y)[~cal])
+            sq = clone(self.squeezer).set_params(estimator=probe)
+            check_int(name, "levels", sq.levels, 2, None)
+            check_float(name, "fpr", sq.fpr, 0.0, 1.0)
+            sq.fit_bounds(X)
+            sq.calibrate(_safe_indexing(X, np.flatnonzero(cal)))
+            sq.estimator = model
+            self.squeezer_ = sq
+        self.estimator_ = model
+        self.classes_ = np.asarray(model.classes_)
+        return self
+
     def decide(self, X: Any) -> Decisions:
+        check_is_fitted(self, "estimator_")
         X = self._prepare(X)
-        n = len(X)
+        self._check(X, reset=False)
+        n = _num_samples(X)
         flags: dict[str, np.ndarray] = {}
         why: dict[str, list[str]] = {}
         if self.schema is not None:
@@ -270,21 +407,20 @@ class ScreenedClassifier(BaseEstimator):
             flags["schema"], why["schema"] = ~v.accept, list(v.reasons)
         ok = ~flags["schema"] if "schema" in flags else np.ones(n, dtype=bool)
         idx = np.flatnonzero(ok)
-        sub = X.iloc[idx] if isinstance(X, pd.DataFrame) else (
-            [X[i] for i in idx] if isinstance(X, list) else np.asarray(X)[idx])
-        if self.ood is not None and len(idx):
+        sub = _safe_indexing(X, idx) if len(idx) < n else X
+        if self.ood_ is not None and len(idx):
             s = np.full(n, np.inf)
-            s[idx] = self.ood.decision_function(sub)
+            s[idx] = self.ood_.decision_function(sub)
             flags["ood"] = s < 0
             why["ood"] = [f"out of distribution: isolation score {s[i]:+.3f} below threshold"
                           for i in range(n)]
-        if self.squeezer is not None and len(idx):
+        if self.squeezer_ is not None and len(idx):
             s = np.zeros(n)
-            s[idx] = self.squeezer.score(sub)
-            flags["adversarial"] = s > self.squeezer.threshold_
+            s[idx] = self.squeezer_.score(sub)
+            flags["adversarial"] = s > self.squeezer_.threshold_
             why["adversarial"] = [
                 f"adversarial: output moved {s[i]:.2f} under feature squeezing (> "
-                f"{self.squeezer.threshold_:.2f})" for i in range(n)]
+                f"{self.squeezer_.threshold_:.2f})" for i in range(n)]
         bad = np.any(list(flags.values()), axis=0) if flags else np.zeros(n, dtype=bool)
         reasons = tuple("; ".join(why[k][i] for k in flags if flags[k][i]) for i in range(n))
         return Decisions(accept=~bad, reasons=reasons, flags=flags)
@@ -298,10 +434,22 @@ class ScreenedClassifier(BaseEstimator):
         return self._prepare(X)
 
     def predict(self, X: Any) -> np.ndarray:
-        return np.asarray(self.estimator.predict(self._guard(X)))
+        X = self._guard(X)
+        return np.asarray(self.estimator_.predict(X))
 
     def predict_proba(self, X: Any) -> np.ndarray:
-        return np.asarray(self.estimator.predict_proba(self._guard(X)))
+        X = self._guard(X)
+        return np.asarray(self.estimator_.predict_proba(X))
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        inner = get_tags(self._inner())
+        tags.input_tags.string = self.text
+        tags.input_tags.two_d_array = not self.text
+        screened = self.ood is not None or self.squeezer is not None or self.schema is not None
+        tags.input_tags.sparse = inner.input_tags.sparse and not screened
+        tags.input_tags.allow_nan = inner.input_tags.allow_nan and not screened
+        return tags
 
 
 @DEFENCES.register("input_screen")
@@ -336,23 +484,15 @@ class InputScreen(BaseEstimator):
         self.random_state = random_state
 
     def apply(self, estimator: Any, X: Any, y: Any) -> ScreenedClassifier:
+        """``ScreenedClassifier`` around ``estimator``, fitted on ``X, y``; its parameters are
+        set to its fitted parts (``guarded.estimator`` is the fitted model)."""
         if self.text:
-            Xn = [normalise_text(t) for t in X]
-            return ScreenedClassifier(clone(estimator).fit(Xn, y), text=True)
-        model = clone(estimator).fit(X, y)
-        ood = OODDetector(quantile=self.ood_quantile, random_state=self.random_state).fit(X)
-        sq = None
-        if self.squeeze_levels is not None and hasattr(model, "predict_proba"):
-            # calibrate the threshold on records the model did not see (a model is steadier on
-            # its own training data), then put it in front of the model fitted on everything
-            rng = np.random.default_rng(self.random_state)
-            cal = np.zeros(len(y), dtype=bool)
-            cal[rng.permutation(len(y))[: max(len(y) // 5, 1)]] = True
-            fit_rows = _safe_indexing(X, np.flatnonzero(~cal))
-            held = _safe_indexing(X, np.flatnonzero(cal))
-            probe = clone(estimator).fit(fit_rows, np.asarray(y)[~cal])
-            sq = SqueezeDetector(probe, levels=self.squeeze_levels, fpr=self.squeeze_fpr)
-            sq.fit_bounds(X)
-            sq.calibrate(held)
-            sq.estimator = model
-        return ScreenedClassifier(model, schema=self.schema, ood=ood, squeezer=sq)
+            sc = ScreenedClassifier(estimator, text=True).fit(X, y)
+        else:
+            sq = None if self.squeeze_levels is None else SqueezeDetector(
+                levels=self.squeeze_levels, fpr=self.squeeze_fpr)
+            sc = ScreenedClassifier(estimator, schema=self.schema,
+                                    ood=OODDetector(quantile=self.ood_quantile,
+                                                    random_state=self.random_state),
+                                    squeezer=sq, random_state=self.random_state).fit(X, y)
+        return sc.set_params(estimator=sc.estimator_, ood=sc.ood_, squeezer=sc.squeezer_)
