@@ -346,3 +346,18 @@ def test_input_screening_refuses_out_of_distribution_records(model: DemoModel, t
     assert set(codes) <= {200, 422}
     assert refused_normal <= 0.12 and refused_odd >= 0.5, (refused_normal, refused_odd)
     assert gw.screen is not None
+
+
+def test_squeeze_screen_is_live(model: DemoModel, tmp_path: Path) -> None:
+    """``input_screen.squeeze`` refuses about its calibrated share of in-distribution records
+    (before SqueezeDetector followed the outlier convention it could never refuse anything)."""
+    env = Env(model, tmp_path, {"screening": {"enabled": True, "defence": "input_screen.squeeze",
+                                              "params": {"fpr": 0.2}}})
+
+    async def go(c: httpx.AsyncClient) -> list[int]:
+        return [(await c.post("/v1/predict", json={"record": r}, headers=auth(env.user))).status_code
+                for r in records(model, 60)]
+
+    codes = env.run(go)
+    assert set(codes) <= {200, 422}
+    assert 3 <= codes.count(422) <= 24, codes.count(422)

@@ -255,6 +255,7 @@ class PATE(ClassifierMixin, BaseEstimator):
                 t = clone(base).fit(rows, labels)
             self.teachers_.append(t)
         if self.query_selection == "cluster":
+            assert view is not None  # built above whenever query_selection is "cluster"
             ask = _cluster_queries(view, min(self.max_queries, n_pub), rng)
         else:
             ask = np.sort(rng.permutation(n_pub)[: self.max_queries])
