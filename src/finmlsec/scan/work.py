@@ -131,9 +131,34 @@ class Deployed(ClassifierMixin, BaseEstimator):
         return self.target.predict_proba(X)
 
 
-def make_defence(name: str, seed: int, schema: Any = None, input_kind: str = "tabular") -> Any:
+# budget parameters an evasion attack shares with the attack adversarial training trains on
+BUDGET_KEYS = ("eps", "clip_min", "clip_max", "target_class", "max_changes", "max_words",
+               "operations")
+TRAINING_ATTACK = {"image": "evasion.pgd", "tabular": "evasion.constrained", "text": "evasion.text"}
+
+
+def training_budget(attack: Any, input_kind: str) -> dict[str, Any]:
+    """The budget of the measured evasion ``attack`` (radius, clipping box, goal, fields or words
+    changed), restricted to the parameters of the attack adversarial training uses for this kind
+    of input: a defence that trains against attacks is configured for the threat it is measured
+    against (adversarial training at the same budget), not for its own defaults."""
+    from finmlsec.attacks.base import ATTACKS, params_of
+
+    trainer = TRAINING_ATTACK.get(input_kind)
+    if attack is None or trainer is None or not str(getattr(attack, "name", "")).startswith(
+            "evasion."):
+        return {}
+    fields = getattr(ATTACKS.get(trainer), "__dataclass_fields__", {})
+    mine = params_of(attack)
+    return {k: mine[k] for k in BUDGET_KEYS if k in fields and mine.get(k) is not None}
+
+
+def make_defence(name: str, seed: int, schema: Any = None, input_kind: str = "tabular",
+                 attack: Any = None) -> Any:
     """An instance of the registered defence ``name`` with its defaults, ``seed`` and, where it
-    takes them, the scenario's feature ``schema`` and whether inputs are ``text``."""
+    takes them, the scenario's feature ``schema``, whether inputs are ``text`` and, for a defence
+    that trains against an attack (``attack_params``), the measured ``attack``'s budget
+    (:func:`training_budget`)."""
     from finmlsec.defences import DEFENCES
 
     cls = DEFENCES.get(name)
@@ -150,18 +175,24 @@ def make_defence(name: str, seed: int, schema: Any = None, input_kind: str = "ta
         kwargs["schema"] = schema
     if "text" in params and input_kind == "text":
         kwargs["text"] = True
+    if "attack_params" in params:
+        budget = training_budget(attack, input_kind)
+        if budget:
+            kwargs["attack_params"] = budget
     return cls(**kwargs)
 
 
-def build_defended(scenario: Any, defences: tuple[str, ...], seed: int) -> Any:
-    """Train the scenario's model with ``defences`` (innermost first) on its training split."""
+def build_defended(scenario: Any, defences: tuple[str, ...], seed: int,
+                   attack: Any = None) -> Any:
+    """Train the scenario's model with ``defences`` (innermost first) on its training split;
+    ``attack``: the attack the defended model will be measured with (see :func:`make_defence`)."""
     if scenario.model_factory is None or scenario.train is None:
         raise CapabilityError(
             "the scenario gives no model factory or training split, so countermeasures that "
             "retrain the model cannot be tried; add data splits to the spec"
         )
     kind = getattr(scenario.target, "input_kind", "tabular")
-    objs = [make_defence(d, seed, scenario.schema, kind) for d in defences]
+    objs = [make_defence(d, seed, scenario.schema, kind, attack) for d in defences]
     only = objs[0]
     deployed = getattr(scenario.target, "estimator", None) or Deployed(target=scenario.target)
     if (len(objs) == 1 and getattr(type(only), "stage", "") == "output"
@@ -351,7 +382,7 @@ def _run(ctx: ScanContext, unit: Unit, out: dict[str, Any]) -> None:
         defences = tuple(d for d in defences if d != plug)
     model: Any = None
     if defences:
-        model = build_defended(sc, defences, unit.defence_seed)
+        model = build_defended(sc, defences, unit.defence_seed, attack)
         target = as_target(model, input_kind=sc.target.input_kind)
         if unit.threat in TRAINS_VICTIM:
             data = replace(data, model_factory=defended_factory(sc, defences, unit.defence_seed))
