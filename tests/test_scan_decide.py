@@ -72,3 +72,23 @@ def test_accepted_unmeasured_and_low_risk_threats() -> None:
     assert skipped["attacks"][0]["error"].startswith("CapabilityError")
     assert accepted["decision"] == "accept" and accepted["residual_risk"] == "accepted"
     assert "training data is public" in accepted["recommendation"]
+
+
+def test_masking_countermeasure_is_reported_but_never_recommended() -> None:
+    units = [_unit("induce_false_prediction", "e"),
+             _unit("induce_false_prediction", "e", ("defensive_distillation",)),
+             _unit("induce_false_prediction", "e", ("adversarial_training",))]
+    outcomes = {units[0]["id"]: _done(0.95, 0.98), units[1]["id"]: _done(0.05, 0.97),
+                units[2]["id"]: _done(0.6, 0.98)}
+    plan = {"units": units, "threats": [_threat("induce_false_prediction")]}
+    t = summarize(plan, outcomes, max_utility_drop=0.05)["threats"][0]
+    dist = next(c for c in t["countermeasures"] if c["defences"] == ["defensive_distillation"])
+    assert dist["success"] == 0.05  # measured and reported as it is
+    assert t["best"] == ["adversarial_training"] and t["residual_risk"] == "high"
+    assert "not recommended although it lowered success to 0.050" in t["recommendation"]
+    assert "masking" in t["recommendation"]
+    # with distillation the only countermeasure, nothing is recommended and the risk stays
+    only = summarize({"units": units[:2], "threats": [_threat("induce_false_prediction")]},
+                     outcomes, max_utility_drop=0.05)["threats"][0]
+    assert only["best"] is None and only["residual_risk"] == "high"
+    assert "masking" in only["recommendation"]

@@ -21,6 +21,14 @@ from typing import Any
 
 LEVELS = ("none", "low", "medium", "high")
 THRESHOLDS = {"high": 0.5, "medium": 0.2, "low": 0.05}
+# Countermeasures whose measured effect can be masking rather than robustness: they defeat the
+# attack a scan runs by flattening its signal (saturated scores, vanishing gradients) and fall to
+# stronger attacks. A scan reports them but never recommends them as the best countermeasure.
+MASKING = {
+    "defensive_distillation": "its effect is gradient and score masking: it falls to attacks on "
+    "the logits or on labels alone (Carlini and Wagner 2016; docs/benchmarks.md: logit-margin "
+    "PGD still succeeds on 90.5% of digits where cross-entropy PGD drops to 38.5%)",
+}
 
 
 def risk_level(success: float | None) -> str:
@@ -138,6 +146,12 @@ def _decide(t: dict[str, Any], success: float | None, cms: list[dict[str, Any]],
     ok = [c for c in cms if c["success"] is not None
           and (c["utility_drop"] is None or c["utility_drop"] <= max_drop)]
     ok.sort(key=lambda c: (c["success"], c["utility_drop"] or 0.0, len(c["defences"])))
+    masked = [c for c in ok if c["success"] < success and set(c["defences"]) & MASKING.keys()]
+    ok = [c for c in ok if not set(c["defences"]) & MASKING.keys()]
+    caveat = "".join(
+        f"; not recommended although it lowered success to {c['success']:.3f}: "
+        f"{' + '.join(c['defences'])} ({'; '.join(MASKING[d] for d in c['defences'] if d in MASKING)})"
+        for c in masked[:1])
     best = ok[0] if ok else None
     if best is not None and best["success"] < success:
         cost = "n/a" if best["utility_drop"] is None else f"{best['utility_drop']:+.3f}"
@@ -147,9 +161,9 @@ def _decide(t: dict[str, Any], success: float | None, cms: list[dict[str, Any]],
         return {
             "decision": "mitigate", "residual_risk": best["risk"], "best": best["defences"],
             "recommendation": f"apply {' + '.join(best['defences'])}: success {success:.3f} -> "
-                              f"{best['success']:.3f}, accuracy cost {cost}{left}",
+                              f"{best['success']:.3f}, accuracy cost {cost}{left}{caveat}",
         }
     return {"decision": "mitigate", "residual_risk": risk, "best": None,
             "recommendation": "no countermeasure tried lowers the risk at an acceptable utility "
                               f"cost (at most {max_drop:.2f} accuracy); escalate: restrict access "
-                              "or accept the loss explicitly"}
+                              f"or accept the loss explicitly{caveat}"}
