@@ -92,3 +92,15 @@ def test_masking_countermeasure_is_reported_but_never_recommended() -> None:
                      outcomes, max_utility_drop=0.05)["threats"][0]
     assert only["best"] is None and only["residual_risk"] == "high"
     assert "masking" in only["recommendation"]
+
+
+def test_within_a_risk_level_the_cheapest_countermeasure_is_recommended() -> None:
+    units = [_unit("infer_training_data", "m"),
+             _unit("infer_training_data", "m", ("pate",)),
+             _unit("infer_training_data", "m", ("confidence.label_only",))]
+    outcomes = {units[0]["id"]: _done(0.35, 0.75), units[1]["id"]: _done(0.0, 0.706),
+                units[2]["id"]: _done(0.01, 0.75)}
+    plan = {"units": units, "threats": [_threat("infer_training_data")]}
+    t = summarize(plan, outcomes, max_utility_drop=0.05)["threats"][0]
+    # both leave risk 'none'; label-only costs nothing, PATE 4.4 points
+    assert t["best"] == ["confidence.label_only"] and t["residual_risk"] == "none"

@@ -3,7 +3,8 @@
 For each threat: the strongest attack's success on the system as it is (its **risk**), the success
 under each countermeasure tried (and each combination), the utility each costs, and a final
 decision with the **residual risk** (the risk left after the best countermeasure whose utility
-cost is acceptable for the profile). Risk levels come from an attack's headline success in [0, 1]
+cost is acceptable for the profile: the lowest residual risk level, and within it the smallest
+utility cost). Risk levels come from an attack's headline success in [0, 1]
 (see :class:`~finmlsec.attacks.base.AttackResult`): ``high`` from 0.5, ``medium`` from 0.2,
 ``low`` from 0.05, ``none`` below.
 
@@ -145,7 +146,10 @@ def _decide(t: dict[str, Any], success: float | None, cms: list[dict[str, Any]],
                                   "and re-scan after model changes"}
     ok = [c for c in cms if c["success"] is not None
           and (c["utility_drop"] is None or c["utility_drop"] <= max_drop)]
-    ok.sort(key=lambda c: (c["success"], c["utility_drop"] or 0.0, len(c["defences"])))
+    # the lowest residual risk level first; within a level the cheapest (a risk manager buys
+    # the level, not the third decimal), then the lower success and the fewer components
+    ok.sort(key=lambda c: (LEVELS.index(c["risk"]), c["utility_drop"] or 0.0, c["success"],
+                           len(c["defences"])))
     masked = [c for c in ok if c["success"] < success and set(c["defences"]) & MASKING.keys()]
     ok = [c for c in ok if not set(c["defences"]) & MASKING.keys()]
     caveat = "".join(
