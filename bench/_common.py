@@ -86,6 +86,18 @@ def german_credit(seed: int = SEED, n_train: int = N_TRAIN) -> Setup:
                  np.sort(perm[:n_train]), perm[n_train:])
 
 
+def credit_split() -> tuple[Setup, Any, np.ndarray, Any, np.ndarray]:
+    """The German-credit setup and its training and held-out records: (setup, Xtr, ytr, Xte, yte)."""
+    s = german_credit()
+    Xtr, ytr = s.rows(s.train_idx)
+    Xte, yte = s.rows(s.held_idx)
+    return s, Xtr, ytr, Xte, yte
+
+
+def accuracy(model: Any, X: Any, y: np.ndarray) -> float:
+    return float(np.mean(np.asarray(model.predict(X)) == y))
+
+
 def fit_target(setup: Setup, kind: str, seed: int = SEED) -> Any:
     X, y = setup.rows(setup.train_idx)
     return factory(kind, setup.schema, seed)().fit(X, y)

@@ -24,7 +24,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from _common import Timer, factory, german_credit
+from _common import Timer, factory
+from _common import accuracy as acc
+from _common import credit_split as credit
 from threadpoolctl import threadpool_limits
 
 from finmlsec.attacks.base import ATTACKS, AttackData, Labeled
@@ -32,17 +34,6 @@ from finmlsec.datasets import load
 from finmlsec.targets.oracle import Oracle
 
 Row = list[Any]
-
-
-def credit() -> tuple[Any, Any, np.ndarray, Any, np.ndarray]:
-    s = german_credit()
-    Xtr, ytr = s.rows(s.train_idx)
-    Xte, yte = s.rows(s.held_idx)
-    return s, Xtr, ytr, Xte, yte
-
-
-def acc(model: Any, X: Any, y: np.ndarray) -> float:
-    return float(np.mean(np.asarray(model.predict(X)) == y))
 
 
 def auc_of(model: Any, X: Any, y: np.ndarray) -> float:

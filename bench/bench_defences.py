@@ -21,7 +21,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import Timer, factory, german_credit, table  # noqa: E402
+from _common import Timer, factory, table  # noqa: E402
+from _common import accuracy as acc  # noqa: E402
+from _common import credit_split as credit  # noqa: E402
 
 from finmlsec.attacks.base import ATTACKS, AttackData, Labeled  # noqa: E402
 from finmlsec.targets.oracle import Oracle  # noqa: E402
@@ -29,17 +31,6 @@ from finmlsec.targets.oracle import Oracle  # noqa: E402
 Row = list[Any]
 HEAD = ["countermeasure", "attack", "model / data", "attack before", "attack after",
         "utility before", "utility after", "seconds", "target", "met"]
-
-
-def credit() -> tuple[Any, Any, np.ndarray, Any, np.ndarray]:
-    s = german_credit()
-    Xtr, ytr = s.rows(s.train_idx)
-    Xte, yte = s.rows(s.held_idx)
-    return s, Xtr, ytr, Xte, yte
-
-
-def acc(model: Any, X: Any, y: np.ndarray) -> float:
-    return float(np.mean(np.asarray(model.predict(X)) == y))
 
 
 # -- output defences against extraction ----------------------------------------------------------
