@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.compose import ColumnTransformer
 from sklearn.datasets import load_digits
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
 from sklearn.naive_bayes import GaussianNB
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from finmlsec.datasets import load
@@ -31,15 +32,23 @@ def test_ood_detector_is_a_sklearn_outlier_detector(estimator, check):
     check(estimator)
 
 
-def _norm(X):
-    return np.linalg.norm(np.asarray(X, dtype=float), axis=1, keepdims=True)
+class RowNorm(TransformerMixin, BaseEstimator):
+    """Each record's Euclidean norm (a class, not a FunctionTransformer of a function: the
+    check ids contain the estimator's repr, which must not hold a memory address, or pytest-xdist
+    workers collect different test ids)."""
+
+    def fit(self, X, y=None):
+        return self
+
+    def transform(self, X):
+        return np.linalg.norm(np.asarray(X, dtype=float), axis=1, keepdims=True)
 
 
 # SqueezeDetector watches an already fitted model, kept fitted through the checks' clone by
 # FrozenEstimator; the checks vary the number of features, so the model takes any: naive Bayes
-# on the records' norm (module-level function: picklable; GaussianNB: its fitted arrays hash
+# on the records' norm (module-level class: picklable; GaussianNB: its fitted arrays hash
 # the same after deepcopy, which check_estimators_overwrite_params relies on).
-_ANY_WIDTH = make_pipeline(FunctionTransformer(_norm), GaussianNB()).fit(
+_ANY_WIDTH = make_pipeline(RowNorm(), GaussianNB()).fit(
     np.array([[0.0], [1.0], [2.0], [3.0]]), [0, 0, 1, 1])
 
 
