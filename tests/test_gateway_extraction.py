@@ -180,3 +180,14 @@ def test_throttle_action_answers_429_with_retry_after(model: DemoModel, tmp_path
     assert i <= BOUND and again.status_code == 429
     assert 0 < int(again.headers["retry-after"]) <= 30
     assert after.status_code == 200
+
+
+def test_growing_set_at_capacity_replaces_its_oldest_members_in_turn() -> None:
+    det = PradaDetector(max_stored=3)
+    state = det.new_state()
+    # distances grow with every query, so each is admitted to class 0's growing set
+    X = np.array([[0.0], [1.0], [3.0], [7.0], [15.0], [31.0]])
+    det.observe(state, X, np.zeros(len(X), dtype=int))
+    assert state.sizes[0] == 3
+    # six stored into three slots: the three newest remain (each older one made way in turn)
+    assert sorted(state.growing[0][:3, 0].tolist()) == [7.0, 15.0, 31.0]

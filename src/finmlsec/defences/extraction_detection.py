@@ -128,6 +128,7 @@ class PradaState:
 
     growing: dict[int, np.ndarray] = field(default_factory=dict)
     sizes: dict[int, int] = field(default_factory=dict)
+    inserted: dict[int, int] = field(default_factory=dict)  # members ever stored, per class
     admitted: dict[int, list[float]] = field(default_factory=dict)  # [count, sum, sum of squares]
     distances: list[float] = field(default_factory=list)
     queries: int = 0
@@ -304,9 +305,10 @@ class PradaDetector:
     def _admit(self, state: PradaState, c: int, x: np.ndarray) -> None:
         n = state.sizes[c]
         G = state.growing[c]
+        total = state.inserted.get(c, n)
+        state.inserted[c] = total + 1
         if n >= self.max_stored:
-            G[n % self.max_stored] = x  # ring buffer: the oldest member makes way
-            state.sizes[c] = n  # stays at capacity
+            G[total % self.max_stored] = x  # ring buffer: the oldest member makes way
             return
         if n >= len(G):
             bigger = np.empty((min(2 * len(G), self.max_stored), G.shape[1]))
