@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -512,7 +513,6 @@ def main(argv: list[str]) -> int:
     seconds = float(argv[argv.index("--duration") + 1]) if "--duration" in argv else 6.0
     use_wrk = wrk_available() and "--python-client" not in argv
     from finmlsec.gateway.demo import credit_scoring_model
-    from finmlsec.gateway.storage import GatewayDB
 
     m = credit_scoring_model(seed=0)
     records = json.loads(m.heldout.to_json(orient="records"))
@@ -535,6 +535,22 @@ def main(argv: list[str]) -> int:
         wanted = argv[argv.index("--only") + 1].split(";")
         names = [n for n in names if n in wanted]
     loads = [load_average()]
+    try:
+        _run_services(names, tmp, results, loads, records, batch_body, seconds, use_wrk)
+    except BaseException:
+        print(f"bench_serve: the servers' logs and databases are kept in {tmp}", file=sys.stderr)
+        raise
+    shutil.rmtree(tmp, ignore_errors=True)  # every service ran: nothing to inspect
+    _print_table(results, seconds, use_wrk, loads)
+    return 0
+
+
+def _run_services(names: list[str], tmp: Path, results: dict[str, dict[str, Any]],
+                  loads: list[str], records: Any, batch_body: bytes, seconds: float,
+                  use_wrk: bool) -> None:
+    """Start, measure and stop each service in turn (results and load averages appended)."""
+    from finmlsec.gateway.storage import GatewayDB
+
     for name in names:
         port = free_port()
         tokens: list[list[str | None]] = [[None] * CLIENTS for _ in range(3)]
@@ -571,6 +587,10 @@ def main(argv: list[str]) -> int:
 
                 RedisCounterStore("redis://127.0.0.1:6379/0",
                                   prefix=f"finmlsec-bench-{os.getpid()}:").clear_prefix()
+
+
+def _print_table(results: dict[str, dict[str, Any]], seconds: float, use_wrk: bool,
+                 loads: list[str]) -> None:
     bares = [n for n in results if n.startswith("bare")]
     base = max((results[n]["top"]["rps"] for n in bares), default=float("nan"))
     closed = "wrk 4 (2 threads)" if use_wrk else python_generator()
@@ -589,7 +609,6 @@ def main(argv: list[str]) -> int:
         print(f"| {name} | {t['rps']:,.0f} | {t['p50']:.1f} | {t['p99']:.1f} | {h['p50']:.1f} | "
               f"{h['p99']:.1f} | {r['rows_per_s']:,.0f} | {t['rps'] / base:.0%} | "
               f"{t['cpu_us']:,.0f} | {r['batch_cpu_ms']:,.0f} | {errs} |")
-    return 0
 
 
 if __name__ == "__main__":
