@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from _common import Timer, factory, german_credit
+from _common import Timer, accuracy, credit_split, factory
 
 from finmlsec.attacks.base import ATTACKS
 from finmlsec.attacks.evasion import ConstrainedEvasion
@@ -45,10 +45,6 @@ MISREPORT_FIELDS = 4  # fields misreported at once: at 2 the undefended success 
 EPS = 0.2  # digits in [0, 1]: the undefended success at eps 0.15 is below 95%, at 0.2 above
 
 
-def _acc(model: Any, X: Any, y: np.ndarray) -> float:
-    return float(np.mean(np.asarray(model.predict(X)) == y))
-
-
 def _met(before: float, after: float, a0: float, a1: float) -> str:
     ok = before >= 0.95 and after <= 0.30 and a0 - a1 <= 0.02
     return f"{'yes' if ok else 'no'} (accuracy {100 * (a1 - a0):+.1f} pts)"
@@ -56,9 +52,7 @@ def _met(before: float, after: float, a0: float, a1: float) -> str:
 
 # -- credit ---------------------------------------------------------------------------------------
 def credit_rows() -> list[Row]:
-    s = german_credit()
-    Xtr, ytr = s.rows(s.train_idx)
-    Xte, yte = s.rows(s.held_idx)
+    s, Xtr, ytr, Xte, yte = credit_split()
     rows: list[Row] = []
 
     def rejected(model: Any) -> np.ndarray:
@@ -83,7 +77,7 @@ def credit_rows() -> list[Row]:
     for kind in ("gb", "tree"):
         make = factory(kind, s.schema)
         m0 = make().fit(Xtr, ytr)
-        a0 = _acc(m0, Xte, yte)
+        a0 = accuracy(m0, Xte, yte)
         with Timer() as t:
             # both classes: every decision should survive a misreport, which also keeps the
             # class balance (augmenting rejected records only cost 7-14 points of accuracy)
@@ -93,7 +87,7 @@ def credit_rows() -> list[Row]:
                                      random_state=0)
             m1 = at.apply(make(), Xtr, ytr)
             e0, e1 = evade_budget(m0), evade_budget(m1)
-        a1 = _acc(m1, Xte, yte)
+        a1 = accuracy(m1, Xte, yte)
         rows.append([f"adversarial training (3 rounds, both classes, {at.n_augmented_} records)",
                      f"evasion.constrained (misreport budget, <= {MISREPORT_FIELDS} fields, scores)",
                      f"credit {kind.upper()}", e0, e1, a0, a1, t.seconds, TARGET,
@@ -101,7 +95,7 @@ def credit_rows() -> list[Row]:
         with Timer() as t:  # the price of robustness at this budget: ignore the fields in it
             blind = _outside_budget(kind, s.schema).fit(Xtr, ytr)
             e2 = evade_budget(blind)
-        a2 = _acc(blind, Xte, yte)
+        a2 = accuracy(blind, Xte, yte)
         rows.append(["reference: same learner on the fields outside the budget only",
                      f"evasion.constrained (misreport budget, <= {MISREPORT_FIELDS} fields, scores)",
                      f"credit {kind.upper()}", e0, e2, a0, a2, t.seconds,
@@ -112,7 +106,7 @@ def credit_rows() -> list[Row]:
                                       random_state=0)
             m2 = old.apply(make(), Xtr, ytr)
             f0, f1 = evade_free(m0), evade_free(m2)
-        a3 = _acc(m2, Xte, yte)
+        a3 = accuracy(m2, Xte, yte)
         rows.append(["adversarial training (3 rounds, no budget)",
                      "evasion.constrained (any <= 2 actionable fields, labels)",
                      f"credit {kind.upper()}", f0, f1, a0, a3, t.seconds,
@@ -198,14 +192,14 @@ def _digits(digits_net: Callable[..., Any], X: np.ndarray, y: np.ndarray, tr: np
         plain = make(30).fit(X[tr], y[tr])
         if plain_mlp is None:
             plain_mlp = plain
-        a0 = _acc(plain, X[te], y[te])
+        a0 = accuracy(plain, X[te], y[te])
         before, before_small = attacks(plain, EPS), attacks(plain, EPS / 2)
         with Timer() as t:
             at = AdversarialTraining(attack_params={"eps": EPS, "iterations": 10},
                                      loop_params={"steps": 7}, n_per_round=200, random_state=0)
             hard = at.apply(make(40), X[tr], y[tr])
             after, after_small = attacks(hard, EPS), attacks(hard, EPS / 2)
-        a1 = _acc(hard, X[te], y[te])
+        a1 = accuracy(hard, X[te], y[te])
         what = f"adversarial training (PGD in the loop, {at.n_augmented_:,} examples)"
         rows.append([what, f"evasion.pgd (eps {EPS}, 30 steps)", f"OCR digits {name}",
                      before[0], after[0], a0, a1, t.seconds, TARGET, "see worst case"])
@@ -217,11 +211,11 @@ def _digits(digits_net: Callable[..., Any], X: np.ndarray, y: np.ndarray, tr: np
                      _met(before[2], after[2], a0, a1)])
     assert plain_mlp is not None
     p0, c0, _ = attacks(plain_mlp, EPS)
-    a0 = _acc(plain_mlp, X[te], y[te])
+    a0 = accuracy(plain_mlp, X[te], y[te])
     with Timer() as t:
         dist = DefensiveDistillation(temperature=50).apply(digits_net(), X[tr], y[tr])
         pd_, cd, wd = attacks(dist, EPS)
-    ad = _acc(dist, X[te], y[te])
+    ad = accuracy(dist, X[te], y[te])
     rows.append(["defensive distillation (T=50)", f"evasion.pgd (eps {EPS}, cross-entropy)",
                  "OCR digits MLP (64-128-10)", p0, pd_, a0, ad, t.seconds, "report",
                  "masks the loss gradient" if pd_ < p0 - 0.1 else "does not help"])

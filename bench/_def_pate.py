@@ -26,7 +26,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from _common import Timer, factory, preprocessor
+from _common import Timer, accuracy, credit_split, factory, preprocessor
 from sklearn.dummy import DummyClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
@@ -45,12 +45,8 @@ def _mia_auc(model: Any, members: Labeled, nonmembers: Labeled) -> float:
     return float(ATTACKS.get("membership.metric")().run(Oracle(model), data).metrics["auc"])
 
 
-def _acc(model: Any, X: Any, y: np.ndarray) -> float:
-    return float(np.mean(np.asarray(model.predict(X)) == y))
-
-
 def _utility(model: Any, X: Any, y: np.ndarray, binary: bool) -> tuple[float, str]:
-    a = _acc(model, X, y)
+    a = accuracy(model, X, y)
     if not binary:
         return a, f"{a:.3f}"
     u = float(roc_auc_score(y, model.predict_proba(X)[:, 1]))
@@ -58,9 +54,7 @@ def _utility(model: Any, X: Any, y: np.ndarray, binary: bool) -> tuple[float, st
 
 
 def _credit() -> dict[str, Any]:
-    import bench_defences as bd
-
-    s, Xtr, ytr, Xte, yte = bd.credit()
+    s, Xtr, ytr, Xte, yte = credit_split()
     make = factory("lr", s.schema)
 
     def balanced() -> Pipeline:  # teachers: minority class weighted up, see the docs paragraph
