@@ -74,6 +74,9 @@ class CounterStore(Protocol):
     def clear_flag(self, key: str) -> None: ...
 
 
+_ALLOWED = BudgetDecision(True)
+
+
 def _window_key(key: str, lim: Limit, now: float) -> tuple[str, float | None]:
     """The counter key of the current window and the seconds until it ends."""
     if lim.seconds is None:
@@ -252,13 +255,17 @@ class QueryBudget:
         return out
 
     def consume(
-        self, store: CounterStore, client: str, *, cost: int = 1, now: float | None = None
+        self, store: CounterStore, client: str, *, cost: int = 1, now: float | None = None,
+        limits: list[Limit] | None = None,
     ) -> BudgetDecision:
-        """Charge ``cost`` units to ``client`` if every window allows it; else charge nothing."""
+        """Charge ``cost`` units to ``client`` if every window allows it; else charge nothing.
+        ``limits``: this budget's :meth:`limits`, validated once by a caller that charges often
+        (a server on every request); None validates them on each call."""
         check_int("QueryBudget", "cost", cost, 0)
-        limits = self.limits()
+        if limits is None:
+            limits = self.limits()
         if not limits or cost == 0:
-            return BudgetDecision(True)
+            return _ALLOWED
         return store.consume(f"budget:{client}", limits, cost, time.time() if now is None else now)
 
     def apply(self, estimator: Any, X: Any, y: Any) -> BudgetedEstimator:

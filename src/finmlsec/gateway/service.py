@@ -38,8 +38,6 @@ from finmlsec.gateway.storage import ApiKey, GatewayDB
 from finmlsec.gateway.validation import RecordValidator
 from finmlsec.targets.base import Target
 
-_ALLOWED = BudgetDecision(True)
-
 
 @dataclass(frozen=True)
 class Principal:
@@ -243,15 +241,13 @@ class Gateway:
         return None if d.allowed else d
 
     def charge_request(self, p: Principal) -> BudgetDecision:
-        # QueryBudget.consume with its limits validated once (at start-up) rather than per call
-        if not self._request_limits:
-            return _ALLOWED
-        return self.store.consume(f"budget:req:{p.key_id}", self._request_limits, 1, time.time())
+        # limits validated once, at start-up, rather than on every request
+        return self.request_budget.consume(self.store, f"req:{p.key_id}",
+                                           limits=self._request_limits)
 
     def charge_rows(self, p: Principal, n: int) -> BudgetDecision:
-        if not self._row_limits or n == 0:
-            return _ALLOWED
-        return self.store.consume(f"budget:rows:{p.key_id}", self._row_limits, n, time.time())
+        return self.row_budget.consume(self.store, f"rows:{p.key_id}", cost=n,
+                                       limits=self._row_limits)
 
     def charge_feedback(self, p: Principal) -> BudgetDecision:
         return self.feedback_budget.consume(self.store, f"fb:{p.key_id}", cost=1)
