@@ -282,7 +282,8 @@ class MondrianRecoding(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                     if pd.api.types.is_numeric_dtype(Xf[c])
                     and not pd.api.types.is_bool_dtype(Xf[c])]
         if not cols:
-            raise ConfigError(f"{name}: no numeric columns to recode")
+            raise ConfigError(f"{name}: no numeric columns to recode; name them in 'columns' "
+                              "or give a 'schema' with personal numeric fields")
         missing = [c for c in cols if not (
             (isinstance(c, numbers.Integral) and 0 <= int(c) < Xf.shape[1])
             or (is_frame and isinstance(c, str) and c in Xf.columns))]
@@ -294,7 +295,7 @@ class MondrianRecoding(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         V = self._values(Xf)
         if len(V) < self.k:
             raise DataError(f"{name}: {len(V)} records (n_samples={len(V)}) cannot form a cell "
-                            f"of k={self.k}")
+                            f"of k={self.k}; lower k or fit on more records")
         span = V.max(axis=0) - V.min(axis=0)
         span[span == 0] = 1.0
         nodes: list[tuple[int, float, int, int]] = []  # (column, cut, left, right); -1 = leaf
