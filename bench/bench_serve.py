@@ -549,7 +549,7 @@ def _run_services(names: list[str], tmp: Path, results: dict[str, dict[str, Any]
                   loads: list[str], records: Any, batch_body: bytes, seconds: float,
                   use_wrk: bool) -> None:
     """Start, measure and stop each service in turn (results and load averages appended)."""
-    from finmlsec.gateway.storage import GatewayDB
+    from finmlsec.store.gateway import GatewayDB
 
     for name in names:
         port = free_port()

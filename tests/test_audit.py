@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from finmlsec.cli.main import build_app
 from finmlsec.errors import AuditError
 from finmlsec.gateway.audit import AuditWriter, canonical, chain, verify_chain
-from finmlsec.gateway.storage import GENESIS, GatewayDB
+from finmlsec.store.gateway import GENESIS, GatewayDB
 
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 

@@ -11,7 +11,7 @@ from finmlsec.cli.main import build_app
 from finmlsec.errors import FinmlsecError
 from finmlsec.gateway.audit import AuditWriter, read_entries, verify_chain
 from finmlsec.gateway.feedback import feedback_row
-from finmlsec.gateway.storage import GatewayDB
+from finmlsec.store.gateway import GatewayDB
 
 runner = CliRunner()
 

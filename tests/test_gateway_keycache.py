@@ -13,7 +13,7 @@ from finmlsec.gateway.demo import DemoModel, credit_scoring_model
 from finmlsec.gateway.policy import Policy
 from finmlsec.gateway.service import Gateway
 from finmlsec.gateway.settings import Settings
-from finmlsec.gateway.storage import GatewayDB
+from finmlsec.store.gateway import GatewayDB
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ from sqlalchemy import select
 from finmlsec.defences.ratelimit import RedisCounterStore
 from finmlsec.gateway.audit import verify_chain
 from finmlsec.gateway.demo import credit_scoring_model
-from finmlsec.gateway.storage import GatewayDB
+from finmlsec.store.gateway import GatewayDB
 
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 REDIS_URL = "redis://127.0.0.1:6379/0"

@@ -11,6 +11,10 @@ from sqlalchemy import inspect, text
 
 from finmlsec.errors import StoreError
 from finmlsec.store import Store, normalize_url
+from finmlsec.store.gateway import GatewayDB, gateway_tables
+
+HEAD = "0002"
+GW_TABLES = {"gw_api_keys", "gw_audit", "gw_audit_head", "gw_feedback", "gw_settings"}
 
 
 def _roundtrip(store: Store) -> None:
@@ -48,7 +52,7 @@ def test_sqlite_file_is_created_migrated_and_reopened(tmp_path: Path) -> None:
     tables = set(inspect(store.engine).get_table_names())
     assert {"runs", "units", "alembic_version"} <= tables
     with store.engine.connect() as c:
-        assert c.execute(text("select version_num from alembic_version")).scalar() == "0001"
+        assert c.execute(text("select version_num from alembic_version")).scalar() == HEAD
     _roundtrip(store)
     rid = store.create_run(spec_path="s", spec_name="n", profile="quick", seed=0,
                            system_type=None, options={}, analysis={}, plan={}, units=["u"])
@@ -112,3 +116,63 @@ def test_postgresql_store(pg_schema_url: str) -> None:
     _roundtrip(store)
     Store.open(pg_schema_url)  # second open: already at head
     store.engine.dispose()
+
+
+def _version(engine: object, prefix: str = "") -> str:
+    with engine.connect() as c:  # type: ignore[attr-defined]
+        return str(c.execute(text(f"select version_num from {prefix}alembic_version")).scalar())
+
+
+def test_gateway_and_scan_tables_share_one_migration_history(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'one.db'}"
+    gw = GatewayDB(url)
+    key = gw.create_key(org="bank", role="system_user")
+    store = Store.open(url)  # the scan's store on the same database: already at head
+    assert GW_TABLES | {"runs", "units", "alembic_version"} <= set(
+        inspect(store.engine).get_table_names())
+    assert _version(store.engine) == HEAD
+    _roundtrip(store)
+    assert GatewayDB(url).verify_token(key.token) is not None  # reopening migrates nothing
+
+
+def test_gateway_tables_created_before_migrations_are_adopted(tmp_path: Path) -> None:
+    """A gateway database from before its tables joined the migration history (created on
+    first use, no version table) keeps its keys and audit chain and is brought to head."""
+    from sqlalchemy import MetaData, create_engine, insert
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = create_engine(url)
+    meta = MetaData()
+    t = gateway_tables(meta)
+    meta.create_all(engine)
+    with engine.begin() as c:
+        c.execute(insert(t["keys"]).values(key_id="a" * 12, token_hash="0" * 64, org="bank",
+                                            role="admin", name="", created="2026", revoked=None))
+        c.execute(insert(t["head"]).values(id=1, seq=0, hash="0" * 64))
+        c.execute(insert(t["settings"]).values(name="digest_salt", value="ab" * 32))
+    engine.dispose()
+    db = GatewayDB(url)
+    assert [k.key_id for k in db.list_keys()] == ["a" * 12]
+    assert db.digest_salt() == bytes.fromhex("ab" * 32)  # the old salt kept, not replaced
+    assert _version(db.engine) == HEAD and "runs" in inspect(db.engine).get_table_names()
+
+
+@pytest.mark.postgres
+def test_gateway_tables_on_postgresql_with_a_prefix_racing(pg_schema_url: str) -> None:
+    """Two processes opening the same fresh database at once both end at head, once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    url = normalize_url(pg_schema_url)
+    with ThreadPoolExecutor(2) as pool:
+        dbs = list(pool.map(lambda _: GatewayDB(url, table_prefix="t1_"), range(2)))
+    schema = pg_schema_url.rsplit("%3D", 1)[1]
+    tables = set(inspect(dbs[0].engine).get_table_names(schema=schema))
+    assert {f"t1_{n}" for n in GW_TABLES | {"runs", "units", "alembic_version"}} <= tables
+    assert _version(dbs[0].engine, "t1_") == HEAD
+    k = dbs[0].create_key(org="bank", role="admin")
+    assert dbs[1].find_key(k.key_id) is not None
+    dbs[0].drop_all()
+    assert not {t for t in inspect(dbs[0].engine).get_table_names(schema=schema)
+                if t.startswith("t1_")}
+    for d in dbs:
+        d.dispose()

@@ -18,7 +18,7 @@ def register(app: typer.Typer) -> None:
                as_json: bool = typer.Option(False, "--json")) -> None:
         """Recompute the hash chain; exit 2 naming the first edited, deleted or reordered entry."""
         from finmlsec.gateway.audit import verify_chain
-        from finmlsec.gateway.storage import GatewayDB
+        from finmlsec.store.gateway import GatewayDB
 
         res = verify_chain(GatewayDB(db, table_prefix=table_prefix))
         if as_json:
@@ -34,7 +34,7 @@ def register(app: typer.Typer) -> None:
              db: str = DB_OPT, table_prefix: str = PREFIX_OPT) -> None:
         """Print entries (JSON lines) with sequence numbers above --after."""
         from finmlsec.gateway.audit import read_entries
-        from finmlsec.gateway.storage import GatewayDB
+        from finmlsec.store.gateway import GatewayDB
 
         for e in read_entries(GatewayDB(db, table_prefix=table_prefix), after=after, limit=limit):
             typer.echo(json.dumps(e, sort_keys=True))

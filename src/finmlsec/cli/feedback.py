@@ -21,7 +21,7 @@ def register(app: typer.Typer) -> None:
               fmt: str = typer.Option("text", "--format", help="text or json")) -> None:
         """List reports (json: with their records, e.g. to export approved training data)."""
         from finmlsec.gateway.feedback import list_feedback
-        from finmlsec.gateway.storage import GatewayDB
+        from finmlsec.store.gateway import GatewayDB
 
         items = list_feedback(GatewayDB(db, table_prefix=table_prefix), status=status)
         if fmt == "json":
@@ -36,7 +36,7 @@ def register(app: typer.Typer) -> None:
     def _decide(decision: str, fid: str, note: str | None, db: str, table_prefix: str) -> None:
         from finmlsec.gateway.audit import AuditWriter
         from finmlsec.gateway.feedback import review
-        from finmlsec.gateway.storage import GatewayDB
+        from finmlsec.store.gateway import GatewayDB
 
         gdb = GatewayDB(db, table_prefix=table_prefix)
         item = review(gdb, AuditWriter(gdb), fid, decision, reviewer=f"cli:{getpass.getuser()}",

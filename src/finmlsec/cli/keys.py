@@ -25,7 +25,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Create a key; it is printed once and only its hash is stored."""
         from finmlsec.gateway.audit import AuditWriter
-        from finmlsec.gateway.storage import GatewayDB
+        from finmlsec.store.gateway import GatewayDB
 
         gdb = GatewayDB(db, table_prefix=table_prefix)
         k = gdb.create_key(org=org, role=role, name=name)
@@ -44,7 +44,7 @@ def register(app: typer.Typer) -> None:
     def list_(db: str = DB_OPT, table_prefix: str = PREFIX_OPT,
               as_json: bool = typer.Option(False, "--json")) -> None:
         """List keys (ids, organisations, roles; never the keys)."""
-        from finmlsec.gateway.storage import GatewayDB
+        from finmlsec.store.gateway import GatewayDB
 
         ks = GatewayDB(db, table_prefix=table_prefix).list_keys()
         rows = [{"key_id": k.key_id, "org": k.org, "role": k.role, "name": k.name,
@@ -62,7 +62,7 @@ def register(app: typer.Typer) -> None:
         """Revoke a key (takes effect within the servers' key cache time, 2 s by default)."""
         from finmlsec.errors import ConfigError
         from finmlsec.gateway.audit import AuditWriter
-        from finmlsec.gateway.storage import GatewayDB
+        from finmlsec.store.gateway import GatewayDB
 
         gdb = GatewayDB(db, table_prefix=table_prefix)
         if not gdb.revoke_key(key_id):

@@ -15,7 +15,7 @@ acknowledged only after its entry (and its feedback) is durable.
 No secrets and no raw records: callers pass key ids, organisations, counts and keyed digests.
 
 Example:
-    >>> from finmlsec.gateway.storage import GatewayDB
+    >>> from finmlsec.store.gateway import GatewayDB
     >>> db = GatewayDB("sqlite://")
     >>> w = AuditWriter(db)
     >>> w.append_sync({"action": "keys.create", "actor": "cli"})
@@ -45,7 +45,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from finmlsec.errors import AuditError, StoreError
-from finmlsec.gateway.storage import GENESIS, GatewayDB, now_iso
+from finmlsec.store.gateway import GENESIS, GatewayDB, now_iso
 
 
 def canonical(entry: dict[str, Any]) -> str:

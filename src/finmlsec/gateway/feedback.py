@@ -7,7 +7,7 @@ confidence, or when the input screen finds the record out of distribution: the f
 poisoning of the paper's section III pushes many such reports.
 
 Example:
-    >>> from finmlsec.gateway.storage import GatewayDB
+    >>> from finmlsec.store.gateway import GatewayDB
     >>> from finmlsec.gateway.audit import AuditWriter
     >>> db = GatewayDB("sqlite://"); w = AuditWriter(db)
     >>> row = feedback_row(key_id="k1", org="bank", record={"age": 30}, label="good",
@@ -30,7 +30,7 @@ from sqlalchemy import select, update
 
 from finmlsec.errors import ConfigError
 from finmlsec.gateway.audit import AuditWriter
-from finmlsec.gateway.storage import GatewayDB, now_iso
+from finmlsec.store.gateway import GatewayDB, now_iso
 
 STATUSES = ("quarantined", "approved", "rejected")
 

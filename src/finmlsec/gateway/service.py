@@ -34,8 +34,8 @@ from finmlsec.gateway import fastpath
 from finmlsec.gateway.audit import AuditWriter
 from finmlsec.gateway.batcher import MicroBatcher
 from finmlsec.gateway.settings import Settings
-from finmlsec.gateway.storage import ApiKey, GatewayDB
 from finmlsec.gateway.validation import RecordValidator
+from finmlsec.store.gateway import ApiKey, GatewayDB
 from finmlsec.targets.base import Target
 
 

@@ -124,20 +124,7 @@ class Store:
 
     def migrate(self) -> None:
         """Bring the database up to the newest schema (Alembic ``upgrade head``)."""
-        from alembic import command
-        from alembic.config import Config
-
-        cfg = Config()
-        cfg.set_main_option("script_location", str(MIGRATIONS))
-        try:
-            with self.engine.begin() as conn:
-                cfg.attributes["connection"] = conn
-                command.upgrade(cfg, "head")
-        except SQLAlchemyError as exc:
-            raise StoreError(
-                f"cannot migrate the result store at {self.engine.url!r}: "
-                f"{str(exc).splitlines()[0]}; check that the database exists and is writable"
-            ) from None
+        migrate(self.engine)
 
     def _session(self) -> Session:
         return Session(self.engine, expire_on_commit=False)
@@ -255,6 +242,44 @@ class Store:
             s.execute(update(UnitRow).where(
                 UnitRow.run_id == run_id, UnitRow.unit_id == unit_id
             ).values(**values))
+
+
+def migrate(engine: Engine, *, prefix: str = "") -> None:
+    """Bring the database at ``engine`` up to the newest revision (Alembic ``upgrade head``) of
+    the one migration history: the scan's runs and units and the gateway's tables, each name
+    (and Alembic's version table) prefixed with ``prefix``. Safe to race: on PostgreSQL the
+    upgrade holds a transaction-scoped advisory lock, on SQLite the write lock."""
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import text
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["table_prefix"] = prefix
+    try:
+        with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"),
+                             {"k": f"finmlsec-migrate:{prefix}"})
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+    except SQLAlchemyError as exc:
+        raise StoreError(
+            f"cannot migrate the database at {engine.url!r}: "
+            f"{str(exc).splitlines()[0]}; check that the database exists and is writable"
+        ) from None
+
+
+def drop_all(engine: Engine, *, prefix: str = "") -> None:
+    """Drop every table of the migration history with this ``prefix`` (tests, decommissioning)."""
+    from sqlalchemy import MetaData
+
+    meta = MetaData()
+    meta.reflect(engine)
+    ours = [t for name, t in meta.tables.items() if name.startswith(prefix) and (
+        name[len(prefix):] in ("runs", "units", "alembic_version")
+        or name[len(prefix):].startswith("gw_"))]
+    meta.drop_all(engine, tables=ours)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

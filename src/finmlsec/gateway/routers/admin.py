@@ -16,7 +16,7 @@ from finmlsec.gateway.audit import read_entries, verify_chain
 from finmlsec.gateway.deps import commit, json_response, require
 from finmlsec.gateway.feedback import list_feedback, review
 from finmlsec.gateway.service import Gateway, Principal
-from finmlsec.gateway.storage import ROLES
+from finmlsec.store.gateway import ROLES
 
 T = TypeVar("T")
 

@@ -16,9 +16,14 @@ branch_labels = None
 depends_on = None
 
 
+def _prefix() -> str:
+    return str(op.get_context().config.attributes.get("table_prefix", ""))  # type: ignore[union-attr]
+
+
 def upgrade() -> None:
+    p = _prefix()
     op.create_table(
-        "runs",
+        f"{p}runs",
         sa.Column("id", sa.String(32), primary_key=True),
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.Column("finished_at", sa.DateTime(), nullable=True),
@@ -35,11 +40,11 @@ def upgrade() -> None:
         sa.Column("diagram_svg", sa.Text(), nullable=False),
         sa.Column("summary_json", sa.Text(), nullable=True),
     )
-    op.create_index("ix_runs_created_at", "runs", ["created_at"])
+    op.create_index(f"ix_{p}runs_created_at", f"{p}runs", ["created_at"])
     op.create_table(
-        "units",
+        f"{p}units",
         sa.Column(
-            "run_id", sa.String(32), sa.ForeignKey("runs.id", ondelete="CASCADE"),
+            "run_id", sa.String(32), sa.ForeignKey(f"{p}runs.id", ondelete="CASCADE"),
             primary_key=True,
         ),
         sa.Column("unit_id", sa.String(300), primary_key=True),
@@ -55,6 +60,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_table("units")
-    op.drop_index("ix_runs_created_at", table_name="runs")
-    op.drop_table("runs")
+    p = _prefix()
+    op.drop_table(f"{p}units")
+    op.drop_index(f"ix_{p}runs_created_at", table_name=f"{p}runs")
+    op.drop_table(f"{p}runs")

@@ -1,9 +1,12 @@
-"""The gateway's own tables: API keys (hashed), the hash-chained audit log and quarantined feedback.
+"""The gateway's tables: API keys (hashed), the hash-chained audit log and quarantined feedback.
 
 SQLAlchemy 2 Core on SQLite by default (WAL, synchronous FULL, writers serialised with
 ``BEGIN IMMEDIATE``) or PostgreSQL by URL (the audit chain head is locked with ``FOR UPDATE``), so
-several server processes can share keys, the audit chain and the quarantine. Tables are created on
-first use; ``table_prefix`` lets several gateways (or test runs) share one database.
+several server processes can share keys, the audit chain and the quarantine. The tables belong to
+the store's one Alembic migration history (with the scan's runs and units): opening a
+:class:`GatewayDB` brings the database up to the newest revision, like :meth:`Store.open`.
+``table_prefix`` prefixes every table (and Alembic's version table), so several gateways (or
+test runs) can share one database.
 
 Example:
     >>> db = GatewayDB("sqlite://")
@@ -93,51 +96,11 @@ class GatewayDB:
             self.engine = self._engine(url, durable)
         except (SQLAlchemyError, ImportError, ValueError) as exc:
             raise StoreError(f"cannot open the gateway database {_redact(url)!r}: {exc}") from None
-        p = table_prefix
+        self.prefix = table_prefix
         self.meta = MetaData()
-        self.keys = Table(
-            f"{p}gw_api_keys", self.meta,
-            Column("key_id", String(32), primary_key=True),
-            Column("token_hash", String(64), nullable=False),
-            Column("org", String(200), nullable=False),
-            Column("role", String(40), nullable=False),
-            Column("name", String(200), nullable=False, default=""),
-            Column("created", String(40), nullable=False),
-            Column("revoked", String(40), nullable=True),
-        )
-        self.audit = Table(
-            f"{p}gw_audit", self.meta,
-            Column("seq", Integer, primary_key=True, autoincrement=False),
-            Column("body", Text, nullable=False),
-            Column("hash", String(64), nullable=False),
-        )
-        self.head = Table(
-            f"{p}gw_audit_head", self.meta,
-            Column("id", Integer, primary_key=True, autoincrement=False),
-            Column("seq", Integer, nullable=False),
-            Column("hash", String(64), nullable=False),
-        )
-        self.feedback = Table(
-            f"{p}gw_feedback", self.meta,
-            Column("id", String(40), primary_key=True),
-            Column("created", String(40), nullable=False),
-            Column("key_id", String(32), nullable=False),
-            Column("org", String(200), nullable=False),
-            Column("record", Text, nullable=False),
-            Column("label", String(200), nullable=False),
-            Column("model_label", String(200), nullable=False),
-            Column("model_confidence", String(40), nullable=False),
-            Column("flags", Text, nullable=False),
-            Column("status", String(20), nullable=False),
-            Column("reviewed_by", String(200), nullable=True),
-            Column("reviewed_at", String(40), nullable=True),
-            Column("note", Text, nullable=True),
-        )
-        self.settings = Table(
-            f"{p}gw_settings", self.meta,
-            Column("name", String(40), primary_key=True),
-            Column("value", Text, nullable=False),
-        )
+        t = gateway_tables(self.meta, table_prefix)
+        self.keys, self.audit, self.head = t["keys"], t["audit"], t["head"]
+        self.feedback, self.settings = t["feedback"], t["settings"]
         self.migrate()
 
     @staticmethod
@@ -167,29 +130,10 @@ class GatewayDB:
         return engine
 
     def migrate(self) -> None:
-        """Create missing tables and the audit chain head (idempotent, safe to race)."""
-        try:
-            self.meta.create_all(self.engine)
-            with self.engine.begin() as conn:
-                if conn.execute(select(self.head.c.id)).first() is None:
-                    conn.execute(insert(self.head).values(id=1, seq=0, hash=GENESIS))
-                if conn.execute(
-                    select(self.settings.c.value).where(self.settings.c.name == "digest_salt")
-                ).first() is None:
-                    conn.execute(
-                        insert(self.settings).values(name="digest_salt", value=secrets.token_hex(32))
-                    )
-        except SQLAlchemyError as exc:
-            if self._exists():  # another process created them first
-                return
-            raise StoreError(f"cannot create the gateway tables in {_redact(self.url)!r}: {exc}") from None
+        """Bring the tables up to the newest migration (idempotent, safe to race)."""
+        from finmlsec.store.db import migrate
 
-    def _exists(self) -> bool:
-        try:
-            with self.engine.connect() as conn:
-                return conn.execute(select(self.head.c.seq)).first() is not None
-        except SQLAlchemyError:
-            return False
+        migrate(self.engine, prefix=self.prefix)
 
     def digest_salt(self) -> bytes:
         """A per-deployment secret used to pseudonymise request contents in the audit log."""
@@ -259,8 +203,60 @@ class GatewayDB:
         self.engine.dispose()
 
     def drop_all(self) -> None:
-        """Drop this prefix's tables (tests and decommissioning)."""
-        self.meta.drop_all(self.engine)
+        """Drop this prefix's tables, the scan's included (tests and decommissioning)."""
+        from finmlsec.store.db import drop_all
+
+        drop_all(self.engine, prefix=self.prefix)
+
+
+def gateway_tables(meta: MetaData, prefix: str = "") -> dict[str, Table]:
+    """The gateway's tables (as the newest migration leaves them) in ``meta``."""
+    p = prefix
+    return {
+        "keys": Table(
+            f"{p}gw_api_keys", meta,
+            Column("key_id", String(32), primary_key=True),
+            Column("token_hash", String(64), nullable=False),
+            Column("org", String(200), nullable=False),
+            Column("role", String(40), nullable=False),
+            Column("name", String(200), nullable=False, default=""),
+            Column("created", String(40), nullable=False),
+            Column("revoked", String(40), nullable=True),
+        ),
+        "audit": Table(
+            f"{p}gw_audit", meta,
+            Column("seq", Integer, primary_key=True, autoincrement=False),
+            Column("body", Text, nullable=False),
+            Column("hash", String(64), nullable=False),
+        ),
+        "head": Table(
+            f"{p}gw_audit_head", meta,
+            Column("id", Integer, primary_key=True, autoincrement=False),
+            Column("seq", Integer, nullable=False),
+            Column("hash", String(64), nullable=False),
+        ),
+        "feedback": Table(
+            f"{p}gw_feedback", meta,
+            Column("id", String(40), primary_key=True),
+            Column("created", String(40), nullable=False),
+            Column("key_id", String(32), nullable=False),
+            Column("org", String(200), nullable=False),
+            Column("record", Text, nullable=False),
+            Column("label", String(200), nullable=False),
+            Column("model_label", String(200), nullable=False),
+            Column("model_confidence", String(40), nullable=False),
+            Column("flags", Text, nullable=False),
+            Column("status", String(20), nullable=False),
+            Column("reviewed_by", String(200), nullable=True),
+            Column("reviewed_at", String(40), nullable=True),
+            Column("note", Text, nullable=True),
+        ),
+        "settings": Table(
+            f"{p}gw_settings", meta,
+            Column("name", String(40), primary_key=True),
+            Column("value", Text, nullable=False),
+        ),
+    }
 
 
 def _redact(url: str) -> str:
