@@ -345,7 +345,7 @@ def test_input_screening_refuses_out_of_distribution_records(model: DemoModel, t
     refused_odd = codes[25:].count(422) / 25
     assert set(codes) <= {200, 422}
     assert refused_normal <= 0.12 and refused_odd >= 0.5, (refused_normal, refused_odd)
-    assert gw.screen is not None
+    assert gw.guards.screen is not None
 
 
 def test_squeeze_screen_is_live(model: DemoModel, tmp_path: Path) -> None:

@@ -151,7 +151,7 @@ def test_benign_replay_clients_are_not_flagged(model: DemoModel, tmp_path: Path)
         return refused
 
     refused = env.run(go)
-    states = env.gw.prada_states
+    states = env.gw.guards.prada_states
     assert len(states) == n_clients and all(s.queries == len(rows) for s in states.values())
     false_positives = sum(s.flagged for s in states.values())
     assert refused <= false_positives <= 0.01 * n_clients
@@ -169,7 +169,7 @@ def test_throttle_action_answers_429_with_retry_after(model: DemoModel, tmp_path
             if r.status_code == 429:
                 break
         again = await c.post("/v1/predict", json={"record": queries[0]}, headers=auth(env.user))
-        unblock = await c.post(f"/v1/admin/clients/{env.gw.authenticate(env.user).key_id}/unblock",
+        unblock = await c.post(f"/v1/admin/clients/{env.gw.keys.lookup(env.user).key_id}/unblock",
                                headers=auth(env.admin))
         assert unblock.status_code == 200
         after = await c.post("/v1/predict", json={"record": queries[0]}, headers=auth(env.user))

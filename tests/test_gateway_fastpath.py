@@ -70,9 +70,9 @@ def test_unsupported_shapes_are_not_compiled(model: DemoModel) -> None:
     # a compiled function that disagrees with the original is refused by verification
     wrong = fastpath.compile_model(model.target.estimator)
     assert wrong is not None
-    assert fastpath.verified(lambda c: wrong(c) + 1e-6, model.target.predict_proba,
+    assert fastpath.verified(lambda: lambda c: wrong(c) + 1e-6, model.target.predict_proba,
                              model.heldout, model.schema.names) is None
-    assert fastpath.verified(wrong, model.target.predict_proba, model.heldout,
+    assert fastpath.verified(lambda: wrong, model.target.predict_proba, model.heldout,
                              model.schema.names) is wrong
     scaler = ColumnTransformer([("n", StandardScaler(), ["x"])]).fit(pd.DataFrame({"x": [1., 2.]}))
     with pytest.raises(fastpath.Unsupported):
@@ -88,17 +88,48 @@ def test_gateway_answers_the_same_through_the_compiled_path(model: DemoModel, tm
     gw = Gateway(Settings(db_url=f"sqlite:///{tmp_path / 'g.db'}", policy=policy),
                  target=model.target, schema=model.schema, reference=model.train)
     try:
-        assert gw.fast_model is not None and gw.fast_screen is not None
-        rows = gw.validator.validate(json.loads(model.heldout.iloc[:64].to_json(orient="records")))
-        fast = gw._predict_records(rows)
-        slow = gw.predict_frame(gw.validator.frame(rows))
-        np.testing.assert_allclose(fast, slow, rtol=0, atol=1e-12)
-        big = gw.predict_sampled(model.heldout)
-        parts = gw.split(big)
-        np.testing.assert_allclose(parts["proba"], model.target.predict_proba(model.heldout),
+        pr = gw.predictor
+        assert pr.fast_model is not None and pr.fast_screen is not None
+        v = gw.validator.records(json.loads(model.heldout.iloc[:64].to_json(orient="records")))
+        fast, slow = pr.predict(v), pr.predict_frame(v.frame())
+        for name in ("proba", "answer", "suspicious", "seen", "far", "encoded"):
+            np.testing.assert_allclose(getattr(fast, name), getattr(slow, name), rtol=0,
+                                       atol=1e-12, err_msg=name)
+        big = pr.predict_large(gw.validator.records(
+            json.loads(model.heldout.to_json(orient="records"))))
+        np.testing.assert_allclose(big.proba, model.target.predict_proba(model.heldout),
                                    rtol=0, atol=1e-12)
-        assert int(parts["seen"].sum()) == min(len(model.heldout),
-                                               policy.extraction.max_rows_per_request)
+        assert len(big.observed) == min(len(model.heldout),
+                                        policy.extraction.max_rows_per_request)
+        part = big[3:9]  # the slice a micro-batched request gets
+        assert len(part) == 6 and part.encoded is not None and part.encoded.shape[0] == 6
+        np.testing.assert_array_equal(part.answer, big.answer[3:9])
+    finally:
+        gw.close()
+
+
+def test_a_model_whose_private_attributes_changed_falls_back_to_the_original(
+        model: DemoModel, tmp_path: Path) -> None:
+    """Compiling reads fitted attributes a scikit-learn release may rename or reshape: here the
+    encoder's categories are lists (scikit-learn itself still works with them, the compiler
+    does not). The gateway starts on the original pipeline and answers what it answers."""
+    import copy
+
+    from finmlsec.targets.base import SklearnTarget
+
+    pipe = copy.deepcopy(model.target.estimator)
+    enc = pipe.steps[0][1].named_transformers_["cat"]
+    enc.categories_ = [list(c) for c in enc.categories_]
+    with pytest.raises(AttributeError):
+        fastpath.compile_model(pipe)  # what crashed start-up when compiling ran unguarded
+    gw = Gateway(Settings(db_url=f"sqlite:///{tmp_path / 'g.db'}", policy=Policy()),
+                 target=SklearnTarget(pipe), schema=model.schema, reference=model.train)
+    try:
+        assert gw.predictor.fast_model is None and not gw.predictor.fast
+        v = gw.validator.records(json.loads(model.heldout.iloc[:20].to_json(orient="records")))
+        got = gw.predictor.predict(v).proba
+        np.testing.assert_allclose(got, model.target.predict_proba(model.heldout.iloc[:20]),
+                                   rtol=0, atol=1e-12)
     finally:
         gw.close()
 
@@ -108,8 +139,8 @@ def batch(model: DemoModel, n: int, seed: int) -> tuple[list[str], list[list[obj
     return model.schema.names, json.loads(X.to_json(orient="values"))
 
 
-def test_vectorised_column_checks_give_what_the_dataframe_path_gives(model: DemoModel,
-                                                                     tmp_path: Path) -> None:
+def test_the_record_and_column_forms_give_the_same_outcome(model: DemoModel,
+                                                           tmp_path: Path) -> None:
     policy = Policy.model_validate({
         "output": {"mode": "round", "decimals": 2}, "extraction": {"enabled": True},
         "screening": {"enabled": True, "defence": "input_screen.ood",
@@ -121,41 +152,69 @@ def test_vectorised_column_checks_give_what_the_dataframe_path_gives(model: Demo
         perm = list(np.random.default_rng(0).permutation(len(names)))  # any column order
         cols = [names[i] for i in perm]
         rows = [[r[i] for i in perm] for r in data]
-        fast = gw.validator.columns_if_valid(cols, rows)
-        assert fast is not None
-        slow = gw.validator.validate_columns(cols, rows)
-        k = 2 * len(gw.classes) + 1  # raw probabilities, answer, screen flag
-        a, b = gw.predict_sampled(fast), gw.predict_sampled(slow)
-        np.testing.assert_array_equal(a[:, :k], b[:, :k])
-        assert gw.split(a)["suspicious"].any()  # the screen is exercised, not trivially clean
-        # whole floats in an integer column are valid on both paths
+        by_columns = gw.validator.columns(cols, rows)
+        by_records = gw.validator.records([dict(zip(names, r, strict=True)) for r in data])
+        a = gw.predictor.predict_large(by_columns)
+        b = gw.predictor.predict_large(by_records)
+        c = gw.predictor.predict_frame(by_records.frame())  # the original objects
+        for name in ("proba", "answer", "suspicious"):
+            np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+            np.testing.assert_allclose(getattr(a, name), getattr(c, name), rtol=0, atol=1e-12)
+        assert a.suspicious.any()  # the screen is exercised, not trivially clean
+        # whole floats in an integer column are valid in both forms
         age = cols.index("age")
         rows[0][age] = float(rows[0][age])
-        assert gw.validator.columns_if_valid(cols, rows) is not None
+        assert gw.validator.columns(cols, rows).record(0)["age"] == int(rows[0][age])
     finally:
         gw.close()
 
 
-@pytest.mark.parametrize("field", ["age", "purpose", "credit_amount", "installment_rate"])
-@pytest.mark.parametrize("value", [None, float("nan"), float("inf"), True, "7", 1.5, -1, 10**400,
-                                   10**13, "yacht", 3])
-def test_vectorised_column_checks_never_accept_what_the_full_check_refuses(
-        model: DemoModel, field: str, value: object) -> None:
-    from finmlsec.gateway.validation import InputProblem, RecordValidator
+BAD = [None, float("nan"), float("inf"), True, "7", " 5e1 ", "2835", 1.5, -1, 10**400, 10**13,
+       "yacht", 3, [1], {"a": 1}, ["a"]]
 
-    v = RecordValidator(model.schema)
+
+@pytest.mark.parametrize("field", ["age", "purpose", "credit_amount", "installment_rate"])
+@pytest.mark.parametrize("value", BAD)
+def test_record_and_column_forms_and_vectorised_checks_agree_on_every_value(
+        model: DemoModel, field: str, value: object) -> None:
+    """One value placed in a batch of 300: the record form, the column form, and the column
+    form checked value by value (no vectorised step) all accept it (with the same result) or
+    all refuse it with the same message."""
+    from finmlsec.gateway.validation import InputProblem, InputValidator
+
+    vectorised, each = InputValidator(model.schema), InputValidator(model.schema, vector_rows=10**9)
     names, data = batch(model, 300, seed=2)
     data[137][names.index(field)] = value
-    try:
-        v.validate_columns(names, data)
-        refused = False
-    except InputProblem:
-        refused = True
-    if refused:
-        assert v.columns_if_valid(names, data) is None
-    for bad_shape in ((names[:-1], data), (names + ["x"], [r + [1] for r in data]),
-                      (names, data[:5] + [data[5][:-1]]), (names, [])):
-        assert v.columns_if_valid(*bad_shape) is None
+    records = [dict(zip(names, r, strict=True)) for r in data]
+    results = []
+    for check in (lambda: vectorised.columns(names, data), lambda: each.columns(names, data),
+                  lambda: vectorised.records(records), lambda: each.records(records)):
+        try:
+            results.append(check().record(137))
+        except InputProblem as exc:
+            results.append(str(exc))
+            assert "record 137" in str(exc) and repr(field) in str(exc)
+            if isinstance(value, str):  # the value a client typed is not in the audit form
+                assert repr(value) not in exc.redacted
+    assert all(r == results[0] for r in results), results
+    if isinstance(value, str | bool | list | dict) or value is None:
+        assert isinstance(results[0], str), f"{value!r} accepted in {field}"
+
+
+def test_malformed_column_batches_are_refused_by_shape(model: DemoModel) -> None:
+    from finmlsec.gateway.validation import InputProblem, InputValidator
+
+    v = InputValidator(model.schema)
+    names, data = batch(model, 100, seed=3)
+    for cols, rows, why in (
+            (names[:-1], [r[:-1] for r in data], "missing field"),
+            (names + ["x"], [r + [1] for r in data], "unknown field"),
+            (names, data[:5] + [data[5][:-1]], "values for"),
+            ([[n] for n in names], data, "field names"),  # unhashable names: a 422, not a 500
+            (names[:1] * 2 + names[2:], data, "duplicates"),
+            (names, [{"a": 1}], "rows")):
+        with pytest.raises(InputProblem, match=why):
+            v.columns(cols, rows)
 
 
 if __name__ == "__main__":  # pragma: no cover

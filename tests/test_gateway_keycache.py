@@ -33,19 +33,19 @@ def test_revoked_and_deleted_keys_are_refused_within_the_cache_period(model: Dem
     other = GatewayDB(url)  # like the CLI, in another process
     try:
         a, b, c = (other.create_key(org="bank", role="system_user") for _ in range(3))
-        assert [gw.authenticate(k.token).key_id for k in (a, b, c)] == [a.key_id, b.key_id,
+        assert [gw.keys.lookup(k.token).key_id for k in (a, b, c)] == [a.key_id, b.key_id,
                                                                        c.key_id]
         assert other.revoke_key(a.key_id)
         with other.engine.begin() as conn:
             conn.execute(delete(other.keys).where(other.keys.c.key_id == b.key_id))
         time.sleep(0.35)
-        assert gw.authenticate(a.token) is None  # revoked
-        assert gw.authenticate(b.token) is None  # deleted
-        p = gw.authenticate(c.token)
+        assert gw.keys.lookup(a.token) is None  # revoked
+        assert gw.keys.lookup(b.token) is None  # deleted
+        p = gw.keys.lookup(c.token)
         assert p is not None and p.key_id == c.key_id and p.role == "system_user"
-        assert gw.authenticate(c.token[:-2] + "AA") is None  # a forged token never is cached
+        assert gw.keys.lookup(c.token[:-2] + "AA") is None  # a forged token never is cached
         d = other.create_key(org="bank", role="admin")  # a new key works at once
-        assert gw.authenticate(d.token).role == "admin"
+        assert gw.keys.lookup(d.token).role == "admin"
     finally:
         gw.close()
         other.dispose()
@@ -57,9 +57,9 @@ def test_no_cache_sees_a_revocation_at_once(model: DemoModel, tmp_path: Path) ->
     other = GatewayDB(url)
     try:
         k = other.create_key(org="bank", role="system_user")
-        assert gw.authenticate(k.token) is not None
+        assert gw.keys.lookup(k.token) is not None
         other.revoke_key(k.key_id)
-        assert gw.authenticate(k.token) is None
+        assert gw.keys.lookup(k.token) is None
     finally:
         gw.close()
         other.dispose()

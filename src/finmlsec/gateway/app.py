@@ -2,8 +2,10 @@
 
 No module-global app: each call builds a fresh app with its own gateway state (model, guards,
 storage, metrics); routers are one per resource, authentication and limits are dependencies.
-The hot ``POST /v1/predict`` is answered by a lean ASGI handler ahead of the middleware stack
-and routing (see :class:`GatewayApp`).
+The hot ``POST /v1/predict`` is answered by a raw ASGI route (see :func:`raw_route`): the first
+route of the router, inside the middleware stack, so it skips only FastAPI's per-request
+dependency resolution and body binding; the FastAPI route of the same path documents it in the
+OpenAPI document and answers instead when ``Settings.lean_predict`` is false.
 
 Example:
     >>> import httpx, asyncio
@@ -29,11 +31,14 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException
+from starlette.routing import Route
 
 from finmlsec.datasets.schema import FeatureSchema
 from finmlsec.errors import ConfigError, FinmlsecError, StoreError
 from finmlsec.gateway.metrics import GatewayMetrics
+from finmlsec.gateway.responses import error_response
 from finmlsec.gateway.service import Gateway
 from finmlsec.gateway.settings import Settings
 from finmlsec.targets.base import Target, as_target
@@ -75,7 +80,7 @@ def create_app(
         yield
         await asyncio.get_running_loop().run_in_executor(None, gateway.close)
 
-    app = GatewayApp(
+    app = FastAPI(
         title=settings.title,
         version="1",
         description="The model operator as a guarded service (finmlsec). Authenticate with "
@@ -87,28 +92,31 @@ def create_app(
 
     from finmlsec.gateway.routers import admin, feedback, health, metrics, predict
 
+    if settings.lean_predict:
+        app.router.routes.append(raw_route(
+            "/v1/predict", predict.lean_predict(gateway, app.state.metrics), methods=["POST"]))
     for module in (predict, feedback, health, metrics, admin):
         app.include_router(module.build_router(gateway))
     _install_error_handlers(app)
-    if settings.lean_predict:
-        app.lean = predict.lean_predict(gateway, app.state.metrics)
     return app
 
 
-class GatewayApp(FastAPI):
-    """The FastAPI app, with ``POST /v1/predict`` answered by a lean ASGI handler before the
-    middleware stack and routing (:func:`finmlsec.gateway.routers.predict.lean_predict`; same
-    answers as the route, which stays for the OpenAPI document and when
-    ``Settings.lean_predict`` is false)."""
+class _RawEndpoint:
+    """An ASGI callable (Starlette calls an object that is not a function as a raw ASGI app)."""
 
-    lean: Any = None
+    def __init__(self, handler: Any) -> None:
+        self.handler = handler
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if (self.lean is not None and scope["type"] == "http" and scope["path"] == "/v1/predict"
-                and scope["method"] == "POST" and not self.root_path):
-            await self.lean(scope, receive, send)
-            return
-        await super().__call__(scope, receive, send)
+        await self.handler(scope, receive, send)
+
+
+def raw_route(path: str, handler: Any, *, methods: list[str]) -> Route:
+    """A route that hands ``(scope, receive, send)`` to ``handler`` as they come: no request
+    object, dependency resolution or body binding. Add it to ``app.router.routes`` before the
+    FastAPI route of the same path (which stays for the OpenAPI document): the first match wins.
+    The middleware stack still wraps it (an exception it raises becomes the server's 500)."""
+    return Route(path, _RawEndpoint(handler), methods=methods, include_in_schema=False)
 
 
 def _from_spec(
@@ -137,19 +145,13 @@ def _from_spec(
 
 
 def _install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [
-            {"loc": [str(x) for x in e.get("loc", ())], "msg": str(e.get("msg", ""))}
-            for e in exc.errors()
-        ]
-        return JSONResponse(status_code=422, content={"detail": "invalid request", "errors": errors})
+    async def handle(request: Request, exc: Exception) -> Response:
+        answer = error_response(exc)
+        if answer is None:  # pragma: no cover - only the mapped types are registered
+            raise exc
+        status, body, headers = answer
+        return Response(body, status_code=status,
+                        headers={k.decode("latin-1"): v.decode("latin-1") for k, v in headers})
 
-    @app.exception_handler(StoreError)
-    async def _store(request: Request, exc: StoreError) -> JSONResponse:
-        return JSONResponse(status_code=503, content={"detail": f"storage unavailable: {exc}"},
-                            headers={"Retry-After": "1"})
-
-    @app.exception_handler(FinmlsecError)
-    async def _finmlsec(request: Request, exc: FinmlsecError) -> JSONResponse:
-        return JSONResponse(status_code=422, content={"detail": str(exc)})
+    for kind in (HTTPException, RequestValidationError, StoreError, FinmlsecError):
+        app.add_exception_handler(kind, handle)

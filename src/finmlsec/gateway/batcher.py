@@ -6,9 +6,13 @@ server is idle (a lone request runs at once), and under load (several requests w
 batcher lingers ``linger`` seconds for more before calling the model once for all of them.
 The model runs in one worker thread, so the event loop keeps accepting requests meanwhile.
 
+Each request submits its input (anything with a length: its number of rows); the model function
+gets the list of inputs of one batch and returns one sliceable result for all their rows, of
+which each request gets its part.
+
 Example:
     >>> import asyncio, numpy as np
-    >>> b = MicroBatcher(lambda X: np.asarray(X, dtype=float) * 2, max_rows=8)
+    >>> b = MicroBatcher(lambda inputs: np.concatenate(inputs).astype(float) * 2, max_rows=8)
     >>> async def demo():
     ...     outs = await asyncio.gather(*(b.submit([[i]]) for i in range(5)))
     ...     return [o.tolist() for o in outs]
@@ -20,23 +24,32 @@ Example:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sized
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
-
-import numpy as np
+from typing import Any, Generic, Protocol, Self, TypeVar
 
 
-class MicroBatcher:
-    """Run ``fn(rows) -> array`` (one result row per input row) on batches of submitted rows."""
+class Sliceable(Protocol):
+    """A batch result: one row per input row; ``r[a:b]`` is the result of rows a to b."""
 
-    def __init__(self, fn: Callable[[list[Any]], np.ndarray], *, max_rows: int = 256,
+    def __getitem__(self, s: slice, /) -> Self: ...
+
+
+R = TypeVar("R", bound=Sliceable)
+In = TypeVar("In", bound=Sized)
+
+
+class MicroBatcher(Generic[In, R]):
+    """Run ``fn(inputs) -> result`` (one result row per input row, sliceable, e.g. an array or
+    an :class:`~finmlsec.gateway.predictor.Outcome`) on batches of submitted inputs."""
+
+    def __init__(self, fn: Callable[[list[In]], R], *, max_rows: int = 256,
                  linger: float = 0.0) -> None:
         self.fn = fn
         self.max_rows = max_rows
         self.linger = linger
         self._executor: ThreadPoolExecutor | None = None
-        self._queue: asyncio.Queue[tuple[list[Any], asyncio.Future[np.ndarray]]] | None = None
+        self._queue: asyncio.Queue[tuple[In, asyncio.Future[R]]] | None = None
         self._task: asyncio.Task[None] | None = None
         self.calls = 0
         self.rows = 0
@@ -48,13 +61,14 @@ class MicroBatcher:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="finmlsec-model")
         return self._executor
 
-    async def submit(self, rows: list[Any]) -> np.ndarray:
-        """The results for ``rows``, computed in a batch with whatever else is waiting."""
+    async def submit(self, rows: In) -> R:
+        """The results for the input ``rows``, computed in a batch with whatever else is
+        waiting."""
         loop = asyncio.get_running_loop()
         if self._queue is None or self._task is None or self._task.done():
             self._queue = asyncio.Queue()
             self._task = loop.create_task(self._run(self._queue))
-        fut: asyncio.Future[np.ndarray] = loop.create_future()
+        fut: asyncio.Future[R] = loop.create_future()
         await self._queue.put((rows, fut))
         return await fut
 
@@ -63,7 +77,7 @@ class MicroBatcher:
         or other long work that should not compete with the model for the GIL."""
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
-    async def _run(self, q: asyncio.Queue[tuple[list[Any], asyncio.Future[np.ndarray]]]) -> None:
+    async def _run(self, q: asyncio.Queue[tuple[In, asyncio.Future[R]]]) -> None:
         loop = asyncio.get_running_loop()
         while True:
             items = [await q.get()]
@@ -76,16 +90,16 @@ class MicroBatcher:
                 if attempt or n >= self.max_rows or self.linger <= 0 or len(items) < 2:
                     break
                 await asyncio.sleep(self.linger)  # under load, let the batch fill a little
-            rows = [r for rs, _ in items for r in rs]
+            inputs = [rs for rs, _ in items]
             try:
-                out = await loop.run_in_executor(self.executor, self.fn, rows)
+                out = await loop.run_in_executor(self.executor, self.fn, inputs)
             except Exception as exc:  # noqa: BLE001 - handed to every waiting request
                 for _, fut in items:
                     if not fut.done():
                         fut.set_exception(exc)
                 continue
             self.calls += 1
-            self.rows += len(rows)
+            self.rows += n
             start = 0
             for rs, fut in items:
                 if not fut.done():

@@ -7,6 +7,7 @@ Unauthenticated requests get 401 and authenticated ones with the wrong role 403;
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -16,6 +17,7 @@ from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from finmlsec.defences.ratelimit import BudgetDecision
+from finmlsec.gateway.keycache import Miss
 from finmlsec.gateway.metrics import GatewayMetrics
 from finmlsec.gateway.service import Gateway, Principal
 
@@ -34,17 +36,19 @@ def json_response(content: Any, status: int = 200, headers: dict[str, str] | Non
 
 
 async def refuse(gw: Gateway, request: Request, p: Principal | None, status: int, action: str,
-                 message: str, *, headers: dict[str, str] | None = None, **detail: Any) -> HTTPException:
+                 message: str, *, headers: dict[str, str] | None = None,
+                 audit_reason: str | None = None, **detail: Any) -> HTTPException:
     """Audit a refusal, count it, and return the HTTPException to raise."""
     return await refuse_counted(gw, request.app.state.metrics, p, status, action, message,
-                                headers=headers, **detail)
+                                headers=headers, audit_reason=audit_reason, **detail)
 
 
 async def refuse_counted(gw: Gateway, metrics: GatewayMetrics, p: Principal | None, status: int,
                          action: str, message: str, *, headers: dict[str, str] | None = None,
-                         **detail: Any) -> HTTPException:
-    """:func:`refuse` given the metrics rather than the request."""
-    await commit(gw, gw.entry(p, action, status, reason=message, **detail))
+                         audit_reason: str | None = None, **detail: Any) -> HTTPException:
+    """:func:`refuse` given the metrics rather than the request. ``audit_reason``: what the
+    audit log keeps instead of ``message`` (one without the personal values the client sent)."""
+    await commit(gw, gw.entry(p, action, status, reason=audit_reason or message, **detail))
     metrics.requests.labels(endpoint=action, status=str(status)).inc()
     return HTTPException(status_code=status, detail=message, headers=headers)
 
@@ -87,7 +91,9 @@ async def _check_token(gw: Gateway, metrics: GatewayMetrics, token: str, action:
         raise await refuse_counted(gw, metrics, None, 401, action, "an API key is required "
                                    "(Authorization: Bearer <key>)",
                                    headers={"WWW-Authenticate": "Bearer"})
-    p = gw.authenticate(token)  # cached; a miss is one indexed lookup
+    hit = gw.keys.cached(token)
+    p = (await asyncio.get_running_loop().run_in_executor(None, gw.keys.lookup, token)
+         if isinstance(hit, Miss) else hit)  # a miss: one indexed lookup, off the event loop
     if p is None:
         raise await refuse_counted(gw, metrics, None, 401, action, "unknown or revoked API key",
                                    headers={"WWW-Authenticate": "Bearer"})

@@ -14,9 +14,10 @@ the gateway serves, this module compiles the fitted objects once into plain nump
   arrays, traversed for all trees and rows at once;
 - :func:`compile_screen`: :class:`~finmlsec.defences.input_screen.OODDetector` from the two.
 
-Each compiler returns ``None`` for anything it does not recognise, and :func:`verified` accepts
-a compiled function only if it reproduces the original on reference data (to 1e-9), so the
-gateway falls back to the original objects rather than ever answering differently.
+Each compiler returns ``None`` for anything it does not recognise. :func:`verified` calls the
+compiler and accepts the compiled function only if compiling succeeds and it reproduces the
+original on reference data (to 1e-9), so the gateway falls back to the original objects rather
+than ever answering differently or failing to start.
 A compiled function takes ``columns``: a mapping from feature name to a sequence of values.
 
 Example:
@@ -290,13 +291,19 @@ def compile_screen(screen: Any) -> Compiled | None:
     return lambda columns: forest(enc(columns)) - offset < 0
 
 
-def verified(fast: Compiled | None, slow: Callable[[Any], np.ndarray], reference: Any,
-             names: Sequence[str], rows: int = 300) -> Compiled | None:
-    """``fast`` if it reproduces ``slow`` on up to ``rows`` reference records, else None."""
-    if fast is None or reference is None or not hasattr(reference, "iloc"):
+def verified(compile: Callable[[], Compiled | None], slow: Callable[[Any], np.ndarray],
+             reference: Any, names: Sequence[str], rows: int = 300) -> Compiled | None:
+    """The function ``compile()`` builds if it reproduces ``slow`` on up to ``rows`` reference
+    records, else None. Compiling reads scikit-learn's fitted (partly private) attributes, so it
+    runs inside this guard too: a release that renames or reshapes them makes the gateway use
+    the original objects, never fail to start."""
+    if reference is None or not hasattr(reference, "iloc"):
         return None
     X = reference.iloc[:rows][list(names)]
     try:
+        fast = compile()
+        if fast is None:
+            return None
         got = np.asarray(fast({n: X[n].tolist() for n in names}))
         want = np.asarray(slow(X))
     except Exception:  # noqa: BLE001 - any failure means: do not use the compiled path

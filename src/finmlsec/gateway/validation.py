@@ -1,27 +1,39 @@
-"""Input validation at the gateway boundary, from the feature schema.
+"""Input validation at the gateway boundary, from the feature schema: one path for both forms.
 
-:class:`RecordValidator` checks JSON records (dicts) in plain Python, fast enough for one record
-per request: unknown and missing fields, types (a boolean is not a number, a number is not a
-category), NaN and infinities, whole numbers, ranges and categories. Large column-oriented batches
-go through :meth:`FeatureSchema.check` on a DataFrame. Every problem is a :class:`InputProblem`
-(HTTP 422) naming the row, the field, the value received and what is allowed.
+A request's records arrive as objects (``records``: a list of ``{field: value}``) or as a
+column batch (``columns`` and rows of ``data``). :class:`InputValidator` checks the shape of
+either form, turns it into columns, and checks every column with the same rules: unknown and
+missing fields, types (a boolean, a string such as ``"2835"`` or a list is not a number; a number
+or a list is not a category), NaN and infinities, whole numbers, ranges and categories. A column
+of many values is checked with vectorised operations first; any value those do not plainly
+accept is checked (and converted, or refused) one by one, so both give the same answer.
+
+Every problem is an :class:`InputProblem` (HTTP 422) naming the record, the field, the rule and
+the value received; its ``redacted`` form names the record, field and rule only, for the audit
+log (which must not hold personal values).
 
 Example:
     >>> from finmlsec.datasets.schema import Feature, FeatureSchema
     >>> schema = FeatureSchema(features=(Feature(name="age", type="integer", min=18, max=75),
     ...                                  Feature(name="job", type="categorical", categories=("a", "b"))))
-    >>> v = RecordValidator(schema)
-    >>> v.validate([{"age": 30, "job": "a"}])
-    [{'age': 30, 'job': 'a'}]
-    >>> v.validate([{"age": 30.5, "job": "a"}])
-    Traceback (most recent call last):
-    ...
-    finmlsec.gateway.validation.InputProblem: record 0, field 'age': expected a whole number, got 30.5
+    >>> v = InputValidator(schema)
+    >>> v.records([{"age": 30, "job": "a"}]).record(0)
+    {'age': 30, 'job': 'a'}
+    >>> v.columns(["job", "age"], [["b", 40.0]]).record(0)
+    {'age': 40, 'job': 'b'}
+    >>> try:
+    ...     v.columns(["job", "age"], [["b", "40"]])
+    ... except InputProblem as exc:
+    ...     print(exc); print(exc.redacted)
+    record 0, field 'age': expected a number; got '40'
+    record 0, field 'age': expected a number
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -33,26 +45,81 @@ from finmlsec.errors import DataError
 _BIG = 1.7976931348623157e308  # finite floats lie strictly inside (-_BIG, _BIG) or at its ends
 _EXACT = 2**53  # integers a float represents exactly
 _NUMBER_TYPES = frozenset({int, float})
+_NO_VALUE = object()
+
+
+class _Missing:
+    """A field absent from a record."""
+
+
+MISSING = _Missing()
 
 
 class InputProblem(DataError):
-    """The request's records do not satisfy the schema (HTTP 422)."""
+    """The request's records do not satisfy the schema (HTTP 422). ``str(exc)`` is for the
+    client (it may quote the value it sent); ``redacted`` names the place and the rule only."""
+
+    def __init__(self, message: str, redacted: str | None = None) -> None:
+        super().__init__(message)
+        self.redacted = message if redacted is None else redacted
 
 
-class RecordValidator:
-    """Validate records against a :class:`FeatureSchema` (see the module docstring)."""
+def _fail(where: str, rule: str, value: Any = _NO_VALUE) -> InputProblem:
+    if value is _NO_VALUE:
+        return InputProblem(f"{where}: {rule}")
+    return InputProblem(f"{where}: {rule}; got {short(value)}", f"{where}: {rule}")
 
-    def __init__(self, schema: FeatureSchema) -> None:
+
+@dataclass(frozen=True)
+class Valid:
+    """Validated records as columns (feature name -> values: a list, a float array, or for a
+    categorical column of a large batch a :class:`~finmlsec.gateway.fastpath.Coded`)."""
+
+    columns: dict[str, Any]
+    n: int
+
+    def __len__(self) -> int:
+        return self.n
+
+    def record(self, i: int) -> dict[str, Any]:
+        """Record ``i`` as a dict of plain Python values (JSON-serialisable)."""
+        return {k: _plain(c[i]) for k, c in self.columns.items()}
+
+    def frame(self) -> pd.DataFrame:
+        """The records as a DataFrame in schema column order (pandas infers the dtypes)."""
+        from finmlsec.gateway.fastpath import Coded
+
+        return pd.DataFrame({k: c.values if isinstance(c, Coded) else c
+                             for k, c in self.columns.items()})
+
+    @staticmethod
+    def concat(parts: Sequence[Valid]) -> Valid:
+        """Several small validated batches as one (the micro-batcher's model call)."""
+        if len(parts) == 1:
+            return parts[0]
+        names = list(parts[0].columns)
+        return Valid({k: [v for p in parts for v in p.columns[k]] for k in names},
+                     sum(p.n for p in parts))
+
+
+def _plain(v: Any) -> Any:
+    return v.item() if isinstance(v, np.generic) else v
+
+
+class InputValidator:
+    """Validate records or column batches against a :class:`FeatureSchema` (see the module
+    docstring). ``vector_rows``: columns longer than this are checked vectorised first."""
+
+    def __init__(self, schema: FeatureSchema, *, vector_rows: int = 64) -> None:
         self.schema = schema
         self.names = schema.names
+        self.vector_rows = vector_rows
         self._known = set(self.names)
-        self._features = list(schema.features)
-        self._cats = {f.name: set(f.categories or ()) for f in schema.features}
-        # per feature: (name, kind, categories, min, max, feature); a value that passes these
-        # checks is returned as is, anything else goes through _value (its conversion or error)
         inf = math.inf
+        # per feature: (name, kind, categories, min, max, feature); a value that passes these
+        # checks is kept as is, anything else goes through _value (its conversion or error)
         self._plan = []
-        for f in self._features:
+        for f in schema.features:
             kind = ("cat" if f.type == FeatureType.CATEGORICAL else
                     "other" if f.type in (FeatureType.TEXT, FeatureType.IMAGE) else
                     "int" if f.type == FeatureType.INTEGER else
@@ -61,158 +128,142 @@ class RecordValidator:
             hi = inf if f.max is None or kind == "cat" else float(f.max)
             if kind == "bin":
                 lo, hi = max(lo, 0.0), min(hi, 1.0)
-            self._plan.append((f.name, kind, self._cats[f.name], lo, hi, f))
+            self._plan.append((f.name, kind, frozenset(f.categories or ()), lo, hi, f))
 
-    def validate(self, records: Any) -> list[dict[str, Any]]:
+    # -- the two forms ------------------------------------------------------------------------------
+    def records(self, records: Any) -> Valid:
+        """The record form: a list of objects keyed by field name."""
         if not isinstance(records, list):
             raise InputProblem("'records' must be a list of objects")
-        out = []
+        known, width = self._known, len(self._known)
         for i, rec in enumerate(records):
-            if not isinstance(rec, dict):
-                raise InputProblem(f"record {i}: expected an object of fields, got {type(rec).__name__}")
-            if len(rec) != len(self._known) or not self._known.issuperset(rec):
-                extra = sorted(k for k in rec if k not in self._known)
+            if type(rec) is not dict:
+                raise InputProblem(f"record {i}: expected an object of fields, got "
+                                   f"{_kind(rec)}")
+            if len(rec) != width or not known.issuperset(rec):
+                extra = [k for k in rec if k not in known]
                 if extra:
                     raise InputProblem(
-                        f"record {i}: unknown field(s) {_short(extra)}; the model takes {self.names}"
-                    )
-            clean: dict[str, Any] = {}
-            for name, kind, cats, lo, hi, f in self._plan:
-                if name not in rec:
-                    if f.nullable:
-                        clean[name] = None
-                        continue
-                    raise InputProblem(f"record {i}: missing field {name!r}")
-                v = rec[name]
-                t = type(v)
-                if kind == "cat":
-                    ok = t is str and v in cats
-                elif kind == "num":
-                    ok = (t is float or t is int) and lo <= v <= hi and -_BIG < v < _BIG
-                elif kind == "int" or kind == "bin":  # a float here is converted by _value
-                    ok = t is int and lo <= v <= hi and -_EXACT < v < _EXACT
-                else:
-                    ok = False
-                clean[name] = v if ok else self._value(i, f, v)
-            out.append(clean)
+                        f"record {i}: unknown field(s) {short(sorted(extra))}; the model takes "
+                        f"{self.names}", f"record {i}: {len(extra)} unknown field(s)")
+        return self._check({n: [r.get(n, MISSING) for r in records] for n in self.names},
+                           len(records))
+
+    def columns(self, columns: Any, data: Any) -> Valid:
+        """The column form: field names, and rows of values in that order."""
+        if not isinstance(columns, list) or not all(type(c) is str for c in columns):
+            raise InputProblem("'columns' must be a list of field names (strings)")
+        if len(set(columns)) != len(columns):
+            raise InputProblem("'columns' has duplicates (each field once)")
+        if not isinstance(data, list) or not all(type(r) is list for r in data):
+            raise InputProblem("'data' must be a list of rows (lists of values)")
+        width = len(columns)
+        bad = next((i for i, r in enumerate(data) if len(r) != width), None)
+        if bad is not None:
+            raise InputProblem(f"row {bad} has {len(data[bad])} values for {width} columns")
+        extra = [c for c in columns if c not in self._known]
+        if extra:
+            raise InputProblem(f"unknown field(s) {short(sorted(extra))} in 'columns'; the "
+                               f"model takes {self.names}", f"{len(extra)} unknown field(s)")
+        n = len(data)
+        by_name: dict[str, Sequence[Any]] = (
+            dict(zip(columns, zip(*data, strict=True), strict=True)) if n else
+            {c: () for c in columns})
+        return self._check({name: by_name.get(name, [MISSING] * n) for name in self.names}, n)
+
+    # -- one check per column -------------------------------------------------------------------------
+    def _check(self, cols: dict[str, Sequence[Any]], n: int) -> Valid:
+        out: dict[str, Any] = {}
+        for entry in self._plan:
+            values = cols[entry[0]]
+            fast = self._vector(entry, values) if n > self.vector_rows else None
+            out[entry[0]] = fast if fast is not None else self._each(entry, values)
+        return Valid(out, n)
+
+    def _each(self, entry: tuple[Any, ...], values: Sequence[Any]) -> list[Any]:
+        name, kind, cats, lo, hi, f = entry
+        out = []
+        for i, v in enumerate(values):
+            t = type(v)
+            if kind == "cat":
+                ok = t is str and v in cats
+            elif kind == "num":
+                ok = (t is float or t is int) and lo <= v <= hi and -_BIG < v < _BIG
+            elif kind == "int" or kind == "bin":  # a whole float here is converted by _value
+                ok = t is int and lo <= v <= hi and -_EXACT < v < _EXACT
+            else:
+                ok = False
+            out.append(v if ok else self._value(i, f, v))
         return out
 
+    @staticmethod
+    def _vector(entry: tuple[Any, ...], values: Sequence[Any]) -> Any:
+        """The column as numpy values when every value is plainly valid, else None."""
+        from finmlsec.gateway.fastpath import Coded
+
+        _name, kind, cats, lo, hi, _f = entry
+        if kind == "other":
+            return None
+        if kind == "cat":
+            if not all(type(v) is str for v in values):
+                return None
+            arr = np.asarray(values, dtype=object)
+            codes, uniques = pd.factorize(arr)
+            if (codes < 0).any() or not all(u in cats for u in uniques):
+                return None
+            return Coded(arr, codes, uniques)
+        if not set(map(type, values)) <= _NUMBER_TYPES:
+            return None
+        try:
+            x = np.asarray(values, dtype=float)
+        except (OverflowError, ValueError, TypeError):
+            return None
+        if not ((x >= lo) & (x <= hi) & (np.abs(x) < _EXACT)).all():
+            return None  # NaN and infinities fail this too
+        if kind != "num" and not (x == np.floor(x)).all():
+            return None
+        return x
+
     def _value(self, i: int, f: Any, v: Any) -> Any:
+        """``v`` converted for feature ``f`` (a whole float for an integer), or the problem."""
         where = f"record {i}, field {f.name!r}"
+        if v is MISSING:
+            if f.nullable:
+                return None
+            raise InputProblem(f"record {i}: missing field {f.name!r}")
         if v is None:
             if f.nullable:
                 return None
-            raise InputProblem(f"{where}: a value is required (got null)")
+            raise _fail(where, "a value is required (got null)")
         t = f.type
         if t == FeatureType.CATEGORICAL:
             if not isinstance(v, str):
-                raise InputProblem(f"{where}: expected one of the categories (a string), got {_short(v)}")
-            if v not in self._cats[f.name]:
-                raise InputProblem(
-                    f"{where}: {_short(v)} is not an allowed category; allowed: {sorted(self._cats[f.name])}"
-                )
-            return v
+                raise _fail(where, "expected one of the categories (a string)", v)
+            raise _fail(where, f"not an allowed category; allowed: {sorted(f.categories or ())}",
+                        v)
         if t in (FeatureType.TEXT, FeatureType.IMAGE):
-            raise InputProblem(f"{where}: {t.value} features are not served by the JSON API")
+            raise _fail(where, f"{t.value} features are not served by the JSON API")
         if isinstance(v, bool) or not isinstance(v, int | float):
-            raise InputProblem(f"{where}: expected a number, got {_short(v)}")
+            raise _fail(where, "expected a number", v)
         try:
             x = float(v)
         except OverflowError:  # an integer beyond the float range (JSON allows any length)
-            raise InputProblem(f"{where}: {_short(v)} is too large a number") from None
+            raise _fail(where, "too large a number", v) from None
         if not math.isfinite(x):
-            raise InputProblem(f"{where}: NaN and infinite values are not allowed")
+            raise _fail(where, "NaN and infinite values are not allowed")
         if t in (FeatureType.INTEGER, FeatureType.BINARY):
             if x != math.floor(x):
-                raise InputProblem(f"{where}: expected a whole number, got {v!r}")
+                raise _fail(where, "expected a whole number", v)
             if t == FeatureType.BINARY and x not in (0.0, 1.0):
-                raise InputProblem(f"{where}: expected 0 or 1, got {v!r}")
+                raise _fail(where, "expected 0 or 1", v)
+            if abs(x) >= _EXACT:
+                raise _fail(where, "too large a whole number", v)
             v = int(x)
         if f.min is not None and x < f.min:
-            raise InputProblem(f"{where}: {v!r} is below the minimum {f.min:g}")
+            raise _fail(where, f"below the minimum {f.min:g}", v)
         if f.max is not None and x > f.max:
-            raise InputProblem(f"{where}: {v!r} is above the maximum {f.max:g}")
+            raise _fail(where, f"above the maximum {f.max:g}", v)
         return v
-
-    def frame(self, records: list[dict[str, Any]]) -> pd.DataFrame:
-        """Validated records as a DataFrame in schema column order."""
-        return pd.DataFrame.from_records(records, columns=self.names)
-
-    def columns_if_valid(self, columns: Any, data: Any) -> dict[str, Any] | None:
-        """A column-oriented batch as numpy columns (categorical ones as
-        :class:`~finmlsec.gateway.fastpath.Coded`) when every value is plainly valid, checked
-        with vectorised operations; None when anything is unusual (a null, a wrong type, a value
-        out of range...), for :meth:`validate_columns` to accept or name the problem. It accepts
-        nothing :meth:`validate_columns` refuses."""
-        from finmlsec.gateway.fastpath import Coded
-
-        n_cols = len(self.names)
-        if (not isinstance(columns, list) or len(columns) != n_cols
-                or set(columns) != self._known or not isinstance(data, list) or not data):
-            return None
-        for r in data:
-            if type(r) is not list or len(r) != n_cols:
-                return None
-        by_name = dict(zip(columns, zip(*data, strict=True), strict=True))
-        out: dict[str, Any] = {}
-        for name, kind, cats, lo, hi, _f in self._plan:
-            col = by_name[name]
-            if kind == "cat":
-                values = np.asarray(col, dtype=object)
-                codes, uniques = pd.factorize(values)
-                if (codes < 0).any() or not all(type(u) is str and u in cats for u in uniques):
-                    return None
-                out[name] = Coded(values, codes, uniques)
-                continue
-            if kind == "other" or not set(map(type, col)) <= _NUMBER_TYPES:
-                return None
-            try:
-                arr = np.asarray(col, dtype=float)
-            except (OverflowError, ValueError, TypeError):
-                return None
-            if not ((arr >= lo) & (arr <= hi) & (np.abs(arr) < _EXACT)).all():
-                return None  # NaN and infinities fail this too
-            if kind != "num" and not (arr == np.floor(arr)).all():
-                return None
-            out[name] = arr
-        return out
-
-    def validate_columns(self, columns: Any, data: Any) -> pd.DataFrame:
-        """A column-oriented batch (``columns`` + rows of values) as a validated DataFrame."""
-        if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
-            raise InputProblem("'columns' must be a list of field names")
-        if len(set(columns)) != len(columns):
-            raise InputProblem(f"'columns' has duplicates: {_short(columns)}")
-        if not isinstance(data, list) or not all(isinstance(r, list) for r in data):
-            raise InputProblem("'data' must be a list of rows (lists of values)")
-        bad = next((i for i, r in enumerate(data) if len(r) != len(columns)), None)
-        if bad is not None:
-            raise InputProblem(f"row {bad} has {len(data[bad])} values for {len(columns)} columns")
-        X = pd.DataFrame(data, columns=columns)
-        for f in self._features:  # categories must be strings, numbers must be numbers
-            if f.name not in X.columns or X[f.name].dtype != object:
-                continue
-            col = X[f.name]
-            if f.type == FeatureType.CATEGORICAL:
-                wrong = ~col.map(lambda v: isinstance(v, str) or v is None).to_numpy(bool)
-            else:
-                wrong = ~col.map(
-                    lambda v: v is None or (isinstance(v, int | float) and not isinstance(v, bool))
-                ).to_numpy(bool)
-            if wrong.any():
-                i = int(wrong.argmax())
-                raise InputProblem(f"row {i}, field {f.name!r}: wrong type {_short(col.iloc[i])}")
-            if f.type != FeatureType.CATEGORICAL:  # integers beyond the float range (any length)
-                huge = col.map(lambda v: isinstance(v, int) and abs(v) > _BIG).to_numpy(bool)
-                if huge.any():
-                    i = int(huge.argmax())
-                    raise InputProblem(f"row {i}, field {f.name!r}: {_short(col.iloc[i])} is "
-                                       "too large a number")
-        try:
-            self.schema.check(X)
-        except DataError as exc:
-            raise InputProblem(str(exc)) from None
-        return X[self.names]
 
 
 def record_json_schema(schema: FeatureSchema) -> dict[str, Any]:
@@ -244,6 +295,11 @@ def record_json_schema(schema: FeatureSchema) -> dict[str, Any]:
     }
 
 
-def _short(v: Any, n: int = 80) -> str:
+def _kind(v: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean",
+            type(None): "null"}.get(type(v), "a number")
+
+
+def short(v: Any, n: int = 80) -> str:
     s = repr(v)
     return s if len(s) <= n else s[: n - 3] + "..."

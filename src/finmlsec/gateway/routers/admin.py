@@ -73,7 +73,7 @@ def build_router(gw: Gateway) -> APIRouter:
                    responses={404: {"description": "No such active key"}})
     async def revoke(key_id: str, p: Principal = Depends(admin)) -> Response:
         ok = await _run(gw.db.revoke_key, key_id)
-        gw.forget_key(key_id)
+        gw.keys.forget(key_id)
         await commit(gw, gw.entry(p, "keys.revoke", 200 if ok else 404, target_key_id=key_id))
         if not ok:
             raise HTTPException(404, f"no active key {key_id!r}")
@@ -100,7 +100,7 @@ def build_router(gw: Gateway) -> APIRouter:
 
     @router.post("/clients/{key_id}/unblock", summary="Lift an extraction block or throttle")
     async def unblock(key_id: str, p: Principal = Depends(admin)) -> Response:
-        await _run(gw.unblock, key_id)
+        await _run(gw.guards.unblock, key_id)
         await commit(gw, gw.entry(p, "clients.unblock", 200, target_key_id=key_id))
         return json_response({"key_id": key_id, "unblocked": True})
 

@@ -48,7 +48,7 @@ def build_router(gw: Gateway) -> APIRouter:
         if not pol.enabled or (allowed is not None and p.org not in allowed):
             raise await refuse(gw, request, p, 403, "feedback",
                                f"organisation {p.org!r} may not submit false-prediction data")
-        d = gw.charge_feedback(p)
+        d = gw.guards.charge_feedback(p)
         if not d.allowed:
             msg, headers = too_many(d)
             raise await refuse(gw, request, p, 429, "feedback", msg, headers=headers)
@@ -60,22 +60,23 @@ def build_router(gw: Gateway) -> APIRouter:
                                    "optionally 'note'")
             label, note = payload["label"], payload.get("note")
             if not isinstance(label, str) or label not in gw.class_names:
-                raise InputProblem(f"'label' must be one of {gw.class_names}; got {label!r}")
+                raise InputProblem(f"'label' must be one of {gw.class_names}; got {label!r}",
+                                   f"'label' must be one of {gw.class_names}")
             if note is not None and (not isinstance(note, str) or len(note) > 500):
                 raise InputProblem("'note' must be a string of at most 500 characters")
-            records = gw.validator.validate([payload["record"]])
+            valid = gw.validator.records([payload["record"]])
         except InputProblem as exc:
             raise await refuse(gw, request, p, 422, "feedback", str(exc),
-                               digest=gw.digest(body)) from None
-        parts = gw.split(await gw.batcher.submit(records))
-        P = parts["proba"]
+                               audit_reason=exc.redacted, digest=gw.digest(body)) from None
+        out = await gw.predictor.batcher.submit(valid)
+        P = out.proba
         top = int(np.argmax(P[0]))
         flags: list[str] = []
         if gw.class_names[top] != label and P[0, top] >= pol.contradiction_confidence:
             flags.append("contradicts_model")
-        if parts["suspicious"][0]:
+        if out.suspicious[0]:
             flags.append("out_of_distribution")
-        row = feedback_row(key_id=p.key_id, org=p.org, record=records[0], label=label,
+        row = feedback_row(key_id=p.key_id, org=p.org, record=valid.record(0), label=label,
                            model_label=gw.class_names[top], model_confidence=float(P[0, top]),
                            flags=flags, note=note)
         detail: dict[str, Any] = {"feedback_id": row["id"], "flags": flags,

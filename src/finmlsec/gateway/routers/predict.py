@@ -19,8 +19,9 @@ from fastapi.responses import Response
 
 from finmlsec.gateway.deps import authorise_header, commit, refuse_counted, too_many
 from finmlsec.gateway.metrics import GatewayMetrics
+from finmlsec.gateway.responses import JSON, error_response
 from finmlsec.gateway.service import Gateway, Principal
-from finmlsec.gateway.validation import InputProblem, record_json_schema
+from finmlsec.gateway.validation import InputProblem, Valid, record_json_schema, short
 
 
 def request_schema(gw: Gateway) -> dict[str, Any]:
@@ -84,7 +85,7 @@ async def read_body_json(gw: Gateway, metrics: GatewayMetrics, p: Principal | No
     body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
     try:
         if len(body) > LARGE_BODY:  # parse in the model thread (see LARGE_BODY)
-            return await gw.batcher.run_alone(json.loads, body), body
+            return await gw.predictor.batcher.run_alone(json.loads, body), body
         return json.loads(body), body
     except (ValueError, UnicodeDecodeError) as exc:
         raise await refuse_counted(gw, metrics, p, 400, action,
@@ -108,7 +109,8 @@ async def predict_answer(gw: Gateway, metrics: GatewayMetrics, authorization: st
     FastAPI route and the lean ASGI path (:func:`lean_predict`) both call this."""
     t0 = time.perf_counter()
     p: Principal = await authorise_header(gw, metrics, authorization, "predict", ROLES)
-    blocked = gw.check_block(p)
+    guards, predictor = gw.guards, gw.predictor
+    blocked = guards.check_block(p)
     if blocked == "block":
         metrics.guards.labels(guard="extraction", decision="blocked").inc()
         raise await refuse_counted(gw, metrics, p, 403, "predict",
@@ -119,56 +121,30 @@ async def predict_answer(gw: Gateway, metrics: GatewayMetrics, authorization: st
         metrics.guards.labels(guard="extraction", decision="throttled").inc()
         raise await refuse_counted(gw, metrics, p, 429, "predict", "throttled after extraction "
                                    f"detection; {msg}", headers=headers)
-    d = gw.charge_request(p)
+    d = guards.charge_request(p)
     if not d.allowed:
         msg, headers = too_many(d)
         metrics.guards.labels(guard="rate_limit", decision="refused").inc()
         raise await refuse_counted(gw, metrics, p, 429, "predict", msg, headers=headers)
     payload, body = await read_body_json(gw, metrics, p, "predict", declared, stream)
-    records: list[dict[str, Any]] | None = None
-    X: Any = None
-    max_rows = gw.policy.input.max_batch_rows
     try:
-        if not isinstance(payload, dict):
-            raise InputProblem("the body must be a JSON object with 'record', 'records' or "
-                               "'columns' and 'data'")
-        if len(payload) == 1 and "record" in payload:
-            records = gw.validator.validate([payload["record"]])
-        elif len(payload) == 1 and "records" in payload:
-            rows = payload["records"]
-            if isinstance(rows, list) and len(rows) > max_rows:
-                raise InputProblem(f"{len(rows)} records exceed the batch limit of {max_rows}")
-            records = gw.validator.validate(rows)
-        elif len(payload) == 2 and "columns" in payload and "data" in payload:
-            data = payload["data"]
-            if isinstance(data, list) and len(data) > max_rows:
-                raise InputProblem(f"{len(data)} rows exceed the batch limit of {max_rows}")
-            X = await gw.batcher.run_alone(_columns, gw, payload["columns"], data)
-        else:
-            raise InputProblem(f"unexpected fields {sorted(payload)}; send 'record', 'records', "
-                               "or 'columns' and 'data'")
-        n = (len(records) if records is not None else
-             len(X[gw.schema.names[0]]) if isinstance(X, dict) else len(X))
-        if n == 0:
-            raise InputProblem("no records to predict")
-        if n > max_rows:
-            raise InputProblem(f"{n} records exceed the batch limit of {max_rows}")
+        v = (await predictor.batcher.run_alone(parse_input, gw, payload)
+             if len(body) > LARGE_BODY else parse_input(gw, payload))
     except InputProblem as exc:
         metrics.guards.labels(guard="validation", decision="refused").inc()
         raise await refuse_counted(gw, metrics, p, 422, "predict", str(exc),
-                                   digest=gw.digest(body)) from None
-    d = gw.charge_rows(p, n)
+                                   audit_reason=exc.redacted, digest=gw.digest(body)) from None
+    n = v.n
+    d = guards.charge_rows(p, n)
     if not d.allowed:
         msg, headers = too_many(d)
         metrics.guards.labels(guard="budget", decision="refused").inc()
         raise await refuse_counted(gw, metrics, p, 429, "predict", msg, headers=headers, rows=n)
-    if records is not None and n <= gw.settings.predict_batch_max_rows:
-        out = await gw.batcher.submit(records)
+    if n <= gw.settings.predict_batch_max_rows:
+        out = await predictor.batcher.submit(v)
     else:
-        out = await gw.batcher.run_alone(
-            gw.predict_sampled, X if X is not None else gw.validator.frame(records or []))
-    parts = gw.split(out)
-    bad = parts["suspicious"]
+        out = await predictor.batcher.run_alone(predictor.predict_large, v)
+    bad = out.suspicious
     if bad.any():
         metrics.guards.labels(guard="screening", decision="suspicious").inc()
         if gw.policy.screening.action == "reject":
@@ -176,9 +152,9 @@ async def predict_answer(gw: Gateway, metrics: GatewayMetrics, authorization: st
                 gw, metrics, p, 422, "predict",
                 f"{int(bad.sum())} record(s) look out of distribution or adversarial (first: row "
                 f"{int(np.argmax(bad))}); nothing was answered", rows=n, digest=gw.digest(body))
-    top = np.argmax(parts["proba"], axis=1)
-    out_p = parts["answer"]
-    newly, why = gw.observe(p, parts)
+    top = np.argmax(out.proba, axis=1)
+    newly, why = (False, {}) if out.encoded is None else guards.observe(
+        p, out.observed, out.encoded, out.proba, out.far)
     rid = uuid.uuid4().hex
     if newly:
         metrics.guards.labels(guard="extraction", decision="flagged").inc()
@@ -187,13 +163,13 @@ async def predict_answer(gw: Gateway, metrics: GatewayMetrics, authorization: st
     await commit(gw, gw.entry(p, "predict", 200, request_id=rid, rows=n, digest=gw.digest(body)))
     names = gw.class_names
     labels = [names[i] for i in top.tolist()]
-    probs = None if gw.policy.output.mode == "label_only" else out_p.tolist()
+    probs = None if gw.policy.output.mode == "label_only" else out.answer.tolist()
     metrics.rows.inc(n)
     metrics.requests_child("predict", "200").inc()
     metrics.latency_child("predict").observe(time.perf_counter() - t0)
     answer = {"request_id": rid, "classes": names, "labels": labels, "probabilities": probs}
     if n > 1000:  # a long serialisation: in the model thread too
-        return await gw.batcher.run_alone(_dumps, answer)
+        return await predictor.batcher.run_alone(_dumps, answer)
     return _dumps(answer)
 
 
@@ -201,11 +177,30 @@ def _dumps(answer: dict[str, Any]) -> bytes:
     return json.dumps(answer, separators=(",", ":"), allow_nan=False).encode()
 
 
-def _columns(gw: Gateway, columns: Any, data: Any) -> Any:
-    """A column batch, validated: vectorised checks, else the full check (which accepts the
-    batch or names the problem)."""
-    X = gw.validator.columns_if_valid(columns, data)
-    return X if X is not None else gw.validator.validate_columns(columns, data)
+def parse_input(gw: Gateway, payload: Any) -> Valid:
+    """The records of a predict body (one record, records, or a column batch), validated by
+    one path (:class:`~finmlsec.gateway.validation.InputValidator`), within the batch limit."""
+    max_rows = gw.policy.input.max_batch_rows
+    if not isinstance(payload, dict):
+        raise InputProblem("the body must be a JSON object with 'record', 'records' or "
+                           "'columns' and 'data'")
+    if len(payload) == 1 and "record" in payload:
+        return gw.validator.records([payload["record"]])
+    if len(payload) == 1 and "records" in payload:
+        rows = payload["records"]
+    elif len(payload) == 2 and "columns" in payload and "data" in payload:
+        rows = payload["data"]
+    else:
+        raise InputProblem(f"unexpected fields {short(sorted(map(str, payload)))}; send "
+                           "'record', 'records', or 'columns' and 'data'",
+                           "unexpected fields; send 'record', 'records', or 'columns' and 'data'")
+    if isinstance(rows, list) and len(rows) > max_rows:
+        raise InputProblem(f"{len(rows)} records exceed the batch limit of {max_rows}")
+    v = (gw.validator.records(rows) if "records" in payload
+         else gw.validator.columns(payload["columns"], rows))
+    if v.n == 0:
+        raise InputProblem("no records to predict")
+    return v
 
 
 def build_router(gw: Gateway) -> APIRouter:
@@ -234,17 +229,15 @@ def build_router(gw: Gateway) -> APIRouter:
     return router
 
 
-# -- the lean ASGI path --------------------------------------------------------------------------
-_JSON = (b"content-type", b"application/json")
-_ERROR_500 = b"Internal Server Error"
-
-
+# -- the raw route ------------------------------------------------------------------------------
 def lean_predict(gw: Gateway, metrics: GatewayMetrics) -> Callable[..., Awaitable[None]]:
-    """An ASGI handler for ``POST /v1/predict`` that the app calls before its middleware and
-    routing (which cost more per request than the guards). It sends the same answers as the
-    FastAPI route (same status, body and headers, including refusals rendered as FastAPI renders
-    an ``HTTPException``, 503 for storage errors, 422 for other finmlsec errors, and 500 as
-    Starlette's error middleware sends it) because both call :func:`predict_answer`."""
+    """The ASGI handler of the raw ``POST /v1/predict`` route (:func:`finmlsec.gateway.app.raw_route`):
+    it reads the two headers it needs from the scope and the body from ``receive``, without a
+    request object or FastAPI's dependency resolution (which cost more per request than the
+    guards). It sends the same answers as the FastAPI route, because both call
+    :func:`predict_answer` and render refusals and errors with
+    :func:`~finmlsec.gateway.responses.error_response`; an unexpected error is raised to the
+    server's error middleware (500)."""
 
     async def handle(scope: dict[str, Any], receive: Any, send: Any) -> None:
         authorization = declared = None
@@ -256,15 +249,16 @@ def lean_predict(gw: Gateway, metrics: GatewayMetrics) -> Callable[..., Awaitabl
                 declared = v.decode("latin-1")
         try:
             body = await predict_answer(gw, metrics, authorization, declared, _stream(receive))
-            status, headers = 200, [(b"content-length", str(len(body)).encode()), _JSON]
+            status, headers = 200, [(b"content-length", str(len(body)).encode()), JSON]
         except _Disconnected:
             return
-        except Exception as exc:  # noqa: BLE001 - rendered as the app's handlers render it
-            status, body, headers = _error(exc)
-            if status == 500:
-                await _send(send, status, body, headers)
+        except Exception as exc:
+            answer = error_response(exc)
+            if answer is None:
                 raise
-        await _send(send, status, body, headers)
+            status, body, headers = answer
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
     return handle
 
@@ -286,32 +280,3 @@ async def _stream(receive: Any) -> AsyncIterator[bytes]:
         elif message["type"] == "http.disconnect":
             raise _Disconnected()
     yield b""
-
-
-def _error(exc: Exception) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
-    """Status, body and headers of the answer the app's exception handlers give for ``exc``."""
-    from starlette.exceptions import HTTPException
-
-    from finmlsec.errors import FinmlsecError, StoreError
-
-    extra: dict[str, str] = {}
-    if isinstance(exc, HTTPException):
-        status, content = exc.status_code, {"detail": exc.detail}
-        extra = dict(exc.headers or {})
-    elif isinstance(exc, StoreError):
-        status, content = 503, {"detail": f"storage unavailable: {exc}"}
-        extra = {"Retry-After": "1"}
-    elif isinstance(exc, FinmlsecError):
-        status, content = 422, {"detail": str(exc)}
-    else:
-        return 500, _ERROR_500, [(b"content-length", b"21"),
-                                 (b"content-type", b"text/plain; charset=utf-8")]
-    body = json.dumps(content, ensure_ascii=False, allow_nan=False, indent=None,
-                      separators=(",", ":")).encode("utf-8")
-    headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in extra.items()]
-    return status, body, headers + [(b"content-length", str(len(body)).encode()), _JSON]
-
-
-async def _send(send: Any, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})

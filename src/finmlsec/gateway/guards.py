@@ -1,0 +1,204 @@
+"""The policy's guards, independent of HTTP: budgets and rate limits, the extraction detector
+(PRADA) and its blocks, the output (confidence) defence and the input screen.
+
+They are the defence classes the scan measures (:class:`QueryBudget`, :class:`PradaDetector`,
+the confidence meta-estimators, the input screens), configured from the :class:`Policy` and
+sharing one counter store (in-process memory, or Redis for several processes).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+from finmlsec.datasets.schema import FeatureSchema
+from finmlsec.defences.extraction_detection import PradaDetector, PradaState, SchemaEncoder
+from finmlsec.defences.ratelimit import BudgetDecision, CounterStore, Limit, QueryBudget
+from finmlsec.errors import ConfigError
+from finmlsec.gateway.keycache import Principal
+from finmlsec.gateway.policy import Policy
+
+
+class _Precomputed(ClassifierMixin, BaseEstimator):
+    """A fitted-looking estimator that returns probabilities computed just before, so an output
+    defence can modify them without querying the model a second time."""
+
+    def __init__(self, classes: Any = None) -> None:
+        self.classes = classes
+        self.classes_ = np.asarray(classes)
+        self.p: np.ndarray = np.zeros((0, len(classes)))
+
+    def fit(self, X: Any, y: Any = None) -> _Precomputed:
+        return self
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return True
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        return self.p
+
+    def predict(self, X: Any) -> np.ndarray:
+        return self.classes_[np.argmax(self.p, axis=1)]
+
+
+def build_output_defence(policy_mode: str, decimals: int, k: int,
+                         classes: np.ndarray) -> tuple[Any, _Precomputed] | None:
+    """The confidence meta-estimator of the policy around a :class:`_Precomputed` source."""
+    if policy_mode == "none":
+        return None
+    from finmlsec.defences import confidence as conf
+
+    src = _Precomputed(classes)
+    est: Any
+    if policy_mode == "round":
+        est = conf.RoundConfidence(src, decimals=decimals, prefit=True)
+    elif policy_mode == "truncate":
+        est = conf.TruncateConfidence(src, decimals=decimals, prefit=True)
+    elif policy_mode == "top_k":
+        est = conf.TopKConfidence(src, k=k, prefit=True)
+    else:
+        est = conf.LabelOnly(src, prefit=True)
+    return est.fit(None, None), src
+
+
+def build_screen(policy: Policy, target: Any, reference: Any) -> Any:
+    """The policy's input screen, fitted on ``reference``: one of the input-screen detectors
+    (out of distribution: ``input_screen.ood``; feature squeezing against the served model:
+    ``input_screen.squeeze``) or a registered defence following scikit-learn's outlier
+    convention (``fit``, then ``predict`` giving -1 for suspicious records); None when off."""
+    s = policy.screening
+    if not s.enabled:
+        return None
+    import importlib
+
+    from finmlsec.defences import DEFENCES
+
+    if reference is None:
+        raise ConfigError(
+            "input screening needs reference data (the training split) to fit the "
+            f"detector {s.defence!r}; give the spec a data section or disable screening"
+        )
+    builtin = {"input_screen.ood": "OODDetector", "input_screen.squeeze": "SqueezeDetector"}
+    if s.defence in builtin:
+        mod = importlib.import_module("finmlsec.defences.input_screen")
+        cls = getattr(mod, builtin[s.defence])
+        model = getattr(target, "estimator", target)
+        screen = (cls(model, **s.params) if s.defence == "input_screen.squeeze"
+                  else cls(**s.params))
+    else:
+        screen = DEFENCES.get(s.defence)(**s.params)
+    if not (hasattr(screen, "fit") and hasattr(screen, "predict")):
+        raise ConfigError(
+            f"the screening defence {s.defence!r} has no fit()/predict(); the gateway needs "
+            "a detector whose predict gives -1 for suspicious inputs, e.g. input_screen.ood"
+        )
+    return screen.fit(reference)
+
+
+class Guards:
+    """Budgets, blocks, PRADA, the output defence and the input screen of one process."""
+
+    def __init__(self, policy: Policy, store: CounterStore, *, schema: FeatureSchema,
+                 classes: np.ndarray, target: Any, reference: Any = None) -> None:
+        self.policy = policy
+        self.store = store
+        b = policy.budget
+        self.request_budget = QueryBudget(per_second=b.requests_per_second,
+                                          per_minute=b.requests_per_minute)
+        self.row_budget = QueryBudget(per_minute=b.per_minute, per_day=b.per_day,
+                                      lifetime=b.lifetime)
+        self.feedback_budget = QueryBudget(per_minute=None, per_day=b.feedback_per_day)
+        # limits validated once, at start-up, rather than on every request
+        self._request_limits = self.request_budget.limits()
+        self._row_limits = self.row_budget.limits()
+        self._feedback_limits = self.feedback_budget.limits()
+        o = policy.output
+        self._output = build_output_defence(o.mode, o.decimals, o.k, classes)
+        self._output_lock = threading.Lock()
+        e = policy.extraction
+        self.prada: PradaDetector | None = None
+        self.encoder = SchemaEncoder(schema)
+        if e.enabled:
+            self.prada = PradaDetector(
+                threshold=e.threshold, min_queries=e.min_queries, check_every=e.check_every,
+                window=e.window, max_stored=e.max_stored, action=e.action,
+                max_far_rate=e.max_far_rate, far_quantile=e.far_quantile,
+            ).validate()
+            if e.max_far_rate is not None and reference is not None:
+                self.prada.fit_reference(self.encoder.encode_frame(reference))
+        self.prada_states: dict[str, PradaState] = {}
+        self._prada_lock = threading.Lock()
+        self.screen = build_screen(policy, target, reference)
+
+    # -- limits -----------------------------------------------------------------------------------
+    def check_block(self, p: Principal) -> BudgetDecision | str | None:
+        """``"block"`` when the client is blocked, a refusing decision when it is throttled and
+        came too early, else None."""
+        flag = self.store.get_flag(f"flag:{p.key_id}")
+        if flag is None:
+            return None
+        if flag == "block":
+            return "block"
+        secs = self.policy.extraction.throttle_seconds
+        d = self.store.consume(f"throttle:{p.key_id}", [Limit("throttle", secs, 1)], 1, time.time())
+        return None if d.allowed else d
+
+    def charge_request(self, p: Principal) -> BudgetDecision:
+        return self.request_budget.consume(self.store, f"req:{p.key_id}",
+                                           limits=self._request_limits)
+
+    def charge_rows(self, p: Principal, n: int) -> BudgetDecision:
+        return self.row_budget.consume(self.store, f"rows:{p.key_id}", cost=n,
+                                       limits=self._row_limits)
+
+    def charge_feedback(self, p: Principal) -> BudgetDecision:
+        return self.feedback_budget.consume(self.store, f"fb:{p.key_id}", cost=1,
+                                            limits=self._feedback_limits)
+
+    # -- output and input defences ------------------------------------------------------------------
+    def modify_output(self, P: np.ndarray, X: Any) -> np.ndarray:
+        """The policy's confidence modification applied to raw probabilities ``P``."""
+        if self._output is None:
+            return P
+        est, src = self._output
+        with self._output_lock:
+            src.p = P
+            return np.asarray(est.predict_proba(X), dtype=float)
+
+    def screen_rows(self, X: Any) -> np.ndarray:
+        """Boolean mask of rows the input screen finds suspicious (all False without a screen)."""
+        if self.screen is None:
+            return np.zeros(len(X), dtype=bool)
+        return np.asarray(self.screen.predict(X)) == -1
+
+    # -- extraction detection --------------------------------------------------------------------
+    def observe(self, p: Principal, rows: np.ndarray, encoded: np.ndarray, proba: np.ndarray,
+                far: np.ndarray) -> tuple[bool, dict[str, Any]]:
+        """Feed PRADA the observed ``rows`` of one request (their encodings, raw probabilities
+        and far-from-training flags); returns (newly flagged, details)."""
+        if self.prada is None or p.org in self.policy.extraction.exempt_organisations:
+            return False, {}
+        cap = self.policy.extraction.max_rows_per_request
+        if len(rows) > cap:
+            rows = np.sort(np.random.default_rng(int(time.time_ns() % 2**32)).choice(
+                rows, cap, replace=False))
+        labels = np.argmax(proba[rows], axis=1)
+        with self._prada_lock:
+            state = self.prada_states.get(p.key_id)
+            if state is None:
+                state = self.prada_states[p.key_id] = self.prada.new_state()
+            v = self.prada.observe(state, encoded[rows], labels, far=far[rows])
+        if v.newly_flagged:
+            self.store.set_flag(f"flag:{p.key_id}", self.prada.action)
+        w = v.w if v.w is None or v.w == v.w else None  # NaN is not JSON
+        return v.newly_flagged, {"w": w, "far_rate": v.far_rate, "reason": v.reason,
+                                 "queries": v.queries}
+
+    def unblock(self, key_id: str) -> None:
+        self.store.clear_flag(f"flag:{key_id}")
+        with self._prada_lock:
+            self.prada_states.pop(key_id, None)
