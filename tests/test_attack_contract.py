@@ -1,15 +1,17 @@
 """The contract every registered attack keeps, run over ``ATTACKS`` (a new attack gets it free).
 
-Constructs with defaults; parameters serialise to JSON and back; catalogue ids exist; results are
-deterministic under a seed; target and data are left unchanged; the query budget holds and the
-reported query count is the oracle's; an oracle or data lacking a declared need is refused with
-CapabilityError before the first query.
+Subclasses :class:`Attack` with keyword-only parameters; declares its metadata (needs, input kinds,
+cost and strength ranks distinct among the attacks for the same threat, capabilities that match
+its methods); constructs with defaults; parameters serialise to JSON and back; catalogue ids
+exist; results are deterministic under a seed; target and data are left unchanged; the query
+budget holds and the reported query count is the oracle's; an oracle or data lacking a declared
+need is refused with CapabilityError before the first query.
 
 Fast setup: an attack class may define ``contract_fixture()`` (a classmethod) returning a dict
 with any of ``params`` (small keyword parameters), ``target`` (a fitted model or Target),
 ``access``, ``input_kind``, ``data`` (AttackData). Otherwise the suite uses the fixtures below
-(German credit, a logistic regression; text, image and HTTP fixtures for the attacks that need
-them) and the small parameters in ``FAST``.
+(German credit, a logistic regression; text, image and HTTP fixtures for the attacks whose
+``input_kinds`` or ``needs`` ask for them) and the small parameters in ``FAST``.
 """
 
 from __future__ import annotations
@@ -26,7 +28,15 @@ import joblib
 import numpy as np
 import pytest
 
-from finmlsec.attacks import ATTACKS, AttackData, AttackResult, Labeled, params_of
+from finmlsec.attacks import (
+    ATTACKS,
+    INPUT_KINDS,
+    Attack,
+    AttackData,
+    AttackResult,
+    Labeled,
+    params_of,
+)
 from finmlsec.attacks.base import DATA_NEEDS, ORACLE_NEEDS
 from finmlsec.datasets import load
 from finmlsec.errors import CapabilityError, FinmlsecError
@@ -147,9 +157,9 @@ def case(name: str) -> dict[str, Any]:
     cls = ATTACKS.get(name)
     custom = getattr(cls, "contract_fixture", None)
     base: dict[str, Any]
-    if name in ("evasion.text",):
+    if tuple(cls.input_kinds) == ("text",):
         base = dict(_text())
-    elif name in ("evasion.image", "evasion.pgd"):
+    elif tuple(cls.input_kinds) == ("image",) or "gradient" in cls.needs:
         base = dict(_image())
         if "gradient" not in cls.needs:
             base["access"] = "proba"
@@ -207,6 +217,9 @@ def test_registry_covers_the_contracted_names() -> None:
 @pytest.mark.parametrize("name", NAMES)
 def test_declaration(name: str) -> None:
     cls = ATTACKS.get(name)
+    assert issubclass(cls, Attack) and "run" not in vars(cls), \
+        "an attack subclasses Attack and implements _attack, not run"
+    assert all(f.kw_only for f in dataclasses.fields(cls)), "parameters are keyword-only"
     attack = cls()  # constructs with defaults, no work
     assert cls.name == name
     assert cls.threat in THREATS and cls.via in VIA
@@ -216,11 +229,32 @@ def test_declaration(name: str) -> None:
     assert all(a.startswith("AML.") for a in cls.atlas)
     assert all(re.fullmatch(r"ML\d\d", o) for o in cls.owasp)
     assert cls.__doc__ and cls.__doc__.strip()
+    assert isinstance(cls.input_kinds, tuple) and cls.input_kinds
+    assert set(cls.input_kinds) <= set(INPUT_KINDS), cls.input_kinds
+    for rank in (cls.cost_rank, cls.strength_rank):
+        assert isinstance(rank, int) and not isinstance(rank, bool) and rank >= 0
+    assert cls.generates is callable(getattr(cls, "generate", None))
+    assert isinstance(cls.retrains_victim, bool)
+    if cls.retrains_victim:
+        assert "model_factory" in cls.needs, "an attack that retrains the victim needs its factory"
+    assert attack.required() >= cls.needs
     params = params_of(attack)
     text = json.dumps(params)
     again = cls(**{k: tuple(v) if isinstance(getattr(attack, k), tuple) else v
                    for k, v in json.loads(text).items()})
     assert params_of(again) == params
+
+
+@pytest.mark.parametrize("rank", ["cost_rank", "strength_rank"])
+def test_ranks_order_the_attacks_of_each_threat_without_ties(rank: str) -> None:
+    groups: dict[tuple[str, str], dict[int, str]] = {}
+    for name in NAMES:
+        cls = ATTACKS.get(name)
+        seen = groups.setdefault((cls.threat, cls.via), {})
+        value = getattr(cls, rank)
+        assert value not in seen, (f"{name} and {seen.get(value)} share {rank} {value} for "
+                                   f"{cls.threat}@{cls.via}: the scan's order would be by name")
+        seen[value] = name
 
 
 def test_catalogue_knows_every_threat_and_via() -> None:

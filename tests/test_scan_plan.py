@@ -116,3 +116,46 @@ def test_attacks_that_cannot_run_are_left_out_with_the_reason() -> None:
 def test_unknown_profile_is_refused() -> None:
     with pytest.raises(ConfigError, match="'profile' parameter of scan"):
         get_profile("fast")
+
+
+def test_each_threat_gets_its_attacks_in_the_order_their_classes_declare() -> None:
+    analysis = _analysis(OFFICE)
+    for profile, rank in (("quick", "cost_rank"), ("thorough", "strength_rank")):
+        plan = make_plan(analysis, profile=get_profile(profile), seed=0)
+        for t in plan.threats:
+            ranks = [getattr(ATTACKS.get(a), rank) for a in t.attacks]
+            assert ranks == sorted(ranks), (profile, t.key, t.attacks)
+    key = "infer_training_data@model_io"
+    standard = make_plan(analysis, profile=get_profile("standard"), seed=0)
+    assert next(t for t in standard.threats if t.key == key).attacks == (
+        "membership.lira", "inversion.attribute")  # the strongest first
+    quick = make_plan(analysis, profile=get_profile("quick"), seed=0)
+    assert next(t for t in quick.threats if t.key == key).attacks == ("membership.metric",)
+
+
+@pytest.mark.parametrize(("update", "message"), [
+    ({"overrides": {"n_refrence": 4}},
+     r"overrides 'n_refrence', a parameter no registered attack has; known parameters: .*"
+     r"n_reference"),
+    ({"attack_params": {"membership.lira": {"n_shadow": 2}}},
+     r"sets 'n_shadow' on attack 'membership.lira', which has no such parameter; its "
+     r"parameters: .*n_reference"),
+    ({"attack_params": {"membership.lyra": {"n_reference": 2}}},
+     r"names attack 'membership.lyra', which is not registered; known attacks: .*membership.lira"),
+    ({"only": ("extraction.equations",)}, r"names attack 'extraction.equations'"),
+])
+def test_a_mistyped_profile_setting_is_an_error_naming_it(update: dict, message: str) -> None:
+    profile = get_profile("standard").model_copy(update=update)
+    with pytest.raises(ConfigError, match=message):
+        make_plan(_analysis(OFFICE), profile=profile, seed=0)
+
+
+def test_a_unit_parameter_the_attack_does_not_have_is_an_error_not_dropped() -> None:
+    from finmlsec.scan.plan import Unit
+    from finmlsec.scan.work import _attack
+
+    unit = Unit(id="u", threat="infer_model", via="model_io", attack="extraction.equation",
+                params={"n_uniform": 10})
+    assert _attack(unit).n_uniform == 10
+    with pytest.raises(ConfigError, match=r"no parameter\(s\) \['n_unifrom'\]; its parameters: "):
+        _attack(unit.model_copy(update={"params": {"n_unifrom": 10}}))

@@ -1,4 +1,4 @@
-"""Attacks: each a registered class with ``run(oracle, data) -> AttackResult``.
+"""Attacks: each a registered subclass of :class:`Attack` with ``run(oracle, data) -> AttackResult``.
 
 Every module of this package registers its attacks in :data:`ATTACKS` when imported; importing the
 package imports them all, so that ``ATTACKS`` is complete whatever the caller imported first.
@@ -9,20 +9,26 @@ import pkgutil as _pkgutil
 
 from finmlsec.attacks.base import (
     ATTACKS,
+    INPUT_KINDS,
     Attack,
     AttackData,
     AttackResult,
     Labeled,
+    Meter,
+    Outcome,
     check_needs,
     params_of,
 )
 
 __all__ = [
     "ATTACKS",
+    "INPUT_KINDS",
     "Attack",
     "AttackData",
     "AttackResult",
     "Labeled",
+    "Meter",
+    "Outcome",
     "check_needs",
     "params_of",
 ]

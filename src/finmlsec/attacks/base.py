@@ -1,18 +1,26 @@
-"""The attack protocol, what an attack may know, and what it reports.
+"""The attack base class, what an attack may know, and what it reports.
 
-An attack is a class registered in :data:`ATTACKS` whose parameters are keyword fields (a
-dataclass; no work in the constructor). ``run(oracle, data)`` returns an :class:`AttackResult`.
+An attack is a subclass of :class:`Attack` registered in :data:`ATTACKS`; its parameters are
+keyword-only dataclass fields (no work in the constructor). It implements
+``_attack(oracle, data, meter) -> Outcome``; the inherited ``run(oracle, data)`` checks the
+parameters and the needs, times the attack, counts its queries and returns an
+:class:`AttackResult`. Adding an attack is one new module in this package (it is imported with the
+package) plus its tests: the scan, the CLI and the contract suite read everything from the class.
 
 Class attributes every attack declares:
 
+* ``name``: the registered name;
 * ``threat``: the catalogue attack id it realises (``infer_training_data``, ``infer_model``,
   ``generate_malicious_model``, ``induce_false_prediction``, ``dos_model_operator``, ...);
 * ``via``: the data it goes through (``training_data``, ``model_io``, ``false_prediction_data``);
-* ``needs``: oracle-side needs (``proba``, ``label``, ``gradient``, ``white_box``) and data-side
-  needs (``population``, ``model_factory``, ``train``, ``schema``, ``members``, ``test``,
-  ``victims``, ``endpoint``), checked by :func:`check_needs` before the first query;
+* ``needs``: oracle-side needs (``proba``, ``label``, ``gradient``, ``white_box``, ``rounded``)
+  and data-side needs (``population``, ``model_factory``, ``train``, ``schema``, ``members``,
+  ``nonmembers``, ``test``, ``victims``, ``endpoint``), checked by :func:`check_needs` before
+  the first query;
 * ``atlas`` / ``owasp``: cross-reference ids (MITRE ATLAS, OWASP ML Top 10);
-* ``summary``: one line for ``finmlsec attack list``.
+* ``summary``: one line for ``finmlsec attack list``;
+* ``input_kinds``, ``cost_rank``, ``strength_rank`` and the capabilities ``generates`` and
+  ``retrains_victim``: see :class:`Attack`.
 
 Optional conventions:
 
@@ -23,6 +31,28 @@ Optional conventions:
   reference model trained); the CLI and the scan use it for progress bars;
 * evaluator-side measurements (fidelity on test and uniform data) call ``oracle.target`` directly:
   they score the result and are not charged to the attacker's budget.
+
+Example:
+    >>> from typing import ClassVar
+    >>> class Constant(Attack):
+    ...     '''Reports a fixed success (an example, not registered).'''
+    ...     name: ClassVar[str] = "example.constant"
+    ...     threat: ClassVar[str] = "infer_model"
+    ...     via: ClassVar[str] = "model_io"
+    ...     needs: ClassVar[frozenset[str]] = frozenset({"label"})
+    ...     summary: ClassVar[str] = "an example"
+    ...     input_kinds: ClassVar[tuple[str, ...]] = INPUT_KINDS
+    ...     cost_rank: ClassVar[int] = 0
+    ...     strength_rank: ClassVar[int] = 0
+    ...     level: float = 0.5
+    ...     def _attack(self, oracle, data, meter):
+    ...         return Outcome(success=self.level, metrics={"level": self.level})
+    >>> Constant(level=0.25).run(None, AttackData()).success
+    0.25
+    >>> Constant(0.25)
+    Traceback (most recent call last):
+    ...
+    TypeError: Constant.__init__() takes 1 positional argument but 2 were given
 """
 
 from __future__ import annotations
@@ -30,15 +60,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, dataclass_transform, get_args
 
 import numpy as np
 
 from finmlsec.datasets.schema import FeatureSchema
 from finmlsec.errors import CapabilityError
 from finmlsec.registry import Registry
+from finmlsec.targets.base import InputKind
 from finmlsec.targets.oracle import Oracle
 
 
@@ -133,19 +165,6 @@ class AttackResult:
         return json.dumps(self.to_dict(), sort_keys=False, indent=2)
 
 
-@runtime_checkable
-class Attack(Protocol):
-    name: ClassVar[str]
-    threat: ClassVar[str]
-    via: ClassVar[str]
-    needs: ClassVar[frozenset[str]]
-    atlas: ClassVar[tuple[str, ...]]
-    owasp: ClassVar[tuple[str, ...]]
-    summary: ClassVar[str]
-
-    def run(self, oracle: Oracle, data: AttackData) -> AttackResult: ...
-
-
 ATTACKS: Registry[type] = Registry("attack")
 
 ORACLE_NEEDS = frozenset({"proba", "label", "gradient", "white_box", "rounded"})
@@ -157,9 +176,9 @@ DATA_NEEDS = frozenset(
 
 def check_needs(attack: Any, oracle: Oracle | None, data: AttackData) -> None:
     """Raise :class:`CapabilityError` before the first query if the oracle or the data lack
-    something the attack declares in ``needs``; the message names the registered attacks that
-    would fit what is available."""
-    needs = set(attack.needs)
+    something the attack needs (``attack.required()`` for an :class:`Attack`, else its
+    ``needs``); the message names the registered attacks that would fit what is available."""
+    needs = set(attack.required() if isinstance(attack, Attack) else attack.needs)
     name = getattr(attack, "name", type(attack).__name__)
     if oracle is not None:
         try:
@@ -182,3 +201,106 @@ def params_of(attack: Any) -> dict[str, Any]:
     if dataclasses.is_dataclass(attack):
         return _jsonable({f.name: getattr(attack, f.name) for f in dataclasses.fields(attack)})
     return {}
+
+
+#: The kinds of input an attack can work on (the values of a target's ``input_kind``).
+INPUT_KINDS: tuple[str, ...] = get_args(InputKind)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What an attack measured; :meth:`Attack.run` adds who ran, queries, time and parameters.
+
+    ``params`` replaces the attack's own parameters in the result where it reports them
+    differently (e.g. a component by name); ``queries`` is for an attack that queries something
+    other than the oracle (DoS requests): by default the result's queries are the oracle's.
+    """
+
+    success: float
+    metrics: dict[str, float]
+    curves: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+    params: dict[str, Any] | None = None
+    queries: int | None = None
+
+
+class Meter:
+    """Oracle queries and wall time spent since the run started (for per-victim figures)."""
+
+    def __init__(self, oracle: Oracle | None) -> None:
+        self._oracle = oracle
+        self._q0 = oracle.queries_used if oracle is not None else 0
+        self._t0 = time.perf_counter()
+
+    @property
+    def queries(self) -> int:
+        return self._oracle.queries_used - self._q0 if self._oracle is not None else 0
+
+    @property
+    def seconds(self) -> float:
+        return time.perf_counter() - self._t0
+
+
+@dataclass_transform(kw_only_default=True)
+class Attack:
+    """Base of every attack: keyword-only parameters, metadata on the class, one ``run``.
+
+    A subclass is made a keyword-only dataclass when it is defined (no decorator needed), declares
+    the class attributes below and implements :meth:`_attack`; :meth:`run` checks the parameters
+    (:meth:`_validate`) and the needs (:func:`check_needs`, before the first query), times the
+    attack, counts its oracle queries and builds the :class:`AttackResult`.
+
+    Metadata (class attributes) the scan and the CLI read:
+
+    * ``name``, ``threat``, ``via``, ``needs``, ``atlas``, ``owasp``, ``summary``: see the module
+      docstring;
+    * ``input_kinds``: the target input kinds it works on (a subset of :data:`INPUT_KINDS`);
+    * ``cost_rank`` / ``strength_rank``: its place among the attacks for the same threat and data
+      (lower runs first): cheapest first for the quick scan profile, strongest first otherwise;
+    * ``generates``: it crafts adversarial inputs with ``generate(oracle, X, y, schema)`` (an
+      input screen can then be measured against what it crafts);
+    * ``retrains_victim``: it trains the victim's model itself through ``model_factory``
+      (poisoning): under a training-side defence it must train through the defended pipeline.
+    """
+
+    name: ClassVar[str]
+    threat: ClassVar[str]
+    via: ClassVar[str]
+    needs: ClassVar[frozenset[str]]
+    atlas: ClassVar[tuple[str, ...]] = ()
+    owasp: ClassVar[tuple[str, ...]] = ()
+    summary: ClassVar[str]
+    input_kinds: ClassVar[tuple[str, ...]]
+    cost_rank: ClassVar[int]
+    strength_rank: ClassVar[int]
+    generates: ClassVar[bool] = False
+    retrains_victim: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        dataclass(kw_only=True)(cls)
+
+    def required(self) -> frozenset[str]:
+        """The needs of the attack as configured (more than ``needs`` where a parameter asks for
+        more, e.g. a calibration that trains reference models)."""
+        return self.needs
+
+    def _validate(self) -> None:
+        """Check the parameters (raise ConfigError); called by :meth:`run` before anything."""
+
+    def _attack(self, oracle: Any, data: AttackData, meter: Meter) -> Outcome:
+        raise NotImplementedError(f"{type(self).__name__} implements no _attack")
+
+    def run(self, oracle: Any, data: AttackData) -> AttackResult:
+        """Run the attack through ``oracle`` (None for an attack that queries no model) on
+        ``data``; raise CapabilityError before the first query if either lacks a need."""
+        self._validate()
+        check_needs(self, oracle, data)
+        meter = Meter(oracle)
+        out = self._attack(oracle, data, meter)
+        return AttackResult(
+            attack=self.name, threat=self.threat, via=self.via, success=float(out.success),
+            metrics=out.metrics, queries=meter.queries if out.queries is None else out.queries,
+            seconds=meter.seconds, params=params_of(self) if out.params is None else out.params,
+            curves=out.curves, notes=tuple(out.notes),
+        )

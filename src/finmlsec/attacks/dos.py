@@ -25,13 +25,12 @@ import asyncio
 import ipaddress
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import numpy as np
 
-from finmlsec.attacks.base import ATTACKS, AttackData, AttackResult, check_needs, params_of
+from finmlsec.attacks.base import ATTACKS, INPUT_KINDS, Attack, AttackData, Meter, Outcome
 from finmlsec.attacks.evasion import check_positive
 from finmlsec.errors import ConfigError
 
@@ -64,8 +63,7 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 @ATTACKS.register("dos.load")
-@dataclass
-class LoadTest:
+class LoadTest(Attack):
     """Stepped, bounded load against a loopback HTTP endpoint (``data.endpoint``).
 
     Parameters: ``rates`` (requests per second, one step each), ``step_seconds``,
@@ -86,6 +84,9 @@ class LoadTest:
     atlas: ClassVar[tuple[str, ...]] = ("AML.T0029", "AML.T0034", "AML.T0046")
     owasp: ClassVar[tuple[str, ...]] = ()
     summary: ClassVar[str] = "Stepped load on a loopback endpoint: throughput, latency, errors"
+    input_kinds: ClassVar[tuple[str, ...]] = INPUT_KINDS
+    cost_rank: ClassVar[int] = 1
+    strength_rank: ClassVar[int] = 1
 
     rates: tuple[float, ...] = (10.0, 20.0, 40.0)
     step_seconds: float = 1.0
@@ -118,9 +119,7 @@ class LoadTest:
                 "instead."
             )
 
-    def run(self, oracle: Any, data: AttackData) -> AttackResult:
-        check_needs(self, None, data)
-        self._validate()
+    def _attack(self, oracle: Any, data: AttackData, meter: Meter) -> Outcome:
         assert data.endpoint is not None
         require_loopback(data.endpoint)
         body = self.payload
@@ -130,7 +129,6 @@ class LoadTest:
             body = {"records": [{k: (v.item() if hasattr(v, "item") else v)
                                  for k, v in r.items()} if isinstance(r, dict) else r
                                 for r in rec]}
-        t0 = time.perf_counter()
         try:
             asyncio.get_running_loop()
             in_loop = True
@@ -141,8 +139,7 @@ class LoadTest:
                 steps = pool.submit(asyncio.run, self._load(data.endpoint, body)).result()
         else:
             steps = asyncio.run(self._load(data.endpoint, body))
-        seconds = time.perf_counter() - t0
-        return self._result(steps, seconds)
+        return self._result(steps)
 
     async def _load(self, url: str, body: Any) -> list[dict[str, Any]]:
         import httpx
@@ -194,7 +191,7 @@ class LoadTest:
                               "unfinished": len(pending), "elapsed": elapsed})
         return steps
 
-    def _result(self, steps: list[dict[str, Any]], seconds: float) -> AttackResult:
+    def _result(self, steps: list[dict[str, Any]]) -> Outcome:
         m: dict[str, float] = {}
         curve: dict[str, list[float]] = {k: [] for k in (
             "rate", "throughput", "p50_ms", "p95_ms", "p99_ms", "errors", "limited")}
@@ -222,7 +219,4 @@ class LoadTest:
         m["steps"] = float(len(steps))
         m["max_throughput"] = max(curve["throughput"], default=0.0)
         m["worst_not_served"] = worst
-        return AttackResult(
-            attack=self.name, threat=self.threat, via=self.via, success=worst, metrics=m,
-            queries=total, seconds=seconds, params=params_of(self), curves={"load": curve},
-        )
+        return Outcome(success=worst, metrics=m, curves={"load": curve}, queries=total)

@@ -30,14 +30,13 @@ Example:
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
-from finmlsec.attacks.base import ATTACKS, AttackData, AttackResult, check_needs, params_of
+from finmlsec.attacks.base import ATTACKS, Attack, AttackData, Meter, Outcome
 from finmlsec.datasets.schema import FeatureSchema, FeatureType
 from finmlsec.errors import ConfigError, DataError
 from finmlsec.targets.oracle import Oracle
@@ -163,10 +162,10 @@ def feature_scales(schema: FeatureSchema, *frames: pd.DataFrame | None) -> dict[
 
 
 def evasion_result(
-    attack: Any, *, X0: pd.DataFrame, out: EvasionOutput, schema: FeatureSchema,
+    *, X0: pd.DataFrame, out: EvasionOutput, schema: FeatureSchema,
     scale: dict[str, float], n_already: int, seconds: float, queries: int,
-) -> AttackResult:
-    """The AttackResult of a tabular evasion run: success among valid inputs, validity, features
+) -> Outcome:
+    """The outcome of a tabular evasion run: success among valid inputs, validity, features
     changed and cost (over successful rows), queries and time per victim."""
     n = len(X0)
     changed, cost = changes_and_cost(schema, X0, out.X_adv, scale)
@@ -184,10 +183,8 @@ def evasion_result(
         "queries_per_victim": queries / n if n else 0.0,
         "seconds_per_victim": seconds / n if n else 0.0,
     }
-    return AttackResult(
-        attack=attack.name, threat=attack.threat, via=attack.via,
-        success=metrics["success_rate"], metrics=metrics, queries=queries, seconds=seconds,
-        params=params_of(attack),
+    return Outcome(
+        success=metrics["success_rate"], metrics=metrics,
         curves={"features_changed": {"count": [float(v) for v in np.sort(changed[won])]}},
     )
 
@@ -208,8 +205,7 @@ def victims_against(
 
 # -- the constrained black-box attack ---------------------------------------------------------------
 @ATTACKS.register("evasion.constrained")
-@dataclass
-class ConstrainedEvasion:
+class ConstrainedEvasion(Attack):
     """Black-box, decision-based evasion for tabular models that outputs only valid records.
 
     Parameters: ``target_class`` (the decision the attacker wants, e.g. ``"good"``; None flips
@@ -229,6 +225,10 @@ class ConstrainedEvasion:
     summary: ClassVar[str] = (
         "Black-box decision-based evasion producing only schema-valid, minimal-cost changes"
     )
+    input_kinds: ClassVar[tuple[str, ...]] = ("tabular",)
+    cost_rank: ClassVar[int] = 1
+    strength_rank: ClassVar[int] = 1
+    generates: ClassVar[bool] = True
 
     target_class: str | int | None = None
     max_changes: int = 4
@@ -269,18 +269,13 @@ class ConstrainedEvasion:
         return search(self, oracle, X.reset_index(drop=True), schema, goal,
                       None if y is None else np.asarray(y), population)
 
-    def run(self, oracle: Oracle, data: AttackData) -> AttackResult:
-        check_needs(self, oracle, data)
+    def _attack(self, oracle: Oracle, data: AttackData, meter: Meter) -> Outcome:
         assert data.schema is not None and data.victims is not None
-        t0 = time.perf_counter()
-        q0 = oracle.queries_used
-        self._validate()
         goal = resolve_class(self.target_class, oracle.classes_, data.schema)
         X0, _, n_already = victims_against(oracle, data.victims.X, goal, None)
         pop = data.population.X if data.population is not None else None
         out = self.generate(oracle, X0, None, data.schema, population=pop)
-        seconds = time.perf_counter() - t0
+        seconds = meter.seconds
         scale = feature_scales(data.schema, pop, X0)
-        return evasion_result(self, X0=X0, out=out, schema=data.schema, scale=scale,
-                              n_already=n_already, seconds=seconds,
-                              queries=oracle.queries_used - q0)
+        return evasion_result(X0=X0, out=out, schema=data.schema, scale=scale,
+                              n_already=n_already, seconds=seconds, queries=meter.queries)

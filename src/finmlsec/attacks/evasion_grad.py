@@ -30,14 +30,12 @@ Example:
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
-from finmlsec.attacks.base import ATTACKS, AttackData, AttackResult, check_needs, params_of
+from finmlsec.attacks.base import ATTACKS, INPUT_KINDS, Attack, AttackData, Meter, Outcome
 from finmlsec.attacks.evasion import (
     ConstrainedEvasion,
     EvasionOutput,
@@ -74,8 +72,7 @@ def _bounds(schema: FeatureSchema | None, d: int, lo: float | None, hi: float | 
 
 
 @ATTACKS.register("evasion.pgd")
-@dataclass
-class PGD:
+class PGD(Attack):
     """Projected gradient descent in L-infinity (white-box); see the module docstring.
 
     Parameters: ``eps`` (radius, in input units), ``step`` (per iteration; default eps/4),
@@ -91,6 +88,10 @@ class PGD:
     atlas: ClassVar[tuple[str, ...]] = ("AML.T0015", "AML.T0043.000")
     owasp: ClassVar[tuple[str, ...]] = ("ML01",)
     summary: ClassVar[str] = "White-box projected gradient descent (L-infinity) on differentiable models"
+    input_kinds: ClassVar[tuple[str, ...]] = INPUT_KINDS
+    cost_rank: ClassVar[int] = 4
+    strength_rank: ClassVar[int] = 4
+    generates: ClassVar[bool] = True
 
     eps: float = 0.1
     step: float | None = None
@@ -161,11 +162,8 @@ class PGD:
         return EvasionOutput(X_adv=out, success=np.asarray(success, dtype=bool), valid=valid,
                              queries=oracle.queries_used - q0)
 
-    def run(self, oracle: Oracle, data: AttackData) -> AttackResult:
-        check_needs(self, oracle, data)
+    def _attack(self, oracle: Oracle, data: AttackData, meter: Meter) -> Outcome:
         assert data.victims is not None
-        t0 = time.perf_counter()
-        q0 = oracle.queries_used
         from finmlsec.attacks.evasion_image import keep_against
 
         goal = resolve_class(self.target_class, oracle.classes_, data.schema)
@@ -187,10 +185,9 @@ class PGD:
             "mean_l2": float(np.linalg.norm(Xa - X0, axis=1)[won].mean()) if won.any() else float("nan"),
             "median_features_changed": float(np.median((~np.isclose(Xa, X0)).sum(axis=1)[won]))
             if won.any() else float("nan"),
-            "queries_per_victim": (oracle.queries_used - q0) / n if n else 0.0,
+            "queries_per_victim": meter.queries / n if n else 0.0,
         }
-        return AttackResult(self.name, self.threat, self.via, m["success_rate"], m,
-                            oracle.queries_used - q0, time.perf_counter() - t0, params_of(self))
+        return Outcome(m["success_rate"], m)
 
 
 # -- transfer -------------------------------------------------------------------------------------
@@ -254,8 +251,7 @@ class _Margin:
 
 
 @ATTACKS.register("evasion.transfer")
-@dataclass
-class TransferEvasion:
+class TransferEvasion(Attack):
     """Craft on a surrogate stolen with query-and-retrain, replay against the target.
 
     Parameters: ``n_seed`` (population records labelled by the target), ``rounds`` and
@@ -273,6 +269,10 @@ class TransferEvasion:
     atlas: ClassVar[tuple[str, ...]] = ("AML.T0015", "AML.T0043.002", "AML.T0005.001")
     owasp: ClassVar[tuple[str, ...]] = ("ML01", "ML05")
     summary: ClassVar[str] = "Transfer evasion through a surrogate stolen from the target's labels"
+    input_kinds: ClassVar[tuple[str, ...]] = ("tabular",)
+    cost_rank: ClassVar[int] = 5
+    strength_rank: ClassVar[int] = 5
+    generates: ClassVar[bool] = True
 
     n_seed: int = 200
     rounds: int = 2
@@ -328,19 +328,15 @@ class TransferEvasion:
         return EvasionOutput(X_adv=crafted.X_adv, success=np.asarray(success, dtype=bool),
                              valid=crafted.valid, queries=oracle.queries_used - q0)
 
-    def run(self, oracle: Oracle, data: AttackData) -> AttackResult:
-        check_needs(self, oracle, data)
+    def _attack(self, oracle: Oracle, data: AttackData, meter: Meter) -> Outcome:
         assert data.schema is not None and data.victims is not None
         assert data.population is not None
-        t0 = time.perf_counter()
-        q0 = oracle.queries_used
         goal = resolve_class(self.target_class, oracle.classes_, data.schema)
         X0, ref, n_already = victims_against(oracle, data.victims.X, goal, None)
         out = self.generate(oracle, X0, ref, data.schema, population=data.population.X)
         scale = feature_scales(data.schema, data.population.X, X0)
-        res = evasion_result(self, X0=X0, out=out, schema=data.schema, scale=scale,
-                             n_already=n_already, seconds=time.perf_counter() - t0,
-                             queries=oracle.queries_used - q0)
+        res = evasion_result(X0=X0, out=out, schema=data.schema, scale=scale,
+                             n_already=n_already, seconds=meter.seconds, queries=meter.queries)
         res.metrics["stolen_records"] = float(self._stolen[0])
         res.metrics["surrogate_agreement_on_stolen"] = self._stolen[1]
         return res

@@ -21,13 +21,11 @@ Example:
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
-from finmlsec.attacks.base import ATTACKS, AttackData, AttackResult, check_needs, params_of
+from finmlsec.attacks.base import ATTACKS, Attack, AttackData, Meter, Outcome
 from finmlsec.attacks.evasion import EvasionOutput, check_positive, resolve_class
 from finmlsec.errors import DataError
 from finmlsec.targets.oracle import Oracle
@@ -59,8 +57,7 @@ def keep_against(oracle: Oracle, X: Any, y: Any, goal: Any
 
 
 @ATTACKS.register("evasion.image")
-@dataclass
-class SimBA:
+class SimBA(Attack):
     """Score-based black-box evasion of image classifiers; see the module docstring.
 
     Parameters: ``eps`` (L-infinity bound), ``step`` (per pixel change; default ``eps``),
@@ -75,6 +72,10 @@ class SimBA:
     atlas: ClassVar[tuple[str, ...]] = ("AML.T0015", "AML.T0043.001")
     owasp: ClassVar[tuple[str, ...]] = ("ML01",)
     summary: ClassVar[str] = "Black-box image evasion by random pixel search (SimBA)"
+    input_kinds: ClassVar[tuple[str, ...]] = ("image",)
+    cost_rank: ClassVar[int] = 3
+    strength_rank: ClassVar[int] = 3
+    generates: ClassVar[bool] = True
 
     eps: float = 0.3
     step: float | None = None
@@ -156,11 +157,8 @@ class SimBA:
         return EvasionOutput(X_adv=X_adv, success=np.asarray(success, dtype=bool), valid=valid,
                              queries=oracle.queries_used - q0)
 
-    def run(self, oracle: Oracle, data: AttackData) -> AttackResult:
-        check_needs(self, oracle, data)
+    def _attack(self, oracle: Oracle, data: AttackData, meter: Meter) -> Outcome:
         assert data.victims is not None
-        t0 = time.perf_counter()
-        q0 = oracle.queries_used
         X, keep, pred = keep_against(oracle, data.victims.X, data.victims.y,
                                      resolve_class(self.target_class, oracle.classes_, None))
         out = self.generate(oracle, X, pred)
@@ -175,7 +173,6 @@ class SimBA:
             "mean_linf": float(diff.max(axis=1)[won].mean()) if won.any() else float("nan"),
             "median_pixels_changed": float(np.median((diff > 1e-9).sum(axis=1)[won]))
             if won.any() else float("nan"),
-            "queries_per_victim": (oracle.queries_used - q0) / n if n else 0.0,
+            "queries_per_victim": meter.queries / n if n else 0.0,
         }
-        return AttackResult(self.name, self.threat, self.via, m["success_rate"], m,
-                            oracle.queries_used - q0, time.perf_counter() - t0, params_of(self))
+        return Outcome(m["success_rate"], m)

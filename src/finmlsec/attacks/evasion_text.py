@@ -25,14 +25,12 @@ Example:
 from __future__ import annotations
 
 import re
-import time
 import unicodedata
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
-from finmlsec.attacks.base import ATTACKS, AttackData, AttackResult, check_needs, params_of
+from finmlsec.attacks.base import ATTACKS, Attack, AttackData, Meter, Outcome
 from finmlsec.attacks.evasion import EvasionOutput, check_positive, resolve_class
 from finmlsec.errors import ConfigError, DataError
 from finmlsec.targets.oracle import Oracle
@@ -95,8 +93,7 @@ def _replace(text: str, span: tuple[int, int], new: str) -> str:
 
 
 @ATTACKS.register("evasion.text")
-@dataclass
-class TextEvasion:
+class TextEvasion(Attack):
     """Character- and word-level evasion of a text classifier; see the module docstring.
 
     Parameters: ``max_words`` (words perturbed at most), ``operations`` (subset of ``typo``,
@@ -115,6 +112,10 @@ class TextEvasion:
     atlas: ClassVar[tuple[str, ...]] = ("AML.T0015", "AML.T0043.003")
     owasp: ClassVar[tuple[str, ...]] = ("ML01",)
     summary: ClassVar[str] = "Text evasion: typos, homoglyphs, invisible characters, synonyms"
+    input_kinds: ClassVar[tuple[str, ...]] = ("text",)
+    cost_rank: ClassVar[int] = 2
+    strength_rank: ClassVar[int] = 2
+    generates: ClassVar[bool] = True
 
     max_words: int = 3
     operations: tuple[str, ...] = OPERATIONS
@@ -218,11 +219,8 @@ class TextEvasion:
         return EvasionOutput(X_adv=cur, success=np.asarray(success, dtype=bool), valid=valid,
                              queries=oracle.queries_used - q0)
 
-    def run(self, oracle: Oracle, data: AttackData) -> AttackResult:
-        check_needs(self, oracle, data)
+    def _attack(self, oracle: Oracle, data: AttackData, meter: Meter) -> Outcome:
         assert data.victims is not None
-        t0 = time.perf_counter()
-        q0 = oracle.queries_used
         texts = list(data.victims.X)
         y = data.victims.y
         goal = resolve_class(self.target_class, oracle.classes_, None)
@@ -249,10 +247,8 @@ class TextEvasion:
             "invisible_to_reader_rate": float(np.mean([
                 normalise(a) == normalise(b) for a, b, w in zip(out.X_adv, X0, won, strict=True)
                 if w])) if won.any() else float("nan"),
-            "queries_per_victim": (oracle.queries_used - q0) / n if n else 0.0,
+            "queries_per_victim": meter.queries / n if n else 0.0,
         }
         examples = tuple(f"{a!r} -> {b!r}" for a, b, w in
                          zip(X0, out.X_adv, won, strict=True) if w)[:3]
-        return AttackResult(self.name, self.threat, self.via, m["success_rate"], m,
-                            oracle.queries_used - q0, time.perf_counter() - t0, params_of(self),
-                            notes=examples)
+        return Outcome(m["success_rate"], m, notes=examples)

@@ -29,14 +29,13 @@ Example:
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
-from finmlsec.attacks.base import ATTACKS, AttackData, AttackResult, check_needs, params_of
+from finmlsec.attacks.base import ATTACKS, Attack, AttackData, Meter, Outcome
 from finmlsec.attacks.extraction_common import (
     Encoding,
     bounds,
@@ -107,8 +106,7 @@ def design_queries(schema: FeatureSchema, population: pd.DataFrame | None = None
 
 
 @ATTACKS.register("extraction.equation")
-@dataclass
-class EquationSolving:
+class EquationSolving(Attack):
     """Steal a logistic / softmax model exactly from its probabilities with ``d + 1`` queries.
 
     ``extra_queries`` adds random valid records and solves in the least-squares sense (useful
@@ -127,6 +125,9 @@ class EquationSolving:
         "equation solving (Tramer 2016): exact copy of a logistic/softmax model with d+1 "
         "probability queries"
     )
+    input_kinds: ClassVar[tuple[str, ...]] = ("tabular",)
+    cost_rank: ClassVar[int] = 1
+    strength_rank: ClassVar[int] = 1
 
     extra_queries: int = 0
     n_uniform: int = 2000
@@ -137,10 +138,7 @@ class EquationSolving:
         check_int("EquationSolving", "n_uniform", self.n_uniform, 0)
         check_int("EquationSolving", "seed", self.seed, 0)
 
-    def run(self, oracle: Oracle, data: AttackData) -> AttackResult:
-        self._validate()
-        check_needs(self, oracle, data)
-        t0 = time.perf_counter()
+    def _attack(self, oracle: Oracle, data: AttackData, meter: Meter) -> Outcome:
         schema = tabular_schema(data.schema, f"attack {self.name!r}")
         pop = data.population.X if data.population is not None else None
         enc = Encoding.from_schema(schema)
@@ -157,7 +155,6 @@ class EquationSolving:
                 "system (minimum-norm), the copy is approximate"
             )
             Q = Q.iloc[:remaining]
-        used0 = oracle.queries_used
         classes = np.asarray(oracle.classes_)
         k = len(classes)
         coef, intercept = np.zeros((k - 1, enc.dim)), np.zeros(k - 1)
@@ -180,7 +177,7 @@ class EquationSolving:
             theta = theta / scale[:, None]
             intercept, coef = theta[0], theta[1:].T
         stolen = LinearStolenModel(enc, coef, intercept, classes)
-        queries = oracle.queries_used - used0
+        queries = meter.queries
         m = theft_metrics(stolen, oracle.target, schema, data.test, n_uniform=self.n_uniform,
                           seed=self.seed, population=pop)
         probe = data.test.X if data.test is not None else sample_records(
@@ -190,10 +187,8 @@ class EquationSolving:
         m["dim"] = float(enc.dim)
         m["queries"] = float(queries)
         success = m.get("fidelity_test", m.get("fidelity_uniform", 0.0))
-        return AttackResult(
-            attack=self.name, threat=self.threat, via=self.via, success=float(success),
-            metrics=m, queries=queries, seconds=time.perf_counter() - t0,
-            params=params_of(self),
+        return Outcome(
+            success=float(success), metrics=m,
             curves={"fidelity_vs_queries": {"queries": [float(queries)],
                                             "fidelity": [float(success)]}},
             notes=tuple(notes),

@@ -27,14 +27,12 @@ Example:
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
-from finmlsec.attacks.base import ATTACKS, AttackData, AttackResult, params_of
+from finmlsec.attacks.base import ATTACKS, INPUT_KINDS, Attack, AttackData, Meter, Outcome
 from finmlsec.attacks.extraction_common import (
     SOURCES,
     check_choice,
@@ -79,8 +77,7 @@ def _fit(model: Any, X: pd.DataFrame, y: np.ndarray, w: np.ndarray | None) -> An
 
 
 @ATTACKS.register("extraction.learning")
-@dataclass
-class LearningExtraction:
+class LearningExtraction(Attack):
     """Query, train a surrogate, query where it is least certain, retrain; within ``budget``.
 
     ``initial``: share of the budget spent on the first, random queries; ``rounds``: adaptive
@@ -101,6 +98,9 @@ class LearningExtraction:
         "adaptive retraining (Tramer 2016): surrogate trained on queries chosen where it is "
         "least certain; labels suffice"
     )
+    input_kinds: ClassVar[tuple[str, ...]] = INPUT_KINDS
+    cost_rank: ClassVar[int] = 3
+    strength_rank: ClassVar[int] = 2
 
     budget: int = 1000
     initial: float = 0.3
@@ -135,13 +135,10 @@ class LearningExtraction:
             raise ConfigError(f"The 'initial' parameter of LearningExtraction must be a float in "
                               f"(0, 1]. Got {self.initial!r} instead.")
 
-    def run(self, oracle: Oracle, data: AttackData) -> AttackResult:
-        self._validate()
-        need = set(self.needs) | ({"model_factory"} if self.surrogate == "factory" else set())
-        from finmlsec.attacks.membership_common import require
+    def required(self) -> frozenset[str]:
+        return self.needs | ({"model_factory"} if self.surrogate == "factory" else set())
 
-        require(self, frozenset(need), oracle, data)
-        t0 = time.perf_counter()
+    def _attack(self, oracle: Oracle, data: AttackData, meter: Meter) -> Outcome:
         schema = tabular_schema(data.schema, f"attack {self.name!r}")
         pop = data.population.X if data.population is not None else None
         rng = np.random.default_rng(self.seed)
@@ -153,7 +150,6 @@ class LearningExtraction:
         classes = np.asarray(oracle.classes_)
         n0 = max(2, int(round(total * self.initial))) if total >= 2 else total
         sizes = [n0] + _split(total - n0, self.rounds)
-        used0 = oracle.queries_used
         Xq = pd.DataFrame(columns=schema.names)
         answers: list[np.ndarray] = []
         model: Any = None
@@ -182,17 +178,16 @@ class LearningExtraction:
             if model is not None and data.test is not None and len(data.test) > 0:
                 f = float(np.mean(np.asarray(model.predict(data.test.X))
                                   == np.asarray(oracle.target.predict(data.test.X))))
-                curve["queries"].append(float(oracle.queries_used - used0))
+                curve["queries"].append(float(meter.queries))
                 curve["fidelity"].append(f)
-        queries = oracle.queries_used - used0
+        queries = meter.queries
         stolen = model if model is not None else _Constant(classes, np.concatenate(answers), proba)
         m = theft_metrics(stolen, oracle.target, schema, data.test, n_uniform=self.n_uniform,
                           seed=self.seed, population=pop)
         m["queries"] = float(queries)
         success = m.get("fidelity_test", m.get("fidelity_uniform", 0.0))
-        return AttackResult(
-            attack=self.name, threat=self.threat, via=self.via, success=float(success),
-            metrics=m, queries=queries, seconds=time.perf_counter() - t0, params=params_of(self),
+        return Outcome(
+            success=float(success), metrics=m,
             curves={"fidelity_vs_queries": curve} if curve["queries"] else {},
             notes=tuple(notes + [f"{'probabilities' if proba else 'labels only'}"]),
         )

@@ -35,14 +35,13 @@ Example:
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
-from finmlsec.attacks.base import ATTACKS, AttackData, AttackResult, check_needs, params_of
+from finmlsec.attacks.base import ATTACKS, Attack, AttackData, Meter, Outcome
 from finmlsec.attacks.extraction_common import bounds, check_int, tabular_schema, theft_metrics
 from finmlsec.datasets.schema import Feature, FeatureSchema, FeatureType
 from finmlsec.targets.oracle import Oracle
@@ -246,8 +245,7 @@ def _subtract(region: Box, box: Box, schema: FeatureSchema, step: dict[str, floa
 
 
 @ATTACKS.register("extraction.tree_path")
-@dataclass
-class TreePathFinding:
+class TreePathFinding(Attack):
     """Copy a decision tree leaf by leaf from its probability outputs (path-finding).
 
     ``decimals``: outputs are compared after rounding to this many decimals (leaf identity);
@@ -266,22 +264,24 @@ class TreePathFinding:
         "path-finding (Tramer 2016): copy a decision tree leaf by leaf from outputs that "
         "identify the leaf"
     )
+    input_kinds: ClassVar[tuple[str, ...]] = ("tabular",)
+    cost_rank: ClassVar[int] = 2
+    strength_rank: ClassVar[int] = 3
 
     decimals: int = 10
     max_leaves: int = 2000
     n_uniform: int = 2000
     seed: int = 0
 
-    def run(self, oracle: Oracle, data: AttackData) -> AttackResult:
+    def _validate(self) -> None:
         check_int("TreePathFinding", "decimals", self.decimals, 0, 15)
         check_int("TreePathFinding", "n_uniform", self.n_uniform, 0)
         check_int("TreePathFinding", "max_leaves", self.max_leaves, 1)
         check_int("TreePathFinding", "seed", self.seed, 0)
-        check_needs(self, oracle, data)
-        t0 = time.perf_counter()
+
+    def _attack(self, oracle: Oracle, data: AttackData, meter: Meter) -> Outcome:
         schema = tabular_schema(data.schema, f"attack {self.name!r}")
         pop = data.population.X if data.population is not None else None
-        used0 = oracle.queries_used
         search = _Search(oracle, schema, pop, self.decimals)
         full: Box = {f.name: (frozenset(f.categories or ()) if f.type == FeatureType.CATEGORICAL
                               else search.range[f.name]) for f in schema.features}
@@ -302,7 +302,7 @@ class TreePathFinding:
                 box = search.explore(x)
                 boxes.append(box)
                 outputs.append(search.answer(x))
-                curve["queries"].append(float(oracle.queries_used - used0))
+                curve["queries"].append(float(meter.queries))
                 curve["leaves"].append(float(len(boxes)))
                 new: list[Box] = []
                 for r in [*regions, region]:
@@ -313,16 +313,15 @@ class TreePathFinding:
         classes = np.asarray(oracle.classes_)
         stolen = TreeStolenModel(schema, tuple(boxes), np.asarray(outputs).reshape(-1, len(classes)),
                                  classes)
-        queries = oracle.queries_used - used0
+        queries = meter.queries
         m = theft_metrics(stolen, oracle.target, schema, data.test, n_uniform=self.n_uniform,
                           seed=self.seed, population=pop)
         m["leaves"] = float(len(boxes))
         m["distinct_outputs"] = float(len({tuple(np.round(o, self.decimals)) for o in outputs}))
         m["queries"] = float(queries)
         success = m.get("fidelity_test", m.get("fidelity_uniform", 0.0))
-        return AttackResult(
-            attack=self.name, threat=self.threat, via=self.via, success=float(success),
-            metrics=m, queries=queries, seconds=time.perf_counter() - t0, params=params_of(self),
+        return Outcome(
+            success=float(success), metrics=m,
             curves={"leaves_vs_queries": curve}, notes=tuple(notes),
         )
 

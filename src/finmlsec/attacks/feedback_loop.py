@@ -34,14 +34,12 @@ Example:
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
-from finmlsec.attacks.base import ATTACKS, AttackData, AttackResult, check_needs, params_of
+from finmlsec.attacks.base import ATTACKS, Attack, AttackData, Meter, Outcome, params_of
 from finmlsec.attacks.evasion import check_positive, resolve_class
 from finmlsec.attacks.evasion_search import Codec, _grids
 from finmlsec.attacks.poisoning import concat, fit, take
@@ -104,8 +102,7 @@ def craft_reports(schema: FeatureSchema, profile: pd.DataFrame, n: int, n_fields
 
 
 @ATTACKS.register("poisoning.feedback_loop")
-@dataclass
-class FeedbackLoopPoisoning:
+class FeedbackLoopPoisoning(Attack):
     """Poison the retraining loop through false-prediction reports; see the module docstring.
 
     Parameters: ``target_class`` (the decision the attacker wants for their profile, the first
@@ -126,6 +123,10 @@ class FeedbackLoopPoisoning:
     summary: ClassVar[str] = (
         "Flow G: crafted false-prediction reports merged and retrained until the target flips"
     )
+    input_kinds: ClassVar[tuple[str, ...]] = ("tabular",)
+    cost_rank: ClassVar[int] = 1
+    strength_rank: ClassVar[int] = 1
+    retrains_victim: ClassVar[bool] = True
 
     target_class: str | int | None = None
     reports_per_round: int = 2
@@ -151,16 +152,12 @@ class FeedbackLoopPoisoning:
         check_positive(o, "fields_varied", self.fields_varied, integer=True, lo=0, closed_lo=True,
                        hi=100)
 
-    def run(self, oracle: Oracle, data: AttackData) -> AttackResult:
-        check_needs(self, oracle, data)
-        self._validate()
+    def _attack(self, oracle: Oracle, data: AttackData, meter: Meter) -> Outcome:
         assert data.train is not None and data.train.y is not None and data.schema is not None
         screen = resolve_screen(self.screen, data.train.X, data.train.y)
         if callable(getattr(screen, "reset", None)):
             screen.reset()  # each simulated loop starts with a screen that has seen no reports
         assert data.victims is not None and data.model_factory is not None
-        t0 = time.perf_counter()
-        q0 = oracle.queries_used
         rng = np.random.default_rng(self.seed)
         params = params_of(self)
         if screen is not None:
@@ -169,9 +166,8 @@ class FeedbackLoopPoisoning:
         deployed = oracle.predict(data.victims.X)
         against = np.flatnonzero(deployed != goal) if goal is not None else np.arange(len(deployed))
         if against.size == 0:
-            return AttackResult(self.name, self.threat, self.via, 0.0, {"flipped": 0.0}, oracle.queries_used - q0,
-                                time.perf_counter() - t0, params,
-                                notes=("the deployed model already decides every victim as wanted",))
+            return Outcome(0.0, {"flipped": 0.0}, params=params,
+                           notes=("the deployed model already decides every victim as wanted",))
         profile = take(data.victims.X, against[:1])
         if goal is None:
             others = [c for c in oracle.classes_ if c != deployed[against[0]]]
@@ -261,8 +257,4 @@ class FeedbackLoopPoisoning:
             m["accuracy_drop"] = m["accuracy_without_attack"] - m["accuracy_after"]
             m["collateral_changed"] = float(np.mean(p0 != p1))
             m["collateral_to_target"] = float(np.mean((p0 != goal) & (p1 == goal)))
-        return AttackResult(
-            attack=self.name, threat=self.threat, via=self.via, success=m["flipped"], metrics=m,
-            queries=oracle.queries_used - q0, seconds=time.perf_counter() - t0, params=params,
-            curves={"loop": curve},
-        )
+        return Outcome(success=m["flipped"], metrics=m, params=params, curves={"loop": curve})

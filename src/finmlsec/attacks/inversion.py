@@ -21,8 +21,6 @@ Example:
 from __future__ import annotations
 
 import math
-import time
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -30,11 +28,11 @@ import pandas as pd
 
 from finmlsec.attacks.base import (
     ATTACKS,
+    Attack,
     AttackData,
-    AttackResult,
     Labeled,
-    check_needs,
-    params_of,
+    Meter,
+    Outcome,
 )
 from finmlsec.attacks.extraction_common import (
     check_choice,
@@ -96,8 +94,7 @@ def _side_model(schema: FeatureSchema, target_field: str, with_label: bool, seed
 
 
 @ATTACKS.register("inversion.attribute")
-@dataclass
-class AttributeInference:
+class AttributeInference(Attack):
     """Infer a personal field from the others and the model's output; lift over a no-model
     baseline with the same side information. ``attribute``: the field (empty: every field the
     schema marks personal); ``n_bins``: bins for numeric fields; ``max_victims``: records
@@ -113,6 +110,9 @@ class AttributeInference:
         "attribute inference (Fredrikson 2014/2015) on personal fields, against a no-model "
         "baseline with the same side information"
     )
+    input_kinds: ClassVar[tuple[str, ...]] = ("tabular",)
+    cost_rank: ClassVar[int] = 2
+    strength_rank: ClassVar[int] = 2
 
     attribute: str = ""
     rule: str = "likelihood"
@@ -121,14 +121,14 @@ class AttributeInference:
     max_victims: int = 200
     seed: int = 0
 
-    def run(self, oracle: Oracle, data: AttackData) -> AttackResult:
+    def _validate(self) -> None:
         check_int("AttributeInference", "n_bins", self.n_bins, 2, 100)
         check_int("AttributeInference", "max_values", self.max_values, 1)
         check_choice("AttributeInference", "rule", self.rule, ("likelihood", "bayes"))
         check_int("AttributeInference", "max_victims", self.max_victims, 1)
         check_int("AttributeInference", "seed", self.seed, 0)
-        check_needs(self, oracle, data)
-        t0 = time.perf_counter()
+
+    def _attack(self, oracle: Oracle, data: AttackData, meter: Meter) -> Outcome:
         schema = tabular_schema(data.schema, f"attack {self.name!r}")
         fields = [schema[self.attribute]] if self.attribute else schema.personal()
         if not fields:
@@ -149,7 +149,6 @@ class AttributeInference:
         rng = np.random.default_rng(self.seed)
         proba = "proba" in oracle.provides
         pop_y = truth_labels(oracle.classes_, np.asarray(data.population.y))
-        used0 = oracle.queries_used
         confusion = None
         if not proba:
             n_c = min(len(pop), 200, max((oracle.remaining or 10**9) // 4, 0))
@@ -210,14 +209,9 @@ class AttributeInference:
                            "not inferable beyond the no-model baseline")
                 notes.append(f"{f.name} ({gname}): {verdict} (attack {acc_a:.3f}, baseline "
                              f"{acc_b:.3f}, prior {acc_p:.3f}, n={len(V)})")
-        queries = oracle.queries_used - used0
         best = max(lifts) if lifts else 0.0
         metrics["max_lift"] = best
-        return AttackResult(
-            attack=self.name, threat=self.threat, via=self.via, success=float(max(0.0, best)),
-            metrics=metrics, queries=queries, seconds=time.perf_counter() - t0,
-            params=params_of(self), notes=tuple(notes),
-        )
+        return Outcome(success=float(max(0.0, best)), metrics=metrics, notes=tuple(notes))
 
     @staticmethod
     def _confusion(oracle: Oracle, X: pd.DataFrame, y: np.ndarray) -> dict[Any, dict[Any, float]]:

@@ -24,13 +24,11 @@ Example:
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
-from finmlsec.attacks.base import ATTACKS, AttackData, AttackResult
+from finmlsec.attacks.base import ATTACKS, INPUT_KINDS, Attack, AttackData, Meter, Outcome
 from finmlsec.attacks.extraction_common import check_choice, check_int
 from finmlsec.attacks.membership_common import (
     ReferenceModels,
@@ -38,7 +36,6 @@ from finmlsec.attacks.membership_common import (
     label_columns,
     logit_confidence,
     membership_result,
-    require,
     take,
     true_proba,
 )
@@ -58,8 +55,7 @@ def _signal(P: np.ndarray, cols: np.ndarray, kind: str) -> np.ndarray:
 
 
 @ATTACKS.register("membership.metric")
-@dataclass
-class MetricAttack:
+class MetricAttack(Attack):
     """Threshold on the loss (``signal='loss'``), confidence or logit-scaled confidence of the
     true label, with an optional ``reference`` calibration (``none``, ``population``,
     ``per_example`` with ``n_reference`` reference models). See the module docstring."""
@@ -74,29 +70,34 @@ class MetricAttack:
         "loss/confidence threshold (Yeom 2018), calibrated by population or per-example "
         "reference (Watson 2022)"
     )
+    input_kinds: ClassVar[tuple[str, ...]] = INPUT_KINDS
+    cost_rank: ClassVar[int] = 1
+    strength_rank: ClassVar[int] = 5
 
     signal: str = "loss"
     reference: str = "none"
     n_reference: int = 8
     seed: int = 0
 
-    def run(self, oracle: Oracle, data: AttackData) -> AttackResult:
+    def _validate(self) -> None:
         check_choice("MetricAttack", "signal", self.signal, ("loss", "confidence", "logit"))
         check_choice("MetricAttack", "reference", self.reference,
                      ("none", "population", "per_example"))
         check_int("MetricAttack", "n_reference", self.n_reference, 1, 1024)
         check_int("MetricAttack", "seed", self.seed, 0)
+
+    def required(self) -> frozenset[str]:
         extra = {"none": set(), "population": {"population"},
                  "per_example": {"population", "model_factory"}}[self.reference]
-        require(self, self.needs | extra, oracle, data)
-        t0 = time.perf_counter()
+        return self.needs | extra
+
+    def _attack(self, oracle: Oracle, data: AttackData, meter: Meter) -> Outcome:
         pop = data.population if self.reference == "population" else None
         n_pop = len(pop) if pop is not None else 0
         if oracle.remaining is not None:
             n_pop = min(n_pop, oracle.remaining // 2)
         limit = None if oracle.remaining is None else oracle.remaining - n_pop
         cands, notes = candidates(data, limit, self.seed)
-        used0 = oracle.queries_used
         cols = label_columns(oracle.classes_, cands.y)
         s = _signal(oracle.predict_proba(cands.X), cols, self.signal)
         if self.reference == "population":
@@ -120,9 +121,8 @@ class MetricAttack:
             score = s - np.where(n_out > 0, mean_out, mean_all)
         else:
             score = s
-        queries = oracle.queries_used - used0
         notes.append(f"signal {self.signal}, reference {self.reference}")
-        return membership_result(self, score, cands, queries, t0, notes)
+        return membership_result(score, cands, notes)
 
 
 def _features(P: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -136,8 +136,7 @@ def _features(P: np.ndarray, cols: np.ndarray) -> np.ndarray:
 
 
 @ATTACKS.register("membership.shadow")
-@dataclass
-class ShadowModels:
+class ShadowModels(Attack):
     """Shokri et al.'s shadow-model attack: ``n_shadow`` shadow models, one attack classifier
     (gradient boosting on confidence features) per class. See the module docstring."""
 
@@ -149,18 +148,21 @@ class ShadowModels:
     atlas: ClassVar[tuple[str, ...]] = ("AML.T0024.000",)
     owasp: ClassVar[tuple[str, ...]] = ("ML04",)
     summary: ClassVar[str] = "shadow models with a per-class attack classifier (Shokri 2017)"
+    input_kinds: ClassVar[tuple[str, ...]] = INPUT_KINDS
+    cost_rank: ClassVar[int] = 4
+    strength_rank: ClassVar[int] = 4
 
     n_shadow: int = 8
     seed: int = 0
 
-    def run(self, oracle: Oracle, data: AttackData) -> AttackResult:
-        from sklearn.ensemble import GradientBoostingClassifier
-
+    def _validate(self) -> None:
         check_int("ShadowModels", "n_shadow", self.n_shadow, 2, 1024)
         check_int("ShadowModels", "seed", self.seed, 0)
-        require(self, self.needs, oracle, data)
+
+    def _attack(self, oracle: Oracle, data: AttackData, meter: Meter) -> Outcome:
+        from sklearn.ensemble import GradientBoostingClassifier
+
         assert data.population is not None and data.population.y is not None
-        t0 = time.perf_counter()
         cands, notes = candidates(data, oracle.remaining, self.seed)
         shadows: ReferenceModels = train_references(data, self.n_shadow, self.seed)
         pop_y = np.asarray(data.population.y)
@@ -172,10 +174,8 @@ class ShadowModels:
             labels.append(keep.astype(int))
             klass.append(pcols)
         F, L, K = np.vstack(feats), np.concatenate(labels), np.concatenate(klass)
-        used0 = oracle.queries_used
         cols = label_columns(oracle.classes_, cands.y)
         Ft = _features(oracle.predict_proba(cands.X), cols)
-        queries = oracle.queries_used - used0
         score = np.zeros(len(cands))
         models: dict[Any, Any] = {}
         for c in np.unique(cols):
@@ -187,5 +187,5 @@ class ShadowModels:
             models[c] = clf
             score[cols == c] = clf.predict_proba(Ft[cols == c])[:, 1]
         notes.append(f"{self.n_shadow} shadow models, {len(models)} attack classifier(s)")
-        return membership_result(self, score, cands, queries, t0, notes,
+        return membership_result(score, cands, notes,
                                  {"shadow_models": float(self.n_shadow)})

@@ -15,7 +15,6 @@ Example:
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -25,9 +24,8 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from finmlsec import metrics
-from finmlsec.attacks.base import AttackData, AttackResult, check_needs, params_of
+from finmlsec.attacks.base import AttackData, Outcome
 from finmlsec.errors import BudgetExceededError, CapabilityError
-from finmlsec.targets.oracle import Oracle
 
 _EPS = 1e-7
 
@@ -114,19 +112,6 @@ def candidates(data: AttackData, limit: int | None, seed: int) -> tuple[Candidat
     return Candidates(take(X, order), y[order], truth[order]), notes
 
 
-def require(attack: Any, needs: frozenset[str], oracle: Oracle, data: AttackData) -> None:
-    """:func:`check_needs` for the needs of an attack as configured (they may depend on its
-    parameters, e.g. a calibration that needs reference models)."""
-
-    class _View:
-        name = attack.name
-        threat = attack.threat
-
-    view = _View()
-    view.needs = needs  # type: ignore[attr-defined]
-    check_needs(view, oracle, data)
-
-
 class ReferenceModels:
     """``n`` models trained like the target on random halves of the population; every
     population record is in exactly half of them."""
@@ -162,9 +147,8 @@ class ReferenceModels:
             return np.stack([np.asarray(m.predict_proba(X), dtype=float) for m in self.models])
 
 
-def membership_result(attack: Any, scores: np.ndarray, cands: Candidates, queries: int,
-                      t0: float, notes: list[str], extra: dict[str, float] | None = None
-                      ) -> AttackResult:
+def membership_result(scores: np.ndarray, cands: Candidates, notes: list[str],
+                      extra: dict[str, float] | None = None) -> Outcome:
     truth = cands.truth
     s = np.nan_to_num(np.asarray(scores, dtype=float), nan=0.0, posinf=1e12, neginf=-1e12)
     auc = metrics.auc(truth, s)
@@ -177,9 +161,7 @@ def membership_result(attack: Any, scores: np.ndarray, cands: Candidates, querie
         "nonmembers": float(len(truth) - truth.sum()),
         **(extra or {}),
     }
-    return AttackResult(
-        attack=attack.name, threat=attack.threat, via=attack.via,
-        success=float(max(0.0, 2 * auc - 1)), metrics=m, queries=queries,
-        seconds=time.perf_counter() - t0, params=params_of(attack),
+    return Outcome(
+        success=float(max(0.0, 2 * auc - 1)), metrics=m,
         curves={"roc": metrics.roc_points(truth, s)}, notes=tuple(notes),
     )

@@ -14,16 +14,14 @@ Example:
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
-from finmlsec.attacks.base import ATTACKS, AttackData, AttackResult
+from finmlsec.attacks.base import ATTACKS, INPUT_KINDS, Attack, AttackData, Meter, Outcome
 from finmlsec.attacks.extraction_common import bounds, check_int, tabular_schema, truth_labels
-from finmlsec.attacks.membership_common import candidates, membership_result, require
+from finmlsec.attacks.membership_common import candidates, membership_result
 from finmlsec.attacks.membership_lira import train_references
 from finmlsec.datasets.schema import FeatureSchema, FeatureType
 from finmlsec.errors import ConfigError
@@ -52,8 +50,7 @@ def perturb(schema: FeatureSchema, X: pd.DataFrame, k: int, noise: float, p_chan
 
 
 @ATTACKS.register("membership.label_only")
-@dataclass
-class LabelOnly:
+class LabelOnly(Attack):
     """Label robustness under ``n_perturb`` valid perturbations per candidate. See the module
     docstring."""
 
@@ -66,6 +63,9 @@ class LabelOnly:
     summary: ClassVar[str] = (
         "label-only (Choquette-Choo 2021): robustness of the decision under valid perturbations"
     )
+    input_kinds: ClassVar[tuple[str, ...]] = INPUT_KINDS
+    cost_rank: ClassVar[int] = 3
+    strength_rank: ClassVar[int] = 6
 
     n_perturb: int = 20
     noise: float = 0.3
@@ -74,7 +74,7 @@ class LabelOnly:
     n_reference: int = 8
     seed: int = 0
 
-    def run(self, oracle: Oracle, data: AttackData) -> AttackResult:
+    def _validate(self) -> None:
         check_int("LabelOnly", "n_perturb", self.n_perturb, 1, 10_000)
         check_int("LabelOnly", "n_reference", self.n_reference, 1, 1024)
         check_int("LabelOnly", "seed", self.seed, 0)
@@ -82,9 +82,11 @@ class LabelOnly:
             if not isinstance(v, int | float) or not 0 <= v <= (1 if pname == "p_change" else 10):
                 raise ConfigError(f"The {pname!r} parameter of LabelOnly must be a float in "
                                   f"[0, {1 if pname == 'p_change' else 10}]. Got {v!r} instead.")
-        extra = {"population", "model_factory"} if self.calibrate else set()
-        require(self, self.needs | extra, oracle, data)
-        t0 = time.perf_counter()
+
+    def required(self) -> frozenset[str]:
+        return self.needs | ({"population", "model_factory"} if self.calibrate else set())
+
+    def _attack(self, oracle: Oracle, data: AttackData, meter: Meter) -> Outcome:
         schema = tabular_schema(data.schema, f"attack {self.name!r}")
         per = 1 + self.n_perturb
         limit = None if oracle.remaining is None else oracle.remaining // per
@@ -95,9 +97,7 @@ class LabelOnly:
         neigh = perturb(schema, X, self.n_perturb, self.noise, self.p_change, rng, pop)
         allX = pd.concat([X, neigh], ignore_index=True)
         truth = truth_labels(oracle.classes_, cands.y)
-        used0 = oracle.queries_used
         pred = oracle.predict(allX)
-        queries = oracle.queries_used - used0
         score = self._robustness(pred, truth, len(X))
         if self.calibrate:
             refs = train_references(data, self.n_reference, self.seed)
@@ -111,7 +111,7 @@ class LabelOnly:
         notes.append(f"{self.n_perturb} perturbations per record"
                      + (f", calibrated on {self.n_reference} reference models"
                         if self.calibrate else ""))
-        return membership_result(self, score, cands, queries, t0, notes)
+        return membership_result(score, cands, notes)
 
     def _robustness(self, pred: np.ndarray, truth: np.ndarray, n: int) -> Any:
         base = (pred[:n] == truth).astype(float)

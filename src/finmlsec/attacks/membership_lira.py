@@ -22,14 +22,12 @@ Example:
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 from scipy import stats
 
-from finmlsec.attacks.base import ATTACKS, AttackData, AttackResult
+from finmlsec.attacks.base import ATTACKS, INPUT_KINDS, Attack, AttackData, Meter, Outcome
 from finmlsec.attacks.extraction_common import check_choice, check_int
 from finmlsec.attacks.membership_common import (
     ReferenceModels,
@@ -38,7 +36,6 @@ from finmlsec.attacks.membership_common import (
     label_columns,
     logit_confidence,
     membership_result,
-    require,
     row_keys,
     take,
     true_proba,
@@ -77,8 +74,7 @@ def train_references(data: AttackData, n: int, seed: int) -> ReferenceModels:
 
 
 @ATTACKS.register("membership.lira")
-@dataclass
-class LiRA:
+class LiRA(Attack):
     """Likelihood-ratio membership attack with ``n_reference`` reference models.
 
     ``mode``: ``online`` (IN and OUT models), ``offline`` (OUT only) or ``auto`` (online when
@@ -95,6 +91,9 @@ class LiRA:
     summary: ClassVar[str] = (
         "likelihood-ratio attack (Carlini 2022) with reference models, online or offline"
     )
+    input_kinds: ClassVar[tuple[str, ...]] = INPUT_KINDS
+    cost_rank: ClassVar[int] = 6
+    strength_rank: ClassVar[int] = 1
 
     n_reference: int = 16
     mode: str = "auto"
@@ -110,16 +109,14 @@ class LiRA:
         check_int("LiRA", "seed", self.seed, 0)
         return True
 
-    def run(self, oracle: Oracle, data: AttackData) -> AttackResult:
+    def _validate(self) -> None:
         self.params_ok()
-        require(self, self.needs, oracle, data)
-        t0 = time.perf_counter()
+
+    def _attack(self, oracle: Oracle, data: AttackData, meter: Meter) -> Outcome:
         cands, notes = candidates(data, oracle.remaining, self.seed)
         refs = train_references(data, self.n_reference, self.seed)
-        used0 = oracle.queries_used
         cols = label_columns(oracle.classes_, cands.y)
         phi_t = logit_confidence(oracle.predict_proba(cands.X), cols)
-        queries = oracle.queries_used - used0
         P = refs.proba(cands.X)
         phi_r = np.stack([logit_confidence(p, cols) for p in P])  # (models, records)
         inn = refs.membership_of(cands.X)
@@ -138,7 +135,7 @@ class LiRA:
         else:
             score = (phi_t - mu_out) / sd_out
         notes.append(f"{mode} LiRA with {self.n_reference} reference models")
-        return membership_result(self, score, cands, queries, t0, notes,
+        return membership_result(score, cands, notes,
                                  {"reference_models": float(self.n_reference)})
 
 
@@ -153,8 +150,7 @@ def _masked_stats(phi: np.ndarray, mask: np.ndarray, fixed: bool) -> tuple[np.nd
 
 
 @ATTACKS.register("membership.rmia")
-@dataclass
-class RMIA:
+class RMIA(Attack):
     """Relative membership inference (Zarifzadeh et al. 2024): ``Pr(x|target)/Pr(x)`` against
     ``n_population`` population records. ``offline_a`` scales the OUT-only estimate of ``Pr(x)``
     when no reference model trained on ``x``."""
@@ -169,6 +165,9 @@ class RMIA:
         "relative membership inference (Zarifzadeh 2024): likelihood ratio against population "
         "records"
     )
+    input_kinds: ClassVar[tuple[str, ...]] = INPUT_KINDS
+    cost_rank: ClassVar[int] = 5
+    strength_rank: ClassVar[int] = 3
 
     n_reference: int = 16
     n_population: int = 500
@@ -176,7 +175,7 @@ class RMIA:
     offline_a: float = 0.3
     seed: int = 0
 
-    def run(self, oracle: Oracle, data: AttackData) -> AttackResult:
+    def _validate(self) -> None:
         check_int("RMIA", "n_reference", self.n_reference, 1, 1024)
         check_int("RMIA", "n_population", self.n_population, 1)
         check_int("RMIA", "seed", self.seed, 0)
@@ -186,9 +185,9 @@ class RMIA:
         if not isinstance(self.offline_a, int | float) or not 0 <= self.offline_a <= 1:
             raise ConfigError(f"The 'offline_a' parameter of RMIA must be a float in [0, 1]. "
                               f"Got {self.offline_a!r} instead.")
-        require(self, self.needs, oracle, data)
+
+    def _attack(self, oracle: Oracle, data: AttackData, meter: Meter) -> Outcome:
         assert data.population is not None and data.population.y is not None
-        t0 = time.perf_counter()
         rng = np.random.default_rng(self.seed + 1)
         npop = len(data.population)
         zi = np.sort(rng.choice(npop, size=min(self.n_population, npop), replace=False))
@@ -206,10 +205,8 @@ class RMIA:
         if oracle.remaining is not None and len(uniq) > oracle.remaining:
             raise ConfigError(f"RMIA needs {len(uniq)} queries but only {oracle.remaining} remain; "
                               "lower n_population or raise the budget")
-        used0 = oracle.queries_used
         cols = label_columns(oracle.classes_, ally)
         P_t = oracle.predict_proba(take(allX, first))[inverse]
-        queries = oracle.queries_used - used0
         p_t = true_proba(P_t, cols)
         P_r = refs.proba(allX)
         p_r = np.stack([true_proba(p, cols) for p in P_r])
@@ -232,4 +229,4 @@ class RMIA:
         notes.append(f"{'online' if online else 'offline'} RMIA with {self.n_reference} "
                      f"reference models and {len(zi)} population records")
         extra: dict[str, Any] = {"reference_models": float(self.n_reference)}
-        return membership_result(self, score, cands, queries, t0, notes, extra)
+        return membership_result(score, cands, notes, extra)

@@ -27,14 +27,12 @@ Example:
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
-from finmlsec.attacks.base import ATTACKS, AttackData, AttackResult, check_needs, params_of
+from finmlsec.attacks.base import ATTACKS, INPUT_KINDS, Attack, AttackData, Meter, Outcome
 from finmlsec.attacks.evasion import check_positive
 from finmlsec.datasets.schema import FeatureSchema, FeatureType
 from finmlsec.errors import ConfigError
@@ -114,26 +112,23 @@ def distances(schema: FeatureSchema, X: pd.DataFrame, Q: pd.DataFrame) -> np.nda
     return d.min(axis=1)
 
 
-def poison_result(att: Any, metrics: dict[str, float], success: float, t0: float,
-                  queries: int = 0, notes: tuple[str, ...] = ()) -> AttackResult:
-    return AttackResult(
-        attack=att.name, threat=att.threat, via=att.via, success=float(np.clip(success, 0, 1)),
-        metrics=metrics, queries=queries, seconds=time.perf_counter() - t0,
-        params=params_of(att), notes=notes,
-    )
+def poison_result(metrics: dict[str, float], success: float,
+                  notes: tuple[str, ...] = ()) -> Outcome:
+    return Outcome(success=float(np.clip(success, 0, 1)), metrics=metrics, notes=notes)
 
 
-class _PoisonBase:
+class _PoisonBase(Attack):
     threat: ClassVar[str] = "generate_malicious_model"
     via: ClassVar[str] = "training_data"
     needs: ClassVar[frozenset[str]] = frozenset({"train", "model_factory", "test"})
     atlas: ClassVar[tuple[str, ...]] = ("AML.T0020",)
     owasp: ClassVar[tuple[str, ...]] = ("ML02",)
+    input_kinds: ClassVar[tuple[str, ...]] = ("tabular",)
+    retrains_victim: ClassVar[bool] = True
 
 
 # -- label flipping -------------------------------------------------------------------------------
 @ATTACKS.register("poisoning.label_flip")
-@dataclass
 class LabelFlip(_PoisonBase):
     """Flip the labels of ``fraction`` of the training rows (see the module docstring).
 
@@ -146,6 +141,9 @@ class LabelFlip(_PoisonBase):
 
     name: ClassVar[str] = "poisoning.label_flip"
     summary: ClassVar[str] = "Label flipping: random, loss-maximising, or targeted at a segment"
+    input_kinds: ClassVar[tuple[str, ...]] = INPUT_KINDS
+    cost_rank: ClassVar[int] = 1
+    strength_rank: ClassVar[int] = 1
 
     fraction: float = 0.1
     strategy: str = "random"
@@ -153,17 +151,17 @@ class LabelFlip(_PoisonBase):
     segment: dict[str, Any] | None = None
     seed: int = 0
 
-    def run(self, oracle: Oracle | None, data: AttackData) -> AttackResult:
-        check_needs(self, None, data)
+    def _validate(self) -> None:
         check_positive(type(self).__name__, "fraction", self.fraction, hi=0.5)
         if self.strategy not in STRATEGIES:
             raise ConfigError(
                 f"The 'strategy' parameter of LabelFlip must be one of {list(STRATEGIES)}. Got "
                 f"{self.strategy!r} instead."
             )
+
+    def _attack(self, oracle: Oracle | None, data: AttackData, meter: Meter) -> Outcome:
         assert data.train is not None and data.test is not None and data.train.y is not None
         assert data.test.y is not None and data.model_factory is not None
-        t0 = time.perf_counter()
         rng = np.random.default_rng(self.seed)
         Xtr, ytr = data.train.X, np.asarray(data.train.y)
         n_flip = max(1, int(round(self.fraction * len(ytr))))
@@ -205,7 +203,7 @@ class LabelFlip(_PoisonBase):
             m["segment_size"] = float(len(Xs))
             m["targeted_success"] = float(after[~before].mean()) if (~before).any() else 0.0
             success = m["targeted_success"]
-        return poison_result(self, m, success, t0)
+        return poison_result(m, success)
 
     def _segment_rows(self, data: AttackData, target: int, n_flip: int,
                       rng: np.random.Generator) -> np.ndarray:
@@ -275,7 +273,6 @@ def stamp(X: pd.DataFrame, trigger: dict[str, Any]) -> pd.DataFrame:
 
 
 @ATTACKS.register("poisoning.backdoor")
-@dataclass
 class Backdoor(_PoisonBase):
     """Tabular backdoor: a rare, valid pattern of values that forces ``target_class``.
 
@@ -295,6 +292,8 @@ class Backdoor(_PoisonBase):
     summary: ClassVar[str] = "Backdoor: a rare valid trigger pattern labelled with the approved class"
     needs: ClassVar[frozenset[str]] = frozenset({"train", "model_factory", "test", "schema"})
     atlas: ClassVar[tuple[str, ...]] = ("AML.T0020", "AML.T0043.004")
+    cost_rank: ClassVar[int] = 2
+    strength_rank: ClassVar[int] = 2
 
     fraction: float = 0.05
     trigger_size: int = 2
@@ -302,15 +301,15 @@ class Backdoor(_PoisonBase):
     target_class: str | int | None = None
     seed: int = 0
 
-    def run(self, oracle: Oracle | None, data: AttackData) -> AttackResult:
-        check_needs(self, None, data)
+    def _validate(self) -> None:
         owner = type(self).__name__
         check_positive(owner, "fraction", self.fraction, hi=0.5)
         check_positive(owner, "trigger_size", self.trigger_size, integer=True, hi=10)
+
+    def _attack(self, oracle: Oracle | None, data: AttackData, meter: Meter) -> Outcome:
         assert data.train is not None and data.test is not None and data.train.y is not None
         assert data.test.y is not None and data.model_factory is not None
         assert data.schema is not None
-        t0 = time.perf_counter()
         rng = np.random.default_rng(self.seed)
         Xtr, ytr = data.train.X, np.asarray(data.train.y)
         target = target_label(self.target_class, ytr, data.schema)
@@ -345,4 +344,4 @@ class Backdoor(_PoisonBase):
             "targeted_success": asr,
         }
         note = "trigger: " + ", ".join(f"{k}={v!r}" for k, v in trigger.items())
-        return poison_result(self, m, asr, t0, notes=(note,))
+        return poison_result(m, asr, notes=(note,))

@@ -28,15 +28,13 @@ Example:
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from finmlsec.attacks.base import ATTACKS, AttackData, AttackResult, check_needs
+from finmlsec.attacks.base import ATTACKS, AttackData, Meter, Outcome
 from finmlsec.attacks.evasion import check_positive
 from finmlsec.attacks.poisoning import _PoisonBase, concat, fit, poison_result
 from finmlsec.datasets.schema import FeatureSchema, FeatureType
@@ -141,7 +139,6 @@ def fit_logistic(Phi: np.ndarray, y: np.ndarray, lam: float, theta: np.ndarray |
 
 
 @ATTACKS.register("poisoning.optimal_linear")
-@dataclass
 class OptimalLinearPoisoning(_PoisonBase):
     """Gradient-ascent poisoning against a linear (logistic) learner; see the module docstring.
 
@@ -155,6 +152,8 @@ class OptimalLinearPoisoning(_PoisonBase):
 
     name: ClassVar[str] = "poisoning.optimal_linear"
     summary: ClassVar[str] = "Optimised poisoning points for linear models (Biggio; Mei and Zhu)"
+    cost_rank: ClassVar[int] = 3
+    strength_rank: ClassVar[int] = 3
 
     fraction: float = 0.1
     C: float = 1.0
@@ -168,8 +167,7 @@ class OptimalLinearPoisoning(_PoisonBase):
         """Small parameters for the common attack contract tests."""
         return {"params": {'iterations': 8}}
 
-    def run(self, oracle: Oracle | None, data: AttackData) -> AttackResult:
-        check_needs(self, None, data)
+    def _validate(self) -> None:
         owner = type(self).__name__
         check_positive(owner, "fraction", self.fraction, hi=0.5)
         check_positive(owner, "C", self.C)
@@ -181,9 +179,10 @@ class OptimalLinearPoisoning(_PoisonBase):
                 f"The 'categories' parameter of {owner} must be 'fixed' or 'relaxed'. Got "
                 f"{self.categories!r} instead."
             )
+
+    def _attack(self, oracle: Oracle | None, data: AttackData, meter: Meter) -> Outcome:
         assert data.train is not None and data.test is not None and data.train.y is not None
         assert data.test.y is not None and data.model_factory is not None
-        t0 = time.perf_counter()
         rng = np.random.default_rng(self.seed)
         Xtr, ytr = data.train.X, np.asarray(data.train.y)
         labels = np.unique(ytr)
@@ -236,7 +235,7 @@ class OptimalLinearPoisoning(_PoisonBase):
             "surrogate_val_loss_start": val_loss[0] if val_loss else float("nan"),
             "surrogate_val_loss_end": val_loss[-1] if val_loss else float("nan"),
         }
-        return poison_result(self, m, max(0.0, acc0 - acc1), t0,
+        return poison_result(m, max(0.0, acc0 - acc1),
                              notes=("surrogate: L2 logistic regression on one-hot/standardised "
                                     "features; scored on the model_factory's algorithm",))
 

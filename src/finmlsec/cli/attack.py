@@ -5,6 +5,10 @@ or labels, data access, white- or black-box). ``finmlsec attack NAME --spec SPEC
 [--param k=v ...] [--access proba|rounded|label] [--strict] [--json]`` loads the spec's target and
 data (:func:`finmlsec.scenario.load_scenario`), runs the attack through a budgeted oracle with a
 progress bar on stderr, and prints the result (or its JSON).
+
+Attack names, their shell completion and the ``--access`` levels come from the registry and the
+oracle (:data:`~finmlsec.attacks.ATTACKS`, :class:`~finmlsec.targets.oracle.Access`), read when
+the command runs: a newly registered attack is listed, completed and runnable with no edit here.
 """
 
 from __future__ import annotations
@@ -19,11 +23,25 @@ import typer
 
 from finmlsec.errors import ConfigError
 
-_ORACLE_SIDE = ("proba", "rounded", "label", "gradient", "white_box")
+
+def attack_names(incomplete: str = "") -> list[str]:
+    """The registered attack names starting with ``incomplete`` (shell completion)."""
+    from finmlsec.attacks import ATTACKS
+
+    return [n for n in ATTACKS.names() if n.startswith(incomplete)]
+
+
+def access_levels() -> list[str]:
+    """What ``--access`` accepts: the oracle's access levels."""
+    from finmlsec.targets.oracle import Access
+
+    return [a.value for a in Access]
 
 
 def describe(cls: Any) -> dict[str, Any]:
     """What ``finmlsec attack list`` shows about one attack class."""
+    from finmlsec.attacks.base import ORACLE_NEEDS
+
     needs = set(cls.needs)
     if needs & {"gradient", "white_box"}:
         output, box = "gradients", "white-box"
@@ -35,8 +53,8 @@ def describe(cls: Any) -> dict[str, Any]:
         output, box = "none (no model queries)", "black-box"
     return {
         "name": cls.name, "threat": cls.threat, "via": cls.via, "output": output, "box": box,
-        "data": sorted(needs - set(_ORACLE_SIDE)), "summary": cls.summary,
-        "atlas": list(cls.atlas), "owasp": list(cls.owasp),
+        "data": sorted(needs - ORACLE_NEEDS), "summary": cls.summary,
+        "atlas": list(cls.atlas), "owasp": list(cls.owasp), "input_kinds": list(cls.input_kinds),
     }
 
 
@@ -121,6 +139,7 @@ def run_attack(name: str, spec: Path, *, budget: int | None, params: list[str],
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from finmlsec.attacks import ATTACKS
+    from finmlsec.attacks.base import ORACLE_NEEDS
     from finmlsec.scenario import load_scenario
     from finmlsec.targets.oracle import Oracle
 
@@ -137,7 +156,7 @@ def run_attack(name: str, spec: Path, *, budget: int | None, params: list[str],
         y = None if data.test.y is None else data.test.y[:max_victims]
         data = dataclasses.replace(data, victims=dataclasses.replace(data.test, X=X, y=y))
     oracle = None
-    if set(cls.needs) & set(_ORACLE_SIDE) or scenario.target is not None:
+    if set(cls.needs) & ORACLE_NEEDS or scenario.target is not None:
         if scenario.target is None:
             raise ConfigError(f"the spec {spec} describes no model (model:), but attack "
                               f"{name!r} queries one")
@@ -166,14 +185,17 @@ def register(app: typer.Typer) -> None:
     @app.command("attack")
     def attack(
         name: str = typer.Argument(..., help="A registered attack (see 'finmlsec attack list'), "
-                                             "or 'list'."),
+                                             "or 'list'.",
+                                   autocompletion=lambda incomplete: ["list", *attack_names(
+                                       incomplete)]),
         spec: Path = typer.Option(None, "--spec", help="The system spec (YAML) whose model and "
                                                        "data to attack."),
         budget: int = typer.Option(None, "--budget", min=0, help="Query budget of the oracle."),
         param: list[str] = typer.Option([], "--param", help="Attack parameter k=v (repeatable)."),
         access: str = typer.Option(None, "--access", help="What the attacker sees: proba, "
-                                                          "rounded or label (default: what the "
-                                                          "attack needs)."),
+                                                          "rounded, label or white_box (default: "
+                                                          "what the attack needs).",
+                                   autocompletion=access_levels),
         decimals: int = typer.Option(2, "--decimals", help="Decimals of --access rounded."),
         strict: bool = typer.Option(False, "--strict", help="Attacker's records never overlap "
                                                             "the training data."),
@@ -190,11 +212,14 @@ def register(app: typer.Typer) -> None:
         if name == "list":
             _print_list(as_json)
             return
+        from finmlsec.attacks import ATTACKS
+
+        ATTACKS.get(name)  # an unknown name: one line naming the closest and every known one
         if spec is None:
             raise ConfigError("--spec is required to run an attack (give the system spec YAML)")
-        if access is not None and access not in ("proba", "rounded", "label", "white_box"):
-            raise ConfigError(f"The '--access' option must be one of ['proba', 'rounded', "
-                              f"'label', 'white_box']. Got {access!r} instead.")
+        if access is not None and access not in access_levels():
+            raise ConfigError(f"The '--access' option must be one of {access_levels()}. Got "
+                              f"{access!r} instead.")
         result = run_attack(name, spec, budget=budget, params=param, access=access,
                             decimals=decimals, strict=strict, trust_pickle=trust_pickle,
                             progress=not as_json, max_victims=victims)

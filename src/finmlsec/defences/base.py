@@ -11,6 +11,8 @@ A defence is a class registered in :data:`DEFENCES` with keyword parameters and 
   algorithm), ``output`` (what the operator returns), ``input`` (what the operator accepts),
   ``feedback`` (false-prediction data), ``gateway`` (request level);
 * ``summary``: one line for listings.
+* ``neural_only`` (optional, default False): it works on neural (torch) models only; the scan
+  does not try it on others.
 
 ``apply(estimator, X, y)`` takes an *unfitted* estimator and the training data, and returns a
 *fitted* estimator with the defence in place (a meta-estimator for output defences, a model fitted

@@ -77,6 +77,7 @@ class DefensiveDistillation(BaseEstimator):
     counters: ClassVar[frozenset[str]] = frozenset({"induce_false_prediction"})
     stage: ClassVar[str] = "training"
     summary: ClassVar[str] = "defensive distillation at temperature T (falls to logit attacks)"
+    neural_only: ClassVar[bool] = True
 
     def __init__(self, *, temperature: float = 20.0) -> None:
         self.temperature = temperature

@@ -4,11 +4,12 @@
 priority order, maps each threat to the registered attacks with the same ``(threat, via)`` and each
 recommended countermeasure id to the registered defences that implement it, and lays out the
 units of work: every selected attack on the system as it is, then under each defence and each
-useful combination of two defences (acting at different stages; none for poisoning, whose attacks
-retrain the model many times). Units are frozen values with deterministic ids and seeds: a
-unit's seed depends only on the run's seed and on the attack it runs, so an attack meets the
-defended model with the same seed it met the undefended one; the defences' own seed depends only
-on the run's seed and the defences, so every attack of a threat meets the same defended model.
+useful combination of two defences (acting at different stages; none for attacks that retrain
+the model many times, those whose class declares ``retrains_victim``). Units are frozen values
+with deterministic ids and seeds: a unit's seed depends only on the run's seed and on the attack
+it runs, so an attack meets the defended model with the same seed it met the undefended one; the
+defences' own seed depends only on the run's seed and the defences, so every attack of a threat
+meets the same defended model.
 
 Example:
     >>> from finmlsec.scan.plan import unit_seed
@@ -29,10 +30,6 @@ from pydantic import BaseModel, ConfigDict
 
 from finmlsec.defences.base import STAGES
 from finmlsec.scan.profiles import Profile
-
-#: Threats whose attacks retrain the victim model (many times, for the feedback loop): their
-#: units are the costliest, so they get no combinations of defences and are started first.
-RETRAINING = frozenset({"generate_malicious_model"})
 
 #: Checks whether a registered attack class can run on the scanned system (None: yes; else why not).
 AttackCheck = Callable[[type], "str | None"]
@@ -149,6 +146,8 @@ def make_plan(
 
     attacks: list[tuple[str, Any]] = ATTACKS.items()
     defences: list[tuple[str, Any]] = DEFENCES.items()
+    classes: dict[str, Any] = dict(attacks)
+    profile.check(attacks)
     threats: list[PlannedThreat] = []
     units: list[Unit] = []
     later: list[Unit] = []
@@ -158,8 +157,8 @@ def make_plan(
         candidates = [n for n, c in attacks if c.threat == t["attack"] and c.via == t["via"]
                       and (not profile.only or n in profile.only)]
         usable = []
-        for name in sorted(candidates, key=profile.rank):
-            why = check(ATTACKS.get(name)) if check else None
+        for name in sorted(candidates, key=lambda n: profile.rank(classes[n])):
+            why = check(classes[name]) if check else None
             if why:
                 notes.append(f"{name} not run: {why}")
             else:
@@ -189,12 +188,15 @@ def make_plan(
         if not attacked:
             continue
         singles = [(d,) for cm in t["countermeasures"] for d in by_cm.get(cm, ())]
+        # attacks that retrain the victim (many times, for the feedback loop) make the costliest
+        # units: they get no combinations of defences, and their defended units start first
+        retrains = any(classes[n].retrains_victim for n in chosen)
         stage = {n: STAGES.index(c.stage) if c.stage in STAGES else 0 for n, c in defences}
         combos = [
             tuple(sorted(pair, key=lambda n: stage[n]))
             for pair in itertools.combinations([s[0] for s in singles], 2)
             if stage[pair[0]] != stage[pair[1]]
-        ][: 0 if t["attack"] in RETRAINING else profile.combinations]
+        ][: 0 if retrains else profile.combinations]
         cm_of = {n: c.countermeasure for n, c in defences}
         for name in chosen:
             cls: Any = ATTACKS.get(name)
@@ -218,5 +220,6 @@ def make_plan(
         threats=tuple(threats),
         # defended units of retraining threats first: they are the longest, started early they
         # do not make the tail of the scan (the sort is stable: plan order otherwise)
-        units=tuple(units + sorted(later, key=lambda u: u.threat not in RETRAINING)),
+        units=tuple(units + sorted(
+            later, key=lambda u: not classes[u.attack].retrains_victim)),
     )

@@ -3,8 +3,9 @@
 A profile bounds the oracle's query budget, how many attacks run per threat, how many defences
 per countermeasure and which combinations of countermeasures are tried, and it scales the
 attacks' own size parameters (reference models, shadow models, victims, rounds) where an attack
-has a parameter of that name. The preference order decides which attacks a threat gets first:
-the quick profile prefers cheap attacks, the others the strongest.
+has a parameter of that name. ``order`` decides which attacks a threat gets first, read from the
+attack classes (``cost_rank`` or ``strength_rank``): the quick profile prefers cheap attacks, the
+others the strongest. A parameter a profile sets that no registered attack has is an error.
 
 Example:
     >>> from finmlsec.scan.profiles import get_profile
@@ -19,26 +20,20 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from collections.abc import Iterable
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from finmlsec.errors import ConfigError
 
-_CHEAP_FIRST = (
-    "membership.metric", "inversion.attribute", "extraction.equation", "extraction.tree_path",
-    "extraction.learning", "evasion.constrained", "evasion.text", "evasion.image", "evasion.pgd",
-    "poisoning.label_flip", "poisoning.feedback_loop", "poisoning.backdoor",
-    "poisoning.optimal_linear", "membership.label_only", "membership.shadow", "membership.rmia",
-    "membership.lira", "evasion.transfer", "dos.load",
-)
-_STRONG_FIRST = (
-    "membership.lira", "inversion.attribute", "membership.rmia", "membership.shadow",
-    "membership.metric", "membership.label_only", "extraction.equation", "extraction.learning",
-    "extraction.tree_path", "evasion.constrained", "evasion.text", "evasion.image", "evasion.pgd",
-    "evasion.transfer", "poisoning.feedback_loop", "poisoning.label_flip", "poisoning.backdoor",
-    "poisoning.optimal_linear", "dos.load",
-)
+
+def _fields(attack_cls: type) -> set[str]:
+    if not dataclasses.is_dataclass(attack_cls):
+        return set()
+    return {f.name for f in dataclasses.fields(attack_cls)}
+
 
 #: Which registered defence stands first for a countermeasure: the paper's own example first
 #: (rounding confidence values), then the stronger or more general ones.
@@ -47,26 +42,15 @@ _DEFENCE_ORDER = (
     "confidence.reverse_sigmoid", "confidence.truncate",
 )
 
-#: The input kinds an attack works on, for attacks that do not declare ``input_kinds`` themselves.
-INPUT_KINDS: dict[str, tuple[str, ...]] = {
-    "evasion.text": ("text",),
-    "evasion.image": ("image",),
-    **{name: ("tabular",) for name in (
-        "evasion.constrained", "evasion.transfer", "extraction.equation", "extraction.tree_path",
-        "inversion.attribute", "poisoning.feedback_loop", "poisoning.backdoor",
-        "poisoning.optimal_linear")},
-}
-
-#: Defences that apply to neural (torch) models only.
-NEURAL_ONLY = frozenset({"defensive_distillation"})
-
 
 class Profile(BaseModel):
     """How much a scan does. ``overrides`` maps an attack parameter name to the value to use
     (applied only to attacks that have a parameter of that name); ``attack_params`` sets
     parameters of one named attack; ``only``, when not empty, restricts the scan to the attacks
-    named there (``only_defences`` likewise for defences); ``unit_timeout`` stops a unit that runs longer (seconds of wall time; it is
-    then reported as an error saying so)."""
+    named there (``only_defences`` likewise for defences); ``unit_timeout`` stops a unit that
+    runs longer (seconds of wall time; it is then reported as an error saying so); ``order``:
+    which attacks of a threat run first, the cheapest (``cost``) or the strongest
+    (``strength``)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -80,26 +64,46 @@ class Profile(BaseModel):
     only: tuple[str, ...] = ()
     only_defences: tuple[str, ...] = ()
     unit_timeout: float | None = None
-    preference: tuple[str, ...] = _STRONG_FIRST
+    order: Literal["cost", "strength"] = "strength"
     defence_preference: tuple[str, ...] = _DEFENCE_ORDER
     overrides: dict[str, Any] = {}
     attack_params: dict[str, dict[str, Any]] = {}
 
     def params_for(self, attack_cls: type) -> dict[str, Any]:
         """The parameters this profile sets on ``attack_cls`` (a dataclass)."""
-        import dataclasses
-
-        names = (
-            {f.name for f in dataclasses.fields(attack_cls)}
-            if dataclasses.is_dataclass(attack_cls) else set()
-        )
+        names = _fields(attack_cls)
         params = {k: v for k, v in self.overrides.items() if k in names}
         params.update(self.attack_params.get(getattr(attack_cls, "name", ""), {}))
-        return {k: v for k, v in params.items() if k in names}
+        return params
 
-    def rank(self, attack: str) -> tuple[int, str]:
-        pref = self.preference
-        return (pref.index(attack) if attack in pref else len(pref), attack)
+    def check(self, attacks: Iterable[tuple[str, type]]) -> None:
+        """Raise ConfigError, naming the key and the known ones, for an override no attack in
+        ``attacks`` (name, class) takes, an ``attack_params`` or ``only`` entry naming no such
+        attack, or an ``attack_params`` parameter that attack does not have."""
+        classes = dict(attacks)
+        every = sorted(set().union(*(_fields(c) for c in classes.values())))
+        for key in self.overrides:
+            if key not in every:
+                raise ConfigError(
+                    f"The profile {self.name!r} overrides {key!r}, a parameter no registered "
+                    f"attack has; known parameters: {', '.join(every)}")
+        for name in [*self.attack_params, *self.only]:
+            if name not in classes:
+                raise ConfigError(
+                    f"The profile {self.name!r} names attack {name!r}, which is not registered; "
+                    f"known attacks: {', '.join(sorted(classes))}")
+        for name, params in self.attack_params.items():
+            own = sorted(_fields(classes[name]))
+            for key in params:
+                if key not in own:
+                    raise ConfigError(
+                        f"The profile {self.name!r} sets {key!r} on attack {name!r}, which has "
+                        f"no such parameter; its parameters: {', '.join(own)}")
+
+    def rank(self, attack_cls: Any) -> tuple[int, str]:
+        """Sort key of ``attack_cls`` among the attacks for one threat (lower runs first)."""
+        rank = attack_cls.cost_rank if self.order == "cost" else attack_cls.strength_rank
+        return (int(rank), str(attack_cls.name))
 
     def rank_defence(self, defence: str) -> tuple[int, str]:
         pref = self.defence_preference
@@ -109,8 +113,7 @@ class Profile(BaseModel):
 PROFILES: dict[str, Profile] = {
     "quick": Profile(
         name="quick", budget=10_000, max_attacks=1, max_defences=1, combinations=0,
-        max_victims=20, unit_timeout=20.0,
-        preference=_CHEAP_FIRST,
+        max_victims=20, unit_timeout=20.0, order="cost",
         overrides={"n_reference": 4, "n_shadow": 2, "max_rounds": 6, "n_uniform": 500,
                    "max_victims": 50, "n_population": 250},
         attack_params={"extraction.learning": {"budget": 500, "rounds": 5}},

@@ -19,10 +19,12 @@ import finmlsec
 from finmlsec.scan.decide import summarize
 from finmlsec.scan.executors import Executor, ProcessExecutor, run_units
 from finmlsec.scan.plan import ScanPlan, Unit, make_plan
-from finmlsec.scan.profiles import INPUT_KINDS, NEURAL_ONLY, Profile, get_profile
+from finmlsec.scan.profiles import Profile, get_profile
 from finmlsec.scan.progress import ScanProgress
 from finmlsec.scan.work import ScanContext, attack_data_for, scenario_for
+from finmlsec.spec import load_spec
 from finmlsec.store import FINISHED, Store
+from finmlsec.threatmodel import analyze
 
 
 def _jsonable(obj: Any) -> Any:
@@ -48,9 +50,9 @@ def _checker(scenario: Any, ctx: ScanContext) -> tuple[Any, Any, Any]:
             return "white_box"
         return "proba" if "proba" in caps else "label"
 
-    def check(cls: type) -> str | None:
-        kinds = getattr(cls, "input_kinds", None) or INPUT_KINDS.get(getattr(cls, "name", ""))
-        if kinds and kind not in kinds:
+    def check(cls: Any) -> str | None:
+        kinds = cls.input_kinds
+        if kind not in kinds:
             return f"works on {sorted(kinds)} inputs, this model takes {kind}"
         try:
             oracle = Oracle(scenario.target, access(cls), input_kind=kind)
@@ -62,7 +64,10 @@ def _checker(scenario: Any, ctx: ScanContext) -> tuple[Any, Any, Any]:
         return None
 
     def defence_check(name: str) -> str | None:
-        if name in NEURAL_ONLY and "torch" not in type(scenario.target).__module__:
+        from finmlsec.defences import DEFENCES
+
+        neural_only = getattr(DEFENCES.get(name), "neural_only", False)
+        if neural_only and "torch" not in type(scenario.target).__module__:
             return "works on neural (torch) models only"
         return None
 
@@ -80,11 +85,6 @@ def start_scan(
     endpoint: str | None = None,
 ) -> str:
     """Analyse and plan a scan of ``spec_path``; store it; return the run id."""
-    import importlib
-
-    load_spec = importlib.import_module("finmlsec.spec").load_spec
-    analyze = importlib.import_module("finmlsec.threatmodel").analyze
-
     prof = profile if isinstance(profile, Profile) else get_profile(profile)
     path = str(Path(spec_path).resolve())
     spec = load_spec(path)

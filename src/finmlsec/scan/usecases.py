@@ -32,10 +32,9 @@ def find_spec(build_dir: Path) -> Path:
 def build(usecase: str, build_dir: Path, seed: int = 0) -> Path:
     """Build the use case (what ``finmlsec demo build USECASE --out build_dir`` does); return
     the spec it wrote."""
-    import importlib
+    from finmlsec.usecases import build as build_usecase
 
-    result = importlib.import_module("finmlsec.usecases").build(usecase, build_dir, seed=seed)
-    return Path(result.spec)
+    return Path(build_usecase(usecase, build_dir, seed=seed).spec)
 
 
 def run_usecase(

@@ -41,10 +41,6 @@ from finmlsec.scan.plan import Unit
 #: Errors that mean "this attack or defence does not apply to this system": the unit is skipped.
 NOT_APPLICABLE = (CapabilityError, ConfigError, DataError, BudgetExceededError)
 
-#: Threats whose attacks train the victim's model themselves through ``model_factory``; under a
-#: training-side defence they must train through the defended pipeline.
-TRAINS_VICTIM = frozenset({"generate_malicious_model"})
-
 
 class ScanContext(BaseModel):
     """What every worker needs to rebuild the scanned system: the spec and how to load it."""
@@ -308,11 +304,17 @@ def _plugged_screen(attack: Any, defences: tuple[str, ...]) -> str | None:
 
 
 def _attack(unit: Unit) -> Any:
+    """The unit's attack with the unit's parameters; a parameter the attack does not have is a
+    ConfigError naming it and the attack's parameters (never silently dropped)."""
     from finmlsec.attacks import ATTACKS
 
     cls = ATTACKS.get(unit.attack)
-    names = {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else set()
-    return cls(**{k: v for k, v in unit.params.items() if k in names})
+    names = sorted(f.name for f in dataclasses.fields(cls))
+    unknown = sorted(set(unit.params) - set(names))
+    if unknown:
+        raise ConfigError(f"attack {unit.attack!r} has no parameter(s) {unknown}; its "
+                          f"parameters: {', '.join(names)}")
+    return cls(**unit.params)
 
 
 class UnitTimeout(Exception):  # noqa: N818 - reported by name in outcomes
@@ -384,11 +386,11 @@ def _run(ctx: ScanContext, unit: Unit, out: dict[str, Any]) -> None:
     if defences:
         model = build_defended(sc, defences, unit.defence_seed, attack)
         target = as_target(model, input_kind=sc.target.input_kind)
-        if unit.threat in TRAINS_VICTIM:
+        if type(attack).retrains_victim:
             data = replace(data, model_factory=defended_factory(sc, defences, unit.defence_seed))
     else:
         target = sc.target
-    screened = bool(defences) and hasattr(model, "decide") and hasattr(attack, "generate")
+    screened = bool(defences) and hasattr(model, "decide") and type(attack).generates
     inner = as_target(model.estimator, input_kind=target.input_kind) if screened else target
     oracle = Oracle(inner, unit.access, budget=unit.budget, input_kind=target.input_kind)
     check_needs(attack, oracle, data)
