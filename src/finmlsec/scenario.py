@@ -161,8 +161,7 @@ def read_split(path: Path, like: Dataset, *, role: str) -> Dataset:
     try:
         if like.kind == "tabular":
             col = label_column(like)
-            cats = {f.name: str for f in like.schema.categorical()} if like.schema else {}
-            frame = pd.read_csv(path, dtype=cats)
+            frame = read_table(path, like.schema)
             if col not in frame.columns:
                 raise DataError(f"no label column {col!r}; columns are {list(frame.columns)}")
             X: Any = frame.drop(columns=[col])
@@ -237,19 +236,20 @@ def _schema_from_yaml(path: Path) -> FeatureSchema:
 def _dataset_from_csv(path: Path, label: str, schema: FeatureSchema | None) -> Dataset:
     if not path.is_file():
         raise DataError(f"data.path {str(path)!r}: file not found")
-    cats = {f.name: str for f in schema.categorical()} if schema else {}
     try:
-        frame = pd.read_csv(path, dtype=cats)
+        raw = pd.read_csv(path)
     except (ValueError, OSError) as exc:
         raise DataError(f"data.path {str(path)!r}: cannot read the CSV: {exc}") from None
-    if label not in frame.columns:
+    if label not in raw.columns:
         raise DataError(f"data.path {str(path)!r}: no label column {label!r}; columns are "
-                        f"{list(frame.columns)}")
+                        f"{list(raw.columns)}")
+    if schema is None:
+        schema = FeatureSchema.infer(raw.drop(columns=[label]))
+    schema = with_dtypes(schema, raw)
+    frame = as_schema_view(raw, schema)
     labels = frame[label].astype(str)
     classes = tuple(schema.classes) if schema and schema.classes else tuple(sorted(labels.unique()))
     X = frame.drop(columns=[label])
-    if schema is None:
-        schema = FeatureSchema.infer(X)
     ds = Dataset(name=path.stem, X=X, y=np.zeros(len(X), dtype=int), classes=classes,
                  schema=schema, source=str(path), extra={"label_column": label})
     unknown = sorted(set(labels) - set(classes))
@@ -259,6 +259,42 @@ def _dataset_from_csv(path: Path, label: str, schema: FeatureSchema | None) -> D
     ds = replace(ds, y=np.array([classes.index(v) for v in labels], dtype=int))
     validate(ds, where=f"data.path ({str(path)!r})")
     return ds
+
+
+def read_table(path: Path, schema: FeatureSchema | None) -> pd.DataFrame:
+    """A CSV as the scan holds it: as pandas reads it, categorical fields as text."""
+    raw = pd.read_csv(path)
+    return as_schema_view(raw, schema) if schema is not None else raw
+
+
+def as_schema_view(frame: pd.DataFrame, schema: FeatureSchema) -> pd.DataFrame:
+    """Categorical fields as text (integer codes ``1``, also read as ``1.0`` where the column has
+    missing cells, become ``'1'``), missing cells kept missing."""
+    out = frame.copy()
+    for f in schema.categorical():
+        if f.name not in out.columns:
+            continue
+        col = out[f.name]
+        isna = col.isna()
+        if pd.api.types.is_float_dtype(col) and bool(
+                (col[~isna] == col[~isna].round()).all()):
+            text = col.astype("Int64").astype(str)
+        else:
+            text = col.astype(str)
+        out[f.name] = text.astype(object).where(~isna, np.nan)
+    return out
+
+
+def with_dtypes(schema: FeatureSchema, raw: pd.DataFrame) -> FeatureSchema:
+    """``schema`` with each field's ``dtype`` filled in from ``raw`` (the CSV as pandas reads it,
+    i.e. as the model was trained on it) where the schema declares none."""
+    from finmlsec.datasets.schema_infer import column_dtype
+
+    feats = tuple(
+        f.model_copy(update={"dtype": column_dtype(raw[f.name])})
+        if f.dtype is None and f.name in raw.columns and f.type.value not in ("image",) else f
+        for f in schema.features)
+    return schema.model_copy(update={"features": feats})
 
 
 def _model_factory(target: Target | None) -> Callable[[], Any] | None:
@@ -309,6 +345,10 @@ def load_scenario(spec_or_path: Any, *, trust_pickle: bool = False) -> Scenario:
     else:
         validate(dataset, where=f"dataset {dataset.name!r}")
         train, test, pop = split_three(dataset, ref.seed)
+    if target is not None:
+        from finmlsec.targets.typed import typed
+
+        target = typed(target, dataset.schema)
     if target is not None and not hasattr(target, "url"):
         _smoke(target, (test or train).X)
     return Scenario(spec, target, dataset.schema, dataset, train, test, pop,

@@ -39,6 +39,42 @@ class FeatureType(StrEnum):
     IMAGE = "image"
 
 
+class Derived(BaseModel):
+    """How a field is computed from others: ``ratio: [numerator, denominator]`` times ``scale``
+    (``debt_to_income = 12 * monthly_debt / annual_income``: ``ratio: [monthly_debt,
+    annual_income]``, ``scale: 12``). Missing where a source is missing or the denominator is 0.
+    ``decimals``: the value is stored rounded to this many decimals; ``tolerance``: the relative
+    difference accepted between a stored value and the recomputed one."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    ratio: tuple[str, str]
+    scale: float = 1.0
+    decimals: int | None = Field(default=None, ge=0, le=15)
+    tolerance: float = Field(default=1e-3, ge=0)
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        return self.ratio
+
+    def compute(self, X: pd.DataFrame) -> np.ndarray:
+        num = pd.to_numeric(X[self.ratio[0]], errors="coerce").to_numpy(dtype=float)
+        den = pd.to_numeric(X[self.ratio[1]], errors="coerce").to_numpy(dtype=float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out = self.scale * num / den
+        out[~np.isfinite(out)] = np.nan
+        return np.round(out, self.decimals) if self.decimals is not None else out
+
+    def consistent(self, X: pd.DataFrame, column: pd.Series) -> np.ndarray:
+        """Per row: the stored value agrees with the recomputed one (both missing agrees)."""
+        want = self.compute(X)
+        have = pd.to_numeric(column, errors="coerce").to_numpy(dtype=float)
+        both_na = np.isnan(want) & np.isnan(have)
+        step = 0.5 * 10.0 ** -self.decimals if self.decimals is not None else 0.0
+        close = np.isclose(have, want, rtol=self.tolerance, atol=1e-9 + step)
+        return np.asarray(both_na | close, dtype=bool)
+
+
 class Feature(BaseModel):
     """One input field.
 
@@ -46,7 +82,12 @@ class Feature(BaseModel):
     one direction (age only grows). ``actionable``: an applicant could plausibly change it.
     ``personal``/``confidential``: what attribute inference targets and generalisation protects.
     ``cost``: relative cost of changing the field by one unit (numeric: per standard deviation;
-    categorical: per change), used by constrained evasion.
+    categorical: per change), used by constrained evasion. ``nullable``: missing values are
+    allowed (and kept missing by evasion where the field is frozen). ``dtype``: the dtype the
+    model was trained with (``int64``, ``float64``, ``object``, ...): the model receives the
+    column in it, whatever ``type`` says (integer codes declared ``categorical`` reach the model
+    as integers). ``derived``: the field is computed from others (see :class:`Derived`); evasion
+    recomputes it after every change, and validity checks it.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -63,6 +104,8 @@ class Feature(BaseModel):
     confidential: bool = False
     nullable: bool = False
     cost: float = Field(default=1.0, gt=0)
+    dtype: str | None = None
+    derived: Derived | None = None
     description: str = ""
 
     @model_validator(mode="after")
@@ -71,6 +114,14 @@ class Feature(BaseModel):
             raise ValueError(f"categorical feature {self.name!r} needs 'categories'")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"feature {self.name!r}: min {self.min} > max {self.max}")
+        if self.dtype is not None:
+            try:
+                np.dtype(self.dtype if self.dtype not in ("string", "str") else "object")
+            except TypeError:
+                raise ValueError(f"feature {self.name!r}: unknown dtype {self.dtype!r}; use "
+                                 "int64, float64, object, bool, ...") from None
+        if self.derived is not None and not self.is_numeric:
+            raise ValueError(f"feature {self.name!r}: only numeric fields can be derived")
         return self
 
     @property
@@ -79,8 +130,10 @@ class Feature(BaseModel):
 
     @property
     def mutable(self) -> bool:
-        """Whether an attacker acting as the data subject may change this field."""
-        return self.actionable and not self.immutable
+        """Whether an attacker acting as the data subject may change this field (a derived
+        field changes only through its sources; text is never searched)."""
+        return (self.actionable and not self.immutable and self.derived is None
+                and self.type not in (FeatureType.TEXT, FeatureType.IMAGE))
 
 
 class FeatureSchema(BaseModel):
@@ -103,6 +156,12 @@ class FeatureSchema(BaseModel):
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             raise ValueError(f"duplicate feature names: {sorted(dup)}")
+        for f in self.features:
+            if f.derived is not None:
+                bad = [s for s in f.derived.sources if s not in names or s == f.name]
+                if bad:
+                    raise ValueError(f"derived feature {f.name!r}: source(s) {bad} are not "
+                                     "other features of the schema")
         return self
 
     # -- lookup -------------------------------------------------------------------------------
@@ -141,6 +200,16 @@ class FeatureSchema(BaseModel):
             raise DataError(f"unknown column(s) {extra}; the schema expects {self.names}")
         for f in self.features:
             self._validate_column(f, X[f.name])
+        for f in self.features:
+            if f.derived is not None:
+                bad = ~f.derived.consistent(X, X[f.name])
+                if bad.any():
+                    i = int(np.flatnonzero(bad)[0])
+                    raise DataError(
+                        f"column {f.name!r}: {int(bad.sum())} value(s) disagree with its "
+                        f"derivation {f.derived.scale:g} * {f.derived.ratio[0]} / "
+                        f"{f.derived.ratio[1]} (first at row {i}); fix the data or the schema's "
+                        "'derived' entry")
 
     def _validate_column(self, f: Feature, col: pd.Series) -> None:
         isna = col.isna().to_numpy()
@@ -220,7 +289,36 @@ class FeatureSchema(BaseModel):
                 if f.max is not None:
                     good &= np.nan_to_num(arr, nan=f.max) <= f.max
                 ok &= good | (isna & f.nullable)
+            if f.derived is not None:
+                ok &= f.derived.consistent(X, col)
         return ok
+
+    # -- derived fields and dtypes as trained ----------------------------------------------------
+    def derive(self, X: pd.DataFrame) -> pd.DataFrame:
+        """``X`` with every derived field recomputed from its sources (a copy if any)."""
+        derived = [f for f in self.features if f.derived is not None and f.name in X.columns]
+        if not derived:
+            return X
+        out = X.copy()
+        for f in derived:
+            assert f.derived is not None
+            out[f.name] = f.derived.compute(out)
+        return out
+
+    def as_trained(self, X: Any) -> Any:
+        """``X`` with each column in the dtype the model was trained with (``Feature.dtype``):
+        categories held as strings go back to integer codes, ``object`` text stays text and
+        missing cells stay missing. Columns without a declared dtype are left as they are."""
+        if not isinstance(X, pd.DataFrame):
+            return X
+        todo = [f for f in self.features if f.dtype and f.name in X.columns
+                and str(X[f.name].dtype) != f.dtype]
+        if not todo:
+            return X
+        out = X.copy()
+        for f in todo:
+            out[f.name] = _cast(out[f.name], str(f.dtype), f.name)
+        return out
 
     # -- valid sampling and projection --------------------------------------------------------
     def sample_uniform(self, n: int, rng: np.random.Generator | int) -> pd.DataFrame:
@@ -270,23 +368,26 @@ class FeatureSchema(BaseModel):
         personal: Sequence[str] = (),
         immutable: Sequence[str] = (),
     ) -> FeatureSchema:
-        """A schema read off a DataFrame (ranges from the data); a starting point to edit."""
-        feats = []
-        for name in X.columns:
-            col = X[name]
-            kw: dict[str, Any] = {
-                "name": str(name),
-                "personal": name in personal,
-                "immutable": name in immutable,
-            }
-            if col.dtype == object or isinstance(col.dtype, pd.CategoricalDtype):
-                kw.update(type="categorical", categories=tuple(sorted(map(str, col.unique()))))
-            else:
-                is_int = name in integer or pd.api.types.is_integer_dtype(col)
-                kw.update(
-                    type="integer" if is_int else "numeric",
-                    min=float(col.min()),
-                    max=float(col.max()),
-                )
-            feats.append(Feature(**kw))
-        return cls(features=tuple(feats))
+        """A schema read off a DataFrame (types, dtypes, ranges, categories, missing values);
+        a starting point to edit. See :func:`finmlsec.datasets.schema_infer.infer_schema`."""
+        from finmlsec.datasets.schema_infer import infer_schema
+
+        return infer_schema(X, integer=integer, personal=personal, immutable=immutable).schema
+
+
+def _cast(col: pd.Series, dtype: str, name: str) -> pd.Series:
+    """``col`` in ``dtype``, missing cells kept missing (an integer column with missing cells
+    cannot be int64: it becomes float64, as pandas reads it from a CSV)."""
+    isna = col.isna()
+    if dtype in ("object", "str", "string"):
+        return col.astype(object).where(~isna, np.nan)
+    try:
+        if np.dtype(dtype).kind in "iu":
+            num = pd.to_numeric(col, errors="raise")
+            return num.astype(dtype) if not isna.any() else num.astype(float)
+        if np.dtype(dtype).kind == "f":
+            return pd.to_numeric(col, errors="raise").astype(dtype)
+        return col.astype(dtype)
+    except (ValueError, TypeError):
+        raise DataError(f"column {name!r}: cannot give the model {dtype} values (first: "
+                        f"{col[~isna].iloc[0]!r}); fix the schema's dtype") from None

@@ -1,0 +1,175 @@
+"""A feature schema read off a user's own data, with the reasons a reviewer needs.
+
+:func:`infer_schema` looks at every column of a DataFrame (as pandas reads the CSV the model was
+trained on) and returns the :class:`~finmlsec.datasets.schema.FeatureSchema` plus one note per
+field saying what was seen and what to review: integer columns with few levels (possibly coded
+categories), high-cardinality text (kept as ``text``: never changed by an attack), missing values
+(``nullable: true``), fields whose name looks personal (suggested ``personal`` and
+``immutable``), identifiers. :func:`to_yaml` writes it as a commented YAML file, which is what
+``finmlsec schema infer DATA.csv --label COL`` prints.
+
+Works with the string dtype of pandas 3 as with the ``object`` columns of pandas 2.
+
+Example:
+    >>> import numpy as np, pandas as pd
+    >>> X = pd.DataFrame({"age": [30, 41, 52, 63], "purpose": [1, 2, 1, 3],
+    ...                   "income": [5.0, np.nan, 7.5, 6.1], "job": ["a", "b", "c", None]})
+    >>> inf = infer_schema(X)
+    >>> [(f.name, f.type.value, f.dtype, f.nullable) for f in inf.schema.features]
+    [('age', 'integer', 'int64', False), ('purpose', 'integer', 'int64', False), ('income', 'numeric', 'float64', True), ('job', 'categorical', 'object', True)]
+    >>> inf.schema["age"].personal, inf.schema["age"].immutable
+    (True, True)
+    >>> "possible category" in inf.notes["purpose"]
+    True
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from finmlsec.datasets.schema import Feature, FeatureSchema
+from finmlsec.errors import DataError
+
+#: Integer columns with at most this many distinct values are flagged as possible categories.
+FEW_LEVELS = 12
+#: Text columns with more distinct values than this (or than half the rows) are kept as text.
+MAX_CATEGORIES = 50
+
+_PERSONAL = re.compile(
+    r"(^|_)(age|sex|gender|birth|dob|born|race|ethnic\w*|nationality|citizen\w*|marital|religion|"
+    r"name|surname|address|zip|postcode|postal|phone|email|ssn|national_id|disab\w*)(_|$)",
+    re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Inferred:
+    """An inferred schema and, per field, what was seen and what to review."""
+
+    schema: FeatureSchema
+    notes: dict[str, str] = field(default_factory=dict)
+    header: tuple[str, ...] = ()
+
+
+def column_dtype(col: pd.Series) -> str:
+    """The dtype a model trained on ``col`` saw (text of any string dtype: ``object``)."""
+    if pd.api.types.is_bool_dtype(col):
+        return "bool"
+    if pd.api.types.is_numeric_dtype(col):
+        return str(col.dtype)
+    return "object"
+
+
+def _num(v: float) -> float | int:
+    return int(v) if float(v).is_integer() else float(v)
+
+
+def infer_schema(
+    X: pd.DataFrame, *, y: Any = None, label: str | None = None, favourable: str | None = None,
+    integer: Sequence[str] = (), personal: Sequence[str] = (), immutable: Sequence[str] = (),
+) -> Inferred:
+    """The schema of ``X`` (see the module docstring); ``y`` and ``label``: the labels and their
+    column name (they give ``classes``, ``target``, ``favourable_class`` and ``positive_class``:
+    with two classes, the one that is not favourable)."""
+    if not isinstance(X, pd.DataFrame) or X.shape[1] == 0:
+        raise DataError("schema inference needs a table with at least one column")
+    feats: list[Feature] = []
+    notes: dict[str, str] = {}
+    n = len(X)
+    for name in X.columns:
+        col = X[name]
+        key = str(name)
+        missing = int(col.isna().sum())
+        values = col.dropna()
+        levels = int(values.nunique())
+        say = [f"{column_dtype(col)}, {levels} distinct value(s)"]
+        if missing:
+            say.append(f"{missing} missing ({missing / max(n, 1):.1%}): nullable")
+        looks_personal = bool(_PERSONAL.search(key))
+        kw: dict[str, Any] = {
+            "name": key, "dtype": column_dtype(col), "nullable": missing > 0,
+            "personal": key in personal or looks_personal,
+            "immutable": key in immutable or looks_personal,
+        }
+        if looks_personal and key not in personal:
+            say.append("name looks personal: suggested personal and immutable (review)")
+        if pd.api.types.is_bool_dtype(col):
+            kw["type"] = "binary"
+        elif pd.api.types.is_numeric_dtype(col):
+            arr = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
+            whole = bool(arr.size) and bool(np.all(arr == np.round(arr)))
+            if key in integer or pd.api.types.is_integer_dtype(col) or whole:
+                kw["type"] = "binary" if set(np.unique(arr)) <= {0.0, 1.0} and levels == 2 \
+                    else "integer"
+                if kw["type"] == "integer" and levels <= FEW_LEVELS:
+                    say.append(f"possible category: only {levels} levels (integer codes?); "
+                               "declare type: categorical with the codes as categories if they "
+                               "have no order (the model still gets integers: dtype)")
+                if levels == n and n > FEW_LEVELS:
+                    say.append("every value distinct: an identifier? remove it if the model "
+                               "does not read it")
+            else:
+                kw["type"] = "numeric"
+            if arr.size and kw["type"] != "binary":
+                kw.update(min=_num(arr.min()), max=_num(arr.max()))
+        else:
+            texts = values.astype(str)
+            if levels <= MAX_CATEGORIES:
+                kw.update(type="categorical", categories=tuple(sorted(texts.unique())))
+            else:
+                kw.update(type="text", immutable=True)
+                say.append(f"high-cardinality text ({levels} levels): kept as text, never "
+                           "changed by an attack; encode or drop it if the model does not read "
+                           "it as is")
+        feats.append(Feature(**kw))
+        notes[key] = "; ".join(say)
+    extra: dict[str, Any] = {}
+    header: list[str] = []
+    if y is not None:
+        classes = sorted({str(v) for v in pd.Series(y).dropna()})
+        extra.update(target=label, classes=tuple(classes))
+        counts = pd.Series(y).astype(str).value_counts()
+        header.append("labels: " + ", ".join(f"{c} {counts.get(c, 0) / max(n, 1):.1%}"
+                                             for c in classes))
+        if favourable is not None:
+            if favourable not in classes:
+                raise DataError(f"--favourable {favourable!r} is not one of the labels "
+                                f"{classes}")
+            extra["favourable_class"] = favourable
+            if len(classes) == 2:
+                extra["positive_class"] = next(c for c in classes if c != favourable)
+        else:
+            header.append("no favourable_class: name the outcome an applicant wants "
+                          "(--favourable), or evasion counts flips in either direction")
+    return Inferred(FeatureSchema(features=tuple(feats), **extra), notes, tuple(header))
+
+
+def to_yaml(inferred: Inferred, *, source: str = "") -> str:
+    """The schema as YAML, with a comment above each field (what was seen, what to review)."""
+    import yaml
+
+    schema = inferred.schema
+    lines = [
+        f"# Feature schema inferred by `finmlsec schema infer`{' from ' + source if source else ''}.",
+        "# Review every field: types, ranges and categories come from the data; `immutable`,",
+        "# `actionable`, `monotone`, `cost`, `personal` and `derived` are yours to decide",
+        "# (docs/spec.md documents every key).",
+    ]
+    lines += [f"# {h}" for h in inferred.header]
+    top = schema.model_dump(mode="json", exclude_none=True, exclude={"features"})
+    if top:
+        lines.append(yaml.safe_dump(top, sort_keys=False, allow_unicode=True).rstrip())
+    lines.append("features:")
+    for f in schema.features:
+        lines.append(f"  # {f.name}: {inferred.notes.get(f.name, '')}")
+        d = f.model_dump(mode="json", exclude_defaults=True)
+        d = {"name": f.name, "type": f.type.value, **{k: v for k, v in d.items()
+                                                      if k not in ("name", "type")}}
+        body = yaml.safe_dump([d], sort_keys=False, allow_unicode=True, width=100).rstrip()
+        lines += ["  " + ln for ln in body.splitlines()]
+    return "\n".join(lines) + "\n"

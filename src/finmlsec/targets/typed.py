@@ -1,0 +1,123 @@
+"""The model receives each column in the dtype it was trained with, whatever the schema calls it.
+
+A scan holds categorical fields as text (so that categories compare as the schema lists them),
+but a model trained on integer codes must get integers back: fed the strings ``'1'``, ``'2'``, a
+one-hot encoder that learnt ``1``, ``2`` sees unknown categories and the model silently degrades.
+:class:`AsTrained` wraps a scikit-learn estimator (fitting and predicting through
+:meth:`FeatureSchema.as_trained <finmlsec.datasets.schema.FeatureSchema.as_trained>`; a clone
+stays an unfitted estimator that casts, so model factories keep the guarantee) and
+:class:`TypedTarget` any other target (ONNX, torch, remote). :func:`typed` picks one, and leaves
+the model as it is when the schema declares no dtype that differs from how the scan holds data.
+
+Example:
+    >>> import pandas as pd
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import OneHotEncoder
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from finmlsec.datasets.schema import Feature, FeatureSchema
+    >>> X = pd.DataFrame({"purpose": [1, 2, 1, 2]}); y = [0, 1, 0, 1]
+    >>> model = make_pipeline(OneHotEncoder(handle_unknown="ignore"), LogisticRegression()).fit(X, y)
+    >>> schema = FeatureSchema(features=[Feature(name="purpose", type="categorical",
+    ...                                          categories=["1", "2"], dtype="int64")])
+    >>> as_text = pd.DataFrame({"purpose": ["1", "2"]})
+    >>> model.predict_proba(as_text).round(2).tolist()  # unknown categories: a constant answer
+    [[0.5, 0.5], [0.5, 0.5]]
+    >>> AsTrained(schema, model).predict(as_text).tolist()
+    [0, 1]
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+
+from finmlsec.datasets.schema import FeatureSchema, FeatureType
+
+
+def needs_cast(schema: FeatureSchema | None) -> bool:
+    """Whether some field is held by the scan in another dtype than the model was trained with
+    (a categorical field with a numeric ``dtype``)."""
+    if schema is None:
+        return False
+    return any(f.type == FeatureType.CATEGORICAL and f.dtype not in (None, "object", "str",
+                                                                     "string")
+               for f in schema.features)
+
+
+class AsTrained(ClassifierMixin, BaseEstimator):
+    """``estimator`` fed its columns in the dtypes the ``schema`` declares (see the module)."""
+
+    def __init__(self, schema: Any = None, estimator: Any = None) -> None:
+        self.schema = schema
+        self.estimator = estimator
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self.estimator, "classes_")
+
+    @property
+    def classes_(self) -> np.ndarray:
+        return np.asarray(self.estimator.classes_)
+
+    def _x(self, X: Any) -> Any:
+        return self.schema.as_trained(X) if self.schema is not None else X
+
+    def fit(self, X: Any, y: Any, **kw: Any) -> AsTrained:
+        self.estimator = clone(self.estimator).fit(self._x(X), y, **kw)
+        return self
+
+    def predict(self, X: Any) -> Any:
+        return self.estimator.predict(self._x(X))
+
+    def predict_proba(self, X: Any) -> Any:
+        return self.estimator.predict_proba(self._x(X))
+
+    def __getattr__(self, name: str) -> Any:
+        # decision_function, score_samples, ... when the wrapped model has them
+        if name in ("decision_function", "score_samples"):
+            inner = getattr(self.__dict__.get("estimator"), name)
+            return lambda X: inner(self._x(X))
+        raise AttributeError(name)
+
+
+class TypedTarget:
+    """A non-scikit-learn target fed its columns in the declared dtypes."""
+
+    def __init__(self, target: Any, schema: FeatureSchema) -> None:
+        self.inner = target
+        self.schema = schema
+        self.classes_ = target.classes_
+        self.input_kind = target.input_kind
+        self.capabilities = target.capabilities
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        return np.asarray(self.inner.predict_proba(self.schema.as_trained(X)))
+
+    def predict(self, X: Any) -> np.ndarray:
+        return np.asarray(self.inner.predict(self.schema.as_trained(X)))
+
+    def score(self, X: Any) -> np.ndarray:
+        return np.asarray(self.inner.score(self.schema.as_trained(X)))
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def __repr__(self) -> str:
+        return f"TypedTarget({self.inner!r})"
+
+
+def typed(target: Any, schema: FeatureSchema | None) -> Any:
+    """``target`` fed as trained (see the module docstring); unchanged when no cast is needed."""
+    if target is None or not needs_cast(schema) or getattr(target, "input_kind", "") != "tabular":
+        return target
+    assert schema is not None
+    est = getattr(target, "estimator", None)
+    if est is not None and type(target).__name__ in ("SklearnTarget", "OutlierTarget"):
+        from finmlsec.targets.sklearn_files import sklearn_target
+
+        if type(target).__name__ == "SklearnTarget":
+            return sklearn_target(AsTrained(schema, est), input_kind="tabular")
+    return TypedTarget(target, schema)
