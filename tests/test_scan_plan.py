@@ -159,3 +159,12 @@ def test_a_unit_parameter_the_attack_does_not_have_is_an_error_not_dropped() -> 
     assert _attack(unit).n_uniform == 10
     with pytest.raises(ConfigError, match=r"no parameter\(s\) \['n_unifrom'\]; its parameters: "):
         _attack(unit.model_copy(update={"params": {"n_unifrom": 10}}))
+
+
+def test_defences_of_a_countermeasure_come_in_the_order_their_classes_declare() -> None:
+    plan = make_plan(_analysis(OFFICE), profile=get_profile("thorough"), seed=0)
+    names = next(t for t in plan.threats if t.attack == "infer_model").defences[
+        "modify_confidence"]
+    assert names[:2] == ("confidence.round", "confidence.label_only")  # the paper's own first
+    ranks = [DEFENCES.get(n).rank for n in names]
+    assert ranks == sorted(ranks) and len(set(ranks)) == len(ranks)

@@ -12,7 +12,9 @@ A defence is a class registered in :data:`DEFENCES` with keyword parameters and 
   ``feedback`` (false-prediction data), ``gateway`` (request level);
 * ``summary``: one line for listings.
 * ``neural_only`` (optional, default False): it works on neural (torch) models only; the scan
-  does not try it on others.
+  does not try it on others;
+* ``rank`` (optional): its order among the defences implementing the same countermeasure (lower
+  is tried first when a scan profile tries only some); unranked defences come after, by name.
 
 ``apply(estimator, X, y)`` takes an *unfitted* estimator and the training data, and returns a
 *fitted* estimator with the defence in place (a meta-estimator for output defences, a model fitted

@@ -60,6 +60,9 @@ class _OutputDefence(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
     counters: ClassVar[frozenset[str]] = frozenset({"infer_model", "infer_training_data"})
     stage: ClassVar[str] = "output"
     summary: ClassVar[str] = ""
+    #: order among the defences of the countermeasure (lower is tried first): the paper's own
+    #: example (rounding confidence values) first, then the stronger or more general ones
+    rank: ClassVar[int] = 0
 
     estimator: Any
     prefit: bool
@@ -173,6 +176,7 @@ class RoundConfidence(_OutputDefence):
     """
 
     summary = "round confidence values to k decimals"
+    rank = 0
 
     def __init__(self, estimator: Any = None, *, decimals: int = 2, prefit: bool = False) -> None:
         self.estimator = estimator
@@ -201,6 +205,7 @@ class TruncateConfidence(_OutputDefence):
     """
 
     summary = "truncate confidence values to k decimals"
+    rank = 5
 
     def __init__(self, estimator: Any = None, *, decimals: int = 2, prefit: bool = False) -> None:
         self.estimator = estimator
@@ -233,6 +238,7 @@ class TopKConfidence(_OutputDefence):
     """
 
     summary = "disclose only the top-k confidence values"
+    rank = 2
 
     def __init__(self, estimator: Any = None, *, k: int = 1, prefit: bool = False) -> None:
         self.estimator = estimator
@@ -267,6 +273,7 @@ class LabelOnly(_OutputDefence):
     """
 
     summary = "return the label only, no confidence values"
+    rank = 1
 
     def __init__(self, estimator: Any = None, *, prefit: bool = False) -> None:
         self.estimator = estimator
@@ -326,6 +333,7 @@ class NoisyConfidence(_OutputDefence):
     """
 
     summary = "add calibrated noise to confidence values"
+    rank = 3
 
     def __init__(self, estimator: Any = None, *, scale: float = 0.05,
                  mechanism: str = "laplace", random_state: int | None = None,
@@ -380,6 +388,7 @@ class ReverseSigmoid(_OutputDefence):
     """
 
     summary = "reverse-sigmoid perturbation of confidence values (Lee et al. 2019)"
+    rank = 4
 
     def __init__(self, estimator: Any = None, *, beta: float = 0.5, gamma: float = 0.5,
                  prefit: bool = False) -> None:

@@ -31,6 +31,10 @@ from pydantic import BaseModel, ConfigDict
 from finmlsec.defences.base import STAGES
 from finmlsec.scan.profiles import Profile
 
+#: Where a defence that declares no ``rank`` stands among those of its countermeasure: after the
+#: ranked ones (then by name).
+UNRANKED = 1_000_000
+
 #: Checks whether a registered attack class can run on the scanned system (None: yes; else why not).
 AttackCheck = Callable[[type], "str | None"]
 
@@ -147,6 +151,7 @@ def make_plan(
     attacks: list[tuple[str, Any]] = ATTACKS.items()
     defences: list[tuple[str, Any]] = DEFENCES.items()
     classes: dict[str, Any] = dict(attacks)
+    def_classes: dict[str, Any] = dict(defences)
     profile.check(attacks)
     threats: list[PlannedThreat] = []
     units: list[Unit] = []
@@ -173,7 +178,7 @@ def make_plan(
                 if c.countermeasure == cm
                 and (not getattr(c, "counters", None) or t["attack"] in c.counters)
                 and (not profile.only_defences or n in profile.only_defences)
-            ], key=profile.rank_defence)
+            ], key=lambda n: (getattr(def_classes[n], "rank", UNRANKED), n))
             for n in [n for n in names if defence_check and defence_check(n)]:
                 notes.append(f"{n} not tried: {defence_check(n) if defence_check else ''}")
                 names.remove(n)

@@ -35,14 +35,6 @@ def _fields(attack_cls: type) -> set[str]:
     return {f.name for f in dataclasses.fields(attack_cls)}
 
 
-#: Which registered defence stands first for a countermeasure: the paper's own example first
-#: (rounding confidence values), then the stronger or more general ones.
-_DEFENCE_ORDER = (
-    "confidence.round", "confidence.label_only", "confidence.top_k", "confidence.noise",
-    "confidence.reverse_sigmoid", "confidence.truncate",
-)
-
-
 class Profile(BaseModel):
     """How much a scan does. ``overrides`` maps an attack parameter name to the value to use
     (applied only to attacks that have a parameter of that name); ``attack_params`` sets
@@ -65,7 +57,6 @@ class Profile(BaseModel):
     only_defences: tuple[str, ...] = ()
     unit_timeout: float | None = None
     order: Literal["cost", "strength"] = "strength"
-    defence_preference: tuple[str, ...] = _DEFENCE_ORDER
     overrides: dict[str, Any] = {}
     attack_params: dict[str, dict[str, Any]] = {}
 
@@ -104,10 +95,6 @@ class Profile(BaseModel):
         """Sort key of ``attack_cls`` among the attacks for one threat (lower runs first)."""
         rank = attack_cls.cost_rank if self.order == "cost" else attack_cls.strength_rank
         return (int(rank), str(attack_cls.name))
-
-    def rank_defence(self, defence: str) -> tuple[int, str]:
-        pref = self.defence_preference
-        return (pref.index(defence) if defence in pref else len(pref), defence)
 
 
 PROFILES: dict[str, Profile] = {
