@@ -7,6 +7,7 @@ import os
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -122,31 +123,20 @@ def test_html_matches_golden_file() -> None:
 
 
 @pytest.mark.browser
-def test_html_opens_offline_in_a_browser(tmp_path: Path) -> None:
-    import shutil
-
-    from playwright.sync_api import sync_playwright
-
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert chromium, "the browser tests need Debian's chromium (.ci/run installs it)"
+def test_html_opens_offline_in_a_browser(chromium_browser: Any, tmp_path: Path) -> None:
     page_file = tmp_path / "analysis.html"
     page_file.write_text(render_analysis(analyze(load_spec(ROOT / "examples" / "chatbot.yaml")), "html"))
     requested: list[str] = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-        try:
-            context = browser.new_context(offline=True)
-            page = context.new_page()
-            page.on("request", lambda r: requested.append(r.url))
-            page.goto(page_file.as_uri())
-            assert page.locator("#system-type").inner_text() == "Type 4"
-            svg = page.locator("svg").first
-            box = svg.bounding_box()
-            assert box is not None and box["width"] > 500 and box["height"] > 150
-            assert page.locator("svg g.org").count() == 3
-            assert page.locator("svg g.flow").count() == 7
-            assert page.locator("svg g.entity.reachable").count() == 1  # the customer's system user
-            assert page.locator("#threats tr").count() == 1 + 6
-        finally:
-            browser.close()
+    context = chromium_browser.new_context(offline=True)
+    page = context.new_page()
+    page.on("request", lambda r: requested.append(r.url))
+    page.goto(page_file.as_uri())
+    assert page.locator("#system-type").inner_text() == "Type 4"
+    svg = page.locator("svg").first
+    box = svg.bounding_box()
+    assert box is not None and box["width"] > 500 and box["height"] > 150
+    assert page.locator("svg g.org").count() == 3
+    assert page.locator("svg g.flow").count() == 7
+    assert page.locator("svg g.entity.reachable").count() == 1  # the customer's system user
+    assert page.locator("#threats tr").count() == 1 + 6
     assert requested == [page_file.as_uri()]

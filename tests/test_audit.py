@@ -17,8 +17,6 @@ from finmlsec.errors import AuditError
 from finmlsec.gateway.audit import AuditWriter, canonical, chain, verify_chain
 from finmlsec.store.gateway import GENESIS, GatewayDB
 
-PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-
 
 def filled(url: str, n: int = 30, prefix: str = "") -> GatewayDB:
     db = GatewayDB(url, table_prefix=prefix)
@@ -137,17 +135,17 @@ def test_cli_verify_reports_tampering_with_exit_2(db: GatewayDB, tmp_path: Path)
 
 
 @pytest.fixture
-def pg_prefix() -> Iterator[str]:
+def pg_prefix(pg_url: str) -> Iterator[str]:
     prefix = f"t{uuid.uuid4().hex[:10]}_"
     yield prefix
-    db = GatewayDB(PG_URL, table_prefix=prefix)
+    db = GatewayDB(pg_url, table_prefix=prefix)
     db.drop_all()
     db.dispose()
 
 
 @pytest.mark.postgres
-def test_postgres_chain_with_two_writers(pg_prefix: str) -> None:
-    dbs = [GatewayDB(PG_URL, table_prefix=pg_prefix) for _ in range(2)]
+def test_postgres_chain_with_two_writers(pg_url: str, pg_prefix: str) -> None:
+    dbs = [GatewayDB(pg_url, table_prefix=pg_prefix) for _ in range(2)]
     writers = [AuditWriter(d, batch_max=8) for d in dbs]
     fs = [writers[i % 2].submit({"action": "predict", "i": i}) for i in range(200)]
     assert sorted(f.result(timeout=60) for f in fs) == list(range(1, 201))

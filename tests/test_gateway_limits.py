@@ -19,12 +19,10 @@ from finmlsec.defences.ratelimit import (
 )
 from finmlsec.errors import BudgetExceededError, ConfigError
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
-
 
 @pytest.fixture
-def redis_store() -> Iterator[RedisCounterStore]:
-    store = RedisCounterStore(REDIS_URL, prefix=f"finmlsec-test-{uuid.uuid4().hex[:10]}:")
+def redis_store(redis_url: str) -> Iterator[RedisCounterStore]:
+    store = RedisCounterStore(redis_url, prefix=f"finmlsec-test-{uuid.uuid4().hex[:10]}:")
     yield store
     store.clear_prefix()
 

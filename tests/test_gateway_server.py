@@ -25,8 +25,6 @@ from finmlsec.gateway.audit import verify_chain
 from finmlsec.gateway.demo import credit_scoring_model
 from finmlsec.store.gateway import GatewayDB
 
-PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-REDIS_URL = "redis://127.0.0.1:6379/0"
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -139,27 +137,27 @@ def test_sigkill_under_load_loses_no_acknowledged_feedback(tmp_path: Path, recor
 
 
 @pytest.fixture
-def shared() -> Iterator[tuple[str, str]]:
+def shared(pg_url: str, redis_url: str) -> Iterator[tuple[str, str]]:
     run = uuid.uuid4().hex[:10]
     prefix, rprefix = f"t{run}_", f"finmlsec-test-{run}:"
     yield prefix, rprefix
-    db = GatewayDB(PG_URL, table_prefix=prefix)
+    db = GatewayDB(pg_url, table_prefix=prefix)
     db.drop_all()
     db.dispose()
-    RedisCounterStore(REDIS_URL, prefix=rprefix).clear_prefix()
+    RedisCounterStore(redis_url, prefix=rprefix).clear_prefix()
 
 
 @pytest.mark.slow
 @pytest.mark.postgres
 @pytest.mark.redis
-def test_two_processes_enforce_one_budget(tmp_path: Path, record: dict,
-                                          shared: tuple[str, str]) -> None:
+def test_two_processes_enforce_one_budget(tmp_path: Path, record: dict, pg_url: str,
+                                          redis_url: str, shared: tuple[str, str]) -> None:
     prefix, rprefix = shared
-    db = GatewayDB(PG_URL, table_prefix=prefix)
+    db = GatewayDB(pg_url, table_prefix=prefix)
     token = db.create_key(org="bank", role="system_user").token
     policy = tmp_path / "policy.yaml"
     policy.write_text("budget:\n  per_day: 25\n")
-    args = ["--db", PG_URL, "--table-prefix", prefix, "--redis", REDIS_URL, "--redis-prefix",
+    args = ["--db", pg_url, "--table-prefix", prefix, "--redis", redis_url, "--redis-prefix",
             rprefix, "--policy", str(policy)]
     a = Server(args, tmp_path / "a.log")
     try:

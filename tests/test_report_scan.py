@@ -16,8 +16,6 @@ from scan_support import build_credit_system
 
 ATTACKS = ("extraction.equation", "evasion.constrained", "membership.rmia")
 SCHEMA_DOC = Path(__file__).resolve().parents[1] / "docs" / "scan-schema.md"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
 @pytest.fixture(scope="module")
@@ -89,43 +87,36 @@ def test_html_is_self_contained_with_a_section_and_figures_per_threat(
 
 @pytest.mark.browser
 def test_report_renders_in_chromium_without_errors(
-    scanned: tuple[dict[str, Any], str], tmp_path: Path,
+    chromium_browser: Any, scanned: tuple[dict[str, Any], str], tmp_path: Path,
 ) -> None:
-    from playwright.sync_api import sync_playwright
-
     doc, diagram = scanned
     html = tmp_path / "report.html"
     html.write_text(render_html(doc, diagram), encoding="utf-8")
     problems: list[str] = []
     requests: list[str] = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.on("console", lambda m: problems.append(m.text) if m.type in (
-                "error", "warning") else None)
-            page.on("pageerror", lambda e: problems.append(str(e)))
-            page.on("request", lambda r: requests.append(r.url))
-            page.goto(html.as_uri())
-            page.wait_for_load_state("load")
-            for section in ("#summary", "#threat-model", "#decisions", "#reproduce", "#units"):
-                assert page.locator(section).is_visible(), section
-            sections = page.locator("section.threat")
-            assert sections.count() == len(doc["threats"])
-            rows = page.locator("#decisions tbody tr")
-            assert rows.count() == len(doc["threats"])
-            diagram_box = page.locator("#threat-model svg").first.bounding_box()
-            assert diagram_box and diagram_box["width"] > 200 and diagram_box["height"] > 100
-            figures = page.locator("figure.plot")
-            assert figures.count() >= 3
-            for k in range(figures.count()):
-                fig = figures.nth(k)
-                fig.scroll_into_view_if_needed()
-                box = fig.locator("svg").bounding_box()
-                assert box and box["width"] > 150 and box["height"] > 80, fig.get_attribute("id")
-                # the plot drew something: axes paths exist inside the SVG
-                assert fig.locator("svg path").count() > 3
-        finally:
-            browser.close()
+    page = chromium_browser.new_page(viewport={"width": 1280, "height": 900})
+    page.on("console", lambda m: problems.append(m.text) if m.type in (
+        "error", "warning") else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    page.on("request", lambda r: requests.append(r.url))
+    page.goto(html.as_uri())
+    page.wait_for_load_state("load")
+    for section in ("#summary", "#threat-model", "#decisions", "#reproduce", "#units"):
+        assert page.locator(section).is_visible(), section
+    sections = page.locator("section.threat")
+    assert sections.count() == len(doc["threats"])
+    rows = page.locator("#decisions tbody tr")
+    assert rows.count() == len(doc["threats"])
+    diagram_box = page.locator("#threat-model svg").first.bounding_box()
+    assert diagram_box and diagram_box["width"] > 200 and diagram_box["height"] > 100
+    figures = page.locator("figure.plot")
+    assert figures.count() >= 3
+    for k in range(figures.count()):
+        fig = figures.nth(k)
+        fig.scroll_into_view_if_needed()
+        box = fig.locator("svg").bounding_box()
+        assert box and box["width"] > 150 and box["height"] > 80, fig.get_attribute("id")
+        # the plot drew something: axes paths exist inside the SVG
+        assert fig.locator("svg path").count() > 3
     assert problems == []
     assert all(u.startswith("file://") for u in requests), requests

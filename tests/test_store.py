@@ -77,33 +77,19 @@ def test_ambiguous_prefix_is_refused(tmp_path: Path) -> None:
     assert store.run("20260101-b").id == "20260101-bbb"
 
 
-def _pg_url() -> str:
-    import psycopg
-
-    for user in ("postgres", "root"):
-        try:
-            psycopg.connect(f"host=127.0.0.1 port=5432 dbname=test user={user}",
-                            connect_timeout=3).close()
-            return f"postgresql://{user}@127.0.0.1:5432/test"
-        except psycopg.OperationalError:
-            continue
-    pytest.fail("PostgreSQL on 127.0.0.1:5432 (db test) is not reachable as postgres or root")
-
-
 @pytest.fixture()
-def pg_schema_url() -> Iterator[str]:
+def pg_schema_url(pg_url: str) -> Iterator[str]:
     """A PostgreSQL URL whose search_path is a schema unique to this test run, dropped after."""
     import psycopg
 
-    url = _pg_url()
+    url = pg_url.replace("postgresql+psycopg://", "postgresql://", 1)
     schema = f"finmlsec_test_{uuid.uuid4().hex[:12]}"
-    dsn = url.replace("postgresql://", "postgresql://", 1)
-    with psycopg.connect(dsn, autocommit=True) as conn:
+    with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(f'CREATE SCHEMA "{schema}"')
     try:
         yield f"{url}?options=-csearch_path%3D{schema}"
     finally:
-        with psycopg.connect(dsn, autocommit=True) as conn:
+        with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
