@@ -1,24 +1,31 @@
 # The two set-up commands of the README:
 #   make demo   creates .venv, installs finmlsec, runs the main job on the embedded defaults (out/)
 #   make test   creates or reuses .venv, installs the test dependencies, runs the whole suite
+# and, for CI (.ci/run):
+#   make test-core   installs finmlsec with no extras into .venv-core and runs tests/lean there
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-PIP    := $(PY) -m pip --disable-pip-version-check -q
+PIP    := $(PY) -m pip --disable-pip-version-check
+CORE   := .venv-core
 OUT    := out
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test test-core lint bench clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 
 # The stamp files re-run pip only when pyproject.toml changes.
 $(VENV)/.demo-installed: pyproject.toml | $(VENV)/bin/python
-	$(PIP) install -e '.[all]'
+	@echo "make demo: installing finmlsec with every extra ('.[all]': scikit-learn, PyTorch, ONNX," \
+	      "FastAPI, ...) into $(VENV); the first time downloads about 2.7 GB and takes minutes"
+	$(PIP) install --progress-bar on -e '.[all]'
 	touch $@
 
 $(VENV)/.test-installed: pyproject.toml | $(VENV)/bin/python
-	$(PIP) install -e '.[all,test]'
+	@echo "make test: installing finmlsec with every extra and the test tools ('.[all,test]')" \
+	      "into $(VENV); the first time downloads about 2.7 GB and takes minutes"
+	$(PIP) install --progress-bar on -e '.[all,test]'
 	touch $@ $(VENV)/.demo-installed
 
 demo: $(VENV)/.demo-installed
@@ -28,13 +35,20 @@ demo: $(VENV)/.demo-installed
 test: $(VENV)/.test-installed
 	$(PY) -m pytest -n 2 -q $(PYTEST_ARGS)
 
+# `pip install finmlsec` with no extras: the defences import and fit, a missing extra is named.
+test-core:
+	@echo "make test-core: installing finmlsec with no extras (the core install) into $(CORE)"
+	test -x $(CORE)/bin/python || $(PYTHON) -m venv $(CORE)
+	$(CORE)/bin/python -m pip --disable-pip-version-check -q install . pytest
+	$(CORE)/bin/python -m pytest -q -p no:cacheprovider tests/lean
+
 lint: $(VENV)/.test-installed
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy
 
 bench: $(VENV)/.test-installed
-	$(PY) -m pip --disable-pip-version-check -q install -r bench/requirements.txt
+	$(PIP) -q install -r bench/requirements.txt
 	$(PY) bench/run.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(OUT) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(OUT) $(CORE) build .pytest_cache .mypy_cache .ruff_cache

@@ -1,4 +1,4 @@
-"""Defence benchmark sections on outputs, training data and poisoning (issue 6), called from
+"""Defence benchmark sections on outputs, training data and poisoning, called from
 bench_defences.py: ``output`` (label-only output against extraction), ``generalise``
 (generalisation against attribute inference) and ``poison`` (poison filtering, TRIM, bagging
 against label flipping).

@@ -38,7 +38,7 @@ from finmlsec.attacks.extraction_common import sample_records  # noqa: E402
 from finmlsec.targets.oracle import Oracle  # noqa: E402
 
 PUBLISHED = ("Tramer et al. 2016: LR 100% with d+1 queries; German-credit tree (26 leaves) by "
-             "path-finding in 1,150-1,722 queries; issue 4: label-only naive retraining 0.96 "
+             "path-finding in 1,150-1,722 queries; earlier reference run here: label-only naive retraining 0.96 "
              "(LR, 1,000) and 0.91 (GB, 2,000), ART CopycatCNN 0.85 with 2,000 queries in 64 s")
 
 

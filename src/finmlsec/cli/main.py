@@ -16,6 +16,7 @@ import typer
 import finmlsec
 import finmlsec.cli
 from finmlsec.errors import FinmlsecError
+from finmlsec.extras import EXTRAS, missing
 
 
 def build_app() -> typer.Typer:
@@ -51,6 +52,11 @@ def main(argv: list[str] | None = None) -> None:
         app(args=argv, prog_name="finmlsec")
     except FinmlsecError as exc:
         typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except ModuleNotFoundError as exc:  # an optional dependency this command needs
+        if (exc.name or "").split(".")[0] not in EXTRAS:
+            raise
+        typer.echo(f"error: {missing(exc.name or '', 'this command')}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)

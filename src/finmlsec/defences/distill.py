@@ -41,12 +41,13 @@ from sklearn.base import BaseEstimator, clone
 from finmlsec.defences._params import check_float
 from finmlsec.defences.base import DEFENCES
 from finmlsec.errors import CapabilityError
+from finmlsec.extras import require
 
 
 def _train(est: Any, X: np.ndarray, target: Any, temperature: float) -> Any:
     """Train a fresh module of ``est``'s architecture with its softmax at ``temperature``;
     ``target``: class indices (int64 tensor) or soft labels (float tensor)."""
-    import torch
+    torch = require("torch", "defensive distillation")
 
     from finmlsec.targets.torch import ARCHITECTURES, reshape_to
 
@@ -83,8 +84,7 @@ class DefensiveDistillation(BaseEstimator):
         self.temperature = temperature
 
     def apply(self, estimator: Any, X: Any, y: Any) -> Any:
-        import torch
-
+        torch = require("torch", "defensive distillation")
         from finmlsec.targets.torch import TorchTarget
 
         T = check_float(type(self).__name__, "temperature", self.temperature, 1.0, None)

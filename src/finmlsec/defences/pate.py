@@ -62,6 +62,7 @@ Example (10 labels at epsilon < 2, spread to the 100 public records):
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Iterator
@@ -70,9 +71,6 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
-from dp_accounting import GaussianDpEvent, LaplaceDpEvent, SelfComposedDpEvent
-from dp_accounting.rdp import RdpAccountant
-from dp_accounting.rdp.rdp_privacy_accountant import DEFAULT_RDP_ORDERS, compute_epsilon
 from scipy.special import log_ndtr
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.cluster import KMeans
@@ -88,6 +86,7 @@ from sklearn.utils.validation import check_is_fitted
 from finmlsec.defences._params import check_choice, check_float, check_int
 from finmlsec.defences.base import DEFENCES
 from finmlsec.errors import ConfigError, DataError
+from finmlsec.extras import require
 
 AGGREGATORS = ("laplace", "gnmax", "confident_gnmax")
 SELECTIONS = ("cluster", "random")
@@ -95,7 +94,26 @@ SEMI_SUPERVISED = ("label_spreading", "self_training", "none")
 SPREAD_NEIGHBOURS = 7  # k of the k-nearest-neighbour graph labels spread over
 SPREAD_ALPHA = 0.2  # share of a record's label taken from its neighbours at each step
 VIEW_DIMS = 30  # PCA components of the numeric view of public records (above 30 columns)
-ORDERS = np.asarray(DEFAULT_RDP_ORDERS, dtype=float)
+RDP = "dp_accounting.rdp.rdp_privacy_accountant"
+
+
+def _dp(module: str = "dp_accounting") -> Any:
+    """dp-accounting, for PATE's privacy accounting (an optional dependency: extra 'scan')."""
+    return require(module, "PATE's privacy accounting")
+
+
+@functools.cache
+def _orders() -> np.ndarray:
+    """The Renyi orders the privacy cost is evaluated at (dp-accounting's defaults)."""
+    orders = np.asarray(_dp(RDP).DEFAULT_RDP_ORDERS, dtype=float)
+    orders.setflags(write=False)
+    return orders
+
+
+def __getattr__(name: str) -> Any:  # ORDERS: read on first use, when dp-accounting is needed
+    if name == "ORDERS":
+        return _orders()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def log_q_gnmax(votes: np.ndarray, sigma: float) -> float:
@@ -204,6 +222,7 @@ class PATE(ClassifierMixin, BaseEstimator):
 
     def fit(self, X: Any, y: Any, X_public: Any = None) -> PATE:
         self._check()
+        _orders()  # before any teacher is trained: without dp-accounting, fail here
         if y is None:
             raise ValueError("PATE requires y to be passed, but the target y is None")
         y = np.asarray(y)
@@ -339,32 +358,35 @@ class PATE(ClassifierMixin, BaseEstimator):
         else:
             noisy = votes + rng.normal(0.0, self.noise, size=(n, k))
         labels = noisy.argmax(axis=1)
-        rdp_dep = np.zeros_like(ORDERS)
+        orders = _orders()
+        rdp_dep = np.zeros_like(orders)
         if self.aggregator != "laplace":
             for i in np.flatnonzero(answered):
                 rdp_dep += rdp_gnmax_data_dependent(log_q_gnmax(votes[i], self.noise),
-                                                    self.noise, ORDERS)
+                                                    self.noise, orders)
         return labels, answered, n, rdp_dep
 
     def _account(self, n_checked: int, n_answered: int, rdp_dep: np.ndarray,
                  agreement: float, n_student: int) -> PrivacyReport:
-        acc = RdpAccountant(list(ORDERS))
+        dp, rdp, orders = _dp(), _dp(RDP), _orders()
+        acc = rdp.RdpAccountant(list(orders))
         if n_answered == 0:
             pass
         elif self.aggregator == "laplace":
-            acc.compose(SelfComposedDpEvent(LaplaceDpEvent(self.noise / 2.0), n_answered))
+            acc.compose(dp.SelfComposedDpEvent(dp.LaplaceDpEvent(self.noise / 2.0), n_answered))
         else:
-            acc.compose(SelfComposedDpEvent(GaussianDpEvent(self.noise / math.sqrt(2.0)),
-                                            n_answered))
-        check_rdp = np.zeros_like(ORDERS)
+            acc.compose(dp.SelfComposedDpEvent(dp.GaussianDpEvent(self.noise / math.sqrt(2.0)),
+                                               n_answered))
+        check_rdp = np.zeros_like(orders)
         if self.aggregator == "confident_gnmax":
-            acc.compose(SelfComposedDpEvent(GaussianDpEvent(self.threshold_noise), n_checked))
-            check_rdp = n_checked * ORDERS / (2.0 * self.threshold_noise**2)
+            acc.compose(dp.SelfComposedDpEvent(dp.GaussianDpEvent(self.threshold_noise),
+                                               n_checked))
+            check_rdp = n_checked * orders / (2.0 * self.threshold_noise**2)
         eps = float(acc.get_epsilon(self.delta))
         if self.aggregator == "laplace":
             eps_dep = eps
         else:
-            eps_dep = min(eps, float(compute_epsilon(ORDERS, rdp_dep + check_rdp, self.delta)[0]))
+            eps_dep = min(eps, float(rdp.compute_epsilon(orders, rdp_dep + check_rdp, self.delta)[0]))
         return PrivacyReport(self.aggregator, eps, eps_dep, self.delta, n_checked, n_answered,
                              agreement, n_student)
 

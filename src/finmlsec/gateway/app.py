@@ -124,7 +124,7 @@ def _from_spec(
 ) -> tuple[Any, FeatureSchema | None, Any, list[str] | None, list[str] | None]:
     try:
         from finmlsec.scenario import load_scenario
-    except ImportError:  # pragma: no cover - depends on the targets engineer's module
+    except ImportError:  # pragma: no cover - a partial installation
         raise ConfigError(
             "serving a spec needs finmlsec.scenario, which this installation lacks"
         ) from None

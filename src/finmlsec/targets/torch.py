@@ -46,12 +46,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
 
 from finmlsec.errors import ConfigError, TargetError, UntrustedFileError
+from finmlsec.extras import missing
 from finmlsec.registry import Registry
 from finmlsec.targets.base import InputKind
+
+try:
+    import torch
+    from torch import nn
+except ModuleNotFoundError as exc:  # the core install: PyTorch is the extra 'torch'
+    raise missing("torch", "PyTorch models") from exc
 
 Preprocess = Callable[[torch.Tensor], torch.Tensor]
 

@@ -36,6 +36,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from finmlsec.errors import ConfigError
+from finmlsec.extras import require
 
 #: Options of ``TorchClassifier(adversarial={...})`` and their defaults. ``eps``: L-infinity radius
 #: (input units, required); ``steps``: PGD steps per mini-batch; ``step``: step size (None:
@@ -173,7 +174,7 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
     def fit(self, X: Any, y: Any) -> TorchClassifier:
         """Train on ``X`` (class indices, labels or soft labels ``y``; adversarially when
         ``adversarial`` is set: ``adversarial_examples_`` then counts the PGD examples made)."""
-        import torch
+        torch = require("torch", "TorchClassifier")
 
         from finmlsec.targets.torch import ARCHITECTURES, TorchTarget, reshape_to
 

@@ -24,7 +24,8 @@ from finmlsec.spec.models import ROLE_ABBREV, ROLES
 DATA: tuple[str, ...] = ("training_data", "model_io", "false_prediction_data")
 """What an attacker may reach, in the order of the paper's Table 2."""
 
-# Fixed by the paper's text (section III.D and the use cases); see DESIGN.md section 1.
+# Fixed by the paper's text (section III.D and the use cases of section IV.B): its Table 1's
+# numbering, each organisation-count group ordered lexicographically.
 PAPER_NUMBERING: dict[str, int] = {
     "abcd": 1,
     "aabc": 2,
