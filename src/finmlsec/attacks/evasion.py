@@ -97,14 +97,21 @@ def check_positive(owner: str, name: str, value: Any, *, integer: bool = False,
 
 
 def constraint_ok(schema: FeatureSchema, X0: pd.DataFrame, X1: pd.DataFrame) -> np.ndarray:
-    """Rows of ``X1`` that are valid and reachable from ``X0``: schema-valid, immutable and
-    non-actionable fields unchanged, monotone fields moved only in their direction."""
+    """Rows of ``X1`` that are valid and reachable from ``X0``: schema-valid (derived fields
+    agreeing with their sources), immutable and non-actionable fields unchanged (a missing value
+    stays missing), monotone fields moved only in their direction. Checked on the records alone,
+    apart from the search that produced them."""
     ok = schema.is_valid(X1)
     for f in schema.features:
+        if f.derived is not None:  # follows its sources; is_valid checked the agreement
+            continue
         a = X0[f.name].to_numpy()
         b = X1[f.name].to_numpy()
         if f.type == FeatureType.CATEGORICAL:
             same = a.astype(str) == b.astype(str)
+        elif f.type in (FeatureType.TEXT, FeatureType.IMAGE):
+            na, nb = pd.isna(a), pd.isna(b)
+            same = (na & nb) | ((~na & ~nb) & (a.astype(str) == b.astype(str)))
         else:
             same = np.isclose(pd.to_numeric(a, errors="coerce").astype(float),
                               pd.to_numeric(b, errors="coerce").astype(float), equal_nan=True)
@@ -132,14 +139,18 @@ def changes_and_cost(
     changed = np.zeros(n, dtype=int)
     cost = np.zeros(n)
     for f in schema.features:
-        if f.type == FeatureType.CATEGORICAL:
+        if f.derived is not None:  # follows its sources: not a change of its own
+            continue
+        if f.type in (FeatureType.CATEGORICAL, FeatureType.TEXT, FeatureType.IMAGE):
             diff = X0[f.name].astype(str).to_numpy() != X1[f.name].astype(str).to_numpy()
             cost += f.cost * diff
         else:
             a = pd.to_numeric(X0[f.name], errors="coerce").to_numpy(dtype=float)
             b = pd.to_numeric(X1[f.name], errors="coerce").to_numpy(dtype=float)
-            diff = ~np.isclose(a, b)
-            cost += f.cost * np.abs(b - a) / scale.get(f.name, 1.0)
+            diff = ~np.isclose(a, b, equal_nan=True)
+            filled = np.isnan(a) != np.isnan(b)
+            step = np.nan_to_num(np.abs(b - a) / scale.get(f.name, 1.0), nan=0.0)
+            cost += f.cost * (step + filled)
         changed += diff
     return changed, cost
 
@@ -164,6 +175,7 @@ def feature_scales(schema: FeatureSchema, *frames: pd.DataFrame | None) -> dict[
 def evasion_result(
     *, X0: pd.DataFrame, out: EvasionOutput, schema: FeatureSchema,
     scale: dict[str, float], n_already: int, seconds: float, queries: int,
+    notes: tuple[str, ...] = (),
 ) -> Outcome:
     """The outcome of a tabular evasion run: success among valid inputs, validity, features
     changed and cost (over successful rows), queries and time per victim."""
@@ -186,7 +198,24 @@ def evasion_result(
     return Outcome(
         success=metrics["success_rate"], metrics=metrics,
         curves={"features_changed": {"count": [float(v) for v in np.sort(changed[won])]}},
+        notes=notes,
     )
+
+
+def goal_of(target_class: str | int | None, oracle: Any, schema: FeatureSchema | None
+            ) -> tuple[Any, tuple[str, ...]]:
+    """The decision an evading applicant wants and the note saying so: ``target_class`` if
+    given, else the schema's ``favourable_class``; with neither, any change of decision counts
+    (and the note says the figure mixes both directions)."""
+    name = target_class if target_class is not None else (
+        schema.favourable_class if schema is not None else None)
+    goal = resolve_class(name, oracle.classes_, schema)
+    if goal is None:
+        return None, ("no favourable outcome declared (favourable_class in the schema): a "
+                      "success is any change of decision, in either direction",)
+    others = [str(c) for c in np.asarray(oracle.classes_).tolist() if c != goal]
+    return goal, (f"a success moves a record from {' / '.join(others)} to the favourable "
+                  f"outcome {name!s} (records already there are not counted)",)
 
 
 def victims_against(
@@ -271,11 +300,12 @@ class ConstrainedEvasion(Attack):
 
     def _attack(self, oracle: Oracle, data: AttackData, meter: Meter) -> Outcome:
         assert data.schema is not None and data.victims is not None
-        goal = resolve_class(self.target_class, oracle.classes_, data.schema)
+        goal, notes = goal_of(self.target_class, oracle, data.schema)
         X0, _, n_already = victims_against(oracle, data.victims.X, goal, None)
         pop = data.population.X if data.population is not None else None
         out = self.generate(oracle, X0, None, data.schema, population=pop)
         seconds = meter.seconds
         scale = feature_scales(data.schema, pop, X0)
         return evasion_result(X0=X0, out=out, schema=data.schema, scale=scale,
-                              n_already=n_already, seconds=seconds, queries=meter.queries)
+                              n_already=n_already, seconds=seconds, queries=meter.queries,
+                              notes=notes)

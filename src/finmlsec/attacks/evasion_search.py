@@ -1,7 +1,10 @@
 """The search behind ``evasion.constrained``: valid moves, greedy descent, anchors, reduction.
 
 Records are encoded as a float matrix (a number as itself, a category as its index in the
-schema's list), so that every candidate is a valid record by construction:
+schema's list, free text as its index among the values seen, a missing cell as NaN), so that
+every candidate is a valid record by construction. A frozen field keeps its value, a missing one
+included (the search never invents a value for it); derived fields are recomputed from their
+sources after every move:
 
 1. *Single moves*: every allowed value of every actionable field (categories; a grid of quantiles
    for numbers, rounded for integers, clipped to the range, in the monotone direction only).
@@ -46,7 +49,14 @@ class Codec:
             raise DataError(f"records lack the schema's column(s) {missing}")
         self.dtypes = {c: template[c].dtype for c in self.columns}
         self.cat_values: dict[str, np.ndarray] = {}
+        self.text_index: dict[str, dict[Any, int]] = {}
         for f in schema.features:
+            if f.type in (FeatureType.TEXT, FeatureType.IMAGE):
+                values = pd.unique(pd.concat([fr[f.name] for fr in (template, extra)
+                                              if fr is not None]).dropna())
+                self.cat_values[f.name] = np.asarray(values, dtype=object)
+                self.text_index[f.name] = {v: i for i, v in enumerate(values)}
+                continue
             if f.type != FeatureType.CATEGORICAL:
                 continue
             seen: dict[str, Any] = {}
@@ -61,9 +71,15 @@ class Codec:
     def encode(self, X: pd.DataFrame) -> np.ndarray:
         Z = np.zeros((len(X), len(self.schema.features)))
         for j, f in enumerate(self.schema.features):
-            if f.type == FeatureType.CATEGORICAL:
+            missing = X[f.name].isna().to_numpy()
+            if f.name in self.text_index:
+                index = self.text_index[f.name]
+                Z[:, j] = [np.nan if m else index.get(v, np.nan)
+                           for v, m in zip(X[f.name], missing, strict=True)]
+            elif f.type == FeatureType.CATEGORICAL:
                 index = {c: i for i, c in enumerate(f.categories or ())}
-                Z[:, j] = [index.get(str(v), -1) for v in X[f.name]]
+                Z[:, j] = [np.nan if m else index.get(str(v), -1)
+                           for v, m in zip(X[f.name], missing, strict=True)]
             else:
                 Z[:, j] = pd.to_numeric(X[f.name], errors="coerce").to_numpy(dtype=float)
         return Z
@@ -72,13 +88,19 @@ class Codec:
         cols: dict[str, Any] = {}
         for j, f in enumerate(self.schema.features):
             dt = self.dtypes[f.name]
-            if f.type == FeatureType.CATEGORICAL:
-                cols[f.name] = self.cat_values[f.name][Z[:, j].astype(int)]
-            elif pd.api.types.is_integer_dtype(dt):
-                cols[f.name] = np.round(Z[:, j]).astype(dt)
+            z = Z[:, j]
+            na = np.isnan(z)
+            if f.name in self.cat_values:
+                values = self.cat_values[f.name]
+                col = np.empty(len(z), dtype=object)
+                col[na] = np.nan
+                col[~na] = values[z[~na].astype(int)] if len(values) else np.nan
+                cols[f.name] = col
+            elif pd.api.types.is_integer_dtype(dt) and not na.any():
+                cols[f.name] = np.round(z).astype(dt)
             else:
-                cols[f.name] = Z[:, j].astype(float)
-        return pd.DataFrame(cols)[self.columns]
+                cols[f.name] = z.astype(float)
+        return self.schema.derive(pd.DataFrame(cols)[self.columns])
 
 
 def _grids(schema: FeatureSchema, Z_ref: np.ndarray, n_grid: int) -> list[np.ndarray]:
@@ -114,6 +136,7 @@ class _Search:
         scales = feature_scales(schema, population, X)
         feats = schema.features
         self.w = np.array([f.cost / (scales[f.name] if f.is_numeric else 1.0) for f in feats])
+        self.fill_cost = np.array([f.cost for f in feats])  # a missing cell given a value
         self.is_cat = np.array([f.type == FeatureType.CATEGORICAL for f in feats])
         self.mono = np.array([0 if f.monotone is None else (1 if f.monotone == "increasing"
                               else -1) for f in feats])
@@ -155,9 +178,12 @@ class _Search:
         return np.asarray(met, dtype=bool), score
 
     def cost(self, Z: np.ndarray, owner: np.ndarray) -> np.ndarray:
-        d = Z - self.Z0[owner]
+        Z0 = self.Z0[owner]
+        d = Z - Z0
+        one_na = np.isnan(Z) != np.isnan(Z0)  # a missing cell filled (or emptied)
         per = np.where(self.is_cat, (d != 0).astype(float), np.abs(d))
-        return per @ self.w
+        per = np.nan_to_num(per, nan=0.0)  # missing to missing: no change
+        return per @ self.w + one_na @ self.fill_cost
 
     def allowed(self, i: int, j: int, current: float) -> np.ndarray:
         g = self.grids[j]
@@ -222,8 +248,10 @@ class _Search:
             return
         if self.population is not None:
             pool = self.codec.encode(self.population)
-            pool = pool[np.all(~self.is_cat[None, :] | (pool >= 0), axis=1)]
-            pool = pool[np.all(np.isfinite(pool), axis=1)]
+            movable = np.array([f.mutable for f in self.schema.features])
+            # records lend only the fields the victim may change: those must be known values
+            pool = pool[np.all(~(self.is_cat & movable)[None, :] | (pool >= 0), axis=1)]
+            pool = pool[np.all(np.isfinite(pool) | ~movable[None, :], axis=1)]
             if self.goal is not None:
                 met, _ = self.ask(pool, np.zeros(len(pool), dtype=int))
                 pool = pool[met]
@@ -258,7 +286,7 @@ class _Search:
             idx = np.flatnonzero(active)
             blocks, owners = [], []
             for i in idx:
-                diff = np.flatnonzero(best[i] != self.Z0[i])
+                diff = np.flatnonzero(_differs(best[i], self.Z0[i]))
                 if diff.size <= 1:
                     active[i] = False
                     continue
@@ -279,7 +307,8 @@ class _Search:
                     active[i] = False
         # binary search of changed numbers towards the original value
         for j in np.flatnonzero(~self.is_cat):
-            idx = np.flatnonzero(found & (best[:, j] != self.Z0[:, j]))
+            idx = np.flatnonzero(found & _differs(best[:, j], self.Z0[:, j])
+                                 & np.isfinite(self.Z0[:, j]) & np.isfinite(best[:, j]))
             lo, hi = self.Z0[idx, j].copy(), best[idx, j].copy()
             for _ in range(self.att.refine_steps):
                 mid = (lo + hi) / 2
@@ -297,6 +326,11 @@ class _Search:
                 best[idx[sel[met]], j] = mid[sel[met]]
 
 
+def _differs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Elementwise a != b, where two missing values are equal."""
+    return np.asarray((a != b) & ~(np.isnan(a) & np.isnan(b)), dtype=bool)
+
+
 def search(att: Any, oracle: Oracle, X: pd.DataFrame, schema: FeatureSchema, goal: Any,
            y: np.ndarray | None, population: pd.DataFrame | None) -> EvasionOutput:
     """Run the phases for all rows of ``X``; see the module docstring."""
@@ -306,7 +340,7 @@ def search(att: Any, oracle: Oracle, X: pd.DataFrame, schema: FeatureSchema, goa
     best = s.Z0.copy()
     found = np.zeros(n, dtype=bool)
     try:
-        if s.ref is None and goal is None:
+        if s.ref is None and goal is None and n:
             if oracle.remaining is not None and oracle.remaining < n:
                 raise _Stop
             s.ref = np.asarray(oracle.predict(X))

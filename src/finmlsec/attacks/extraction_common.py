@@ -37,16 +37,31 @@ SOURCES = ("mixed", "uniform", "marginal", "public", "blend")
 _TABULAR = (FeatureType.NUMERIC, FeatureType.INTEGER, FeatureType.BINARY, FeatureType.CATEGORICAL)
 
 
-def tabular_schema(schema: FeatureSchema | None, who: str) -> FeatureSchema:
-    """The schema, checked to describe tabular records only."""
+def tabular_schema(schema: FeatureSchema | None, who: str,
+                   population: Any = None) -> FeatureSchema:
+    """The schema, checked to describe tabular records only. A free-text field among them is
+    not searched: it becomes a frozen category holding one value, the most common one among the
+    attacker's public records (``population``), which the attacker's own queries carry."""
     if schema is None:
         raise CapabilityError(f"{who} needs the feature schema of the target's inputs")
-    bad = [f.name for f in schema.features if f.type not in _TABULAR]
+    bad = [f.name for f in schema.features if f.type not in (*_TABULAR, FeatureType.TEXT)]
     if bad:
         raise ConfigError(
             f"{who} works on tabular records only; fields {bad} are text or images"
         )
-    return schema
+    if not any(f.type == FeatureType.TEXT for f in schema.features):
+        return schema
+    pop = getattr(population, "X", population)
+    feats = []
+    for f in schema.features:
+        if f.type == FeatureType.TEXT:
+            seen = (pop[f.name].dropna().astype(str) if isinstance(pop, pd.DataFrame)
+                    and f.name in pop else pd.Series([], dtype=object))
+            value = str(seen.value_counts().index[0]) if len(seen) else ""
+            f = f.model_copy(update={"type": FeatureType.CATEGORICAL, "categories": (value,),
+                                     "immutable": True})
+        feats.append(f)
+    return schema.model_copy(update={"features": tuple(feats)})
 
 
 def bounds(f: Feature, population: pd.DataFrame | None = None) -> tuple[float, float]:
@@ -79,6 +94,8 @@ class Encoding:
     def from_schema(cls, schema: FeatureSchema) -> Encoding:
         cols: list[str] = []
         for f in tabular_schema(schema, "encoding").features:
+            if f.type == FeatureType.TEXT:
+                continue
             if f.type == FeatureType.CATEGORICAL:
                 cols += [f"{f.name}={c}" for c in (f.categories or ())[1:]]
             else:
@@ -92,6 +109,8 @@ class Encoding:
     def encode(self, X: pd.DataFrame) -> np.ndarray:
         parts = []
         for f in self.schema.features:
+            if f.type == FeatureType.TEXT:
+                continue
             if f.type == FeatureType.CATEGORICAL:
                 vals = X[f.name].astype(str).to_numpy()
                 cats = list(f.categories or ())
@@ -161,7 +180,7 @@ def _blend(schema: FeatureSchema, n: int, rng: np.random.Generator,
     t = rng.random(n)
     out = a.copy()
     for f in schema.features:
-        if f.type == FeatureType.CATEGORICAL:
+        if f.type in (FeatureType.CATEGORICAL, FeatureType.TEXT):
             pick = rng.random(n) < 0.5
             out.loc[pick, f.name] = b.loc[pick, f.name]
         else:
@@ -178,6 +197,10 @@ def _uniform(schema: FeatureSchema, n: int, rng: np.random.Generator,
         if f.type == FeatureType.CATEGORICAL:
             cats = list(f.categories or ())
             cols[f.name] = [cats[i] for i in rng.integers(0, len(cats), size=n)]
+        elif f.type == FeatureType.TEXT:
+            seen = population[f.name].dropna().to_numpy() if population is not None else []
+            cols[f.name] = (np.asarray(seen, dtype=object)[rng.integers(0, len(seen), size=n)]
+                            if len(seen) else np.full(n, np.nan, dtype=object))
         else:
             lo, hi = bounds(f, population)
             cols[f.name] = _numeric_column(f, lo, hi, n, rng)
@@ -188,7 +211,12 @@ def _marginal(schema: FeatureSchema, n: int, rng: np.random.Generator,
               population: pd.DataFrame) -> pd.DataFrame:
     cols = {}
     for f in schema.features:
-        values = population[f.name].to_numpy()
+        col = population[f.name]
+        # the attacker chooses its queries: numbers and categories it fills in, free text it
+        # copies as found (missing included)
+        values = (col if f.type == FeatureType.TEXT else col.dropna()).to_numpy()
+        if len(values) == 0:
+            values = col.to_numpy()
         cols[f.name] = values[rng.integers(0, len(values), size=n)]
     return pd.DataFrame(cols, columns=schema.names)
 

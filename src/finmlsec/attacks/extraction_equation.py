@@ -139,7 +139,7 @@ class EquationSolving(Attack):
         check_int("EquationSolving", "seed", self.seed, 0)
 
     def _attack(self, oracle: Oracle, data: AttackData, meter: Meter) -> Outcome:
-        schema = tabular_schema(data.schema, f"attack {self.name!r}")
+        schema = tabular_schema(data.schema, f"attack {self.name!r}", data.population)
         pop = data.population.X if data.population is not None else None
         enc = Encoding.from_schema(schema)
         notes: list[str] = []

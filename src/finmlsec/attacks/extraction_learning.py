@@ -139,7 +139,7 @@ class LearningExtraction(Attack):
         return self.needs | ({"model_factory"} if self.surrogate == "factory" else set())
 
     def _attack(self, oracle: Oracle, data: AttackData, meter: Meter) -> Outcome:
-        schema = tabular_schema(data.schema, f"attack {self.name!r}")
+        schema = tabular_schema(data.schema, f"attack {self.name!r}", data.population)
         pop = data.population.X if data.population is not None else None
         rng = np.random.default_rng(self.seed)
         total = self.budget if oracle.remaining is None else min(self.budget, oracle.remaining)

@@ -280,7 +280,7 @@ class TreePathFinding(Attack):
         check_int("TreePathFinding", "seed", self.seed, 0)
 
     def _attack(self, oracle: Oracle, data: AttackData, meter: Meter) -> Outcome:
-        schema = tabular_schema(data.schema, f"attack {self.name!r}")
+        schema = tabular_schema(data.schema, f"attack {self.name!r}", data.population)
         pop = data.population.X if data.population is not None else None
         search = _Search(oracle, schema, pop, self.decimals)
         full: Box = {f.name: (frozenset(f.categories or ()) if f.type == FeatureType.CATEGORICAL

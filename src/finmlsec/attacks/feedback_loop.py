@@ -173,6 +173,9 @@ class FeedbackLoopPoisoning(Attack):
             others = [c for c in oracle.classes_ if c != deployed[against[0]]]
             goal = others[0]
         X, y = data.train.X, np.asarray(data.train.y)
+        classes = list(np.asarray(oracle.classes_).tolist())
+        if y.dtype.kind in "iu" and not isinstance(goal, int | np.integer) and goal in classes:
+            goal = classes.index(goal)  # the training labels are class indices
         n_train = len(y)
         budget = int(np.floor(self.max_poison_share * n_train))
         model = fit(data.model_factory, X, y)

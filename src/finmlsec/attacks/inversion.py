@@ -79,8 +79,9 @@ def _candidates(f: Feature, pop: pd.DataFrame, n_bins: int, max_values: int
 
 def _side_model(schema: FeatureSchema, target_field: str, with_label: bool, seed: int) -> Any:
     from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
     from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import Pipeline
+    from sklearn.pipeline import Pipeline, make_pipeline
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
     others = [f for f in schema.features if f.name != target_field]
@@ -88,8 +89,12 @@ def _side_model(schema: FeatureSchema, target_field: str, with_label: bool, seed
     nums = [f.name for f in others if f.type != FeatureType.CATEGORICAL]
     if with_label:
         cats.append("__label__")
-    prep = ColumnTransformer([("cat", OneHotEncoder(handle_unknown="ignore"), cats),
-                              ("num", StandardScaler(), nums)])
+    # missing cells: imputed (a user's own records have them), never refused
+    prep = ColumnTransformer([
+        ("cat", make_pipeline(SimpleImputer(strategy="constant", fill_value="(missing)"),
+                              OneHotEncoder(handle_unknown="ignore")), cats),
+        ("num", make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True),
+                              StandardScaler()), nums)])
     return Pipeline([("prep", prep), ("model", LogisticRegression(C=1.0, max_iter=3000))])
 
 
@@ -129,7 +134,7 @@ class AttributeInference(Attack):
         check_int("AttributeInference", "seed", self.seed, 0)
 
     def _attack(self, oracle: Oracle, data: AttackData, meter: Meter) -> Outcome:
-        schema = tabular_schema(data.schema, f"attack {self.name!r}")
+        schema = tabular_schema(data.schema, f"attack {self.name!r}", data.population)
         fields = [schema[self.attribute]] if self.attribute else schema.personal()
         if not fields:
             raise ConfigError("the schema marks no field personal; give the 'attribute' parameter")

@@ -87,7 +87,7 @@ class LabelOnly(Attack):
         return self.needs | ({"population", "model_factory"} if self.calibrate else set())
 
     def _attack(self, oracle: Oracle, data: AttackData, meter: Meter) -> Outcome:
-        schema = tabular_schema(data.schema, f"attack {self.name!r}")
+        schema = tabular_schema(data.schema, f"attack {self.name!r}", data.population)
         per = 1 + self.n_perturb
         limit = None if oracle.remaining is None else oracle.remaining // per
         cands, notes = candidates(data, limit, self.seed)

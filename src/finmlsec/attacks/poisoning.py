@@ -246,7 +246,9 @@ def choose_trigger(schema: FeatureSchema, X: pd.DataFrame, size: int) -> dict[st
             rep = next((v for v in pd.unique(col) if str(v) == c), c)
             cands.append((0, float(freq.get(c, 0)) / len(X), f.name, rep))
         elif f.type in (FeatureType.INTEGER, FeatureType.BINARY):
-            num = pd.to_numeric(col)
+            num = pd.to_numeric(col).dropna()
+            if num.empty:
+                continue
             lo, hi = np.quantile(num, [0.1, 0.9])
             inside = num[(num >= lo) & (num <= hi)].value_counts()
             values = np.arange(int(np.ceil(lo)), int(np.floor(hi)) + 1)

@@ -353,8 +353,8 @@ class FeatureSchema(BaseModel):
                 lo = f.min if f.min is not None else (0.0 if f.type == FeatureType.BINARY else None)
                 hi = f.max if f.max is not None else (1.0 if f.type == FeatureType.BINARY else None)
                 arr = arr.clip(lower=lo, upper=hi)
-                if f.type != FeatureType.NUMERIC:
-                    out[f.name] = arr.round().astype(int)
+                if f.type != FeatureType.NUMERIC:  # missing cells stay missing
+                    out[f.name] = arr.round() if arr.isna().any() else arr.round().astype(int)
                 else:
                     out[f.name] = arr
         return out

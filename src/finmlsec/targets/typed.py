@@ -64,7 +64,11 @@ class AsTrained(ClassifierMixin, BaseEstimator):
         return self.schema.as_trained(X) if self.schema is not None else X
 
     def fit(self, X: Any, y: Any, **kw: Any) -> AsTrained:
-        self.estimator = clone(self.estimator).fit(self._x(X), y, **kw)
+        est = clone(self.estimator)
+        steps = getattr(est, "steps", None)
+        if steps and "sample_weight" in kw:  # a Pipeline routes weights to its last step
+            kw[f"{steps[-1][0]}__sample_weight"] = kw.pop("sample_weight")
+        self.estimator = est.fit(self._x(X), y, **kw)
         return self
 
     def predict(self, X: Any) -> Any:
