@@ -45,6 +45,8 @@ def tabular_schema(schema: FeatureSchema | None, who: str,
     if schema is None:
         raise CapabilityError(f"{who} needs the feature schema of the target's inputs")
     bad = [f.name for f in schema.features if f.type not in (*_TABULAR, FeatureType.TEXT)]
+    if not bad and all(f.type == FeatureType.TEXT for f in schema.features):
+        bad = [f.name for f in schema.features]  # text alone is not a tabular record
     if bad:
         raise ConfigError(
             f"{who} works on tabular records only; fields {bad} are text or images"
