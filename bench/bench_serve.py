@@ -7,7 +7,7 @@ time.
 Rows: ``bare`` (one ``predict_proba`` per request), ``bare+batching`` (the same endpoint with the
 gateway's micro-batcher), ``bare+batching, compiled`` (the same with the gateway's compiled numpy
 model path, ``finmlsec.gateway.fastpath``), ``bare+batching, compiled, lean`` (the same answered
-by a raw ASGI handler ahead of FastAPI's middleware and routing, as the gateway answers
+by a raw route (no request object or dependency resolution), as the gateway answers
 ``/v1/predict``, and its batches through the compiled model: the strongest baseline), ``guarded
 without screen`` (every guard but the isolation-forest input screen), ``guarded``, and
 ``guarded, 2 workers + Redis`` (two uvicorn worker processes sharing limits through Redis on
@@ -502,16 +502,42 @@ def load_average() -> str:
         return "unknown"
 
 
+def parse_args(argv: list[str]) -> Any:
+    import argparse
+
+    p = argparse.ArgumentParser(
+        prog="bench_serve.py", description="Gateway throughput and latency: the bare "
+        "credit-scoring model behind FastAPI versus the guarded 'finmlsec serve', each a server "
+        "process on 127.0.0.1, loaded from this process (see the module docstring for the rows "
+        "and columns).")
+    p.add_argument("--duration", type=float, default=6.0, metavar="S",
+                   help="seconds per measurement (default 6)")
+    p.add_argument("--python-client", action="store_true",
+                   help="use the Python load generator even when wrk is installed")
+    p.add_argument("--no-workers", action="store_true",
+                   help="skip the 'guarded, 2 workers + Redis' row (needs Redis on "
+                   "127.0.0.1:6379)")
+    p.add_argument("--only", metavar="NAME;NAME",
+                   help="measure only these rows (names as printed, separated by ';')")
+    p.add_argument("--serve-bare", type=int, metavar="PORT",
+                   help="internal: run the bare server on PORT (started by the benchmark)")
+    for flag in ("batched", "compiled", "lean"):
+        p.add_argument(f"--{flag}", action="store_true", help=f"internal: the bare server, "
+                       f"{flag}")
+    return p.parse_args(argv)
+
+
 def main(argv: list[str]) -> int:
-    if argv[:1] == ["--serve-bare"]:
+    args = parse_args(argv)
+    if args.serve_bare is not None:
         import uvicorn
 
-        uvicorn.run(bare_app(batched="--batched" in argv, compiled="--compiled" in argv,
-                             lean="--lean" in argv),
-                    host="127.0.0.1", port=int(argv[1]), log_level="warning", access_log=False)
+        uvicorn.run(bare_app(batched=args.batched, compiled=args.compiled, lean=args.lean),
+                    host="127.0.0.1", port=args.serve_bare, log_level="warning",
+                    access_log=False)
         return 0
-    seconds = float(argv[argv.index("--duration") + 1]) if "--duration" in argv else 6.0
-    use_wrk = wrk_available() and "--python-client" not in argv
+    seconds = args.duration
+    use_wrk = wrk_available() and not args.python_client
     from finmlsec.gateway.demo import credit_scoring_model
 
     m = credit_scoring_model(seed=0)
@@ -529,10 +555,10 @@ def main(argv: list[str]) -> int:
     results: dict[str, dict[str, Any]] = {}
     names = ["bare", "bare+batching", "bare+batching, compiled", "bare+batching, compiled, lean",
              "guarded without screen", "guarded"]
-    if "--no-workers" not in argv:
+    if not args.no_workers:
         names.append("guarded, 2 workers + Redis")
-    if "--only" in argv:
-        wanted = argv[argv.index("--only") + 1].split(";")
+    if args.only:
+        wanted = args.only.split(";")
         names = [n for n in names if n in wanted]
     loads = [load_average()]
     try:

@@ -44,6 +44,7 @@ class Env:
         self.user = db.create_key(org="bank", role="system_user").token
         self.other = db.create_key(org="broker", role="system_user").token
         self.admin = db.create_key(org="bank", role="admin").token
+        self.reviewer = db.create_key(org="bank", role="reviewer").token
 
     def run(self, fn: Callable[[httpx.AsyncClient], Awaitable[Any]]) -> Any:
         async def main() -> Any:
@@ -122,9 +123,15 @@ def test_auth_matrix(model: DemoModel, tmp_path: Path) -> None:
         "feedback/admin": 403, "audit/none": 401, "audit/user": 403, "audit/admin": 200,
         "keys/user": 403, "keys/admin": 201, "health/none": 200,
     }
-    # every decision is audited, and no key material is
-    bodies = [json.dumps(e) for e in read_entries(env.gw.db, limit=1000)]
-    assert len(bodies) >= 15
+    # every decision is audited (the six without a valid key in one aggregated entry, by client
+    # address digest), and no key material is
+    entries = read_entries(env.gw.db, limit=1000)
+    bodies = [json.dumps(e) for e in entries]
+    assert len(bodies) == 10
+    refused = [e for e in entries if e["action"] == "auth.refused"]
+    assert len(refused) == 1 and refused[0]["detail"]["requests"] == 6
+    assert {(c["action"], c["status"]) for c in refused[0]["detail"]["counts"]} == {
+        ("predict", 401), ("feedback", 401), ("administer", 401)}
     for token in (env.user, env.admin, env.other, revoked.token):
         assert not any(token.split("_", 2)[2] in b for b in bodies)
     stored = {k.token_hash for k in env.gw.db.list_keys()}
@@ -291,10 +298,11 @@ def test_feedback_is_quarantined_screened_and_reviewed(model: DemoModel, tmp_pat
         h = auth(env.user)
         a = await c.post("/v1/feedback", json={"record": rec, "label": wrong}, headers=h)
         bad = await c.post("/v1/feedback", json={"record": rec, "label": "maybe"}, headers=h)
-        listed = await c.get("/v1/admin/feedback?status=quarantined", headers=auth(env.admin))
+        assert (await c.get("/v1/admin/feedback", headers=auth(env.admin))).status_code == 403
+        listed = await c.get("/v1/admin/feedback?status=quarantined", headers=auth(env.reviewer))
         fid = a.json()["id"]
-        ok = await c.post(f"/v1/admin/feedback/{fid}/approve", headers=auth(env.admin))
-        again = await c.post(f"/v1/admin/feedback/{fid}/reject", headers=auth(env.admin))
+        ok = await c.post(f"/v1/admin/feedback/{fid}/approve", headers=auth(env.reviewer))
+        again = await c.post(f"/v1/admin/feedback/{fid}/reject", headers=auth(env.reviewer))
         return a, bad, listed, ok, again
 
     a, bad, listed, ok, again = env.run(go)

@@ -63,3 +63,26 @@ def test_no_cache_sees_a_revocation_at_once(model: DemoModel, tmp_path: Path) ->
     finally:
         gw.close()
         other.dispose()
+
+
+def test_the_cache_is_bounded_and_never_dropped_whole(tmp_path: Path) -> None:
+    """Past its bound the cache forgets the least recently used tokens one at a time; the keys
+    in use stay cached (no look-up) however many unknown tokens arrive."""
+    from finmlsec.gateway.keycache import KeyCache, Miss
+
+    db = GatewayDB(f"sqlite:///{tmp_path / 'k.db'}")
+    try:
+        keys = [db.create_key(org="bank", role="system_user") for _ in range(3)]
+        cache = KeyCache(db, ttl=60, max_entries=50)
+        for k in keys:
+            assert cache.lookup(k.token) is not None
+        for i in range(500):  # a flood of forged tokens
+            assert cache.lookup(f"fmsk_{i:012x}_forged") is None
+            if i % 10 == 0:
+                for k in keys:  # the clients in use keep being served from memory
+                    assert not isinstance(cache.cached(k.token), Miss)
+        assert len(cache) == 50
+        assert all(not isinstance(cache.cached(k.token), Miss) for k in keys)
+        assert isinstance(cache.cached("fmsk_000000000000_forged"), Miss)  # the oldest went
+    finally:
+        db.dispose()

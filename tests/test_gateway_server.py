@@ -37,7 +37,7 @@ def free_port() -> int:
 class Server:
     """``finmlsec serve demo`` in a child process."""
 
-    def __init__(self, args: list[str], log: Path) -> None:
+    def __init__(self, args: list[str], log: Path, ready: str = "/v1/ready") -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log.open("ab")
@@ -50,7 +50,7 @@ class Server:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited: {log.read_text()[-2000:]}")
             try:
-                if httpx.get(f"{self.url}/v1/ready", timeout=2).status_code == 200:
+                if httpx.get(f"{self.url}{ready}", timeout=2).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass

@@ -23,7 +23,8 @@ def register(app: typer.Typer) -> None:
         from finmlsec.gateway.feedback import list_feedback
         from finmlsec.store.gateway import GatewayDB
 
-        items = list_feedback(GatewayDB(db, table_prefix=table_prefix), status=status)
+        items = list_feedback(GatewayDB(db, table_prefix=table_prefix), status=status,
+                              limit=None)
         if fmt == "json":
             typer.echo(json.dumps([i.as_dict() for i in items]))
             return

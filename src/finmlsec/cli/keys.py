@@ -18,8 +18,11 @@ def register(app: typer.Typer) -> None:
     @keys.command("create")
     def create(
         org: str = typer.Option(..., "--org", help="Organisation the key belongs to."),
-        role: str = typer.Option("system_user", "--role", help="system_user or admin."),
+        role: str = typer.Option("system_user", "--role",
+                                 help="system_user, reviewer (feedback quarantine) or admin."),
         name: str = typer.Option("", "--name", help="A label for people."),
+        expires_days: float | None = typer.Option(None, "--expires-days",
+                                                  help="The key stops working after this."),
         db: str = DB_OPT, table_prefix: str = PREFIX_OPT,
         as_json: bool = typer.Option(False, "--json"),
     ) -> None:
@@ -28,7 +31,7 @@ def register(app: typer.Typer) -> None:
         from finmlsec.store.gateway import GatewayDB
 
         gdb = GatewayDB(db, table_prefix=table_prefix)
-        k = gdb.create_key(org=org, role=role, name=name)
+        k = gdb.create_key(org=org, role=role, name=name, expires_days=expires_days)
         AuditWriter(gdb).append_sync({"action": "keys.create", "status": 201, "key_id": None,
                                       "org": None, "role": "cli",
                                       "detail": {"new_key_id": k.key_id, "new_org": k.org,
@@ -47,8 +50,7 @@ def register(app: typer.Typer) -> None:
         from finmlsec.store.gateway import GatewayDB
 
         ks = GatewayDB(db, table_prefix=table_prefix).list_keys()
-        rows = [{"key_id": k.key_id, "org": k.org, "role": k.role, "name": k.name,
-                 "created": k.created, "revoked": k.revoked} for k in ks]
+        rows = [k.as_dict() for k in ks]
         if as_json:
             typer.echo(json.dumps(rows))
             return

@@ -30,6 +30,12 @@ def register(app: typer.Typer) -> None:
         trust_pickle: bool = typer.Option(False, "--trust-pickle",
                                           help="Allow pickle/joblib model files (runs their code)."),
         log_level: str = typer.Option("warning", "--log-level"),
+        metrics_listen: str | None = typer.Option(
+            None, "--metrics-listen", help="host:port to serve /metrics on, apart from the API "
+            "(one worker)."),
+        api_docs: bool = typer.Option(False, "--api-docs",
+                                      help="Serve /docs and /redoc (their scripts come from a "
+                                      "CDN)."),
     ) -> None:
         """Serve the model behind authentication, guards and a tamper-evident audit log."""
         import uvicorn
@@ -45,9 +51,13 @@ def register(app: typer.Typer) -> None:
                 f"--workers {workers} needs --redis URL: rate limits and budgets must be shared "
                 "by the worker processes to hold"
             )
+        if metrics_listen and workers > 1:
+            raise ConfigError("--metrics-listen serves one process's metrics; use it with "
+                              "--workers 1")
         pol = load_policy(policy)
         settings = Settings(db_url=db, redis_url=redis, table_prefix=table_prefix,
-                            redis_prefix=redis_prefix, policy=pol)
+                            redis_prefix=redis_prefix, policy=pol,
+                            metrics_listen=metrics_listen, api_docs=api_docs)
         os.environ[ENV] = serve_config(
             spec if spec == "demo" else str(Path(spec).resolve()),
             settings.model_dump(mode="json"), trust_pickle=trust_pickle,
@@ -55,8 +65,10 @@ def register(app: typer.Typer) -> None:
         from finmlsec.gateway.asgi import app_from_env
 
         app_obj = app_from_env()  # built here first, so configuration errors surface at once
-        typer.echo(f"finmlsec gateway on http://{host}:{port} (docs at /docs), workers={workers}",
-                   err=True)
+        docs = "/docs" if api_docs else "/openapi.json"
+        where = f", metrics on http://{metrics_listen}/metrics" if metrics_listen else ""
+        typer.echo(f"finmlsec gateway on http://{host}:{port} (API description at {docs}"
+                   f"{where}), workers={workers}", err=True)
         if workers == 1:
             uvicorn.run(app_obj, host=host, port=port, log_level=log_level, access_log=False)
             return

@@ -24,6 +24,8 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -77,7 +79,15 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
+        listener = None
+        if settings.metrics_listen:
+            listener = MetricsListener(settings.metrics_listen, app.state.metrics)
+            await asyncio.get_running_loop().run_in_executor(None, listener.start)
+        try:
+            yield
+        finally:
+            if listener is not None:
+                await asyncio.get_running_loop().run_in_executor(None, listener.stop)
         await asyncio.get_running_loop().run_in_executor(None, gateway.close)
 
     app = FastAPI(
@@ -86,6 +96,8 @@ def create_app(
         description="The model operator as a guarded service (finmlsec). Authenticate with "
         "`Authorization: Bearer <API key>`.",
         lifespan=lifespan,
+        docs_url="/docs" if settings.api_docs else None,
+        redoc_url="/redoc" if settings.api_docs else None,
     )
     app.state.gateway = gateway
     app.state.metrics = GatewayMetrics()
@@ -95,10 +107,48 @@ def create_app(
     if settings.lean_predict:
         app.router.routes.append(raw_route(
             "/v1/predict", predict.lean_predict(gateway, app.state.metrics), methods=["POST"]))
-    for module in (predict, feedback, health, metrics, admin):
+    routers = [predict, feedback, health, admin]
+    if not settings.metrics_listen:
+        routers.append(metrics)
+    for module in routers:
         app.include_router(module.build_router(gateway))
     _install_error_handlers(app)
     return app
+
+
+class MetricsListener:
+    """``GET /metrics`` on its own ``host:port``, served by a uvicorn server in a thread of this
+    process (so it can be bound to an internal interface apart from the API)."""
+
+    def __init__(self, listen: str, metrics: GatewayMetrics) -> None:
+        import uvicorn
+        from prometheus_client import CONTENT_TYPE_LATEST
+        from starlette.applications import Starlette
+
+        host, port = listen.rsplit(":", 1)
+
+        async def render(request: Request) -> Response:
+            return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+        app = Starlette(routes=[Route("/metrics", render)])
+        self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=int(port),
+                                                    log_level="warning", access_log=False,
+                                                    lifespan="off"))
+        self.thread = threading.Thread(target=self.server.run, name="finmlsec-metrics",
+                                       daemon=True)
+
+    def start(self, timeout: float = 10.0) -> None:
+        self.thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise ConfigError("the metrics listener could not start (is its address in "
+                                  "use?)")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
 
 
 class _RawEndpoint:

@@ -1,14 +1,17 @@
 """Dependencies shared by the routers: who is calling (API key -> principal), role checks, and
 the helpers that audit a decision before answering.
 
-Unauthenticated requests get 401 and authenticated ones with the wrong role 403; both are audited
-(with the key id when one was recognised, never the key).
+Requests without a valid key get 401 (429 past the client address's limit, before any key
+look-up); they are counted per address digest in one aggregated audit entry per interval, not
+one entry each. Authenticated ones with the wrong role get 403, audited with the key id (never
+the key).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -63,40 +66,50 @@ def too_many(d: BudgetDecision) -> tuple[str, dict[str, str] | None]:
             {"Retry-After": str(secs)})
 
 
-async def authorise(gw: Gateway, request: Request, action: str, roles: tuple[str, ...]) -> Principal:
-    """What :func:`require`'s dependency does, called directly by the hot ``/v1/predict`` route
-    (FastAPI's dependency resolution costs more per request than the check itself); the route
-    declares the same bearer security scheme in its OpenAPI operation."""
-    return await authorise_header(gw, request.app.state.metrics,
-                                  request.headers.get("authorization"), action, roles)
+def client_address(request: Request) -> str:
+    """The peer address of the connection (a proxy's own address behind a proxy)."""
+    return request.client.host if request.client is not None else "unknown"
 
 
 async def authorise_header(gw: Gateway, metrics: GatewayMetrics, header: str | None, action: str,
-                           roles: tuple[str, ...]) -> Principal:
-    """:func:`authorise` given the ``Authorization`` header's value (as HTTPBearer parses it)."""
+                           roles: tuple[str, ...], client: str) -> Principal:
+    """The principal of the ``Authorization`` header's value (as HTTPBearer parses it) for
+    ``action``, or the refusal (raised)."""
     scheme, _, token = (header or "").partition(" ")
     token = token.strip() if header and scheme.lower() == "bearer" else ""
-    return await _check_token(gw, metrics, token, action, roles)
+    return await _check_token(gw, metrics, token, action, roles, client)
 
 
-async def _check(gw: Gateway, request: Request, cred: HTTPAuthorizationCredentials | None,
-                 action: str, roles: tuple[str, ...]) -> Principal:
-    return await _check_token(gw, request.app.state.metrics,
-                              cred.credentials if cred is not None else "", action, roles)
+async def _unauthenticated(gw: Gateway, metrics: GatewayMetrics, client: str, action: str,
+                           message: str) -> HTTPException:
+    """A 401 (or, past the address's limit, a 429) counted for the aggregated audit entry of
+    refused unauthenticated requests rather than written one by one."""
+    now = time.time()
+    status = 429 if gw.throttle.refused(client, now=now) else 401
+    gw.throttle.failed(client, action, status, now=now)
+    if gw.throttle.due(now):
+        gw.flush_refusals(now)
+    metrics.requests_child(action, str(status)).inc()
+    if status == 429:
+        return HTTPException(429, "too many requests without a valid API key from this address; "
+                             "retry in a minute", headers={"Retry-After": "60"})
+    return HTTPException(401, message, headers={"WWW-Authenticate": "Bearer"})
 
 
 async def _check_token(gw: Gateway, metrics: GatewayMetrics, token: str, action: str,
-                       roles: tuple[str, ...]) -> Principal:
+                       roles: tuple[str, ...], client: str) -> Principal:
     if not token:
-        raise await refuse_counted(gw, metrics, None, 401, action, "an API key is required "
-                                   "(Authorization: Bearer <key>)",
-                                   headers={"WWW-Authenticate": "Bearer"})
-    hit = gw.keys.cached(token)
-    p = (await asyncio.get_running_loop().run_in_executor(None, gw.keys.lookup, token)
-         if isinstance(hit, Miss) else hit)  # a miss: one indexed lookup, off the event loop
+        raise await _unauthenticated(gw, metrics, client, action,
+                                     "an API key is required (Authorization: Bearer <key>)")
+    hit = gw.keys.cached(token)  # a known key works from any address
+    if isinstance(hit, Miss):
+        if gw.throttle.refused(client, now=time.time()):  # no look-up for a flooding address
+            raise await _unauthenticated(gw, metrics, client, action, "")
+        # one indexed look-up, off the event loop
+        hit = await asyncio.get_running_loop().run_in_executor(None, gw.keys.lookup, token)
+    p = hit
     if p is None:
-        raise await refuse_counted(gw, metrics, None, 401, action, "unknown or revoked API key",
-                                   headers={"WWW-Authenticate": "Bearer"})
+        raise await _unauthenticated(gw, metrics, client, action, "unknown or revoked API key")
     if p.role not in roles:
         raise await refuse_counted(
             gw, metrics, p, 403, action,
@@ -110,6 +123,8 @@ def require(action: str, *roles: str) -> Callable[..., Awaitable[Principal]]:
     async def dependency(
         request: Request, cred: HTTPAuthorizationCredentials | None = Depends(bearer)
     ) -> Principal:
-        return await _check(request.app.state.gateway, request, cred, action, roles)
+        return await _check_token(request.app.state.gateway, request.app.state.metrics,
+                                  cred.credentials if cred is not None else "", action, roles,
+                                  client_address(request))
 
     return dependency

@@ -72,10 +72,24 @@ def _item(r: Any) -> FeedbackItem:
                         r.reviewed_by, r.reviewed_at, r.note)
 
 
-def list_feedback(db: GatewayDB, *, status: str | None = None, limit: int = 1000) -> list[FeedbackItem]:
+def cursor(item: FeedbackItem) -> str:
+    """The paging cursor after ``item`` (for ``list_feedback(after=...)``)."""
+    return f"{item.created}|{item.id}"
+
+
+def list_feedback(db: GatewayDB, *, status: str | None = None, after: str = "",
+                  limit: int | None = 1000) -> list[FeedbackItem]:
+    """Reports in the order they came (oldest first), after the :func:`cursor` ``after``; a
+    page of ``limit`` (all when None)."""
     if status is not None and status not in STATUSES:
         raise ConfigError(f"unknown feedback status {status!r}; use one of {list(STATUSES)}")
-    q = select(db.feedback).order_by(db.feedback.c.created).limit(limit)
+    f = db.feedback.c
+    q = select(db.feedback).order_by(f.created, f.id)
+    if limit is not None:
+        q = q.limit(limit)
+    if after:
+        created, _, fid = after.partition("|")
+        q = q.where((f.created > created) | ((f.created == created) & (f.id > fid)))
     if status is not None:
         q = q.where(db.feedback.c.status == status)
     with db.engine.connect() as conn:

@@ -1,7 +1,7 @@
 """Who is calling: API key -> :class:`Principal`, through a bounded cache of verified keys.
 
-A verified key stays cached; every ``ttl`` seconds one query of the active key ids evicts the
-revoked and deleted ones (rather than one lookup per key and period), so a key revoked elsewhere
+A verified key stays cached; every ``ttl`` seconds one query of the active keys evicts the
+revoked, expired, rotated and deleted ones (rather than one lookup per key and period), so a key revoked elsewhere
 (the CLI, another server) is refused within ``ttl``. An unknown token is remembered as unknown for
 ``ttl`` (a flood of one bad token costs one lookup per period). The cache holds at most
 ``max_entries`` tokens and evicts the least recently used one beyond that (never all at once).
@@ -112,10 +112,11 @@ class KeyCache:
         return p
 
     def _refresh(self, now: float) -> None:
-        active = self.db.active_key_ids()
+        active = self.db.active_keys()
         with self._lock:
             for d in [d for d, v in self._entries.items()
-                      if (v[1].key_id not in active if v[1] is not None else v[0] <= now)]:
+                      if (active.get(v[1].key_id) != v[1].token_hash if v[1] is not None
+                          else v[0] <= now)]:
                 del self._entries[d]
             self._checked = now
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import time
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,7 @@ import numpy as np
 from finmlsec.datasets.schema import FeatureSchema
 from finmlsec.defences.ratelimit import CounterStore, MemoryCounterStore, RedisCounterStore
 from finmlsec.errors import ConfigError
+from finmlsec.gateway.admission import AddressThrottle, InFlight
 from finmlsec.gateway.audit import AuditWriter
 from finmlsec.gateway.guards import Guards
 from finmlsec.gateway.keycache import KeyCache, Principal
@@ -59,6 +61,11 @@ class Gateway:
         )
         self.guards = Guards(self.policy, self.store, schema=schema, classes=self.classes,
                              target=target, reference=reference)
+        i = self.policy.input
+        self.in_flight = InFlight(i.max_in_flight_per_key)
+        self.throttle = AddressThrottle(
+            per_minute=i.unauthenticated_per_minute, interval=i.refusals_audit_seconds,
+            digest=lambda address: self.digest(address.encode("utf-8", "replace")))
         self.predictor = Predictor(target, schema, self.guards, reference=reference,
                                    max_rows=settings.predict_batch_max_rows,
                                    linger=settings.predict_batch_linger_seconds,
@@ -82,7 +89,15 @@ class Gateway:
             e["detail"] = detail  # JSON values only (the writer serialises with default=str)
         return e
 
+    def flush_refusals(self, now: float) -> None:
+        """Queue the aggregated audit entry of the refused unauthenticated requests counted
+        since the last one (not awaited: nobody waits for it)."""
+        detail = self.throttle.take(now=now)
+        if detail is not None:
+            self.audit.submit(self.entry(None, "auth.refused", 401, **detail))
+
     def close(self) -> None:
+        self.flush_refusals(time.time())
         self.predictor.close()
         self.audit.close()
         self.db.dispose()

@@ -17,7 +17,10 @@ class Settings(BaseModel):
     """``db_url``: SQLAlchemy URL for keys, audit log and feedback (SQLite file by default,
     ``postgresql+psycopg://...`` for several processes or hosts). ``redis_url``: shared rate-limit,
     budget and block state (in-process memory when ``None``). ``table_prefix`` / ``redis_prefix``
-    let several gateways share one database or Redis."""
+    let several gateways share one database or Redis. ``metrics_listen`` (``host:port``): serve
+    ``/metrics`` there, on its own listener, instead of beside the API. ``api_docs``: serve the
+    interactive API pages (``/docs``, ``/redoc``), which load their scripts from a CDN; off by
+    default (``/openapi.json`` is always served)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
@@ -32,5 +35,7 @@ class Settings(BaseModel):
     key_cache_seconds: float = Field(default=2.0, ge=0.0)
     predict_batch_max_rows: int = Field(default=256, ge=1)
     predict_batch_linger_seconds: float = Field(default=0.002, ge=0.0, le=0.1)
-    lean_predict: bool = True  # POST /v1/predict by a raw ASGI handler ahead of FastAPI routing
+    lean_predict: bool = True  # POST /v1/predict by a raw route (no dependency resolution)
+    metrics_listen: str | None = Field(default=None, pattern=r"^[^:\s]+:[0-9]{1,5}$")
+    api_docs: bool = False
     title: str = "finmlsec gateway"

@@ -21,7 +21,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -43,9 +43,11 @@ from sqlalchemy.pool import StaticPool
 
 from finmlsec.errors import ConfigError, StoreError
 
-ROLES = ("system_user", "admin")
-"""``system_user`` predicts (and reports false predictions if its organisation may); ``admin``
-reads the audit log, manages keys and reviews the feedback quarantine."""
+ROLES = ("system_user", "reviewer", "admin")
+"""``system_user`` predicts (and reports false predictions if its organisation may);
+``reviewer`` reads and decides the feedback quarantine (raw applicant records); ``admin`` reads
+the audit log, manages keys and lifts blocks. A new admin key made through the API works only
+once a second admin approves it."""
 
 GENESIS = "0" * 64
 KEY_PREFIX = "fmsk"
@@ -70,10 +72,20 @@ class ApiKey:
     created: str
     revoked: str | None
     token_hash: str
+    expires: str | None = None
+    pending_by: str | None = None
 
     @property
     def active(self) -> bool:
-        return self.revoked is None
+        """Not revoked, not expired, and (an admin key made through the API) approved."""
+        return (self.revoked is None and self.pending_by is None
+                and (self.expires is None or self.expires > now_iso()))
+
+    def as_dict(self) -> dict[str, Any]:
+        """What an administrator may see (never the token's hash)."""
+        return {"key_id": self.key_id, "org": self.org, "role": self.role, "name": self.name,
+                "created": self.created, "revoked": self.revoked, "expires": self.expires,
+                "pending_approval": self.pending_by is not None}
 
 
 @dataclass(frozen=True)
@@ -144,38 +156,85 @@ class GatewayDB:
         return bytes.fromhex(v)
 
     # -- keys -----------------------------------------------------------------------------------
-    def create_key(self, *, org: str, role: str, name: str = "") -> NewKey:
+    def create_key(self, *, org: str, role: str, name: str = "",
+                   expires_days: float | None = None, requested_by: str | None = None) -> NewKey:
+        """A new key (its token is returned once; only its hash is stored). ``expires_days``:
+        it stops working after that many days. ``requested_by``: the admin key asking for it
+        through the API; an admin key so made waits for another admin's :meth:`approve_key`
+        (the command line, run by the database's operator, makes working admin keys)."""
         if role not in ROLES:
             raise ConfigError(f"unknown role {role!r}; a key's role must be one of {list(ROLES)}")
         if not org or len(org) > 200:
             raise ConfigError(f"an organisation name of 1-200 characters is needed; got {org!r}")
+        if expires_days is not None and not 0 < expires_days <= 3650:
+            raise ConfigError(f"a key expires after 0-3650 days; got {expires_days!r}")
         key_id = secrets.token_hex(6)
         token = f"{KEY_PREFIX}_{key_id}_{secrets.token_urlsafe(32)}"
+        expires = None if expires_days is None else (
+            datetime.now(UTC) + timedelta(days=expires_days)).isoformat(timespec="microseconds")
         with self.engine.begin() as conn:
             conn.execute(insert(self.keys).values(
                 key_id=key_id, token_hash=hash_token(token), org=org, role=role, name=name,
-                created=now_iso(), revoked=None,
+                created=now_iso(), revoked=None, expires=expires,
+                pending_by=requested_by if role == "admin" else None,
             ))
         return NewKey(key_id, token, org, role)
+
+    def approve_key(self, key_id: str, approver: str) -> bool:
+        """Approve an admin key waiting for a second admin; False when none waits. The admin who
+        asked for it cannot approve it."""
+        key = self.find_key(key_id)
+        if key is None or key.pending_by is None or key.revoked is not None:
+            return False
+        if key.pending_by == approver:
+            raise ConfigError("a second admin must approve an admin key; the admin who asked "
+                              "for it cannot")
+        with self.engine.begin() as conn:
+            res = conn.execute(update(self.keys).where(
+                self.keys.c.key_id == key_id, self.keys.c.pending_by == key.pending_by,
+                self.keys.c.revoked.is_(None)).values(pending_by=None))
+        return bool(res.rowcount)
+
+    def rotate_key(self, key_id: str) -> NewKey | None:
+        """A new token for an active key (same id, organisation, role and expiry); the old token
+        stops working (within the servers' key cache time). None when no such active key."""
+        key = self.find_key(key_id)
+        if key is None or key.revoked is not None:
+            return None
+        token = f"{KEY_PREFIX}_{key_id}_{secrets.token_urlsafe(32)}"
+        with self.engine.begin() as conn:
+            res = conn.execute(update(self.keys).where(
+                self.keys.c.key_id == key_id, self.keys.c.revoked.is_(None)).values(
+                token_hash=hash_token(token)))
+        return NewKey(key_id, token, key.org, key.role) if res.rowcount else None
+
+    @staticmethod
+    def _key(r: Any) -> ApiKey:
+        return ApiKey(r.key_id, r.org, r.role, r.name, r.created, r.revoked, r.token_hash,
+                      r.expires, r.pending_by)
 
     def find_key(self, key_id: str) -> ApiKey | None:
         with self.engine.connect() as conn:
             row = conn.execute(select(self.keys).where(self.keys.c.key_id == key_id)).first()
-        return None if row is None else ApiKey(
-            row.key_id, row.org, row.role, row.name, row.created, row.revoked, row.token_hash
-        )
+        return None if row is None else self._key(row)
 
-    def list_keys(self) -> list[ApiKey]:
+    def list_keys(self, *, after: str = "", limit: int | None = None) -> list[ApiKey]:
+        """Keys in id order after the id ``after`` (a page of ``limit``; all when None)."""
+        q = select(self.keys).where(self.keys.c.key_id > after).order_by(self.keys.c.key_id)
+        if limit is not None:
+            q = q.limit(limit)
         with self.engine.connect() as conn:
-            rows = conn.execute(select(self.keys).order_by(self.keys.c.created)).all()
-        return [ApiKey(r.key_id, r.org, r.role, r.name, r.created, r.revoked, r.token_hash)
-                for r in rows]
+            return [self._key(r) for r in conn.execute(q).all()]
 
-    def active_key_ids(self) -> set[str]:
-        """Ids of the keys not revoked (one query; servers refresh their key cache with it)."""
+    def active_keys(self) -> dict[str, str]:
+        """Key id -> token hash of the keys that work now (one query; servers refresh their
+        key cache with it: a revoked, expired or rotated key drops out)."""
+        k = self.keys.c
         with self.engine.connect() as conn:
-            rows = conn.execute(select(self.keys.c.key_id).where(self.keys.c.revoked.is_(None)))
-            return {r.key_id for r in rows}
+            rows = conn.execute(select(k.key_id, k.token_hash).where(
+                k.revoked.is_(None), k.pending_by.is_(None),
+                (k.expires.is_(None)) | (k.expires > now_iso())))
+            return {r.key_id: r.token_hash for r in rows}
 
     def revoke_key(self, key_id: str) -> bool:
         """Revoke a key; False when there is no active key with that id."""
@@ -222,6 +281,8 @@ def gateway_tables(meta: MetaData, prefix: str = "") -> dict[str, Table]:
             Column("name", String(200), nullable=False, default=""),
             Column("created", String(40), nullable=False),
             Column("revoked", String(40), nullable=True),
+            Column("expires", String(40), nullable=True),
+            Column("pending_by", String(32), nullable=True),
         ),
         "audit": Table(
             f"{p}gw_audit", meta,

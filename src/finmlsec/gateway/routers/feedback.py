@@ -39,7 +39,8 @@ def build_router(gw: Gateway) -> APIRouter:
         responses={202: {"description": "Accepted into quarantine"},
                    400: {"description": "Malformed JSON"}, 401: {"description": "No valid key"},
                    403: {"description": "Role or organisation may not send feedback"},
-                   413: {"description": "Payload too large"}, 422: {"description": "Invalid"},
+                   413: {"description": "Payload too large"},
+                   415: {"description": "Content-Type is not JSON"}, 422: {"description": "Invalid"},
                    429: {"description": "Feedback budget exceeded"}},
     )
     async def feedback(request: Request, p: Principal = Depends(system_user)) -> Response:

@@ -1,8 +1,12 @@
 """``POST /v1/predict``: one record, a list of records, or a column-oriented batch (flows D-F).
 
-Guards in order: API key and role, block/throttle after extraction detection, request rate limit,
-payload size, schema validation, record budget, input screening, then the model (micro-batched),
-the output modification, PRADA, and the audit entry, committed before the answer is sent.
+Guards in order. Admission, before the body is read: API key and role (requests without a valid
+key limited per client address), block/throttle after extraction detection, request rate limit,
+concurrent requests of the key, the record budget for the records the ``Record-Count`` header
+declares (one record for a body over 256 KiB that declares none), media type and declared size. Then: the body read within its size
+limit and parsed strictly, schema validation, the rest of the record budget, input screening,
+the model (micro-batched), the output modification, PRADA, and the audit entry, committed before
+the answer is sent.
 """
 
 from __future__ import annotations
@@ -11,13 +15,21 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from finmlsec.gateway.deps import authorise_header, commit, refuse_counted, too_many
+from finmlsec.gateway.body import BadBody, json_media_type, parse
+from finmlsec.gateway.deps import (
+    authorise_header,
+    client_address,
+    commit,
+    refuse_counted,
+    too_many,
+)
 from finmlsec.gateway.metrics import GatewayMetrics
 from finmlsec.gateway.responses import JSON, error_response
 from finmlsec.gateway.service import Gateway, Principal
@@ -61,16 +73,40 @@ RESPONSE_SCHEMA = {
 }
 
 
+@dataclass(frozen=True)
+class Head:
+    """What admission looks at before the body: the headers it needs and the client address."""
+
+    authorization: str | None = None
+    content_type: str | None = None
+    content_length: str | None = None
+    record_count: str | None = None
+    client: str = "unknown"
+
+    @classmethod
+    def of(cls, request: Request) -> Head:
+        h = request.headers
+        return cls(h.get("authorization"), h.get("content-type"), h.get("content-length"),
+                   h.get("record-count"), client_address(request))
+
+
 async def read_json(gw: Gateway, request: Request, p: Principal | None, action: str) -> Any:
-    """The parsed JSON body, refusing oversized (413) or malformed (400) payloads."""
-    return await read_body_json(gw, request.app.state.metrics, p, action,
-                                request.headers.get("content-length"), request.stream())
+    """The parsed JSON body and its bytes (see :func:`read_body_json`)."""
+    return await read_body_json(gw, request.app.state.metrics, p, action, Head.of(request),
+                                request.stream())
 
 
 async def read_body_json(gw: Gateway, metrics: GatewayMetrics, p: Principal | None, action: str,
-                         declared: str | None, stream: AsyncIterator[bytes]) -> Any:
-    """:func:`read_json` given the ``Content-Length`` header and the body's chunks."""
+                         head: Head, stream: AsyncIterator[bytes]) -> Any:
+    """The parsed JSON body and its bytes: 415 unless the ``Content-Type`` is JSON and 413 for a
+    declared ``Content-Length`` over the limit (both before reading), 413 when the body grows
+    past it, 400 for malformed, duplicate-key or too deeply nested JSON
+    (:mod:`finmlsec.gateway.body`)."""
+    if not json_media_type(head.content_type):
+        raise await refuse_counted(gw, metrics, p, 415, action,
+                                   "send the body as JSON with 'Content-Type: application/json'")
     limit = gw.policy.input.max_body_bytes
+    declared = head.content_length
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise await refuse_counted(gw, metrics, p, 413, action,
                                    f"payload of {declared} bytes exceeds the limit of {limit} "
@@ -85,12 +121,10 @@ async def read_body_json(gw: Gateway, metrics: GatewayMetrics, p: Principal | No
     body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
     try:
         if len(body) > LARGE_BODY:  # parse in the model thread (see LARGE_BODY)
-            return await gw.predictor.batcher.run_alone(json.loads, body), body
-        return json.loads(body), body
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise await refuse_counted(gw, metrics, p, 400, action,
-                                   f"the body is not valid JSON ({exc.__class__.__name__}: "
-                                   f"{str(exc)[:120]})") from None
+            return await gw.predictor.batcher.run_alone(parse, body), body
+        return parse(body), body
+    except BadBody as exc:
+        raise await refuse_counted(gw, metrics, p, 400, action, str(exc)) from None
 
 
 ROLES = ("system_user",)
@@ -102,14 +136,15 @@ ROLES = ("system_user",)
 LARGE_BODY = 1 << 18
 
 
-async def predict_answer(gw: Gateway, metrics: GatewayMetrics, authorization: str | None,
-                         declared: str | None, stream: AsyncIterator[bytes]) -> bytes:
+async def predict_answer(gw: Gateway, metrics: GatewayMetrics, head: Head,
+                         stream: AsyncIterator[bytes]) -> bytes:
     """Everything ``POST /v1/predict`` does, independent of the web framework: the JSON body of
     the 200 answer, or an ``HTTPException`` (raised) for a refusal, audited and counted. The
-    FastAPI route and the lean ASGI path (:func:`lean_predict`) both call this."""
+    FastAPI route and the raw route (:func:`lean_predict`) both call this."""
     t0 = time.perf_counter()
-    p: Principal = await authorise_header(gw, metrics, authorization, "predict", ROLES)
-    guards, predictor = gw.guards, gw.predictor
+    p: Principal = await authorise_header(gw, metrics, head.authorization, "predict", ROLES,
+                                          head.client)
+    guards = gw.guards
     blocked = guards.check_block(p)
     if blocked == "block":
         metrics.guards.labels(guard="extraction", decision="blocked").inc()
@@ -126,20 +161,56 @@ async def predict_answer(gw: Gateway, metrics: GatewayMetrics, authorization: st
         msg, headers = too_many(d)
         metrics.guards.labels(guard="rate_limit", decision="refused").inc()
         raise await refuse_counted(gw, metrics, p, 429, "predict", msg, headers=headers)
-    payload, body = await read_body_json(gw, metrics, p, "predict", declared, stream)
+    if not gw.in_flight.enter(p.key_id):
+        metrics.guards.labels(guard="concurrency", decision="refused").inc()
+        raise await refuse_counted(
+            gw, metrics, p, 429, "predict", f"at most {gw.in_flight.limit} requests of one API "
+            "key at a time; wait for an answer before sending more", headers={"Retry-After": "1"})
+    try:
+        return await _admitted(gw, metrics, p, head, stream, t0)
+    finally:
+        gw.in_flight.leave(p.key_id)
+
+
+async def _admitted(gw: Gateway, metrics: GatewayMetrics, p: Principal, head: Head,
+                    stream: AsyncIterator[bytes], t0: float) -> bytes:
+    guards, predictor = gw.guards, gw.predictor
+    # the record budget before the body is read: the records declared by Record-Count, else one
+    # record for a large body (or one of unknown length), so a key whose budget is spent costs
+    # no reading or parsing; a small body is charged once validated, as before
+    declared = _record_count(head.record_count, gw.policy.input.max_batch_rows)
+    if declared is None:
+        raise await refuse_counted(
+            gw, metrics, p, 400, "predict", "the Record-Count header must be a whole number from "
+            f"1 to {gw.policy.input.max_batch_rows}")
+    length = head.content_length
+    deposit = declared or (1 if length is None or not length.isdigit()
+                           or int(length) > LARGE_BODY else 0)
+    if deposit:
+        d = guards.charge_rows(p, deposit)
+        if not d.allowed:
+            msg, headers = too_many(d)
+            metrics.guards.labels(guard="budget", decision="refused").inc()
+            raise await refuse_counted(gw, metrics, p, 429, "predict", msg, headers=headers,
+                                       rows=deposit)
+    payload, body = await read_body_json(gw, metrics, p, "predict", head, stream)
     try:
         v = (await predictor.batcher.run_alone(parse_input, gw, payload)
              if len(body) > LARGE_BODY else parse_input(gw, payload))
+        if declared and v.n != declared:
+            raise InputProblem(f"the body holds {v.n} records; Record-Count said {declared}")
     except InputProblem as exc:
         metrics.guards.labels(guard="validation", decision="refused").inc()
         raise await refuse_counted(gw, metrics, p, 422, "predict", str(exc),
                                    audit_reason=exc.redacted, digest=gw.digest(body)) from None
     n = v.n
-    d = guards.charge_rows(p, n)
-    if not d.allowed:
-        msg, headers = too_many(d)
-        metrics.guards.labels(guard="budget", decision="refused").inc()
-        raise await refuse_counted(gw, metrics, p, 429, "predict", msg, headers=headers, rows=n)
+    if n > deposit:
+        d = guards.charge_rows(p, n - deposit)
+        if not d.allowed:
+            msg, headers = too_many(d)
+            metrics.guards.labels(guard="budget", decision="refused").inc()
+            raise await refuse_counted(gw, metrics, p, 429, "predict", msg, headers=headers,
+                                       rows=n)
     if n <= gw.settings.predict_batch_max_rows:
         out = await predictor.batcher.submit(v)
     else:
@@ -171,6 +242,14 @@ async def predict_answer(gw: Gateway, metrics: GatewayMetrics, authorization: st
     if n > 1000:  # a long serialisation: in the model thread too
         return await predictor.batcher.run_alone(_dumps, answer)
     return _dumps(answer)
+
+
+def _record_count(header: str | None, most: int) -> int | None:
+    """The records a request declares (0 when it declares none), None when malformed."""
+    if header is None:
+        return 0
+    h = header.strip()
+    return int(h) if h.isdigit() and len(h) <= 12 and 1 <= int(h) <= most else None
 
 
 def _dumps(answer: dict[str, Any]) -> bytes:
@@ -211,19 +290,24 @@ def build_router(gw: Gateway) -> APIRouter:
         summary="Predict one record or a batch",
         openapi_extra={"requestBody": {"required": True, "content": {
             "application/json": {"schema": request_schema(gw)}}},
-            "security": [{"HTTPBearer": []}]},
+            "security": [{"HTTPBearer": []}],
+            "parameters": [{"name": "Record-Count", "in": "header", "required": False,
+                            "description": "records in the body, charged to the record budget "
+                            "before the body is read",
+                            "schema": {"type": "integer", "minimum": 1,
+                                       "maximum": gw.policy.input.max_batch_rows}}]},
         responses={200: {"description": "Predictions",
                          "content": {"application/json": {"schema": RESPONSE_SCHEMA}}},
                    400: {"description": "Malformed JSON"}, 401: {"description": "No valid key"},
                    403: {"description": "Wrong role, or client blocked"},
                    413: {"description": "Payload too large"},
+                   415: {"description": "Content-Type is not JSON"},
                    422: {"description": "Records do not satisfy the schema"},
-                   429: {"description": "Rate limit or budget exceeded"}},
+                   429: {"description": "Rate limit, budget or concurrency exceeded"}},
     )
     async def predict(request: Request) -> Response:
-        body = await predict_answer(gw, request.app.state.metrics,
-                                    request.headers.get("authorization"),
-                                    request.headers.get("content-length"), request.stream())
+        body = await predict_answer(gw, request.app.state.metrics, Head.of(request),
+                                    request.stream())
         return Response(content=body, status_code=200, media_type="application/json")
 
     return router
@@ -240,15 +324,16 @@ def lean_predict(gw: Gateway, metrics: GatewayMetrics) -> Callable[..., Awaitabl
     server's error middleware (500)."""
 
     async def handle(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        authorization = declared = None
+        found: dict[bytes, str] = {}
         for k, v in scope["headers"]:  # names are lower case in ASGI; the first one counts
-            if k == b"authorization":
-                if authorization is None:
-                    authorization = v.decode("latin-1")
-            elif k == b"content-length" and declared is None:
-                declared = v.decode("latin-1")
+            if k in _HEAD and k not in found:
+                found[k] = v.decode("latin-1")
+        client = scope.get("client")
+        head = Head(found.get(b"authorization"), found.get(b"content-type"),
+                    found.get(b"content-length"), found.get(b"record-count"),
+                    client[0] if client else "unknown")
         try:
-            body = await predict_answer(gw, metrics, authorization, declared, _stream(receive))
+            body = await predict_answer(gw, metrics, head, _stream(receive))
             status, headers = 200, [(b"content-length", str(len(body)).encode()), JSON]
         except _Disconnected:
             return
@@ -261,6 +346,9 @@ def lean_predict(gw: Gateway, metrics: GatewayMetrics) -> Callable[..., Awaitabl
         await send({"type": "http.response.body", "body": body})
 
     return handle
+
+
+_HEAD = frozenset({b"authorization", b"content-type", b"content-length", b"record-count"})
 
 
 class _Disconnected(Exception):
