@@ -124,13 +124,21 @@ def test_gateway_and_scan_tables_share_one_migration_history(tmp_path: Path) -> 
 def test_gateway_tables_created_before_migrations_are_adopted(tmp_path: Path) -> None:
     """A gateway database from before its tables joined the migration history (created on
     first use, no version table) keeps its keys and audit chain and is brought to head."""
-    from sqlalchemy import MetaData, create_engine, insert
+    from sqlalchemy import Column, MetaData, String, Table, create_engine, insert
 
     url = f"sqlite:///{tmp_path / 'old.db'}"
     engine = create_engine(url)
     meta = MetaData()
     t = gateway_tables(meta)
-    meta.create_all(engine)
+    old = MetaData()  # the tables as the gateway created them then (keys without expiry)
+    for name, table in t.items():
+        if name != "keys":
+            table.to_metadata(old)
+    t["keys"] = Table("gw_api_keys", old, *(Column(c, String(200), nullable=c == "revoked",
+                                                   primary_key=c == "key_id")
+                                            for c in ("key_id", "token_hash", "org", "role",
+                                                      "name", "created", "revoked")))
+    old.create_all(engine)
     with engine.begin() as c:
         c.execute(insert(t["keys"]).values(key_id="a" * 12, token_hash="0" * 64, org="bank",
                                             role="admin", name="", created="2026", revoked=None))

@@ -103,7 +103,8 @@ async def _check_token(gw: Gateway, metrics: GatewayMetrics, token: str, action:
                                      "an API key is required (Authorization: Bearer <key>)")
     hit = gw.keys.cached(token)  # a known key works from any address
     if isinstance(hit, Miss):
-        if gw.throttle.refused(client, now=time.time()):  # no look-up for a flooding address
+        if gw.throttle.refused(client, now=time.time()) and not gw.keys.known(token):
+            # no look-up for a flooding address (but a key verified before still works)
             raise await _unauthenticated(gw, metrics, client, action, "")
         # one indexed look-up, off the event loop
         hit = await asyncio.get_running_loop().run_in_executor(None, gw.keys.lookup, token)

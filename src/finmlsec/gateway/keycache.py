@@ -85,6 +85,12 @@ class KeyCache:
             self._entries.move_to_end(digest)
         return hit[2]
 
+    def known(self, token: str) -> bool:
+        """Whether ``token`` is a key this cache verified (even if its refresh is due)."""
+        digest = hashlib.sha256(token.encode("utf-8", "replace")).digest()
+        hit = self._entries.get(digest)
+        return hit is not None and hit[1] is not None
+
     def lookup(self, token: str) -> Principal | None:
         """The principal of ``token`` or None, asking the database when needed (blocking: the
         server calls it in a worker thread)."""

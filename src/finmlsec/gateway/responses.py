@@ -2,7 +2,8 @@
 handlers and by the raw ``POST /v1/predict`` route alike.
 
 - a refusal (``HTTPException``): its status, ``{"detail": ...}`` and headers;
-- a request FastAPI could not bind (``RequestValidationError``): 422 with the field errors;
+- a request FastAPI could not bind (``RequestValidationError``): 422 with the field errors
+  (location, message, type; never the value received);
 - the database or counter store unavailable (:class:`StoreError`): 503 with ``Retry-After``,
   saying which store, never its address (the cause goes to the server log);
 - another finmlsec error: 422 with its message;
@@ -46,11 +47,11 @@ def error_response(exc: BaseException) -> tuple[int, bytes, Headers] | None:
     if isinstance(exc, HTTPException):
         status, content = exc.status_code, {"detail": exc.detail}
         extra = dict(exc.headers or {})
-    elif isinstance(exc, RequestValidationError):
+    elif isinstance(exc, RequestValidationError):  # as FastAPI documents it (HTTPValidationError)
         status = 422
-        content = {"detail": "invalid request", "errors": [
-            {"loc": [str(x) for x in e.get("loc", ())], "msg": str(e.get("msg", ""))}
-            for e in exc.errors()]}
+        content = {"detail": [{"loc": [str(x) for x in e.get("loc", ())],
+                               "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+                              for e in exc.errors()]}
     elif isinstance(exc, StoreError):
         log.warning("storage unavailable: %s", exc)
         status, content = 503, {"detail": "storage unavailable; retry shortly"}
