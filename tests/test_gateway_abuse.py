@@ -22,7 +22,7 @@ from finmlsec.gateway.audit import AuditWriter
 from finmlsec.gateway.demo import credit_scoring_model
 from finmlsec.gateway.feedback import feedback_row
 from finmlsec.store.gateway import GatewayDB
-from test_gateway_server import PG_URL, Server, free_port
+from test_gateway_server import Server, free_port
 
 POLICY = """
 budget:
@@ -78,7 +78,8 @@ def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     policy = tmp / "policy.yaml"
     policy.write_text(POLICY)
     prefix = f"t{uuid.uuid4().hex[:10]}_"
-    url = f"sqlite:///{tmp / 'gw.db'}" if request.param == "sqlite" else PG_URL
+    url = (f"sqlite:///{tmp / 'gw.db'}" if request.param == "sqlite"
+           else str(request.getfixturevalue("pg_url")))
     db = GatewayDB(url, table_prefix=prefix)
     metrics_port = free_port()
     server = Server(["--db", url, "--table-prefix", prefix, "--policy", str(policy),
