@@ -14,15 +14,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.tree import DecisionTreeClassifier
 
 from finmlsec.datasets import load
-from finmlsec.datasets.schema import FeatureSchema, FeatureType
+from finmlsec.schema import FeatureSchema, preprocessor
 
 SEED = 0
 N_TRAIN = 500
@@ -33,18 +31,6 @@ TARGET_NAMES = {
     "rf": "random forest (200 trees)",
     "tree": "decision tree (26 leaves)",
 }
-
-
-def preprocessor(schema: FeatureSchema) -> ColumnTransformer:
-    cats = [f for f in schema.features if f.type == FeatureType.CATEGORICAL]
-    nums = [f.name for f in schema.features if f.type != FeatureType.CATEGORICAL]
-    return ColumnTransformer(
-        [
-            ("cat", OneHotEncoder(categories=[list(f.categories or ()) for f in cats],
-                                  handle_unknown="ignore"), [f.name for f in cats]),
-            ("num", StandardScaler(), nums),
-        ]
-    )
 
 
 def estimator(kind: str, seed: int = SEED) -> Any:

@@ -116,8 +116,10 @@ def credit_rows() -> list[Row]:
 
 
 def _outside_budget(kind: str, schema: Any) -> Any:
-    from _common import estimator, preprocessor
+    from _common import estimator
     from sklearn.pipeline import Pipeline
+
+    from finmlsec.schema import preprocessor
 
     sub = schema.model_copy(update={"features": tuple(
         f for f in schema.features if f.name not in MISREPORT)})

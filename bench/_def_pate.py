@@ -26,7 +26,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from _common import Timer, accuracy, credit_split, factory, preprocessor
+from _common import Timer, accuracy, credit_split, factory
 from sklearn.dummy import DummyClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
@@ -35,6 +35,7 @@ from sklearn.pipeline import Pipeline
 from finmlsec.attacks.base import ATTACKS, AttackData, Labeled
 from finmlsec.datasets import load
 from finmlsec.defences.pate import PATE
+from finmlsec.schema import preprocessor
 from finmlsec.targets.oracle import Oracle
 
 TARGET = "acc within 5 pts at eps<=2 (delta 1e-5), MIA AUC within 0.02 of 0.5"

@@ -27,8 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import Timer, fit_target, german_credit, table  # noqa: E402
 
-from finmlsec.attacks.evasion import ConstrainedEvasion, changes_and_cost, feature_scales  # noqa: E402
-from finmlsec.datasets.schema import FeatureSchema, FeatureType  # noqa: E402
+from finmlsec.attacks.evasion import ConstrainedEvasion  # noqa: E402
+from finmlsec.attacks.evasion_common import changes_and_cost, feature_scales  # noqa: E402
+from finmlsec.schema import FeatureSchema, FeatureType  # noqa: E402
 from finmlsec.targets.oracle import Oracle  # noqa: E402
 
 
@@ -53,7 +54,7 @@ def blocks(schema: FeatureSchema) -> list[tuple[str, int, int]]:
 
 def decode(schema: FeatureSchema, prep: Any, E: np.ndarray, X0: pd.DataFrame) -> pd.DataFrame:
     """Nearest valid records for encoded vectors; protected fields restored from ``X0``."""
-    scaler = prep.named_transformers_["num"]
+    scaler = prep.named_transformers_["num"][-1]  # the scaler after the imputer
     nums = [f for f in schema.features if f.type != FeatureType.CATEGORICAL]
     out = X0.copy().reset_index(drop=True)
     b = {name: (k, w) for name, k, w in blocks(schema)}
@@ -73,7 +74,7 @@ def decode(schema: FeatureSchema, prep: Any, E: np.ndarray, X0: pd.DataFrame) ->
 
 def encoded_valid(schema: FeatureSchema, prep: Any, E: np.ndarray, E0: np.ndarray) -> np.ndarray:
     """Whether encoded vectors are encodings of valid, reachable records."""
-    scaler = prep.named_transformers_["num"]
+    scaler = prep.named_transformers_["num"][-1]  # the scaler after the imputer
     nums = [f for f in schema.features if f.type != FeatureType.CATEGORICAL]
     b = {name: (k, w) for name, k, w in blocks(schema)}
     raw = scaler.inverse_transform(E[:, [b[f.name][0] for f in nums]])

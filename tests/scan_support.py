@@ -29,23 +29,17 @@ data: {{dataset: german_credit, seed: {seed}}}
 def build_credit_system(directory: Path, seed: int = 0) -> Path:
     """Train, save and describe the system; return the spec path."""
     import skops.io as sio
-    from sklearn.compose import ColumnTransformer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
     from finmlsec.datasets import load
-    from finmlsec.scenario import split_three
+    from finmlsec.datasets.splits import split_three
+    from finmlsec.schema import preprocessor
 
     ds = load("german_credit")
     train, _, _ = split_three(ds, seed)
-    cats = [f.name for f in ds.schema.categorical()]
-    nums = [c for c in ds.X.columns if c not in cats]
-    model = make_pipeline(
-        ColumnTransformer([("cat", OneHotEncoder(handle_unknown="ignore"), cats),
-                           ("num", StandardScaler(), nums)]),
-        LogisticRegression(max_iter=2000),
-    ).fit(train.X, train.y)
+    model = make_pipeline(preprocessor(ds.schema, categories="data"),
+                          LogisticRegression(max_iter=2000)).fit(train.X, train.y)
     directory.mkdir(parents=True, exist_ok=True)
     sio.dump(model, directory / "model.skops")
     spec = directory / "spec.yaml"

@@ -65,27 +65,21 @@ TIME_LIKE = re.compile(r"second|latency|throughput|time|rps|elapsed|_ms$|_p\d\d"
 
 @cache
 def _credit() -> dict[str, Any]:
-    from sklearn.compose import ColumnTransformer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
     from sklearn.tree import DecisionTreeClassifier
+
+    from finmlsec.schema import preprocessor
 
     ds = load("german_credit")
     schema = ds.schema
     assert schema is not None
-    cats = [f for f in schema.features if f.type.value == "categorical"]
-    nums = [f.name for f in schema.features if f.type.value != "categorical"]
 
     def factory(est: Any) -> Any:
         def make() -> Any:
-            prep = ColumnTransformer([
-                ("c", OneHotEncoder(categories=[list(f.categories or ()) for f in cats],
-                                    handle_unknown="ignore"), [f.name for f in cats]),
-                ("n", StandardScaler(), nums)])
             from sklearn.base import clone
 
-            return Pipeline([("prep", prep), ("model", clone(est))])
+            return Pipeline([("prep", preprocessor(schema)), ("model", clone(est))])
         return make
 
     perm = np.random.default_rng(0).permutation(len(ds))

@@ -6,16 +6,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import OneHotEncoder
 
 from finmlsec.attacks import ATTACKS, AttackData, Labeled
-from finmlsec.attacks.evasion import ConstrainedEvasion, EvasionOutput, constraint_ok
+from finmlsec.attacks.evasion import ConstrainedEvasion
+from finmlsec.attacks.evasion_common import EvasionOutput, constraint_ok
 from finmlsec.datasets import load
-from finmlsec.datasets.schema import Feature, FeatureSchema
 from finmlsec.errors import CapabilityError, ConfigError, DataError
+from finmlsec.schema import Feature, FeatureSchema, preprocessor
 from finmlsec.targets.oracle import Oracle
 
 
@@ -23,11 +22,9 @@ from finmlsec.targets.oracle import Oracle
 def credit() -> dict:
     ds = load("german_credit")
     train, test = ds.split(0.3, seed=0)
-    cats = [f.name for f in ds.schema.categorical()]
 
     def pipe(est: object) -> object:
-        enc = ColumnTransformer([("cat", OneHotEncoder(handle_unknown="ignore"), cats)],
-                                remainder="passthrough")
+        enc = preprocessor(ds.schema, categories="data", scale=False)
         return make_pipeline(enc, est).fit(train.X, train.y)
 
     gb = pipe(GradientBoostingClassifier(n_estimators=60, random_state=0))
@@ -87,7 +84,7 @@ def test_constrained_never_breaks_monotone_or_immutable_constraints() -> None:
     y = ((X.age < 40) & (X.sex == "f")).astype(int)  # approval only when young and female
     from sklearn.tree import DecisionTreeClassifier
 
-    enc = ColumnTransformer([("c", OneHotEncoder(), ["sex"])], remainder="passthrough")
+    enc = preprocessor(schema, categories="data", scale=False)
     model = make_pipeline(enc, DecisionTreeClassifier(random_state=0)).fit(X, y)
     victims = pd.DataFrame({"age": [60, 30, 70], "sex": ["f", "m", "m"]})
     out = ConstrainedEvasion(target_class=1).generate(Oracle(model), victims, schema=schema)

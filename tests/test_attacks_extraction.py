@@ -7,29 +7,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.tree import DecisionTreeClassifier
 
 from finmlsec.attacks import ATTACKS, AttackData, Labeled
 from finmlsec.attacks.extraction_common import Encoding, sample_records
 from finmlsec.attacks.extraction_equation import design_queries
 from finmlsec.datasets import load
-from finmlsec.datasets.schema import Feature, FeatureSchema
 from finmlsec.errors import CapabilityError, ConfigError
+from finmlsec.schema import Feature, FeatureSchema, preprocessor
 from finmlsec.targets.oracle import Oracle
 
 
 def _pipe(schema: FeatureSchema, est: Any) -> Pipeline:
-    cats = [f for f in schema.features if f.type.value == "categorical"]
-    nums = [f.name for f in schema.features if f.type.value != "categorical"]
-    prep = ColumnTransformer([
-        ("c", OneHotEncoder(categories=[list(f.categories or ()) for f in cats],
-                            handle_unknown="ignore"), [f.name for f in cats]),
-        ("n", StandardScaler(), nums)])
-    return Pipeline([("prep", prep), ("model", est)])
+    return Pipeline([("prep", preprocessor(schema)), ("model", est)])
 
 
 @pytest.fixture(scope="module")

@@ -8,15 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import skops.io as sio
-from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from typer.testing import CliRunner
 
 from finmlsec.attacks import ATTACKS
 from finmlsec.cli.main import build_app, main
 from finmlsec.datasets import load
+from finmlsec.schema import preprocessor
 
 
 @pytest.fixture(scope="module")
@@ -24,10 +23,7 @@ def spec(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ds = load("german_credit")
     schema = ds.schema
     assert schema is not None
-    cats = [f.name for f in schema.features if f.type.value == "categorical"]
-    nums = [f.name for f in schema.features if f.type.value != "categorical"]
-    prep = ColumnTransformer([("c", OneHotEncoder(handle_unknown="ignore"), cats),
-                              ("n", StandardScaler(), nums)])
+    prep = preprocessor(schema, categories="data")
     idx = np.random.default_rng(0).permutation(len(ds))[:500]
     model = Pipeline([("prep", prep), ("model", LogisticRegression(max_iter=2000))])
     model.fit(ds.X.iloc[idx], ds.y[idx])

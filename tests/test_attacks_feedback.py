@@ -7,15 +7,15 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import GradientBoostingClassifier
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import OneHotEncoder
 
 from finmlsec.attacks import ATTACKS, AttackData, Labeled
 from finmlsec.attacks.feedback_loop import craft_reports
 from finmlsec.datasets import load
-from finmlsec.errors import ConfigError, RegistryError
+from finmlsec.defences.feedback_screen import FeedbackScreen
+from finmlsec.errors import ConfigError
+from finmlsec.schema import preprocessor
 from finmlsec.targets.oracle import Oracle
 
 
@@ -24,11 +24,9 @@ def loop() -> dict:
     ds = load("german_credit")
     train, rest = ds.split(0.3, seed=0)
     population, test = rest.split(0.5, seed=0)
-    cats = [f.name for f in ds.schema.categorical()]
 
     def factory() -> object:
-        enc = ColumnTransformer([("cat", OneHotEncoder(handle_unknown="ignore"), cats)],
-                                remainder="passthrough")
+        enc = preprocessor(ds.schema, categories="data", scale=False)
         return make_pipeline(enc, GradientBoostingClassifier(n_estimators=50, random_state=0))
 
     deployed = factory().fit(train.X, train.y)
@@ -95,18 +93,19 @@ def test_bad_screen_and_parameters(loop: dict) -> None:
     oracle = Oracle(loop["deployed"], access="label")
     with pytest.raises(ConfigError, match="'screen' parameter of FeedbackLoopPoisoning"):
         ATTACKS.get("poisoning.feedback_loop")(screen=object()).run(oracle, loop["data"])
-    with pytest.raises(RegistryError, match="unknown defence"):
-        ATTACKS.get("poisoning.feedback_loop")(screen="no_such_screen").run(oracle, loop["data"])
+    with pytest.raises(ConfigError, match="'screen' parameter of FeedbackLoopPoisoning"):
+        ATTACKS.get("poisoning.feedback_loop")(screen="feedback_screen").run(oracle, loop["data"])
     with pytest.raises(ConfigError, match="'max_poison_share' parameter"):
         ATTACKS.get("poisoning.feedback_loop")(max_poison_share=0).run(oracle, loop["data"])
 
 
-def test_registered_screen_by_name_is_fitted_and_screens(loop: dict) -> None:
+def test_the_feedback_screen_fitted_on_the_training_data_screens(loop: dict) -> None:
     data = loop["data"]
+    screen = FeedbackScreen().fit(data.train.X, data.train.y)
     att = ATTACKS.get("poisoning.feedback_loop")(target_class="good", max_rounds=2,
-                                                 screen="feedback_screen")
+                                                 screen=screen)
     r = att.run(Oracle(loop["deployed"], access="label"), replace(data, victims=Labeled(
         loop["rejected"].iloc[1:2].reset_index(drop=True))))
     rejected = (r.metrics["poisoned_submitted"] - r.metrics["poisoned_accepted"]
                 + r.metrics["benign_submitted"] - r.metrics["benign_accepted"])
-    assert rejected > 0 and r.params["screen"] == "feedback_screen"
+    assert rejected > 0 and r.params["screen"] == "FeedbackScreen"

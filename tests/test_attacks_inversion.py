@@ -6,15 +6,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from finmlsec.attacks import ATTACKS, AttackData, Labeled
 from finmlsec.datasets import load
 from finmlsec.errors import CapabilityError, ConfigError
+from finmlsec.schema import preprocessor
 from finmlsec.targets.oracle import Oracle
 
 
@@ -30,12 +29,8 @@ def credit() -> dict[str, Any]:
     def lab(idx: np.ndarray) -> Labeled:
         return Labeled(X.iloc[idx].reset_index(drop=True), y[idx])
 
-    cats = [f for f in schema.features if f.type.value == "categorical"]
-    nums = [f.name for f in schema.features if f.type.value != "categorical"]
-
     def pipe(est: Any) -> Pipeline:
-        prep = ColumnTransformer([("c", OneHotEncoder(handle_unknown="ignore"),
-                                   [f.name for f in cats]), ("n", StandardScaler(), nums)])
+        prep = preprocessor(schema, categories="data")
         return Pipeline([("prep", prep), ("model", est)]).fit(lab(tr).X, lab(tr).y)
 
     return {

@@ -7,30 +7,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from finmlsec.attacks import ATTACKS, AttackData, Labeled
 from finmlsec.datasets import load
 from finmlsec.errors import BudgetExceededError, CapabilityError, ConfigError
+from finmlsec.schema import preprocessor
 from finmlsec.targets.oracle import Oracle
 
 
 def _factory(schema: Any, est: Any) -> Any:
     from sklearn.base import clone
 
-    cats = [f for f in schema.features if f.type.value == "categorical"]
-    nums = [f.name for f in schema.features if f.type.value != "categorical"]
-
     def make() -> Pipeline:
-        prep = ColumnTransformer([
-            ("c", OneHotEncoder(categories=[list(f.categories or ()) for f in cats],
-                                handle_unknown="ignore"), [f.name for f in cats]),
-            ("n", StandardScaler(), nums)])
-        return Pipeline([("prep", prep), ("model", clone(est))])
+        return Pipeline([("prep", preprocessor(schema)), ("model", clone(est))])
 
     return make
 

@@ -5,28 +5,24 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from finmlsec.attacks import ATTACKS, AttackData, Labeled
 from finmlsec.attacks.poisoning import choose_trigger, in_segment
 from finmlsec.datasets import load
 from finmlsec.errors import CapabilityError, ConfigError
+from finmlsec.schema import preprocessor
 
 
 @pytest.fixture(scope="module")
 def credit() -> dict:
     ds = load("german_credit")
     train, test = ds.split(0.3, seed=0)
-    cats = [f.name for f in ds.schema.categorical()]
-    nums = [n for n in ds.schema.names if n not in cats]
 
-    def enc() -> ColumnTransformer:
-        return ColumnTransformer([("cat", OneHotEncoder(handle_unknown="ignore"), cats),
-                                  ("num", StandardScaler(), nums)])
+    def enc() -> object:
+        return preprocessor(ds.schema, categories="data")
 
     def linear() -> object:
         return make_pipeline(enc(), LogisticRegression(max_iter=1000))

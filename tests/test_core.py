@@ -9,7 +9,6 @@ from sklearn.linear_model import LogisticRegression
 
 from finmlsec import metrics
 from finmlsec.attacks.base import AttackData, check_needs
-from finmlsec.datasets.schema import Feature, FeatureSchema
 from finmlsec.errors import (
     BudgetExceededError,
     CapabilityError,
@@ -18,6 +17,7 @@ from finmlsec.errors import (
     RegistryError,
 )
 from finmlsec.registry import Registry
+from finmlsec.schema import Feature, FeatureSchema
 from finmlsec.targets.oracle import Oracle
 
 SCHEMA = FeatureSchema(

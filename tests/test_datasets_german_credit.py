@@ -4,8 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from finmlsec.datasets import DATASETS, FeatureType, load
+from finmlsec.datasets import DATASETS, load
 from finmlsec.errors import ConfigError, DataError
+from finmlsec.schema import FeatureType
 
 
 @pytest.fixture(scope="module")

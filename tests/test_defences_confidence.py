@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sklearn.compose import ColumnTransformer
 from sklearn.datasets import load_breast_cancer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 from sklearn.tree import DecisionTreeClassifier
 from sklearn.utils.estimator_checks import parametrize_with_checks
@@ -26,6 +25,7 @@ from finmlsec.defences.confidence import (
     round_to_grid,
 )
 from finmlsec.errors import CapabilityError, ConfigError
+from finmlsec.schema import preprocessor
 
 LR = LogisticRegression(max_iter=300)
 CLASSES = [RoundConfidence, TruncateConfidence, TopKConfidence, LabelOnly, NoisyConfidence,
@@ -56,10 +56,7 @@ def test_sklearn_compatible(estimator, check):
 
 def _credit_pipeline():
     d = load("german_credit")
-    cats = [f.name for f in d.schema.categorical()]
-    nums = [n for n in d.schema.names if n not in cats]
-    pre = ColumnTransformer([("c", OneHotEncoder(handle_unknown="ignore"), cats),
-                             ("n", StandardScaler(), nums)])
+    pre = preprocessor(d.schema, categories="data")
     return d, make_pipeline(pre, LogisticRegression(max_iter=1000))
 
 

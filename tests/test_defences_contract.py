@@ -9,13 +9,12 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from finmlsec.datasets import load
 from finmlsec.defences import COUNTERMEASURES, DEFENCES, STAGES
+from finmlsec.schema import preprocessor
 
 MODULES = {"adversarial", "confidence", "distill", "feedback_screen", "generalise",
            "input_screen", "pate", "poison_filter", "robust"}
@@ -50,12 +49,9 @@ def test_declares_catalogue_ids_and_constructs_with_defaults(name, cls):
 def credit():
     d = load("german_credit")
     tr, te = d.split(0.5, seed=0)
-    cats = [f.name for f in d.schema.categorical()]
-    nums = [n for n in d.schema.names if n not in cats]
 
     def make():
-        pre = ColumnTransformer([("c", OneHotEncoder(handle_unknown="ignore"), cats),
-                                 ("n", StandardScaler(), nums)])
+        pre = preprocessor(d.schema, categories="data")
         return make_pipeline(pre, LogisticRegression(max_iter=500))
 
     return d, tr, te, make

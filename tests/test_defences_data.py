@@ -10,7 +10,7 @@ from sklearn.compose import ColumnTransformer
 from sklearn.datasets import load_breast_cancer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
+from sklearn.preprocessing import OrdinalEncoder, StandardScaler
 from sklearn.tree import DecisionTreeClassifier
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
@@ -29,6 +29,7 @@ from finmlsec.defences.generalise import (
 from finmlsec.defences.poison_filter import PoisonFilter
 from finmlsec.defences.robust import RobustBagging, SubsampleVote, TrimmedLossClassifier
 from finmlsec.errors import ConfigError, DataError
+from finmlsec.schema import preprocessor
 
 
 @pytest.fixture(scope="module")
@@ -39,11 +40,8 @@ def credit():
 
 
 def credit_lr(d):
-    cats = [f.name for f in d.schema.categorical()]
-    nums = [n for n in d.schema.names if n not in cats]
-    pre = ColumnTransformer([("c", OneHotEncoder(handle_unknown="ignore"), cats),
-                             ("n", StandardScaler(), nums)])
-    return make_pipeline(pre, LogisticRegression(max_iter=1000))
+    return make_pipeline(preprocessor(d.schema, categories="data"),
+                         LogisticRegression(max_iter=1000))
 
 
 @pytest.mark.parametrize("cls", [Generalise, PoisonFilter, TrimmedLossClassifier, RobustBagging,

@@ -9,11 +9,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.tree import DecisionTreeClassifier
 
 from finmlsec.attacks.base import ATTACKS
-from finmlsec.datasets.schema import Feature, FeatureSchema
 from finmlsec.defences import DEFENCES
 from finmlsec.defences.adversarial import AdversarialTraining
 from finmlsec.defences.distill import DefensiveDistillation
 from finmlsec.errors import CapabilityError, ConfigError
+from finmlsec.schema import Feature, FeatureSchema
 from finmlsec.targets.oracle import Oracle
 
 SCHEMA = FeatureSchema(features=(

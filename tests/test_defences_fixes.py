@@ -5,14 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder
 
 from finmlsec.datasets import load
 from finmlsec.defences.base import DEFENCES
 from finmlsec.defences.robust import TrimmedLossClassifier
+from finmlsec.schema import preprocessor
 
 
 @pytest.fixture(scope="module")
@@ -20,10 +19,7 @@ def credit() -> tuple[pd.DataFrame, np.ndarray, Pipeline]:
     ds = load("german_credit")
     X = ds.X.iloc[:500].reset_index(drop=True)
     y = np.asarray(ds.y)[:500]
-    cats = [c for c in X.columns if not pd.api.types.is_numeric_dtype(X[c])]
-    nums = [c for c in X.columns if c not in cats]
-    pre = ColumnTransformer([("cat", OneHotEncoder(handle_unknown="ignore"), cats),
-                             ("num", "passthrough", nums)])
+    pre = preprocessor(X=X, scale=False)
     return X, y, Pipeline([("pre", pre), ("clf", LogisticRegression(max_iter=2000))])
 
 

@@ -5,13 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.compose import ColumnTransformer
 from sklearn.datasets import load_digits
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
 from sklearn.naive_bayes import GaussianNB
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from finmlsec.datasets import load
@@ -25,6 +23,7 @@ from finmlsec.defences.input_screen import (
     validate_rows,
 )
 from finmlsec.errors import ConfigError, DataError
+from finmlsec.schema import preprocessor
 
 
 @parametrize_with_checks([OODDetector(n_estimators=20, random_state=0)])
@@ -132,10 +131,7 @@ def test_schema_validation_names_fields():
 def test_tabular_screen_rejects_invalid_and_ood_and_refuses_to_predict():
     d = load("german_credit")
     tr, te = d.split(0.3, seed=0)
-    cats = [f.name for f in d.schema.categorical()]
-    nums = [n for n in d.schema.names if n not in cats]
-    lr = make_pipeline(ColumnTransformer([("c", OneHotEncoder(handle_unknown="ignore"), cats),
-                                          ("n", StandardScaler(), nums)]),
+    lr = make_pipeline(preprocessor(d.schema, categories="data"),
                        LogisticRegression(max_iter=1000))
     guarded = InputScreen(schema=d.schema, random_state=0).apply(lr, tr.X, tr.y)
     clean = guarded.decide(te.X)

@@ -142,17 +142,13 @@ def test_label_spreading_student_beats_answers_only_at_the_same_privacy():
 
 def test_self_training_on_a_dataframe_pipeline():
     import pandas as pd
-    from sklearn.compose import ColumnTransformer
     from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
     from finmlsec.datasets import load
+    from finmlsec.schema import preprocessor
 
     d = load("german_credit")
-    cats = [f.name for f in d.schema.categorical()]
-    nums = [n for n in d.schema.names if n not in cats]
-    model = make_pipeline(ColumnTransformer([("c", OneHotEncoder(handle_unknown="ignore"), cats),
-                                             ("n", StandardScaler(), nums)]),
+    model = make_pipeline(preprocessor(d.schema, categories="data"),
                           LogisticRegression(max_iter=500))
     X = d.X.reset_index(drop=True)
     assert isinstance(X, pd.DataFrame)

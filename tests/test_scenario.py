@@ -11,12 +11,14 @@ import pytest
 import skops.io as sio
 import yaml
 from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
 
 from finmlsec.datasets import load
+from finmlsec.datasets.splits import split_three, write_split
 from finmlsec.errors import DataError, SpecError, TargetError
-from finmlsec.scenario import load_scenario, split_three, write_split
+from finmlsec.scenario import load_scenario
+from finmlsec.schema import preprocessor
 from finmlsec.spec import parse_spec
-from finmlsec.usecases.credit_scoring import pipeline
 
 HEAD = """
 organisations: [{id: bank}, {id: it_provider}, {id: customer}]
@@ -36,7 +38,8 @@ def credit_dir(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("credit")
     ds = load("german_credit")
     train, test, pop = split_three(ds, 0)
-    model = pipeline(ds.schema, LogisticRegression(max_iter=1000)).fit(train.X, train.y)
+    model = make_pipeline(preprocessor(ds.schema, categories="data"),
+                          LogisticRegression(max_iter=1000)).fit(train.X, train.y)
     sio.dump(model, d / "model.skops")
     for role, part in [("train", train), ("test", test), ("population", pop)]:
         write_split(part, d / f"{role}.csv")

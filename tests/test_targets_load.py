@@ -14,15 +14,14 @@ import torch
 import xgboost
 from skl2onnx import convert_sklearn
 from skl2onnx.common.data_types import FloatTensorType, Int64TensorType, StringTensorType
-from sklearn.compose import make_column_transformer
 from sklearn.ensemble import GradientBoostingClassifier, IsolationForest
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from finmlsec.datasets import load
 from finmlsec.errors import TargetError, UntrustedFileError
+from finmlsec.schema import preprocessor
 from finmlsec.spec import ModelRef
 from finmlsec.targets.load import RenamedTarget, load_target
 from finmlsec.targets.oracle import Oracle
@@ -38,12 +37,7 @@ def credit():
 
 
 def _pipeline(schema, clf):
-    cats = [f.name for f in schema.categorical()]
-    nums = [f.name for f in schema.features if f.name not in cats]
-    ct = make_column_transformer(
-        (OneHotEncoder(handle_unknown="ignore"), cats), (StandardScaler(), nums)
-    )
-    return make_pipeline(ct, clf)
+    return make_pipeline(preprocessor(schema, categories="data"), clf)
 
 
 @pytest.mark.parametrize(

@@ -12,13 +12,12 @@ import pytest
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from sklearn.compose import make_column_transformer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from finmlsec.datasets import load
 from finmlsec.errors import CapabilityError, ConfigError, TargetError
+from finmlsec.schema import preprocessor
 from finmlsec.spec import ModelRef
 from finmlsec.targets.load import load_target
 from finmlsec.targets.oracle import Oracle
@@ -29,9 +28,7 @@ from finmlsec.targets.remote import RemoteConfig, RemoteTarget
 def credit_model():
     ds = load("german_credit")
     train, test = ds.split(0.3, seed=0)
-    cats = [f.name for f in ds.schema.categorical()]
-    nums = [f.name for f in ds.schema.features if f.name not in cats]
-    ct = make_column_transformer((OneHotEncoder(handle_unknown="ignore"), cats), (StandardScaler(), nums))
+    ct = preprocessor(ds.schema, categories="data")
     model = make_pipeline(ct, LogisticRegression(max_iter=1000)).fit(train.X, train.y)
     return model, test
 

@@ -13,7 +13,8 @@ from sklearn.datasets import load_digits
 
 from finmlsec.errors import CapabilityError, ConfigError, TargetError, UntrustedFileError
 from finmlsec.targets.oracle import Oracle
-from finmlsec.targets.torch import ARCHITECTURES, TorchTarget, load_torch, reshape_to
+from finmlsec.targets.torch import ARCHITECTURES, TorchTarget, reshape_to
+from finmlsec.targets.torch_files import load_torch
 
 torch.set_num_threads(1)  # the machine is shared: one intra-op thread is faster here
 

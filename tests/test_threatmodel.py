@@ -8,9 +8,9 @@ import pytest
 import yaml
 
 from finmlsec.errors import SpecError
-from finmlsec.spec import ROLES, load_spec, parse_spec
-from finmlsec.threatmodel import ATTACK_IDS, EXCLUDED, TYPES, analyze, load_catalogue
-from finmlsec.threatmodel.catalogue import COUNTERMEASURE_IDS
+from finmlsec.ids import ATTACK_IDS, COUNTERMEASURE_IDS, ROLES
+from finmlsec.spec import load_spec, parse_spec
+from finmlsec.threatmodel import EXCLUDED, TYPES, analyze, load_catalogue
 from finmlsec.threatmodel.types import all_patterns, canonical, partition_distance
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"

@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from finmlsec.errors import SpecError
-from finmlsec.spec import ROLES, parse_spec
+from finmlsec.ids import ROLES
+from finmlsec.spec import parse_spec
 from finmlsec.threatmodel import TYPES, analyze
 from finmlsec.threatmodel.types import DATA, paper_reach
 

@@ -15,11 +15,13 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from finmlsec.cli.choices import usecase_names
 from finmlsec.cli.main import build_app
 from finmlsec.scenario import load_scenario
 from finmlsec.spec import load_spec
 from finmlsec.threatmodel import analyze
 from finmlsec.usecases import USECASES, chatbot, credit_scoring, fraud, market_anomaly, ocr
+from finmlsec.usecases.base import roles_of
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 SAFE_SUFFIXES = {".yaml", ".skops", ".onnx", ".pt", ".csv", ".jsonl", ".npz", ".md", ".json"}
@@ -154,13 +156,15 @@ def test_roles_are_the_examples_roles(module, example: str) -> None:
     doc = yaml.safe_load(path.read_text())
     # who plays which role must match exactly (it fixes the paper's type); stakes were copied
     # from the example and may be tuned there later, so only their keys are compared
+    roles = roles_of(module.NAME)
     for key in ("organisations", "roles"):
-        assert module.ROLES[key] == doc[key], key
-    assert set(module.ROLES["stakes"]) == set(doc["stakes"])
+        assert roles[key] == doc[key], key
+    assert set(roles["stakes"]) == set(doc["stakes"])
 
 
 def test_registry_and_cli_errors() -> None:
     assert USECASES.names() == ["chatbot", "credit-scoring", "fraud", "market-anomaly", "ocr"]
+    assert usecase_names() == USECASES.names()  # one spec file per registered use case
     res = CliRunner().invoke(build_app(), ["demo", "build", "mortgage", "--out", "x"])
     assert res.exit_code != 0 and "credit-scoring" in res.output
     res = CliRunner().invoke(build_app(), ["demo", "--help"])

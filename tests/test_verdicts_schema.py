@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from finmlsec.datasets.schema import FeatureSchema
 from finmlsec.datasets.schema_infer import infer_schema, to_yaml
+from finmlsec.schema import FeatureSchema
 from messy_loans import SCHEMA, build_messy_system
 from scan_support import finmlsec
 

@@ -67,10 +67,9 @@ from typing import Any, ClassVar, dataclass_transform, get_args
 
 import numpy as np
 
-from finmlsec.datasets.schema import FeatureSchema
 from finmlsec.errors import CapabilityError
 from finmlsec.registry import Registry
-from finmlsec.targets.base import InputKind
+from finmlsec.schema import FeatureSchema, InputKind
 from finmlsec.targets.oracle import Oracle
 
 

@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from finmlsec.attacks.base import ATTACKS, INPUT_KINDS, Attack, AttackData, Meter, Outcome
-from finmlsec.attacks.evasion import check_positive
+from finmlsec.attacks.evasion_common import check_positive
 from finmlsec.errors import ConfigError
 
 

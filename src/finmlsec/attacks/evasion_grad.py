@@ -36,8 +36,8 @@ import numpy as np
 import pandas as pd
 
 from finmlsec.attacks.base import ATTACKS, INPUT_KINDS, Attack, AttackData, Meter, Outcome
-from finmlsec.attacks.evasion import (
-    ConstrainedEvasion,
+from finmlsec.attacks.evasion import ConstrainedEvasion
+from finmlsec.attacks.evasion_common import (
     EvasionOutput,
     check_positive,
     evasion_result,
@@ -45,8 +45,9 @@ from finmlsec.attacks.evasion import (
     resolve_class,
     victims_against,
 )
-from finmlsec.datasets.schema import FeatureSchema, FeatureType
+from finmlsec.datasets.schema_infer import infer_schema
 from finmlsec.errors import ConfigError, DataError
+from finmlsec.schema import FeatureSchema, FeatureType
 from finmlsec.targets.oracle import Oracle
 
 
@@ -296,7 +297,7 @@ class TransferEvasion(Attack):
         check_positive(o, "margin", self.margin, lo=0.0, hi=0.999)
         if not isinstance(X, pd.DataFrame):
             raise DataError(f"evasion.transfer works on tabular records; got {type(X).__name__}")
-        schema = schema or FeatureSchema.infer(X)
+        schema = schema or infer_schema(X).schema
         q0 = oracle.queries_used
         rng = np.random.default_rng(self.seed)
         seeds = population if population is not None else X

@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from finmlsec.attacks.evasion import EvasionOutput, constraint_ok, feature_scales
-from finmlsec.datasets.schema import FeatureSchema, FeatureType
+from finmlsec.attacks.evasion_common import EvasionOutput, constraint_ok, feature_scales
+from finmlsec.schema import FeatureSchema, FeatureType
 from finmlsec.targets.oracle import Oracle
 
 

@@ -31,7 +31,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from finmlsec.attacks.base import ATTACKS, Attack, AttackData, Meter, Outcome
-from finmlsec.attacks.evasion import EvasionOutput, check_positive, resolve_class
+from finmlsec.attacks.evasion_common import EvasionOutput, check_positive, resolve_class
 from finmlsec.errors import ConfigError, DataError
 from finmlsec.targets.oracle import Oracle
 

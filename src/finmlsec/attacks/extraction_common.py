@@ -1,7 +1,7 @@
 """What extraction attacks share: the attacker's view of the input space and how to score a theft.
 
 :class:`Encoding` maps raw tabular records (a DataFrame that satisfies a
-:class:`~finmlsec.datasets.schema.FeatureSchema`) to the affine coordinates a linear model sees
+:class:`~finmlsec.schema.FeatureSchema`) to the affine coordinates a linear model sees
 after scaling and one-hot encoding: one column per numeric field, one indicator per category
 except the first of each categorical field. :func:`sample_records` draws valid query records from
 what the attacker knows (schema ranges, and the marginals of public records when it has some).
@@ -9,7 +9,7 @@ what the attacker knows (schema ranges, and the marginals of public records when
 
 Example:
     >>> import pandas as pd
-    >>> from finmlsec.datasets.schema import Feature, FeatureSchema
+    >>> from finmlsec.schema import Feature, FeatureSchema
     >>> schema = FeatureSchema(features=(
     ...     Feature(name="age", type="integer", min=18, max=75),
     ...     Feature(name="purpose", type="categorical", categories=("car", "tv", "work")),
@@ -30,8 +30,8 @@ import numpy as np
 import pandas as pd
 
 from finmlsec import metrics
-from finmlsec.datasets.schema import Feature, FeatureSchema, FeatureType
 from finmlsec.errors import CapabilityError, ConfigError, DataError
+from finmlsec.schema import Feature, FeatureSchema, FeatureType
 
 SOURCES = ("mixed", "uniform", "marginal", "public", "blend")
 _TABULAR = (FeatureType.NUMERIC, FeatureType.INTEGER, FeatureType.BINARY, FeatureType.CATEGORICAL)

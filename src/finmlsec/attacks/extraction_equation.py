@@ -13,7 +13,7 @@ Example:
     >>> from sklearn.pipeline import make_pipeline
     >>> from sklearn.preprocessing import OneHotEncoder, StandardScaler
     >>> from finmlsec.attacks.base import AttackData
-    >>> from finmlsec.datasets.schema import Feature, FeatureSchema
+    >>> from finmlsec.schema import Feature, FeatureSchema
     >>> from finmlsec.targets.oracle import Oracle
     >>> schema = FeatureSchema(features=(
     ...     Feature(name="age", type="integer", min=18, max=75),
@@ -44,7 +44,7 @@ from finmlsec.attacks.extraction_common import (
     tabular_schema,
     theft_metrics,
 )
-from finmlsec.datasets.schema import FeatureSchema, FeatureType
+from finmlsec.schema import FeatureSchema, FeatureType
 from finmlsec.targets.oracle import Oracle
 
 _TINY = 1e-300

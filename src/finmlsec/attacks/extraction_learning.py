@@ -14,7 +14,7 @@ Example:
     >>> import numpy as np
     >>> from sklearn.linear_model import LogisticRegression
     >>> from finmlsec.attacks.base import AttackData
-    >>> from finmlsec.datasets.schema import Feature, FeatureSchema
+    >>> from finmlsec.schema import Feature, FeatureSchema
     >>> from finmlsec.targets.oracle import Oracle
     >>> schema = FeatureSchema(features=(Feature(name="a", type="numeric", min=-1, max=1),
     ...                                  Feature(name="b", type="numeric", min=-1, max=1)))
@@ -41,25 +41,17 @@ from finmlsec.attacks.extraction_common import (
     tabular_schema,
     theft_metrics,
 )
-from finmlsec.datasets.schema import FeatureSchema, FeatureType
+from finmlsec.schema import FeatureSchema, preprocessor
 from finmlsec.targets.oracle import Oracle
 
 
 def default_surrogate(schema: FeatureSchema, kind: str, seed: int) -> Any:
     """A surrogate for raw records: one-hot encoding and scaling, then ``kind``."""
-    from sklearn.compose import ColumnTransformer
     from sklearn.ensemble import GradientBoostingClassifier
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-    cats = [f for f in schema.features if f.type == FeatureType.CATEGORICAL]
-    nums = [f.name for f in schema.features if f.type != FeatureType.CATEGORICAL]
-    prep = ColumnTransformer([
-        ("cat", OneHotEncoder(categories=[list(f.categories or ()) for f in cats],
-                              handle_unknown="ignore"), [f.name for f in cats]),
-        ("num", StandardScaler(), nums),
-    ])
+    prep = preprocessor(schema)
     est: Any
     if kind == "logistic":
         est = LogisticRegression(C=100.0, max_iter=5000)

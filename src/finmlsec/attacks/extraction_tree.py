@@ -17,7 +17,7 @@ Example:
     >>> from sklearn.preprocessing import OneHotEncoder
     >>> from sklearn.compose import make_column_transformer
     >>> from finmlsec.attacks.base import AttackData
-    >>> from finmlsec.datasets.schema import Feature, FeatureSchema
+    >>> from finmlsec.schema import Feature, FeatureSchema
     >>> from finmlsec.targets.oracle import Oracle
     >>> schema = FeatureSchema(features=(
     ...     Feature(name="age", type="integer", min=18, max=75),
@@ -43,7 +43,7 @@ import pandas as pd
 
 from finmlsec.attacks.base import ATTACKS, Attack, AttackData, Meter, Outcome
 from finmlsec.attacks.extraction_common import bounds, check_int, tabular_schema, theft_metrics
-from finmlsec.datasets.schema import Feature, FeatureSchema, FeatureType
+from finmlsec.schema import Feature, FeatureSchema, FeatureType
 from finmlsec.targets.oracle import Oracle
 
 Box = dict[str, Any]  # field -> (lo, hi) for numbers, frozenset of categories for categoricals

@@ -11,21 +11,22 @@ measures how many rounds and what share of poisoned records it took, and the col
 the honest reports only).
 
 A defence plugs in as ``screen``: any object with ``screen(X, y) -> np.ndarray[bool]`` (the
-accept mask over one round's reports; the defences' ``feedback_screen``), or the registered name
-of such a defence (then fitted on the trusted training data). A screen with a ``reset()`` method
+accept mask over one round's reports; the defences' ``feedback_screen``, fitted on the trusted
+training data: the scan plugs in the unit's feedback-stage defence so). A screen with a ``reset()`` method
 is reset at the start of each run. Rejected reports are not merged.
 
 Example:
     >>> import numpy as np, pandas as pd
     >>> from sklearn.tree import DecisionTreeClassifier
     >>> from finmlsec.attacks.base import AttackData, Labeled
-    >>> from finmlsec.datasets.schema import FeatureSchema
+    >>> from finmlsec.datasets.schema_infer import infer_schema
+    >>> from finmlsec.schema import FeatureSchema
     >>> from finmlsec.targets.oracle import Oracle
     >>> rng = np.random.default_rng(0)
     >>> X = pd.DataFrame({"a": rng.integers(0, 50, 300), "b": rng.integers(0, 50, 300)})
     >>> y = (X.a > 25).astype(int).to_numpy()
     >>> factory = lambda: DecisionTreeClassifier(random_state=0)
-    >>> data = AttackData(train=Labeled(X, y), model_factory=factory, schema=FeatureSchema.infer(X),
+    >>> data = AttackData(train=Labeled(X, y), model_factory=factory, schema=infer_schema(X).schema,
     ...                   victims=Labeled(pd.DataFrame({"a": [10], "b": [20]})))
     >>> r = FeedbackLoopPoisoning(target_class=1).run(Oracle(factory().fit(X, y)), data)
     >>> r.metrics["flipped"], r.metrics["rounds_to_flip"]
@@ -39,31 +40,22 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
+from finmlsec.arrays import concat_rows, take_rows
 from finmlsec.attacks.base import ATTACKS, Attack, AttackData, Meter, Outcome, params_of
-from finmlsec.attacks.evasion import check_positive, resolve_class
+from finmlsec.attacks.evasion_common import check_positive, resolve_class
 from finmlsec.attacks.evasion_search import Codec, _grids
-from finmlsec.attacks.poisoning import concat, fit, take
-from finmlsec.datasets.schema import FeatureSchema
+from finmlsec.attacks.poisoning import fit
 from finmlsec.errors import ConfigError
+from finmlsec.schema import FeatureSchema
 from finmlsec.targets.oracle import Oracle
 
 
-def resolve_screen(screen: Any, X: Any = None, y: Any = None) -> Any:
-    """``screen`` as an object with ``screen(X, y)``: None, such an object, or the name of a
-    registered defence (instantiated with its defaults and, if it has ``fit``, fitted on the
-    trusted training data ``X, y``)."""
-    if screen is None:
-        return None
-    if isinstance(screen, str):
-        from finmlsec.defences.base import DEFENCES
-
-        screen = DEFENCES.get(screen)()
-        if callable(getattr(screen, "fit", None)) and X is not None:
-            screen = screen.fit(X, y) or screen
-    if not callable(getattr(screen, "screen", None)):
+def resolve_screen(screen: Any) -> Any:
+    """``screen`` checked: None, or an object with ``screen(X, y)``."""
+    if screen is not None and not callable(getattr(screen, "screen", None)):
         raise ConfigError(
-            "The 'screen' parameter of FeedbackLoopPoisoning must be None, a registered defence "
-            f"name, or an object with a method screen(X, y) -> accept mask. Got {screen!r} instead."
+            "The 'screen' parameter of FeedbackLoopPoisoning must be None or an object with a "
+            f"method screen(X, y) -> accept mask. Got {screen!r} instead."
         )
     return screen
 
@@ -154,21 +146,21 @@ class FeedbackLoopPoisoning(Attack):
 
     def _attack(self, oracle: Oracle, data: AttackData, meter: Meter) -> Outcome:
         assert data.train is not None and data.train.y is not None and data.schema is not None
-        screen = resolve_screen(self.screen, data.train.X, data.train.y)
+        screen = resolve_screen(self.screen)
         if callable(getattr(screen, "reset", None)):
             screen.reset()  # each simulated loop starts with a screen that has seen no reports
         assert data.victims is not None and data.model_factory is not None
         rng = np.random.default_rng(self.seed)
         params = params_of(self)
         if screen is not None:
-            params["screen"] = self.screen if isinstance(self.screen, str) else type(screen).__name__
+            params["screen"] = type(screen).__name__
         goal = resolve_class(self.target_class, oracle.classes_, data.schema)
         deployed = oracle.predict(data.victims.X)
         against = np.flatnonzero(deployed != goal) if goal is not None else np.arange(len(deployed))
         if against.size == 0:
             return Outcome(0.0, {"flipped": 0.0}, params=params,
                            notes=("the deployed model already decides every victim as wanted",))
-        profile = take(data.victims.X, against[:1])
+        profile = take_rows(data.victims.X, against[:1])
         if goal is None:
             others = [c for c in oracle.classes_ if c != deployed[against[0]]]
             goal = others[0]
@@ -200,16 +192,15 @@ class FeedbackLoopPoisoning(Attack):
                 free = np.flatnonzero(~used)
                 if free.size:
                     cand = rng.permutation(free)[: 10 * self.benign_per_round]
-                    wrong = cand[model.predict(take(pop.X, cand)) != np.asarray(pop.y)[cand]]
+                    wrong = cand[model.predict(take_rows(pop.X, cand)) != np.asarray(pop.y)[cand]]
                     pick = wrong[: self.benign_per_round]
                     used[pick] = True
-                    parts_X.append(take(pop.X, pick))
+                    parts_X.append(take_rows(pop.X, pick))
                     parts_y.append(np.asarray(pop.y)[pick])
                     is_poison.append(np.zeros(pick.size, dtype=bool))
             if not parts_X or sum(len(p) for p in parts_y) == 0:
                 break
-            Xb = pd.concat(parts_X, ignore_index=True) if isinstance(X, pd.DataFrame) else \
-                np.concatenate(parts_X)
+            Xb = concat_rows(*parts_X)
             yb = np.concatenate(parts_y).astype(y.dtype)
             pois = np.concatenate(is_poison)
             ok = np.ones(len(yb), dtype=bool) if screen is None else \
@@ -219,10 +210,10 @@ class FeedbackLoopPoisoning(Attack):
             counts["poison_acc"] += int((ok & pois).sum())
             counts["benign_acc"] += int((ok & ~pois).sum())
             if (ok & ~pois).any():
-                benign_X.append(take(Xb, np.flatnonzero(ok & ~pois)))
+                benign_X.append(take_rows(Xb, np.flatnonzero(ok & ~pois)))
                 benign_y.append(yb[ok & ~pois])
             if ok.any():
-                X = concat(X, take(Xb, np.flatnonzero(ok)))
+                X = concat_rows(X, take_rows(Xb, np.flatnonzero(ok)))
                 y = np.concatenate([y, yb[ok]])
                 model = fit(data.model_factory, X, y)
             curve["round"].append(float(rnd))
@@ -251,7 +242,7 @@ class FeedbackLoopPoisoning(Attack):
             if benign_X:  # the same loop without the attacker: the fair reference
                 Xh = data.train.X
                 for part in benign_X:
-                    Xh = concat(Xh, part)
+                    Xh = concat_rows(Xh, part)
                 first = fit(data.model_factory, Xh,
                             np.concatenate([np.asarray(data.train.y), *benign_y]))
             p0, p1 = first.predict(Xt), model.predict(Xt)

@@ -40,8 +40,8 @@ from finmlsec.attacks.extraction_common import (
     tabular_schema,
     truth_labels,
 )
-from finmlsec.datasets.schema import Feature, FeatureSchema, FeatureType
 from finmlsec.errors import CapabilityError, ConfigError
+from finmlsec.schema import Feature, FeatureSchema, FeatureType, preprocessor
 from finmlsec.targets.oracle import Oracle
 
 
@@ -78,23 +78,16 @@ def _candidates(f: Feature, pop: pd.DataFrame, n_bins: int, max_values: int
 
 
 def _side_model(schema: FeatureSchema, target_field: str, with_label: bool, seed: int) -> Any:
-    from sklearn.compose import ColumnTransformer
-    from sklearn.impute import SimpleImputer
     from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import Pipeline, make_pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+    from sklearn.pipeline import Pipeline
 
-    others = [f for f in schema.features if f.name != target_field]
-    cats = [f.name for f in others if f.type == FeatureType.CATEGORICAL]
-    nums = [f.name for f in others if f.type != FeatureType.CATEGORICAL]
-    if with_label:
-        cats.append("__label__")
-    # missing cells: imputed (a user's own records have them), never refused
-    prep = ColumnTransformer([
-        ("cat", make_pipeline(SimpleImputer(strategy="constant", fill_value="(missing)"),
-                              OneHotEncoder(handle_unknown="ignore")), cats),
-        ("num", make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True),
-                              StandardScaler()), nums)])
+    others = [f.model_copy(update={"derived": None})  # only how each field is encoded matters
+              for f in schema.features  # free text is carried, not encoded
+              if f.name != target_field and f.type not in (FeatureType.TEXT, FeatureType.IMAGE)]
+    if with_label:  # the known label, one more categorical field (its values seen in fit)
+        others.append(Feature(name="__label__", type=FeatureType.CATEGORICAL, categories=("?",)))
+    side = FeatureSchema(features=tuple(others))
+    prep = preprocessor(side, categories="data")
     return Pipeline([("prep", prep), ("model", LogisticRegression(C=1.0, max_iter=3000))])
 
 

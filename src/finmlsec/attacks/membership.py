@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from finmlsec.arrays import take_rows
 from finmlsec.attacks.base import ATTACKS, INPUT_KINDS, Attack, AttackData, Meter, Outcome
 from finmlsec.attacks.extraction_common import check_choice, check_int
 from finmlsec.attacks.membership_common import (
@@ -36,7 +37,6 @@ from finmlsec.attacks.membership_common import (
     label_columns,
     logit_confidence,
     membership_result,
-    take,
     true_proba,
 )
 from finmlsec.attacks.membership_lira import train_references
@@ -105,7 +105,7 @@ class MetricAttack(Attack):
             pick = np.sort(np.random.default_rng(self.seed + 2).choice(
                 len(pop), size=n_pop, replace=False))
             pcols = label_columns(oracle.classes_, np.asarray(pop.y)[pick])
-            sp = _signal(oracle.predict_proba(take(pop.X, pick)), pcols, self.signal)
+            sp = _signal(oracle.predict_proba(take_rows(pop.X, pick)), pcols, self.signal)
             score = np.empty_like(s)
             for c in np.unique(cols):
                 ref = np.sort(sp[pcols == c]) if (pcols == c).any() else np.sort(sp)

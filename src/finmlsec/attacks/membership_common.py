@@ -24,6 +24,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from finmlsec import metrics
+from finmlsec.arrays import concat_rows, take_rows
 from finmlsec.attacks.base import AttackData, Outcome
 from finmlsec.errors import BudgetExceededError, CapabilityError
 
@@ -58,22 +59,6 @@ def row_keys(X: Any) -> np.ndarray:
     return np.array([hash(r.tobytes()) for r in arr.reshape(len(arr), -1)])
 
 
-def take(X: Any, idx: np.ndarray) -> Any:
-    if isinstance(X, pd.DataFrame):
-        return X.iloc[idx].reset_index(drop=True)
-    if isinstance(X, np.ndarray):
-        return X[idx]
-    return [X[int(i)] for i in idx]
-
-
-def concat(parts: list[Any]) -> Any:
-    if isinstance(parts[0], pd.DataFrame):
-        return pd.concat(parts, ignore_index=True)
-    if isinstance(parts[0], np.ndarray):
-        return np.concatenate(parts)
-    return [r for p in parts for r in p]
-
-
 @dataclass(frozen=True)
 class Candidates:
     """Records to classify as member or not; ``truth`` is for scoring only."""
@@ -105,11 +90,11 @@ def candidates(data: AttackData, limit: int | None, seed: int) -> tuple[Candidat
         im = np.sort(rng.choice(im, size=min(k, len(im)), replace=False))
         inn = np.sort(rng.choice(inn, size=min(limit - len(im), len(inn)), replace=False))
         notes.append(f"query budget: scored {len(im)} members and {len(inn)} non-members")
-    X = concat([take(data.members.X, im), take(data.nonmembers.X, inn)])
+    X = concat_rows(take_rows(data.members.X, im), take_rows(data.nonmembers.X, inn))
     y = np.concatenate([np.asarray(data.members.y)[im], np.asarray(data.nonmembers.y)[inn]])
     truth = np.concatenate([np.ones(len(im), int), np.zeros(len(inn), int)])
     order = rng.permutation(len(y))
-    return Candidates(take(X, order), y[order], truth[order]), notes
+    return Candidates(take_rows(X, order), y[order], truth[order]), notes
 
 
 class ReferenceModels:
@@ -128,7 +113,7 @@ class ReferenceModels:
         with threadpool_limits(limits=1):
             for i in range(n):
                 idx = np.flatnonzero(self.keep[i])
-                self.models.append(factory().fit(take(population, idx), np.asarray(y)[idx]))
+                self.models.append(factory().fit(take_rows(population, idx), np.asarray(y)[idx]))
                 if progress is not None:
                     progress(i + 1)
 

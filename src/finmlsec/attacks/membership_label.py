@@ -23,8 +23,8 @@ from finmlsec.attacks.base import ATTACKS, INPUT_KINDS, Attack, AttackData, Mete
 from finmlsec.attacks.extraction_common import bounds, check_int, tabular_schema, truth_labels
 from finmlsec.attacks.membership_common import candidates, membership_result
 from finmlsec.attacks.membership_lira import train_references
-from finmlsec.datasets.schema import FeatureSchema, FeatureType
 from finmlsec.errors import ConfigError
+from finmlsec.schema import FeatureSchema, FeatureType
 from finmlsec.targets.oracle import Oracle
 
 

@@ -27,17 +27,16 @@ from typing import Any, ClassVar
 import numpy as np
 from scipy import stats
 
+from finmlsec.arrays import concat_rows, take_rows
 from finmlsec.attacks.base import ATTACKS, INPUT_KINDS, Attack, AttackData, Meter, Outcome
 from finmlsec.attacks.extraction_common import check_choice, check_int
 from finmlsec.attacks.membership_common import (
     ReferenceModels,
     candidates,
-    concat,
     label_columns,
     logit_confidence,
     membership_result,
     row_keys,
-    take,
     true_proba,
 )
 from finmlsec.errors import ConfigError
@@ -191,14 +190,14 @@ class RMIA(Attack):
         rng = np.random.default_rng(self.seed + 1)
         npop = len(data.population)
         zi = np.sort(rng.choice(npop, size=min(self.n_population, npop), replace=False))
-        Z, zy = take(data.population.X, zi), np.asarray(data.population.y)[zi]
+        Z, zy = take_rows(data.population.X, zi), np.asarray(data.population.y)[zi]
         # one target query per distinct record among candidates and population samples
         cand_limit = None
         if oracle.remaining is not None:
             cand_limit = max(oracle.remaining - len(zi), 2)
         cands, notes = candidates(data, cand_limit, self.seed)
         refs = train_references(data, self.n_reference, self.seed)
-        allX = concat([cands.X, Z])
+        allX = concat_rows(cands.X, Z)
         ally = np.concatenate([cands.y, zy])
         keys = row_keys(allX)
         uniq, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
@@ -206,7 +205,7 @@ class RMIA(Attack):
             raise ConfigError(f"RMIA needs {len(uniq)} queries but only {oracle.remaining} remain; "
                               "lower n_population or raise the budget")
         cols = label_columns(oracle.classes_, ally)
-        P_t = oracle.predict_proba(take(allX, first))[inverse]
+        P_t = oracle.predict_proba(take_rows(allX, first))[inverse]
         p_t = true_proba(P_t, cols)
         P_r = refs.proba(allX)
         p_r = np.stack([true_proba(p, cols) for p in P_r])

@@ -32,10 +32,11 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
+from finmlsec.arrays import concat_rows, take_rows
 from finmlsec.attacks.base import ATTACKS, INPUT_KINDS, Attack, AttackData, Meter, Outcome
-from finmlsec.attacks.evasion import check_positive
-from finmlsec.datasets.schema import FeatureSchema, FeatureType
+from finmlsec.attacks.evasion_common import check_positive
 from finmlsec.errors import ConfigError
+from finmlsec.schema import FeatureSchema, FeatureType
 from finmlsec.targets.oracle import Oracle
 
 STRATEGIES = ("random", "adversarial", "segment")
@@ -45,16 +46,6 @@ STRATEGIES = ("random", "adversarial", "segment")
 def fit(factory: Any, X: Any, y: np.ndarray) -> Any:
     """A fresh model from ``factory`` fitted on (X, y)."""
     return factory().fit(X, y)
-
-
-def concat(X: Any, X_add: Any) -> Any:
-    if isinstance(X, pd.DataFrame):
-        return pd.concat([X, X_add], ignore_index=True)
-    return np.concatenate([np.asarray(X), np.asarray(X_add)])
-
-
-def take(X: Any, idx: np.ndarray) -> Any:
-    return X.iloc[idx].reset_index(drop=True) if isinstance(X, pd.DataFrame) else np.asarray(X)[idx]
 
 
 def target_label(target_class: str | int | None, y: np.ndarray, schema: FeatureSchema | None) -> int:
@@ -224,7 +215,7 @@ class LabelFlip(_PoisonBase):
     def _segment_eval(self, data: AttackData) -> Any:
         assert data.test is not None
         if self.segment is not None:
-            return take(data.test.X, np.flatnonzero(in_segment(data.test.X, self.segment)))
+            return take_rows(data.test.X, np.flatnonzero(in_segment(data.test.X, self.segment)))
         assert data.victims is not None
         return data.victims.X
 
@@ -319,11 +310,11 @@ class Backdoor(_PoisonBase):
         n_add = max(1, int(round(self.fraction * len(ytr))))
         pool = np.flatnonzero(ytr != target)
         src = rng.choice(pool, size=n_add, replace=n_add > len(pool))
-        X_p = stamp(take(Xtr, src), trigger)
+        X_p = stamp(take_rows(Xtr, src), trigger)
         if not data.schema.is_valid(X_p).all():
             raise ConfigError(f"The trigger {trigger!r} is not valid under the schema; fix it")
         clean = fit(data.model_factory, Xtr, ytr)
-        bad = fit(data.model_factory, concat(Xtr, X_p), np.concatenate([ytr, np.full(n_add, target)]))
+        bad = fit(data.model_factory, concat_rows(Xtr, X_p), np.concatenate([ytr, np.full(n_add, target)]))
         Xte, yte = data.test.X, np.asarray(data.test.y)
         Xtrig = stamp(Xte, trigger)
         acc0 = float(np.mean(clean.predict(Xte) == yte))

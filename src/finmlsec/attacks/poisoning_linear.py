@@ -34,11 +34,12 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
+from finmlsec.arrays import concat_rows
 from finmlsec.attacks.base import ATTACKS, AttackData, Meter, Outcome
-from finmlsec.attacks.evasion import check_positive
-from finmlsec.attacks.poisoning import _PoisonBase, concat, fit, poison_result
-from finmlsec.datasets.schema import FeatureSchema, FeatureType
+from finmlsec.attacks.evasion_common import check_positive
+from finmlsec.attacks.poisoning import _PoisonBase, fit, poison_result
 from finmlsec.errors import ConfigError
+from finmlsec.schema import FeatureSchema, FeatureType
 from finmlsec.targets.oracle import Oracle
 
 
@@ -220,8 +221,8 @@ class OptimalLinearPoisoning(_PoisonBase):
             raise ConfigError("internal: decoded poison points are not valid under the schema")
         Xte, yte = data.test.X, np.asarray(data.test.y)
         clean = fit(data.model_factory, Xtr, ytr)
-        bad = fit(data.model_factory, concat(Xtr, X_p), np.concatenate([ytr, y_p]))
-        init = fit(data.model_factory, concat(Xtr, X_init), np.concatenate([ytr, y_p]))
+        bad = fit(data.model_factory, concat_rows(Xtr, X_p), np.concatenate([ytr, y_p]))
+        init = fit(data.model_factory, concat_rows(Xtr, X_init), np.concatenate([ytr, y_p]))
         acc0 = float(np.mean(clean.predict(Xte) == yte))
         acc1 = float(np.mean(bad.predict(Xte) == yte))
         acc_init = float(np.mean(init.predict(Xte) == yte))

@@ -124,7 +124,8 @@ def init_command(
 ) -> None:
     """Write a valid system description from a questionnaire (or from flags with --no-input)."""
     from finmlsec.errors import SpecError
-    from finmlsec.spec import ROLES, validate_spec
+    from finmlsec.ids import ROLES
+    from finmlsec.spec import validate_spec
     from finmlsec.spec.build import parse_ids, parse_personal_field, spec_from_answers, to_yaml
     from finmlsec.threatmodel import analyze
 

@@ -8,18 +8,11 @@ The ``demo`` command group is created here; other modules add commands to it in 
 from __future__ import annotations
 
 import json
-from enum import StrEnum
 from pathlib import Path
 
 import typer
 
-
-class UseCaseName(StrEnum):
-    credit_scoring = "credit-scoring"
-    fraud = "fraud"
-    market_anomaly = "market-anomaly"
-    chatbot = "chatbot"
-    ocr = "ocr"
+from finmlsec.cli.choices import UseCaseName
 
 
 def demo_build_command(

@@ -13,13 +13,7 @@ from pathlib import Path
 
 import typer
 
-
-class UseCase(StrEnum):
-    credit_scoring = "credit-scoring"
-    fraud = "fraud"
-    market_anomaly = "market-anomaly"
-    chatbot = "chatbot"
-    ocr = "ocr"
+from finmlsec.cli.choices import UseCaseName
 
 
 class ProfileName(StrEnum):
@@ -29,7 +23,7 @@ class ProfileName(StrEnum):
 
 
 def demo_run_command(
-    usecase: UseCase = typer.Argument(..., help="The use case to run."),
+    usecase: UseCaseName = typer.Argument(..., help="The use case to run."),
     out: Path = typer.Option(Path("out"), "--out", help="Directory for the model and reports."),
     profile: ProfileName = typer.Option(ProfileName.standard, "--profile"),
     db: str | None = typer.Option(None, "--db", help="Store [OUT/finmlsec.db]."),

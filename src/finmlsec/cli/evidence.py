@@ -20,8 +20,9 @@ def evidence_command(
 ) -> None:
     """State, per countermeasure of Table 2, what the paper claims and what the scans measured."""
     from finmlsec.scan.evidence import evidence_markdown, latest_runs
-    from finmlsec.scan.usecases import USECASES, run_usecase
+    from finmlsec.scan.usecases import run_usecase
     from finmlsec.store import Store
+    from finmlsec.usecases import USECASES
 
     store_url = db or str(out / "finmlsec.db")
     if build:

@@ -61,8 +61,7 @@ def scan_command(
 ) -> None:
     """Plan from the threat model, run the attacks and countermeasures, store and decide."""
     from finmlsec.errors import ConfigError
-    from finmlsec.scan import at_least, make_executor, run_scan, start_scan
-    from finmlsec.scan.progress import ScanProgress
+    from finmlsec.scan import at_least, pipeline
     from finmlsec.store import Store
 
     store = Store.open(db)
@@ -74,37 +73,24 @@ def scan_command(
         if not spec.exists():
             raise ConfigError(f"spec file {str(spec)!r} does not exist; give the path of a YAML "
                               "system description")
-        from finmlsec.attacks import ATTACKS
-        from finmlsec.defences import DEFENCES
-        from finmlsec.scan import get_profile
-
-        for name in attack:
-            ATTACKS.get(name)  # unknown names: a RegistryError listing the known ones
-        for name in defence:
-            DEFENCES.get(name)
-        prof = get_profile(profile.value).model_copy(
-            update={"only": tuple(attack), "only_defences": tuple(defence)})
-        run_id = start_scan(spec, store=store, profile=prof, seed=seed,
-                            include_accepted=include_accepted, trust_pickle=trust_pickle,
-                            endpoint=endpoint)
+        run_id = pipeline.plan(spec, store=store, profile=profile.value, only=attack,
+                               only_defences=defence, seed=seed,
+                               include_accepted=include_accepted, trust_pickle=trust_pickle,
+                               endpoint=endpoint)
     if not quiet:
         typer.echo(f"scan {run_id}", err=True)
-    ex = make_executor(executor, workers)
     try:
-        summary = run_scan(store, run_id, executor=ex,
-                           progress=ScanProgress(enabled=not quiet, slots=ex.slots))
+        outcome = pipeline.run(store, run_id, executor=executor, workers=workers,
+                               progress=not quiet)
     except KeyboardInterrupt:
         typer.echo(f"interrupted; resume with: finmlsec scan --resume {run_id}"
                    + (f" --db {db}" if db else ""), err=True)
         raise
-    finally:
-        ex.close()
-    run = store.run(run_id)
-    from finmlsec.report.scan import render_json, scan_document, write_report
+    from finmlsec.report.scan import render_json
 
-    doc = scan_document(run, store.units(run_id))
+    doc, summary = outcome.document, outcome.summary
     if report is not None:
-        write_report(doc, "html", report, run.diagram_svg)
+        pipeline.write_reports(outcome, {"html": report})
     if json_out:
         typer.echo(render_json(doc))
     else:
@@ -114,7 +100,7 @@ def scan_command(
         if not json_out:
             typer.echo(f"fail: a measured risk reaches {fail_on.value}", err=True)
         raise typer.Exit(1)
-    if run.status != "done":
+    if outcome.failed:
         typer.echo(f"some units failed; retry them with: finmlsec scan --resume {run_id}",
                    err=True)
         raise typer.Exit(3)

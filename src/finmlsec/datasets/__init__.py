@@ -10,6 +10,5 @@ from finmlsec.datasets import german_credit as _german_credit  # noqa: F401
 from finmlsec.datasets import market_anomalies as _market_anomalies  # noqa: F401
 from finmlsec.datasets import ocr_digits as _ocr_digits  # noqa: F401
 from finmlsec.datasets.base import DATASETS, Dataset, load
-from finmlsec.datasets.schema import Feature, FeatureSchema, FeatureType
 
-__all__ = ["DATASETS", "Dataset", "Feature", "FeatureSchema", "FeatureType", "load"]
+__all__ = ["DATASETS", "Dataset", "load"]

@@ -11,12 +11,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
-import pandas as pd
 
-from finmlsec.datasets.schema import FeatureSchema
+from finmlsec.arrays import take_rows
 from finmlsec.errors import ConfigError
 from finmlsec.registry import Registry
-from finmlsec.targets.base import InputKind
+from finmlsec.schema import FeatureSchema, InputKind
 
 
 @dataclass(frozen=True)
@@ -43,13 +42,7 @@ class Dataset:
     def subset(self, idx: Sequence[int] | np.ndarray) -> Dataset:
         """The rows ``idx`` (order kept), as a new Dataset with the same metadata."""
         idx = np.asarray(idx)
-        if isinstance(self.X, pd.DataFrame):
-            X: Any = self.X.iloc[idx].reset_index(drop=True)
-        elif isinstance(self.X, np.ndarray):
-            X = self.X[idx]
-        else:
-            X = [self.X[int(i)] for i in idx]
-        return replace(self, X=X, y=self.y[idx])
+        return replace(self, X=take_rows(self.X, idx), y=self.y[idx])
 
     def split(
         self, test_size: float | int = 0.3, *, seed: int = 0, stratify: bool = True

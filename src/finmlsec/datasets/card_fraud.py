@@ -44,8 +44,8 @@ from finmlsec.datasets._fraud_world import (
     haversine,
 )
 from finmlsec.datasets.base import DATASETS, Dataset
-from finmlsec.datasets.schema import Feature, FeatureSchema, FeatureType
 from finmlsec.errors import ConfigError
+from finmlsec.schema import Feature, FeatureSchema, FeatureType
 
 CLASSES = ("legit", "fraud")
 PATTERNS = ("none", "card_testing", "account_takeover", "merchant_compromise")

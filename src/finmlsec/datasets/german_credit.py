@@ -40,8 +40,8 @@ import pandas as pd
 
 from finmlsec.datasets._files import data_file
 from finmlsec.datasets.base import DATASETS, Dataset
-from finmlsec.datasets.schema import Feature, FeatureSchema, FeatureType
 from finmlsec.errors import DataError
+from finmlsec.schema import Feature, FeatureSchema, FeatureType
 
 LABEL = "creditability"
 CLASSES = ("bad", "good")

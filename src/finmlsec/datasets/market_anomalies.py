@@ -37,8 +37,8 @@ import numpy as np
 import pandas as pd
 
 from finmlsec.datasets.base import DATASETS, Dataset
-from finmlsec.datasets.schema import Feature, FeatureSchema, FeatureType
 from finmlsec.errors import ConfigError, DataError
+from finmlsec.schema import Feature, FeatureSchema, FeatureType
 
 CLASSES = ("normal", "anomaly")
 INDICES = {"sp500": "S&P 500", "nasdaq": "NASDAQ Composite"}

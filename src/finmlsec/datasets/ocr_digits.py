@@ -27,8 +27,8 @@ import numpy as np
 import pandas as pd
 
 from finmlsec.datasets.base import DATASETS, Dataset
-from finmlsec.datasets.schema import Feature, FeatureSchema, FeatureType
 from finmlsec.errors import ConfigError, DataError
+from finmlsec.schema import Feature, FeatureSchema, FeatureType
 
 CLASSES = tuple(str(d) for d in range(10))
 SOURCES = ("digits", "mnist")

@@ -1,7 +1,7 @@
 """A feature schema read off a user's own data, with the reasons a reviewer needs.
 
 :func:`infer_schema` looks at every column of a DataFrame (as pandas reads the CSV the model was
-trained on) and returns the :class:`~finmlsec.datasets.schema.FeatureSchema` plus one note per
+trained on) and returns the :class:`~finmlsec.schema.FeatureSchema` plus one note per
 field saying what was seen and what to review: integer columns with few levels (possibly coded
 categories), high-cardinality text (kept as ``text``: never changed by an attack), missing values
 (``nullable: true``), fields whose name looks personal (suggested ``personal`` and
@@ -33,8 +33,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from finmlsec.datasets.schema import Feature, FeatureSchema
 from finmlsec.errors import DataError
+from finmlsec.schema import Feature, FeatureSchema
 
 #: Integer columns with at most this many distinct values are flagged as possible categories.
 FEW_LEVELS = 12

@@ -42,7 +42,7 @@ trained on; ``rounds`` and ``copies`` apply to ``augment`` only.
 Example:
     >>> import numpy as np, pandas as pd
     >>> from sklearn.tree import DecisionTreeClassifier
-    >>> from finmlsec.datasets.schema import Feature, FeatureSchema
+    >>> from finmlsec.schema import Feature, FeatureSchema
     >>> rng = np.random.default_rng(0)
     >>> X = pd.DataFrame({"income": rng.integers(0, 100, 400), "debt": rng.integers(0, 100, 400)})
     >>> y = ((X.income - X.debt) > 0).astype(int).to_numpy()
@@ -68,11 +68,12 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, clone
 
-from finmlsec.attacks.evasion import EvasionOutput
-from finmlsec.datasets.schema import FeatureSchema, FeatureType
+from finmlsec.arrays import concat_rows, take_rows
+from finmlsec.attacks.evasion_common import EvasionOutput
 from finmlsec.defences._params import check_int
 from finmlsec.defences.base import DEFENCES
 from finmlsec.errors import CapabilityError, ConfigError, DataError
+from finmlsec.schema import FeatureSchema, FeatureType
 from finmlsec.targets.oracle import Oracle
 
 
@@ -85,22 +86,6 @@ class RoundReport:
     success_rate: float
     n_added: int
     queries: int
-
-
-def _take(X: Any, idx: np.ndarray) -> Any:
-    if isinstance(X, pd.DataFrame):
-        return X.iloc[idx].reset_index(drop=True)
-    if isinstance(X, list | tuple):
-        return [X[int(i)] for i in idx]
-    return np.asarray(X)[idx]
-
-
-def _concat(a: Any, b: Any) -> Any:
-    if isinstance(a, pd.DataFrame):
-        return pd.concat([a, b.astype(a.dtypes.to_dict())], ignore_index=True)
-    if isinstance(a, list | tuple):
-        return [*a, *b]
-    return np.concatenate([np.asarray(a), np.asarray(b)])
 
 
 def input_kind(X: Any) -> str:
@@ -318,7 +303,7 @@ class AdversarialTraining(BaseEstimator):
             pick = np.sort(rng.choice(right, size=min(self.n_per_round, right.size),
                                       replace=False))
             oracle = self._oracle(attack, model, kind)
-            out = self._generate(attack, oracle, _take(X, pick), y[pick],
+            out = self._generate(attack, oracle, take_rows(X, pick), y[pick],
                                  X if kind == "tabular" else None)
             ok = np.flatnonzero(np.asarray(out.success) & np.asarray(out.valid)
                                 & (np.asarray(model.predict(out.X_adv)) != y[pick]))
@@ -326,9 +311,9 @@ class AdversarialTraining(BaseEstimator):
                                              int(ok.size) * self.copies, int(out.queries)))
             if ok.size == 0:
                 break
-            adv = _take(out.X_adv, ok)
+            adv = take_rows(out.X_adv, ok)
             for _ in range(self.copies):
-                Xa = _concat(Xa, adv)
+                Xa = concat_rows(Xa, adv, cast=True)
                 ya = np.concatenate([ya, y[pick][ok]])
             model = clone(estimator).fit(Xa, ya)
         self.n_augmented_ = int(len(ya) - len(y))
@@ -369,7 +354,7 @@ class AdversarialTraining(BaseEstimator):
         pick = np.sort(rng.choice(right, size=min(self.n_per_round, right.size), replace=False))
         self.history_ = []
         if pick.size:
-            out = attack.generate(self._oracle(attack, model, "image"), _take(X, pick), y[pick])
+            out = attack.generate(self._oracle(attack, model, "image"), take_rows(X, pick), y[pick])
             self.history_.append(RoundReport(1, int(pick.size), float(np.mean(out.success)),
                                              made, int(out.queries)))
         self.n_augmented_ = made

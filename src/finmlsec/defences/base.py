@@ -26,10 +26,10 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
+from finmlsec.ids import COUNTERMEASURE_IDS
 from finmlsec.registry import Registry
-from finmlsec.threatmodel.catalogue import COUNTERMEASURE_IDS
 
-# The paper's countermeasure ids are defined once, by the threat catalogue (Table 2).
+# The paper's countermeasure ids are defined once, in finmlsec.ids.
 COUNTERMEASURES = COUNTERMEASURE_IDS
 
 STAGES = ("training_data", "training", "output", "input", "feedback", "gateway")

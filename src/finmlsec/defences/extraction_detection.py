@@ -49,17 +49,18 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from finmlsec.datasets.schema import FeatureSchema, FeatureType
+from finmlsec.datasets.schema_infer import infer_schema
 from finmlsec.defences._params import check_choice, check_float, check_int
 from finmlsec.defences.base import DEFENCES
 from finmlsec.errors import BudgetExceededError, DataError
+from finmlsec.schema import FeatureSchema, FeatureType
 
 
 class SchemaEncoder:
     """Records -> points of a normalised space where PRADA measures distances.
 
     Example:
-        >>> from finmlsec.datasets.schema import Feature
+        >>> from finmlsec.schema import Feature
         >>> s = FeatureSchema(features=(Feature(name="age", type="integer", min=20, max=70),
         ...                             Feature(name="job", type="categorical", categories=("a", "b"))))
         >>> SchemaEncoder(s).encode_records([{"age": 45, "job": "b"}]).round(3).tolist()
@@ -323,7 +324,7 @@ class PradaDetector:
 
         self.validate()
         fitted = clone(estimator).fit(X, y)
-        schema = FeatureSchema.infer(X) if isinstance(X, pd.DataFrame) else None
+        schema = infer_schema(X).schema if isinstance(X, pd.DataFrame) else None
         monitored = PradaMonitoredEstimator(fitted, detector=clone_detector(self), schema=schema)
         if self.max_far_rate is not None:
             monitored.detector.fit_reference(monitored._encode(X))

@@ -45,12 +45,12 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 
-from finmlsec.defences._encode import numeric_encoder
+from finmlsec.arrays import take_rows
 from finmlsec.defences._params import check_float, check_int
 from finmlsec.defences.base import DEFENCES
 from finmlsec.defences.poison_filter import Decisions
-from finmlsec.defences.robust import _rows
 from finmlsec.errors import DataError
+from finmlsec.schema import preprocessor
 
 
 def _as_frame(X: Any) -> pd.DataFrame:
@@ -96,7 +96,7 @@ class FeedbackScreen(BaseEstimator):
         self._check()
         y = np.asarray(y)
         model = self.model if self.model is not None else make_pipeline(
-            numeric_encoder(X), LogisticRegression(max_iter=1000))
+            preprocessor(X=X), LogisticRegression(max_iter=1000))
         self.classes_ = np.unique(y)
         n_splits = int(min(self.cv, min(np.sum(y == c) for c in self.classes_)))
         if n_splits < 2 or len(self.classes_) < 2:
@@ -106,7 +106,7 @@ class FeedbackScreen(BaseEstimator):
         P = cross_val_predict(clone(model), X, y, cv=folds, method="predict_proba")
         self.thresholds_ = np.array([P[y == c, j].mean() for j, c in enumerate(self.classes_)])
         self.model_ = clone(model).fit(X, y)
-        self.encoder_ = numeric_encoder(X).fit(X)
+        self.encoder_ = preprocessor(X=X).fit(X)
         Z = self.encoder_.transform(X)
         self.iso_ = IsolationForest(random_state=self.random_state).fit(Z)
         self.outlier_cut_ = float(np.quantile(self.iso_.score_samples(Z), self.outlier_quantile))
@@ -197,7 +197,7 @@ class FeedbackScreen(BaseEstimator):
             return clone(estimator).fit(X, y)
         self.decisions_ = self.decide(feedback, feedback_y, sources)
         ok = np.flatnonzero(self.decisions_.accept)
-        fx = _rows(feedback, ok)
+        fx = take_rows(feedback, ok)
         fy = np.asarray(feedback_y)[ok]
         if isinstance(X, pd.DataFrame):
             Xm: Any = pd.concat([X, fx], ignore_index=True)

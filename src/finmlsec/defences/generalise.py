@@ -3,7 +3,7 @@
 The paper's example: round ages to the nearest ten and incomes to the nearest million yen before
 the model generator sees them. :class:`GeneraliseFields` is a scikit-learn transformer doing that
 per field (rounding to a step, truncation to a band, grouping of categories); it reads the
-:class:`~finmlsec.datasets.schema.FeatureSchema`'s personal fields when no rules are given.
+:class:`~finmlsec.schema.FeatureSchema`'s personal fields when no rules are given.
 :class:`Generalise` is the defence: it generalises the training data, drops records whose
 combination of personal values is shared by fewer than ``k`` records, and returns a pipeline
 (generaliser + model) so that inputs at prediction time are generalised the same way.
@@ -39,10 +39,10 @@ from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin, 
 from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from finmlsec.datasets.schema import FeatureSchema
 from finmlsec.defences._params import check_choice, check_int
 from finmlsec.defences.base import DEFENCES
 from finmlsec.errors import ConfigError, DataError
+from finmlsec.schema import FeatureSchema
 
 Rule = float | int | str | dict[str, str]
 

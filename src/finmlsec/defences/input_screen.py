@@ -40,12 +40,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.utils import _safe_indexing, get_tags
 from sklearn.utils.validation import _num_samples, check_is_fitted, validate_data
 
-from finmlsec.datasets.schema import FeatureSchema
-from finmlsec.defences._encode import numeric_encoder
 from finmlsec.defences._params import check_float, check_int
 from finmlsec.defences.base import DEFENCES
 from finmlsec.defences.poison_filter import Decisions
 from finmlsec.errors import ConfigError, DataError
+from finmlsec.schema import FeatureSchema, preprocessor
 
 #: Characters that change no visible glyph (zero-width, joiners, bidi controls, BOM, soft hyphen).
 INVISIBLE = frozenset(
@@ -158,7 +157,7 @@ class OODDetector(OutlierMixin, BaseEstimator):
         check_float(type(self).__name__, "quantile", self.quantile, 0.0, 0.5)
         check_int(type(self).__name__, "n_estimators", self.n_estimators, 1, None)
         if isinstance(X, pd.DataFrame):
-            self.encoder_: Any = numeric_encoder(X).fit(X)
+            self.encoder_: Any = preprocessor(X=X).fit(X)
             Z = self.encoder_.transform(X)
             self.n_features_in_ = X.shape[1]
             self.feature_names_in_ = np.asarray(X.columns, dtype=object)

@@ -52,11 +52,12 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 
-from finmlsec.defences._encode import numeric_encoder
+from finmlsec.arrays import take_rows
 from finmlsec.defences._params import check_choice, check_float, check_int
 from finmlsec.defences.base import DEFENCES
-from finmlsec.defences.robust import _rows, label_loss, trim_fit
+from finmlsec.defences.robust import label_loss, trim_fit
 from finmlsec.errors import DataError
+from finmlsec.schema import preprocessor
 
 DETECTORS = ("confident_learning", "trim", "outlier")
 #: a detector flagging more than this multiple of the contamination means noisy labels
@@ -159,7 +160,7 @@ class PoisonFilter(BaseEstimator):
     def _model(self, X: Any) -> Any:
         if self.model is not None:
             return self.model
-        return make_pipeline(numeric_encoder(X), LogisticRegression(max_iter=1000))
+        return make_pipeline(preprocessor(X=X), LogisticRegression(max_iter=1000))
 
     def decide(self, X: Any, y: Any, sources: Any = None) -> Decisions:
         """Run the detectors; one decision and reason per record."""
@@ -187,7 +188,7 @@ class PoisonFilter(BaseEstimator):
             why["trim"] = [f"trim: loss {loss[i]:.2f} among the highest {share:.0%}"
                            if not keep[i] else "" for i in range(n)]
         if "outlier" in self.detectors:
-            Z = numeric_encoder(X).fit_transform(X)
+            Z = preprocessor(X=X).fit_transform(X)
             out = np.zeros(n, dtype=bool)
             for c in np.unique(y):
                 rows = np.flatnonzero(y == c)
@@ -238,4 +239,4 @@ class PoisonFilter(BaseEstimator):
         """Fit a clone of ``estimator`` on the accepted records; ``decisions_`` keeps the rest."""
         self.decisions_ = self.decide(X, y, sources)
         keep = np.flatnonzero(self.decisions_.accept)
-        return clone(estimator).fit(_rows(X, keep), np.asarray(y)[keep])
+        return clone(estimator).fit(take_rows(X, keep), np.asarray(y)[keep])

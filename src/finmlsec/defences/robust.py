@@ -32,7 +32,7 @@ from sklearn.ensemble import BaggingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.tree import DecisionTreeClassifier
-from sklearn.utils import _safe_indexing, get_tags
+from sklearn.utils import get_tags
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import (
     _num_samples,
@@ -42,15 +42,12 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
+from finmlsec.arrays import take_rows
 from finmlsec.defences._params import check_float, check_int
 from finmlsec.defences.base import DEFENCES
 from finmlsec.errors import CapabilityError
 
 _POISONING = frozenset({"generate_malicious_model"})
-
-
-def _rows(X: Any, idx: np.ndarray) -> Any:
-    return _safe_indexing(X, idx)
 
 
 def label_loss(model: Any, X: Any, y: np.ndarray) -> np.ndarray:
@@ -85,7 +82,7 @@ def trim_fit(estimator: Any, X: Any, y: np.ndarray, n_keep: int,
         if it > 1 and np.array_equal(new, keep):
             break
         keep = new
-        model = clone(estimator).fit(_rows(X, np.flatnonzero(keep)), y[keep])
+        model = clone(estimator).fit(take_rows(X, np.flatnonzero(keep)), y[keep])
     return model, keep, it
 
 
@@ -226,7 +223,7 @@ class SubsampleVote(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
             est.set_params(**{p: int(seed) for p, v in est.get_params(deep=True).items()
                               if (p == "random_state" or p.endswith("__random_state"))
                               and v is None})
-            self.estimators_.append(est.fit(_rows(X, idx), y[idx]))
+            self.estimators_.append(est.fit(take_rows(X, idx), y[idx]))
         return self
 
     def predict_proba(self, X: Any) -> np.ndarray:

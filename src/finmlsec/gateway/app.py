@@ -37,12 +37,12 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException
 from starlette.routing import Route
 
-from finmlsec.datasets.schema import FeatureSchema
 from finmlsec.errors import ConfigError, FinmlsecError, StoreError
 from finmlsec.gateway.metrics import GatewayMetrics
 from finmlsec.gateway.responses import error_response
 from finmlsec.gateway.service import Gateway
 from finmlsec.gateway.settings import Settings
+from finmlsec.schema import FeatureSchema
 from finmlsec.targets.base import Target, as_target
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from finmlsec.datasets.schema import FeatureSchema
+from finmlsec.schema import FeatureSchema
 from finmlsec.targets.base import SklearnTarget
 
 
@@ -33,21 +33,16 @@ class DemoModel:
 
 def credit_scoring_model(seed: int = 0) -> DemoModel:
     """Fit the credit-scoring pipeline on German Credit (seeded split, 30% held out)."""
-    from sklearn.compose import ColumnTransformer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
     from finmlsec.datasets import load
+    from finmlsec.schema import preprocessor
 
     ds = load("german_credit")
     assert ds.schema is not None
     train, test = ds.split(0.3, seed=seed)
-    cat = [f.name for f in ds.schema.categorical()]
-    num = [f.name for f in ds.schema.numeric()]
-    pre = ColumnTransformer(
-        [("cat", OneHotEncoder(handle_unknown="ignore"), cat), ("num", StandardScaler(), num)]
-    )
+    pre = preprocessor(ds.schema, categories="data")
     pipe = Pipeline([("pre", pre), ("clf", LogisticRegression(max_iter=2000))])
     pipe.fit(train.X, [ds.classes[i] for i in train.y])
     return DemoModel(SklearnTarget(pipe), ds.schema, test.X, test.y, train.X)

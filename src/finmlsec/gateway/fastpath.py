@@ -6,7 +6,9 @@ screen's isolation forest walks its 100 trees one Python call at a time. For the
 the gateway serves, this module compiles the fitted objects once into plain numpy functions:
 
 - :func:`compile_column_transformer`: a fitted ``ColumnTransformer`` of ``OneHotEncoder``
-  (no dropped or infrequent categories), ``StandardScaler``, ``"passthrough"`` and ``"drop"``;
+  (no dropped or infrequent categories), ``StandardScaler``, ``"passthrough"`` and ``"drop"``,
+  each number column optionally behind a ``SimpleImputer`` (as :func:`finmlsec.schema.preprocessor`
+  builds it);
 - :func:`compile_model`: a ``Pipeline`` of such a transformer and a final estimator with
   ``predict_proba`` (the final estimator is called on the dense matrix; a two-class
   ``LogisticRegression`` is itself compiled to a product and the logistic function);
@@ -150,6 +152,39 @@ def _passthrough(cols: list[str]) -> Callable[[Columns], np.ndarray]:
     return lambda columns: np.column_stack([_numbers(columns[c]) for c in cols])
 
 
+def _imputed(tr: Any) -> tuple[np.ndarray | None, Any]:
+    """A numeric ``SimpleImputer`` of NaN (alone, or first of a two-step pipeline) split off: its
+    fill values and what follows it (``"passthrough"`` when alone); ``(None, tr)`` otherwise."""
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+
+    steps = [s for _, s in tr.steps] if type(tr) is Pipeline else [tr]
+    imp = steps[0]
+    if type(imp) is not SimpleImputer or len(steps) > 2:
+        return None, tr
+    stats = np.asarray(getattr(imp, "statistics_", None), dtype=object)
+    if (not isinstance(imp.missing_values, float) or not np.isnan(imp.missing_values)
+            or getattr(imp, "add_indicator", True)
+            or not all(isinstance(v, int | float | np.number) for v in stats)):
+        return None, tr
+    return stats.astype(float), steps[1] if len(steps) == 2 else "passthrough"
+
+
+def _filled(part: Callable[[Columns], np.ndarray], fill: np.ndarray,
+            scaler: Any = None) -> Callable[[Columns], np.ndarray]:
+    """``part`` with missing numbers (NaN, None) first replaced by ``fill`` (scaled as ``part``
+    scales them)."""
+    if scaler is not None:
+        fill = np.asarray(scaler.transform(fill.reshape(1, -1)), dtype=float).ravel()
+
+    def run(columns: Columns) -> np.ndarray:
+        Z = part(columns)
+        missing = np.isnan(Z)
+        return np.where(missing, fill, Z) if missing.any() else Z
+
+    return run
+
+
 def compile_column_transformer(ct: Any) -> Compiled | None:
     """A numpy function equivalent to ``ct.transform`` (dense), or None."""
     from sklearn.compose import ColumnTransformer
@@ -167,7 +202,15 @@ def compile_column_transformer(ct: Any) -> Compiled | None:
             return None
         if not cols:
             continue
-        if tr == "passthrough":
+        fill, tr = _imputed(tr)
+        if fill is not None:
+            if tr == "passthrough":
+                parts.append(_filled(_passthrough(cols), fill))
+            elif type(tr) is StandardScaler:
+                parts.append(_filled(_scaler(tr, cols), fill, tr))
+            else:
+                return None
+        elif tr == "passthrough":
             parts.append(_passthrough(cols))
         elif type(tr) is OneHotEncoder:
             f = _onehot(tr, cols)

@@ -15,12 +15,12 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from finmlsec.datasets.schema import FeatureSchema
 from finmlsec.defences.extraction_detection import PradaDetector, PradaState, SchemaEncoder
 from finmlsec.defences.ratelimit import BudgetDecision, CounterStore, Limit, QueryBudget
 from finmlsec.errors import ConfigError
 from finmlsec.gateway.keycache import Principal
 from finmlsec.gateway.policy import Policy
+from finmlsec.schema import FeatureSchema
 
 
 class _Precomputed(ClassifierMixin, BaseEstimator):

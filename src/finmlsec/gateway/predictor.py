@@ -16,11 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from finmlsec.datasets.schema import FeatureSchema
 from finmlsec.gateway import fastpath
 from finmlsec.gateway.batcher import MicroBatcher
 from finmlsec.gateway.guards import Guards
 from finmlsec.gateway.validation import Valid
+from finmlsec.schema import FeatureSchema
 from finmlsec.targets.base import Target
 
 

@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 
-from finmlsec.datasets.schema import FeatureSchema
 from finmlsec.defences.ratelimit import CounterStore, MemoryCounterStore, RedisCounterStore
 from finmlsec.errors import ConfigError
 from finmlsec.gateway.admission import AddressThrottle, InFlight
@@ -26,6 +25,7 @@ from finmlsec.gateway.keycache import KeyCache, Principal
 from finmlsec.gateway.predictor import Predictor
 from finmlsec.gateway.settings import Settings
 from finmlsec.gateway.validation import InputValidator
+from finmlsec.schema import FeatureSchema
 from finmlsec.store.gateway import GatewayDB
 from finmlsec.targets.base import Target
 

@@ -13,7 +13,7 @@ the value received; its ``redacted`` form names the record, field and rule only,
 log (which must not hold personal values).
 
 Example:
-    >>> from finmlsec.datasets.schema import Feature, FeatureSchema
+    >>> from finmlsec.schema import Feature, FeatureSchema
     >>> schema = FeatureSchema(features=(Feature(name="age", type="integer", min=18, max=75),
     ...                                  Feature(name="job", type="categorical", categories=("a", "b"))))
     >>> v = InputValidator(schema)
@@ -39,8 +39,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from finmlsec.datasets.schema import FeatureSchema, FeatureType
 from finmlsec.errors import DataError
+from finmlsec.schema import FeatureSchema, FeatureType
 
 _BIG = 1.7976931348623157e308  # finite floats lie strictly inside (-_BIG, _BIG) or at its ends
 _EXACT = 2**53  # integers a float represents exactly

@@ -14,8 +14,6 @@ from typing import Any
 
 from finmlsec.errors import ConfigError, TargetError
 
-USECASES = ("credit-scoring", "fraud", "market-anomaly", "chatbot", "ocr")
-
 
 def find_spec(build_dir: Path) -> Path:
     """The spec ``demo build`` wrote into ``build_dir`` (``spec.yaml``, or the one YAML file
@@ -52,17 +50,15 @@ def run_usecase(
 ) -> dict[str, Any]:
     """Build, analyse, scan and report ``usecase`` under ``out``; return what was written."""
     from finmlsec.report.analysis import render_analysis
-    from finmlsec.report.scan import scan_document, write_report
-    from finmlsec.scan.executors import make_executor
-    from finmlsec.scan.progress import ScanProgress
-    from finmlsec.scan.runner import run_scan, start_scan
+    from finmlsec.scan import pipeline
     from finmlsec.spec import load_spec
     from finmlsec.store import Store
     from finmlsec.threatmodel import analyze
+    from finmlsec.usecases import USECASES
 
     if usecase not in USECASES:
         raise ConfigError(
-            f"The 'usecase' parameter of demo run must be one of {list(USECASES)}. Got "
+            f"The 'usecase' parameter of demo run must be one of {USECASES.names()}. Got "
             f"{usecase!r} instead."
         )
     t0 = time.perf_counter()
@@ -74,26 +70,14 @@ def run_usecase(
     analysis_html = out / f"{usecase}-analysis.html"
     analysis_html.write_text(render_analysis(analysis, "html"), encoding="utf-8")
     store = Store.open(db or str(out / "finmlsec.db"))
-    from finmlsec.scan.profiles import get_profile
-
-    prof = get_profile(profile)
-    if only:
-        prof = prof.model_copy(update={"only": tuple(only)})
-    run_id = start_scan(spec, store=store, profile=prof, seed=seed)
-    ex = make_executor(executor, workers)
-    try:
-        summary = run_scan(store, run_id, executor=ex,
-                           progress=ScanProgress(enabled=progress, slots=ex.slots))
-    finally:
-        ex.close()
-    run = store.run(run_id)
-    doc = scan_document(run, store.units(run_id))
-    paths = {fmt: write_report(doc, fmt, out / f"{usecase}-scan.{fmt}", run.diagram_svg)
-             for fmt in ("html", "md", "json")}
+    run_id = pipeline.plan(spec, store=store, profile=profile, only=only, seed=seed)
+    outcome = pipeline.run(store, run_id, executor=executor, workers=workers, progress=progress)
+    paths = pipeline.write_reports(
+        outcome, {fmt: out / f"{usecase}-scan.{fmt}" for fmt in ("html", "md", "json")})
     return {
         "usecase": usecase, "type": analysis.type, "run_id": run_id, "spec": str(spec),
-        "status": run.status, "max_risk": summary["max_risk"],
-        "max_residual_risk": summary["max_residual_risk"],
+        "status": outcome.status, "max_risk": outcome.summary["max_risk"],
+        "max_residual_risk": outcome.summary["max_residual_risk"],
         "reports": {k: str(v) for k, v in paths.items()},
         "analysis_report": str(analysis_html), "build_seconds": round(t_build, 1),
         "seconds": round(time.perf_counter() - t0, 1),

@@ -303,6 +303,16 @@ def _plugged_screen(attack: Any, defences: tuple[str, ...]) -> str | None:
                 None)
 
 
+def _fitted_screen(name: str, data: Any) -> Any:
+    """The registered feedback-stage defence ``name``, fitted on the trusted training data."""
+    from finmlsec.defences import DEFENCES
+
+    screen = DEFENCES.get(name)()
+    if callable(getattr(screen, "fit", None)) and data.train is not None:
+        screen = screen.fit(data.train.X, data.train.y) or screen
+    return screen
+
+
 def _attack(unit: Unit) -> Any:
     """The unit's attack with the unit's parameters; a parameter the attack does not have is a
     ConfigError naming it and the attack's parameters (never silently dropped)."""
@@ -380,7 +390,7 @@ def _run(ctx: ScanContext, unit: Unit, out: dict[str, Any]) -> None:
     defences = unit.defences
     plug = _plugged_screen(attack, defences)
     if plug is not None:  # the attack runs the feedback loop: the screen goes into the loop
-        attack = dataclasses.replace(attack, screen=plug)
+        attack = dataclasses.replace(attack, screen=_fitted_screen(plug, data))
         defences = tuple(d for d in defences if d != plug)
     model: Any = None
     if defences:

@@ -7,8 +7,6 @@
 from finmlsec.spec.load import load_spec, parse_spec, validate_spec
 from finmlsec.spec.models import (
     LEVELS,
-    ROLE_ABBREV,
-    ROLES,
     DataRef,
     DataSplits,
     LossEstimates,
@@ -22,8 +20,6 @@ from finmlsec.spec.models import (
 
 __all__ = [
     "LEVELS",
-    "ROLES",
-    "ROLE_ABBREV",
     "DataRef",
     "DataSplits",
     "LossEstimates",

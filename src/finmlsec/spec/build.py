@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from finmlsec.errors import SpecError
-from finmlsec.spec.models import ROLES
+from finmlsec.ids import ROLES
 
 
 def parse_ids(text: str) -> list[str]:

@@ -37,7 +37,8 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from finmlsec.errors import SpecError
-from finmlsec.spec.models import ROLES, SystemSpec
+from finmlsec.ids import ROLES
+from finmlsec.spec.models import SystemSpec
 
 _NOT_FROM_YAML = ("source_dir",)
 

@@ -24,20 +24,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-ROLES: tuple[str, ...] = (
-    "training_data_provider",
-    "system_user",
-    "model_generator",
-    "model_operator",
-)
-"""The paper's four entities, in the order of its Table 1."""
-
-ROLE_ABBREV = {
-    "training_data_provider": "TDP",
-    "system_user": "SU",
-    "model_generator": "MG",
-    "model_operator": "MO",
-}
+from finmlsec.ids import COUNTERMEASURE_IDS, ROLES
+from finmlsec.schema import InputKind
 
 Security = Literal["high", "moderate"]
 Level = Literal["negligible", "low", "moderate", "high"]
@@ -142,7 +130,7 @@ class ModelRef(BaseModel):
     path: str | None = None
     trusted: bool = False
     trusted_types: list[str] = Field(default_factory=list)
-    input_kind: Literal["tabular", "text", "image"] = "tabular"
+    input_kind: InputKind = "tabular"
     classes: list[str | int] | None = None
     remote: dict[str, Any] | None = None
     torch: dict[str, Any] | None = None
@@ -285,13 +273,11 @@ def check_references(spec: SystemSpec) -> None:
         if fields.index(name) != k:
             raise SpecError(f"personal field {name!r} is listed twice; list it once",
                             f"stakes.personal_fields[{k}]")
-    from finmlsec.threatmodel.catalogue import COUNTERMEASURE_IDS as COUNTERMEASURES
-
     for k, cm in enumerate(spec.deployed_countermeasures):
-        if cm not in COUNTERMEASURES:
+        if cm not in COUNTERMEASURE_IDS:
             raise SpecError(
-                f"unknown countermeasure {cm!r}{_did_you_mean(cm, COUNTERMEASURES)}; "
-                f"known: {', '.join(COUNTERMEASURES)}",
+                f"unknown countermeasure {cm!r}{_did_you_mean(cm, COUNTERMEASURE_IDS)}; "
+                f"known: {', '.join(COUNTERMEASURE_IDS)}",
                 f"deployed_countermeasures[{k}]",
             )
         if spec.deployed_countermeasures.index(cm) != k:

@@ -12,13 +12,12 @@ models) and ``"score"`` (an anomaly score).
 
 from __future__ import annotations
 
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from finmlsec.errors import CapabilityError, TargetError
-
-InputKind = Literal["tabular", "text", "image"]
+from finmlsec.schema import InputKind
 
 
 @runtime_checkable

@@ -40,7 +40,8 @@ from typing import Any
 import numpy as np
 
 from finmlsec.errors import TargetError
-from finmlsec.targets.base import InputKind, Target
+from finmlsec.schema import InputKind
+from finmlsec.targets.base import Target
 
 
 class RenamedTarget:
@@ -131,7 +132,7 @@ def load_target(ref: Any, *, base_dir: str | Path = ".", trust_pickle: bool = Fa
 
         return OnnxTarget(path, input_kind=kind, classes=classes)
     elif fmt == "torch":
-        from finmlsec.targets.torch import load_torch
+        from finmlsec.targets.torch_files import load_torch
 
         return load_torch(path, _field(ref, "torch"), classes=classes, input_kind=kind,
                           trusted=trusted)

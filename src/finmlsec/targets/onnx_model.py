@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from finmlsec.errors import CapabilityError, TargetError
-from finmlsec.targets.base import InputKind
+from finmlsec.schema import InputKind
 from finmlsec.targets.sklearn_files import SCORE_SCALE
 
 _NUMPY = {

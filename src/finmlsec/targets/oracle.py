@@ -30,7 +30,8 @@ from typing import Any
 import numpy as np
 
 from finmlsec.errors import BudgetExceededError, CapabilityError, ConfigError
-from finmlsec.targets.base import InputKind, Target, as_target
+from finmlsec.schema import InputKind
+from finmlsec.targets.base import Target, as_target
 
 
 class Access(StrEnum):

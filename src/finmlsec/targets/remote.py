@@ -49,7 +49,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from finmlsec.errors import CapabilityError, ConfigError, TargetError
-from finmlsec.targets.base import InputKind
+from finmlsec.schema import InputKind
 
 
 class RequestMapping(BaseModel):

@@ -1,7 +1,9 @@
 """scikit-learn models from files: skops (safe) and pickle/joblib (refused unless trusted).
 
 skops files are loaded with :func:`skops.io.load`, which builds only types it trusts: skops'
-defaults (scikit-learn's estimators, numpy, scipy) plus the ``trusted_types`` the spec lists
+defaults (scikit-learn's estimators, numpy, scipy), ``numpy.dtype`` (read from an empty array's
+header, no code runs: scikit-learn's imputers store the dtypes they fitted), plus the
+``trusted_types`` the spec lists
 (``model.trusted_types``; tree ensembles need ``sklearn.tree._tree.Tree``, XGBoost and LightGBM
 their booster and estimator classes). An unknown type is refused with the list of names to add.
 
@@ -30,7 +32,11 @@ from typing import Any
 import numpy as np
 
 from finmlsec.errors import TargetError, UntrustedFileError
-from finmlsec.targets.base import InputKind, SklearnTarget, Target
+from finmlsec.schema import InputKind
+from finmlsec.targets.base import SklearnTarget, Target
+
+#: types trusted beyond skops' defaults: skops rebuilds a dtype from an empty array's header
+SAFE_TYPES = frozenset({"numpy.dtype"})
 
 #: scale of the logistic map from a detector's decision score to an anomaly "probability"
 SCORE_SCALE = 0.05
@@ -67,7 +73,7 @@ def load_skops(path: Path, *, trusted_types: Sequence[str] = (), trust_all: bool
         untrusted = sio.get_untrusted_types(file=path)
     except Exception as exc:  # corrupt archive, missing schema.json, ...
         raise TargetError(f"{str(path)!r} is not a valid skops file: {exc}") from None
-    unknown = [t for t in untrusted if t not in set(trusted_types)]
+    unknown = [t for t in untrusted if t not in SAFE_TYPES | set(trusted_types)]
     if unknown and not trust_all:
         lines = "\n".join(f"    - {t}" for t in unknown)
         raise UntrustedFileError(

@@ -4,7 +4,7 @@ A scan holds categorical fields as text (so that categories compare as the schem
 but a model trained on integer codes must get integers back: fed the strings ``'1'``, ``'2'``, a
 one-hot encoder that learnt ``1``, ``2`` sees unknown categories and the model silently degrades.
 :class:`AsTrained` wraps a scikit-learn estimator (fitting and predicting through
-:meth:`FeatureSchema.as_trained <finmlsec.datasets.schema.FeatureSchema.as_trained>`; a clone
+:meth:`FeatureSchema.as_trained <finmlsec.schema.FeatureSchema.as_trained>`; a clone
 stays an unfitted estimator that casts, so model factories keep the guarantee) and
 :class:`TypedTarget` any other target (ONNX, torch, remote). :func:`typed` picks one, and leaves
 the model as it is when the schema declares no dtype that differs from how the scan holds data.
@@ -14,7 +14,7 @@ Example:
     >>> from sklearn.pipeline import make_pipeline
     >>> from sklearn.preprocessing import OneHotEncoder
     >>> from sklearn.linear_model import LogisticRegression
-    >>> from finmlsec.datasets.schema import Feature, FeatureSchema
+    >>> from finmlsec.schema import Feature, FeatureSchema
     >>> X = pd.DataFrame({"purpose": [1, 2, 1, 2]}); y = [0, 1, 0, 1]
     >>> model = make_pipeline(OneHotEncoder(handle_unknown="ignore"), LogisticRegression()).fit(X, y)
     >>> schema = FeatureSchema(features=[Feature(name="purpose", type="categorical",
@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 
-from finmlsec.datasets.schema import FeatureSchema, FeatureType
+from finmlsec.schema import FeatureSchema, FeatureType
 
 
 def needs_cast(schema: FeatureSchema | None) -> bool:

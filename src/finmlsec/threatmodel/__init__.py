@@ -4,11 +4,10 @@ Public entry: :func:`analyze` (``analyze(spec) -> Analysis``).
 """
 
 from finmlsec.threatmodel.analysis import Analysis, Threat, analyze, type_table
-from finmlsec.threatmodel.catalogue import ATTACK_IDS, load_catalogue
+from finmlsec.threatmodel.catalogue import load_catalogue
 from finmlsec.threatmodel.types import DATA, EXCLUDED, TYPES
 
 __all__ = [
-    "ATTACK_IDS",
     "DATA",
     "EXCLUDED",
     "TYPES",

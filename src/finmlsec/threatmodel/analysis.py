@@ -25,7 +25,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from finmlsec.spec.models import ROLES, SystemSpec
+from finmlsec.ids import ROLES
+from finmlsec.spec.models import SystemSpec
 from finmlsec.threatmodel.catalogue import load_catalogue
 from finmlsec.threatmodel.reach import classify, derive_reach
 from finmlsec.threatmodel.risk import decide

@@ -19,34 +19,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, model_validator
 
-COUNTERMEASURE_IDS: tuple[str, ...] = (
-    "non_confidential_data",
-    "modify_training_data",
-    "detect_malicious_training_data",
-    "robust_algorithm",
-    "screen_false_prediction_data",
-    "modify_confidence",
-    "pate",
-    "detect_malicious_input",
-    "defensive_distillation",
-    "adversarial_training",
-    "gateway_rate_limiting",
-)
-"""The paper's countermeasure ids; ``finmlsec.defences.base.COUNTERMEASURES`` is this tuple, and
-the catalogue rows and the registered defences are checked against it."""
+from finmlsec.ids import ATTACK_IDS, COUNTERMEASURE_IDS, DataId, RoleId
 
-ATTACK_IDS: tuple[str, ...] = (
-    "infer_training_data",
-    "generate_malicious_model",
-    "dos_model_generator",
-    "infer_model",
-    "induce_false_prediction",
-    "dos_model_operator",
-    "dos_training_data_provider",
-)
-
-DataId = Literal["training_data", "model_io", "false_prediction_data"]
-RoleId = Literal["training_data_provider", "system_user", "model_generator", "model_operator"]
 StakeId = Literal["training_data", "model_value", "harm_of_wrong_output", "harm_of_outage"]
 LossId = Literal["training_data_leak", "model_theft", "wrong_output", "outage"]
 Condition = Literal["personal_fields_declared"]

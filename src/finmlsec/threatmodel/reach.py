@@ -28,7 +28,8 @@ import itertools
 from dataclasses import dataclass
 
 from finmlsec.errors import SpecError
-from finmlsec.spec.models import ROLE_ABBREV, ROLES, SystemSpec
+from finmlsec.ids import ROLE_ABBREV, ROLES
+from finmlsec.spec.models import SystemSpec
 from finmlsec.threatmodel.types import (
     DATA,
     EXCLUDED,

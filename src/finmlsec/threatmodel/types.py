@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from finmlsec.spec.models import ROLE_ABBREV, ROLES
+from finmlsec.ids import ROLE_ABBREV, ROLES
 
 DATA: tuple[str, ...] = ("training_data", "model_io", "false_prediction_data")
 """What an attacker may reach, in the order of the paper's Table 2."""

@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,8 @@ import numpy as np
 import yaml
 
 from finmlsec.datasets.base import Dataset
-from finmlsec.scenario import write_split
+from finmlsec.datasets.splits import write_split
+from finmlsec.errors import ConfigError
 
 SPLIT_SUFFIX = {"tabular": "csv", "text": "jsonl", "image": "npz"}
 
@@ -88,6 +90,19 @@ class BuildResult:
         }
 
 
+# -- the use cases' specs -------------------------------------------------------------------------
+def roles_of(usecase: str) -> dict[str, Any]:
+    """The use case's organisations, roles and stakes: the package file
+    ``finmlsec/usecases/specs/USECASE.yaml`` (one per use case: the one list of their names)."""
+    from importlib import resources
+
+    path = resources.files("finmlsec").joinpath("usecases", "specs", f"{usecase}.yaml")
+    if not path.is_file():
+        raise ConfigError(f"no spec for use case {usecase!r} in finmlsec/usecases/specs")
+    doc: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return doc
+
+
 # -- saving ---------------------------------------------------------------------------------------
 def save_skops(model: Any, out: Path, name: str, *, input_kind: str = "tabular") -> dict[str, Any]:
     """Save with skops; return the spec's model section, listing the types the file needs."""
@@ -95,7 +110,9 @@ def save_skops(model: Any, out: Path, name: str, *, input_kind: str = "tabular")
 
     path = out / f"{name}.skops"
     sio.dump(model, path)
-    needed = sorted(sio.get_untrusted_types(file=path))
+    from finmlsec.targets.sklearn_files import SAFE_TYPES
+
+    needed = sorted(set(sio.get_untrusted_types(file=path)) - SAFE_TYPES)
     return {"format": "skops", "path": path.name, "trusted_types": needed,
             "input_kind": input_kind}
 
@@ -132,8 +149,11 @@ def save_onnx_sklearn(
         types = [("text", StringTensorType([None, 1]))]
     else:
         types = [("x", FloatTensorType([None, int(np.asarray(sample).shape[1])]))]
-    onx = convert_sklearn(model, initial_types=types, options=opts,
-                          target_opset={"": 17, "ai.onnx.ml": 3})
+    with warnings.catch_warnings():  # an imputer's NaN marker cast for int64 inputs, which
+        warnings.filterwarnings(  # hold no NaN: harmless
+            "ignore", "invalid value encountered in cast", RuntimeWarning)
+        onx = convert_sklearn(model, initial_types=types, options=opts,
+                              target_opset={"": 17, "ai.onnx.ml": 3})
     path = out / f"{name}.onnx"
     path.write_bytes(onx.SerializeToString())
     return {"format": "onnx", "path": path.name, "input_kind": input_kind}

@@ -7,7 +7,7 @@ tokeniser runs in the "C" locale, so it needs no installed language pack). Quali
 >= 0.90 on held-out utterances.
 
 Example:
-    >>> ROLES["roles"]["model_operator"], ROLES["roles"]["model_generator"]
+    >>> roles_of(NAME)["roles"]["model_operator"], roles_of(NAME)["roles"]["model_generator"]
     ('bank', 'vendor')
 """
 
@@ -19,40 +19,18 @@ from typing import Any
 
 import numpy as np
 
-from finmlsec.usecases.base import BuildResult, ModelInfo, finish, save_onnx_sklearn, save_skops
+from finmlsec.usecases.base import (
+    BuildResult,
+    ModelInfo,
+    finish,
+    roles_of,
+    save_onnx_sklearn,
+    save_skops,
+)
 
 NAME = "chatbot"
 DATASET = "bank_intents"
 GATE = ("accuracy", 0.90)
-
-#: organisations, roles and stakes as in examples/chatbot.yaml
-ROLES: dict[str, Any] = {
-    "name": "Customer-inquiry chatbot",
-    "description": (
-        "Replies to customer inquiries about products and procedures from public information; "
-        "staff follow up on inappropriate replies."
-    ),
-    "organisations": [
-        {"id": "bank", "name": "Bank"},
-        {"id": "vendor", "name": "Chatbot vendor"},
-        {"id": "customer", "name": "Customers (public)"},
-    ],
-    "roles": {
-        "training_data_provider": "bank",
-        "system_user": "customer",
-        "model_generator": "vendor",
-        "model_operator": "bank",
-    },
-    "stakes": {
-        "training_data": "public",
-        "model_value": "negligible",
-        "harm_of_wrong_output": "moderate",
-        "harm_of_outage": "low",
-        "risk_appetite": "low",
-    },
-    "deployed_countermeasures": [],
-}
-
 
 def text_metrics(model: Any, X: list[str], y: np.ndarray) -> dict[str, float]:
     from sklearn.metrics import accuracy_score, f1_score
@@ -72,7 +50,7 @@ def build(out: Path, *, seed: int = 0) -> BuildResult:
     from sklearn.pipeline import make_pipeline
 
     from finmlsec.datasets import load
-    from finmlsec.scenario import split_three
+    from finmlsec.datasets.splits import split_three
 
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
@@ -90,7 +68,7 @@ def build(out: Path, *, seed: int = 0) -> BuildResult:
         "(C=10)", formats, text_metrics(model, test.X, test.y), GATE,
     )
     return finish(
-        out, usecase=NAME, title="Customer-inquiry chatbot", roles=ROLES, dataset=ds,
+        out, usecase=NAME, title="Customer-inquiry chatbot", roles=roles_of(NAME), dataset=ds,
         splits={"train": train, "test": test, "population": pop}, models=(info,),
         seed=seed, started=started,
         intended_use="Routes a customer's inquiry to one of the bank's intents; the reply for "

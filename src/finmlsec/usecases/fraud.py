@@ -8,7 +8,7 @@ AUC (average precision) on the held-out split, reported against the base rate (t
 random ranking); ROC AUC alongside.
 
 Example:
-    >>> ROLES["roles"]["model_generator"], ROLES["roles"]["system_user"]
+    >>> roles_of(NAME)["roles"]["model_generator"], roles_of(NAME)["roles"]["system_user"]
     ('vendor', 'bank')
 """
 
@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from finmlsec.usecases.base import BuildResult, ModelInfo, finish, save_skops
+from finmlsec.usecases.base import BuildResult, ModelInfo, finish, roles_of, save_skops
 
 NAME = "fraud"
 #: why the gradient-boosting model has no ONNX file
@@ -35,58 +34,6 @@ NO_ONNX_FOREST = (
     "detectors are supported by the loader (targets/onnx_model.py)."
 )
 DATASET = "card_fraud"
-
-#: organisations, roles and stakes as in examples/fraud_bank_data.yaml
-ROLES: dict[str, Any] = {
-    "name": "Card-fraud detection on the bank's transactions",
-    "description": (
-        "A vendor trains a fraud detector on the bank's past card transactions and scores the "
-        "bank's new transactions; missed frauds are sent back as false-prediction data."
-    ),
-    "organisations": [
-        {"id": "bank", "name": "Card-issuing bank"},
-        {"id": "vendor", "name": "Fraud-detection vendor"},
-    ],
-    "roles": {
-        "training_data_provider": "bank",
-        "system_user": "bank",
-        "model_generator": "vendor",
-        "model_operator": "vendor",
-    },
-    "stakes": {
-        "training_data": "personal",
-        "personal_fields": [
-            {"field": "customer_age", "round_to": 10},
-            {"field": "amount", "round_to": 100},
-        ],
-        "model_value": "moderate",
-        "harm_of_wrong_output": "high",
-        "harm_of_outage": "high",
-        "risk_appetite": "low",
-        "currency": "EUR",
-        "loss_estimates": {
-            "training_data_leak": 3000000,
-            "model_theft": 200000,
-            "wrong_output": 1500000,
-            "outage": 400000,
-        },
-        "acceptable_loss": 50000,
-    },
-    "deployed_countermeasures": ["gateway_rate_limiting", "detect_malicious_input"],
-}
-
-
-def encoder(schema: Any) -> Any:
-    """One-hot encode the categorical fields, pass the numeric ones through."""
-    from sklearn.compose import make_column_transformer
-    from sklearn.preprocessing import OneHotEncoder
-
-    cats = [f.name for f in schema.categorical()]
-    return make_column_transformer(
-        (OneHotEncoder(handle_unknown="ignore", sparse_output=False), cats),
-        remainder="passthrough",
-    )
-
 
 def detection_metrics(scores: np.ndarray, y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     """PR AUC against the base rate, ROC AUC, precision and recall of the decisions."""
@@ -117,7 +64,8 @@ def build(out: Path, *, seed: int = 0) -> BuildResult:
     from threadpoolctl import threadpool_limits
 
     from finmlsec.datasets import load
-    from finmlsec.scenario import split_three
+    from finmlsec.datasets.splits import split_three
+    from finmlsec.schema import preprocessor
 
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
@@ -125,7 +73,7 @@ def build(out: Path, *, seed: int = 0) -> BuildResult:
     train, test, pop = split_three(ds, seed)
     models = []
     with threadpool_limits(1):  # OpenMP over-subscription makes shared machines crawl
-        gbm = make_pipeline(encoder(ds.schema), HistGradientBoostingClassifier(
+        gbm = make_pipeline(preprocessor(ds.schema, categories="data", scale=False), HistGradientBoostingClassifier(
             max_iter=100, learning_rate=0.1, early_stopping=False, min_samples_leaf=10,
             l2_regularization=1.0, random_state=seed,
         )).fit(train.X, train.y)
@@ -136,7 +84,7 @@ def build(out: Path, *, seed: int = 0) -> BuildResult:
             notes="Supervised: trained on labelled frauds. PR AUC is compared with the base "
             "rate, the PR AUC of a random ranking. " + NO_ONNX,
         ))
-        iso = make_pipeline(encoder(ds.schema), IsolationForest(
+        iso = make_pipeline(preprocessor(ds.schema, categories="data", scale=False), IsolationForest(
             n_estimators=100, contamination=0.01, random_state=seed,
         )).fit(train.X)
         iso_pred = (iso.predict(test.X) == -1).astype(int)
@@ -150,7 +98,7 @@ def build(out: Path, *, seed: int = 0) -> BuildResult:
             + NO_ONNX_FOREST,
         ))
     return finish(
-        out, usecase=NAME, title="Card-fraud detection", roles=ROLES, dataset=ds,
+        out, usecase=NAME, title="Card-fraud detection", roles=roles_of(NAME), dataset=ds,
         splits={"train": train, "test": test, "population": pop}, models=tuple(models),
         seed=seed, started=started,
         intended_use="Flags card transactions as fraud for the bank's investigators; the "

@@ -8,7 +8,7 @@ the standardised features. Both are saved as skops (see
 against the base rate; ROC AUC alongside.
 
 Example:
-    >>> ROLES["roles"]["system_user"], ROLES["stakes"]["training_data"]
+    >>> roles_of(NAME)["roles"]["system_user"], roles_of(NAME)["stakes"]["training_data"]
     ('bank', 'public')
 """
 
@@ -16,41 +16,12 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
-from finmlsec.usecases.base import BuildResult, ModelInfo, finish, save_skops
+from finmlsec.usecases.base import BuildResult, ModelInfo, finish, roles_of, save_skops
 from finmlsec.usecases.fraud import NO_ONNX, NO_ONNX_FOREST, detection_metrics
 
 NAME = "market-anomaly"
 DATASET = "market_anomalies"
-
-#: organisations, roles and stakes as in examples/market_anomaly.yaml
-ROLES: dict[str, Any] = {
-    "name": "Market anomaly detection service",
-    "description": (
-        "A vendor detects anomalies in financial-market transactions with a model trained on "
-        "public market data; the bank submits its transactions for checking."
-    ),
-    "organisations": [
-        {"id": "vendor", "name": "Anomaly-detection vendor"},
-        {"id": "bank", "name": "Bank"},
-    ],
-    "roles": {
-        "training_data_provider": "vendor",
-        "system_user": "bank",
-        "model_generator": "vendor",
-        "model_operator": "vendor",
-    },
-    "stakes": {
-        "training_data": "public",
-        "model_value": "low",
-        "harm_of_wrong_output": "high",
-        "harm_of_outage": "moderate",
-        "risk_appetite": "low",
-    },
-    "deployed_countermeasures": ["gateway_rate_limiting"],
-}
-
 
 def build(out: Path, *, seed: int = 0) -> BuildResult:
     """Train, save and describe the market-anomaly models under ``out``."""
@@ -60,7 +31,7 @@ def build(out: Path, *, seed: int = 0) -> BuildResult:
     from threadpoolctl import threadpool_limits
 
     from finmlsec.datasets import load
-    from finmlsec.scenario import split_three
+    from finmlsec.datasets.splits import split_three
 
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
@@ -92,7 +63,7 @@ def build(out: Path, *, seed: int = 0) -> BuildResult:
         ),
     )
     return finish(
-        out, usecase=NAME, title="Market anomaly detection", roles=ROLES, dataset=ds,
+        out, usecase=NAME, title="Market anomaly detection", roles=roles_of(NAME), dataset=ds,
         splits={"train": train, "test": test, "population": pop}, models=models,
         seed=seed, started=started,
         intended_use="Flags anomalous market days for the bank's review of its transactions.",

@@ -7,7 +7,7 @@ scikit-learn multi-layer perceptron (skops, ONNX) is the second model, for count
 retrain the model. Quality gate: accuracy >= 0.97 on the held-out split.
 
 Example:
-    >>> ROLES["roles"]["training_data_provider"], ROLES["roles"]["model_operator"]
+    >>> roles_of(NAME)["roles"]["training_data_provider"], roles_of(NAME)["roles"]["model_operator"]
     ('bank', 'cloud_vendor')
 """
 
@@ -19,7 +19,14 @@ from typing import Any
 
 import numpy as np
 
-from finmlsec.usecases.base import BuildResult, ModelInfo, finish, save_onnx_sklearn, save_skops
+from finmlsec.usecases.base import (
+    BuildResult,
+    ModelInfo,
+    finish,
+    roles_of,
+    save_onnx_sklearn,
+    save_skops,
+)
 
 NAME = "ocr"
 DATASET = "ocr_digits"
@@ -27,34 +34,6 @@ GATE = ("accuracy", 0.97)
 CNN_KWARGS = {"in_channels": 1, "height": 8, "width": 8, "n_classes": 10, "channels": 16}
 #: how the CNN is trained (written to the spec as model.torch.train)
 CNN_TRAIN: dict[str, Any] = {"epochs": 25, "lr": 3e-3, "batch_size": 32, "weight_decay": 1e-4}
-
-#: organisations, roles and stakes as in examples/office_mlaas.yaml
-ROLES: dict[str, Any] = {
-    "name": "OCR of bank-transfer forms via ML-as-a-service",
-    "description": (
-        "Handwritten digits on bank-transfer forms are read by a model the cloud vendor trains "
-        "on the bank's scanned forms and runs as a service."
-    ),
-    "organisations": [
-        {"id": "bank", "name": "Bank"},
-        {"id": "cloud_vendor", "name": "MLaaS vendor"},
-    ],
-    "roles": {
-        "training_data_provider": "bank",
-        "system_user": "bank",
-        "model_generator": "cloud_vendor",
-        "model_operator": "cloud_vendor",
-    },
-    "stakes": {
-        "training_data": "confidential",
-        "model_value": "negligible",
-        "harm_of_wrong_output": "high",
-        "harm_of_outage": "moderate",
-        "risk_appetite": "low",
-    },
-    "deployed_countermeasures": ["gateway_rate_limiting"],
-}
-
 
 def image_metrics(pred: np.ndarray, y: np.ndarray) -> dict[str, float]:
     from sklearn.metrics import accuracy_score, f1_score
@@ -69,7 +48,7 @@ def build(out: Path, *, seed: int = 0) -> BuildResult:
     from sklearn.neural_network import MLPClassifier
 
     from finmlsec.datasets import load
-    from finmlsec.scenario import split_three
+    from finmlsec.datasets.splits import split_three
     from finmlsec.targets.torch_estimator import TorchClassifier
 
     started = time.perf_counter()
@@ -110,7 +89,7 @@ def build(out: Path, *, seed: int = 0) -> BuildResult:
         image_metrics(mlp.predict(test.X), test.y), GATE,
     )
     return finish(
-        out, usecase=NAME, title="OCR of bank-transfer forms", roles=ROLES, dataset=ds,
+        out, usecase=NAME, title="OCR of bank-transfer forms", roles=roles_of(NAME), dataset=ds,
         splits={"train": train, "test": test, "population": pop},
         models=(cnn_info, mlp_info), seed=seed, started=started,
         intended_use="Reads the handwritten digits of amounts and account numbers on scanned "

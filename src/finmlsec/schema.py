@@ -1,11 +1,14 @@
-"""Feature schemas: what each input field is, what values are valid, and what may change.
+"""The bottom layer: what each input field is, what values are valid, what may change, and the
+one numeric encoding of a record every package uses.
 
 Attacks read the schema to produce only valid records (evasion constraints, extraction queries,
-attribute inference on personal fields); defences read it to generalise or validate.
+attribute inference on personal fields); defences read it to generalise or validate; models,
+surrogates and detectors encode records with :func:`preprocessor`. This module imports nothing
+from the rest of the package but :mod:`finmlsec.errors`.
 
 Example:
     >>> import pandas as pd
-    >>> from finmlsec.datasets.schema import Feature, FeatureSchema
+    >>> from finmlsec.schema import Feature, FeatureSchema
     >>> schema = FeatureSchema(features=[
     ...     Feature(name="age", type="integer", min=18, max=75, immutable=True, personal=True),
     ...     Feature(name="purpose", type="categorical", categories=["car", "education"]),
@@ -19,7 +22,6 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -27,7 +29,12 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from finmlsec.errors import DataError
+from finmlsec.errors import ConfigError, DataError
+
+InputKind = Literal["tabular", "text", "image"]
+"""What a model takes: records (a pandas DataFrame), texts (a list of str) or images (an array)."""
+
+INPUT_KINDS: tuple[InputKind, ...] = ("tabular", "text", "image")
 
 
 class FeatureType(StrEnum):
@@ -359,20 +366,6 @@ class FeatureSchema(BaseModel):
                     out[f.name] = arr
         return out
 
-    @classmethod
-    def infer(
-        cls,
-        X: pd.DataFrame,
-        *,
-        integer: Sequence[str] = (),
-        personal: Sequence[str] = (),
-        immutable: Sequence[str] = (),
-    ) -> FeatureSchema:
-        """A schema read off a DataFrame (types, dtypes, ranges, categories, missing values);
-        a starting point to edit. See :func:`finmlsec.datasets.schema_infer.infer_schema`."""
-        from finmlsec.datasets.schema_infer import infer_schema
-
-        return infer_schema(X, integer=integer, personal=personal, immutable=immutable).schema
 
 
 def _cast(col: pd.Series, dtype: str, name: str) -> pd.Series:
@@ -391,3 +384,90 @@ def _cast(col: pd.Series, dtype: str, name: str) -> pd.Series:
     except (ValueError, TypeError):
         raise DataError(f"column {name!r}: cannot give the model {dtype} values (first: "
                         f"{col[~isna].iloc[0]!r}); fix the schema's dtype") from None
+
+
+# -- the one numeric encoding ---------------------------------------------------------------------
+def preprocessor(
+    schema: FeatureSchema | None = None,
+    *,
+    X: Any = None,
+    categories: Literal["schema", "data"] = "schema",
+    scale: bool = True,
+) -> Any:
+    """An unfitted scikit-learn transformer turning records into a dense float matrix: the one
+    encoding of tabular records that models, surrogates, detectors and screens share.
+
+    Output columns: each categorical field one-hot encoded (fields in schema order), then the
+    numeric, integer and binary fields, standardised (``scale=True``) or passed through.
+
+    Missing values are accepted in numeric and categorical columns alike (NaN, ``None``):
+    a missing number is imputed with its column's median in the fitted data (0 if the column is
+    missing at every fitted row); a missing category is a constant level of its own, with its
+    own one-hot column when the fitted data had missing values there (``categories="data"``),
+    otherwise encoded like an unknown category. An unknown category, one outside those known at
+    fit, is ignored: all its field's one-hot columns are 0. On data without missing cells the
+    imputation changes nothing. (The categorical side is the encoder's own handling of missing
+    values, so a fitted preprocessor converts to ONNX.)
+
+    ``categories="schema"``: the one-hot columns are the schema's categories, in its order, so
+    every fit has the same width whatever its rows hold; ``"data"``: the categories seen in fit,
+    sorted. Without a schema, ``X`` decides: for a DataFrame, its non-numeric columns are
+    categorical (categories from the data) and the rest numeric; any other ``X`` is a numeric
+    matrix, imputed and scaled.
+
+    Example:
+        >>> import numpy as np, pandas as pd
+        >>> schema = FeatureSchema(features=[
+        ...     Feature(name="age", type="integer", min=18, max=75),
+        ...     Feature(name="job", type="categorical", categories=["clerk", "owner"]),
+        ... ])
+        >>> X = pd.DataFrame({"age": [20, 40, np.nan], "job": ["clerk", None, "clerk"]})
+        >>> preprocessor(schema, scale=False).fit_transform(X).tolist()
+        [[1.0, 0.0, 20.0], [0.0, 0.0, 40.0], [1.0, 0.0, 30.0]]
+        >>> preprocessor(schema, categories="data", scale=False).fit_transform(X).tolist()
+        [[1.0, 0.0, 20.0], [0.0, 1.0, 40.0], [1.0, 0.0, 30.0]]
+        >>> preprocessor(schema).fit(X).transform(pd.DataFrame({"age": [30], "job": ["?"]}))
+        array([[0., 0., 0.]])
+        >>> preprocessor(X=X).fit_transform(X).shape
+        (3, 3)
+    """
+    from sklearn.compose import ColumnTransformer
+    from sklearn.preprocessing import OneHotEncoder
+
+    if categories not in ("schema", "data"):
+        raise ConfigError("The 'categories' parameter of preprocessor must be one of ['schema', "
+                          f"'data']. Got {categories!r} instead.")
+    if schema is None:
+        if X is None:
+            raise ConfigError("preprocessor needs a schema or example records X; give one")
+        if not isinstance(X, pd.DataFrame):
+            return _numbers(scale)
+        cat_names = [c for c in X.columns if not pd.api.types.is_numeric_dtype(X[c])]
+        num_names = [c for c in X.columns if c not in cat_names]
+        cat_values: Any = "auto"
+    else:
+        other = [f.name for f in schema.features
+                 if f.type in (FeatureType.TEXT, FeatureType.IMAGE)]
+        if other:
+            raise ConfigError(f"preprocessor encodes tabular fields; {other} are text or image "
+                              "fields: encode them with a model of their own")
+        cats = schema.categorical()
+        cat_names = [f.name for f in cats]
+        num_names = [f.name for f in schema.numeric()]
+        cat_values = ([list(f.categories or ()) for f in cats] if categories == "schema"
+                      else "auto")
+    onehot = OneHotEncoder(categories=cat_values, handle_unknown="ignore", sparse_output=False)
+    return ColumnTransformer(
+        [("cat", onehot, cat_names), ("num", _numbers(scale), num_names)],
+        sparse_threshold=0.0,
+    )
+
+
+def _numbers(scale: bool) -> Any:
+    """Median imputation, then standard scaling (``scale``)."""
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    impute = SimpleImputer(strategy="median", keep_empty_features=True)
+    return Pipeline([("impute", impute), ("scale", StandardScaler())]) if scale else impute
