@@ -69,7 +69,7 @@ def test_show_text_corpus_without_schema(capsys) -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["datasets", "show", "german"], "unknown dataset 'german'; did you mean 'german_credit'?"),
+        (["datasets", "show", "german"], "unknown dataset 'german' (did you mean 'german_credit'?)"),
         (["datasets", "show", "card_fraud", "-p", "rows=5"],
          "dataset 'card_fraud' has no parameter 'rows'; its parameters are: n_rows, seed, fraud_rate"),
         (["datasets", "show", "card_fraud", "-p", "n_rows"], "must look like KEY=VALUE"),

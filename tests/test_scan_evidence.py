@@ -21,6 +21,7 @@ def demo_out(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:  # 
     res = CliRunner().invoke(build_app(), [
         "demo", "run", "credit-scoring", "--out", str(out), "--profile", "quick", "--skip-build",
         "--executor", "serial", "--json", "--quiet", "--attack", "extraction.equation",
+        "--db", str(out / "finmlsec.db"),
     ])
     assert res.exit_code == 0, res.output
     return out, json.loads(res.stdout)

@@ -11,7 +11,7 @@ Example:
     >>> SHAPES.get("circle")
     Traceback (most recent call last):
     ...
-    finmlsec.errors.RegistryError: unknown shape 'circle'; known: square
+    finmlsec.errors.RegistryError: unknown shape 'circle'; choose one of: square
 """
 
 from __future__ import annotations
@@ -47,8 +47,9 @@ class Registry(Generic[T]):
         except KeyError:
             known = ", ".join(sorted(self._items)) or "(none)"
             close = difflib.get_close_matches(name, list(self._items), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise RegistryError(f"unknown {self.kind} {name!r}{hint}; known: {known}") from None
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise RegistryError(
+                f"unknown {self.kind} {name!r}{hint}; choose one of: {known}") from None
 
     def names(self) -> list[str]:
         return sorted(self._items)

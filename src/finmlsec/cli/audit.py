@@ -15,7 +15,7 @@ def register(app: typer.Typer) -> None:
 
     @audit.command("verify")
     def verify(db: str = DB_OPT, table_prefix: str = PREFIX_OPT,
-               as_json: bool = typer.Option(False, "--json")) -> None:
+               as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
         """Recompute the hash chain; exit 2 naming the first edited, deleted or reordered entry."""
         from finmlsec.gateway.audit import verify_chain
         from finmlsec.store.gateway import GatewayDB
@@ -30,7 +30,7 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"audit chain ok: {res.entries} entries; head {res.head_hash}")
 
     @audit.command("show")
-    def show(after: int = typer.Option(0, "--after"), limit: int = typer.Option(20, "--limit"),
+    def show(after: int = typer.Option(0, "--after", help="Show entries after this sequence number."), limit: int = typer.Option(20, "--limit", help="At most this many entries."),
              db: str = DB_OPT, table_prefix: str = PREFIX_OPT) -> None:
         """Print entries (JSON lines) with sequence numbers above --after."""
         from finmlsec.gateway.audit import read_entries

@@ -25,14 +25,15 @@ class ProfileName(StrEnum):
 def demo_run_command(
     usecase: UseCaseName = typer.Argument(..., help="The use case to run."),
     out: Path = typer.Option(Path("out"), "--out", help="Directory for the model and reports."),
-    profile: ProfileName = typer.Option(ProfileName.standard, "--profile"),
-    db: str | None = typer.Option(None, "--db", help="Store [OUT/finmlsec.db]."),
+    profile: ProfileName = typer.Option(ProfileName.standard, "--profile",
+                                       help="How much work (see `finmlsec scan`)."),
+    db: str | None = typer.Option(None, "--db", help="Store URL or SQLite path [FINMLSEC_DB or ./finmlsec.db]."),
     executor: str = typer.Option("process", "--executor", help="process, serial, dask://H:P."),
-    workers: int | None = typer.Option(None, "--workers", min=1),
-    seed: int = typer.Option(0, "--seed"),
+    workers: int | None = typer.Option(None, "--workers", min=1, help="Local pool size."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the build and the scan."),
     skip_build: bool = typer.Option(False, "--skip-build", help="Reuse OUT/USECASE."),
-    json_out: bool = typer.Option(False, "--json"),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
     attack: list[str] = typer.Option([], "--attack", help="Run only these attacks."),
 ) -> None:
     """Build the use case's model, analyse it, scan it and write the HTML report under OUT."""

@@ -45,13 +45,13 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"{item.id} {item.status}")
 
     @fb.command("approve")
-    def approve(fid: str = typer.Argument(...), note: str | None = typer.Option(None, "--note"),
+    def approve(fid: str = typer.Argument(..., help="The report id (from `feedback list`)."), note: str | None = typer.Option(None, "--note", help="Why (kept in the audit log)."),
                 db: str = DB_OPT, table_prefix: str = PREFIX_OPT) -> None:
         """Release a report for training data."""
         _decide("approve", fid, note, db, table_prefix)
 
     @fb.command("reject")
-    def reject(fid: str = typer.Argument(...), note: str | None = typer.Option(None, "--note"),
+    def reject(fid: str = typer.Argument(..., help="The report id (from `feedback list`)."), note: str | None = typer.Option(None, "--note", help="Why (kept in the audit log)."),
                db: str = DB_OPT, table_prefix: str = PREFIX_OPT) -> None:
         """Reject a report; it never reaches training data."""
         _decide("reject", fid, note, db, table_prefix)

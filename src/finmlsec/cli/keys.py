@@ -8,7 +8,8 @@ import typer
 
 DB_OPT = typer.Option("sqlite:///finmlsec-gateway.db", "--db", envvar="FINMLSEC_GATEWAY_DB",
                       help="SQLAlchemy URL of the gateway database.")
-PREFIX_OPT = typer.Option("", "--table-prefix", envvar="FINMLSEC_GATEWAY_PREFIX")
+PREFIX_OPT = typer.Option("", "--table-prefix", envvar="FINMLSEC_GATEWAY_PREFIX",
+                          help="Prefix of the gateway's table names (several gateways in one database).")
 
 
 def register(app: typer.Typer) -> None:
@@ -24,7 +25,7 @@ def register(app: typer.Typer) -> None:
         expires_days: float | None = typer.Option(None, "--expires-days",
                                                   help="The key stops working after this."),
         db: str = DB_OPT, table_prefix: str = PREFIX_OPT,
-        as_json: bool = typer.Option(False, "--json"),
+        as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     ) -> None:
         """Create a key; it is printed once and only its hash is stored."""
         from finmlsec.gateway.audit import AuditWriter
@@ -45,7 +46,7 @@ def register(app: typer.Typer) -> None:
 
     @keys.command("list")
     def list_(db: str = DB_OPT, table_prefix: str = PREFIX_OPT,
-              as_json: bool = typer.Option(False, "--json")) -> None:
+              as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
         """List keys (ids, organisations, roles; never the keys)."""
         from finmlsec.store.gateway import GatewayDB
 
@@ -59,7 +60,7 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"{r['key_id']}  {r['org']:<20} {r['role']:<12} {state}  {r['name']}")
 
     @keys.command("revoke")
-    def revoke(key_id: str = typer.Argument(...), db: str = DB_OPT,
+    def revoke(key_id: str = typer.Argument(..., help="The key id (from `keys list`)."), db: str = DB_OPT,
                table_prefix: str = PREFIX_OPT) -> None:
         """Revoke a key (takes effect within the servers' key cache time, 2 s by default)."""
         from finmlsec.errors import ConfigError

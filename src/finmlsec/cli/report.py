@@ -21,7 +21,7 @@ def report_command(
         None, "--output", "-o",
         help="File to write [html: finmlsec-scan-RUN_ID.html; md/json: stdout].",
     ),
-    db: str | None = typer.Option(None, "--db", help="Store URL or SQLite path [./finmlsec.db]."),
+    db: str | None = typer.Option(None, "--db", help="Store URL or SQLite path [FINMLSEC_DB or ./finmlsec.db]."),
 ) -> None:
     """Write the report of a stored scan."""
     from finmlsec.report.scan import render_json, render_markdown, scan_document, write_report

@@ -7,16 +7,16 @@ from typing import Any
 
 import typer
 
-runs_app = typer.Typer(help="Stored scans: list, show, compare.", no_args_is_help=True)
+runs_app = typer.Typer(help="Stored scans: list, show, diff.", no_args_is_help=True)
 
-DB_HELP = "Store URL or SQLite path [./finmlsec.db]."
+DB_HELP = "Store URL or SQLite path [FINMLSEC_DB or ./finmlsec.db]."
 
 
 @runs_app.command("list")
 def list_runs(
     db: str | None = typer.Option(None, "--db", help=DB_HELP),
-    limit: int = typer.Option(20, "--limit", min=1),
-    json_out: bool = typer.Option(False, "--json"),
+    limit: int = typer.Option(20, "--limit", min=1, help="At most this many runs."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """The newest scans first."""
     from finmlsec.store import Store
@@ -45,7 +45,7 @@ def list_runs(
 def show_run(
     run_id: str = typer.Argument(..., help="Run id (a unique prefix, or 'last')."),
     db: str | None = typer.Option(None, "--db", help=DB_HELP),
-    json_out: bool = typer.Option(False, "--json"),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """One scan: its decisions and the status of every unit."""
     from finmlsec.report.scan import render_json, render_markdown, scan_document
@@ -107,15 +107,20 @@ def diff_runs(
     run_a: str = typer.Argument(..., help="The earlier run."),
     run_b: str = typer.Argument(..., help="The later run."),
     db: str | None = typer.Option(None, "--db", help=DB_HELP),
-    json_out: bool = typer.Option(False, "--json"),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Compare two scans (e.g. before and after a model change)."""
+    """Diff two scans, threat by threat: before and after a model change, for example."""
     from finmlsec.report.scan import scan_document
     from finmlsec.store import Store
 
     store = Store.open(db)
     ra, rb = store.run(run_a), store.run(run_b)
     d = diff_docs(scan_document(ra, store.units(ra.id)), scan_document(rb, store.units(rb.id)))
+    d["same_system"] = (ra.spec_name, ra.spec_path) == (rb.spec_name, rb.spec_path)
+    if not d["same_system"]:
+        typer.echo(f"warning: {ra.id} scanned {ra.spec_name} ({ra.spec_path}) and {rb.id} scanned "
+                   f"{rb.spec_name} ({rb.spec_path}): two different systems, so the differences "
+                   "below are not a change of one system", err=True)
     if json_out:
         typer.echo(json.dumps(d, indent=2))
         return

@@ -37,7 +37,7 @@ def scan_command(
     include_accepted: bool = typer.Option(
         False, "--all", help="Also attack the threats the analysis accepted."
     ),
-    db: str | None = typer.Option(None, "--db", help="Store URL or SQLite path [./finmlsec.db]."),
+    db: str | None = typer.Option(None, "--db", help="Store URL or SQLite path [FINMLSEC_DB or ./finmlsec.db]."),
     executor: str = typer.Option(
         "process", "--executor", help="process (local pool), serial, or dask://HOST:PORT."
     ),
@@ -73,10 +73,14 @@ def scan_command(
         if not spec.exists():
             raise ConfigError(f"spec file {str(spec)!r} does not exist; give the path of a YAML "
                               "system description")
+        from finmlsec.cli._checks import check_only_attacks, check_planned
+
+        check_only_attacks(spec, attack, include_accepted)
         run_id = pipeline.plan(spec, store=store, profile=profile.value, only=attack,
                                only_defences=defence, seed=seed,
                                include_accepted=include_accepted, trust_pickle=trust_pickle,
                                endpoint=endpoint)
+        check_planned(store, run_id, attack)
     if not quiet:
         typer.echo(f"scan {run_id}", err=True)
     try:

@@ -2,7 +2,8 @@
 
 :func:`run_usecase` is what ``finmlsec demo run USECASE --out DIR`` and ``finmlsec evidence
 --build`` call: the use case's build (``finmlsec demo build``: its model, data splits and spec),
-then the analysis (HTML), the scan (stored in ``DIR/finmlsec.db`` unless told otherwise)
+then the analysis (HTML), the scan (stored in the default store, ``./finmlsec.db`` or
+``FINMLSEC_DB``, unless told otherwise)
 and the scan report as HTML, Markdown and JSON under ``DIR``.
 """
 
@@ -69,7 +70,7 @@ def run_usecase(
     analysis = analyze(load_spec(spec))
     analysis_html = out / f"{usecase}-analysis.html"
     analysis_html.write_text(render_analysis(analysis, "html"), encoding="utf-8")
-    store = Store.open(db or str(out / "finmlsec.db"))
+    store = Store.open(db)
     run_id = pipeline.plan(spec, store=store, profile=profile, only=only, seed=seed)
     outcome = pipeline.run(store, run_id, executor=executor, workers=workers, progress=progress)
     paths = pipeline.write_reports(
