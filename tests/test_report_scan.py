@@ -56,9 +56,10 @@ def test_markdown_has_the_decision_table_and_every_threat(
 ) -> None:
     doc, _ = scanned
     md = render_markdown(doc)
-    assert md.count("\n| ") == len(doc["threats"]) + 1  # header + one row per threat
+    # two tables: the verdicts in words and the decisions, each a header + one row per threat
+    assert md.count("\n| ") == 2 * (len(doc["threats"]) + 1)
     for t in doc["threats"]:
-        assert f"## {t['attack']} via {t['via']}" in md
+        assert f"(`{t['via']}.{t['attack']}`)\n" in md  # a section per threat, id beside its name
     assert doc["reproduce"]["scan"] in md
 
 
@@ -80,7 +81,8 @@ def test_html_is_self_contained_with_a_section_and_figures_per_threat(
     roc = [i for i, t in enumerate(doc["threats"]) if t["attack"] == "infer_training_data"
            and t["via"] == "model_io"]
     assert roc and f"fig-{roc[0]}-roc" in ids
-    assert page.count("Reproduce: <code>") == len(ids)
+    assert page.count("Reproduce: <code>") == len(ids)  # in the appendix, one per figure
+    assert all(f'id="a-{i}"' in page for i in ids)
     svg_ids = re.findall(r'<(?:clipPath|path|g)[^>]* id="([^"]+)"', page)
     assert len(svg_ids) == len(set(svg_ids))  # unique across the inline SVGs
 

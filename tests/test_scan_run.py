@@ -84,7 +84,7 @@ def test_scan_command_stores_decides_and_gates(spec: Path, tmp_path: Path) -> No
     d = json.loads(diff.stdout)
     assert d["worse"] == 0 and all(u["delta"] == 0 for u in d["units"])  # same seed, same result
     md = runner.invoke(app, ["report", "last", "--db", db, "--format", "md"])
-    assert md.exit_code == 0 and "## infer_model via model_io" in md.stdout
+    assert md.exit_code == 0 and "via model input and output data (`model_io.infer_model`)" in md.stdout
 
 
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, spec: Path) -> None:

@@ -30,6 +30,7 @@ EXTRAS: dict[str, str] = {
     "distributed": "dask",
     "psycopg": "postgres",
     "redis": "redis",
+    "cryptography": "sign",
 }
 """Top-level module -> the extra of ``pyproject.toml`` that installs it."""
 

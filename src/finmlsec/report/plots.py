@@ -43,8 +43,8 @@ def _svg(fig: Any, uid: str) -> str:
 
     buf = io.StringIO()
     with matplotlib.rc_context(_STYLE):
-        fig.tight_layout()
-        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
+        fig.savefig(buf, format="svg", bbox_inches="tight", pad_inches=0.08,
+                    metadata={"Date": None, "Creator": None})
     plt.close(fig)
     text = buf.getvalue()
     text = text[text.index("<svg"):]
@@ -54,6 +54,27 @@ def _svg(fig: Any, uid: str) -> str:
     text = re.sub(r'url\(#([^)]+)\)', lambda m: f"url(#{uid}-{m.group(1)})", text)
     text = re.sub(r'xlink:href="#([^"]+)"', lambda m: f'xlink:href="#{uid}-{m.group(1)}"', text)
     return text
+
+
+#: Readable titles of the attacks' named curves (a name missing here is shown with spaces).
+CURVE_TITLES = {
+    "fidelity_vs_queries": "agreement of the stolen copy against queries",
+    "leaves_vs_queries": "decision-tree leaves found against queries",
+    "features_changed": "fields changed per successful evasion",
+    "loop": "poisoning through the feedback loop, round by round",
+    "load": "response time under load",
+}
+
+
+def curve_title(name: str) -> str:
+    """The readable title of an attack's curve ``name``."""
+    return CURVE_TITLES.get(name, name.replace("_", " "))
+
+
+def _legend_below(ax: Any, n: int) -> None:
+    """The legend under the axes, never over the lines."""
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2),
+              ncol=1 if n > 4 else 2, frameon=False)
 
 
 def roc(uid: str, curves: Sequence[tuple[str, dict[str, list[float]]]]) -> str:
@@ -69,7 +90,7 @@ def roc(uid: str, curves: Sequence[tuple[str, dict[str, list[float]]]]) -> str:
     ax.set_xlabel("false-positive rate")
     ax.set_ylabel("true-positive rate")
     ax.set_title("ROC of the attack")
-    ax.legend(fontsize=7, loc="lower right")
+    _legend_below(ax, len(curves) + 1)
     return _svg(fig, uid)
 
 
@@ -88,7 +109,7 @@ def series(uid: str, name: str, curves: Sequence[tuple[str, dict[str, list[float
         ax.set_xlabel(key.replace("_", " "))
         ax.set_ylabel("records")
         ax.set_title(name.replace("_", " "))
-        ax.legend(fontsize=7)
+        _legend_below(ax, len(curves))
         return _svg(fig, uid)
     for label, c in curves:
         keys = list(c)
@@ -99,10 +120,11 @@ def series(uid: str, name: str, curves: Sequence[tuple[str, dict[str, list[float
                 continue
             ax.plot(c[xkey], c[k], marker="o", markersize=2.5, linewidth=1.2,
                     label=f"{label}: {k}" if len(keys) > 2 else label)
-    ax.set_xlabel(xlabel)
+    ax.set_xlabel(xlabel.replace("_", " "))
     ax.set_title(name.replace("_", " "))
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7)
+    handles = ax.get_legend_handles_labels()[0]
+    if handles:
+        _legend_below(ax, len(handles))
     return _svg(fig, uid)
 
 
@@ -128,10 +150,11 @@ def bars(uid: str, items: Sequence[tuple[str, float | None]], *, ylabel: str = "
 def tradeoff(uid: str, points: Sequence[tuple[str, float, float]]) -> str:
     """Utility cost (accuracy lost) against the attack's success, one point per configuration."""
     fig, ax = _figure()
-    for i, (label, cost, success) in enumerate(points):
-        ax.scatter([cost], [success], s=28, color="#b22222" if i == 0 else "#2f6f9f", zorder=3)
-        ax.annotate(label, (cost, success), fontsize=6.5, xytext=(4, 3),
-                    textcoords="offset points")
+    markers = "os^DvP*Xh<>"
+    for i, (label, cost, success) in enumerate(points):  # a legend, not labels that overlap
+        ax.scatter([cost], [success], s=30, marker=markers[i % len(markers)], zorder=3,
+                   color="#b22222" if i == 0 else f"C{i % 10}", label=label)
+    _legend_below(ax, len(points))
     costs = [c for _, c, _ in points]
     span = max(max(costs) - min(costs), 0.02)
     ax.set_xlim(min(costs) - 0.1 * span, max(costs) + 0.3 * span)

@@ -9,13 +9,15 @@ and every unit; :func:`render_markdown` the summary for pull requests and ticket
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from finmlsec.report import plots
+from finmlsec.report import numbers, plots
+from finmlsec.report.words import overview, threat_name
 from finmlsec.store import RunInfo, UnitInfo
 
 SCHEMA_VERSION = 1
@@ -81,18 +83,18 @@ def _attack_command(doc: dict[str, Any], u: dict[str, Any]) -> str:
     return f"finmlsec attack {u['attack']} --spec {spec} --budget {u['budget']} {params}".strip()
 
 
-def threat_figures(doc: dict[str, Any], index: int, threat: dict[str, Any]) -> list[dict[str, str]]:
+def threat_figures(doc: dict[str, Any], index: int, threat: dict[str, Any]) -> list[dict[str, Any]]:
     """The figures of one threat: ROC curves, other curves (fidelity vs queries, ...), success
     before and after each countermeasure, and utility against risk. Each figure carries its
     caption, the units it draws and how to reproduce it."""
     key = f"{threat['attack']}@{threat['via']}"
     mine = [u for u in doc["units"] if f"{u['threat']}@{u['via']}" == key]
     done = [u for u in mine if u["status"] == "done"]
-    figs: list[dict[str, str]] = []
+    figs: list[dict[str, Any]] = []
     regen = f"{doc['reproduce']['scan']}; then {doc['reproduce']['report']}"
 
     def add(kind: str, title: str, svg: str, used: list[dict[str, Any]], how: str) -> None:
-        figs.append({"id": f"fig-{index}-{kind}", "title": title, "svg": svg,
+        figs.append({"id": f"fig-{index}-{kind}", "title": title, "svg": svg, "threat": index,
                      "units": ", ".join(u["id"] for u in used), "reproduce": how})
 
     with_roc = [u for u in done if "fpr" in u["curves"].get("roc", {})]
@@ -107,10 +109,11 @@ def threat_figures(doc: dict[str, Any], index: int, threat: dict[str, Any]) -> l
         used = [u for u in done if name in u["curves"] and u["curves"][name]]
         if not used:
             continue
-        svg = plots.series(f"f{index}c{j}", name, [(_label(u), u["curves"][name]) for u in used])
+        title = plots.curve_title(name)
+        svg = plots.series(f"f{index}c{j}", title, [(_label(u), u["curves"][name]) for u in used])
         base = [u for u in used if not u["defences"]]
         how = "; ".join(_attack_command(doc, u) for u in base[:2]) or regen
-        add(f"curve-{j}", name.replace("_", " "), svg, used, how)
+        add(f"curve-{j}", title[:1].upper() + title[1:], svg, used, how)
     if threat.get("success") is not None:
         items: list[tuple[str, float | None]] = [("no countermeasure", threat["success"])]
         items += [(" + ".join(c["defences"]), c["success"]) for c in threat["countermeasures"]]
@@ -131,8 +134,33 @@ def _env() -> Environment:
         autoescape=select_autoescape(["html", "j2"]),
         trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
     )
-    env.filters["num"] = lambda v, d=3: "n/a" if v is None else f"{float(v):.{d}f}"
+    env.filters["num"] = numbers.num
+    env.filters["metric"] = lambda v, k: numbers.metric(k, v)
+    env.filters["success"] = numbers.success
+    env.filters["cost"] = numbers.cost
     return env
+
+
+_OFF_KIND = re.compile(r"works on \[[^\]]*\] inputs, this model takes")
+
+
+def threat_notes(t: dict[str, Any]) -> list[str]:
+    """A threat's notes for readers: each once, without attacks made for another kind of input
+    (an image attack on a tabular model) and without repeating the recommendation."""
+    seen: list[str] = []
+    for n in t.get("notes", []):
+        if _OFF_KIND.search(n) or n in seen:
+            continue
+        if n.startswith("accepted by the analysis") and str(t.get("recommendation", "")).startswith(
+                "accepted by the analysis"):
+            continue
+        seen.append(n)
+    return seen
+
+
+def _context(doc: dict[str, Any]) -> dict[str, Any]:
+    return {"doc": doc, "ov": overview(doc), "names": [threat_name(doc, t) for t in doc["threats"]],
+            "notes": [threat_notes(t) for t in doc["threats"]]}
 
 
 def render_html(doc: dict[str, Any], diagram_svg: str = "") -> str:
@@ -144,7 +172,8 @@ def render_html(doc: dict[str, Any], diagram_svg: str = "") -> str:
         for i, t in enumerate(doc["threats"])
     ]
     return _env().get_template("scan.html.j2").render(
-        doc=doc, figures=figures, diagram=Markup(diagram_svg) if diagram_svg else "",  # noqa: S704
+        figures=figures, diagram=Markup(diagram_svg) if diagram_svg else "",  # noqa: S704
+        **_context(doc),
     )
 
 
@@ -152,7 +181,7 @@ def render_markdown(doc: dict[str, Any]) -> str:
     """The Markdown summary of the JSON report ``doc``."""
     env = _env()
     env.autoescape = False
-    return env.get_template("scan.md.j2").render(doc=doc)
+    return env.get_template("scan.md.j2").render(**_context(doc))
 
 
 def render_json(doc: dict[str, Any]) -> str:

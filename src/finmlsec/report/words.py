@@ -1,0 +1,159 @@
+"""The scan report in plain language: the first page a risk committee reads.
+
+:func:`overview` turns a scan document (:func:`finmlsec.report.scan.scan_document`) into what was
+tested, what an attacker can reach and through which organisation, the verdict per threat in words
+(pass, fail, fixable, not tested) and what to do, with the organisation that must do it: the paper
+assigns each countermeasure to an entity (training-data provider, model generator, model operator)
+and the spec names the organisations in each role.
+
+Example:
+    >>> doc = {"run": {"spec_name": "credit", "system_type": 3, "profile": "quick"},
+    ...        "summary": {"max_residual_risk": "none"}, "analysis": {}, "threats": []}
+    >>> overview(doc)["title"]
+    'credit'
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from finmlsec.report.numbers import LEVELS, pct
+
+ROLE_NAMES = {
+    "training_data_provider": "training-data provider",
+    "training_data_assembler": "training-data assembler",
+    "model_generator": "model generator",
+    "model_operator": "model operator",
+    "system_user": "system user",
+}
+
+# What the attacker achieves, per threat, in words; {s} is the success as a percentage and
+# {q} the number of queries ("" when unknown).
+_DEEDS = {
+    "infer_model": "could copy the model: a copy built from {q}queries agrees with it on {s} of "
+                   "test cases",
+    "membership": "could tell whether a given person's record was used to train the model, "
+                  "with an advantage of {s} over guessing",
+    "inversion": "could infer a confidential attribute of the people in the training data "
+                 "({s} better than guessing)",
+    "induce_false_prediction": "could change the model's decision by altering inputs slightly: "
+                               "it succeeded on {s} of the cases tried",
+    "generate_malicious_model": "could corrupt the model through the data it learns from: "
+                                "attack success {s}",
+    "dos": "could degrade or stop the service: attack success {s}",
+}
+
+
+def _orgs(analysis: dict[str, Any]) -> dict[str, str]:
+    return {o["id"]: o.get("name") or o["id"] for o in analysis.get("organisations", [])}
+
+
+def who(analysis: dict[str, Any], role: str) -> str:
+    """``role``'s name with the organisations that hold it, e.g. ``model operator (Retail
+    bank)``."""
+    names = _orgs(analysis)
+    holders = [names.get(o, o) for o in analysis.get("roles", {}).get(role, [])]
+    label = ROLE_NAMES.get(role, role.replace("_", " "))
+    return f"{label} ({', '.join(holders)})" if holders else label
+
+
+def threat_name(doc: dict[str, Any], t: dict[str, Any]) -> dict[str, str]:
+    """The readable name of a threat and its catalogue id: ``{"title", "via", "id"}``."""
+    analysis = doc.get("analysis") or {}
+    tid = f"{t['via']}.{t['attack']}"
+    found = next((a for a in analysis.get("threats", []) if a.get("id") == tid), None)
+    via = next((r["title"] for r in analysis.get("reach_details", []) if r["data"] == t["via"]),
+               t["via"].replace("_", " "))
+    title = found["title"] if found else t["attack"].replace("_", " ")
+    return {"title": title, "via": via, "id": tid}
+
+
+def _deed(t: dict[str, Any]) -> str:
+    attack = next((a for a in t.get("attacks", []) if a.get("success") == t.get("success")), None)
+    name = (attack or {}).get("name", "")
+    key = ("membership" if name.startswith("membership") else
+           "inversion" if name.startswith("inversion") else
+           "dos" if t["attack"].startswith("dos_") else t["attack"])
+    q = (attack or {}).get("queries")
+    text = _DEEDS.get(key, "succeeded: attack success {s}")
+    return text.format(s=pct(t["success"]), q=f"{int(q):,} " if q is not None else "")
+
+
+def verdict(t: dict[str, Any], appetite: str = "low") -> str:
+    """``pass``, ``fixable``, ``fail``, ``not measured`` or ``not tested`` for one threat."""
+    if not t.get("attacked", True):
+        return "not tested"
+    if t.get("success") is None:
+        return "not measured"
+    limit = LEVELS.index(appetite) if appetite in LEVELS else LEVELS.index("low")
+    if LEVELS.index(t["risk"]) <= limit:
+        return "pass"
+    if t.get("best") and t["residual_risk"] in LEVELS and LEVELS.index(t["residual_risk"]) <= limit:
+        return "fixable"
+    return "fail"
+
+
+def _countermeasure(analysis: dict[str, Any], cm: str) -> dict[str, str]:
+    found = next((c for c in analysis.get("countermeasures", []) if c["id"] == cm), None)
+    title = found["title"] if found else cm.replace("_", " ")
+    by = found.get("by", "") if found else ""
+    return {"id": cm, "title": title, "who": who(analysis, by) if by else "the system's owner"}
+
+
+def _actions(doc: dict[str, Any], t: dict[str, Any], v: str) -> list[dict[str, str]]:
+    analysis = doc.get("analysis") or {}
+    if v == "fixable" or (v == "fail" and t.get("best")):
+        chosen = next((c for c in t["countermeasures"] if c["defences"] == t["best"]), None)
+        ids = chosen["countermeasures"] if chosen else []
+        return [dict(_countermeasure(analysis, cm), why=f"measured: success {pct(t['success'])} "
+                     f"-> {pct(chosen['success'] if chosen else None)}") for cm in ids]
+    if v == "fail":
+        tried = ", ".join(_countermeasure(analysis, c)["title"].lower()
+                          for c in t.get("countermeasures_recommended", [])) or "none"
+        return [{"id": "escalate", "title": "Restrict who can reach the model or accept the "
+                 "loss explicitly (no tested countermeasure was enough at an acceptable cost)",
+                 "who": who(analysis, "model_operator"), "why": f"tried: {tried}"}]
+    if v == "not measured" and t.get("analysis_decision") == "mitigate":
+        return [dict(_countermeasure(analysis, cm), why="decided by the analysis; not measured")
+                for cm in t.get("countermeasures_recommended", [])]
+    return []
+
+
+def overview(doc: dict[str, Any]) -> dict[str, Any]:
+    """The plain-language first page of the report of ``doc``."""
+    analysis = doc.get("analysis") or {}
+    run = doc["run"]
+    appetite = analysis.get("risk_appetite") or "low"
+    orgs = _orgs(analysis)
+    reach = [{"data": r["title"], "through": [orgs.get(o, o) for o in r.get("exposed_by", [])],
+              "flows": r.get("flows", [])} for r in analysis.get("reach_details", [])]
+    verdicts, actions = [], []
+    for t in doc["threats"]:
+        v = verdict(t, appetite)
+        name = threat_name(doc, t)
+        if v in ("pass", "fixable", "fail"):
+            words = f"An attacker {_deed(t)}."
+        elif v == "not tested":
+            words = f"Not attacked: the analysis accepted it ({t.get('analysis_reason', '')})."
+        else:
+            words = "Not measured by this scan (see the technical appendix for why)."
+        verdicts.append(dict(name, verdict=v, words=words, risk=t["risk"],
+                             residual=t["residual_risk"]))
+        for a in _actions(doc, t, v):
+            actions.append(dict(a, threat=name["title"], threat_id=name["id"]))
+    unmeasured = [t for t in doc["threats"]
+                  if t.get("attacked", True) and t.get("success") is None
+                  and t.get("analysis_decision") == "mitigate"]
+    residual = doc["summary"].get("max_residual_risk", "not_measured")
+    headline = residual if not unmeasured else (
+        f"unknown: {len(unmeasured)} threat(s) to mitigate were not measured"
+        + (f"; {residual} for the measured ones" if residual in LEVELS else ""))
+    counts = {k: sum(v["verdict"] == k for v in verdicts)
+              for k in ("pass", "fixable", "fail", "not measured", "not tested")}
+    return {
+        "title": analysis.get("system") or run["spec_name"],
+        "description": analysis.get("description", ""),
+        "system_type": run.get("system_type"), "profile": run.get("profile"),
+        "appetite": appetite, "reach": reach, "verdicts": verdicts, "actions": actions,
+        "counts": counts, "headline_residual": headline,
+    }
