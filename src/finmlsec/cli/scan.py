@@ -7,7 +7,6 @@ with failed units (resume it); 130 interrupted (resume it with ``--resume RUN_ID
 
 from __future__ import annotations
 
-import sys
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -51,6 +50,10 @@ def scan_command(
         None, "--endpoint", help="URL of the served model, for denial-of-service measurement."
     ),
     report: Path | None = typer.Option(None, "--report", help="Also write the HTML report here."),
+    junit: Path | None = typer.Option(
+        None, "--junit", help="Also write JUnit XML: a test case per threat, failed when its "
+        "risk reaches --fail-on (high if not given)."),
+    sarif: Path | None = typer.Option(None, "--sarif", help="Also write a SARIF 2.1.0 log."),
     attack: list[str] = typer.Option(
         [], "--attack", help="Run only this registered attack (repeatable)."
     ),
@@ -95,6 +98,9 @@ def scan_command(
     doc, summary = outcome.document, outcome.summary
     if report is not None:
         pipeline.write_reports(outcome, {"html": report})
+    from finmlsec.report.ci import write_ci
+
+    write_ci(doc, junit, sarif, fail_on.value if fail_on else None)
     if json_out:
         typer.echo(render_json(doc))
     else:
@@ -111,24 +117,20 @@ def scan_command(
 
 
 def _print_summary(doc: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
+    """Two lines per threat, whole names and ids (never cut to a terminal's width)."""
+    from finmlsec.report.words import overview
 
-    console = Console(file=sys.stdout, width=max(100, Console().width))
-    s = doc["summary"]
-    console.print(f"[bold]{doc['run']['spec_name']}[/] type {doc['run']['system_type']}, "
-                  f"run {doc['run']['id']} ({doc['run']['status']}): max risk {s['max_risk']}, "
-                  f"residual {s['max_residual_risk']}")
-    table = Table("threat", "via", "prio", "risk", "success", "best countermeasure", "residual",
-                  "decision")
-    for t in doc["threats"]:
-        succ = "-" if t["success"] is None else f"{t['success']:.3f}"
-        table.add_row(t["attack"], t["via"], t["priority"], t["risk"], succ,
-                      " + ".join(t["best"] or []) or "-", t["residual_risk"], t["decision"])
-    console.print(table)
-    for t in doc["threats"]:
-        console.print(f"- {t['attack']} via {t['via']}: {t['recommendation']}", highlight=False)
-    console.print(f"report: finmlsec report {doc['run']['id']} --format html", highlight=False)
+    s, ov = doc["summary"], overview(doc)
+    typer.echo(f"{ov['title']}: type {doc['run']['system_type']}, run {doc['run']['id']} "
+               f"({doc['run']['status']}); max risk {s['max_risk']}, residual "
+               f"{ov['headline_residual']}")
+    for t, v in zip(doc["threats"], ov["verdicts"], strict=True):
+        succ = "" if t["success"] is None else f" (success {t['success']:.3f})"
+        best = " + ".join(t["best"] or []) or "-"
+        typer.echo(f"{v['verdict'].upper():<13} {v['title']}, via {v['via'].lower()} [{v['id']}]")
+        typer.echo(f"{'':<13} risk {t['risk']}{succ}; best {best}; residual "
+                   f"{t['residual_risk']}; {t['recommendation']}")
+    typer.echo(f"report: finmlsec report {doc['run']['id']} --format html")
 
 
 def register(app: typer.Typer) -> None:
