@@ -88,3 +88,43 @@ def test_refuses_to_overwrite_and_rejects_bad_values(tmp_path: Path, capsys: pyt
               "--system-user", "b", "--model-generator", "b", "--model-operator", "c"])
     assert info.value.code == 2
     assert "not realistically deployable" in capsys.readouterr().err
+
+
+def test_an_excluded_partition_is_caught_right_after_the_role_questions(tmp_path: Path) -> None:
+    out = tmp_path / "s.yaml"
+    answers = "\n".join([
+        "Loans",               # name
+        "bank, vendor",        # organisations
+        "bank",                # training-data provider
+        "vendor",              # system user
+        "vendor",              # model generator: SU and MG together ...
+        "bank",                # model operator: ... MO elsewhere: excluded, asked again at once
+        "bank",                # training-data provider
+        "bank",                # system user
+        "vendor",              # model generator
+        "vendor",              # model operator
+        "", "",                # security levels
+        "confidential", "", "", "", "",
+        "pat",                 # an unknown countermeasure: asked again, not discarded at the end
+        "gateway_rate_limiting",
+    ]) + "\n"
+    result = CliRunner().invoke(build_app(), ["init", "-o", str(out)], input=answers)
+    assert result.exit_code == 0, result.output
+    text = result.output
+    excluded = text.index("excluded")
+    assert excluded < text.index("Security level of bank")  # before any later question
+    assert "did you mean 'pate'?" in text
+    spec = load_spec(out)
+    assert list(spec.roles.system_user) == ["bank"] and spec.deployed_countermeasures == [
+        "gateway_rate_limiting"]
+
+
+def test_an_excluded_partition_from_flags_is_one_line_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["init", "--no-input", "-o", str(tmp_path / "s.yaml"), "--training-data-provider",
+              "bank", "--system-user", "vendor", "--model-generator", "vendor",
+              "--model-operator", "bank"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "excluded" in err and len(err.strip().splitlines()) == 1

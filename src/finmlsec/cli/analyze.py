@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -94,6 +96,48 @@ def _ask_ids(question: str, known: list[str] | None) -> list[str]:
         typer.echo(f"  answer with one or more of: {', '.join(known or [])}", err=True)
 
 
+def _partition_problem(orgs: list[str], roles: dict[str, list[str]]) -> str | None:
+    """Why these roles cannot make a system (an excluded partition, an unknown id), or None."""
+    from finmlsec.errors import SpecError
+    from finmlsec.spec import validate_spec
+    from finmlsec.spec.build import spec_from_answers
+    from finmlsec.threatmodel import analyze
+
+    try:
+        analyze(validate_spec(spec_from_answers(organisations=orgs, roles=roles),
+                              source="answers"))
+    except SpecError as exc:
+        return str(exc).removeprefix("answers: ")
+    return None
+
+
+def _countermeasure_ids(answer: str) -> list[str]:
+    from finmlsec.errors import SpecError
+    from finmlsec.spec.build import parse_ids
+    from finmlsec.threatmodel.catalogue import COUNTERMEASURE_IDS
+
+    ids = parse_ids(answer)
+    unknown = [i for i in ids if i not in COUNTERMEASURE_IDS]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], list(COUNTERMEASURE_IDS), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise SpecError(f"unknown countermeasure {unknown[0]!r}{hint}; choose from: "
+                        f"{', '.join(COUNTERMEASURE_IDS)}")
+    return ids
+
+
+def _ask_until(question: str, parse: Any) -> Any:
+    """Ask ``question`` until ``parse(answer)`` accepts it (a SpecError says why, then again)."""
+    from finmlsec.errors import SpecError
+
+    while True:
+        answer = typer.prompt(question, default="", show_default=False)
+        try:
+            return parse(answer)
+        except SpecError as exc:
+            typer.echo(f"  {exc}; answer again", err=True)
+
+
 def _choice(question: str, choices: tuple[str, ...], default: str) -> str:
     while True:
         value = str(typer.prompt(f"{question} ({'/'.join(choices)})", default=default)).strip()
@@ -139,18 +183,26 @@ def init_command(
     orgs = parse_ids(organisations) if organisations else []
     if not orgs and ask:
         orgs = _ask_ids("Organisations taking part (ids, comma-separated, e.g. bank, vendor)", None)
-    roles: dict[str, list[str]] = {}
-    for role in ROLES:
-        value = given[role]
-        if value:
-            roles[role] = parse_ids(value)
-        elif ask:
-            roles[role] = _ask_ids(_QUESTIONS[role], orgs)
-        else:
-            raise SpecError(f"the role {role!r} has no organisation; pass "
-                            f"--{role.replace('_', '-')} ID", f"roles.{role}")
-    if not orgs:  # non-interactive without --organisations: the ids used in the roles
-        orgs = parse_ids(",".join(i for role in ROLES for i in roles[role]))
+    while True:  # the role partition is checked as soon as the roles are known
+        roles: dict[str, list[str]] = {}
+        for role in ROLES:
+            value = given[role]
+            if value:
+                roles[role] = parse_ids(value)
+            elif ask:
+                roles[role] = _ask_ids(_QUESTIONS[role], orgs)
+            else:
+                raise SpecError(f"the role {role!r} has no organisation; pass "
+                                f"--{role.replace('_', '-')} ID", f"roles.{role}")
+        used = orgs or parse_ids(",".join(i for role in ROLES for i in roles[role]))
+        problem = _partition_problem(used, roles)
+        if problem is None:
+            orgs = used
+            break
+        if not ask or all(given.values()):
+            raise SpecError(problem, "roles")
+        typer.echo(f"  {problem}; answer the role questions again", err=True)
+        given = {r: None for r in given}
     if assembler is None and len(roles["training_data_provider"]) > 1 and ask:
         assembler = _ask_ids("Which provider assembles the training data",
                              roles["training_data_provider"])[0]
@@ -171,18 +223,17 @@ def init_command(
         training_data = _choice("Confidentiality of the training data", _CONF, "confidential")
     fields = [parse_personal_field(f) for f in personal_field]
     if not fields and ask and training_data == "personal":
-        answer = typer.prompt("Personal number fields and rounding steps (e.g. age=10, "
-                              "income=1000000; empty for none)", default="", show_default=False)
-        fields = [parse_personal_field(f) for f in parse_ids(answer)]
+        fields = _ask_until("Personal number fields and rounding steps (e.g. age=10, "
+                            "income=1000000; empty for none)",
+                            lambda answer: [parse_personal_field(f) for f in parse_ids(answer)])
     if ask:
         model_value = model_value or _choice("Value of the model", _LEVELS, "moderate")
         harm = harm or _choice("Harm of a wrong output", _LEVELS, "moderate")
         outage = outage or _choice("Harm of an outage", _LEVELS, "moderate")
         appetite = appetite or _choice("Risk appetite (highest risk accepted)", _LEVELS, "low")
         if not deployed:
-            deployed = parse_ids(typer.prompt("Countermeasures already deployed (ids, "
-                                              "comma-separated; empty for none)", default="",
-                                              show_default=False))
+            deployed = _ask_until("Countermeasures already deployed (ids, comma-separated; "
+                                  "empty for none)", _countermeasure_ids)
     data = spec_from_answers(
         name=name, organisations=orgs, roles=roles, assembler=assembler, security=levels,
         training_data=training_data, personal_fields=fields, model_value=model_value,
