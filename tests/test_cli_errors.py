@@ -46,7 +46,7 @@ BAD_INPUTS: list[tuple[list[str], str]] = [
     (["runs", "show"], "missing argument 'RUN_ID'"),
     (["runs", "diff", "a", "b", "--db", "DB"], "no run 'a'"),
     (["runs", "list", "--limit", "0", "--db", "DB"], "--limit"),
-    (["demo", "run", "mortgage"], "'mortgage' is not one of 'credit-scoring'"),
+    (["demo", "run", "mortgage"], "'mortgage' is not one of 'chatbot', 'credit-scoring'"),
     (["demo", "build", "mortgage"], "'mortgage' is not one of"),
     (["keys", "create", "--db", "GW"], "missing option '--org'"),
     (["keys", "revoke", "--db", "GW"], "missing argument 'KEY_ID'"),
