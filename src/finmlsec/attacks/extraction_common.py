@@ -234,7 +234,7 @@ def truth_labels(classes: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 def theft_metrics(
     stolen: Any, target: Any, schema: FeatureSchema, test: Any, *, n_uniform: int, seed: int,
-    population: pd.DataFrame | None = None,
+    population: pd.DataFrame | None = None, public: Any = None, factory: Any = None,
 ) -> dict[str, float]:
     """Fidelity of ``stolen`` to ``target`` on test data and on uniform samples of the input
     space, and the stolen model's accuracy. Evaluator side: target calls here are not charged to
@@ -248,9 +248,33 @@ def theft_metrics(
             truth = truth_labels(target.classes_, test.y)
             out["stolen_accuracy"] = float(np.mean(s_pred == truth))
             out["target_accuracy"] = float(np.mean(t_pred == truth))
+        out.update(baselines(target, t_pred, test, public, factory))
+        base = max(v for k, v in out.items() if k.startswith("baseline_"))
+        out["fidelity_baseline"] = base
+        out["fidelity_lift"] = (float(max(0.0, (out["fidelity_test"] - base) / (1.0 - base)))
+                                if base < 1.0 else 0.0)
     if n_uniform > 0:
         U = _uniform(schema, n_uniform, np.random.default_rng(seed + 7919), population)
         out["fidelity_uniform"] = metrics.fidelity(target.predict(U), stolen.predict(U))
+    return out
+
+
+def baselines(target: Any, t_pred: np.ndarray, test: Any, public: Any = None,
+              factory: Any = None) -> dict[str, float]:
+    """What an attacker gets without querying the model: the best constant copy (always the
+    most frequent decision: on imbalanced data it agrees most of the time) and, given the
+    attacker's labelled public records and the training algorithm, a copy trained on them."""
+    values, counts = np.unique(t_pred.astype(str), return_counts=True)
+    out = {"baseline_constant": float(counts.max() / max(len(t_pred), 1))}
+    if factory is not None and public is not None and getattr(public, "y", None) is not None \
+            and len(public) > 1:
+        try:
+            y = truth_labels(target.classes_, np.asarray(public.y))
+            copy = factory().fit(public.X, y)
+            pred = np.asarray(copy.predict(test.X))
+            out["baseline_public"] = metrics.fidelity(t_pred.astype(str), pred.astype(str))
+        except (ValueError, TypeError):  # too few records or classes to train on: no such copy
+            pass
     return out
 
 

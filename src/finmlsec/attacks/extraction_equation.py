@@ -178,7 +178,8 @@ class EquationSolving(Attack):
             intercept, coef = theta[0], theta[1:].T
         stolen = LinearStolenModel(enc, coef, intercept, classes)
         queries = meter.queries
-        m = theft_metrics(stolen, oracle.target, schema, data.test, n_uniform=self.n_uniform,
+        m = theft_metrics(stolen, oracle.target, schema, data.test, public=data.population,
+                          factory=data.model_factory, n_uniform=self.n_uniform,
                           seed=self.seed, population=pop)
         probe = data.test.X if data.test is not None else sample_records(
             schema, 200, np.random.default_rng(self.seed + 1), pop, "uniform")
@@ -186,7 +187,7 @@ class EquationSolving(Attack):
             np.abs(oracle.target.predict_proba(probe) - stolen.predict_proba(probe)).max())
         m["dim"] = float(enc.dim)
         m["queries"] = float(queries)
-        success = m.get("fidelity_test", m.get("fidelity_uniform", 0.0))
+        success = m.get("fidelity_lift", m.get("fidelity_uniform", 0.0))
         return Outcome(
             success=float(success), metrics=m,
             curves={"fidelity_vs_queries": {"queries": [float(queries)],

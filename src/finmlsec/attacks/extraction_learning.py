@@ -174,10 +174,11 @@ class LearningExtraction(Attack):
                 curve["fidelity"].append(f)
         queries = meter.queries
         stolen = model if model is not None else _Constant(classes, np.concatenate(answers), proba)
-        m = theft_metrics(stolen, oracle.target, schema, data.test, n_uniform=self.n_uniform,
+        m = theft_metrics(stolen, oracle.target, schema, data.test, public=data.population,
+                          factory=data.model_factory, n_uniform=self.n_uniform,
                           seed=self.seed, population=pop)
         m["queries"] = float(queries)
-        success = m.get("fidelity_test", m.get("fidelity_uniform", 0.0))
+        success = m.get("fidelity_lift", m.get("fidelity_uniform", 0.0))
         return Outcome(
             success=float(success), metrics=m,
             curves={"fidelity_vs_queries": curve} if curve["queries"] else {},

@@ -314,12 +314,13 @@ class TreePathFinding(Attack):
         stolen = TreeStolenModel(schema, tuple(boxes), np.asarray(outputs).reshape(-1, len(classes)),
                                  classes)
         queries = meter.queries
-        m = theft_metrics(stolen, oracle.target, schema, data.test, n_uniform=self.n_uniform,
+        m = theft_metrics(stolen, oracle.target, schema, data.test, public=data.population,
+                          factory=data.model_factory, n_uniform=self.n_uniform,
                           seed=self.seed, population=pop)
         m["leaves"] = float(len(boxes))
         m["distinct_outputs"] = float(len({tuple(np.round(o, self.decimals)) for o in outputs}))
         m["queries"] = float(queries)
-        success = m.get("fidelity_test", m.get("fidelity_uniform", 0.0))
+        success = m.get("fidelity_lift", m.get("fidelity_uniform", 0.0))
         return Outcome(
             success=float(success), metrics=m,
             curves={"leaves_vs_queries": curve}, notes=tuple(notes),
