@@ -67,10 +67,10 @@ def test_a_lower_bound_is_said_in_the_decision() -> None:
                          "countermeasures": [], "notes": []}]}
     outcome = {"status": "done", "result": {"success": 0.03, "metrics": {"lower_bound": 1.0}}}
     t = summarize(plan, {"u": outcome})["threats"][0]
-    assert t["risk"] == "none" and t["risk_lower_bound"] is True
+    assert t["risk"] == "none"
     assert "lower bound" in t["recommendation"]
     outcome["result"]["metrics"]["lower_bound"] = 0.0
     t = summarize(plan, {"u": outcome})["threats"][0]
-    assert "risk_lower_bound" not in t
+    assert "lower bound" not in t["recommendation"]
 
 

@@ -162,8 +162,8 @@ def membership_result(scores: np.ndarray, cands: Candidates, notes: list[str],
     }
     return Outcome(
         success=max(m["advantage_auc"], m["low_fpr_lift"]), metrics=m,
-        curves={"roc": metrics.roc_points(truth, s)}, notes=tuple(notes) + (
+        curves={"roc": metrics.roc_points(truth, s)}, notes=(
             (f"a lower bound: {n_ref} reference models (LiRA and RMIA reach their published "
              f"strength with {FULL_REFERENCE}; run the thorough profile before accepting)",)
-            if n_ref < FULL_REFERENCE else ()),
+            if n_ref < FULL_REFERENCE else ()) + tuple(notes),
     )

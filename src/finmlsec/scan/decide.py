@@ -116,7 +116,6 @@ def summarize(plan: dict[str, Any], outcomes: dict[str, dict[str, Any]], *,
         entry.update(_decide(t, success, cms, max_utility_drop))
         done = [a for a in attacks if a["success"] is not None]
         if done and all(a["metrics"].get("lower_bound") for a in done):
-            entry["risk_lower_bound"] = True
             entry["recommendation"] += (
                 "; the measured risk is a lower bound (no attack ran at full strength: "
                 "reference-model attacks need 64 reference models, the thorough profile)")

@@ -284,6 +284,23 @@ def attack_data_for(scenario: Any, ctx: ScanContext) -> Any:
     return data
 
 
+def _against_first(labeled: Any, sc: Any) -> Any:
+    """The victims with those the deployed model decides against the schema's favourable
+    outcome first (a profile's victim limit keeps applicants an evasion can turn)."""
+    from finmlsec.attacks.evasion import resolve_class
+
+    fav = getattr(sc.schema, "favourable_class", None)
+    if fav is None or sc.target is None or not hasattr(labeled.X, "iloc"):
+        return labeled
+    try:
+        goal = resolve_class(fav, sc.target.classes_, sc.schema)
+        order = np.argsort(np.asarray(sc.target.predict(labeled.X)) == goal, kind="stable")
+    except (FinmlsecError, ValueError):
+        return labeled
+    return replace(labeled, X=labeled.X.iloc[order].reset_index(drop=True),
+                   y=None if labeled.y is None else np.asarray(labeled.y)[order])
+
+
 def _head(labeled: Any, n: int) -> Any:
     """The first ``n`` records of a :class:`~finmlsec.attacks.base.Labeled`."""
     X = labeled.X
@@ -385,7 +402,8 @@ def _run(ctx: ScanContext, unit: Unit, out: dict[str, Any]) -> None:
     data = attack_data_for(sc, ctx)
     if unit.max_victims is not None and data.victims is not None \
             and len(data.victims) > unit.max_victims:
-        data = replace(data, victims=_head(data.victims, unit.max_victims))
+        data = replace(data, victims=_head(_against_first(data.victims, sc),
+                                           unit.max_victims))
     attack = _attack(unit)
     defences = unit.defences
     plug = _plugged_screen(attack, defences)
