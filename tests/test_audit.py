@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 from finmlsec.cli.main import build_app
 from finmlsec.errors import AuditError
-from finmlsec.gateway.audit import AuditWriter, canonical, chain, verify_chain
+from finmlsec.gateway.audit import AuditWriter, canonical, chain
+from finmlsec.gateway.audit_verify import verify_chain
 from finmlsec.store.gateway import GENESIS, GatewayDB
 
 

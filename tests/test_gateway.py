@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from finmlsec.gateway.app import create_app
-from finmlsec.gateway.audit import read_entries, verify_chain
+from finmlsec.gateway.audit import read_entries
+from finmlsec.gateway.audit_verify import verify_chain
 from finmlsec.gateway.demo import DemoModel, credit_scoring_model
 from finmlsec.gateway.policy import Policy
 from finmlsec.gateway.settings import Settings

@@ -9,8 +9,9 @@ from typer.testing import CliRunner
 
 from finmlsec.cli.main import build_app
 from finmlsec.errors import FinmlsecError
-from finmlsec.gateway.audit import AuditWriter, read_entries, verify_chain
-from finmlsec.gateway.feedback import feedback_row
+from finmlsec.gateway.audit import open_writer, read_entries
+from finmlsec.gateway.audit_verify import verify_chain
+from finmlsec.gateway.feedback import feedback_row, submission_entry
 from finmlsec.store.gateway import GatewayDB
 
 runner = CliRunner()
@@ -48,12 +49,12 @@ def test_keys_create_list_revoke(tmp_path: Path) -> None:
 def test_feedback_review_from_the_command_line(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'gw.db'}"
     db = GatewayDB(url)
-    w = AuditWriter(db)
+    w = open_writer(db)
     ids = []
     for label in ("good", "bad"):
         row = feedback_row(key_id="k", org="bank", record={"age": 40}, label=label,
                            model_label="good", model_confidence=0.7, flags=[])
-        w.append_sync({"action": "feedback"}, feedback=row)
+        w.append_sync(submission_entry(row), feedback=row)
         ids.append(row["id"])
     code, out = invoke("feedback", "list", "--db", url)
     assert code == 0 and ids[0] in out and ids[1] in out

@@ -21,7 +21,7 @@ import pytest
 from sqlalchemy import select
 
 from finmlsec.defences.ratelimit import RedisCounterStore
-from finmlsec.gateway.audit import verify_chain
+from finmlsec.gateway.audit_verify import verify_chain
 from finmlsec.gateway.demo import credit_scoring_model
 from finmlsec.store.gateway import GatewayDB
 
@@ -82,7 +82,10 @@ def record() -> dict:
 def test_sigkill_under_load_loses_no_acknowledged_feedback(tmp_path: Path, record: dict) -> None:
     url = f"sqlite:///{tmp_path / 'gw.db'}"
     db = GatewayDB(url)
-    token = db.create_key(org="bank", role="system_user").token
+    made = subprocess.run([sys.executable, "-m", "finmlsec.cli.main", "keys", "create", "--org",
+                           "bank", "--db", url, "--json"], capture_output=True, text=True,
+                          cwd=ROOT, timeout=60)
+    token = json.loads(made.stdout)["key"]  # created and audited as an operator would
     server = Server(["--db", url], tmp_path / "server.log")
     acked: list[str] = []
     errors: list[str] = []

@@ -10,6 +10,13 @@ DB_OPT = typer.Option("sqlite:///finmlsec-gateway.db", "--db", envvar="FINMLSEC_
                       help="SQLAlchemy URL of the gateway database.")
 PREFIX_OPT = typer.Option("", "--table-prefix", envvar="FINMLSEC_GATEWAY_PREFIX",
                           help="Prefix of the gateway's table names (several gateways in one database).")
+KEY_FILE_OPT = typer.Option(
+    None, "--audit-key-file", envvar="FINMLSEC_AUDIT_KEY_FILE",
+    help="File with the audit log's HMAC key (64 hex digits); default: $FINMLSEC_AUDIT_KEY, "
+    "else DB.audit-key beside a SQLite database. Keep it out of the database's reach.")
+ANCHOR_OPT = typer.Option(
+    None, "--anchor", help="Audit anchor file (repeat for several); default: "
+    "$FINMLSEC_AUDIT_ANCHOR, else DB.audit-anchor beside a SQLite database.")
 
 
 def register(app: typer.Typer) -> None:
@@ -26,17 +33,20 @@ def register(app: typer.Typer) -> None:
                                                   help="The key stops working after this."),
         db: str = DB_OPT, table_prefix: str = PREFIX_OPT,
         as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+        audit_key_file: str | None = KEY_FILE_OPT,
     ) -> None:
         """Create a key; it is printed once and only its hash is stored."""
-        from finmlsec.gateway.audit import AuditWriter
+        from finmlsec.gateway.audit import open_writer
+        from finmlsec.gateway.audit_verify import key_state
         from finmlsec.store.gateway import GatewayDB
 
         gdb = GatewayDB(db, table_prefix=table_prefix)
+        writer = open_writer(gdb, key_file=audit_key_file)
         k = gdb.create_key(org=org, role=role, name=name, expires_days=expires_days)
-        AuditWriter(gdb).append_sync({"action": "keys.create", "status": 201, "key_id": None,
-                                      "org": None, "role": "cli",
-                                      "detail": {"new_key_id": k.key_id, "new_org": k.org,
-                                                 "new_role": k.role}})
+        writer.append_sync({"action": "keys.create", "status": 201, "key_id": None,
+                            "org": None, "role": "cli",
+                            "detail": {"new_key_id": k.key_id, "new_org": k.org,
+                                       "new_role": k.role, "key": key_state(gdb, k.key_id)}})
         if as_json:
             typer.echo(json.dumps({"key_id": k.key_id, "key": k.token, "org": k.org,
                                    "role": k.role}))
@@ -60,17 +70,20 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"{r['key_id']}  {r['org']:<20} {r['role']:<12} {state}  {r['name']}")
 
     @keys.command("revoke")
-    def revoke(key_id: str = typer.Argument(..., help="The key id (from `keys list`)."), db: str = DB_OPT,
-               table_prefix: str = PREFIX_OPT) -> None:
+    def revoke(key_id: str = typer.Argument(..., help="The key id (from `keys list`)."),
+               db: str = DB_OPT, table_prefix: str = PREFIX_OPT,
+               audit_key_file: str | None = KEY_FILE_OPT) -> None:
         """Revoke a key (takes effect within the servers' key cache time, 2 s by default)."""
         from finmlsec.errors import ConfigError
-        from finmlsec.gateway.audit import AuditWriter
+        from finmlsec.gateway.audit import open_writer
+        from finmlsec.gateway.audit_verify import key_state
         from finmlsec.store.gateway import GatewayDB
 
         gdb = GatewayDB(db, table_prefix=table_prefix)
+        writer = open_writer(gdb, key_file=audit_key_file)
         if not gdb.revoke_key(key_id):
             raise ConfigError(f"no active key {key_id!r}; see 'finmlsec keys list'")
-        AuditWriter(gdb).append_sync({"action": "keys.revoke", "status": 200, "key_id": None,
-                                      "org": None, "role": "cli",
-                                      "detail": {"target_key_id": key_id}})
+        writer.append_sync({"action": "keys.revoke", "status": 200, "key_id": None,
+                            "org": None, "role": "cli",
+                            "detail": {"target_key_id": key_id, "key": key_state(gdb, key_id)}})
         typer.echo(f"revoked {key_id}")

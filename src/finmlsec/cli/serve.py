@@ -41,6 +41,14 @@ def register(app: typer.Typer) -> None:
         api_docs: bool = typer.Option(False, "--api-docs",
                                       help="Serve /docs and /redoc (their scripts come from a "
                                       "CDN)."),
+        audit_key_file: str | None = typer.Option(
+            None, "--audit-key-file", envvar="FINMLSEC_AUDIT_KEY_FILE",
+            help="HMAC key of the audit log (64 hex digits), kept out of the database's reach; "
+            "default: $FINMLSEC_AUDIT_KEY, else DB.audit-key beside a SQLite database (created)."),
+        audit_anchor: str | None = typer.Option(
+            None, "--audit-anchor", envvar="FINMLSEC_AUDIT_ANCHOR",
+            help="Append-only file the audit head is anchored to every second; default: "
+            "DB.audit-anchor beside a SQLite database."),
     ) -> None:
         """Serve the model behind authentication, guards and a tamper-evident audit log."""
         import uvicorn
@@ -62,7 +70,8 @@ def register(app: typer.Typer) -> None:
         pol = load_policy(policy)
         settings = Settings(db_url=db, redis_url=redis, table_prefix=table_prefix,
                             redis_prefix=redis_prefix, policy=pol,
-                            metrics_listen=metrics_listen, api_docs=api_docs)
+                            metrics_listen=metrics_listen, api_docs=api_docs,
+                            audit_key_file=audit_key_file, audit_anchor=audit_anchor)
         os.environ[ENV] = serve_config(
             spec if spec == "demo" else str(Path(spec).resolve()),
             settings.model_dump(mode="json"), trust_pickle=trust_pickle,

@@ -1,10 +1,12 @@
 """The append-only, hash-chained audit log, written with group commit.
 
 Entry ``n`` is stored as its canonical JSON ``body`` (sorted keys, no spaces; it includes ``seq``)
-and ``hash_n = SHA-256(bytes(hash_{n-1}) || body_n)``, starting from 64 zeros. A head row holds the
-last ``(seq, hash)``. Editing an entry breaks its hash; deleting or reordering entries breaks the
-sequence or the chain; dropping the newest entries disagrees with the head. Operators may copy the
-head hash elsewhere (``finmlsec audit verify`` prints it) to detect a rewrite of the whole chain.
+and ``hash_n = HMAC-SHA256(key, bytes(hash_{n-1}) || body_n)``, starting from 64 zeros, with a key
+kept outside the database (:mod:`finmlsec.gateway.auditkey`); without a key, plain
+``SHA-256(bytes(hash_{n-1}) || body_n)``, which only detects accidents: whoever can write the
+database can recompute it. A head row holds the last ``(seq, hash)``, and the writer anchors it
+outside the database at intervals (an append-only file), so truncation and wholesale rewrites are
+detected too. :mod:`finmlsec.gateway.audit_verify` checks all of it.
 
 The :class:`AuditWriter` thread takes queued entries (and the feedback rows they acknowledge), and
 writes as many as are waiting (lingering up to ``linger`` seconds for more when several are and
@@ -16,14 +18,15 @@ No secrets and no raw records: callers pass key ids, organisations, counts and k
 
 Example:
     >>> from finmlsec.store.gateway import GatewayDB
+    >>> from finmlsec.gateway.audit_verify import verify_chain
     >>> db = GatewayDB("sqlite://")
-    >>> w = AuditWriter(db)
+    >>> w = AuditWriter(db, key=bytes(32))
     >>> w.append_sync({"action": "keys.create", "actor": "cli"})
     1
     >>> w.append_sync({"action": "keys.revoke", "actor": "cli"})
     2
-    >>> verify_chain(db).ok
-    True
+    >>> verify_chain(db, key=bytes(32)).ok, verify_chain(db).ok
+    (True, False)
 """
 
 from __future__ import annotations
@@ -31,21 +34,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import hmac
 import json
+import logging
 import queue
 import threading
 import time
-from collections.abc import Iterable
 from concurrent.futures import Future
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
-from finmlsec.errors import AuditError, StoreError
-from finmlsec.store.gateway import GENESIS, GatewayDB, now_iso
+from finmlsec.errors import StoreError
+from finmlsec.gateway.auditkey import Anchor
+from finmlsec.store.gateway import GatewayDB, now_iso
 
 
 def canonical(entry: dict[str, Any]) -> str:
@@ -54,8 +58,12 @@ def canonical(entry: dict[str, Any]) -> str:
                       allow_nan=False, default=str)
 
 
-def chain(prev_hash: str, body: str) -> str:
-    return hashlib.sha256(bytes.fromhex(prev_hash) + body.encode("ascii")).hexdigest()
+def chain(prev_hash: str, body: str, key: bytes | None = None) -> str:
+    """The link after ``prev_hash``: HMAC-SHA256 under ``key``, else SHA-256."""
+    data = bytes.fromhex(prev_hash) + body.encode("ascii")
+    if key is None:
+        return hashlib.sha256(data).hexdigest()
+    return hmac.new(key, data, hashlib.sha256).hexdigest()
 
 
 class _Job:
@@ -85,8 +93,17 @@ def _settle(items: list[tuple[asyncio.Future[int], int | None]], exc: Exception 
 class AuditWriter:
     """Group-committing writer of audit entries (and the feedback rows they acknowledge)."""
 
-    def __init__(self, db: GatewayDB, *, batch_max: int = 1024, linger: float = 0.0) -> None:
+    def __init__(self, db: GatewayDB, *, batch_max: int = 1024, linger: float = 0.0,
+                 key: bytes | None = None, anchor: Anchor | None = None,
+                 anchor_seconds: float = 1.0) -> None:
         self.db = db
+        self.key = key
+        self.anchor = anchor
+        self.anchor_seconds = anchor_seconds
+        self._anchored_at = 0.0
+        self._head: tuple[int, str] | None = None  # the latest committed (seq, hash)
+        self._pending: tuple[int, str] | None = None
+        self._anchor_lock = threading.Lock()
         self.batch_max = batch_max
         self.linger = linger
         self._queue: queue.Queue[_Job | None] = queue.Queue()
@@ -122,7 +139,39 @@ class AuditWriter:
         job = _Job(dict(entry), feedback)
         self._write([job])
         assert job.future is not None
-        return job.future.result()
+        seq = job.future.result()
+        self.anchor_head(force=True)
+        return seq
+
+    def append_with(self, change: Any, entry: dict[str, Any]) -> int | None:
+        """Run ``change(conn)`` and chain ``entry`` in one transaction, so the change to a table
+        (a review decision, say) and its audit entry are committed together or not at all.
+        ``change`` returns False to write nothing (then None is returned)."""
+        with self.db.engine.begin() as conn:
+            if not change(conn):
+                return None
+            seq = self._insert(conn, [_Job(dict(entry), None)])[0]
+        self._head = self._pending
+        self.anchor_head(force=True)
+        return seq
+
+    def anchor_head(self, force: bool = False) -> None:
+        """Append the latest committed head to the anchor file when one is due (or ``force``)."""
+        if self.anchor is None or self._head is None:
+            return
+        now = time.monotonic()
+        if not force and now - self._anchored_at < self.anchor_seconds:
+            return
+        seq, head = self._head
+        try:
+            with self._anchor_lock:
+                self.anchor.append(seq, head)
+        except OSError as exc:
+            # never silently: an anchor that cannot be written leaves truncation undetectable
+            logging.getLogger("finmlsec.gateway").error(
+                "the audit anchor %s could not be written: %s", self.anchor.path, exc)
+            return
+        self._anchored_at = now
 
     # -- the writer thread ----------------------------------------------------------------------
     def _ensure_thread(self) -> None:
@@ -151,7 +200,13 @@ class AuditWriter:
 
     def _serve(self) -> None:
         while True:
-            job = self._queue.get()
+            due = self.anchor is not None and self._head is not None and (
+                self._head[0] > self.anchor.last_seq)
+            try:  # when idle with an unanchored head, anchor it once the interval has passed
+                job = self._queue.get(timeout=self.anchor_seconds if due else None)
+            except queue.Empty:
+                self.anchor_head()
+                continue
             if job is None:
                 return
             batch = [job]
@@ -181,6 +236,7 @@ class AuditWriter:
             started = time.monotonic()
             self._write(batch, own=True)
             self._last_write = time.monotonic() - started
+            self.anchor_head(force=stop)
             if stop:
                 return
 
@@ -201,6 +257,7 @@ class AuditWriter:
                     self._drop_connection(broken=True)
                 self._fail(batch, exc)
                 return
+            self._head = self._pending
             self._done(batch, seqs, None)
             self.commits += 1
             self.entries += len(batch)
@@ -265,7 +322,7 @@ class AuditWriter:
             entry = {**job.entry, "seq": seq}
             entry.setdefault("ts", now_iso())
             body = canonical(entry)
-            prev = chain(prev, body)
+            prev = chain(prev, body, self.key)
             rows.append({"seq": seq, "body": body, "hash": prev})
             seqs.append(seq)
             if job.feedback is not None:
@@ -274,6 +331,7 @@ class AuditWriter:
             conn.execute(ins_feedback, fb_rows)
         conn.execute(ins_audit, rows)
         conn.execute(set_head, {"new_seq": seq, "new_hash": prev})
+        self._pending = (seq, prev)  # the head once this transaction commits
         return seqs
 
     def close(self, timeout: float = 10.0) -> None:
@@ -281,70 +339,9 @@ class AuditWriter:
         if self._thread is not None and self._thread.is_alive():
             self._queue.put(None)
             self._thread.join(timeout)
-
-
-@dataclass(frozen=True)
-class VerifyResult:
-    """Outcome of :func:`verify_chain`: ``ok``, entries checked, head hash, first problem."""
-
-    ok: bool
-    entries: int
-    head_seq: int
-    head_hash: str
-    problem: str | None = None
-    bad_seq: int | None = None
-
-    def raise_for_problem(self) -> None:
-        if not self.ok:
-            raise AuditError(f"audit chain broken: {self.problem}")
-
-
-def _rows(db: GatewayDB, chunk: int = 5000) -> Iterable[Any]:
-    last = -1
-    while True:
-        with db.engine.connect() as conn:
-            rows = conn.execute(
-                select(db.audit.c.seq, db.audit.c.body, db.audit.c.hash)
-                .where(db.audit.c.seq > last).order_by(db.audit.c.seq).limit(chunk)
-            ).all()
-        if not rows:
-            return
-        yield from rows
-        last = rows[-1].seq
-
-
-def verify_chain(db: GatewayDB) -> VerifyResult:
-    """Recompute the chain; report the first edited, missing, inserted or reordered entry."""
-    with db.engine.connect() as conn:
-        head_seq, head_hash = conn.execute(
-            select(db.head.c.seq, db.head.c.hash).where(db.head.c.id == 1)
-        ).one()
-    prev, expected, n = GENESIS, 1, 0
-
-    def bad(msg: str, seq: int | None) -> VerifyResult:
-        return VerifyResult(False, n, head_seq, head_hash, msg, seq)
-
-    for row in _rows(db):
-        if row.seq != expected:
-            return bad(f"entry {expected} is missing (next stored entry is {row.seq})", expected)
-        try:
-            body_seq = json.loads(row.body).get("seq")
-        except (ValueError, AttributeError):
-            return bad(f"entry {row.seq} is not valid JSON", row.seq)
-        if body_seq != row.seq:
-            return bad(f"entry stored at position {row.seq} says it is entry {body_seq} "
-                       "(entries were moved or reordered)", row.seq)
-        h = chain(prev, row.body)
-        if h != row.hash:
-            return bad(f"entry {row.seq} was edited or reordered (its hash does not match the "
-                       "chain)", row.seq)
-        prev, expected, n = h, expected + 1, n + 1
-    if n != head_seq:
-        return bad(f"the head says {head_seq} entries but {n} are stored (entries were deleted "
-                   "from the end, or the head was altered)", n + 1)
-    if prev != head_hash:
-        return bad("the head hash does not match the last entry", head_seq)
-    return VerifyResult(True, n, head_seq, head_hash)
+        self.anchor_head(force=True)
+        if self.anchor is not None:
+            self.anchor.close()
 
 
 def read_entries(db: GatewayDB, *, after: int = 0, limit: int = 100) -> list[dict[str, Any]]:
@@ -358,3 +355,43 @@ def read_entries(db: GatewayDB, *, after: int = 0, limit: int = 100) -> list[dic
     except SQLAlchemyError as exc:
         raise StoreError(f"cannot read the audit log: {exc}") from None
     return [{**json.loads(r.body), "hash": r.hash} for r in rows]
+
+
+def open_writer(db: GatewayDB, *, key_file: str | None = None, anchor: str | None = None,
+                anchor_seconds: float = 1.0, batch_max: int = 1024, linger: float = 0.0,
+                create_key: bool = True) -> AuditWriter:
+    """The writer of ``db``'s log with its key and anchor file resolved as
+    :mod:`finmlsec.gateway.auditkey` describes (``create_key``: make the default key file of a
+    SQLite database when no key is given, as a server does); refuses a log whose newest entry does
+    not verify with that key."""
+    import os
+
+    from finmlsec.gateway.audit_verify import check_tail
+    from finmlsec.gateway.auditkey import (
+        ANCHOR_ENV,
+        default_anchor_path,
+        default_key_path,
+        load_key,
+    )
+
+    key = load_key(key_file, default=default_key_path(db.url), create=create_key)
+    check_tail(db, key)
+    path = anchor or os.environ.get(ANCHOR_ENV) or default_anchor_path(db.url)
+    return AuditWriter(db, batch_max=batch_max, linger=linger, key=key,
+                       anchor=None if path is None else Anchor(path, key),
+                       anchor_seconds=anchor_seconds)
+
+
+def anchor_paths(db_url: str, anchors: list[str] | None) -> list[str]:
+    """The anchor files to verify: those given, else ``$FINMLSEC_AUDIT_ANCHOR``, else the SQLite
+    default when it exists."""
+    import os
+
+    from finmlsec.gateway.auditkey import ANCHOR_ENV, default_anchor_path
+
+    if anchors:
+        return list(anchors)
+    if os.environ.get(ANCHOR_ENV):
+        return [os.environ[ANCHOR_ENV]]
+    p = default_anchor_path(db_url)
+    return [str(p)] if p is not None and p.exists() else []

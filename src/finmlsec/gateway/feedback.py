@@ -12,11 +12,17 @@ Example:
     >>> db = GatewayDB("sqlite://"); w = AuditWriter(db)
     >>> row = feedback_row(key_id="k1", org="bank", record={"age": 30}, label="good",
     ...                    model_label="bad", model_confidence=0.97, flags=["contradicts_model"])
-    >>> _ = w.append_sync({"action": "feedback.submit"}, feedback=row)
+    >>> _ = w.append_sync(submission_entry(row), feedback=row)
     >>> [f.status for f in list_feedback(db)]
     ['quarantined']
     >>> review(db, w, row["id"], "approve", reviewer="cli:ops").status
     'approved'
+    >>> [f.id for f in list_feedback(db, status="approved", verified=(None, []))] == [row["id"]]
+    True
+
+A report whose status was changed in the database rather than through :func:`review` (a forged
+approval), or whose contents were altered, fails ``finmlsec audit verify`` and is left out of
+``list_feedback(..., verified=...)`` (what the export uses).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from sqlalchemy import select, update
 
 from finmlsec.errors import ConfigError
 from finmlsec.gateway.audit import AuditWriter
+from finmlsec.gateway.audit_verify import chain_bindings, feedback_digest
 from finmlsec.store.gateway import GatewayDB, now_iso
 
 STATUSES = ("quarantined", "approved", "rejected")
@@ -66,6 +73,13 @@ def feedback_row(*, key_id: str, org: str, record: dict[str, Any], label: str, m
     }
 
 
+def submission_entry(row: dict[str, Any], **detail: Any) -> dict[str, Any]:
+    """The audit entry acknowledging the report ``row`` (it records the report's digest, which
+    verification and export check the stored report against)."""
+    return {"action": "feedback", "status": 202, "key_id": row["key_id"], "org": row["org"],
+            "detail": {**detail, "feedback_id": row["id"], "row": feedback_digest(row)}}
+
+
 def _item(r: Any) -> FeedbackItem:
     return FeedbackItem(r.id, r.created, r.key_id, r.org, json.loads(r.record), r.label,
                         r.model_label, float(r.model_confidence), json.loads(r.flags), r.status,
@@ -78,11 +92,17 @@ def cursor(item: FeedbackItem) -> str:
 
 
 def list_feedback(db: GatewayDB, *, status: str | None = None, after: str = "",
-                  limit: int | None = 1000) -> list[FeedbackItem]:
+                  limit: int | None = 1000,
+                  verified: tuple[bytes | None, list[str]] | None = None,
+                  dropped: list[str] | None = None) -> list[FeedbackItem]:
     """Reports in the order they came (oldest first), after the :func:`cursor` ``after``; a
-    page of ``limit`` (all when None)."""
+    page of ``limit`` (all when None). ``verified=(key, anchor files)``: only those the audit
+    log vouches for (its chain and anchors verify, and the report and its status are as it
+    recorded; an AuditError when the log does not verify); the ids left out are appended to
+    ``dropped``."""
     if status is not None and status not in STATUSES:
         raise ConfigError(f"unknown feedback status {status!r}; use one of {list(STATUSES)}")
+    bindings = None if verified is None else chain_bindings(db, *verified)
     f = db.feedback.c
     q = select(db.feedback).order_by(f.created, f.id)
     if limit is not None:
@@ -93,7 +113,16 @@ def list_feedback(db: GatewayDB, *, status: str | None = None, after: str = "",
     if status is not None:
         q = q.where(db.feedback.c.status == status)
     with db.engine.connect() as conn:
-        return [_item(r) for r in conn.execute(q).all()]
+        rows = conn.execute(q).all()
+    if bindings is None:
+        return [_item(r) for r in rows]
+    out = []
+    for r in rows:
+        if bindings.feedback_ok(r) is None:
+            out.append(_item(r))
+        elif dropped is not None:
+            dropped.append(r.id)
+    return out
 
 
 def get_feedback(db: GatewayDB, fid: str) -> FeedbackItem | None:
@@ -108,21 +137,24 @@ def review(db: GatewayDB, writer: AuditWriter, fid: str, decision: str, *, revie
     if decision not in ("approve", "reject"):
         raise ConfigError(f"a review decision is 'approve' or 'reject'; got {decision!r}")
     status = "approved" if decision == "approve" else "rejected"
-    with db.engine.begin() as conn:
+
+    def change(conn: Any) -> bool:
         res = conn.execute(
             update(db.feedback)
             .where(db.feedback.c.id == fid, db.feedback.c.status == "quarantined")
             .values(status=status, reviewed_by=reviewer, reviewed_at=now_iso(), note=note)
         )
-    if not res.rowcount:
+        return bool(res.rowcount)
+
+    # the decision and its audit entry in one transaction: the log says what the table holds
+    if writer.append_with(change, {"action": f"feedback.{decision}", "status": 200,
+                                   "key_id": None, "org": None, "role": "admin",
+                                   "detail": {"feedback_id": fid, "reviewer": reviewer}}) is None:
         item = get_feedback(db, fid)
         if item is None:
             raise ConfigError(f"no feedback with id {fid!r}; see 'finmlsec feedback list'")
         raise ConfigError(f"feedback {fid!r} is already {item.status}; only quarantined reports "
                           "can be reviewed")
-    writer.append_sync({"action": f"feedback.{decision}", "status": 200, "key_id": None,
-                        "org": None, "role": "admin",
-                        "detail": {"feedback_id": fid, "reviewer": reviewer}})
     item = get_feedback(db, fid)
     assert item is not None
     return item

@@ -19,7 +19,7 @@ import numpy as np
 from finmlsec.defences.ratelimit import CounterStore, MemoryCounterStore, RedisCounterStore
 from finmlsec.errors import ConfigError
 from finmlsec.gateway.admission import AddressThrottle, InFlight
-from finmlsec.gateway.audit import AuditWriter
+from finmlsec.gateway.audit import open_writer
 from finmlsec.gateway.guards import Guards
 from finmlsec.gateway.keycache import KeyCache, Principal
 from finmlsec.gateway.predictor import Predictor
@@ -51,8 +51,11 @@ class Gateway:
         self.validator = InputValidator(schema)
         self.db = GatewayDB(settings.db_url, table_prefix=settings.table_prefix,
                             durable=settings.audit_durable)
-        self.audit = AuditWriter(self.db, batch_max=settings.audit_batch_max,
-                                 linger=settings.audit_linger_seconds)
+        self.audit = open_writer(self.db, key_file=settings.audit_key_file,
+                                 anchor=settings.audit_anchor,
+                                 anchor_seconds=settings.audit_anchor_seconds,
+                                 batch_max=settings.audit_batch_max,
+                                 linger=settings.audit_linger_seconds, create_key=True)
         self.salt = self.db.digest_salt()
         self.keys = KeyCache(self.db, ttl=settings.key_cache_seconds)
         self.store: CounterStore = (

@@ -32,6 +32,9 @@ class Settings(BaseModel):
     audit_batch_max: int = Field(default=1024, ge=1)
     audit_durable: bool = True
     audit_linger_seconds: float = Field(default=0.002, ge=0.0, le=0.1)
+    audit_key_file: str | None = None  # see finmlsec.gateway.auditkey for the defaults
+    audit_anchor: str | None = None
+    audit_anchor_seconds: float = Field(default=1.0, ge=0.0)
     key_cache_seconds: float = Field(default=2.0, ge=0.0)
     predict_batch_max_rows: int = Field(default=256, ge=1)
     predict_batch_linger_seconds: float = Field(default=0.002, ge=0.0, le=0.1)

@@ -14,7 +14,8 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from finmlsec.errors import ConfigError
-from finmlsec.gateway.audit import read_entries, verify_chain
+from finmlsec.gateway.audit import read_entries
+from finmlsec.gateway.audit_verify import key_state, verify_log
 from finmlsec.gateway.deps import commit, json_response, require
 from finmlsec.gateway.feedback import cursor, list_feedback, review
 from finmlsec.gateway.service import Gateway, Principal
@@ -54,7 +55,8 @@ def build_router(gw: Gateway) -> APIRouter:
 
     @router.get("/audit/verify", summary="Verify the audit hash chain")
     async def verify(p: Principal = Depends(admin)) -> Response:
-        res = await _run(verify_chain, gw.db)
+        anchors = [] if gw.audit.anchor is None else [gw.audit.anchor.path]
+        res = await _run(verify_log, gw.db, gw.audit.key, anchors)
         await commit(gw, gw.entry(p, "audit.verify", 200, ok=res.ok))
         return json_response(res.__dict__)
 
@@ -74,7 +76,8 @@ def build_router(gw: Gateway) -> APIRouter:
                        expires_days=body.expires_days, requested_by=p.key_id)
         pending = body.role == "admin"
         await commit(gw, gw.entry(p, "keys.create", 201, new_key_id=k.key_id, new_org=k.org,
-                                  new_role=k.role, pending_approval=pending))
+                                  new_role=k.role, pending_approval=pending,
+                                  key=await _run(key_state, gw.db, k.key_id)))
         return json_response({"key_id": k.key_id, "key": k.token, "org": k.org, "role": k.role,
                               "pending_approval": pending}, 201)
 
@@ -87,7 +90,8 @@ def build_router(gw: Gateway) -> APIRouter:
         except ConfigError as exc:
             await commit(gw, gw.entry(p, "keys.approve", 403, target_key_id=key_id))
             raise HTTPException(403, str(exc)) from None
-        await commit(gw, gw.entry(p, "keys.approve", 200 if ok else 404, target_key_id=key_id))
+        await commit(gw, gw.entry(p, "keys.approve", 200 if ok else 404, target_key_id=key_id,
+                                  key=await _run(key_state, gw.db, key_id) if ok else None))
         if not ok:
             raise HTTPException(404, f"no admin key {key_id!r} waits for approval")
         return json_response({"key_id": key_id, "approved": True})
@@ -97,7 +101,8 @@ def build_router(gw: Gateway) -> APIRouter:
     async def rotate(key_id: str = Path(max_length=32), p: Principal = Depends(admin)) -> Response:
         k = await _run(gw.db.rotate_key, key_id)
         gw.keys.forget(key_id)
-        await commit(gw, gw.entry(p, "keys.rotate", 200 if k else 404, target_key_id=key_id))
+        await commit(gw, gw.entry(p, "keys.rotate", 200 if k else 404, target_key_id=key_id,
+                                  key=await _run(key_state, gw.db, key_id) if k else None))
         if k is None:
             raise HTTPException(404, f"no active key {key_id!r}")
         return json_response({"key_id": k.key_id, "key": k.token, "org": k.org, "role": k.role})
@@ -107,7 +112,8 @@ def build_router(gw: Gateway) -> APIRouter:
     async def revoke(key_id: str = Path(max_length=32), p: Principal = Depends(admin)) -> Response:
         ok = await _run(gw.db.revoke_key, key_id)
         gw.keys.forget(key_id)
-        await commit(gw, gw.entry(p, "keys.revoke", 200 if ok else 404, target_key_id=key_id))
+        await commit(gw, gw.entry(p, "keys.revoke", 200 if ok else 404, target_key_id=key_id,
+                                  key=await _run(key_state, gw.db, key_id) if ok else None))
         if not ok:
             raise HTTPException(404, f"no active key {key_id!r}")
         return json_response({"key_id": key_id, "revoked": True})

@@ -10,6 +10,7 @@ import numpy as np
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
+from finmlsec.gateway.audit_verify import feedback_digest
 from finmlsec.gateway.deps import commit, json_response, refuse, require, too_many
 from finmlsec.gateway.feedback import feedback_row
 from finmlsec.gateway.routers.predict import read_json
@@ -81,7 +82,7 @@ def build_router(gw: Gateway) -> APIRouter:
                            model_label=gw.class_names[top], model_confidence=float(P[0, top]),
                            flags=flags, note=note)
         detail: dict[str, Any] = {"feedback_id": row["id"], "flags": flags,
-                                  "digest": gw.digest(body)}
+                                  "digest": gw.digest(body), "row": feedback_digest(row)}
         await commit(gw, gw.entry(p, "feedback", 202, **detail), feedback=row)
         request.app.state.metrics.requests.labels(endpoint="feedback", status="202").inc()
         return json_response({"id": row["id"], "status": "quarantined", "flags": flags}, 202)
