@@ -307,10 +307,12 @@ def test_feedback_is_quarantined_screened_and_reviewed(model: DemoModel, tmp_pat
         return a, bad, listed, ok, again
 
     a, bad, listed, ok, again = env.run(go)
-    assert a.status_code == 202 and a.json()["flags"] == ["contradicts_model"]
+    # the reporter learns nothing about the model's confidence; the operator sees the flag
+    assert a.status_code == 202 and a.json() == {"id": a.json()["id"], "status": "quarantined"}
     assert bad.status_code == 422
     items = listed.json()["feedback"]
     assert [i["status"] for i in items] == ["quarantined"] and items[0]["record"] == rec
+    assert items[0]["flags"] == ["contradicts_model"]
     assert ok.json()["status"] == "approved" and again.status_code == 404
     log = json.dumps(read_entries(env.gw.db, limit=100))
     assert rec["purpose"] not in log and "feedback.approve" in log  # no raw record in the log

@@ -151,7 +151,7 @@ def test_benign_replay_clients_are_not_flagged(model: DemoModel, tmp_path: Path)
         return refused
 
     refused = env.run(go)
-    states = env.gw.guards.prada_states
+    states = env.gw.guards.prada_states.local()
     assert len(states) == n_clients and all(s.queries == len(rows) for s in states.values())
     false_positives = sum(s.flagged for s in states.values())
     assert refused <= false_positives <= 0.01 * n_clients

@@ -41,6 +41,13 @@ def register(app: typer.Typer) -> None:
         api_docs: bool = typer.Option(False, "--api-docs",
                                       help="Serve /docs and /redoc (their scripts come from a "
                                       "CDN)."),
+        ssl_certfile: str | None = typer.Option(None, "--ssl-certfile",
+                                                help="Serve HTTPS with this certificate."),
+        ssl_keyfile: str | None = typer.Option(None, "--ssl-keyfile",
+                                               help="The certificate's private key."),
+        behind_tls_proxy: bool = typer.Option(
+            False, "--behind-tls-proxy", help="TLS is terminated by a proxy in front (no warning "
+            "for listening beyond loopback without --ssl-certfile)."),
         audit_key_file: str | None = typer.Option(
             None, "--audit-key-file", envvar="FINMLSEC_AUDIT_KEY_FILE",
             help="HMAC key of the audit log (64 hex digits), kept out of the database's reach; "
@@ -67,7 +74,19 @@ def register(app: typer.Typer) -> None:
         if metrics_listen and workers > 1:
             raise ConfigError("--metrics-listen serves one process's metrics; use it with "
                               "--workers 1")
-        pol = load_policy(policy)
+        from finmlsec.gateway.defaults import guard_warnings, spec_policy
+
+        if policy is None:  # secure by default: the guards the spec's analysis calls for
+            pol, on = spec_policy(spec)
+            source = "derived from the spec's analysis (no --policy)"
+        else:
+            pol, on = load_policy(policy), []
+            source = f"from {policy}"
+        typer.echo(f"guards {source}:", err=True)
+        for line in on:
+            typer.echo(f"  on: {line}", err=True)
+        for line in guard_warnings(pol, host=host, tls=bool(ssl_certfile) or behind_tls_proxy):
+            typer.echo(f"warning: {line}", err=True)
         settings = Settings(db_url=db, redis_url=redis, table_prefix=table_prefix,
                             redis_prefix=redis_prefix, policy=pol,
                             metrics_listen=metrics_listen, api_docs=api_docs,
@@ -79,13 +98,19 @@ def register(app: typer.Typer) -> None:
         from finmlsec.gateway.asgi import app_from_env
 
         app_obj = app_from_env()  # built here first, so configuration errors surface at once
+        gw = app_obj.state.gateway
+        for line in gw.startup_warnings():
+            typer.echo(f"warning: {line}", err=True)
+        scheme = "https" if ssl_certfile else "http"
         docs = "/docs" if api_docs else "/openapi.json"
         where = f", metrics on http://{metrics_listen}/metrics" if metrics_listen else ""
-        typer.echo(f"finmlsec gateway on http://{host}:{port} (API description at {docs}"
+        typer.echo(f"finmlsec gateway on {scheme}://{host}:{port} (API description at {docs}"
                    f"{where}), workers={workers}", err=True)
         if workers == 1:
-            uvicorn.run(app_obj, host=host, port=port, log_level=log_level, access_log=False)
+            uvicorn.run(app_obj, host=host, port=port, log_level=log_level, access_log=False,
+                        ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile)
             return
-        app_obj.state.gateway.close()
+        gw.close()
         uvicorn.run("finmlsec.gateway.asgi:app_from_env", factory=True, host=host, port=port,
-                    workers=workers, log_level=log_level, access_log=False)
+                    workers=workers, log_level=log_level, access_log=False,
+                    ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile)

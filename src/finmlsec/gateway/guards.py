@@ -15,9 +15,10 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from finmlsec.defences.extraction_detection import PradaDetector, PradaState, SchemaEncoder
+from finmlsec.defences.extraction_detection import PradaDetector, SchemaEncoder
 from finmlsec.defences.ratelimit import BudgetDecision, CounterStore, Limit, QueryBudget
 from finmlsec.errors import ConfigError
+from finmlsec.gateway.durable import PradaStates
 from finmlsec.gateway.keycache import Principal
 from finmlsec.gateway.policy import Policy
 from finmlsec.schema import FeatureSchema
@@ -103,7 +104,8 @@ class Guards:
     """Budgets, blocks, PRADA, the output defence and the input screen of one process."""
 
     def __init__(self, policy: Policy, store: CounterStore, *, schema: FeatureSchema,
-                 classes: np.ndarray, target: Any, reference: Any = None) -> None:
+                 classes: np.ndarray, target: Any, reference: Any = None,
+                 prada_log: Any = None) -> None:
         self.policy = policy
         self.store = store
         b = policy.budget
@@ -130,8 +132,10 @@ class Guards:
             ).validate()
             if e.max_far_rate is not None and reference is not None:
                 self.prada.fit_reference(self.encoder.encode_frame(reference))
-        self.prada_states: dict[str, PradaState] = {}
-        self._prada_lock = threading.Lock()
+        # PRADA's per-client state, replayed from a log shared by replicas and kept across
+        # restarts (``prada_log(detector, width)`` builds it; in this process only without)
+        self.prada_states: PradaStates | None = None if self.prada is None else (
+            prada_log or PradaStates)(self.prada, self.encoder.width)
         self.screen = build_screen(policy, target, reference)
 
     # -- limits -----------------------------------------------------------------------------------
@@ -187,11 +191,8 @@ class Guards:
             rows = np.sort(np.random.default_rng(int(time.time_ns() % 2**32)).choice(
                 rows, cap, replace=False))
         labels = np.argmax(proba[rows], axis=1)
-        with self._prada_lock:
-            state = self.prada_states.get(p.key_id)
-            if state is None:
-                state = self.prada_states[p.key_id] = self.prada.new_state()
-            v = self.prada.observe(state, encoded[rows], labels, far=far[rows])
+        assert self.prada_states is not None
+        v = self.prada_states.observe(p.key_id, encoded[rows], labels, far[rows])
         if v.newly_flagged:
             self.store.set_flag(f"flag:{p.key_id}", self.prada.action)
         w = v.w if v.w is None or v.w == v.w else None  # NaN is not JSON
@@ -200,5 +201,5 @@ class Guards:
 
     def unblock(self, key_id: str) -> None:
         self.store.clear_flag(f"flag:{key_id}")
-        with self._prada_lock:
-            self.prada_states.pop(key_id, None)
+        if self.prada_states is not None:
+            self.prada_states.reset(key_id)

@@ -43,7 +43,7 @@ class OutputPolicy(_Section):
 class BudgetPolicy(_Section):
     """Per-client limits; ``requests_*`` count calls, the others count records (queries)."""
 
-    requests_per_second: int | None = Field(default=None, ge=1)
+    requests_per_second: int | None = Field(default=100, ge=1)  # the default rate limit
     requests_per_minute: int | None = Field(default=None, ge=1)
     per_minute: int | None = Field(default=None, ge=1)
     per_day: int | None = Field(default=None, ge=1)
@@ -56,7 +56,7 @@ class ExtractionPolicy(_Section):
 
     enabled: bool = False
     threshold: float = Field(default=0.82, gt=0.0, le=1.0)
-    min_queries: int = Field(default=100, ge=3, le=5000)
+    min_queries: int = Field(default=40, ge=3, le=5000)  # below d+1 = 49 on credit scoring
     check_every: int = Field(default=10, ge=1)
     window: int = Field(default=2000, ge=3, le=5000)
     max_stored: int = Field(default=1000, ge=1)

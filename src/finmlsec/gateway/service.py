@@ -16,10 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from finmlsec.defences.ratelimit import CounterStore, MemoryCounterStore, RedisCounterStore
+from finmlsec.defences.ratelimit import CounterStore
 from finmlsec.errors import ConfigError
 from finmlsec.gateway.admission import AddressThrottle, InFlight
 from finmlsec.gateway.audit import open_writer
+from finmlsec.gateway.durable import PradaStates, open_counter_store
 from finmlsec.gateway.guards import Guards
 from finmlsec.gateway.keycache import KeyCache, Principal
 from finmlsec.gateway.predictor import Predictor
@@ -58,12 +59,15 @@ class Gateway:
                                  linger=settings.audit_linger_seconds, create_key=True)
         self.salt = self.db.digest_salt()
         self.keys = KeyCache(self.db, ttl=settings.key_cache_seconds)
-        self.store: CounterStore = (
-            RedisCounterStore(settings.redis_url, prefix=settings.redis_prefix)
-            if settings.redis_url else MemoryCounterStore()
-        )
+        # budgets, blocks and PRADA's state outlive the process (durable.py)
+        self.store: CounterStore
+        self.store, self.store_warning = open_counter_store(self.db, settings.redis_url,
+                                                            settings.redis_prefix)
         self.guards = Guards(self.policy, self.store, schema=schema, classes=self.classes,
-                             target=target, reference=reference)
+                             target=target, reference=reference,
+                             prada_log=lambda det, width: PradaStates(
+                                 det, width, db=self.db, redis_url=settings.redis_url,
+                                 prefix=settings.redis_prefix))
         i = self.policy.input
         self.in_flight = InFlight(i.max_in_flight_per_key)
         self.throttle = AddressThrottle(
@@ -73,6 +77,18 @@ class Gateway:
                                    max_rows=settings.predict_batch_max_rows,
                                    linger=settings.predict_batch_linger_seconds,
                                    sample=self.policy.extraction.max_rows_per_request)
+
+    def startup_warnings(self) -> list[str]:
+        """What this process cannot guarantee, said at start-up: a volatile Redis, an audit log
+        without a key or an anchor outside the database."""
+        out = [] if self.store_warning is None else [self.store_warning]
+        if self.audit.key is None:
+            out.append("audit: no audit key (--audit-key-file): whoever can write the database "
+                       "can rewrite the log undetected")
+        if self.audit.anchor is None:
+            out.append("audit: no anchor file (--audit-anchor): deleting the newest entries "
+                       "cannot be detected")
+        return out
 
     def digest(self, payload: bytes) -> str:
         """Keyed digest of request contents: lets an auditor match a complaint to an entry

@@ -50,10 +50,13 @@ def build_router(gw: Gateway) -> APIRouter:
         if not pol.enabled or (allowed is not None and p.org not in allowed):
             raise await refuse(gw, request, p, 403, "feedback",
                                f"organisation {p.org!r} may not submit false-prediction data")
-        d = gw.guards.charge_feedback(p)
-        if not d.allowed:
-            msg, headers = too_many(d)
-            raise await refuse(gw, request, p, 429, "feedback", msg, headers=headers)
+        if gw.guards.check_block(p) is not None:  # no side door for a client blocked on predict
+            raise await refuse(gw, request, p, 403, "feedback", "this client is blocked or "
+                               "throttled after extraction detection; contact the operator")
+        for d in (gw.guards.charge_feedback(p), gw.guards.charge_rows(p, 1)):
+            if not d.allowed:  # a report queries the model: it counts against the row budget too
+                msg, headers = too_many(d)
+                raise await refuse(gw, request, p, 429, "feedback", msg, headers=headers)
         payload, body = await read_json(gw, request, p, "feedback")
         try:
             if not isinstance(payload, dict) or not {"record", "label"} <= set(payload) or not set(
@@ -78,6 +81,12 @@ def build_router(gw: Gateway) -> APIRouter:
             flags.append("contradicts_model")
         if out.suspicious[0]:
             flags.append("out_of_distribution")
+        # the detector sees every answer the model gives, a report's included
+        newly, why = (False, {}) if out.encoded is None else gw.guards.observe(
+            p, out.observed, out.encoded, out.proba, out.far)
+        if newly:
+            await commit(gw, gw.entry(p, "extraction.flagged", 200, via="feedback",
+                                      response=gw.policy.extraction.action, **why))
         row = feedback_row(key_id=p.key_id, org=p.org, record=valid.record(0), label=label,
                            model_label=gw.class_names[top], model_confidence=float(P[0, top]),
                            flags=flags, note=note)
@@ -85,6 +94,8 @@ def build_router(gw: Gateway) -> APIRouter:
                                   "digest": gw.digest(body), "row": feedback_digest(row)}
         await commit(gw, gw.entry(p, "feedback", 202, **detail), feedback=row)
         request.app.state.metrics.requests.labels(endpoint="feedback", status="202").inc()
-        return json_response({"id": row["id"], "status": "quarantined", "flags": flags}, 202)
+        # the screening flags stay with the operator: "contradicts_model" would tell the
+        # reporter whether the model is confident about the record
+        return json_response({"id": row["id"], "status": "quarantined"}, 202)
 
     return router
