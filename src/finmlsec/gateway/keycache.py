@@ -126,6 +126,12 @@ class KeyCache:
                 del self._entries[d]
             self._checked = now
 
+    def forget_refusals(self) -> None:
+        """Drop every cached refusal now (a key of this process became valid: an approval)."""
+        with self._lock:
+            for d in [d for d, v in self._entries.items() if v[1] is None]:
+                del self._entries[d]
+
     def forget(self, key_id: str) -> None:
         """Drop a key's entries now (it was revoked by this process)."""
         with self._lock:

@@ -94,6 +94,7 @@ def build_router(gw: Gateway) -> APIRouter:
                                   key=await _run(key_state, gw.db, key_id) if ok else None))
         if not ok:
             raise HTTPException(404, f"no admin key {key_id!r} waits for approval")
+        gw.keys.forget_refusals()
         return json_response({"key_id": key_id, "approved": True})
 
     @router.post("/keys/{key_id}/rotate", summary="Replace a key's token (shown once)",
