@@ -102,8 +102,8 @@ def test_a_hostile_database_administrator_is_detected(deployment: Deployment, tm
                                                       ) -> None:
     d = deployment
     made = json.loads(cli("keys", "create", "--org", "bank", *d.args(), "--json").stdout)
-    admin = json.loads(cli("keys", "create", "--org", "bank", "--role", "admin", *d.args(),
-                           "--json").stdout)
+    reviewer = json.loads(cli("keys", "create", "--org", "bank", "--role", "reviewer", *d.args(),
+                              "--json").stdout)
     from finmlsec.gateway.demo import credit_scoring_model
 
     record = json.loads(credit_scoring_model(seed=0).heldout.iloc[:1].to_json(orient="records"))[0]
@@ -119,7 +119,7 @@ def test_a_hostile_database_administrator_is_detected(deployment: Deployment, tm
             for _ in range(12):
                 assert c.post("/v1/predict", json={"record": record}, headers=user).status_code == 200
             r = c.post(f"/v1/admin/feedback/{fids[0]}/approve", json={"note": "checked"},
-                       headers={"Authorization": f"Bearer {admin['key']}"})
+                       headers={"Authorization": f"Bearer {reviewer['key']}"})
             assert r.status_code == 200
     finally:
         server.stop()  # SIGTERM: the final head is anchored

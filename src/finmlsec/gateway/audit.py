@@ -47,9 +47,9 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
-from finmlsec.errors import StoreError
-from finmlsec.gateway.auditkey import Anchor
-from finmlsec.store.gateway import GatewayDB, now_iso
+from finmlsec.errors import AuditError, StoreError
+from finmlsec.gateway.auditkey import Anchor, fingerprint
+from finmlsec.store.gateway import GENESIS, GatewayDB, now_iso
 
 
 def canonical(entry: dict[str, Any]) -> str:
@@ -366,7 +366,6 @@ def open_writer(db: GatewayDB, *, key_file: str | None = None, anchor: str | Non
     not verify with that key."""
     import os
 
-    from finmlsec.gateway.audit_verify import check_tail
     from finmlsec.gateway.auditkey import (
         ANCHOR_ENV,
         default_anchor_path,
@@ -395,3 +394,21 @@ def anchor_paths(db_url: str, anchors: list[str] | None) -> list[str]:
         return [os.environ[ANCHOR_ENV]]
     p = default_anchor_path(db_url)
     return [str(p)] if p is not None and p.exists() else []
+
+
+def check_tail(db: GatewayDB, key: bytes | None) -> None:
+    """At start-up: the newest entry must be linked under ``key`` (a different key, a log written
+    without one, or a rewritten tail is refused before anything is appended to it)."""
+    with db.engine.connect() as conn:
+        rows = conn.execute(select(db.audit.c.seq, db.audit.c.body, db.audit.c.hash)
+                            .order_by(db.audit.c.seq.desc()).limit(2)).all()
+    if not rows:
+        return
+    last = rows[0]
+    prev = rows[1].hash if len(rows) > 1 else GENESIS
+    if chain(prev, last.body, key) != last.hash:
+        what = f"the key {fingerprint(key)}" if key is not None else "no key"
+        raise AuditError(
+            f"the newest audit entry ({last.seq}) does not verify with {what}: the log was "
+            "written with another key (or without one), or it was altered; run 'finmlsec audit "
+            "verify' with the key it was written with, or start a new log (--table-prefix)")

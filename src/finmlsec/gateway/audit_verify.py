@@ -31,7 +31,7 @@ from sqlalchemy import select
 
 from finmlsec.errors import AuditError
 from finmlsec.gateway.audit import canonical, chain
-from finmlsec.gateway.auditkey import default_key_path, fingerprint, load_key, read_anchors
+from finmlsec.gateway.auditkey import default_key_path, load_key, read_anchors
 from finmlsec.store.gateway import GENESIS, ApiKey, GatewayDB
 
 
@@ -254,21 +254,3 @@ def chain_bindings(db: GatewayDB, key: bytes | str | None = AUTO,
     if problem:
         raise AuditError(f"audit log failed verification: {problem}")
     return b
-
-
-def check_tail(db: GatewayDB, key: bytes | None) -> None:
-    """At start-up: the newest entry must be linked under ``key`` (a different key, a log written
-    without one, or a rewritten tail is refused before anything is appended to it)."""
-    with db.engine.connect() as conn:
-        rows = conn.execute(select(db.audit.c.seq, db.audit.c.body, db.audit.c.hash)
-                            .order_by(db.audit.c.seq.desc()).limit(2)).all()
-    if not rows:
-        return
-    last = rows[0]
-    prev = rows[1].hash if len(rows) > 1 else GENESIS
-    if chain(prev, last.body, key) != last.hash:
-        what = f"the key {fingerprint(key)}" if key is not None else "no key"
-        raise AuditError(
-            f"the newest audit entry ({last.seq}) does not verify with {what}: the log was "
-            "written with another key (or without one), or it was altered; run 'finmlsec audit "
-            "verify' with the key it was written with, or start a new log (--table-prefix)")
