@@ -18,13 +18,13 @@ $(VENV)/bin/python:
 # The stamp files re-run pip only when pyproject.toml changes.
 $(VENV)/.demo-installed: pyproject.toml | $(VENV)/bin/python
 	@echo "make demo: installing finmlsec with every extra ('.[all]': scikit-learn, PyTorch, ONNX," \
-	      "FastAPI, ...) into $(VENV); the first time downloads about 2.7 GB and takes minutes"
+	      "FastAPI, ...) into $(VENV); the first time downloads several hundred MB and takes minutes"
 	$(PIP) install --progress-bar on -e '.[all]'
 	touch $@
 
 $(VENV)/.test-installed: pyproject.toml | $(VENV)/bin/python
 	@echo "make test: installing finmlsec with every extra and the test tools ('.[all,test]')" \
-	      "into $(VENV); the first time downloads about 2.7 GB and takes minutes"
+	      "into $(VENV); the first time downloads several hundred MB and takes minutes"
 	$(PIP) install --progress-bar on -e '.[all,test]'
 	touch $@ $(VENV)/.demo-installed
 
