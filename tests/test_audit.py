@@ -203,3 +203,23 @@ def test_async_submission_fails_with_a_store_error_when_the_log_cannot_be_writte
     finally:
         w.close()
         db.dispose()
+
+
+def test_an_anchor_closed_twice_or_used_after_close_never_touches_another_file(tmp_path) -> None:
+    import os
+
+    from finmlsec.gateway.auditkey import Anchor, read_anchors
+
+    anchor = Anchor(tmp_path / "anchor", bytes(32))
+    anchor.append(1, "a" * 64)
+    anchor.close()
+    other = os.open(tmp_path / "other", os.O_RDWR | os.O_CREAT, 0o600)  # may reuse the number
+    try:
+        anchor.close()  # a second close must not close `other`
+        anchor.append(2, "b" * 64)  # nor may a late append write into it
+        os.write(other, b"x")
+        assert (tmp_path / "other").read_bytes() == b"x"
+    finally:
+        os.close(other)
+    anchor.close()
+    assert [a.seq for a in read_anchors(tmp_path / "anchor", bytes(32))] == [1, 2]

@@ -341,7 +341,8 @@ class AuditWriter:
             self._thread.join(timeout)
         self.anchor_head(force=True)
         if self.anchor is not None:
-            self.anchor.close()
+            with self._anchor_lock:
+                self.anchor.close()
 
 
 def read_entries(db: GatewayDB, *, after: int = 0, limit: int = 100) -> list[dict[str, Any]]:

@@ -127,22 +127,30 @@ class Anchor:
         self.last_seq = -1
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            self._fd: int | None = self._open()
         except OSError as exc:
             raise ConfigError(f"cannot open the audit anchor file {str(self.path)!r}: "
                               f"{exc.strerror}") from None
+
+    def _open(self) -> int:
+        return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
 
     def append(self, seq: int, head: str) -> None:
         if seq <= self.last_seq:
             return
         line = {"seq": seq, "hash": head, "ts": now_iso(), "mac": anchor_mac(self.key, seq, head)}
+        if self._fd is None:  # appended after close (a writer used again): open anew, never
+            self._fd = self._open()  # write to a closed descriptor that another file now holds
         os.write(self._fd, (json.dumps(line, sort_keys=True) + "\n").encode("ascii"))
         os.fsync(self._fd)
         self.last_seq = seq
 
     def close(self) -> None:
-        with contextlib.suppress(OSError):
-            os.close(self._fd)
+        """Close the file once (closing a descriptor twice could close another file's)."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 @dataclass(frozen=True)
