@@ -54,3 +54,19 @@ def finmlsec(*args: str, cwd: Path, timeout: float = 240) -> subprocess.Complete
         [sys.executable, "-m", "finmlsec.cli.main", *args], cwd=cwd, env=env,
         capture_output=True, text=True, timeout=timeout, check=False,
     )
+
+
+def scan_credit_system(root: Path, attacks: tuple[str, ...]) -> tuple[dict, str]:
+    """Build the small credit system under ``root``, scan it serially with the quick profile
+    restricted to ``attacks`` (seed 0), and return the scan document and the run's diagram."""
+    from finmlsec.report.scan import scan_document
+    from finmlsec.scan import get_profile, make_executor, run_scan, start_scan
+    from finmlsec.store import Store
+
+    spec = build_credit_system(root / "system")
+    store = Store.open(str(root / "finmlsec.db"))
+    profile = get_profile("quick").model_copy(update={"only": attacks})
+    rid = start_scan(spec, store=store, profile=profile, seed=0)
+    run_scan(store, rid, executor=make_executor("serial"))
+    run = store.run(rid)
+    return scan_document(run, store.units(rid)), run.diagram_svg

@@ -13,11 +13,9 @@ from typing import Any
 import pytest
 
 from finmlsec.report.numbers import cost, metric, num, success
-from finmlsec.report.scan import render_html, render_markdown, scan_document, threat_notes
+from finmlsec.report.scan import render_html, render_markdown, threat_notes
 from finmlsec.report.words import overview
-from finmlsec.scan import get_profile, make_executor, run_scan, start_scan
-from finmlsec.store import Store
-from scan_support import build_credit_system
+from scan_support import scan_credit_system
 
 ATTACKS = ("extraction.equation", "membership.metric", "poisoning.feedback_loop",
            "evasion.constrained")
@@ -26,14 +24,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"
 
 @pytest.fixture(scope="module")
 def scanned(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str]:
-    root = tmp_path_factory.mktemp("committee")
-    spec = build_credit_system(root / "system")
-    store = Store.open(str(root / "finmlsec.db"))
-    profile = get_profile("quick").model_copy(update={"only": ATTACKS})
-    rid = start_scan(spec, store=store, profile=profile, seed=0)
-    run_scan(store, rid, executor=make_executor("serial"))
-    run = store.run(rid)
-    return scan_document(run, store.units(rid)), run.diagram_svg
+    return scan_credit_system(tmp_path_factory.mktemp("committee"), ATTACKS)
 
 
 def test_numbers_are_written_for_readers() -> None:

@@ -9,10 +9,8 @@ from typing import Any
 
 import pytest
 
-from finmlsec.report.scan import render_html, render_markdown, scan_document
-from finmlsec.scan import get_profile, make_executor, run_scan, start_scan
-from finmlsec.store import Store
-from scan_support import build_credit_system
+from finmlsec.report.scan import render_html, render_markdown
+from scan_support import scan_credit_system
 
 ATTACKS = ("extraction.equation", "evasion.constrained", "membership.rmia")
 SCHEMA_DOC = Path(__file__).resolve().parents[1] / "docs" / "scan-schema.md"
@@ -20,14 +18,7 @@ SCHEMA_DOC = Path(__file__).resolve().parents[1] / "docs" / "scan-schema.md"
 
 @pytest.fixture(scope="module")
 def scanned(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str]:
-    root = tmp_path_factory.mktemp("report")
-    spec = build_credit_system(root / "system")
-    store = Store.open(str(root / "finmlsec.db"))
-    profile = get_profile("quick").model_copy(update={"only": ATTACKS})
-    rid = start_scan(spec, store=store, profile=profile, seed=0)
-    run_scan(store, rid, executor=make_executor("serial"))
-    run = store.run(rid)
-    return scan_document(run, store.units(rid)), run.diagram_svg
+    return scan_credit_system(tmp_path_factory.mktemp("report"), ATTACKS)
 
 
 def _documented(section: str) -> set[str]:
