@@ -4,7 +4,9 @@ and the attacker's view of them.
 :func:`load_scenario` reads a spec (or takes a loaded :class:`~finmlsec.spec.SystemSpec`), loads
 the model its ``model:`` section points at and the data and splits of its ``data:`` section
 (:func:`finmlsec.datasets.splits.load_data`: validated against the feature schema, errors name
-the file).
+the file). ``model.factory`` (:func:`finmlsec.targets.factory.load_factory`) gives the
+unfitted model the reference-model and poisoning attacks train; without it a scikit-learn or torch
+target builds its own, and an ONNX or remote target has none.
 
 Roles of the splits: ``train`` is what the model was trained on (the members); ``test`` is
 held-out data for utility and fidelity; ``population`` is data from the same distribution that the
@@ -106,7 +108,18 @@ def _shuffle(data: Labeled, seed: int) -> Labeled:
     return Labeled(take_rows(data.X, order), data.y[order])
 
 
-def _model_factory(target: Target | None) -> Callable[[], Any] | None:
+def _model_factory(target: Target | None, declared: Callable[[], Any] | None = None,
+                   schema: FeatureSchema | None = None) -> Callable[[], Any] | None:
+    if declared is not None:  # model.factory: an ONNX or remote model gets reference models too
+        from finmlsec.targets.typed import AsTrained, needs_cast
+
+        if not needs_cast(schema) or getattr(target, "input_kind", "tabular") != "tabular":
+            return declared
+
+        def cast() -> Any:
+            return AsTrained(schema, declared())
+
+        return cast
     own = getattr(target, "model_factory", None)
     if callable(own):  # torch targets: an unfitted TorchClassifier
         return own
@@ -132,9 +145,16 @@ def load_scenario(spec_or_path: Any, *, trust_pickle: bool = False) -> Scenario:
         from finmlsec.targets.load import load_target
 
         target = load_target(spec.model, base_dir=base, trust_pickle=trust_pickle)
+    declared = None
+    if spec.model is not None and spec.model.factory is not None:
+        from finmlsec.targets.factory import load_factory
+
+        source = None if isinstance(spec_or_path, SystemSpec) else str(spec_or_path)
+        declared = load_factory(spec.model.factory, base_dir=base, source=source)
     ref = spec.data
     if ref is None:
-        return Scenario(spec, target, None, None, None, None, None, _model_factory(target))
+        return Scenario(spec, target, None, None, None, None, None,
+                        _model_factory(target, declared))
     dataset, train, test, pop = load_data(ref, base)
     if target is not None:
         from finmlsec.targets.typed import typed
@@ -143,7 +163,7 @@ def load_scenario(spec_or_path: Any, *, trust_pickle: bool = False) -> Scenario:
     if target is not None and not hasattr(target, "url"):
         _smoke(target, (test or train).X)
     return Scenario(spec, target, dataset.schema, dataset, train, test, pop,
-                    _model_factory(target), seed=ref.seed)
+                    _model_factory(target, declared, dataset.schema), seed=ref.seed)
 
 
 def _smoke(target: Target, X: Any) -> None:

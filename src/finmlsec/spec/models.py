@@ -121,6 +121,35 @@ class Stakes(BaseModel):
         return value
 
 
+class ModelFactoryRef(BaseModel):
+    """How to build an unfitted model trained like the target (``model.factory``), for attacks
+    that train reference, shadow or poisoned models when the target itself cannot be cloned (an
+    ONNX file, a remote endpoint).
+
+    ``path``: an unfitted scikit-learn estimator or pipeline saved with ``skops.io.dump``, loaded
+    with the same rules as a skops model (``trusted_types``; ``trusted: true`` trusts every type);
+    ``callable``: ``"package.module:function"`` returning an unfitted estimator, imported and
+    called only with ``trusted: true`` (importing runs the module's code).
+    """
+
+    model_config = _STRICT
+
+    path: str | None = None
+    callable: str | None = Field(default=None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+    trusted: bool = False
+    trusted_types: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelFactoryRef:
+        if (self.path is None) == (self.callable is None):
+            raise ValueError("give exactly one of 'path' (an unfitted estimator saved with skops) "
+                             "or 'callable' ('package.module:function')")
+        if self.callable is not None and not self.trusted:
+            raise ValueError(f"refusing to import {self.callable!r}: importing runs its code; "
+                             "add 'trusted: true' under model.factory if you trust it")
+        return self
+
+
 class ModelRef(BaseModel):
     """Where the model is and how to load it (used by ``targets``)."""
 
@@ -134,6 +163,7 @@ class ModelRef(BaseModel):
     classes: list[str | int] | None = None
     remote: dict[str, Any] | None = None
     torch: dict[str, Any] | None = None
+    factory: ModelFactoryRef | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelRef:
