@@ -55,13 +55,13 @@ def success(value: Any, thresholds: dict[str, float] | None = None) -> str:
     return num(v)
 
 
-def cost(value: Any) -> str:
-    """An accuracy cost; a negative one (the countermeasure raised held-out accuracy, usually
-    within noise) says so."""
+def cost(value: Any, metric: str = "accuracy") -> str:
+    """A utility cost (the drop of ``metric``); a negative one (the countermeasure raised the
+    held-out figure, usually within noise) says so."""
     if value is None:
         return "n/a"
     text = num(value)
-    return f"{text} (accuracy rose)" if float(text) < 0 else text
+    return f"{text} ({metric.replace('_', ' ')} rose)" if float(text) < 0 else text
 
 
 def pct(value: Any) -> str:

@@ -137,7 +137,7 @@ def _env() -> Environment:
     env.filters["num"] = numbers.num
     env.filters["metric"] = lambda v, k: numbers.metric(k, v)
     env.filters["success"] = numbers.success
-    env.filters["cost"] = numbers.cost
+    env.filters["cost"] = lambda v, m="accuracy": numbers.cost(v, m)
     return env
 
 
@@ -159,7 +159,8 @@ def threat_notes(t: dict[str, Any]) -> list[str]:
 
 
 def _context(doc: dict[str, Any]) -> dict[str, Any]:
-    return {"doc": doc, "ov": overview(doc), "names": [threat_name(doc, t) for t in doc["threats"]],
+    return {"doc": doc, "ov": overview(doc),
+            "um": doc.get("summary", {}).get("utility_metric") or "accuracy", "names": [threat_name(doc, t) for t in doc["threats"]],
             "notes": [threat_notes(t) for t in doc["threats"]]}
 
 

@@ -53,15 +53,34 @@ def _success(outcome: dict[str, Any] | None) -> float | None:
     return None if s is None else float(s)
 
 
-def _utility_score(u: dict[str, Any] | None) -> float | None:
+def _utility_score(u: dict[str, Any] | None, metric: str = "accuracy") -> float | None:
     if not u:
         return None
-    return u.get("accuracy")
+    return u.get(metric)
+
+
+def decision_metric(declared: str | None, baseline: dict[str, float]) -> str:
+    """The utility metric a countermeasure's cost is decided on: the declared one
+    (``stakes.utility_metric``) where the deployed model's utility has it; else ``roc_auc`` when
+    the model was measured on it (two classes, scores), else ``accuracy``.
+
+    Example:
+        >>> decision_metric(None, {"accuracy": 0.9, "roc_auc": 0.8})
+        'roc_auc'
+        >>> decision_metric("f1", {"accuracy": 0.9}), decision_metric(None, {})
+        ('accuracy', 'accuracy')
+    """
+    if declared and (declared in baseline or not baseline):
+        return declared
+    return "roc_auc" if "roc_auc" in baseline else "accuracy"
 
 
 def summarize(plan: dict[str, Any], outcomes: dict[str, dict[str, Any]], *,
-              max_utility_drop: float = 0.05) -> dict[str, Any]:
-    """The scan's summary (see ``docs/scan-schema.md``) from its plan and unit outcomes."""
+              max_utility_drop: float = 0.05,
+              utility_metric: str | None = None) -> dict[str, Any]:
+    """The scan's summary (see ``docs/scan-schema.md``) from its plan and unit outcomes;
+    ``utility_metric``: the declared metric a countermeasure's cost is decided on (None: the
+    default of :func:`decision_metric`)."""
     units = plan["units"]
     baseline_util: dict[str, float] = {}
     for u in units:
@@ -69,7 +88,8 @@ def summarize(plan: dict[str, Any], outcomes: dict[str, dict[str, Any]], *,
         if not u["defences"] and o and o.get("utility"):
             baseline_util = o["utility"]
             break
-    base_score = _utility_score(baseline_util)
+    metric = decision_metric(utility_metric, baseline_util)
+    base_score = _utility_score(baseline_util, metric)
     threats = []
     for t in plan["threats"]:
         key = f"{t['attack']}@{t['via']}"
@@ -97,7 +117,7 @@ def summarize(plan: dict[str, Any], outcomes: dict[str, dict[str, Any]], *,
             outs = [outcomes.get(u["id"]) or {} for u in us]
             vals = [v for v in (_success(o) for o in outs) if v is not None]
             util = next((o["utility"] for o in outs if o.get("utility")), None)
-            score = _utility_score(util)
+            score = _utility_score(util, metric)
             drop = (base_score - score) if base_score is not None and score is not None else None
             after = max(vals) if vals else None
             cms.append({
@@ -113,7 +133,7 @@ def summarize(plan: dict[str, Any], outcomes: dict[str, dict[str, Any]], *,
             "attacks": attacks, "success": success, "risk": risk_level(success),
             "countermeasures": cms, "notes": list(t["notes"]),
         }
-        entry.update(_decide(t, success, cms, max_utility_drop))
+        entry.update(_decide(t, success, cms, max_utility_drop, metric))
         done = [a for a in attacks if a["success"] is not None]
         if done and all(a["metrics"].get("lower_bound") for a in done):
             entry["recommendation"] += (
@@ -132,11 +152,12 @@ def summarize(plan: dict[str, Any], outcomes: dict[str, dict[str, Any]], *,
         "units_total": len(units),
         "risk_thresholds": dict(THRESHOLDS),
         "max_utility_drop": max_utility_drop,
+        "utility_metric": metric,
     }
 
 
 def _decide(t: dict[str, Any], success: float | None, cms: list[dict[str, Any]],
-            max_drop: float) -> dict[str, Any]:
+            max_drop: float, metric: str = "accuracy") -> dict[str, Any]:
     risk = risk_level(success)
     if not t["attacked"]:
         return {"decision": "accept", "residual_risk": "accepted", "best": None,
@@ -170,9 +191,9 @@ def _decide(t: dict[str, Any], success: float | None, cms: list[dict[str, Any]],
         return {
             "decision": "mitigate", "residual_risk": best["risk"], "best": best["defences"],
             "recommendation": f"apply {' + '.join(best['defences'])}: success {success:.3f} -> "
-                              f"{best['success']:.3f}, accuracy cost {cost}{left}{caveat}",
+                              f"{best['success']:.3f}, {metric} cost {cost}{left}{caveat}",
         }
     return {"decision": "mitigate", "residual_risk": risk, "best": None,
             "recommendation": "no countermeasure tried lowers the risk at an acceptable utility "
-                              f"cost (at most {max_drop:.2f} accuracy); escalate: restrict access "
+                              f"cost (at most {max_drop:.2f} {metric}); escalate: restrict access "
                               f"or accept the loss explicitly{caveat}"}

@@ -74,6 +74,18 @@ def _checker(scenario: Any, ctx: ScanContext) -> tuple[Any, Any, Any]:
     return check, access, defence_check
 
 
+def default_metric(spec: Any, scenario: Any) -> str:
+    """The utility metric a scan of ``spec`` decides costs on: ``stakes.utility_metric`` if
+    declared, else ``roc_auc`` for a two-class model that outputs scores, else ``accuracy``."""
+    declared = getattr(getattr(spec, "stakes", None), "utility_metric", None)
+    if declared:
+        return str(declared)
+    target = scenario.target
+    scores = "proba" in set(getattr(target, "capabilities", ()))
+    two = len(getattr(target, "classes_", ())) == 2
+    return "roc_auc" if scores and two else "accuracy"
+
+
 def start_scan(
     spec_path: str | Path,
     *,
@@ -102,7 +114,8 @@ def start_scan(
     except Exception:  # noqa: BLE001 - a missing diagram must not stop a scan
         diagram = ""
     options = {"trust_pickle": trust_pickle, "endpoint": endpoint,
-               "include_accepted": include_accepted, "profile": prof.model_dump(mode="json")}
+               "include_accepted": include_accepted, "profile": prof.model_dump(mode="json"),
+               "utility_metric": default_metric(spec, scenario_for(ctx))}
     return store.create_run(
         spec_path=path, spec_name=name, profile=prof.name, seed=seed,
         system_type=plan.system_type, options=options, analysis=_jsonable(analysis),
@@ -155,7 +168,8 @@ def finish(store: Store, run_id: str) -> dict[str, Any]:
     outcomes = {u.unit_id: u.outcome for u in units if u.outcome is not None}
     prof = (Profile.model_validate(run.options["profile"]) if "profile" in run.options
             else get_profile(run.profile))
-    summary = summarize(run.plan, outcomes, max_utility_drop=prof.max_utility_drop)
+    summary = summarize(run.plan, outcomes, max_utility_drop=prof.max_utility_drop,
+                        utility_metric=run.options.get("utility_metric"))
     complete = all(u.status in FINISHED for u in units)
     store.finish_run(run.id, status="done" if complete else "incomplete", summary=summary)
     return summary

@@ -243,33 +243,88 @@ def through_screen(attack: Any, oracle: Any, data: Any, screen: Any) -> Any:
     )
 
 
-def utility(model: Any, test: Any) -> dict[str, float]:
-    """Accuracy (and ROC AUC for two classes) of ``model`` (a target or estimator) on ``test``.
-    Behind an input screen (``decide``), a rejected legitimate record counts as an error and
-    the share rejected is reported."""
-    if test is None:
-        return {}
-    y = np.asarray(test.y)
-    if hasattr(model, "decide"):
-        accept = np.asarray(model.decide(test.X).accept, dtype=bool)
-        pred = np.asarray(model.estimator.predict(test.X))
-        return {"accuracy": float(np.mean((pred == y) & accept)),
-                "rejected": float(np.mean(~accept))}
-    pred = np.asarray(model.predict(test.X))
-    classes = getattr(model, "classes_", None)
+#: The utility figures :func:`utility` measures (``stakes.utility_metric`` names one of them).
+UTILITY_METRICS = ("accuracy", "balanced_accuracy", "roc_auc", "average_precision", "f1",
+                   "precision", "recall")
+
+
+def _indices(pred: Any, classes: Any) -> np.ndarray:
+    """Predicted labels as class indices (the encoding of a scenario's ``y``)."""
+    pred = np.asarray(pred)
     if pred.dtype.kind in "USO" and classes is not None:
         lookup = {c: i for i, c in enumerate(np.asarray(classes).tolist())}
         pred = np.array([lookup.get(p, -1) for p in pred.tolist()])
-    out = {"accuracy": float(np.mean(pred == y))}
-    if len(np.unique(y)) == 2 and hasattr(model, "predict_proba"):
-        try:
-            from sklearn.metrics import roc_auc_score
+    return pred
 
-            proba = np.asarray(model.predict_proba(test.X), dtype=float)
-            out["roc_auc"] = float(roc_auc_score(y, proba[:, 1]))
-        except (ValueError, IndexError, AttributeError, FinmlsecError):
+
+def _scores(model: Any, X: Any, pred: np.ndarray, positive: int) -> np.ndarray:
+    """The positive class's score of each record: its probability, or, for a model that answers
+    with labels only, 1 for a positive decision and 0 otherwise (how such a model ranks)."""
+    if hasattr(model, "predict_proba"):
+        try:
+            proba = np.asarray(model.predict_proba(X), dtype=float)
+            if proba.ndim == 2 and proba.shape[1] > positive:
+                return proba[:, positive]
+        except (ValueError, IndexError, AttributeError, NotImplementedError, FinmlsecError):
             pass
+    return (pred == positive).astype(float)
+
+
+def utility(model: Any, test: Any, positive: int = 1) -> dict[str, float]:
+    """The utility of ``model`` (a target or estimator) on ``test`` (labels as class indices):
+    ``accuracy`` and ``balanced_accuracy``; for two classes also ``roc_auc`` and
+    ``average_precision`` of the positive class's score (class index ``positive``) and ``f1``,
+    ``precision``, ``recall`` of its decisions (see :data:`UTILITY_METRICS`). A model that
+    answers with labels only is scored by its labels. Behind an input screen (``decide``), a
+    rejected legitimate record counts as an error (a wrong decision, the worst score) and the
+    share rejected is reported as ``rejected``.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> from sklearn.linear_model import LogisticRegression
+        >>> X, y = [[0.0], [1.0], [2.0], [3.0]], np.array([0, 0, 1, 1])
+        >>> u = utility(LogisticRegression().fit(X, y), SimpleNamespace(X=X, y=y))
+        >>> u["accuracy"], u["roc_auc"], sorted(u) == sorted(UTILITY_METRICS)
+        (1.0, 1.0, True)
+    """
+    from sklearn import metrics as skm
+
+    if test is None:
+        return {}
+    y = np.asarray(test.y)
+    out: dict[str, float] = {}
+    inner = model.estimator if hasattr(model, "decide") else model
+    pred = _indices(inner.predict(test.X), getattr(inner, "classes_", None))
+    accept = np.ones(len(y), dtype=bool)
+    if hasattr(model, "decide"):
+        accept = np.asarray(model.decide(test.X).accept, dtype=bool)
+        pred = np.where(accept, pred, -1)  # no decision: wrong whatever the truth
+    out["accuracy"] = float(np.mean(pred == y))
+    labels = np.unique(y)
+    out["balanced_accuracy"] = float(np.mean([np.mean(pred[y == c] == c) for c in labels]))
+    if len(labels) == 2 and positive in labels:
+        score = _scores(inner, test.X, pred, positive)
+        truth = (y == positive).astype(int)
+        score = np.where(accept, score, 1.0 - truth)  # a rejected record ranked the wrong way
+        decided = (pred == positive).astype(int)
+        decided = np.where(accept, decided, 1 - truth)
+        out["roc_auc"] = float(skm.roc_auc_score(truth, score))
+        out["average_precision"] = float(skm.average_precision_score(truth, score))
+        out["f1"] = float(skm.f1_score(truth, decided, zero_division=0))
+        out["precision"] = float(skm.precision_score(truth, decided, zero_division=0))
+        out["recall"] = float(skm.recall_score(truth, decided, zero_division=0))
+    if hasattr(model, "decide"):
+        out["rejected"] = float(np.mean(~accept))
     return out
+
+
+def positive_index(scenario: Any) -> int:
+    """The index of the schema's positive class among the model's classes (1 when the schema
+    names none): the class whose score ``roc_auc`` and ``average_precision`` rank."""
+    schema = getattr(scenario, "schema", None)
+    pos = getattr(schema, "positive_class", None)
+    classes = [str(c) for c in np.asarray(getattr(scenario.target, "classes_", [])).tolist()]
+    return classes.index(str(pos)) if pos is not None and str(pos) in classes else 1
 
 
 def attack_data_for(scenario: Any, ctx: ScanContext) -> Any:
@@ -425,4 +480,4 @@ def _run(ctx: ScanContext, unit: Unit, out: dict[str, Any]) -> None:
     result = (through_screen(attack, oracle, data, model) if screened
               else attack.run(oracle, data))
     out["result"] = result.to_dict()
-    out["utility"] = utility(model if defences else target, sc.test)
+    out["utility"] = utility(model if defences else target, sc.test, positive_index(sc))

@@ -30,6 +30,10 @@ from finmlsec.schema import InputKind
 Security = Literal["high", "moderate"]
 Level = Literal["negligible", "low", "moderate", "high"]
 Confidentiality = Literal["public", "internal", "confidential", "personal"]
+#: How a scan measures what a countermeasure costs (``stakes.utility_metric``; see
+#: ``finmlsec.scan.work.utility``).
+UtilityMetric = Literal["accuracy", "balanced_accuracy", "roc_auc", "average_precision", "f1",
+                        "precision", "recall"]
 LEVELS: tuple[str, ...] = ("negligible", "low", "moderate", "high")
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
@@ -112,6 +116,9 @@ class Stakes(BaseModel):
     currency: str = "JPY"
     loss_estimates: LossEstimates = LossEstimates()
     acceptable_loss: float | None = Field(default=None, ge=0)
+    #: the utility figure a countermeasure's cost is decided on; None: ``roc_auc`` for a
+    #: two-class model that outputs scores, ``accuracy`` otherwise
+    utility_metric: UtilityMetric | None = None
 
     @field_validator("personal_fields", mode="before")
     @classmethod
