@@ -17,7 +17,7 @@ def _unit(threat: str, attack: str, defences: tuple[str, ...] = ()) -> dict[str,
 def _done(success: float, accuracy: float) -> dict[str, Any]:
     return {"status": "done", "result": {"success": success, "metrics": {"auc": success},
                                          "queries": 5, "params": {}},
-            "utility": {"accuracy": accuracy}, "error": None}
+            "utility": {"accuracy": accuracy}, "error": None, "n_test": 200}
 
 
 def _threat(attack: str, decision: str = "mitigate", reason: str = "") -> dict[str, Any]:

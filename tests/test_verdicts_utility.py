@@ -69,10 +69,10 @@ def test_label_only_is_not_recommended_for_a_scoring_model(credit: dict[str, Any
     plan = _plan("confidence.label_only")
     ids = [u["id"] for u in plan["units"]]
     # the copy's fidelity drops from 0.9 to 0.2, measured on 500 test records
-    outcomes = {ids[0]: {"status": "done", "utility": credit["before"], "result": {
-        "success": 0.9, "metrics": {"n_test": 500.0}}},
-        ids[1]: {"status": "done", "utility": credit["after"], "result": {
-            "success": 0.2, "metrics": {"n_test": 500.0}}}}
+    outcomes = {ids[0]: {"status": "done", "utility": credit["before"], "n_test": 500,
+                         "result": {"success": 0.9, "metrics": {}}},
+                ids[1]: {"status": "done", "utility": credit["after"], "n_test": 500,
+                         "result": {"success": 0.2, "metrics": {}}}}
     s = summarize(plan, outcomes, max_utility_drop=0.05)
     t = s["threats"][0]
     assert s["utility_metric"] == "roc_auc"
@@ -129,3 +129,6 @@ def test_reports_show_every_figure_and_name_the_metric(tmp_path: Path) -> None:
     assert "drop of **roc auc**" in md and "roc auc cost" in md
     assert "balanced accuracy" in md and "average precision" in md
     assert "Cost (roc auc)" in html and "average precision" in html
+    # the method appendix states the rule a recommendation must pass
+    for text in (md, html):
+        assert "Appendix: method" in text and "beyond noise" in text and "1.96" in text

@@ -158,9 +158,34 @@ def threat_notes(t: dict[str, Any]) -> list[str]:
     return seen
 
 
+def method(doc: dict[str, Any]) -> str:
+    """How the decisions were taken, in words (the reports' method appendix)."""
+    s = doc.get("summary", {})
+    z = float(s.get("effect_z", 1.96))
+    metric = str(s.get("utility_metric") or "accuracy").replace("_", " ")
+    seeds = (doc.get("run", {}).get("options", {}).get("profile") or {}).get("repeats", 1)
+    return (
+        f"Every attack ran with {seeds} seed(s), on the system as deployed and under each "
+        "countermeasure; its success is the mean over the seeds. A countermeasure is "
+        "recommended only if it lowers the strongest attack's success beyond noise: the fall "
+        f"must exceed {z:g} standard errors (a one-sided test at 2.5%), the standard "
+        "error adding the binomial sampling error of both success figures (at their pooled "
+        "value, over the trials each is a share of: the victims of an evasion, the candidate "
+        "records of a membership test, one retraining loop, otherwise the held-out records) "
+        "and, with two seeds or more, the seed-to-seed variance of both means. A countermeasure "
+        "whose effect is within noise, or that changes nothing, is reported as having no "
+        "measurable effect and is never recommended; with one seed and no known number of "
+        "trials no effect is established. Among those that help, the one leaving the lowest "
+        f"risk level is chosen, then the cheapest: its cost is the drop of {metric} on the "
+        f"held-out data, which must be at most {float(s.get('max_utility_drop', 0.05)):.3f}. "
+        "Countermeasures known to mask gradients or scores rather than remove the weakness "
+        "are reported but not recommended.")
+
+
 def _context(doc: dict[str, Any]) -> dict[str, Any]:
     return {"doc": doc, "ov": overview(doc),
-            "um": doc.get("summary", {}).get("utility_metric") or "accuracy", "names": [threat_name(doc, t) for t in doc["threats"]],
+            "um": doc.get("summary", {}).get("utility_metric") or "accuracy",
+            "method": method(doc), "names": [threat_name(doc, t) for t in doc["threats"]],
             "notes": [threat_notes(t) for t in doc["threats"]]}
 
 

@@ -53,6 +53,93 @@ def _success(outcome: dict[str, Any] | None) -> float | None:
     return None if s is None else float(s)
 
 
+#: One-sided test of a countermeasure's effect: it counts when the success figure falls by more
+#: than this many standard errors (1.96: 2.5% chance of calling noise an effect).
+Z_EFFECT = 1.96
+
+
+def trials(outcome: dict[str, Any]) -> float | None:
+    """How many independent trials one unit's success figure is a share of: the victims of an
+    evasion, the candidate records of a membership test, one retraining loop for an attack whose
+    success is whether the loop flipped, else the held-out records the attack was measured on
+    (``n_test`` of the outcome); None when unknown."""
+    m = (outcome.get("result") or {}).get("metrics") or {}
+    for key in ("n_trials", "n_victims"):
+        if m.get(key):
+            return float(m[key])
+    if m.get("members") is not None and m.get("nonmembers") is not None:
+        return float(m["members"]) + float(m["nonmembers"]) or None
+    if "flipped" in m:
+        return 1.0
+    n = outcome.get("n_test")
+    return float(n) if n else None
+
+
+def figure(outs: list[dict[str, Any]]) -> dict[str, Any]:
+    """An attack's success over the seeds it ran with (``outs``: the outcomes of its repeats):
+    the mean, the number of seeds measured, the trials over all of them (None when one is
+    unknown) and the seed-to-seed standard deviation (None for one seed)."""
+    done = [o for o in outs if _success(o) is not None]
+    vals = [float(_success(o) or 0.0) for o in done]
+    ns = [trials(o) for o in done]
+    k = len(vals)
+    mean = sum(vals) / k if k else None
+    spread = (sum((v - (mean or 0.0)) ** 2 for v in vals) / (k - 1)) ** 0.5 if k >= 2 else None
+    return {"success": mean, "seeds": k,
+            "trials": sum(n for n in ns if n) if ns and all(ns) else None, "spread": spread}
+
+
+def effect(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """Whether a countermeasure lowered the strongest attack's success (``before`` and
+    ``after``: :func:`figure` s) beyond noise. The standard error of the difference adds the
+    binomial sampling error of two shares of ``trials`` (at their pooled value, as a
+    two-proportion test) and the seed-to-seed variance of each mean; the effect counts when the
+    fall exceeds :data:`Z_EFFECT` standard errors. With neither estimate of noise (one seed, an
+    unknown number of trials) no effect is established.
+
+    Example:
+        >>> a = {"success": 0.6, "trials": 100.0, "seeds": 1, "spread": None}
+        >>> effect(a, {"success": 0.2, "trials": 100.0, "seeds": 1, "spread": None})["significant"]
+        True
+        >>> effect(a, {"success": 0.5, "trials": 100.0, "seeds": 1, "spread": None})["significant"]
+        False
+        >>> effect(a, dict(a))["words"]
+        'no measurable effect (0.600 -> 0.600)'
+    """
+    b, a = float(before["success"]), float(after["success"])
+    diff = b - a
+    var, basis = 0.0, []
+    if before.get("trials") and after.get("trials"):
+        p = min(max((b + a) / 2, 0.0), 1.0)
+        var += p * (1 - p) * (1 / before["trials"] + 1 / after["trials"])
+        basis.append(f"binomial error over {before['trials']:g} and {after['trials']:g} trials")
+    if before.get("spread") is not None and after.get("spread") is not None:
+        var += before["spread"] ** 2 / before["seeds"] + after["spread"] ** 2 / after["seeds"]
+        basis.append(f"seed-to-seed spread over {before['seeds']} and {after['seeds']} seeds")
+    se = var ** 0.5
+    if not basis:
+        significant, words = False, (
+            f"effect not established ({b:.3f} -> {a:.3f}; one seed and an unknown number of "
+            "trials give no estimate of noise)")
+    elif diff <= 0 or diff <= Z_EFFECT * se:
+        significant, words = False, f"no measurable effect ({b:.3f} -> {a:.3f}"
+        words += (")" if diff <= 0 else
+                  f"; a fall of {diff:.3f} is within noise, standard error {se:.3f})")
+    else:
+        significant, words = True, (f"lowers success beyond noise ({b:.3f} -> {a:.3f}, "
+                                    f"{diff / se if se else float('inf'):.1f} standard errors)")
+    return {"difference": diff, "standard_error": se if basis else None,
+            "significant": significant, "basis": "; ".join(basis) or None, "words": words}
+
+
+def _status(statuses: list[str]) -> str:
+    """One status for an attack's repeats: done if any seed was measured."""
+    for s in ("done", "error", "failed", "skipped", "running"):
+        if s in statuses:
+            return s
+    return statuses[0] if statuses else "pending"
+
+
 def _utility_score(u: dict[str, Any] | None, metric: str = "accuracy") -> float | None:
     if not u:
         return None
@@ -95,19 +182,27 @@ def summarize(plan: dict[str, Any], outcomes: dict[str, dict[str, Any]], *,
         key = f"{t['attack']}@{t['via']}"
         mine = [u for u in units if f"{u['threat']}@{u['via']}" == key]
         attacks = []
-        for u in mine:
-            if u["defences"]:
-                continue
-            o = outcomes.get(u["id"]) or {}
-            r = o.get("result") or {}
+        figures: dict[str, dict[str, Any]] = {}
+        for name in dict.fromkeys(u["attack"] for u in mine if not u["defences"]):
+            reps = [u for u in mine if not u["defences"] and u["attack"] == name]
+            outs = [outcomes.get(u["id"]) or {} for u in reps]
+            fig = figure(outs)
+            first = next((o for o in outs if _success(o) is not None), outs[0])
+            r = first.get("result") or {}
+            figures[name] = fig
             attacks.append({
-                "name": u["attack"], "unit": u["id"], "status": o.get("status", "pending"),
-                "success": _success(o), "risk": risk_level(_success(o)),
+                "name": name, "unit": reps[0]["id"],
+                "status": _status([o.get("status", "pending") for o in outs]),
+                "success": fig["success"], "risk": risk_level(fig["success"]),
                 "metrics": r.get("metrics", {}), "queries": r.get("queries"),
-                "params": r.get("params", u["params"]), "error": o.get("error"),
+                "params": r.get("params", reps[0]["params"]),
+                "error": next((o["error"] for o in outs if o.get("error")), None),
+                "seeds": fig["seeds"], "trials": fig["trials"], "spread": fig["spread"],
             })
-        measured = [a["success"] for a in attacks if a["success"] is not None]
-        success = max(measured) if measured else None
+        measured = [a for a in attacks if a["success"] is not None]
+        strongest = max(measured, key=lambda a: a["success"]) if measured else None
+        success = strongest["success"] if strongest else None
+        before = figures[strongest["name"]] if strongest else None
         groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for u in mine:
             if u["defences"]:
@@ -115,15 +210,19 @@ def summarize(plan: dict[str, Any], outcomes: dict[str, dict[str, Any]], *,
         cms = []
         for ds, us in groups.items():
             outs = [outcomes.get(u["id"]) or {} for u in us]
-            vals = [v for v in (_success(o) for o in outs) if v is not None]
+            per_attack = [figure([outcomes.get(u["id"]) or {} for u in us if u["attack"] == a])
+                          for a in dict.fromkeys(u["attack"] for u in us)]
+            per_attack = [f for f in per_attack if f["success"] is not None]
+            after = max(per_attack, key=lambda f: f["success"]) if per_attack else None
             util = next((o["utility"] for o in outs if o.get("utility")), None)
             score = _utility_score(util, metric)
             drop = (base_score - score) if base_score is not None and score is not None else None
-            after = max(vals) if vals else None
+            value = after["success"] if after else None
             cms.append({
                 "defences": list(ds), "countermeasures": list(us[0]["countermeasures"]),
-                "units": [u["id"] for u in us], "success": after, "risk": risk_level(after),
+                "units": [u["id"] for u in us], "success": value, "risk": risk_level(value),
                 "utility": util, "utility_drop": drop,
+                "effect": effect(before, after) if before and after else None,
                 "errors": sorted({o["error"].splitlines()[0] for o in outs if o.get("error")}),
             })
         entry: dict[str, Any] = {
@@ -153,6 +252,7 @@ def summarize(plan: dict[str, Any], outcomes: dict[str, dict[str, Any]], *,
         "risk_thresholds": dict(THRESHOLDS),
         "max_utility_drop": max_utility_drop,
         "utility_metric": metric,
+        "effect_z": Z_EFFECT,
     }
 
 
@@ -170,30 +270,41 @@ def _decide(t: dict[str, Any], success: float | None, cms: list[dict[str, Any]],
         return {"decision": "accept", "residual_risk": risk, "best": None,
                 "recommendation": f"measured risk is {risk} (success {success:.3f}); accept "
                                   "and re-scan after model changes"}
-    ok = [c for c in cms if c["success"] is not None
-          and (c["utility_drop"] is None or c["utility_drop"] <= max_drop)]
+    helps = [c for c in cms if c["success"] is not None and (c.get("effect") or {}).get(
+        "significant")]
+    idle = [c for c in cms if c["success"] is not None and c not in helps]
+    noise = "".join(
+        f"; {' + '.join(c['defences'])}: "
+        f"{(c.get('effect') or {}).get('words') or 'no measurable effect'}" for c in idle)
+    ok = [c for c in helps
+          if c["utility_drop"] is None or c["utility_drop"] <= max_drop]
     # the lowest residual risk level first; within a level the cheapest (a risk manager buys
     # the level, not the third decimal), then the lower success and the fewer components
     ok.sort(key=lambda c: (LEVELS.index(c["risk"]), c["utility_drop"] or 0.0, c["success"],
                            len(c["defences"])))
-    masked = [c for c in ok if c["success"] < success and set(c["defences"]) & MASKING.keys()]
+    masked = [c for c in ok if set(c["defences"]) & MASKING.keys()]
     ok = [c for c in ok if not set(c["defences"]) & MASKING.keys()]
     caveat = "".join(
         f"; not recommended although it lowered success to {c['success']:.3f}: "
         f"{' + '.join(c['defences'])} ({'; '.join(MASKING[d] for d in c['defences'] if d in MASKING)})"
         for c in masked[:1])
     best = ok[0] if ok else None
-    if best is not None and best["success"] < success:
+    if best is not None:
         cost = "n/a" if best["utility_drop"] is None else f"{best['utility_drop']:+.3f}"
         left = f"; residual risk {best['risk']}" + (
             ": add further measures or accept it explicitly" if at_least(best["risk"], "medium")
             else "")
+        sig = best["effect"]
         return {
             "decision": "mitigate", "residual_risk": best["risk"], "best": best["defences"],
             "recommendation": f"apply {' + '.join(best['defences'])}: success {success:.3f} -> "
-                              f"{best['success']:.3f}, {metric} cost {cost}{left}{caveat}",
+                              f"{best['success']:.3f} (beyond noise: a fall of "
+                              f"{sig['difference']:.3f}, standard error "
+                              f"{sig['standard_error']:.3f}), {metric} cost {cost}{left}{caveat}"
+                              f"{noise}",
         }
     return {"decision": "mitigate", "residual_risk": risk, "best": None,
-            "recommendation": "no countermeasure tried lowers the risk at an acceptable utility "
-                              f"cost (at most {max_drop:.2f} {metric}); escalate: restrict access "
-                              f"or accept the loss explicitly{caveat}"}
+            "recommendation": "no countermeasure tried lowers the risk beyond noise at an "
+                              f"acceptable utility cost (at most {max_drop:.2f} {metric}); "
+                              f"escalate: restrict access or accept the loss explicitly"
+                              f"{caveat}{noise}"}

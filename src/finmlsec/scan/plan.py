@@ -9,7 +9,9 @@ the model many times, those whose class declares ``retrains_victim``). Units are
 with deterministic ids and seeds: a unit's seed depends only on the run's seed and on the attack
 it runs, so an attack meets the defended model with the same seed it met the undefended one; the
 defences' own seed depends only on the run's seed and the defences, so every attack of a threat
-meets the same defended model.
+meets the same defended model. A profile with ``repeats`` > 1 runs every unit that many times
+with other seeds (ids suffixed ``#2``, ``#3``): the spread between seeds is part of the test of
+whether a countermeasure's effect is beyond noise (``finmlsec.scan.decide``).
 
 Example:
     >>> from finmlsec.scan.plan import unit_seed
@@ -57,10 +59,12 @@ class Unit(BaseModel):
     timeout: float | None = None
     seed: int = 0
     defence_seed: int = 0
+    repeat: int = 0
 
     @property
     def baseline_id(self) -> str:
-        return f"{self.threat}@{self.via}/{self.attack}"
+        return f"{self.threat}@{self.via}/{self.attack}" + (
+            f"#{self.repeat + 1}" if self.repeat else "")
 
 
 class PlannedThreat(BaseModel):
@@ -203,21 +207,23 @@ def make_plan(
             if stage[pair[0]] != stage[pair[1]]
         ][: 0 if retrains else profile.combinations]
         cm_of = {n: c.countermeasure for n, c in defences}
-        for name in chosen:
+        for name, rep in itertools.product(chosen, range(profile.repeats)):
             cls: Any = ATTACKS.get(name)
+            # the first repeat keeps the plain id and seed; the others run with other seeds
+            tag = f"#{rep + 1}" if rep else ""
             key = f"{t['attack']}@{t['via']}/{name}"
-            s = unit_seed(seed, key)
+            s = unit_seed(seed, key + tag)
             common = {
                 "threat": t["attack"], "via": t["via"], "attack": name,
                 "params": _attack_params(cls, profile, s), "budget": profile.budget, "seed": s,
                 "max_victims": profile.max_victims, "timeout": profile.unit_timeout,
-                "access": access(cls) if access else "proba",
+                "access": access(cls) if access else "proba", "repeat": rep,
             }
-            units.append(Unit(id=key, **common))
+            units.append(Unit(id=key + tag, **common))
             for ds in singles + combos:
                 later.append(Unit(
-                    id=key + "+" + "+".join(ds), defences=ds,
-                    defence_seed=unit_seed(seed, "+".join(ds)),
+                    id=key + "+" + "+".join(ds) + tag, defences=ds,
+                    defence_seed=unit_seed(seed, "+".join(ds) + tag),
                     countermeasures=tuple(cm_of[d] for d in ds), **common,
                 ))
     return ScanPlan(

@@ -24,7 +24,7 @@ import dataclasses
 from collections.abc import Iterable
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from finmlsec.errors import ConfigError
 
@@ -40,7 +40,9 @@ class Profile(BaseModel):
     (applied only to attacks that have a parameter of that name); ``attack_params`` sets
     parameters of one named attack; ``only``, when not empty, restricts the scan to the attacks
     named there (``only_defences`` likewise for defences); ``unit_timeout`` stops a unit that
-    runs longer (seconds of wall time; it is then reported as an error saying so); ``order``:
+    runs longer (seconds of wall time; it is then reported as an error saying so); ``repeats``:
+    how many seeds every attack runs with, as deployed and under each defence (the
+    seed-to-seed spread enters the test of whether a countermeasure helps); ``order``:
     which attacks of a threat run first, the cheapest (``cost``) or the strongest
     (``strength``)."""
 
@@ -56,6 +58,7 @@ class Profile(BaseModel):
     only: tuple[str, ...] = ()
     only_defences: tuple[str, ...] = ()
     unit_timeout: float | None = None
+    repeats: int = Field(default=1, ge=1, le=10)
     order: Literal["cost", "strength"] = "strength"
     overrides: dict[str, Any] = {}
     attack_params: dict[str, dict[str, Any]] = {}
@@ -107,13 +110,14 @@ PROFILES: dict[str, Profile] = {
     ),
     "standard": Profile(
         name="standard", budget=25_000, max_attacks=2, max_defences=2, combinations=1,
-        max_victims=100, unit_timeout=120.0,
+        max_victims=100, unit_timeout=120.0, repeats=2,
         overrides={"n_reference": 8, "n_shadow": 4, "max_rounds": 8, "n_uniform": 1000,
                    "max_victims": 100},
         attack_params={"extraction.learning": {"budget": 1000}},
     ),
     "thorough": Profile(
         name="thorough", budget=200_000, max_attacks=99, max_defences=99, combinations=99,
+        repeats=3,
         overrides={"n_reference": 64, "n_shadow": 8},
     ),
 }

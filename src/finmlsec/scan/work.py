@@ -481,3 +481,5 @@ def _run(ctx: ScanContext, unit: Unit, out: dict[str, Any]) -> None:
               else attack.run(oracle, data))
     out["result"] = result.to_dict()
     out["utility"] = utility(model if defences else target, sc.test, positive_index(sc))
+    # the held-out records, the trials of a success figure measured on them (scan.decide)
+    out["n_test"] = None if sc.test is None else len(sc.test.y)
