@@ -25,6 +25,7 @@ import shutil
 import socket
 import stat
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -159,9 +160,19 @@ def throwaway_postgres(pg_ctl: str) -> Iterator[str]:
         user="postgres", dbname=PG_DB, options="", postgres_options="-c fsync=off")
     try:
         server.start()
-        with psycopg.connect(host=HOST, port=port, dbname="postgres", user="postgres",
-                             autocommit=True) as conn:
-            conn.execute(f"CREATE DATABASE {PG_DB}")
+        # pg_ctl -w returns once the postmaster answers, which can be before it accepts
+        # logins ("the database system is starting up"): retry for up to 30 s
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with psycopg.connect(host=HOST, port=port, dbname="postgres", user="postgres",
+                                     autocommit=True) as conn:
+                    conn.execute(f"CREATE DATABASE {PG_DB}")
+                break
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
         yield f"postgresql+psycopg://postgres@{HOST}:{port}/{PG_DB}"
     finally:
         with contextlib.suppress(Exception):
