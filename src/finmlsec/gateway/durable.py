@@ -87,11 +87,9 @@ class _Sql:
             else GatewayDB._engine(db.url, False)
         self.is_sqlite = db.is_sqlite
         self.meta = MetaData()
+        # the tables are created by the store's migrations (revision 0004), run when ``db``
+        # was opened
         self.counters, self.flags, self.prada = _tables(self.meta, db.prefix)
-        try:
-            self.meta.create_all(self.engine)
-        except SQLAlchemyError:  # another process created them first
-            self.meta.create_all(self.engine)
 
     def run(self, fn: Any) -> Any:
         try:

@@ -244,11 +244,12 @@ class Store:
             ).values(**values))
 
 
-def migrate(engine: Engine, *, prefix: str = "") -> None:
+def migrate(engine: Engine, *, prefix: str = "", revision: str = "head") -> None:
     """Bring the database at ``engine`` up to the newest revision (Alembic ``upgrade head``) of
     the one migration history: the scan's runs and units and the gateway's tables, each name
     (and Alembic's version table) prefixed with ``prefix``. Safe to race: on PostgreSQL the
-    upgrade holds a transaction-scoped advisory lock, on SQLite the write lock."""
+    upgrade holds a transaction-scoped advisory lock, on SQLite the write lock. ``revision``:
+    stop at that revision instead (tests of an upgrade from an older schema)."""
     from alembic import command
     from alembic.config import Config
     from sqlalchemy import text
@@ -262,7 +263,7 @@ def migrate(engine: Engine, *, prefix: str = "") -> None:
                 conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"),
                              {"k": f"finmlsec-migrate:{prefix}"})
             cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+            command.upgrade(cfg, revision)
     except SQLAlchemyError as exc:
         raise StoreError(
             f"cannot migrate the database at {engine.url!r}: "
