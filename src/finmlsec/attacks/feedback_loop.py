@@ -93,6 +93,20 @@ def craft_reports(schema: FeatureSchema, profile: pd.DataFrame, n: int, n_fields
     return codec.decode(Z)
 
 
+class _Deployed:
+    """The deployed model as the loop's first model: the oracle's decisions, as training labels
+    (class indices when the training labels are indices)."""
+
+    def __init__(self, oracle: Oracle, classes: list[Any], as_index: bool) -> None:
+        self.oracle, self.classes, self.as_index = oracle, classes, as_index
+
+    def predict(self, X: Any) -> np.ndarray:
+        pred = np.asarray(self.oracle.predict(X))
+        if self.as_index and pred.dtype.kind not in "iu":
+            return np.array([self.classes.index(v) for v in pred.tolist()])
+        return pred
+
+
 @ATTACKS.register("poisoning.feedback_loop")
 class FeedbackLoopPoisoning(Attack):
     """Poison the retraining loop through false-prediction reports; see the module docstring.
@@ -119,6 +133,10 @@ class FeedbackLoopPoisoning(Attack):
     cost_rank: ClassVar[int] = 1
     strength_rank: ClassVar[int] = 1
     retrains_victim: ClassVar[bool] = True
+    #: for models that are costly to train (CNNs): the loop starts from the deployed model (the
+    #: first honest reports are its errors, found through the oracle) and retrains only in rounds
+    #: where a crafted report was merged (honest reports merged meanwhile wait for that retrain)
+    lean_loop: ClassVar[bool] = False
 
     target_class: str | int | None = None
     reports_per_round: int = 2
@@ -144,8 +162,16 @@ class FeedbackLoopPoisoning(Attack):
         check_positive(o, "fields_varied", self.fields_varied, integer=True, lo=0, closed_lo=True,
                        hi=100)
 
+    def _craft(self, data: AttackData, profile: Any, k: int, rng: np.random.Generator,
+               first: bool) -> Any:
+        """``k`` crafted reports about ``profile`` (the first one exact when ``first``)."""
+        assert data.schema is not None
+        pop = data.population
+        return craft_reports(data.schema, profile, k, self.fields_varied, rng,
+                             pop.X if pop is not None else None, exact_first=first)
+
     def _attack(self, oracle: Oracle, data: AttackData, meter: Meter) -> Outcome:
-        assert data.train is not None and data.train.y is not None and data.schema is not None
+        assert data.train is not None and data.train.y is not None
         screen = resolve_screen(self.screen)
         if callable(getattr(screen, "reset", None)):
             screen.reset()  # each simulated loop starts with a screen that has seen no reports
@@ -170,8 +196,12 @@ class FeedbackLoopPoisoning(Attack):
             goal = classes.index(goal)  # the training labels are class indices
         n_train = len(y)
         budget = int(np.floor(self.max_poison_share * n_train))
-        model = fit(data.model_factory, X, y)
+        # the model before any report: the deployed one (through the oracle: a costly model such
+        # as a CNN is then trained once less), or the factory's model trained on the same data
+        model = _Deployed(oracle, classes, y.dtype.kind in "iu") if self.lean_loop \
+            else fit(data.model_factory, X, y)
         first = model
+        stale = False  # reports merged since the last retraining (lean loop only)
         pop = data.population
         used = np.zeros(len(pop) if pop is not None else 0, dtype=bool)
         counts = dict(poison_sent=0, poison_acc=0, benign_sent=0, benign_acc=0)
@@ -183,9 +213,8 @@ class FeedbackLoopPoisoning(Attack):
             k = min(self.reports_per_round, budget - counts["poison_sent"])
             parts_X, parts_y, is_poison = [], [], []
             if k > 0:
-                parts_X.append(craft_reports(data.schema, profile, k, self.fields_varied, rng,
-                                             pop.X if pop is not None else None,
-                                             exact_first=counts["poison_sent"] == 0))
+                parts_X.append(self._craft(data, profile, k, rng,
+                                           first=counts["poison_sent"] == 0))
                 parts_y.append(np.full(k, goal))
                 is_poison.append(np.ones(k, dtype=bool))
             if pop is not None and pop.y is not None and self.benign_per_round:
@@ -215,7 +244,11 @@ class FeedbackLoopPoisoning(Attack):
             if ok.any():
                 X = concat_rows(X, take_rows(Xb, np.flatnonzero(ok)))
                 y = np.concatenate([y, yb[ok]])
-                model = fit(data.model_factory, X, y)
+                if self.lean_loop and not (ok & pois).any():
+                    stale = True
+                else:
+                    model = fit(data.model_factory, X, y)
+                    stale = False
             curve["round"].append(float(rnd))
             curve["poison_share"].append(counts["poison_acc"] / len(y))
             if hasattr(model, "predict_proba"):
@@ -245,10 +278,135 @@ class FeedbackLoopPoisoning(Attack):
                     Xh = concat_rows(Xh, part)
                 first = fit(data.model_factory, Xh,
                             np.concatenate([np.asarray(data.train.y), *benign_y]))
-            p0, p1 = first.predict(Xt), model.predict(Xt)
+            p0 = first.predict(Xt)
+            if stale and counts["poison_acc"] == 0:
+                p1 = p0  # nothing crafted got in: the loop's model is the honest one
+            else:
+                if stale:
+                    model = fit(data.model_factory, X, y)
+                p1 = model.predict(Xt)
             m["accuracy_without_attack"] = float(np.mean(p0 == yt))
             m["accuracy_after"] = float(np.mean(p1 == yt))
             m["accuracy_drop"] = m["accuracy_without_attack"] - m["accuracy_after"]
             m["collateral_changed"] = float(np.mean(p0 != p1))
             m["collateral_to_target"] = float(np.mean((p0 != goal) & (p1 == goal)))
         return Outcome(success=m["flipped"], metrics=m, params=params, curves={"loop": curve})
+
+
+#: words a user might add to or drop from an inquiry without changing what it asks
+_FILLERS = ("please", "thanks", "hi", "hello", "now", "again", "quickly", "my", "the", "?")
+
+
+def craft_text(text: str, n: int, n_edits: int, rng: np.random.Generator,
+               exact_first: bool = False) -> list[str]:
+    """``n`` near copies of ``text``: each with ``n_edits`` word edits (drop a word, repeat one,
+    swap two neighbours, or add a filler word such as "please"); with ``exact_first`` the first
+    is ``text`` itself.
+
+    Example:
+        >>> craft_text("what is my balance", 3, 1, np.random.default_rng(0), exact_first=True)[0]
+        'what is my balance'
+    """
+    out = []
+    for r in range(n):
+        words = str(text).split()
+        if not (exact_first and r == 0):
+            for _ in range(n_edits):
+                op = int(rng.integers(4)) if len(words) > 1 else 3
+                i = int(rng.integers(len(words))) if words else 0
+                if op == 0:
+                    del words[i]
+                elif op == 1:
+                    words.insert(i, words[i])
+                elif op == 2:
+                    j = min(i + 1, len(words) - 1)
+                    words[i], words[j] = words[j], words[i]
+                else:
+                    words.insert(int(rng.integers(len(words) + 1)),
+                                 _FILLERS[int(rng.integers(len(_FILLERS)))])
+        out.append(" ".join(words))
+    return out
+
+
+def craft_images(image: np.ndarray, n: int, noise: float, lo: float, hi: float,
+                 rng: np.random.Generator, exact_first: bool = False) -> np.ndarray:
+    """``n`` near copies of one ``image``: Gaussian pixel noise of ``noise`` times the pixel
+    range ``hi - lo``, clipped to it; with ``exact_first`` the first is the image itself.
+
+    Example:
+        >>> x = np.zeros((1, 4), dtype=np.float32)
+        >>> out = craft_images(x, 3, 0.1, 0.0, 1.0, np.random.default_rng(0), exact_first=True)
+        >>> out.shape, out.dtype.name, float(out[0].sum()), bool(out.min() >= 0.0)
+        ((3, 4), 'float32', 0.0, True)
+    """
+    x = np.asarray(image)
+    Z = np.repeat(x, n, axis=0).astype(np.float64)
+    Z += rng.normal(0.0, noise * (hi - lo), size=Z.shape)
+    if exact_first:
+        Z[0] = x[0]
+    return np.clip(Z, lo, hi).astype(x.dtype if x.dtype.kind == "f" else np.float32)
+
+
+@ATTACKS.register("poisoning.feedback_loop_unstructured")
+class FeedbackLoopUnstructured(FeedbackLoopPoisoning):
+    """Flow G for text and image models: the feedback loop of ``poisoning.feedback_loop`` with
+    reports that are near copies of the attacker's own input (an inquiry reworded by a word or
+    two; a scanned form with pixel noise) claiming the class they want.
+
+    Parameters as for ``poisoning.feedback_loop``; ``fields_varied`` is the number of word edits
+    per text report, ``noise`` the pixel noise of an image report (a share of the training
+    images' pixel range). The loop is lean (a CNN takes seconds to train): it starts from the
+    deployed model and retrains only in rounds where a crafted report was merged.
+    """
+
+    name: ClassVar[str] = "poisoning.feedback_loop_unstructured"
+    needs: ClassVar[frozenset[str]] = frozenset({"label", "train", "model_factory", "victims"})
+    summary: ClassVar[str] = (
+        "Flow G for text and images: near copies of the attacker's input reported with the "
+        "class they want, merged and retrained until it flips"
+    )
+    input_kinds: ClassVar[tuple[str, ...]] = ("text", "image")
+    cost_rank: ClassVar[int] = 2
+    strength_rank: ClassVar[int] = 2
+    lean_loop: ClassVar[bool] = True
+
+    noise: float = 0.05
+
+    @classmethod
+    def contract_fixture(cls) -> dict[str, Any]:
+        """A small text system (bank intents, TF-IDF + logistic regression) for the contract
+        tests."""
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+
+        from finmlsec.attacks.base import Labeled
+        from finmlsec.datasets import load
+
+        ds = load("bank_intents")
+        train, rest = ds.split(0.5, seed=0)
+        X, y = list(train.X[:300]), np.asarray(train.y[:300])
+
+        def factory() -> Any:
+            return make_pipeline(TfidfVectorizer(), LogisticRegression(max_iter=300))
+
+        pop = Labeled(list(rest.X[:200]), np.asarray(rest.y[:200]))
+        data = AttackData(train=Labeled(X, y), model_factory=factory, population=pop,
+                          victims=Labeled(list(rest.X[200:204]), np.asarray(rest.y[200:204])),
+                          test=Labeled(list(rest.X[204:304]), np.asarray(rest.y[204:304])))
+        return {"params": {"max_rounds": 3, "benign_per_round": 5},
+                "target": factory().fit(X, y), "input_kind": "text", "access": "label",
+                "data": data}
+
+    def _validate(self) -> None:
+        super()._validate()
+        check_positive(type(self).__name__, "noise", self.noise, hi=1.0)
+
+    def _craft(self, data: AttackData, profile: Any, k: int, rng: np.random.Generator,
+               first: bool) -> Any:
+        if isinstance(profile, list | tuple) or np.asarray(profile).dtype.kind in "OUS":
+            return craft_text(str(profile[0]), k, self.fields_varied, rng, exact_first=first)
+        assert data.train is not None
+        pixels = np.asarray(data.train.X, dtype=np.float64)
+        return craft_images(np.asarray(profile), k, self.noise, float(pixels.min()),
+                            float(pixels.max()), rng, exact_first=first)

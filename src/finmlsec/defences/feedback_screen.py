@@ -71,6 +71,9 @@ class FeedbackScreen(BaseEstimator):
     summary: ClassVar[str] = (
         "quarantine feedback that contradicts trusted data, is an outlier, or repeats a profile"
     )
+    #: records compared field by field (an image's pixels are fields); free text is one field,
+    #: so every report would repeat every other: the scan does not try it on text models
+    input_kinds: ClassVar[tuple[str, ...]] = ("tabular", "image")
 
     def __init__(self, *, model: Any = None, outlier_quantile: float = 0.01,
                  max_similar: int = 3, max_fields_differ: int = 2, min_trust: float = 0.5,

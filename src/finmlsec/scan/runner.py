@@ -69,6 +69,9 @@ def _checker(scenario: Any, ctx: ScanContext) -> tuple[Any, Any, Any]:
         neural_only = getattr(DEFENCES.get(name), "neural_only", False)
         if neural_only and "torch" not in type(scenario.target).__module__:
             return "works on neural (torch) models only"
+        kinds = getattr(DEFENCES.get(name), "input_kinds", None)
+        if kinds is not None and kind not in kinds:
+            return f"works on {', '.join(kinds)} inputs, this model takes {kind}"
         return None
 
     return check, access, defence_check
