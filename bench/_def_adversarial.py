@@ -31,6 +31,7 @@ from _common import Timer, accuracy, credit_split, factory
 from finmlsec.attacks.base import ATTACKS
 from finmlsec.attacks.evasion import ConstrainedEvasion
 from finmlsec.datasets import load
+from finmlsec.defences import apply
 from finmlsec.defences.adversarial import AdversarialTraining, budget_schema
 from finmlsec.defences.distill import DefensiveDistillation
 from finmlsec.targets.oracle import Oracle
@@ -85,10 +86,10 @@ def credit_rows() -> list[Row]:
                                      n_per_round=150,
                                      attack_params={"max_changes": MISREPORT_FIELDS},
                                      random_state=0)
-            m1 = at.apply(make(), Xtr, ytr)
+            m1 = apply(at, make(), Xtr, ytr)
             e0, e1 = evade_budget(m0), evade_budget(m1)
         a1 = accuracy(m1, Xte, yte)
-        rows.append([f"adversarial training (3 rounds, both classes, {at.n_augmented_} records)",
+        rows.append([f"adversarial training (3 rounds, both classes, {m1.n_augmented_} records)",
                      f"evasion.constrained (misreport budget, <= {MISREPORT_FIELDS} fields, scores)",
                      f"credit {kind.upper()}", e0, e1, a0, a1, t.seconds, TARGET,
                      _met(e0, e1, a0, a1)])
@@ -104,7 +105,7 @@ def credit_rows() -> list[Row]:
             old = AdversarialTraining(schema=s.schema, rounds=3, n_per_round=100,
                                       attack_params={"target_class": 1, "max_changes": 2},
                                       random_state=0)
-            m2 = old.apply(make(), Xtr, ytr)
+            m2 = apply(old, make(), Xtr, ytr)
             f0, f1 = evade_free(m0), evade_free(m2)
         a3 = accuracy(m2, Xte, yte)
         rows.append(["adversarial training (3 rounds, no budget)",
@@ -199,10 +200,11 @@ def _digits(digits_net: Callable[..., Any], X: np.ndarray, y: np.ndarray, tr: np
         with Timer() as t:
             at = AdversarialTraining(attack_params={"eps": EPS, "iterations": 10},
                                      loop_params={"steps": 7}, n_per_round=200, random_state=0)
-            hard = at.apply(make(40), X[tr], y[tr])
+            fitted = apply(at, make(40), X[tr], y[tr])
+            hard = fitted.estimator_  # the trained network (white box, for the attacks)
             after, after_small = attacks(hard, EPS), attacks(hard, EPS / 2)
         a1 = accuracy(hard, X[te], y[te])
-        what = f"adversarial training (PGD in the loop, {at.n_augmented_:,} examples)"
+        what = f"adversarial training (PGD in the loop, {fitted.n_augmented_:,} examples)"
         rows.append([what, f"evasion.pgd (eps {EPS}, 30 steps)", f"OCR digits {name}",
                      before[0], after[0], a0, a1, t.seconds, TARGET, "see worst case"])
         rows.append([what, f"logit-margin PGD (C&W loss, eps {EPS})", f"OCR digits {name}",
@@ -215,7 +217,8 @@ def _digits(digits_net: Callable[..., Any], X: np.ndarray, y: np.ndarray, tr: np
     p0, c0, _ = attacks(plain_mlp, EPS)
     a0 = accuracy(plain_mlp, X[te], y[te])
     with Timer() as t:
-        dist = DefensiveDistillation(temperature=50).apply(digits_net(), X[tr], y[tr])
+        dist = apply(DefensiveDistillation(temperature=50), digits_net(), X[tr],
+                     y[tr]).estimator_
         pd_, cd, wd = attacks(dist, EPS)
     ad = accuracy(dist, X[te], y[te])
     rows.append(["defensive distillation (T=50)", f"evasion.pgd (eps {EPS}, cross-entropy)",

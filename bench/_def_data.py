@@ -31,6 +31,7 @@ from threadpoolctl import threadpool_limits
 
 from finmlsec.attacks.base import ATTACKS, AttackData, Labeled
 from finmlsec.datasets import load
+from finmlsec.defences import apply
 from finmlsec.targets.oracle import Oracle
 
 Row = list[Any]
@@ -155,9 +156,8 @@ def _generalise() -> list[Row]:
         for label, params, kinds in GENERALISATIONS:
             if kind not in kinds:
                 continue
-            g = Generalise(schema=s.schema, **params)
-            defended = g.apply(make(), Xtr, ytr)
-            r = g.report_
+            defended = apply(Generalise(schema=s.schema, **params), make(), Xtr, ytr)
+            r = defended.report_
             u1 = auc_of(defended, Xte, yte)
             anon = (f"; k-anonymity {r.k_before} -> {r.k_after}, l-diversity {r.l_before} -> "
                     f"{r.l_after} over {', '.join(r.quasi_identifiers)}"
@@ -194,7 +194,7 @@ class Filtered:
             log.append(self)
 
     def fit(self, X: Any, y: Any) -> Any:
-        self.model_ = self.defence.apply(self.make(), X, y)
+        self.model_ = apply(self.defence, self.make(), X, y)
         self.classes_ = self.model_.classes_
         return self
 
@@ -251,7 +251,7 @@ def _poison() -> list[Row]:
                 rec = r.metrics["poisoned_accuracy"] / clean
                 extra = ""
                 if log:  # the filter fitted on the poisoned data (the attack's second fit)
-                    dec = log[-1].defence.decisions_
+                    dec = log[-1].model_.decisions_
                     votes = next(n.split(" must")[0] for n in dec.notes if "must flag" in n)
                     extra = (f"; removed {int((~dec.accept).sum())} of {len(dec.accept)}, "
                              f"{votes} agreeing")

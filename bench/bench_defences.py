@@ -169,9 +169,9 @@ def bench_input(plain: Any, X: np.ndarray, y: np.ndarray, tr: np.ndarray, te: np
     from finmlsec.defences.input_screen import InputScreen
 
     with Timer() as t:
-        guarded = InputScreen(random_state=0, squeeze_levels=2, squeeze_fpr=0.05).apply(
-            _digits_net(), X[tr], y[tr])
-    model = guarded.estimator
+        guarded = InputScreen(_digits_net(), random_state=0, squeeze_levels=2,
+                              squeeze_fpr=0.05).fit(X[tr], y[tr])
+    model = guarded.estimator_
     ok = np.flatnonzero(model.predict(X[te]) == y[te])[:200]
     out = ATTACKS.get("evasion.pgd")(eps=eps, iterations=30, seed=0).generate(
         Oracle(model, access="white_box", input_kind="image"), X[te][ok], y[te][ok])

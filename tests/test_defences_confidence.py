@@ -13,7 +13,7 @@ from sklearn.tree import DecisionTreeClassifier
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from finmlsec.datasets import load
-from finmlsec.defences import DEFENCES
+from finmlsec.defences import DEFENCES, apply
 from finmlsec.defences.confidence import (
     SKLEARN_CHECK_DEVIATIONS,
     LabelOnly,
@@ -69,7 +69,7 @@ def test_contract_registered_distribution_and_decision_kept(cls):
     X, y = d.X.iloc[:600], d.y[:600]
     X_before = X.copy()
     kwargs = {"random_state": 0} if cls is NoisyConfidence else {}
-    m = cls(pipe, **kwargs).apply(pipe, X, y)
+    m = apply(cls(pipe, **kwargs), pipe, X, y)
     raw = m.estimator_.predict_proba(d.X.iloc[600:])
     q = m.predict_proba(d.X.iloc[600:])
     assert X.equals(X_before)  # data untouched

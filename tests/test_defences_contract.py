@@ -13,7 +13,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 
 from finmlsec.datasets import load
-from finmlsec.defences import COUNTERMEASURES, DEFENCES, STAGES
+from finmlsec.defences import COUNTERMEASURES, DEFENCES, STAGES, Defence, apply
 from finmlsec.schema import preprocessor
 
 MODULES = {"adversarial", "confidence", "distill", "feedback_screen", "generalise",
@@ -39,7 +39,7 @@ def test_declares_catalogue_ids_and_constructs_with_defaults(name, cls):
     assert cls.counters and set(cls.counters) <= THREATS
     assert isinstance(cls.summary, str) and cls.summary
     obj = cls()
-    assert callable(obj.apply)
+    assert isinstance(obj, Defence) and not hasattr(obj, "apply")
     params = obj.get_params(deep=False)
     json.dumps({k: v for k, v in params.items() if k not in ("estimator", "student", "model",
                                                               "schema")})
@@ -73,7 +73,7 @@ def test_apply_fits_leaves_data_unchanged_and_is_seeded(name, cls, credit):
         kwargs["schema"] = d.schema
     if "random_state" in sig:
         kwargs["random_state"] = 0
-    first = cls(**kwargs).apply(make(), X, y)
+    first = apply(cls(**kwargs), make(), X, y)
     pd.testing.assert_frame_equal(X, X0)
     np.testing.assert_array_equal(y, y0)
     probe = te.X.iloc[:50]
@@ -81,5 +81,5 @@ def test_apply_fits_leaves_data_unchanged_and_is_seeded(name, cls, credit):
         probe = probe.iloc[np.flatnonzero(first.decide(probe).accept)]
     p1 = np.asarray(first.predict(probe))
     assert set(p1) <= set(np.unique(y))
-    second = cls(**kwargs).apply(make(), X, y)
+    second = apply(cls(**kwargs), make(), X, y)
     np.testing.assert_array_equal(np.asarray(second.predict(probe)), p1)

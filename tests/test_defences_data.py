@@ -16,7 +16,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from finmlsec.attacks.base import AttackData, Labeled
 from finmlsec.datasets import load
-from finmlsec.defences import DEFENCES
+from finmlsec.defences import DEFENCES, apply
 from finmlsec.defences.base import COUNTERMEASURES, STAGES
 from finmlsec.defences.feedback_screen import FeedbackScreen
 from finmlsec.defences.generalise import (
@@ -116,13 +116,12 @@ def test_generalise_reads_the_schema_and_keeps_data_valid(credit):
 
 def test_generalise_suppresses_rare_combinations_and_measures_k_l(credit):
     d, tr, _ = credit
-    g = Generalise(schema=d.schema, k=5)
-    model = g.apply(credit_lr(d), tr.X, tr.y)
-    r = g.report_
+    model = apply(Generalise(schema=d.schema, k=5), credit_lr(d), tr.X, tr.y)
+    r = model.report_
     assert r.quasi_identifiers == ("credit_amount", "personal_status_sex", "age", "foreign_worker")
     assert r.k_before == 1 and r.k_after >= 5 and r.rows_suppressed > 0
     assert r.rows_kept + r.rows_suppressed == len(tr.y)
-    Xg = model[0].transform(tr.X)
+    Xg = model.generaliser_.transform(tr.X)
     assert k_anonymity(Xg, list(r.quasi_identifiers)) <= r.k_after
     assert 1 <= r.l_after <= 2
     acc = np.mean(model.predict(credit[2].X) == credit[2].y)
@@ -131,12 +130,11 @@ def test_generalise_suppresses_rare_combinations_and_measures_k_l(credit):
 
 def test_mondrian_recoding_is_k_anonymous_without_suppression(credit):
     d, tr, te = credit
-    g = Generalise(schema=d.schema, method="mondrian", k=20)
-    model = g.apply(credit_lr(d), tr.X, tr.y)
-    r = g.report_
+    model = apply(Generalise(schema=d.schema, method="mondrian", k=20), credit_lr(d), tr.X, tr.y)
+    r = model.report_
     assert r.quasi_identifiers == ("credit_amount", "age")
     assert r.k_before == 1 and r.k_after >= 20 and r.rows_suppressed == 0
-    rec = model[0]
+    rec = model.generaliser_
     Xg = rec.transform(tr.X)
     assert k_anonymity(Xg, ["credit_amount", "age"]) == r.k_after
     assert rec.cells_ == Xg.groupby(["credit_amount", "age"]).ngroups
@@ -150,9 +148,9 @@ def test_mondrian_recoding_is_k_anonymous_without_suppression(credit):
                                   te.X.drop(columns=["credit_amount", "age"]))
     assert np.mean(model.predict(te.X) == te.y) > 0.7
     with pytest.raises(ConfigError, match="'rules' must be None"):
-        Generalise(rules={"age": 10}, method="mondrian").apply(credit_lr(d), tr.X, tr.y)
+        apply(Generalise(rules={"age": 10}, method="mondrian"), credit_lr(d), tr.X, tr.y)
     with pytest.raises(ConfigError, match="'method' parameter of Generalise"):
-        Generalise(schema=d.schema, method="datafly").apply(credit_lr(d), tr.X, tr.y)
+        apply(Generalise(schema=d.schema, method="datafly"), credit_lr(d), tr.X, tr.y)
     with pytest.raises(DataError, match="cannot form a cell"):
         MondrianRecoding(columns=["age"], k=10).fit(tr.X.iloc[:5])
 
@@ -169,7 +167,7 @@ def test_generalise_rules_and_errors():
     with pytest.raises(ConfigError, match="needs 'rules' or a 'schema'"):
         GeneraliseFields().fit(X)
     with pytest.raises(ConfigError, match=r"'k' parameter of Generalise must be an int in \[1, inf\]"):
-        Generalise(rules={"age": 10}, k=0).apply(DecisionTreeClassifier(), X, [0, 1, 1])
+        apply(Generalise(rules={"age": 10}, k=0), DecisionTreeClassifier(), X, [0, 1, 1])
 
 
 # -- poison filtering and robust training ------------------------------------------------------
@@ -192,8 +190,8 @@ def test_poison_filter_finds_flipped_labels_and_recovers_accuracy():
     clean = lr.fit(Xtr, ytr).score(Xte, yte)
     poisoned = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(
         Xtr, noisy).score(Xte, yte)
-    f = PoisonFilter(contamination=0.2)
-    defended = f.apply(lr, Xtr, noisy).score(Xte, yte)
+    f = apply(PoisonFilter(contamination=0.2), lr, Xtr, noisy)
+    defended = f.score(Xte, yte)
     assert poisoned < clean - 0.05  # the attack hurts
     assert defended >= clean - 0.02 and defended > poisoned
     assert np.mean(~f.decisions_.accept[target]) >= 0.9
@@ -226,15 +224,13 @@ def test_poison_filter_calibrates_on_noisy_labels(credit):
     10%, not every hard record; the union (min_votes=1) removes far more and is less accurate."""
     d, tr, te = credit
     noisy, idx = _flip(tr.y, 0.1, 0)
-    f = PoisonFilter(contamination=0.1)
-    model = f.apply(credit_lr(d), tr.X, noisy)
-    dec = f.decisions_
+    model = apply(PoisonFilter(contamination=0.1), credit_lr(d), tr.X, noisy)
+    dec = model.decisions_
     assert dec.flags["confident_learning"].mean() > 0.2
     assert any("2 of 2 detectors" in n for n in dec.notes)
     assert (~dec.accept).sum() <= 0.11 * len(noisy)
-    union = PoisonFilter(contamination=0.1, min_votes=1)
-    loose = union.apply(credit_lr(d), tr.X, noisy)
-    assert (~union.decisions_.accept).sum() > 0.25 * len(noisy)
+    loose = apply(PoisonFilter(contamination=0.1, min_votes=1), credit_lr(d), tr.X, noisy)
+    assert (~loose.decisions_.accept).sum() > 0.25 * len(noisy)
     assert model.score(te.X, te.y) > loose.score(te.X, te.y)
     assert model.score(te.X, te.y) >= credit_lr(d).fit(tr.X, noisy).score(te.X, te.y) - 0.02
 
@@ -259,8 +255,8 @@ def test_trimmed_loss_and_bagging_resist_flips():
     poisoned = lr.fit(Xtr, noisy).score(Xte, yte)
     trimmed = TrimmedLossClassifier(lr, trim=0.2).fit(Xtr, noisy)
     assert trimmed.score(Xte, yte) > poisoned + 0.1 and trimmed.n_iter_ >= 2
-    bag = RobustBagging(n_estimators=15, random_state=0).apply(
-        DecisionTreeClassifier(random_state=0), Xtr, ytr)
+    bag = apply(RobustBagging(n_estimators=15, random_state=0),
+                DecisionTreeClassifier(random_state=0), Xtr, ytr)
     assert bag.score(Xte, yte) > 0.9
 
 
@@ -308,6 +304,9 @@ def test_feedback_screen_reasons_sources_and_apply(credit):
     assert dec.source_trust["eve"] < 0.5
     s.reset()
     assert s.screen(te.X.iloc[10:20], te.y[10:20]).mean() > 0.5
-    model = FeedbackScreen().apply(credit_lr(d), tr.X, tr.y, feedback=reports,
-                                   feedback_y=np.ones(6, dtype=int))
-    assert hasattr(model, "predict")
+    model = apply(FeedbackScreen(), credit_lr(d), tr.X, tr.y, feedback=reports,
+                  feedback_y=np.ones(6, dtype=int))
+    assert model.decisions_.accept.sum() < 6  # the repeated reports are quarantined
+    n_merged = len(tr.y) + int(model.decisions_.accept.sum())
+    assert model.estimator_[-1].n_features_in_ > 0 and len(model.seen_) == 6
+    assert model.predict(te.X).shape == te.y.shape and n_merged > len(tr.y)

@@ -9,7 +9,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.tree import DecisionTreeClassifier
 
 from finmlsec.attacks.base import ATTACKS
-from finmlsec.defences import DEFENCES
+from finmlsec.defences import DEFENCES, apply
 from finmlsec.defences.adversarial import AdversarialTraining
 from finmlsec.defences.distill import DefensiveDistillation
 from finmlsec.errors import CapabilityError, ConfigError
@@ -53,27 +53,28 @@ def test_adversarial_training_removes_a_spurious_shortcut_for_a_tree():
     before = _success(plain, Xt, yt)
     at = AdversarialTraining(schema=SCHEMA, rounds=3, n_per_round=100,
                              attack_params={"target_class": 1, "max_changes": 1}, random_state=0)
-    hard = at.apply(DecisionTreeClassifier(max_depth=3, random_state=0), X, y)
+    hard = apply(at, DecisionTreeClassifier(max_depth=3, random_state=0), X, y)
     after = _success(hard, Xt, yt)
     assert before >= 0.95 and after <= 0.1
     assert np.mean(hard.predict(Xt) == yt) >= np.mean(plain.predict(Xt) == yt) - 0.02
-    assert at.history_[0].n_added > 0 and at.n_augmented_ >= at.history_[0].n_added
+    assert hard.history_[0].n_added > 0 and hard.n_augmented_ >= hard.history_[0].n_added
+    assert not hasattr(at, "history_")  # apply fits a clone
 
 
 def test_adversarial_training_refuses_a_non_evasion_attack():
     X, y = _spurious(100, 0)
     with pytest.raises(ConfigError, match="must name an evasion attack"):
-        AdversarialTraining(attack="membership.metric").apply(LogisticRegression(), X, y)
+        apply(AdversarialTraining(attack="membership.metric"), LogisticRegression(), X, y)
     with pytest.raises(ConfigError, match="'rounds' parameter of AdversarialTraining"):
-        AdversarialTraining(rounds=-1).apply(LogisticRegression(), X, y)
+        apply(AdversarialTraining(rounds=-1), LogisticRegression(), X, y)
 
 
 def test_distillation_needs_a_torch_classifier():
     X, y = _spurious(50, 0)
     with pytest.raises(CapabilityError, match="needs a TorchClassifier"):
-        DefensiveDistillation().apply(LogisticRegression(), X, y)
+        apply(DefensiveDistillation(), LogisticRegression(), X, y)
     with pytest.raises(ConfigError, match="'temperature' parameter"):
-        DefensiveDistillation(temperature=0.5).apply(LogisticRegression(), X, y)
+        apply(DefensiveDistillation(temperature=0.5), LogisticRegression(), X, y)
 
 
 def test_distillation_masks_the_loss_gradient_on_digits():
@@ -86,7 +87,7 @@ def test_distillation_masks_the_loss_gradient_on_digits():
     net = TorchClassifier(kwargs={"in_features": 64, "n_classes": 10, "hidden": [64]},
                           epochs=40, random_state=0)
     plain = net.fit(X, y)
-    student = DefensiveDistillation(temperature=50).apply(net, X, y)
+    student = apply(DefensiveDistillation(temperature=50), net, X, y).estimator_
     # a little accuracy is lost on this small training set (bench: 0.942 vs 0.984 on 1,300)
     assert np.mean(student.predict(Xt) == yt) >= np.mean(plain.predict(Xt) == yt) - 0.1
     g_plain = np.median(np.abs(plain.gradient(Xt, yt)).sum(axis=1))
@@ -138,9 +139,9 @@ def test_adversarial_training_within_a_budget_resists_that_budget():
     before = _budget_success(plain, Xt, budget)
     at = AdversarialTraining(schema=SCHEMA, budget=budget, rounds=2, n_per_round=200,
                              attack_params={"max_changes": 1}, random_state=0)
-    hard = at.apply(DecisionTreeClassifier(max_depth=3, random_state=0), X, y)
+    hard = apply(at, DecisionTreeClassifier(max_depth=3, random_state=0), X, y)
     after = _budget_success(hard, Xt, budget)
-    assert at.method_used_ == "augment" and at.n_augmented_ > 0
+    assert hard.method_used_ == "augment" and hard.n_augmented_ > 0
     assert before >= 0.4 and after <= 0.05
     assert np.mean(hard.predict(Xt) == yt) >= 0.95
 
@@ -148,17 +149,17 @@ def test_adversarial_training_within_a_budget_resists_that_budget():
 def test_adversarial_training_checks_budget_and_method():
     X, y = _spurious(60, 0)
     with pytest.raises(CapabilityError, match="needs tabular records"):
-        AdversarialTraining(budget={"channel": 0.1}).apply(LogisticRegression(), X, y)
+        apply(AdversarialTraining(budget={"channel": 0.1}), LogisticRegression(), X, y)
     with pytest.raises(ConfigError, match="does not have"):
-        AdversarialTraining(schema=SCHEMA, budget={"income": 0.1}).apply(
-            LogisticRegression(), X, y)
+        apply(AdversarialTraining(schema=SCHEMA, budget={"income": 0.1}),
+              LogisticRegression(), X, y)
     with pytest.raises(ConfigError, match="'method' parameter"):
-        AdversarialTraining(method="madry").apply(LogisticRegression(), X, y)
+        apply(AdversarialTraining(method="madry"), LogisticRegression(), X, y)
     with pytest.raises(CapabilityError, match="method='in_loop'"):
-        AdversarialTraining(method="in_loop").apply(LogisticRegression(), X, y)
+        apply(AdversarialTraining(method="in_loop"), LogisticRegression(), X, y)
     with pytest.raises(ConfigError, match="applies to method='in_loop' only"):
-        AdversarialTraining(schema=SCHEMA, loop_params={"steps": 3}).apply(
-            LogisticRegression(), X, y)
+        apply(AdversarialTraining(schema=SCHEMA, loop_params={"steps": 3}),
+              LogisticRegression(), X, y)
 
 
 # -- PGD inside the training loop (Madry) ---------------------------------------------------------
@@ -202,11 +203,12 @@ def test_pgd_in_the_training_loop_resists_pgd_and_the_logit_attack(one_thread):
     eps = 0.2
     at = AdversarialTraining(attack_params={"eps": eps, "iterations": 20}, n_per_round=50,
                              loop_params={"steps": 5}, random_state=0)
-    hard = at.apply(net, X, y)
+    fitted = apply(at, net, X, y)
+    hard = fitted.estimator_
     plain = net.fit(X, y)
-    assert at.method_used_ == "in_loop" and at.attack_used_ == "evasion.pgd"
+    assert fitted.method_used_ == "in_loop" and fitted.attack_used_ == "evasion.pgd"
     assert hard.adversarial["eps"] == eps and plain.adversarial is None
-    assert at.n_augmented_ == 25 * 700 == at.history_[0].n_added
+    assert fitted.n_augmented_ == 25 * 700 == fitted.history_[0].n_added
     pgd = ATTACKS.get("evasion.pgd")(eps=eps, iterations=20, seed=0)
 
     def pgd_success(model):

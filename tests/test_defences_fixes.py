@@ -9,7 +9,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
 from finmlsec.datasets import load
-from finmlsec.defences.base import DEFENCES
+from finmlsec.defences import DEFENCES, apply
 from finmlsec.defences.robust import TrimmedLossClassifier
 from finmlsec.schema import preprocessor
 
@@ -28,7 +28,7 @@ def test_bagging_keeps_dataframe_for_column_transformer(credit, wrap) -> None:
     X, y, pipe = credit
     est = TrimmedLossClassifier(pipe, trim=0.05, max_iter=2) if wrap else pipe
     bag = DEFENCES.get("robust.bagging")(n_estimators=5, random_state=0)
-    model = bag.apply(est, X, y)
+    model = apply(bag, est, X, y)
     acc = float(np.mean(model.predict(X) == y))
     assert acc > 0.7
     proba = model.predict_proba(X.iloc[:10])
@@ -40,9 +40,9 @@ def test_adversarial_training_on_images_without_gradients() -> None:
     X, y = ds.X[:500], np.asarray(ds.y)[:500]
     at = DEFENCES.get("adversarial_training")(schema=ds.schema, rounds=2, n_per_round=30,
                                               attack_params={"max_iter": 64}, random_state=0)
-    model = at.apply(LogisticRegression(max_iter=300), X, y)
-    assert at.attack_used_ == "evasion.image"
-    assert at.n_augmented_ > 0 and all(r.n_attacked == 30 for r in at.history_)
+    model = apply(at, LogisticRegression(max_iter=300), X, y)
+    assert model.attack_used_ == "evasion.image"
+    assert model.n_augmented_ > 0 and all(r.n_attacked == 30 for r in model.history_)
     assert float(np.mean(model.predict(ds.X[500:800]) == np.asarray(ds.y)[500:800])) > 0.85
 
 
@@ -55,9 +55,9 @@ def test_adversarial_training_on_images_with_gradients_uses_pgd() -> None:
                           epochs=20, input_kind="image")
     at = DEFENCES.get("adversarial_training")(rounds=1, n_per_round=40,
                                               attack_params={"iterations": 10}, random_state=0)
-    model = at.apply(net, X, y)
-    assert at.attack_used_ == "evasion.pgd"
-    assert at.history_[0].n_attacked == 40 and at.n_augmented_ > 0
+    model = apply(at, net, X, y)
+    assert model.attack_used_ == "evasion.pgd"
+    assert model.history_[0].n_attacked == 40 and model.n_augmented_ > 0
     assert model.predict(X[:5]).shape == (5,)
 
 
@@ -70,10 +70,10 @@ def test_adversarial_training_on_text() -> None:
     clf = make_pipeline(TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4)),
                         LogisticRegression(max_iter=300))
     at = DEFENCES.get("adversarial_training")(rounds=2, n_per_round=30, random_state=0)
-    model = at.apply(clf, X, y)
-    assert at.attack_used_ == "evasion.text"
-    assert at.n_augmented_ > 0
-    assert len(at.history_) >= 1 and at.history_[0].n_attacked == 30
+    model = apply(at, clf, X, y)
+    assert model.attack_used_ == "evasion.text"
+    assert model.n_augmented_ > 0
+    assert len(model.history_) >= 1 and model.history_[0].n_attacked == 30
     assert model.predict(["what is my balance"]).shape == (1,)
 
 
@@ -82,7 +82,7 @@ def test_adversarial_training_refuses_unsupported_inputs() -> None:
 
     at = DEFENCES.get("adversarial_training")(rounds=1, random_state=0)
     with pytest.raises(CapabilityError, match="supports tabular records"):
-        at.apply(LogisticRegression(), [{"a": 1}, {"a": 2}], [0, 1])
+        apply(at, LogisticRegression(), [{"a": 1}, {"a": 2}], [0, 1])
 
 
 @pytest.fixture(scope="module")
@@ -94,8 +94,8 @@ def digits() -> tuple[np.ndarray, np.ndarray, np.ndarray, object]:
 
 def test_input_screen_on_flat_images_with_pixel_schema(digits) -> None:
     X, y, held, schema = digits
-    guarded = DEFENCES.get("input_screen")(schema=schema, random_state=0).apply(
-        LogisticRegression(max_iter=300), X, y)
+    guarded = apply(DEFENCES.get("input_screen")(schema=schema, random_state=0),
+                    LogisticRegression(max_iter=300), X, y)
     noise = np.random.default_rng(0).uniform(0, 1, size=(10, 64))
     broken = held[:3].copy()
     broken[:, 5] = 7.0  # outside the pixel range
@@ -114,8 +114,8 @@ def test_input_screen_on_image_tensors_without_schema(digits) -> None:
     X, y, held, _ = digits
     flat = FunctionTransformer(np.reshape, kw_args={"shape": (-1, 64)})
     model = make_pipeline(flat, LogisticRegression(max_iter=300))
-    guarded = DEFENCES.get("input_screen")(schema=None, random_state=0).apply(
-        model, X.reshape(-1, 8, 8), y)
+    guarded = apply(DEFENCES.get("input_screen")(schema=None, random_state=0),
+                    model, X.reshape(-1, 8, 8), y)
     noise = np.random.default_rng(1).uniform(0, 1, size=(10, 8, 8))
     d = guarded.decide(np.concatenate([held.reshape(-1, 8, 8), noise]))
     assert set(d.flags) == {"ood", "adversarial"}

@@ -13,7 +13,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from finmlsec.datasets import load
-from finmlsec.defences import DEFENCES
+from finmlsec.defences import DEFENCES, apply
 from finmlsec.defences.input_screen import (
     InputScreen,
     OODDetector,
@@ -110,7 +110,7 @@ def test_text_screen_defeats_homoglyph_and_invisible_evasion():
     from sklearn.feature_extraction.text import TfidfVectorizer
     model = make_pipeline(TfidfVectorizer(), LogisticRegression(max_iter=500))
     plain = model.fit(texts, y)
-    guarded = InputScreen(text=True).apply(model, texts, y)
+    guarded = apply(InputScreen(text=True), model, texts, y)
     attacked = ["c\u0430rd st\u043elen", "bl\u043e\u200bck c\u0430rd"]
     assert plain.predict(attacked).tolist() == [2, 2]  # every token unknown: fooled
     assert guarded.predict(attacked).tolist() == [1, 1]
@@ -133,7 +133,7 @@ def test_tabular_screen_rejects_invalid_and_ood_and_refuses_to_predict():
     tr, te = d.split(0.3, seed=0)
     lr = make_pipeline(preprocessor(d.schema, categories="data"),
                        LogisticRegression(max_iter=1000))
-    guarded = InputScreen(schema=d.schema, random_state=0).apply(lr, tr.X, tr.y)
+    guarded = apply(InputScreen(schema=d.schema, random_state=0), lr, tr.X, tr.y)
     clean = guarded.decide(te.X)
     assert clean.accept.mean() > 0.85
     # records drawn uniformly from the schema: valid, but unlike real applicants
@@ -153,9 +153,9 @@ def test_tabular_screen_rejects_invalid_and_ood_and_refuses_to_predict():
 
 def test_squeezing_flags_adversarial_digits():
     X, y = load_digits(return_X_y=True)
-    guarded = InputScreen(random_state=0, squeeze_fpr=0.05).apply(
-        LogisticRegression(max_iter=500), X[:1200], y[:1200])
-    model = guarded.estimator
+    guarded = apply(InputScreen(random_state=0, squeeze_fpr=0.05),
+                    LogisticRegression(max_iter=500), X[:1200], y[:1200])
+    model = guarded.estimator_
     Xt, yt = X[1200:1400], y[1200:1400]
     keep = model.predict(Xt) == yt
     Xt, yt = Xt[keep], yt[keep]

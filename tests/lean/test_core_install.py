@@ -21,7 +21,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from finmlsec.datasets import load
-from finmlsec.defences import DEFENCES
+from finmlsec.defences import DEFENCES, apply
 from finmlsec.errors import MissingExtraError
 from finmlsec.extras import EXTRAS
 
@@ -97,14 +97,14 @@ def test_each_defence_fits_or_names_its_extra(name: str, cls: type, credit) -> N
         net = TorchClassifier(kwargs={"in_features": 4, "n_classes": 2, "hidden": [8]},
                               input_kind="tabular", epochs=2, random_state=0)
         try:
-            student = cls(**kwargs).apply(net, Xn, yn)
+            student = apply(cls(**kwargs), net, Xn, yn)
         except MissingExtraError as exc:
             assert_names_a_missing_extra(exc)
             return
         assert set(np.asarray(student.predict(Xn))) <= {0, 1}
         return
     try:
-        fitted = cls(**kwargs).apply(pipeline(schema), X, y)
+        fitted = apply(cls(**kwargs), pipeline(schema), X, y)
     except MissingExtraError as exc:
         assert_names_a_missing_extra(exc)
         return

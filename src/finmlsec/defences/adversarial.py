@@ -48,9 +48,9 @@ Example:
     >>> y = ((X.income - X.debt) > 0).astype(int).to_numpy()
     >>> schema = FeatureSchema(features=(Feature(name="income", type="integer", min=0, max=100),
     ...                                  Feature(name="debt", type="integer", min=0, max=100)))
-    >>> at = AdversarialTraining(schema=schema, rounds=2, n_per_round=40,
-    ...                          attack_params={"target_class": 1}, random_state=0)
-    >>> model = at.apply(DecisionTreeClassifier(max_depth=4, random_state=0), X, y)
+    >>> at = AdversarialTraining(DecisionTreeClassifier(max_depth=4, random_state=0),
+    ...                          schema=schema, rounds=2, n_per_round=40,
+    ...                          attack_params={"target_class": 1}, random_state=0).fit(X, y)
     >>> [r.n_added > 0 for r in at.history_]
     [True, True]
     >>> narrow = budget_schema(schema, X.iloc[0], {"income": 0.1})  # within 10% of 85
@@ -66,12 +66,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, clone
+from sklearn.base import clone
 
 from finmlsec.arrays import concat_rows, take_rows
 from finmlsec.attacks.evasion_common import EvasionOutput
-from finmlsec.defences._params import check_int
-from finmlsec.defences.base import DEFENCES
+from finmlsec.defences._params import Int, OneOf, Satisfies
+from finmlsec.defences.base import DEFENCES, Defence
 from finmlsec.errors import CapabilityError, ConfigError, DataError
 from finmlsec.schema import FeatureSchema, FeatureType
 from finmlsec.targets.oracle import Oracle
@@ -153,26 +153,48 @@ def _with_adversarial_option(estimator: Any) -> bool:
 
 
 @DEFENCES.register("adversarial_training")
-class AdversarialTraining(BaseEstimator):
+class AdversarialTraining(Defence):
     """Augment the training data with valid adversarial examples, several rounds; see the
     module docstring. ``attack``: a registered evasion attack name; ``attack_params``: its
     parameters (e.g. ``{"target_class": "good", "max_changes": 4}``); ``budget``: per-field
     limits of the change (tabular); ``method``: ``"auto"``, ``"augment"`` or ``"in_loop"``;
-    ``loop_params``: in-loop training options. ``history_`` holds a :class:`RoundReport` per round,
-    ``attack_used_`` the attack's name and ``method_used_`` the method."""
+    ``loop_params``: in-loop training options. ``estimator_`` is the adversarially trained model,
+    ``history_`` holds a :class:`RoundReport` per round, ``attack_used_`` the attack's name and
+    ``method_used_`` the method.
+
+    :attr:`training_attacks` declares the attack it trains against per kind of input when
+    ``attack`` is None (for images without gradients, ``evasion.image`` instead); the scan
+    configures that attack's budget from the attack it measures (``attack_params``)."""
 
     countermeasure: ClassVar[str] = "adversarial_training"
     counters: ClassVar[frozenset[str]] = frozenset({"induce_false_prediction"})
     stage: ClassVar[str] = "training"
     summary: ClassVar[str] = "adversarial training with valid constrained adversarial examples"
+    transparent: ClassVar[bool] = True
+    #: the evasion attack trained against, per kind of input (``attack`` None)
+    training_attacks: ClassVar[dict[str, str]] = {
+        "image": "evasion.pgd", "tabular": "evasion.constrained", "text": "evasion.text"}
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "attack": [Satisfies(lambda v: isinstance(v, str), "a str"), None],
+        "attack_params": [Satisfies(lambda v: isinstance(v, dict), "a dict"), None],
+        "rounds": [Int(0)], "n_per_round": [Int(1)], "copies": [Int(1)],
+        "budget": [Satisfies(lambda v: isinstance(v, dict) and len(v) > 0,
+                             "a non-empty dict from field name to the largest change"), None],
+        "method": [OneOf(("auto", "augment", "in_loop"))],
+        "loop_params": [Satisfies(lambda v: isinstance(v, dict), "a dict"), None],
+        "random_state": [Int(0), None],
+    }
+    _fast_params: ClassVar[dict[str, Any]] = {
+        "rounds": 1, "n_per_round": 10, "attack_params": {"max_changes": 1, "n_anchors": 4}}
 
-    def __init__(self, *, attack: str | None = None,
+    def __init__(self, estimator: Any = None, *, attack: str | None = None,
                  attack_params: dict[str, Any] | None = None,
                  schema: FeatureSchema | None = None, rounds: int = 3, n_per_round: int = 100,
                  source_classes: list[Any] | None = None, copies: int = 1,
                  budget: dict[str, float] | None = None, method: str = "auto",
                  loop_params: dict[str, Any] | None = None,
                  random_state: int | None = None) -> None:
+        self.estimator = estimator
         self.attack = attack
         self.attack_params = attack_params
         self.schema = schema
@@ -191,13 +213,10 @@ class AdversarialTraining(BaseEstimator):
         name = self.attack
         params = dict(self.attack_params or {})
         if name is None:
-            if kind == "tabular":
-                name = "evasion.constrained"
-            elif kind == "text":
-                name = "evasion.text"
-            else:
-                grads = "gradient" in Oracle(model, access="white_box", input_kind="image").provides
-                name = "evasion.pgd" if grads else "evasion.image"
+            name = self.training_attacks[kind]
+            if kind == "image" and "gradient" not in Oracle(
+                    model, access="white_box", input_kind="image").provides:
+                name = "evasion.image"
         cls = ATTACKS.get(name)
         if not callable(getattr(cls, "generate", None)):
             raise ConfigError(
@@ -234,12 +253,6 @@ class AdversarialTraining(BaseEstimator):
             queries=int(sum(p.queries for p in parts)))
 
     def _method(self, kind: str, estimator: Any) -> str:
-        allowed = ("auto", "augment", "in_loop")
-        if self.method not in allowed:
-            raise ConfigError(
-                f"The 'method' parameter of {type(self).__name__} must be one of "
-                f"{list(allowed)}. Got {self.method!r} instead."
-            )
         loopable = _with_adversarial_option(estimator)
         gradient_attack = self.attack in (None, "evasion.pgd")
         if self.method == "in_loop":
@@ -261,23 +274,18 @@ class AdversarialTraining(BaseEstimator):
             )
         return "augment"
 
-    def apply(self, estimator: Any, X: Any, y: Any) -> Any:
+    def _fit(self, X: Any, y: Any) -> None:
         """Fit ``estimator`` adversarially: ``rounds`` rounds of augmentation, or PGD inside the
         training loop (see the module docstring)."""
+        self._adopt(self._train(self._inner(), X, y))
+
+    def _train(self, estimator: Any, X: Any, y: Any) -> Any:
         name = type(self).__name__
-        check_int(name, "rounds", self.rounds, 0, None)
-        check_int(name, "n_per_round", self.n_per_round, 1, None)
-        check_int(name, "copies", self.copies, 1, None)
         y = np.asarray(y)
         if len(y) != (X.shape[0] if hasattr(X, "shape") else len(X)):
             raise DataError(f"X and y differ in length: {len(X)} vs {len(y)}")
         kind = input_kind(X)
         if self.budget is not None:
-            if not isinstance(self.budget, dict) or not self.budget:
-                raise ConfigError(
-                    f"The 'budget' parameter of {name} must be a non-empty dict from field name "
-                    f"to the largest change, or None. Got {self.budget!r} instead."
-                )
             if kind != "tabular" or self.schema is None:
                 raise CapabilityError(
                     f"{name}: a 'budget' limits changes of tabular fields; it needs tabular "

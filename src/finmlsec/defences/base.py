@@ -1,31 +1,69 @@
-"""The countermeasure protocol.
+"""The countermeasure contract.
 
-A defence is a class registered in :data:`DEFENCES` with keyword parameters and class attributes:
+Every class registered in :data:`DEFENCES` is a scikit-learn classifier meta-estimator deriving
+from :class:`Defence`:
+
+* the constructor takes ``estimator`` (the model to defend; None where the defence provides a
+  default model) and keyword parameters, stored unchanged (no work in ``__init__``);
+* ``fit(X, y, **fit_params)`` validates the parameters against the class's
+  ``_parameter_constraints`` (one place: :meth:`Defence.fit`), trains a clone of ``estimator``
+  with the defence in place and sets only trailing-underscore attributes (``estimator_``,
+  ``classes_``, ``report_``, ...); per-defence inputs beyond the training data are fit
+  parameters (``sources``, ``feedback``, ``X_public``);
+* the fitted defence answers ``predict`` and ``predict_proba`` (where the model has it);
+* nesting defences is passing one defence as another's ``estimator``.
+
+Class attributes describe it to the scan and the CLI:
 
 * ``countermeasure``: the catalogue countermeasure id it implements (``modify_confidence``,
   ``pate``, ``modify_training_data``, ``detect_malicious_training_data``, ``robust_algorithm``,
   ``screen_false_prediction_data``, ``detect_malicious_input``, ``defensive_distillation``,
-  ``adversarial_training``, ``gateway_rate_limiting``);
+  ``adversarial_training``);
 * ``counters``: the catalogue attack ids it is meant to weaken;
 * ``stage``: where it acts: ``training_data`` (before fitting), ``training`` (the learning
   algorithm), ``output`` (what the operator returns), ``input`` (what the operator accepts),
-  ``feedback`` (false-prediction data), ``gateway`` (request level);
-* ``summary``: one line for listings.
-* ``neural_only`` (optional, default False): it works on neural (torch) models only; the scan
-  does not try it on others;
+  ``feedback`` (false-prediction data);
+* ``summary``: one line for listings;
+* ``neural_only`` (default False): it works on neural (torch) models only; the scan does not try
+  it on others;
+* ``transparent`` (default False): the fitted defence answers exactly as its fitted model
+  ``estimator_`` (the defence acted on the data or the training only), so the deployable model
+  is ``estimator_`` itself (:func:`deployable`: a torch model keeps its gradients for the scan);
 * ``rank`` (optional): its order among the defences implementing the same countermeasure (lower
-  is tried first when a scan profile tries only some); unranked defences come after, by name.
+  is tried first when a scan profile tries only some); unranked defences come after, by name;
+* ``_fast_params``: parameters that make it fast on a few hundred records (the contract tests);
+* ``_sklearn_check_deviations``: scikit-learn estimator checks it cannot pass, each with why.
 
-``apply(estimator, X, y)`` takes an *unfitted* estimator and the training data, and returns a
-*fitted* estimator with the defence in place (a meta-estimator for output defences, a model fitted
-on cleaned or generalised data for data defences, ...). Output defences are scikit-learn
-meta-estimators themselves, so one object serves a Pipeline, a scan and the gateway.
+A defence that screens inputs (answers ``decide(X)`` with a decision and reason per record)
+derives from :class:`InputScreening` as well: the scan measures an evasion attack through it.
+
+Serving guards (request-level: budgets, extraction detection, input detectors) are not defences
+of a model; they live in :mod:`finmlsec.guards`.
+
+Example:
+    >>> from sklearn.datasets import load_iris
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from finmlsec.defences import DEFENCES, apply
+    >>> X, y = load_iris(return_X_y=True)
+    >>> m = apply(DEFENCES.get("confidence.round")(decimals=1), LogisticRegression(max_iter=500),
+    ...           X, y)
+    >>> m.predict_proba(X[:1]).tolist(), type(m.estimator_).__name__
+    ([[1.0, 0.0, 0.0]], 'LogisticRegression')
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Protocol, runtime_checkable
+import inspect
+from typing import Any, ClassVar
 
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clone
+from sklearn.linear_model import LogisticRegression
+from sklearn.utils import get_tags
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.validation import check_is_fitted
+
+from finmlsec.defences._params import validate_params
 from finmlsec.ids import COUNTERMEASURE_IDS
 from finmlsec.registry import Registry
 
@@ -35,14 +73,113 @@ COUNTERMEASURES = COUNTERMEASURE_IDS
 STAGES = ("training_data", "training", "output", "input", "feedback", "gateway")
 
 
-@runtime_checkable
-class Defence(Protocol):
+def _has(method: str) -> Any:
+    def check(self: Defence) -> bool:
+        model = getattr(self, "estimator_", None)
+        if model is None:
+            model = self._inner()
+        return hasattr(model, method)
+
+    return check
+
+
+class Defence(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
+    """Base class of the registered defences (see the module docstring)."""
+
     countermeasure: ClassVar[str]
     counters: ClassVar[frozenset[str]]
     stage: ClassVar[str]
     summary: ClassVar[str]
+    neural_only: ClassVar[bool] = False
+    transparent: ClassVar[bool] = False
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {}
+    _fast_params: ClassVar[dict[str, Any]] = {}
+    _sklearn_check_deviations: ClassVar[dict[str, str]] = {}
 
-    def apply(self, estimator: Any, X: Any, y: Any) -> Any: ...
+    estimator: Any
+
+    def fit(self, X: Any, y: Any = None, **fit_params: Any) -> Defence:
+        """Validate the parameters, then train with the defence in place (:meth:`_fit`; the fit
+        parameters it takes are those of its signature, all of them when it takes
+        ``**fit_params``, which it hands to the defended model)."""
+        name = type(self).__name__
+        validate_params(name, self.get_params(deep=False), self._parameter_constraints)
+        takes = inspect.signature(self._fit).parameters
+        if not any(p.kind is p.VAR_KEYWORD for p in takes.values()):
+            unknown = sorted(set(fit_params) - set(takes))
+            if unknown:
+                raise TypeError(f"{name}.fit got unexpected fit parameter(s) "
+                                f"{', '.join(unknown)}; it takes "
+                                f"{', '.join(list(takes)[2:]) or 'none'}")
+        self._fit(X, y, **fit_params)
+        return self
+
+    def _fit(self, X: Any, y: Any, **fit_params: Any) -> None:
+        """Train with the defence in place, setting trailing-underscore attributes only."""
+        raise NotImplementedError
+
+    def _default_estimator(self, X: Any = None) -> Any:
+        """The model defended when ``estimator`` is None (``X``: the training data, if known)."""
+        return LogisticRegression(max_iter=1000)
+
+    def _inner(self, X: Any = None) -> Any:
+        return self.estimator if self.estimator is not None else self._default_estimator(X)
+
+    def _adopt(self, fitted: Any) -> None:
+        """Take ``fitted`` as ``estimator_``, with its classes and input description."""
+        self.estimator_ = fitted
+        self.classes_ = np.asarray(fitted.classes_)
+        for attr in ("n_features_in_", "feature_names_in_"):
+            if hasattr(fitted, attr):
+                setattr(self, attr, getattr(fitted, attr))
+
+    def predict(self, X: Any) -> np.ndarray:
+        """The fitted model's decision."""
+        check_is_fitted(self, "estimator_")
+        return np.asarray(self.estimator_.predict(X))
+
+    @available_if(_has("predict_proba"))
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """The fitted model's probabilities."""
+        check_is_fitted(self, "estimator_")
+        return np.asarray(self.estimator_.predict_proba(X))
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        inner = get_tags(self._inner())
+        tags.input_tags.sparse = inner.input_tags.sparse
+        tags.input_tags.allow_nan = inner.input_tags.allow_nan
+        return tags
 
 
-DEFENCES: Registry[type] = Registry("defence")
+class InputScreening:
+    """Declares that a fitted model screens its inputs: ``decide(X)`` returns one decision and
+    reason per record (a :class:`~finmlsec.defences.poison_filter.Decisions`), ``estimator_``
+    is the model behind the screen."""
+
+    def decide(self, X: Any) -> Any:
+        raise NotImplementedError
+
+
+def apply(defence: Any, estimator: Any, X: Any, y: Any, **fit_params: Any) -> Any:
+    """``defence`` (unchanged: a clone is fitted) around ``estimator``, trained on ``(X, y)``.
+
+    >>> from sklearn.tree import DecisionTreeClassifier
+    >>> from finmlsec.defences.robust import TrimmedLossClassifier
+    >>> d = TrimmedLossClassifier(trim=0.25)
+    >>> m = apply(d, DecisionTreeClassifier(random_state=0), [[0], [1], [2], [3]], [0, 0, 1, 1])
+    >>> m.predict([[3]]).tolist(), hasattr(d, "estimator_")
+    ([1], False)
+    """
+    return clone(defence).set_params(estimator=estimator).fit(X, y, **fit_params)
+
+
+def deployable(model: Any) -> Any:
+    """The model that answers for ``model``: a fitted :attr:`Defence.transparent` defence is its
+    ``estimator_`` (repeatedly, for nested ones); anything else is itself."""
+    while isinstance(model, Defence) and type(model).transparent:
+        model = model.estimator_
+    return model
+
+
+DEFENCES: Registry[type[Defence]] = Registry("defence")

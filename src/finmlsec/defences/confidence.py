@@ -37,13 +37,13 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clone
-from sklearn.linear_model import LogisticRegression
+from sklearn.base import clone
+from sklearn.linear_model import LogisticRegression  # noqa: F401 - used by the examples
 from sklearn.utils.validation import check_is_fitted
 
-from finmlsec.defences._params import check_choice, check_float, check_int
-from finmlsec.defences.base import DEFENCES
-from finmlsec.errors import CapabilityError, ConfigError
+from finmlsec.defences._params import Bool, Float, Int, OneOf
+from finmlsec.defences.base import DEFENCES, Defence
+from finmlsec.errors import CapabilityError
 
 #: scikit-learn estimator checks an output defence may fail when its output ties, and why.
 SKLEARN_CHECK_DEVIATIONS: dict[str, str] = {
@@ -53,7 +53,7 @@ SKLEARN_CHECK_DEVIATIONS: dict[str, str] = {
     ),
 }
 
-class _OutputDefence(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
+class _OutputDefence(Defence):
     """Shared machinery: fit or adopt the wrapped model, then modify its probabilities."""
 
     countermeasure: ClassVar[str] = "modify_confidence"
@@ -63,21 +63,14 @@ class _OutputDefence(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
     #: order among the defences of the countermeasure (lower is tried first): the paper's own
     #: example (rounding confidence values) first, then the stronger or more general ones
     rank: ClassVar[int] = 0
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {"prefit": [Bool()]}
+    _sklearn_check_deviations: ClassVar[dict[str, str]] = SKLEARN_CHECK_DEVIATIONS
 
-    estimator: Any
     prefit: bool
 
-    def _check_params(self) -> None:
-        if not isinstance(self.prefit, bool):
-            raise ConfigError(
-                f"The 'prefit' parameter of {type(self).__name__} must be a bool. "
-                f"Got {self.prefit!r} instead."
-            )
-
-    def fit(self, X: Any, y: Any = None, **fit_params: Any) -> _OutputDefence:
+    def _fit(self, X: Any, y: Any, **fit_params: Any) -> None:
         """Fit a clone of ``estimator`` on ``(X, y)``; with ``prefit=True`` adopt it as is."""
-        self._check_params()
-        est = self.estimator if self.estimator is not None else LogisticRegression(max_iter=1000)
+        est = self._inner()
         if self.prefit:
             check_is_fitted(est)
             fitted = est
@@ -88,20 +81,11 @@ class _OutputDefence(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
                 f"{type(self).__name__} modifies confidence values, but "
                 f"{type(fitted).__name__} has no predict_proba; wrap a probabilistic classifier"
             )
-        self.estimator_ = fitted
-        self.classes_ = np.asarray(fitted.classes_)
-        for attr in ("n_features_in_", "feature_names_in_"):
-            if hasattr(fitted, attr):
-                setattr(self, attr, getattr(fitted, attr))
+        self._adopt(fitted)
         self._fitted_extra()
-        return self
 
     def _fitted_extra(self) -> None:
         """Hook for state drawn at fit time (noise keys)."""
-
-    def apply(self, estimator: Any, X: Any, y: Any) -> _OutputDefence:
-        """The Defence protocol: this defence around ``estimator`` fitted on ``(X, y)``."""
-        return clone(self).set_params(estimator=estimator, prefit=False).fit(X, y)
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """The wrapped model's probabilities, modified by this defence."""
@@ -110,22 +94,8 @@ class _OutputDefence(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         top = np.argmax(p, axis=1)
         return self._modify(p, top, X)
 
-    def predict(self, X: Any) -> np.ndarray:
-        """The wrapped model's own decision (never changed by the defence)."""
-        check_is_fitted(self, "estimator_")
-        return np.asarray(self.estimator_.predict(X))
-
     def _modify(self, p: np.ndarray, top: np.ndarray, X: Any) -> np.ndarray:
         raise NotImplementedError
-
-    def __sklearn_tags__(self) -> Any:
-        from sklearn.utils import get_tags
-
-        tags = super().__sklearn_tags__()
-        inner = get_tags(self.estimator if self.estimator is not None else LogisticRegression())
-        tags.input_tags.sparse = inner.input_tags.sparse
-        tags.input_tags.allow_nan = inner.input_tags.allow_nan
-        return tags
 
 
 def _keep_top(q: np.ndarray, top: np.ndarray) -> np.ndarray:
@@ -177,15 +147,13 @@ class RoundConfidence(_OutputDefence):
 
     summary = "round confidence values to k decimals"
     rank = 0
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        **_OutputDefence._parameter_constraints, "decimals": [Int(0, 15)]}
 
     def __init__(self, estimator: Any = None, *, decimals: int = 2, prefit: bool = False) -> None:
         self.estimator = estimator
         self.decimals = decimals
         self.prefit = prefit
-
-    def _check_params(self) -> None:
-        super()._check_params()
-        check_int(type(self).__name__, "decimals", self.decimals, 0, 15)
 
     def _modify(self, p: np.ndarray, top: np.ndarray, X: Any) -> np.ndarray:
         return _keep_top(round_to_grid(p, self.decimals), top)
@@ -206,15 +174,13 @@ class TruncateConfidence(_OutputDefence):
 
     summary = "truncate confidence values to k decimals"
     rank = 5
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        **_OutputDefence._parameter_constraints, "decimals": [Int(0, 15)]}
 
     def __init__(self, estimator: Any = None, *, decimals: int = 2, prefit: bool = False) -> None:
         self.estimator = estimator
         self.decimals = decimals
         self.prefit = prefit
-
-    def _check_params(self) -> None:
-        super()._check_params()
-        check_int(type(self).__name__, "decimals", self.decimals, 0, 15)
 
     def _modify(self, p: np.ndarray, top: np.ndarray, X: Any) -> np.ndarray:
         scale = 10.0**self.decimals
@@ -239,15 +205,13 @@ class TopKConfidence(_OutputDefence):
 
     summary = "disclose only the top-k confidence values"
     rank = 2
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        **_OutputDefence._parameter_constraints, "k": [Int(1)]}
 
     def __init__(self, estimator: Any = None, *, k: int = 1, prefit: bool = False) -> None:
         self.estimator = estimator
         self.k = k
         self.prefit = prefit
-
-    def _check_params(self) -> None:
-        super()._check_params()
-        check_int(type(self).__name__, "k", self.k, 1, None)
 
     def _modify(self, p: np.ndarray, top: np.ndarray, X: Any) -> np.ndarray:
         n_classes = p.shape[1]
@@ -334,6 +298,10 @@ class NoisyConfidence(_OutputDefence):
 
     summary = "add calibrated noise to confidence values"
     rank = 3
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        **_OutputDefence._parameter_constraints,
+        "scale": [Float(0.0)], "mechanism": [OneOf(("laplace", "gaussian"))],
+        "random_state": [Int(0), None]}
 
     def __init__(self, estimator: Any = None, *, scale: float = 0.05,
                  mechanism: str = "laplace", random_state: int | None = None,
@@ -343,14 +311,6 @@ class NoisyConfidence(_OutputDefence):
         self.mechanism = mechanism
         self.random_state = random_state
         self.prefit = prefit
-
-    def _check_params(self) -> None:
-        super()._check_params()
-        name = type(self).__name__
-        check_float(name, "scale", self.scale, 0.0, None)
-        check_choice(name, "mechanism", self.mechanism, ("laplace", "gaussian"))
-        if self.random_state is not None:
-            check_int(name, "random_state", self.random_state, 0, None)
 
     def _fitted_extra(self) -> None:
         self.secret_ = int(np.random.default_rng(self.random_state).integers(0, 2**63 - 1))
@@ -389,6 +349,9 @@ class ReverseSigmoid(_OutputDefence):
 
     summary = "reverse-sigmoid perturbation of confidence values (Lee et al. 2019)"
     rank = 4
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        **_OutputDefence._parameter_constraints,
+        "beta": [Float(0.0)], "gamma": [Float(0.0, closed_lo=False)]}
 
     def __init__(self, estimator: Any = None, *, beta: float = 0.5, gamma: float = 0.5,
                  prefit: bool = False) -> None:
@@ -396,11 +359,6 @@ class ReverseSigmoid(_OutputDefence):
         self.beta = beta
         self.gamma = gamma
         self.prefit = prefit
-
-    def _check_params(self) -> None:
-        super()._check_params()
-        check_float(type(self).__name__, "beta", self.beta, 0.0, None)
-        check_float(type(self).__name__, "gamma", self.gamma, 0.0, None, closed_lo=False)
 
     def _modify(self, p: np.ndarray, top: np.ndarray, X: Any) -> np.ndarray:
         pc = np.clip(p, 1e-12, 1 - 1e-12)

@@ -14,10 +14,11 @@ the OCR digits MLP at eps 0.2: cross-entropy PGD 0.995 -> 0.385, logit-margin PG
 For robustness use :class:`~finmlsec.defences.adversarial.AdversarialTraining`, which trains on
 PGD examples inside the training loop for such networks.
 
-``apply(estimator, X, y)`` takes an unfitted
+``DefensiveDistillation(estimator)`` takes an unfitted
 :class:`~finmlsec.targets.torch_estimator.TorchClassifier` (its architecture and training options
-are reused) and returns a fitted one holding the distilled student, a white-box target like any
-other.
+are reused); fitted, its ``estimator_`` is a fitted one holding the distilled student, a
+white-box target like any other (the defence is ``transparent``: the scan attacks
+``estimator_``).
 
 Example:
     >>> import numpy as np
@@ -26,7 +27,7 @@ Example:
     >>> y = (X[:, 0] + X[:, 1] > 0).astype(int)
     >>> net = TorchClassifier(kwargs={"in_features": 4, "n_classes": 2, "hidden": [16]},
     ...                       epochs=15, input_kind="tabular")
-    >>> student = DefensiveDistillation(temperature=20).apply(net, X, y)
+    >>> student = DefensiveDistillation(net, temperature=20).fit(X, y).estimator_
     >>> float((student.predict(X) == y).mean()) > 0.9, student.gradient(X[:3], y[:3]).shape
     (True, (3, 4))
 """
@@ -36,10 +37,10 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import numpy as np
-from sklearn.base import BaseEstimator, clone
+from sklearn.base import clone
 
-from finmlsec.defences._params import check_float
-from finmlsec.defences.base import DEFENCES
+from finmlsec.defences._params import Float
+from finmlsec.defences.base import DEFENCES, Defence
 from finmlsec.errors import CapabilityError
 from finmlsec.extras import require
 
@@ -70,24 +71,30 @@ def _train(est: Any, X: np.ndarray, target: Any, temperature: float) -> Any:
 
 
 @DEFENCES.register("defensive_distillation")
-class DefensiveDistillation(BaseEstimator):
+class DefensiveDistillation(Defence):
     """Train teacher and student at ``temperature``, deploy the student at 1; see the module
-    docstring. The estimator must be a ``TorchClassifier`` (a torch architecture to retrain)."""
+    docstring. The estimator must be a ``TorchClassifier`` (a torch architecture to retrain);
+    ``estimator_`` is the student (a fitted ``TorchClassifier``), ``teacher_`` the teacher's
+    network."""
 
     countermeasure: ClassVar[str] = "defensive_distillation"
     counters: ClassVar[frozenset[str]] = frozenset({"induce_false_prediction"})
     stage: ClassVar[str] = "training"
     summary: ClassVar[str] = "defensive distillation at temperature T (falls to logit attacks)"
     neural_only: ClassVar[bool] = True
+    transparent: ClassVar[bool] = True
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {"temperature": [Float(1.0)]}
 
-    def __init__(self, *, temperature: float = 20.0) -> None:
+    def __init__(self, estimator: Any = None, *, temperature: float = 20.0) -> None:
+        self.estimator = estimator
         self.temperature = temperature
 
-    def apply(self, estimator: Any, X: Any, y: Any) -> Any:
+    def _fit(self, X: Any, y: Any) -> None:
         torch = require("torch", "defensive distillation")
         from finmlsec.targets.torch import TorchTarget
 
-        T = check_float(type(self).__name__, "temperature", self.temperature, 1.0, None)
+        estimator = self.estimator
+        T = float(self.temperature)
         if not all(hasattr(estimator, a) for a in ("architecture", "kwargs", "epochs")):
             raise CapabilityError(
                 f"defensive distillation retrains a neural network; it needs a TorchClassifier, "
@@ -107,4 +114,4 @@ class DefensiveDistillation(BaseEstimator):
                                   preprocess=pre)
         out.capabilities = out.target_.capabilities
         self.teacher_ = teacher
-        return out
+        self._adopt(out)

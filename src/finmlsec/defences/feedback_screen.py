@@ -39,15 +39,15 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, clone
+from sklearn.base import clone
 from sklearn.ensemble import IsolationForest
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 
 from finmlsec.arrays import take_rows
-from finmlsec.defences._params import check_float, check_int
-from finmlsec.defences.base import DEFENCES
+from finmlsec.defences._params import Float, Int, validate_params
+from finmlsec.defences.base import DEFENCES, Defence
 from finmlsec.defences.poison_filter import Decisions
 from finmlsec.errors import DataError
 from finmlsec.schema import preprocessor
@@ -61,8 +61,15 @@ def _as_frame(X: Any) -> pd.DataFrame:
 
 
 @DEFENCES.register("feedback_screen")
-class FeedbackScreen(BaseEstimator):
-    """Quarantine suspicious false-prediction reports; see the module docstring."""
+class FeedbackScreen(Defence):
+    """Quarantine suspicious false-prediction reports; see the module docstring.
+
+    ``fit(X, y, feedback=None, feedback_y=None, sources=None)`` learns what the trusted ``(X,
+    y)`` say (``model_``, thresholds, outlier scores), screens the reports ``feedback`` (labels
+    ``feedback_y``, providers ``sources``; ``decisions_``) and fits a clone of ``estimator``
+    (default: the screen's ``model``) on the trusted data plus the accepted reports. The fitted
+    screen then takes later batches of reports with :meth:`decide` / :meth:`screen`.
+    """
 
     countermeasure: ClassVar[str] = "screen_false_prediction_data"
     counters: ClassVar[frozenset[str]] = frozenset(
@@ -75,9 +82,18 @@ class FeedbackScreen(BaseEstimator):
     #: so every report would repeat every other: the scan does not try it on text models
     input_kinds: ClassVar[tuple[str, ...]] = ("tabular", "image")
 
-    def __init__(self, *, model: Any = None, outlier_quantile: float = 0.01,
+    transparent: ClassVar[bool] = True
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "outlier_quantile": [Float(0.0, 0.5)], "max_similar": [Int(1)],
+        "max_fields_differ": [Int(0)], "min_trust": [Float(0.0, 1.0)], "cv": [Int(2)],
+        "random_state": [Int(0), None],
+    }
+
+    def __init__(self, estimator: Any = None, *, model: Any = None,
+                 outlier_quantile: float = 0.01,
                  max_similar: int = 3, max_fields_differ: int = 2, min_trust: float = 0.5,
                  cv: int = 5, random_state: int | None = 0) -> None:
+        self.estimator = estimator
         self.model = model
         self.outlier_quantile = outlier_quantile
         self.max_similar = max_similar
@@ -86,20 +102,34 @@ class FeedbackScreen(BaseEstimator):
         self.cv = cv
         self.random_state = random_state
 
-    def _check(self) -> None:
-        name = type(self).__name__
-        check_float(name, "outlier_quantile", self.outlier_quantile, 0.0, 0.5)
-        check_int(name, "max_similar", self.max_similar, 1, None)
-        check_int(name, "max_fields_differ", self.max_fields_differ, 0, None)
-        check_float(name, "min_trust", self.min_trust, 0.0, 1.0)
-        check_int(name, "cv", self.cv, 2, None)
-
-    def fit(self, X: Any, y: Any) -> FeedbackScreen:
-        """Learn what the trusted training data say (model, thresholds, outlier scores)."""
-        self._check()
-        y = np.asarray(y)
-        model = self.model if self.model is not None else make_pipeline(
+    def _model(self, X: Any) -> Any:
+        return self.model if self.model is not None else make_pipeline(
             preprocessor(X=X), LogisticRegression(max_iter=1000))
+
+    def _default_estimator(self, X: Any = None) -> Any:
+        return self._model(X)
+
+    def _fit(self, X: Any, y: Any, feedback: Any = None, feedback_y: Any = None,
+             sources: Any = None, **fit_params: Any) -> None:
+        self._learn(X, y)
+        if feedback is None:
+            self._adopt(clone(self._inner(X)).fit(X, y, **fit_params))
+            return
+        self.decisions_ = self.decide(feedback, feedback_y, sources)
+        ok = np.flatnonzero(self.decisions_.accept)
+        fx = take_rows(feedback, ok)
+        fy = np.asarray(feedback_y)[ok]
+        if isinstance(X, pd.DataFrame):
+            Xm: Any = pd.concat([X, fx], ignore_index=True)
+        else:
+            Xm = np.concatenate([np.asarray(X), np.asarray(fx)])
+        self._adopt(clone(self._inner(X)).fit(Xm, np.concatenate([np.asarray(y), fy]),
+                                              **fit_params))
+
+    def _learn(self, X: Any, y: Any) -> None:
+        """Learn what the trusted training data say (model, thresholds, outlier scores)."""
+        y = np.asarray(y)
+        model = self._model(X)
         self.classes_ = np.unique(y)
         n_splits = int(min(self.cv, min(np.sum(y == c) for c in self.classes_)))
         if n_splits < 2 or len(self.classes_) < 2:
@@ -114,17 +144,17 @@ class FeedbackScreen(BaseEstimator):
         self.iso_ = IsolationForest(random_state=self.random_state).fit(Z)
         self.outlier_cut_ = float(np.quantile(self.iso_.score_samples(Z), self.outlier_quantile))
         self.reset()
-        return self
 
     def reset(self) -> None:
         """Forget the reports seen so far."""
-        self._seen: list[tuple[np.ndarray, Any]] = []
-        self._source_counts: dict[str, list[int]] = {}
+        self.seen_: list[tuple[np.ndarray, Any]] = []
+        self.source_counts_: dict[str, list[int]] = {}
 
     def decide(self, X: Any, y: Any, sources: Any = None) -> Decisions:
         """One decision and reason per report; remembers the reports for later batches."""
-        self._check()
-        if not hasattr(self, "_seen"):
+        validate_params(type(self).__name__, self.get_params(deep=False),
+                        self._parameter_constraints)
+        if not hasattr(self, "seen_"):
             self.reset()
         y = np.asarray(y)
         n = len(y)
@@ -153,7 +183,7 @@ class FeedbackScreen(BaseEstimator):
         for i in range(n):
             row = values[i]
             similar = sum(
-                1 for old, lab in self._seen
+                1 for old, lab in self.seen_
                 if lab == y[i] and len(old) == len(row)
                 and int(np.sum(old != row)) <= self.max_fields_differ
             )
@@ -161,7 +191,7 @@ class FeedbackScreen(BaseEstimator):
                 rep[i] = True
                 rep_why[i] = (f"repetition: {similar} earlier report(s) claim {y[i]} for "
                               "near-identical records")
-            self._seen.append((row, y[i]))
+            self.seen_.append((row, y[i]))
         flags["repetition"] = rep
         why["repetition"] = rep_why
         flagged = np.any(list(flags.values()), axis=0)
@@ -173,11 +203,11 @@ class FeedbackScreen(BaseEstimator):
             if len(src) != n:
                 raise DataError(f"sources has {len(src)} entries for {n} reports")
             for i, s in enumerate(src):
-                counts = self._source_counts.setdefault(s, [0, 0])
+                counts = self.source_counts_.setdefault(s, [0, 0])
                 counts[0] += 1
                 counts[1] += int(flagged[i])
             for s in map(str, np.unique(src)):
-                seen, bad = self._source_counts[s]
+                seen, bad = self.source_counts_[s]
                 trust[s] = 1.0 - bad / seen
                 if trust[s] < self.min_trust:
                     for j in np.flatnonzero(src == s):
@@ -190,20 +220,3 @@ class FeedbackScreen(BaseEstimator):
     def screen(self, X: Any, y: Any, sources: Any = None) -> np.ndarray:
         """The accept mask over one batch of reports (True = may be merged)."""
         return self.decide(X, y, sources).accept
-
-    def apply(self, estimator: Any, X: Any, y: Any, *, feedback: Any = None,
-              feedback_y: Any = None, sources: Any = None) -> Any:
-        """Fit the screen on the trusted ``(X, y)``, screen ``feedback``, and fit a clone of
-        ``estimator`` on the trusted data plus the accepted reports (``decisions_`` kept)."""
-        self.fit(X, y)
-        if feedback is None:
-            return clone(estimator).fit(X, y)
-        self.decisions_ = self.decide(feedback, feedback_y, sources)
-        ok = np.flatnonzero(self.decisions_.accept)
-        fx = take_rows(feedback, ok)
-        fy = np.asarray(feedback_y)[ok]
-        if isinstance(X, pd.DataFrame):
-            Xm: Any = pd.concat([X, fx], ignore_index=True)
-        else:
-            Xm = np.concatenate([np.asarray(X), np.asarray(fx)])
-        return clone(estimator).fit(Xm, np.concatenate([np.asarray(y), fy]))

@@ -39,8 +39,8 @@ from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin, 
 from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from finmlsec.defences._params import check_choice, check_int
-from finmlsec.defences.base import DEFENCES
+from finmlsec.defences._params import Int, OneOf, Satisfies, check_int
+from finmlsec.defences.base import DEFENCES, Defence
 from finmlsec.errors import ConfigError, DataError
 from finmlsec.schema import FeatureSchema
 
@@ -400,7 +400,7 @@ class GeneralisationReport:
 
 
 @DEFENCES.register("generalise.fields")
-class Generalise(BaseEstimator):
+class Generalise(Defence):
     """The defence: generalise personal fields, suppress rare combinations, fit the model.
 
     ``quasi_identifiers`` defaults to the schema's personal fields (or the rules' fields).
@@ -408,19 +408,21 @@ class Generalise(BaseEstimator):
     combination is shared by fewer than ``k`` records are dropped (``k=1`` keeps all).
     ``method="mondrian"``: :class:`MondrianRecoding` of the numeric quasi-identifiers into cells
     of at least ``k`` records (local recoding: nothing is suppressed; ``rules`` must be None).
-    ``apply`` returns ``Pipeline([generalise, model])`` fitted on what is left; ``report_``
-    holds k-anonymity and l-diversity (of the labels) before and after.
+    ``fit`` fits a clone of ``estimator`` on what is left; ``pipeline_`` is
+    ``Pipeline([generalise, model])`` (inputs at prediction time are generalised the same way),
+    ``generaliser_`` its first step; ``report_`` holds k-anonymity and l-diversity (of the
+    labels) before and after.
 
     Example:
         >>> from finmlsec.datasets.base import load
         >>> from sklearn.tree import DecisionTreeClassifier
         >>> d = load("german_credit")
         >>> num = d.X[["age", "credit_amount", "duration_months"]]
-        >>> g = Generalise(schema=d.schema, k=5)
-        >>> model = g.apply(DecisionTreeClassifier(max_depth=3, random_state=0), num, d.y)
+        >>> g = Generalise(DecisionTreeClassifier(max_depth=3, random_state=0), schema=d.schema, k=5)
+        >>> g = g.fit(num, d.y)
         >>> g.report_.k_after >= 5, g.report_.k_before
         (True, 1)
-        >>> sorted(model[0].transform(num)["age"].unique().tolist())
+        >>> sorted(g.generaliser_.transform(num)["age"].unique().tolist())
         [20, 30, 40, 50, 60, 70, 75]
     """
 
@@ -428,21 +430,42 @@ class Generalise(BaseEstimator):
     counters: ClassVar[frozenset[str]] = frozenset({"infer_training_data"})
     stage: ClassVar[str] = "training_data"
     summary: ClassVar[str] = "generalise personal fields (round, truncate, group), suppress rare rows"
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "rules": [Satisfies(lambda v: isinstance(v, dict), "a dict"), None],
+        "k": [Int(1)], "method": [OneOf(("rules", "mondrian"))],
+        "quasi_identifiers": [Satisfies(lambda v: isinstance(v, list | tuple), "a list"), None],
+    }
 
-    def __init__(self, *, rules: dict[str, Rule] | None = None,
+    def __init__(self, estimator: Any = None, *, rules: dict[str, Rule] | None = None,
                  schema: FeatureSchema | None = None, k: int = 1,
                  quasi_identifiers: list[str] | None = None, method: str = "rules") -> None:
+        self.estimator = estimator
         self.rules = rules
         self.schema = schema
         self.k = k
         self.quasi_identifiers = quasi_identifiers
         self.method = method
 
-    def transform_data(self, X: pd.DataFrame, y: Any) -> tuple[Any, pd.DataFrame, np.ndarray]:
-        """Generalise and suppress; returns the fitted generaliser and the kept rows."""
+    def _fit(self, X: Any, y: Any, **fit_params: Any) -> None:
+        """Generalise ``X``, drop rare combinations, fit a clone of ``estimator`` on the rest."""
+        gen, Xk, yk, self.report_ = self._generalise(X, y)
+        model = clone(self._inner()).fit(Xk, yk, **fit_params)
+        self.generaliser_ = gen
+        self.pipeline_ = Pipeline([("generalise", gen), ("model", model)])
+        self._adopt(model)
+
+    def predict(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "pipeline_")
+        return np.asarray(self.pipeline_.predict(X))
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "pipeline_")
+        return np.asarray(self.pipeline_.predict_proba(X))
+
+    def _generalise(self, X: pd.DataFrame, y: Any
+                    ) -> tuple[Any, pd.DataFrame, np.ndarray, GeneralisationReport]:
+        """Generalise and suppress: the fitted generaliser, the kept rows and the report."""
         name = type(self).__name__
-        check_int(name, "k", self.k, 1, None)
-        check_choice(name, "method", self.method, ("rules", "mondrian"))
         gen: GeneraliseFields | MondrianRecoding
         if self.method == "mondrian":
             if self.rules is not None:
@@ -467,7 +490,7 @@ class Generalise(BaseEstimator):
             sizes = np.bincount(groups)
             keep = sizes[groups] >= self.k
         Xk = Xg.loc[keep].reset_index(drop=True)
-        self.report_ = GeneralisationReport(
+        report = GeneralisationReport(
             quasi_identifiers=tuple(qi),
             k_before=k_anonymity(X, qi), k_after=k_anonymity(Xk, qi) if len(Xk) else 0,
             l_before=l_diversity(X, qi, y), l_after=l_diversity(Xk, qi, y[keep]) if len(Xk) else 0,
@@ -476,10 +499,4 @@ class Generalise(BaseEstimator):
         if not keep.any():
             raise DataError(f"{type(self).__name__}: every record was suppressed at k={self.k}; "
                             "generalise more coarsely or lower k")
-        return gen, Xk, y[keep]
-
-    def apply(self, estimator: Any, X: Any, y: Any) -> Pipeline:
-        """Generalise ``X``, drop rare combinations, fit ``Pipeline([generalise, estimator])``."""
-        gen, Xk, yk = self.transform_data(X, y)
-        model = clone(estimator).fit(Xk, yk)
-        return Pipeline([("generalise", gen), ("model", model)])
+        return gen, Xk, y[keep], report

@@ -11,9 +11,9 @@ detection, text normalisation.
   than a normal input's. The threshold is the ``1 - fpr`` quantile on clean data;
 * :func:`normalise_text`: Unicode NFKC, invisible and bidirectional-control characters removed,
   confusable letters (Cyrillic, Greek) folded to Latin;
-* :class:`InputScreen`: the defence combining them; ``apply`` fits the model and the screen and
-  returns a :class:`ScreenedClassifier` whose ``decide(X)`` gives a decision and reason per record
-  and whose ``predict`` refuses rejected inputs.
+* :class:`InputScreen`: the defence combining them; ``fit`` fits the model and the screen (a
+  :class:`ScreenedClassifier`); ``decide(X)`` gives a decision and reason per record and
+  ``predict`` refuses rejected inputs.
 
 Example:
     >>> normalise_text("c\\u0430rd\\u200b l\\u0456m\\u0456t")  # Cyrillic a, i and a zero-width space
@@ -40,8 +40,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.utils import _safe_indexing, get_tags
 from sklearn.utils.validation import _num_samples, check_is_fitted, validate_data
 
-from finmlsec.defences._params import check_float, check_int
-from finmlsec.defences.base import DEFENCES
+from finmlsec.defences._params import Bool, Float, Int, check_float, check_int
+from finmlsec.defences.base import DEFENCES, Defence, InputScreening
 from finmlsec.defences.poison_filter import Decisions
 from finmlsec.errors import ConfigError, DataError
 from finmlsec.schema import FeatureSchema, preprocessor
@@ -306,7 +306,7 @@ class SqueezeDetector(OutlierMixin, BaseEstimator):
         return np.where(self.decision_function(X) < 0, -1, 1)
 
 
-class ScreenedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
+class ScreenedClassifier(InputScreening, ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
     """A model behind an input screen: ``decide(X)`` returns a decision and reason per record;
     ``predict``/``predict_proba`` answer only if every record is accepted (else ``DataError``).
 
@@ -316,8 +316,7 @@ class ScreenedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
     (chosen with ``random_state``) against a probe model fitted on the rest (a model is steadier
     on its own training data), then it watches ``estimator_``. ``schema`` validates each record.
     With ``text=True`` inputs are strings, normalised by :func:`normalise_text` (no detectors).
-    :meth:`InputScreen.apply` returns one fitted, whose parameters are its fitted parts (so
-    ``guarded.estimator`` is the fitted model; ``clone`` gives unfitted copies).
+    :class:`InputScreen` fits one as its ``screen_``.
 
     Example:
         >>> from sklearn.datasets import load_digits
@@ -452,15 +451,19 @@ class ScreenedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
 
 
 @DEFENCES.register("input_screen")
-class InputScreen(BaseEstimator):
+class InputScreen(InputScreening, Defence):
     """The defence: validate, detect out-of-distribution and adversarial inputs, normalise text.
+
+    ``fit`` fits a :class:`ScreenedClassifier` around a clone of ``estimator`` (``screen_``);
+    ``estimator_`` is the model behind the screen, ``decide(X)`` the screen's decisions, and
+    ``predict``/``predict_proba`` answer only if every record is accepted (else ``DataError``).
 
     Example:
         >>> from sklearn.datasets import load_digits
         >>> from sklearn.linear_model import LogisticRegression
         >>> X, y = load_digits(return_X_y=True)
-        >>> guarded = InputScreen(random_state=0).apply(LogisticRegression(max_iter=300), X[:1000], y[:1000])
-        >>> d = guarded.decide(np.vstack([X[1002:1005], np.full((1, 64), 16.0)]))
+        >>> guarded = InputScreen(LogisticRegression(max_iter=300), random_state=0)
+        >>> d = guarded.fit(X[:1000], y[:1000]).decide(np.vstack([X[1002:1005], np.full((1, 64), 16.0)]))
         >>> d.accept.tolist()
         [True, True, True, False]
     """
@@ -471,10 +474,16 @@ class InputScreen(BaseEstimator):
     summary: ClassVar[str] = (
         "schema validation, out-of-distribution and feature-squeezing detectors, text normalising"
     )
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "ood_quantile": [Float(0.0, 0.5)], "squeeze_levels": [Int(2), None],
+        "squeeze_fpr": [Float(0.0, 1.0)], "text": [Bool()], "random_state": [Int(0), None],
+    }
 
-    def __init__(self, *, schema: FeatureSchema | None = None, ood_quantile: float = 0.01,
-                 squeeze_levels: int | None = 8, squeeze_fpr: float = 0.05, text: bool = False,
+    def __init__(self, estimator: Any = None, *, schema: FeatureSchema | None = None,
+                 ood_quantile: float = 0.01, squeeze_levels: int | None = 8,
+                 squeeze_fpr: float = 0.05, text: bool = False,
                  random_state: int | None = None) -> None:
+        self.estimator = estimator
         self.schema = schema
         self.ood_quantile = ood_quantile
         self.squeeze_levels = squeeze_levels
@@ -482,16 +491,37 @@ class InputScreen(BaseEstimator):
         self.text = text
         self.random_state = random_state
 
-    def apply(self, estimator: Any, X: Any, y: Any) -> ScreenedClassifier:
-        """``ScreenedClassifier`` around ``estimator``, fitted on ``X, y``; its parameters are
-        set to its fitted parts (``guarded.estimator`` is the fitted model)."""
+    def _screened(self) -> ScreenedClassifier:
         if self.text:
-            sc = ScreenedClassifier(estimator, text=True).fit(X, y)
-        else:
-            sq = None if self.squeeze_levels is None else SqueezeDetector(
-                levels=self.squeeze_levels, fpr=self.squeeze_fpr)
-            sc = ScreenedClassifier(estimator, schema=self.schema,
-                                    ood=OODDetector(quantile=self.ood_quantile,
-                                                    random_state=self.random_state),
-                                    squeezer=sq, random_state=self.random_state).fit(X, y)
-        return sc.set_params(estimator=sc.estimator_, ood=sc.ood_, squeezer=sc.squeezer_)
+            return ScreenedClassifier(self.estimator, text=True)
+        sq = None if self.squeeze_levels is None else SqueezeDetector(
+            levels=self.squeeze_levels, fpr=self.squeeze_fpr)
+        return ScreenedClassifier(self.estimator, schema=self.schema,
+                                  ood=OODDetector(quantile=self.ood_quantile,
+                                                  random_state=self.random_state),
+                                  squeezer=sq, random_state=self.random_state)
+
+    def _fit(self, X: Any, y: Any) -> None:
+        self.screen_ = self._screened().fit(X, y)
+        self._adopt(self.screen_.estimator_)
+        if hasattr(self.screen_, "n_features_in_"):
+            self.n_features_in_ = self.screen_.n_features_in_
+
+    def decide(self, X: Any) -> Decisions:
+        """One decision and reason per record (see :meth:`ScreenedClassifier.decide`)."""
+        check_is_fitted(self, "screen_")
+        return self.screen_.decide(X)
+
+    def predict(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "screen_")
+        return self.screen_.predict(X)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "screen_")
+        return self.screen_.predict_proba(X)
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        inner = self._screened().__sklearn_tags__()
+        tags.input_tags = inner.input_tags
+        return tags

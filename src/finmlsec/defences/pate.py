@@ -72,7 +72,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 from scipy.special import log_ndtr
-from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.base import clone
 from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 from sklearn.exceptions import ConvergenceWarning
@@ -83,9 +83,9 @@ from sklearn.utils import _safe_indexing, check_array, check_consistent_length, 
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
-from finmlsec.defences._params import check_choice, check_float, check_int
-from finmlsec.defences.base import DEFENCES
-from finmlsec.errors import ConfigError, DataError
+from finmlsec.defences._params import Bool, Float, Int, OneOf
+from finmlsec.defences.base import DEFENCES, Defence
+from finmlsec.errors import DataError
 from finmlsec.extras import require
 
 AGGREGATORS = ("laplace", "gnmax", "confident_gnmax")
@@ -166,7 +166,7 @@ class PrivacyReport:
 
 
 @DEFENCES.register("pate")
-class PATE(ClassifierMixin, BaseEstimator):
+class PATE(Defence):
     """Teachers on disjoint partitions, noisy aggregation, a student on public data; see the
     module docstring. ``fit(X, y, X_public=...)``: ``X, y`` are the sensitive data; without
     ``X_public`` a share ``public_share`` of ``X`` is set aside and its labels are dropped (a
@@ -181,6 +181,16 @@ class PATE(ClassifierMixin, BaseEstimator):
     counters: ClassVar[frozenset[str]] = frozenset({"infer_training_data"})
     stage: ClassVar[str] = "training"
     summary: ClassVar[str] = "PATE: noisy teacher-ensemble labels for a student, with DP accounting"
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "n_teachers": [Int(1)], "aggregator": [OneOf(AGGREGATORS)],
+        "noise": [Float(0.0, closed_lo=False)], "threshold": [Float(0.0)],
+        "threshold_noise": [Float(0.0, closed_lo=False)], "max_queries": [Int(1)],
+        "public_share": [Float(0.0, 1.0, closed_lo=False)],
+        "query_selection": [OneOf(SELECTIONS)], "semi_supervised": [OneOf(SEMI_SUPERVISED)],
+        "teacher_spreading": [Bool()], "delta": [Float(0.0, 1.0, closed_lo=False)],
+        "random_state": [Int(0), None],
+    }
+    _fast_params: ClassVar[dict[str, Any]] = {"n_teachers": 10, "max_queries": 60}
 
     def __init__(self, estimator: Any = None, *, student: Any = None, n_teachers: int = 50,
                  aggregator: str = "gnmax", noise: float = 20.0, threshold: float = 0.0,
@@ -204,24 +214,7 @@ class PATE(ClassifierMixin, BaseEstimator):
         self.delta = delta
         self.random_state = random_state
 
-    def _check(self) -> None:
-        name = type(self).__name__
-        check_int(name, "n_teachers", self.n_teachers, 1, None)
-        check_choice(name, "aggregator", self.aggregator, AGGREGATORS)
-        check_float(name, "noise", self.noise, 0.0, None, closed_lo=False)
-        check_float(name, "threshold", self.threshold, 0.0, None)
-        check_float(name, "threshold_noise", self.threshold_noise, 0.0, None, closed_lo=False)
-        check_int(name, "max_queries", self.max_queries, 1, None)
-        check_float(name, "public_share", self.public_share, 0.0, 1.0, closed_lo=False)
-        check_choice(name, "query_selection", self.query_selection, SELECTIONS)
-        check_choice(name, "semi_supervised", self.semi_supervised, SEMI_SUPERVISED)
-        if not isinstance(self.teacher_spreading, bool):
-            raise ConfigError(f"The 'teacher_spreading' parameter of {name} must be a bool. "
-                              f"Got {self.teacher_spreading!r} instead.")
-        check_float(name, "delta", self.delta, 0.0, 1.0, closed_lo=False)
-
-    def fit(self, X: Any, y: Any, X_public: Any = None) -> PATE:
-        self._check()
+    def _fit(self, X: Any, y: Any, X_public: Any = None) -> None:
         _orders()  # before any teacher is trained: without dp-accounting, fail here
         if y is None:
             raise ValueError("PATE requires y to be passed, but the target y is None")
@@ -297,7 +290,6 @@ class PATE(ClassifierMixin, BaseEstimator):
                 setattr(self, attr, getattr(self.student_, attr))
         if not hasattr(self, "n_features_in_") and hasattr(X, "shape"):
             self.n_features_in_ = X.shape[1]
-        return self
 
     def _fit_student(self, student: Any, X_public: Any, known: np.ndarray,
                      view: np.ndarray | None, rng: np.random.Generator) -> tuple[Any, int]:
@@ -390,9 +382,6 @@ class PATE(ClassifierMixin, BaseEstimator):
         return PrivacyReport(self.aggregator, eps, eps_dep, self.delta, n_checked, n_answered,
                              agreement, n_student)
 
-    def apply(self, estimator: Any, X: Any, y: Any) -> PATE:
-        return clone(self).set_params(estimator=estimator).fit(X, y)
-
     def _input(self, X: Any) -> Any:
         check_is_fitted(self, "student_")
         if hasattr(X, "iloc"):
@@ -400,13 +389,6 @@ class PATE(ClassifierMixin, BaseEstimator):
         base = self.estimator if self.estimator is not None else LogisticRegression()
         return check_array(X, accept_sparse="csr",
                            ensure_all_finite=not get_tags(base).input_tags.allow_nan)
-
-    def __sklearn_tags__(self) -> Any:
-        tags = super().__sklearn_tags__()
-        inner = get_tags(self.estimator if self.estimator is not None else LogisticRegression())
-        tags.input_tags.sparse = inner.input_tags.sparse
-        tags.input_tags.allow_nan = inner.input_tags.allow_nan
-        return tags
 
     def predict(self, X: Any) -> np.ndarray:
         X = self._input(X)

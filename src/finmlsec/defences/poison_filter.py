@@ -46,15 +46,15 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
-from sklearn.base import BaseEstimator, clone
+from sklearn.base import clone
 from sklearn.ensemble import IsolationForest
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 
 from finmlsec.arrays import take_rows
-from finmlsec.defences._params import check_choice, check_float, check_int
-from finmlsec.defences.base import DEFENCES
+from finmlsec.defences._params import Float, Int, Satisfies, check_int, validate_params
+from finmlsec.defences.base import DEFENCES, Defence
 from finmlsec.defences.robust import label_loss, trim_fit
 from finmlsec.errors import DataError
 from finmlsec.schema import preprocessor
@@ -117,11 +117,13 @@ def confident_learning(model: Any, X: Any, y: Any, *, cv: int = 5,
 
 
 @DEFENCES.register("poison_filter")
-class PoisonFilter(BaseEstimator):
-    """Screen training data with several detectors and fit on what passes; see the module
-    docstring. ``model``: the classifier the detectors use (default: logistic regression on
-    one-hot/scaled features); ``min_votes``: detectors that must flag a record to reject it
-    (None: calibrated on the data, see the module docstring)."""
+class PoisonFilter(Defence):
+    """Screen training data with several detectors and fit a clone of ``estimator`` on what
+    passes; see the module docstring. ``model``: the classifier the detectors use (default:
+    logistic regression on one-hot/scaled features); ``min_votes``: detectors that must flag a
+    record to reject it (None: calibrated on the data, see the module docstring).
+    ``fit(X, y, sources=None)``: ``sources`` names each record's provider (for source trust);
+    ``decisions_`` keeps the decisions."""
 
     countermeasure: ClassVar[str] = "detect_malicious_training_data"
     counters: ClassVar[frozenset[str]] = frozenset({"generate_malicious_model"})
@@ -130,11 +132,24 @@ class PoisonFilter(BaseEstimator):
         "remove suspicious training records (confident learning, TRIM, outliers, source trust)"
     )
 
-    def __init__(self, *, detectors: tuple[str, ...] = ("confident_learning", "trim"),
+    transparent: ClassVar[bool] = True
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "detectors": [Satisfies(lambda v: not isinstance(v, str) and len(v) > 0
+                                and all(d in DETECTORS for d in v),
+                                f"a non-empty tuple of {list(DETECTORS)}")],
+        "contamination": [Float(0.0, 0.5, closed_lo=False)], "cv": [Int(2)],
+        "min_votes": [Int(1), None], "min_trust": [Float(0.0, 1.0)],
+        "trust": [Satisfies(lambda v: isinstance(v, dict), "a dict"), None],
+        "random_state": [Int(0), None],
+    }
+
+    def __init__(self, estimator: Any = None, *,
+                 detectors: tuple[str, ...] = ("confident_learning", "trim"),
                  model: Any = None, contamination: float = 0.1, cv: int = 5,
                  min_votes: int | None = None,
                  trust: dict[str, float] | None = None, min_trust: float = 0.5,
                  random_state: int | None = 0) -> None:
+        self.estimator = estimator
         self.detectors = detectors
         self.model = model
         self.contamination = contamination
@@ -144,27 +159,17 @@ class PoisonFilter(BaseEstimator):
         self.min_trust = min_trust
         self.random_state = random_state
 
-    def _check(self) -> None:
-        name = type(self).__name__
-        if isinstance(self.detectors, str) or not self.detectors:
-            raise DataError(f"The 'detectors' parameter of {name} must be a non-empty tuple of "
-                            f"{list(DETECTORS)}. Got {self.detectors!r} instead.")
-        for d in self.detectors:
-            check_choice(name, "detectors", d, DETECTORS)
-        check_float(name, "contamination", self.contamination, 0.0, 0.5, closed_lo=False)
-        check_int(name, "cv", self.cv, 2, None)
-        if self.min_votes is not None:
-            check_int(name, "min_votes", self.min_votes, 1, len(self.detectors))
-        check_float(name, "min_trust", self.min_trust, 0.0, 1.0)
-
     def _model(self, X: Any) -> Any:
         if self.model is not None:
             return self.model
         return make_pipeline(preprocessor(X=X), LogisticRegression(max_iter=1000))
 
     def decide(self, X: Any, y: Any, sources: Any = None) -> Decisions:
-        """Run the detectors; one decision and reason per record."""
-        self._check()
+        """Run the detectors; one decision and reason per record (nothing is fitted)."""
+        name = type(self).__name__
+        validate_params(name, self.get_params(deep=False), self._parameter_constraints)
+        if self.min_votes is not None:
+            check_int(name, "min_votes", self.min_votes, 1, len(self.detectors))
         y = np.asarray(y)
         n = len(y)
         model = self._model(X)
@@ -235,8 +240,12 @@ class PoisonFilter(BaseEstimator):
         """The accept mask (True = keep the record)."""
         return self.decide(X, y, sources).accept
 
-    def apply(self, estimator: Any, X: Any, y: Any, *, sources: Any = None) -> Any:
+    def _fit(self, X: Any, y: Any, sources: Any = None, **fit_params: Any) -> None:
         """Fit a clone of ``estimator`` on the accepted records; ``decisions_`` keeps the rest."""
         self.decisions_ = self.decide(X, y, sources)
         keep = np.flatnonzero(self.decisions_.accept)
-        return clone(estimator).fit(take_rows(X, keep), np.asarray(y)[keep])
+        self._adopt(clone(self._inner(X)).fit(take_rows(X, keep), np.asarray(y)[keep],
+                                             **fit_params))
+
+    def _default_estimator(self, X: Any = None) -> Any:
+        return self._model(X)

@@ -29,7 +29,6 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clone
 from sklearn.ensemble import BaggingClassifier
-from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.tree import DecisionTreeClassifier
 from sklearn.utils import get_tags
@@ -43,8 +42,8 @@ from sklearn.utils.validation import (
 )
 
 from finmlsec.arrays import take_rows
-from finmlsec.defences._params import check_float, check_int
-from finmlsec.defences.base import DEFENCES
+from finmlsec.defences._params import Float, Int, check_float, check_int
+from finmlsec.defences.base import DEFENCES, Defence
 from finmlsec.errors import CapabilityError
 
 _POISONING = frozenset({"generate_malicious_model"})
@@ -87,28 +86,28 @@ def trim_fit(estimator: Any, X: Any, y: np.ndarray, n_keep: int,
 
 
 @DEFENCES.register("robust.trimmed_loss")
-class TrimmedLossClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
+class TrimmedLossClassifier(Defence):
     """A classifier fitted by TRIM: on the ``1 - trim`` share of records with the lowest loss.
 
     ``trim`` should be at least the share of poisoned records one wants to survive. After fit,
     ``kept_`` marks the records the final model was trained on and ``n_iter_`` the rounds.
-    ``apply(estimator, X, y)`` returns this meta-estimator around ``estimator``, fitted.
     """
 
     countermeasure: ClassVar[str] = "robust_algorithm"
     counters: ClassVar[frozenset[str]] = _POISONING
     stage: ClassVar[str] = "training"
     summary: ClassVar[str] = "trimmed-loss training (TRIM, Jagielski et al. 2018)"
+    transparent: ClassVar[bool] = True
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "trim": [Float(0.0, 0.5)], "max_iter": [Int(1)]}
 
     def __init__(self, estimator: Any = None, *, trim: float = 0.1, max_iter: int = 10) -> None:
         self.estimator = estimator
         self.trim = trim
         self.max_iter = max_iter
 
-    def fit(self, X: Any, y: Any) -> TrimmedLossClassifier:
+    def _fit(self, X: Any, y: Any) -> None:
         name = type(self).__name__
-        check_float(name, "trim", self.trim, 0.0, 0.5)
-        check_int(name, "max_iter", self.max_iter, 1, None)
         if y is None:
             raise ValueError(f"{name} requires y to be passed, but the target y is None")
         if not (hasattr(X, "iloc") or sp.issparse(X) or isinstance(X, np.ndarray)):
@@ -125,32 +124,9 @@ class TrimmedLossClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         check_classification_targets(y)
         if sp.issparse(X):
             X = sp.csr_matrix(X)
-        est = self.estimator if self.estimator is not None else LogisticRegression(max_iter=1000)
         n_keep = max(int(np.ceil((1.0 - self.trim) * len(y))), 1)
-        self.estimator_, self.kept_, self.n_iter_ = trim_fit(est, X, y, n_keep, self.max_iter)
-        self.classes_ = np.asarray(self.estimator_.classes_)
-        for attr in ("n_features_in_", "feature_names_in_"):
-            if hasattr(self.estimator_, attr):
-                setattr(self, attr, getattr(self.estimator_, attr))
-        return self
-
-    def apply(self, estimator: Any, X: Any, y: Any) -> TrimmedLossClassifier:
-        return clone(self).set_params(estimator=estimator).fit(X, y)
-
-    def predict(self, X: Any) -> np.ndarray:
-        check_is_fitted(self, "estimator_")
-        return np.asarray(self.estimator_.predict(X))
-
-    def predict_proba(self, X: Any) -> np.ndarray:
-        check_is_fitted(self, "estimator_")
-        return np.asarray(self.estimator_.predict_proba(X))
-
-    def __sklearn_tags__(self) -> Any:
-        tags = super().__sklearn_tags__()
-        inner = get_tags(self.estimator if self.estimator is not None else LogisticRegression())
-        tags.input_tags.sparse = inner.input_tags.sparse
-        tags.input_tags.allow_nan = inner.input_tags.allow_nan
-        return tags
+        fitted, self.kept_, self.n_iter_ = trim_fit(self._inner(), X, y, n_keep, self.max_iter)
+        self._adopt(fitted)
 
 
 class SubsampleVote(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
@@ -254,22 +230,23 @@ class SubsampleVote(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
 
 
 @DEFENCES.register("robust.bagging")
-class RobustBagging(BaseEstimator):
-    """Bagging on small subsamples (Biggio et al. 2011): ``apply`` returns a fitted
-    :class:`sklearn.ensemble.BaggingClassifier` whose voters each see ``max_samples`` of the data,
-    so a few poisoned records sway only a minority of them. For a pipeline, the preprocessing is
-    fitted once (on the full data, as given: a DataFrame stays one) and only the last step is
-    bagged, on the transformed matrix. Any other estimator given a DataFrame (e.g. a wrapper
-    around a column-selecting pipeline) is bagged by :class:`SubsampleVote`, which keeps the
-    DataFrame, since ``BaggingClassifier`` would turn it into a numpy array.
+class RobustBagging(Defence):
+    """Bagging on small subsamples (Biggio et al. 2011): ``fit`` fits a
+    :class:`sklearn.ensemble.BaggingClassifier` of ``estimator`` (``estimator_``) whose voters
+    each see ``max_samples`` of the data, so a few poisoned records sway only a minority of them.
+    For a pipeline, the preprocessing is fitted once (on the full data, as given: a DataFrame
+    stays one) and only the last step is bagged, on the transformed matrix. Any other estimator
+    given a DataFrame (e.g. a wrapper around a column-selecting pipeline) is bagged by
+    :class:`SubsampleVote`, which keeps the DataFrame, since ``BaggingClassifier`` would turn it
+    into a numpy array.
 
     Example:
         >>> from sklearn.datasets import load_breast_cancer
         >>> from sklearn.tree import DecisionTreeClassifier
         >>> X, y = load_breast_cancer(return_X_y=True)
-        >>> bag = RobustBagging(n_estimators=5, random_state=0).apply(
-        ...     DecisionTreeClassifier(random_state=0), X, y)
-        >>> type(bag).__name__, len(bag.estimators_)
+        >>> bag = RobustBagging(DecisionTreeClassifier(random_state=0), n_estimators=5,
+        ...                     random_state=0).fit(X, y)
+        >>> type(bag.estimator_).__name__, len(bag.estimator_.estimators_)
         ('BaggingClassifier', 5)
     """
 
@@ -277,32 +254,36 @@ class RobustBagging(BaseEstimator):
     counters: ClassVar[frozenset[str]] = _POISONING
     stage: ClassVar[str] = "training"
     summary: ClassVar[str] = "bagging on small subsamples (Biggio et al. 2011)"
+    transparent: ClassVar[bool] = True
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "n_estimators": [Int(1)], "max_samples": [Float(0.0, 1.0, closed_lo=False)],
+        "random_state": [Int(0), None]}
 
-    def __init__(self, *, n_estimators: int = 15, max_samples: float = 0.3,
-                 random_state: int | None = None) -> None:
+    def __init__(self, estimator: Any = None, *, n_estimators: int = 15,
+                 max_samples: float = 0.3, random_state: int | None = None) -> None:
+        self.estimator = estimator
         self.n_estimators = n_estimators
         self.max_samples = max_samples
         self.random_state = random_state
 
-    def apply(self, estimator: Any, X: Any, y: Any) -> Any:
-        name = type(self).__name__
-        check_int(name, "n_estimators", self.n_estimators, 1, None)
-        check_float(name, "max_samples", self.max_samples, 0.0, 1.0, closed_lo=False)
+    def _default_estimator(self, X: Any = None) -> Any:
+        return DecisionTreeClassifier()
 
-        def bag(est: Any) -> BaggingClassifier:
-            return BaggingClassifier(est, n_estimators=self.n_estimators,
-                                     max_samples=self.max_samples,
-                                     random_state=self.random_state)
+    def _fit(self, X: Any, y: Any) -> None:
+        self._adopt(self._bagged(self._inner(), X, y))
 
+    def _bagged(self, estimator: Any, X: Any, y: Any) -> Any:
         if isinstance(estimator, Pipeline) and len(estimator.steps) > 1:
             # fit the preprocessing once, on the data as given; bag the learner on its output
             steps = list(clone(estimator).steps)
             last_name, last = steps[-1]
             pre = Pipeline(steps[:-1]).fit(X, y)
-            learner = self.apply(last, pre.transform(X), y)
+            learner = self._bagged(last, pre.transform(X), y)
             return Pipeline([*pre.steps, (last_name, learner)])
         if hasattr(X, "iloc"):
             return SubsampleVote(estimator, n_estimators=self.n_estimators,
                                  max_samples=self.max_samples,
                                  random_state=self.random_state).fit(X, y)
-        return bag(estimator).fit(X, y)
+        return BaggingClassifier(estimator, n_estimators=self.n_estimators,
+                                 max_samples=self.max_samples,
+                                 random_state=self.random_state).fit(X, y)

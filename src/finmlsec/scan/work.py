@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
-from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.base import BaseEstimator, ClassifierMixin
 from threadpoolctl import threadpool_limits
 
 from finmlsec.errors import (
@@ -65,36 +65,6 @@ def scenario_for(ctx: ScanContext) -> Any:
     return _SCENARIOS[key]
 
 
-class DefendedEstimator(ClassifierMixin, BaseEstimator):
-    """An unfitted estimator whose ``fit`` applies ``defence`` to ``base``: how a defence is put
-    inside a training pipeline (poisoning attacks retrain through it) or under another defence.
-
-    Example:
-        >>> from sklearn.linear_model import LogisticRegression
-        >>> class Plain:
-        ...     def apply(self, estimator, X, y):
-        ...         return estimator.fit(X, y)
-        >>> m = DefendedEstimator(base=LogisticRegression(), defence=Plain())
-        >>> m.fit([[0.0], [1.0], [2.0], [3.0]], [0, 0, 1, 1]).predict([[3.0]]).tolist()
-        [1]
-    """
-
-    def __init__(self, base: Any = None, defence: Any = None) -> None:
-        self.base = base
-        self.defence = defence
-
-    def fit(self, X: Any, y: Any) -> DefendedEstimator:
-        self.model_ = self.defence.apply(clone(self.base), X, y)
-        self.classes_ = np.asarray(getattr(self.model_, "classes_", np.unique(y)))
-        return self
-
-    def predict(self, X: Any) -> Any:
-        return self.model_.predict(X)
-
-    def predict_proba(self, X: Any) -> Any:
-        return self.model_.predict_proba(X)
-
-
 class Deployed(ClassifierMixin, BaseEstimator):
     """A loaded target that is not a scikit-learn estimator (a torch or ONNX model), as a fitted
     one, so that an output defence can wrap the deployed model itself (``prefit=True``).
@@ -130,17 +100,17 @@ class Deployed(ClassifierMixin, BaseEstimator):
 # budget parameters an evasion attack shares with the attack adversarial training trains on
 BUDGET_KEYS = ("eps", "clip_min", "clip_max", "target_class", "max_changes", "max_words",
                "operations")
-TRAINING_ATTACK = {"image": "evasion.pgd", "tabular": "evasion.constrained", "text": "evasion.text"}
 
 
-def training_budget(attack: Any, input_kind: str) -> dict[str, Any]:
+def training_budget(defence: type, attack: Any, input_kind: str) -> dict[str, Any]:
     """The budget of the measured evasion ``attack`` (radius, clipping box, goal, fields or words
-    changed), restricted to the parameters of the attack adversarial training uses for this kind
-    of input: a defence that trains against attacks is configured for the threat it is measured
-    against (adversarial training at the same budget), not for its own defaults."""
+    changed), restricted to the parameters of the attack the ``defence`` class trains against for
+    this kind of input (its ``training_attacks``): a defence that trains against attacks is
+    configured for the threat it is measured against (adversarial training at the same budget),
+    not for its own defaults."""
     from finmlsec.attacks.base import ATTACKS, params_of
 
-    trainer = TRAINING_ATTACK.get(input_kind)
+    trainer = getattr(defence, "training_attacks", {}).get(input_kind)
     if attack is None or trainer is None or not str(getattr(attack, "name", "")).startswith(
             "evasion."):
         return {}
@@ -150,31 +120,28 @@ def training_budget(attack: Any, input_kind: str) -> dict[str, Any]:
 
 
 def make_defence(name: str, seed: int, schema: Any = None, input_kind: str = "tabular",
-                 attack: Any = None) -> Any:
-    """An instance of the registered defence ``name`` with its defaults, ``seed`` and, where it
-    takes them, the scenario's feature ``schema``, whether inputs are ``text`` and, for a defence
-    that trains against an attack (``attack_params``), the measured ``attack``'s budget
-    (:func:`training_budget`)."""
+                 attack: Any = None, estimator: Any = None) -> Any:
+    """An instance of the registered defence ``name`` around ``estimator``, with its defaults,
+    ``seed`` and, where it takes them, the scenario's feature ``schema``, whether inputs are
+    ``text`` and, for a defence that trains against an attack (``training_attacks``), the
+    measured ``attack``'s budget (:func:`training_budget`)."""
+    import inspect
+
     from finmlsec.defences import DEFENCES
 
     cls = DEFENCES.get(name)
-    kwargs: dict[str, Any] = {}
-    import inspect
-
     params = inspect.signature(cls).parameters
+    kwargs: dict[str, Any] = {"estimator": estimator} if "estimator" in params else {}
     for seed_name in ("random_state", "seed"):
         if seed_name in params:
             kwargs[seed_name] = seed
-    if "estimator" in params and params["estimator"].default is inspect.Parameter.empty:
-        kwargs["estimator"] = None
     if "schema" in params and schema is not None:
         kwargs["schema"] = schema
     if "text" in params and input_kind == "text":
         kwargs["text"] = True
-    if "attack_params" in params:
-        budget = training_budget(attack, input_kind)
-        if budget:
-            kwargs["attack_params"] = budget
+    budget = training_budget(cls, attack, input_kind)
+    if budget and "attack_params" in params:
+        kwargs["attack_params"] = budget
     return cls(**kwargs)
 
 
@@ -188,37 +155,38 @@ def build_defended(scenario: Any, defences: tuple[str, ...], seed: int,
             "retrain the model cannot be tried; add data splits to the spec"
         )
     kind = getattr(scenario.target, "input_kind", "tabular")
-    objs = [make_defence(d, seed, scenario.schema, kind, attack) for d in defences]
-    only = objs[0]
     deployed = getattr(scenario.target, "estimator", None) or Deployed(target=scenario.target)
-    if (len(objs) == 1 and getattr(type(only), "stage", "") == "output"
-            and deployed is not None and "prefit" in getattr(only, "get_params", dict)()):
+    only = make_defence(defences[0], seed, scenario.schema, kind, attack)
+    if len(defences) == 1 and type(only).stage == "output" and "prefit" in only.get_params():
         # an output defence wraps the deployed model itself: before and after differ only in it
         return only.set_params(estimator=deployed, prefit=True).fit(
             scenario.train.X, scenario.train.y)
-    est: Any = scenario.model_factory()
-    for d in objs[:-1]:
-        est = DefendedEstimator(base=est, defence=d)
-    return objs[-1].apply(est, scenario.train.X, scenario.train.y)
+    model = defended_factory(scenario, defences, seed, attack)()
+    if not hasattr(model, "fit"):  # a request-level guard: it wraps the model it fits
+        est = defended_factory(scenario, defences[:-1], seed, attack)()
+        return model.apply(est, scenario.train.X, scenario.train.y)
+    return model.fit(scenario.train.X, scenario.train.y)
 
 
-def defended_factory(scenario: Any, defences: tuple[str, ...], seed: int) -> Any:
-    """A model factory whose models train through ``defences``."""
+def defended_factory(scenario: Any, defences: tuple[str, ...], seed: int,
+                     attack: Any = None) -> Any:
+    """A model factory whose models train through ``defences`` (innermost first): each defence
+    is the next one's ``estimator``."""
     base = scenario.model_factory
+    kind = getattr(scenario.target, "input_kind", "tabular")
 
     def factory() -> Any:
         est: Any = base()
         for d in defences:
-            est = DefendedEstimator(base=est, defence=make_defence(
-                d, seed, scenario.schema, getattr(scenario.target, "input_kind", "tabular")))
+            est = make_defence(d, seed, scenario.schema, kind, attack, estimator=est)
         return est
 
     return factory
 
 
 def through_screen(attack: Any, oracle: Any, data: Any, screen: Any) -> Any:
-    """An evasion attack against a model behind an input screen (a defence whose model has
-    ``decide(X)``): the attacker searches against the model, and succeeds only with the
+    """An evasion attack against a model behind an input screen (a fitted
+    :class:`~finmlsec.defences.InputScreening` defence): the attacker searches against the model, and succeeds only with the
     adversarial inputs that reach its goal, are valid *and* pass the screen."""
     from finmlsec.attacks.base import AttackResult, params_of
 
@@ -275,9 +243,10 @@ def utility(model: Any, test: Any, positive: int = 1) -> dict[str, float]:
     ``accuracy`` and ``balanced_accuracy``; for two classes also ``roc_auc`` and
     ``average_precision`` of the positive class's score (class index ``positive``) and ``f1``,
     ``precision``, ``recall`` of its decisions (see :data:`UTILITY_METRICS`). A model that
-    answers with labels only is scored by its labels. Behind an input screen (``decide``), a
-    rejected legitimate record counts as an error (a wrong decision, the worst score) and the
-    share rejected is reported as ``rejected``.
+    answers with labels only is scored by its labels. Behind an input screen
+    (:class:`~finmlsec.defences.InputScreening`), a rejected legitimate record counts as an
+    error (a wrong decision, the worst score) and the share rejected is reported as
+    ``rejected``.
 
     Example:
         >>> from types import SimpleNamespace
@@ -289,14 +258,17 @@ def utility(model: Any, test: Any, positive: int = 1) -> dict[str, float]:
     """
     from sklearn import metrics as skm
 
+    from finmlsec.defences import InputScreening
+
     if test is None:
         return {}
     y = np.asarray(test.y)
     out: dict[str, float] = {}
-    inner = model.estimator if hasattr(model, "decide") else model
+    screened = isinstance(model, InputScreening)
+    inner = model.estimator_ if screened else model
     pred = _indices(inner.predict(test.X), getattr(inner, "classes_", None))
     accept = np.ones(len(y), dtype=bool)
-    if hasattr(model, "decide"):
+    if screened:
         accept = np.asarray(model.decide(test.X).accept, dtype=bool)
         pred = np.where(accept, pred, -1)  # no decision: wrong whatever the truth
     out["accuracy"] = float(np.mean(pred == y))
@@ -313,7 +285,7 @@ def utility(model: Any, test: Any, positive: int = 1) -> dict[str, float]:
         out["f1"] = float(skm.f1_score(truth, decided, zero_division=0))
         out["precision"] = float(skm.precision_score(truth, decided, zero_division=0))
         out["recall"] = float(skm.recall_score(truth, decided, zero_division=0))
-    if hasattr(model, "decide"):
+    if screened:
         out["rejected"] = float(np.mean(~accept))
     return out
 
@@ -448,6 +420,7 @@ def execute_unit(ctx: ScanContext, unit: Unit) -> dict[str, Any]:
 
 def _run(ctx: ScanContext, unit: Unit, out: dict[str, Any]) -> None:
     from finmlsec.attacks.base import check_needs
+    from finmlsec.defences import InputScreening, deployable
     from finmlsec.targets.base import as_target
     from finmlsec.targets.oracle import Oracle
 
@@ -467,14 +440,14 @@ def _run(ctx: ScanContext, unit: Unit, out: dict[str, Any]) -> None:
         defences = tuple(d for d in defences if d != plug)
     model: Any = None
     if defences:
-        model = build_defended(sc, defences, unit.defence_seed, attack)
+        model = deployable(build_defended(sc, defences, unit.defence_seed, attack))
         target = as_target(model, input_kind=sc.target.input_kind)
         if type(attack).retrains_victim:
             data = replace(data, model_factory=defended_factory(sc, defences, unit.defence_seed))
     else:
         target = sc.target
-    screened = bool(defences) and hasattr(model, "decide") and type(attack).generates
-    inner = as_target(model.estimator, input_kind=target.input_kind) if screened else target
+    screened = isinstance(model, InputScreening) and type(attack).generates
+    inner = as_target(model.estimator_, input_kind=target.input_kind) if screened else target
     oracle = Oracle(inner, unit.access, budget=unit.budget, input_kind=target.input_kind)
     check_needs(attack, oracle, data)
     result = (through_screen(attack, oracle, data, model) if screened
