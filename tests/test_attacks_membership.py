@@ -59,6 +59,10 @@ def test_lira_online_beats_chance_clearly_on_an_overfit_forest(credit: dict) -> 
     roc = r.curves["roc"]
     assert roc["fpr"][0] == 0.0 and roc["tpr"][-1] == 1.0 and len(roc["fpr"]) == len(roc["tpr"])
     assert r.success == pytest.approx(2 * r.metrics["auc"] - 1)
+    # the audit: a lower bound on epsilon at delta 1e-5, 95% confidence, below its point estimate
+    assert r.metrics["empirical_epsilon_delta"] == 1e-5
+    assert r.metrics["empirical_epsilon_confidence"] == 0.95
+    assert 0.5 < r.metrics["empirical_epsilon"] <= r.metrics["empirical_epsilon_point"]
 
 
 def test_lira_offline_in_the_strict_setting(credit: dict) -> None:

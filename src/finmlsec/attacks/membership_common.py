@@ -140,6 +140,26 @@ class ReferenceModels:
             return np.stack([np.asarray(m.predict_proba(X), dtype=float) for m in self.models])
 
 
+#: The delta and confidence at which a membership attack's empirical privacy loss is stated.
+AUDIT_DELTA = 1e-5
+AUDIT_CONFIDENCE = 0.95
+
+
+def privacy_loss(truth: np.ndarray, scores: np.ndarray) -> dict[str, float]:
+    """The empirical privacy loss a membership test demonstrates
+    (:func:`finmlsec.metrics.empirical_epsilon`, split method, at :data:`AUDIT_DELTA` and
+    :data:`AUDIT_CONFIDENCE`): ``empirical_epsilon`` (the lower bound), ``..._point``,
+    ``..._delta``, ``..._confidence``; no figure when there are too few candidates to split."""
+    try:
+        r = metrics.empirical_epsilon(truth, scores, delta=AUDIT_DELTA,
+                                      confidence=AUDIT_CONFIDENCE, method="split", seed=0)
+    except ValueError:
+        return {}
+    return {"empirical_epsilon": r["epsilon_lower"], "empirical_epsilon_point": r["epsilon_point"],
+            "empirical_epsilon_delta": r["delta"],
+            "empirical_epsilon_confidence": r["confidence"]}
+
+
 def membership_result(scores: np.ndarray, cands: Candidates, notes: list[str],
                       extra: dict[str, float] | None = None) -> Outcome:
     truth = cands.truth
@@ -147,6 +167,7 @@ def membership_result(scores: np.ndarray, cands: Candidates, notes: list[str],
     auc = metrics.auc(truth, s)
     low = metrics.tpr_at_fpr(truth, s, 0.01)
     n_ref = int((extra or {}).get("reference_models", 0))
+    eps = privacy_loss(truth, s)
     m = {
         "auc": auc,
         "tpr_at_0.1%_fpr": metrics.tpr_at_fpr(truth, s, 0.001),
@@ -158,6 +179,7 @@ def membership_result(scores: np.ndarray, cands: Candidates, notes: list[str],
         "lower_bound": float(n_ref < FULL_REFERENCE),
         "members": float(truth.sum()),
         "nonmembers": float(len(truth) - truth.sum()),
+        **eps,
         **(extra or {}),
     }
     return Outcome(
