@@ -125,7 +125,7 @@ def test_extraction_clients_are_flagged_and_blocked(model: DemoModel, tmp_path: 
     assert all(n is not None and n <= BOUND for n in found), found
     flags = [e for e in read_entries(env.gw.db, limit=5000) if e["action"] == "extraction.flagged"]
     assert len(flags) == 4 and all(
-        e["detail"]["w"] < 0.82 or e["detail"]["far_rate"] > 0.5 for e in flags)
+        e["detail"]["w"] < 0.82 or e["detail"]["far_rate"] > 0.1 for e in flags)
     blocked = [e for e in read_entries(env.gw.db, limit=5000) if e["status"] == 403]
     assert len(blocked) == 4
 

@@ -8,7 +8,10 @@ each one recommended is switched on at a level measured on the project's own use
   confidences; see ``docs/benchmarks.md``, gateway extraction);
 - ``gateway_rate_limiting``: 100 requests per second and 10,000 records per day per key, and the
   PRADA extraction detector, judging from 40 distinct queries (fewer than the 49 an equation-solving
-  attack needs on the credit-scoring model);
+  attack needs on the credit-scoring model), which also blocks a client when more than 10% of its
+  queries are far from the training data or refused by the input screen; the request that tips
+  the verdict is refused too (measured against the repository's extraction attacks and genuine
+  clients: ``bench/bench_gateway_attacks.py``);
 - ``detect_malicious_input``: the out-of-distribution screen, calibrated to refuse about 0.2% of
   the training records (at most 0.5% of genuine held-out records, measured).
 

@@ -61,7 +61,9 @@ class ExtractionPolicy(_Section):
     window: int = Field(default=2000, ge=3, le=5000)
     max_stored: int = Field(default=1000, ge=1)
     action: Literal["block", "throttle"] = "block"
-    max_far_rate: float | None = Field(default=0.5, gt=0.0, le=1.0)
+    # far from the training data or refused by the screen: held-out applicants about 1%,
+    # learning-based extraction's queries about 30% (docs/serve.md)
+    max_far_rate: float | None = Field(default=0.1, gt=0.0, le=1.0)
     far_quantile: float = Field(default=0.99, gt=0.5, lt=1.0)
     throttle_seconds: float = Field(default=60.0, gt=0)
     exempt_organisations: list[str] = Field(default_factory=list)

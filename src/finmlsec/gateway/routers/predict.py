@@ -73,6 +73,10 @@ RESPONSE_SCHEMA = {
 }
 
 
+BLOCKED = ("this client is blocked: its queries look like model extraction; contact the "
+           "operator")
+
+
 @dataclass(frozen=True)
 class Head:
     """What admission looks at before the body: the headers it needs and the client address."""
@@ -148,9 +152,7 @@ async def predict_answer(gw: Gateway, metrics: GatewayMetrics, head: Head,
     blocked = guards.check_block(p)
     if blocked == "block":
         metrics.guards.labels(guard="extraction", decision="blocked").inc()
-        raise await refuse_counted(gw, metrics, p, 403, "predict",
-                                   "this client is blocked: its queries look like model "
-                                   "extraction; contact the operator")
+        raise await refuse_counted(gw, metrics, p, 403, "predict", BLOCKED)
     if blocked is not None and not isinstance(blocked, str):
         msg, headers = too_many(blocked)
         metrics.guards.labels(guard="extraction", decision="throttled").inc()
@@ -216,6 +218,20 @@ async def _admitted(gw: Gateway, metrics: GatewayMetrics, p: Principal, head: He
     else:
         out = await predictor.batcher.run_alone(predictor.predict_large, v)
     bad = out.suspicious
+    # the extraction detector sees every query, answered or not: records the screen refuses
+    # count as far from the training data (an attacker's probes are; real applicants are not)
+    newly, why = (False, {}) if out.encoded is None else guards.observe(
+        p, out.observed, out.encoded, out.proba, out.far | bad)
+    rid = uuid.uuid4().hex
+    if newly:
+        metrics.guards.labels(guard="extraction", decision="flagged").inc()
+        action = gw.policy.extraction.action
+        await commit(gw, gw.entry(p, "extraction.flagged", 200, request_id=rid,
+                                  response=action, **why))
+        if action == "block":  # the request that tips the verdict is not answered either
+            metrics.guards.labels(guard="extraction", decision="blocked").inc()
+            raise await refuse_counted(gw, metrics, p, 403, "predict", BLOCKED, rows=n,
+                                       digest=gw.digest(body))
     if bad.any():
         metrics.guards.labels(guard="screening", decision="suspicious").inc()
         if gw.policy.screening.action == "reject":
@@ -224,13 +240,6 @@ async def _admitted(gw: Gateway, metrics: GatewayMetrics, p: Principal, head: He
                 f"{int(bad.sum())} record(s) look out of distribution or adversarial (first: row "
                 f"{int(np.argmax(bad))}); nothing was answered", rows=n, digest=gw.digest(body))
     top = np.argmax(out.proba, axis=1)
-    newly, why = (False, {}) if out.encoded is None else guards.observe(
-        p, out.observed, out.encoded, out.proba, out.far)
-    rid = uuid.uuid4().hex
-    if newly:
-        metrics.guards.labels(guard="extraction", decision="flagged").inc()
-        await commit(gw, gw.entry(p, "extraction.flagged", 200, request_id=rid,
-                                  response=gw.policy.extraction.action, **why))
     await commit(gw, gw.entry(p, "predict", 200, request_id=rid, rows=n, digest=gw.digest(body)))
     names = gw.class_names
     labels = [names[i] for i in top.tolist()]

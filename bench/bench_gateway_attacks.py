@@ -1,0 +1,77 @@
+"""Gateway extraction, second part: the repository's extraction attacks against the real gateway.
+
+For each use case built by ``finmlsec demo build`` (credit scoring: logistic regression and
+gradient boosting; fraud and market anomaly: gradient boosting), the model is served by the
+gateway with the DEFAULT policy (what ``finmlsec serve SPEC`` derives without ``--policy``) on
+loopback, over real HTTP (uvicorn). Each attack (equation solving with d+1 and 10(d+1) queries,
+learning-based extraction with probabilities and with labels only, tree path-finding) gets a key
+of its own and sends ``--batch`` records per request (10 by default: small requests get the most
+answers before a block). Once blocked, the attacker learns nothing more and finishes with its own
+public copy's answers (see ``finmlsec.gateway.redteam``).
+
+Columns: fidelity reached on the held-out split, the no-query baseline (better of the constant
+copy and a copy trained on the public split), records sent / answered / refused by the input
+screen, records answered when the key was blocked, and "stopped" (fidelity <= baseline + 5
+points). Then 60 genuine clients per use case, each replaying 150 held-out records one per request:
+how many the gateway blocks (and flags), and how many genuine records the screen refuses.
+
+Run: ``python bench/run.py gateway_attacks`` (about 10 minutes on 2 cores), or
+``python bench/bench_gateway_attacks.py [--batch N] [--clients N] [--usecases a,b]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from finmlsec.gateway import redteam as rt
+
+MODELS = (("credit-scoring", "logreg"), ("credit-scoring", "gbm"), ("fraud", "gbm"),
+          ("market-anomaly", "gbm"))
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="bench_gateway_attacks")
+    ap.add_argument("--batch", type=int, default=10)
+    ap.add_argument("--clients", type=int, default=60)
+    ap.add_argument("--rows", type=int, default=150)
+    ap.add_argument("--usecases", default="credit-scoring,fraud,market-anomaly")
+    ap.add_argument("--workdir", default=None)
+    args = ap.parse_args(argv)
+    wanted = args.usecases.split(",")
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="finmlsec-gw-attacks-"))
+    t0 = time.perf_counter()
+    print(f"{'model':<24} {'attack':<30} {'fidelity':>8} {'baseline':>8} {'sent':>5} "
+          f"{'answered':>8} {'screened':>8} {'blocked at':>10} {'stopped':>7}", flush=True)
+    scenarios: dict[str, rt.Scenario] = {}
+    failures = 0
+    for usecase, model in MODELS:
+        if usecase not in wanted:
+            continue
+        sc = rt.usecase_scenario(usecase, model, work)
+        scenarios.setdefault(usecase, sc)
+        for o in rt.attack_gateway(sc, rt.standard_attacks(sc), fallback=rt.public_copy(sc),
+                                   batch_size=args.batch):
+            at = "-" if o.blocked_after is None else str(o.blocked_after)
+            verdict = "ERROR" if o.error else ("yes" if o.stopped else "NO")
+            failures += verdict != "yes"
+            print(f"{o.scenario:<24} {o.attack:<30} {o.fidelity:>8.3f} {o.baseline:>8.3f} "
+                  f"{o.rows_sent:>5} {o.rows_answered:>8} {o.rows_screened:>8} {at:>10} "
+                  f"{verdict:>7}" + (f"  {o.error}" if o.error else ""), flush=True)
+    print(f"\n{'use case':<24} {'clients':>7} {'records':>7} {'blocked':>7} {'flagged':>7} "
+          f"{'screened records':>16} {'429s':>5}")
+    for name, sc in scenarios.items():
+        assert sc.data.test is not None
+        g = rt.genuine_clients(sc, sc.data.test.X, clients=args.clients,
+                               rows_per_client=args.rows)
+        print(f"{name:<24} {g.clients:>7} {g.rows:>7} {g.blocked:>7} {g.flagged:>7} "
+              f"{g.screened_rows:>16} {g.rate_limited:>5}", flush=True)
+    print(f"\n({time.perf_counter() - t0:.0f} s; attacks not stopped: {failures})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
