@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -114,6 +115,8 @@ class Guards:
         self.row_budget = QueryBudget(per_minute=b.per_minute, per_day=b.per_day,
                                       lifetime=b.lifetime)
         self.feedback_budget = QueryBudget(per_minute=None, per_day=b.feedback_per_day)
+        self.org_budget = QueryBudget(per_minute=None, per_day=b.org_per_day)
+        self._org_limits = self.org_budget.limits()
         # limits validated once, at start-up, rather than on every request
         self._request_limits = self.request_budget.limits()
         self._row_limits = self.row_budget.limits()
@@ -156,8 +159,15 @@ class Guards:
                                            limits=self._request_limits)
 
     def charge_rows(self, p: Principal, n: int) -> BudgetDecision:
-        return self.row_budget.consume(self.store, f"rows:{p.key_id}", cost=n,
-                                       limits=self._row_limits)
+        """Charge ``n`` records to the key, then to its organisation (``org_per_day``); records
+        the organisation's budget refuses stay charged to the key."""
+        d = self.row_budget.consume(self.store, f"rows:{p.key_id}", cost=n,
+                                    limits=self._row_limits)
+        if not d.allowed or not self._org_limits:
+            return d
+        d = self.org_budget.consume(self.store, f"orgrows:{p.org}", cost=n,
+                                    limits=self._org_limits)
+        return d if d.allowed else replace(d, window=f"{d.window} (all keys of the organisation)")
 
     def charge_feedback(self, p: Principal) -> BudgetDecision:
         return self.feedback_budget.consume(self.store, f"fb:{p.key_id}", cost=1,

@@ -48,6 +48,8 @@ class BudgetPolicy(_Section):
     per_minute: int | None = Field(default=None, ge=1)
     per_day: int | None = Field(default=None, ge=1)
     lifetime: int | None = Field(default=None, ge=1)
+    # records per day across all the keys of one organisation (durable, shared by replicas)
+    org_per_day: int | None = Field(default=None, ge=1)
     feedback_per_day: int | None = Field(default=1000, ge=1)
 
 
