@@ -60,6 +60,11 @@ def scan_command(
     defence: list[str] = typer.Option(
         [], "--defence", help="Try only this registered defence (repeatable)."
     ),
+    unit_timeout: float | None = typer.Option(
+        None, "--unit-timeout", min=0, metavar="SECONDS",
+        help="Seconds a unit may run on up to 20,000 data cells (rows x columns), scaled up "
+        "with the data size and the attack's cost; 0: no limit [the profile's: quick 20, "
+        "standard 120, thorough none]."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
 ) -> None:
     """Plan from the threat model, run the attacks and countermeasures, store and decide."""
@@ -82,7 +87,7 @@ def scan_command(
         run_id = pipeline.plan(spec, store=store, profile=profile.value, only=attack,
                                only_defences=defence, seed=seed,
                                include_accepted=include_accepted, trust_pickle=trust_pickle,
-                               endpoint=endpoint)
+                               endpoint=endpoint, unit_timeout=unit_timeout)
         check_planned(store, run_id, attack)
     if not quiet:
         typer.echo(f"scan {run_id}", err=True)

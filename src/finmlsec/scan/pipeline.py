@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from finmlsec.errors import ConfigError
 from finmlsec.scan.profiles import Profile, get_profile
 from finmlsec.store import Store
 
@@ -49,10 +50,13 @@ def plan(
     include_accepted: bool = False,
     trust_pickle: bool = False,
     endpoint: str | None = None,
+    unit_timeout: float | None = None,
 ) -> str:
     """Analyse ``spec`` and store its planned run; the run id. ``only`` / ``only_defences``
     restrict the plan to these registered attacks / defences (an unknown name is a
-    :class:`~finmlsec.errors.RegistryError` listing the known ones)."""
+    :class:`~finmlsec.errors.RegistryError` listing the known ones); ``unit_timeout`` replaces
+    the profile's base time limit per unit (seconds for up to
+    :data:`~finmlsec.scan.plan.REFERENCE_CELLS` data cells, scaled beyond; 0: no limit)."""
     from finmlsec.attacks import ATTACKS
     from finmlsec.defences import DEFENCES
     from finmlsec.scan.runner import start_scan
@@ -62,6 +66,11 @@ def plan(
     for name in only_defences:
         DEFENCES.get(name)
     prof = get_profile(profile) if isinstance(profile, str) else profile
+    if unit_timeout is not None:
+        if unit_timeout < 0:
+            raise ConfigError(f"--unit-timeout must be 0 (no limit) or a number of seconds; "
+                              f"got {unit_timeout:g}")
+        prof = prof.model_copy(update={"unit_timeout": unit_timeout or None})
     if only or only_defences:
         update: dict[str, Any] = {}
         if only:

@@ -57,6 +57,7 @@ class Unit(BaseModel):
     budget: int | None = None
     max_victims: int | None = None
     timeout: float | None = None
+    timeout_base: float | None = None
     seed: int = 0
     defence_seed: int = 0
     repeat: int = 0
@@ -107,6 +108,32 @@ def unit_seed(seed: int, key: str) -> int:
     return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 
 
+#: The data size (rows x columns of the training data) up to which a profile's ``unit_timeout``
+#: holds as it is; a larger data set scales it in proportion.
+REFERENCE_CELLS = 20_000
+
+
+def unit_limit(base: float | None, attack_cls: Any, cells: int | None,
+               defended: bool = False) -> float | None:
+    """The wall-time limit of one unit: the profile's ``base`` limit, scaled up in proportion to
+    the data size beyond :data:`REFERENCE_CELLS` cells, by the attack's cost (``cost_rank`` / 2,
+    at least 1) and doubled for a unit that first trains a defended model. None: no limit.
+
+    Example:
+        >>> class Cheap:
+        ...     cost_rank = 1
+        >>> unit_limit(20.0, Cheap, 12_000), unit_limit(20.0, Cheap, 50_000 * 20)
+        (20.0, 1000.0)
+        >>> unit_limit(20.0, Cheap, 12_000, defended=True), unit_limit(None, Cheap, 10**9)
+        (40.0, None)
+    """
+    if base is None:
+        return None
+    size = max(1.0, (cells or 0) / REFERENCE_CELLS)
+    cost = max(1.0, int(getattr(attack_cls, "cost_rank", 1)) / 2)
+    return round(base * size * cost * (2.0 if defended else 1.0), 1)
+
+
 def _get(obj: Any, name: str, default: Any = None) -> Any:
     if isinstance(obj, dict):
         return obj.get(name, default)
@@ -147,8 +174,10 @@ def make_plan(
     access: Callable[[type], str] | None = None,
     spec_name: str = "",
     defence_check: Callable[[str], str | None] | None = None,
+    data_cells: int | None = None,
 ) -> ScanPlan:
-    """Plan a scan of ``analysis`` with the registered attacks and defences."""
+    """Plan a scan of ``analysis`` with the registered attacks and defences; ``data_cells``
+    (rows x columns of the training data) scales the units' time limits (:func:`unit_limit`)."""
     from finmlsec.attacks import ATTACKS
     from finmlsec.defences import DEFENCES
 
@@ -216,15 +245,17 @@ def make_plan(
             common = {
                 "threat": t["attack"], "via": t["via"], "attack": name,
                 "params": _attack_params(cls, profile, s), "budget": profile.budget, "seed": s,
-                "max_victims": profile.max_victims, "timeout": profile.unit_timeout,
+                "max_victims": profile.max_victims, "timeout_base": profile.unit_timeout,
                 "access": access(cls) if access else "proba", "repeat": rep,
             }
-            units.append(Unit(id=key + tag, **common))
+            units.append(Unit(id=key + tag, **common,
+                              timeout=unit_limit(profile.unit_timeout, cls, data_cells)))
             for ds in singles + combos:
                 later.append(Unit(
                     id=key + "+" + "+".join(ds) + tag, defences=ds,
                     defence_seed=unit_seed(seed, "+".join(ds) + tag),
                     countermeasures=tuple(cm_of[d] for d in ds), **common,
+                    timeout=unit_limit(profile.unit_timeout, cls, data_cells, defended=True),
                 ))
     return ScanPlan(
         spec_name=spec_name, system_type=_get(analysis, "type"), profile=profile.name, seed=seed,

@@ -77,6 +77,21 @@ def _checker(scenario: Any, ctx: ScanContext) -> tuple[Any, Any, Any]:
     return check, access, defence_check
 
 
+def data_cells(scenario: Any) -> int | None:
+    """Rows x columns of the scenario's training data (else its held-out data): the data size
+    the units' time limits scale with."""
+    for part in (getattr(scenario, "train", None), getattr(scenario, "test", None)):
+        X = getattr(part, "X", None)
+        if X is None:
+            continue
+        shape = getattr(X, "shape", None) or (len(X), 1)
+        cols = 1
+        for d in shape[1:]:
+            cols *= int(d)
+        return int(shape[0]) * max(cols, 1)
+    return None
+
+
 def default_metric(spec: Any, scenario: Any) -> str:
     """The utility metric a scan of ``spec`` decides costs on: ``stakes.utility_metric`` if
     declared, else ``roc_auc`` for a two-class model that outputs scores, else ``accuracy``."""
@@ -109,7 +124,8 @@ def start_scan(
         check, access, defence_check = _checker(scenario_for(ctx), ctx)
     name = Path(path).parent.name if Path(path).stem in ("spec", "system") else Path(path).stem
     plan = make_plan(analysis, profile=prof, seed=seed, include_accepted=include_accepted,
-                     check=check, access=access, spec_name=name, defence_check=defence_check)
+                     check=check, access=access, spec_name=name, defence_check=defence_check,
+                     data_cells=data_cells(scenario_for(ctx)))
     try:
         from finmlsec.report.diagram import render_diagram
 

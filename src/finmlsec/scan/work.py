@@ -36,7 +36,7 @@ from finmlsec.errors import (
     DataError,
     FinmlsecError,
 )
-from finmlsec.scan.plan import Unit
+from finmlsec.scan.plan import REFERENCE_CELLS, Unit
 
 #: Errors that mean "this attack or defence does not apply to this system": the unit is skipped.
 NOT_APPLICABLE = (CapabilityError, ConfigError, DataError, BudgetExceededError)
@@ -397,6 +397,15 @@ def _time_limit(seconds: float | None) -> Iterator[None]:
         signal.signal(signal.SIGALRM, old)
 
 
+def timeout_message(unit: Unit) -> str:
+    """Why ``unit`` stopped, and which option raises its limit."""
+    base = unit.timeout_base if unit.timeout_base is not None else unit.timeout
+    return (f"UnitTimeout: the unit ran longer than its limit of {unit.timeout:g} s (the "
+            f"profile's {base:g} s per unit, scaled to the data size and the attack's cost); "
+            f"raise it with `finmlsec scan --unit-timeout SECONDS` (the limit for "
+            f"{REFERENCE_CELLS:,} data cells; 0 for none) or use a larger --profile")
+
+
 def execute_unit(ctx: ScanContext, unit: Unit) -> dict[str, Any]:
     """Run ``unit``; return its outcome (``status``, ``result``, ``utility``, ``error``, ...)."""
     start = time.perf_counter()
@@ -407,8 +416,7 @@ def execute_unit(ctx: ScanContext, unit: Unit) -> dict[str, Any]:
         with threadpool_limits(limits=1), _time_limit(unit.timeout):
             _run(ctx, unit, out)
     except UnitTimeout:
-        out.update(status="error", error=f"UnitTimeout: the unit ran longer than its limit of "
-                                         f"{unit.timeout:g} s; use a larger profile")
+        out.update(status="error", error=timeout_message(unit))
     except NOT_APPLICABLE as exc:
         out.update(status="skipped", error=f"{type(exc).__name__}: {exc}")
     except Exception as exc:  # noqa: BLE001 - a unit must report, never crash the scan
