@@ -73,14 +73,17 @@ def scan_one(case: str, profile: str, work: Path, workers: int) -> dict[str, Any
     pipeline.write_reports(outcome, {"md": work / f"{case}-{profile}.md"})
     threats = {}
     for t in outcome.summary["threats"]:
-        notes = " ".join(str(n) for a in t.get("attacks", []) for n in a.get("notes", []))
+        attacks = t.get("attacks", [])
         threats[f"{t['via']}.{t['attack']}"] = {
             "risk": t["risk"] if t["attacked"] else "accepted",
             "success": t["success"],
             "decision": t.get("decision"),
-            "attacks": [a.get("attack") for a in t.get("attacks", [])],
+            "attacks": [f"{a.get('name')}: {a.get('status')}" for a in attacks],
+            "errors": [str(a["error"]).splitlines()[0] for a in attacks if a.get("error")],
             "says_lower_bound": "lower bound" in str(t.get("recommendation", "")),
-            "notes_lower_bound": "lower bound" in notes,
+            # an attack's own result says its figure is a lower bound (e.g. few reference models)
+            "notes_lower_bound": any((a.get("metrics") or {}).get("lower_bound")
+                                     for a in attacks),
         }
     counts = outcome.summary.get("counts", {})
     return {"case": case, "profile": profile, "status": outcome.status,
