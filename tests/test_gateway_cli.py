@@ -67,6 +67,10 @@ def test_feedback_review_from_the_command_line(tmp_path: Path) -> None:
     assert [a["id"] for a in approved] == [ids[0]] and approved[0]["record"] == {"age": 40}
     assert approved[0]["note"] == "ok" and approved[0]["reviewed_by"].startswith("cli:")
     assert verify_chain(db).ok
+    lists = [e for e in read_entries(db) if e["action"] == "feedback.list"]
+    assert [(e["detail"]["status"], e["detail"]["format"], e["detail"]["reports"])
+            for e in lists] == [("quarantined", "text", ids), ("approved", "json", [ids[0]])]
+    assert all(e["role"] == "cli" and e["detail"]["by"].startswith("cli:") for e in lists)
 
 
 def test_serve_refuses_bad_arguments(tmp_path: Path) -> None:

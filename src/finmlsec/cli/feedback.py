@@ -23,8 +23,9 @@ def register(app: typer.Typer) -> None:
               anchor: list[str] | None = ANCHOR_OPT) -> None:
         """List reports (json: with their records, e.g. to export approved training data).
         Approved reports are listed only when the audit log verifies and records their
-        submission and approval; others are named on stderr."""
-        from finmlsec.gateway.audit import anchor_paths
+        submission and approval; others are named on stderr. Every listing is audited (who,
+        which status, which reports) before anything is shown."""
+        from finmlsec.gateway.audit import anchor_paths, open_writer
         from finmlsec.gateway.auditkey import default_key_path, load_key
         from finmlsec.gateway.feedback import list_feedback
         from finmlsec.store.gateway import GatewayDB
@@ -37,6 +38,11 @@ def register(app: typer.Typer) -> None:
         dropped: list[str] = []
         items = list_feedback(gdb, status=status, limit=None, verified=verified,
                               dropped=dropped)
+        # reports hold applicants' records: who read or exported them is in the log
+        open_writer(gdb, key_file=audit_key_file).append_sync({
+            "action": "feedback.list", "status": 200, "key_id": None, "org": None,
+            "role": "cli", "detail": {"by": f"cli:{getpass.getuser()}", "status": status,
+                                      "format": fmt, "reports": [i.id for i in items]}})
         for fid in dropped:
             typer.echo(f"left out {fid}: the audit log does not record it as approved "
                        "(see 'finmlsec audit verify')", err=True)
