@@ -132,6 +132,17 @@ def _rates(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nda
     return thresholds, fp, fn, n_neg, n_pos
 
 
+def epsilon_from_bounds(fpr_upper: float, fnr_upper: float, delta: float) -> float:
+    """The lower bound on epsilon at ``delta`` from upper bounds of a test's error rates (the last
+    step of :func:`empirical_epsilon`, to restate its bound at another delta).
+
+    Example:
+        >>> round(epsilon_from_bounds(0.05, 0.5, 0.0), 3)
+        2.303
+    """
+    return float(_eps_from_rates(np.array([fpr_upper]), np.array([fnr_upper]), delta)[0])
+
+
 def empirical_epsilon(y_true: Any, score: Any, *, delta: float = 1e-5,
                       confidence: float = 0.95, method: str = "split",
                       seed: int = 0, grid: int = 20) -> dict[str, float]:

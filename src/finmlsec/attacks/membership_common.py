@@ -149,7 +149,9 @@ def privacy_loss(truth: np.ndarray, scores: np.ndarray) -> dict[str, float]:
     """The empirical privacy loss a membership test demonstrates
     (:func:`finmlsec.metrics.empirical_epsilon`, split method, at :data:`AUDIT_DELTA` and
     :data:`AUDIT_CONFIDENCE`): ``empirical_epsilon`` (the lower bound), ``..._point``,
-    ``..._delta``, ``..._confidence``; no figure when there are too few candidates to split."""
+    ``..._delta``, ``..._confidence``, the error-rate bounds it rests on (``..._fpr_upper``,
+    ``..._fnr_upper``: to restate it at another delta) and ``..._records`` (the held-out half
+    of the candidates it was computed on); no figure when there are too few candidates."""
     try:
         r = metrics.empirical_epsilon(truth, scores, delta=AUDIT_DELTA,
                                       confidence=AUDIT_CONFIDENCE, method="split", seed=0)
@@ -157,7 +159,10 @@ def privacy_loss(truth: np.ndarray, scores: np.ndarray) -> dict[str, float]:
         return {}
     return {"empirical_epsilon": r["epsilon_lower"], "empirical_epsilon_point": r["epsilon_point"],
             "empirical_epsilon_delta": r["delta"],
-            "empirical_epsilon_confidence": r["confidence"]}
+            "empirical_epsilon_confidence": r["confidence"],
+            "empirical_epsilon_fpr_upper": r["fpr_upper"],
+            "empirical_epsilon_fnr_upper": r["fnr_upper"],
+            "empirical_epsilon_records": r["n"]}
 
 
 def membership_result(scores: np.ndarray, cands: Candidates, notes: list[str],

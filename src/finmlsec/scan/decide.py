@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from finmlsec.scan.privacy import privacy_loss
+
 LEVELS = ("none", "low", "medium", "high")
 THRESHOLDS = {"high": 0.5, "medium": 0.2, "low": 0.05}
 # Countermeasures whose measured effect can be masking rather than robustness: they defeat the
@@ -164,10 +166,12 @@ def decision_metric(declared: str | None, baseline: dict[str, float]) -> str:
 
 def summarize(plan: dict[str, Any], outcomes: dict[str, dict[str, Any]], *,
               max_utility_drop: float = 0.05,
-              utility_metric: str | None = None) -> dict[str, Any]:
+              utility_metric: str | None = None,
+              privacy_claim: dict[str, Any] | None = None) -> dict[str, Any]:
     """The scan's summary (see ``docs/scan-schema.md``) from its plan and unit outcomes;
     ``utility_metric``: the declared metric a countermeasure's cost is decided on (None: the
-    default of :func:`decision_metric`)."""
+    default of :func:`decision_metric`); ``privacy_claim``: the model's declared
+    ``{epsilon, delta}``, compared with the privacy loss membership attacks measure."""
     units = plan["units"]
     baseline_util: dict[str, float] = {}
     for u in units:
@@ -231,6 +235,8 @@ def summarize(plan: dict[str, Any], outcomes: dict[str, dict[str, Any]], *,
             "attacked": t["attacked"], "countermeasures_recommended": list(t["countermeasures"]),
             "attacks": attacks, "success": success, "risk": risk_level(success),
             "countermeasures": cms, "notes": list(t["notes"]),
+            "privacy_loss": privacy_loss(strongest["name"], strongest["metrics"], privacy_claim)
+            if strongest else None,
         }
         entry.update(_decide(t, success, cms, max_utility_drop, metric))
         done = [a for a in attacks if a["success"] is not None]

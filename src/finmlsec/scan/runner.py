@@ -104,6 +104,11 @@ def default_metric(spec: Any, scenario: Any) -> str:
     return "roc_auc" if scores and two else "accuracy"
 
 
+def _privacy_claim(spec: Any) -> dict[str, Any] | None:
+    claim = getattr(getattr(spec, "model", None), "privacy_claim", None)
+    return claim.model_dump(mode="json") if claim is not None else None
+
+
 def start_scan(
     spec_path: str | Path,
     *,
@@ -134,7 +139,8 @@ def start_scan(
         diagram = ""
     options = {"trust_pickle": trust_pickle, "endpoint": endpoint,
                "include_accepted": include_accepted, "profile": prof.model_dump(mode="json"),
-               "utility_metric": default_metric(spec, scenario_for(ctx))}
+               "utility_metric": default_metric(spec, scenario_for(ctx)),
+               "privacy_claim": _privacy_claim(spec)}
     return store.create_run(
         spec_path=path, spec_name=name, profile=prof.name, seed=seed,
         system_type=plan.system_type, options=options, analysis=_jsonable(analysis),
@@ -188,7 +194,8 @@ def finish(store: Store, run_id: str) -> dict[str, Any]:
     prof = (Profile.model_validate(run.options["profile"]) if "profile" in run.options
             else get_profile(run.profile))
     summary = summarize(run.plan, outcomes, max_utility_drop=prof.max_utility_drop,
-                        utility_metric=run.options.get("utility_metric"))
+                        utility_metric=run.options.get("utility_metric"),
+                        privacy_claim=run.options.get("privacy_claim"))
     complete = all(u.status in FINISHED for u in units)
     store.finish_run(run.id, status="done" if complete else "incomplete", summary=summary)
     return summary

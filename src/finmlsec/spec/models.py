@@ -157,6 +157,19 @@ class ModelFactoryRef(BaseModel):
         return self
 
 
+class PrivacyClaim(BaseModel):
+    """The differential-privacy guarantee claimed for the model's training
+    (``model.privacy_claim``): (``epsilon``, ``delta``)-DP with respect to one training record. A
+    scan compares it with the empirical lower bound its membership attacks establish."""
+
+    model_config = _STRICT
+
+    epsilon: float = Field(gt=0, allow_inf_nan=False)
+    delta: float = Field(default=0.0, ge=0, lt=1)
+    #: how the guarantee is obtained (free text, e.g. "DP-SGD, RDP accountant")
+    mechanism: str | None = None
+
+
 class ModelRef(BaseModel):
     """Where the model is and how to load it (used by ``targets``)."""
 
@@ -171,6 +184,7 @@ class ModelRef(BaseModel):
     remote: dict[str, Any] | None = None
     torch: dict[str, Any] | None = None
     factory: ModelFactoryRef | None = None
+    privacy_claim: PrivacyClaim | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelRef:

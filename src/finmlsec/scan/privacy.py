@@ -1,0 +1,77 @@
+"""The privacy loss a scan measured, per membership threat, and how it compares with a claim.
+
+The strongest membership attack's scores give a statistical lower bound on the epsilon of
+differentially private training (:func:`finmlsec.metrics.empirical_epsilon`, reported by every
+membership attack as ``empirical_epsilon``); a spec may declare the model's privacy claim
+(``model.privacy_claim``). The claim is contradicted when the bound, restated at the claim's delta,
+exceeds the claimed epsilon.
+
+Example:
+    >>> m = {"empirical_epsilon": 2.0, "empirical_epsilon_point": 2.6,
+    ...      "empirical_epsilon_delta": 1e-5, "empirical_epsilon_confidence": 0.95,
+    ...      "empirical_epsilon_fpr_upper": 0.1, "empirical_epsilon_fnr_upper": 0.1}
+    >>> p = privacy_loss("membership.lira", m, {"epsilon": 1.0, "delta": 1e-5})
+    >>> p["claim_contradicted"], round(p["epsilon_lower"], 2)
+    (True, 2.0)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from finmlsec import metrics
+
+
+def privacy_loss(attack: str, m: dict[str, Any], claim: dict[str, Any] | None = None
+                 ) -> dict[str, Any] | None:
+    """The privacy-loss entry of a threat from its strongest attack's metrics ``m`` (None when
+    that attack reports none); ``claim``: ``{epsilon, delta}`` as declared in the spec."""
+    if m.get("empirical_epsilon") is None:
+        return None
+    lo, delta = float(m["empirical_epsilon"]), float(m.get("empirical_epsilon_delta", 1e-5))
+    conf = float(m.get("empirical_epsilon_confidence", 0.95))
+    out: dict[str, Any] = {
+        "attack": attack, "epsilon_lower": lo, "epsilon_point": m.get("empirical_epsilon_point"),
+        "delta": delta, "confidence": conf, "records": m.get("empirical_epsilon_records"),
+        "claim": dict(claim) if claim else None, "claim_contradicted": None,
+    }
+    if claim:
+        c_eps, c_delta = float(claim["epsilon"]), float(claim.get("delta", 0.0))
+        fpr, fnr = m.get("empirical_epsilon_fpr_upper"), m.get("empirical_epsilon_fnr_upper")
+        at_claim = (metrics.epsilon_from_bounds(float(fpr), float(fnr), c_delta)
+                    if fpr is not None and fnr is not None and c_delta != delta else lo)
+        out.update(epsilon_lower=at_claim, delta=c_delta if fpr is not None else delta,
+                   claim_contradicted=bool(at_claim > c_eps))
+    out["words"] = words(out)
+    return out
+
+
+def _d(delta: float) -> str:
+    return "0" if delta == 0 else f"{delta:.0e}".replace("e-0", "e-")
+
+
+def words(p: dict[str, Any]) -> str:
+    """The privacy loss in words a data-protection officer can act on."""
+    lo, conf = p["epsilon_lower"], p["confidence"]
+    head = (f"measured privacy loss: epsilon >= {lo:.2f} at delta {_d(p['delta'])} "
+            f"({conf:.0%} confidence, from {p['attack']}"
+            + (f"; point estimate {p['epsilon_point']:.2f}" if p.get("epsilon_point") is not None
+               else "") + ")")
+    if lo <= 0:
+        body = ("the attack did not demonstrate a privacy loss; this does not show that the "
+                "training is private (a stronger attack may succeed)")
+    else:
+        body = (f"whether a given person's record was in the training data can be told with "
+                f"odds at least {math.exp(lo):.1f} times better than by guessing for some "
+                f"records, so no differential-privacy guarantee stronger than epsilon {lo:.2f} "
+                "can hold for this training")
+    claim = p.get("claim")
+    if claim:
+        c = f"epsilon {float(claim['epsilon']):g}, delta {_d(float(claim.get('delta', 0.0)))}"
+        body += (f"; the declared privacy claim ({c}) is CONTRADICTED by the measurement: the "
+                 "model was not trained as claimed, or the claim is wrong"
+                 if p["claim_contradicted"] else
+                 f"; the declared privacy claim ({c}) is consistent with the measurement "
+                 "(which cannot prove that it holds)")
+    return f"{head}: {body}"
