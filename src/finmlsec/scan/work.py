@@ -375,35 +375,49 @@ class UnitTimeout(Exception):  # noqa: N818 - reported by name in outcomes
     """A unit ran longer than its profile allows."""
 
 
+#: A unit's limit counts the CPU time of its process (a loaded machine does not stop it
+#: early); a unit that waits without computing (a slow remote model) is stopped after this many
+#: times its limit of wall time.
+WALL_FACTOR = 10.0
+
+
 @contextlib.contextmanager
-def _time_limit(seconds: float | None) -> Iterator[None]:
-    """Raise :class:`UnitTimeout` after ``seconds`` of wall time (a POSIX timer; only in a
-    process's main thread: local workers and serial runs, not Dask worker threads)."""
-    usable = (seconds is not None and hasattr(signal, "SIGALRM")
+def _time_limit(seconds: float | None) -> Iterator[list[bool]]:
+    """Raise :class:`UnitTimeout` after ``seconds`` of the process's CPU time, or
+    :data:`WALL_FACTOR` times as much wall time (POSIX timers; only in a process's main thread:
+    local workers and serial runs, not Dask worker threads). Yields a flag list that holds
+    ``True`` once a timer fired (a library may have turned the exception into its own)."""
+    fired = [False]
+    usable = (seconds is not None and hasattr(signal, "SIGPROF")
               and threading.current_thread() is threading.main_thread())
     if not usable:
-        yield
+        yield fired
         return
 
     def _alarm(_sig: int, _frame: Any) -> None:
+        fired[0] = True
         raise UnitTimeout()
 
-    old = signal.signal(signal.SIGALRM, _alarm)
-    signal.setitimer(signal.ITIMER_REAL, float(seconds or 0))
+    old = {sig: signal.signal(sig, _alarm) for sig in (signal.SIGPROF, signal.SIGALRM)}
+    signal.setitimer(signal.ITIMER_PROF, float(seconds or 0))
+    signal.setitimer(signal.ITIMER_REAL, float(seconds or 0) * WALL_FACTOR)
     try:
-        yield
+        yield fired
     finally:
+        signal.setitimer(signal.ITIMER_PROF, 0)
         signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
 
 
 def timeout_message(unit: Unit) -> str:
     """Why ``unit`` stopped, and which option raises its limit."""
     base = unit.timeout_base if unit.timeout_base is not None else unit.timeout
-    return (f"UnitTimeout: the unit ran longer than its limit of {unit.timeout:g} s (the "
-            f"profile's {base:g} s per unit, scaled to the data size and the attack's cost); "
-            f"raise it with `finmlsec scan --unit-timeout SECONDS` (the limit for "
-            f"{REFERENCE_CELLS:,} data cells; 0 for none) or use a larger --profile")
+    return (f"UnitTimeout: the unit ran longer than its limit of {unit.timeout:g} s of CPU time "
+            f"(the profile's {base:g} s per unit, scaled to the data size and the attack's "
+            f"cost; or {WALL_FACTOR:g} times as long waiting); raise it with `finmlsec scan "
+            f"--unit-timeout SECONDS` (the limit for {REFERENCE_CELLS:,} data cells; 0 for "
+            f"none) or use a larger --profile")
 
 
 def execute_unit(ctx: ScanContext, unit: Unit) -> dict[str, Any]:
@@ -412,16 +426,20 @@ def execute_unit(ctx: ScanContext, unit: Unit) -> dict[str, Any]:
     worker = f"{socket.gethostname()}:{os.getpid()}"
     out: dict[str, Any] = {"unit": unit.id, "status": "done", "result": None, "utility": None,
                            "error": None, "worker": worker}
+    fired = [False]
     try:
-        with threadpool_limits(limits=1), _time_limit(unit.timeout):
+        with threadpool_limits(limits=1), _time_limit(unit.timeout) as fired:
             _run(ctx, unit, out)
     except UnitTimeout:
         out.update(status="error", error=timeout_message(unit))
     except NOT_APPLICABLE as exc:
         out.update(status="skipped", error=f"{type(exc).__name__}: {exc}")
+        if fired[0]:  # the time limit interrupted a library that reported it its own way
+            out.update(status="error", error=timeout_message(unit))
     except Exception as exc:  # noqa: BLE001 - a unit must report, never crash the scan
         tb = traceback.format_exc(limit=-3)
-        out.update(status="error", error=f"{type(exc).__name__}: {exc}\n{tb}")
+        out.update(status="error", error=timeout_message(unit) if fired[0]
+                   else f"{type(exc).__name__}: {exc}\n{tb}")
     out["seconds"] = round(time.perf_counter() - start, 3)
     return out
 
