@@ -2,7 +2,9 @@
 alone, before a request's body is read or parsed.
 
 - :class:`InFlight`: at most ``limit`` requests of one API key at a time (429 beyond), so one
-  key's large batches cannot occupy the model thread and the parser while others wait;
+  key's large batches cannot occupy the model thread and the parser while others wait, and at
+  most ``total`` requests of all keys (503 beyond, with ``Retry-After``), so a burst from many
+  keys queues no more work than the process can answer in time;
 - :class:`AddressThrottle`: requests without a valid key are limited per client address
   (``per_minute`` refusals per minute, 429 beyond, without a database look-up), and are not
   written to the audit log one by one: :meth:`AddressThrottle.failed` counts them per address
@@ -37,11 +39,18 @@ from typing import Any
 
 
 class InFlight:
-    """Concurrent requests per API key in this process (see the module docstring)."""
+    """Concurrent requests per API key in this process, and of all keys together (``total``;
+    None: no limit); see the module docstring."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, total: int | None = None) -> None:
         self.limit = limit
+        self.total = total
         self._n: dict[str, int] = {}
+        self._all = 0
+
+    def full(self) -> bool:
+        """Whether the process holds ``total`` requests already."""
+        return self.total is not None and self._all >= self.total
 
     def enter(self, key_id: str) -> bool:
         """Count a request in; False (nothing counted) when the key is at its limit."""
@@ -49,10 +58,13 @@ class InFlight:
         if n >= self.limit:
             return False
         self._n[key_id] = n + 1
+        self._all += 1
         return True
 
     def leave(self, key_id: str) -> None:
         n = self._n.get(key_id, 0) - 1
+        if key_id in self._n:
+            self._all -= 1
         if n > 0:
             self._n[key_id] = n
         else:

@@ -74,13 +74,15 @@ class ExtractionPolicy(_Section):
 
 class InputPolicy(_Section):
     """Input limits checked at admission and parsing (the feature schema gives types, ranges and
-    categories): body size, records per request, concurrent requests per key (per process),
+    categories): body size, records per request, concurrent requests per key and in all (per
+    process),
     and refused unauthenticated requests per client address and minute, counted in one audit
     entry per ``refusals_audit_seconds``."""
 
     max_body_bytes: int = Field(default=8_000_000, ge=1024)
     max_batch_rows: int = Field(default=100_000, ge=1)
     max_in_flight_per_key: int = Field(default=8, ge=1)
+    max_in_flight: int = Field(default=512, ge=1)  # all keys together, per process
     unauthenticated_per_minute: int = Field(default=60, ge=1)
     refusals_audit_seconds: float = Field(default=60.0, gt=0)
 

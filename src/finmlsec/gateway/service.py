@@ -69,7 +69,7 @@ class Gateway:
                                  det, width, db=self.db, redis_url=settings.redis_url,
                                  prefix=settings.redis_prefix))
         i = self.policy.input
-        self.in_flight = InFlight(i.max_in_flight_per_key)
+        self.in_flight = InFlight(i.max_in_flight_per_key, i.max_in_flight)
         self.throttle = AddressThrottle(
             per_minute=i.unauthenticated_per_minute, interval=i.refusals_audit_seconds,
             digest=lambda address: self.digest(address.encode("utf-8", "replace")))

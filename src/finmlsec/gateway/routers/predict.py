@@ -163,6 +163,11 @@ async def predict_answer(gw: Gateway, metrics: GatewayMetrics, head: Head,
         msg, headers = too_many(d)
         metrics.guards.labels(guard="rate_limit", decision="refused").inc()
         raise await refuse_counted(gw, metrics, p, 429, "predict", msg, headers=headers)
+    if gw.in_flight.full():
+        metrics.guards.labels(guard="concurrency", decision="overloaded").inc()
+        raise await refuse_counted(
+            gw, metrics, p, 503, "predict", f"the server is answering {gw.in_flight.total} "
+            "requests already; retry shortly", headers={"Retry-After": "1"})
     if not gw.in_flight.enter(p.key_id):
         metrics.guards.labels(guard="concurrency", decision="refused").inc()
         raise await refuse_counted(
@@ -312,7 +317,8 @@ def build_router(gw: Gateway) -> APIRouter:
                    413: {"description": "Payload too large"},
                    415: {"description": "Content-Type is not JSON"},
                    422: {"description": "Records do not satisfy the schema"},
-                   429: {"description": "Rate limit, budget or concurrency exceeded"}},
+                   429: {"description": "Rate limit, budget or concurrency exceeded"},
+                   503: {"description": "The process answers its maximum of requests"}},
     )
     async def predict(request: Request) -> Response:
         body = await predict_answer(gw, request.app.state.metrics, Head.of(request),
