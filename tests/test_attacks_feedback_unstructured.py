@@ -117,3 +117,19 @@ def test_parameters_are_checked_and_tabular_is_not_claimed() -> None:
     assert set(cls.input_kinds) == {"text", "image"} and "schema" not in cls.needs
     with pytest.raises(ConfigError, match="noise"):
         cls(noise=0.0).run(None, AttackData())
+
+
+def test_the_scan_leaves_out_a_defence_whose_input_kinds_do_not_fit(tmp_path) -> None:
+    from finmlsec.scan.runner import _checker
+    from finmlsec.scan.work import ScanContext, scenario_for
+    from scan_support import build_credit_system
+
+    ctx = ScanContext(spec_path=str(build_credit_system(tmp_path)))
+    _, _, defence_check = _checker(scenario_for(ctx), ctx)
+    assert FeedbackScreen.input_kinds == ("tabular", "image")
+    assert defence_check("feedback_screen") is None  # a tabular model
+    FeedbackScreen.input_kinds = ("text",)
+    try:
+        assert defence_check("feedback_screen") == "works on text inputs, this model takes tabular"
+    finally:
+        FeedbackScreen.input_kinds = ("tabular", "image")
