@@ -11,7 +11,7 @@ import httpx
 import numpy as np
 import pytest
 
-from finmlsec.defences import DEFENCES
+from finmlsec.defences import DEFENCES, GUARDS
 from finmlsec.defences.extraction_detection import PradaDetector
 from finmlsec.gateway.audit import read_entries
 from finmlsec.gateway.demo import DemoModel, credit_scoring_model
@@ -104,8 +104,9 @@ async def adaptive_client(c: httpx.AsyncClient, token: str, model: DemoModel, se
 
 
 def test_prada_is_registered_with_a_justified_countermeasure() -> None:
-    cls = DEFENCES.get("detection.prada")
+    cls = GUARDS.get("detection.prada")
     assert cls is PradaDetector and cls.countermeasure == "gateway_rate_limiting"
+    assert cls.scanned and "detection.prada" not in DEFENCES
     assert cls.stage == "gateway" and "infer_model" in cls.counters
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from finmlsec.defences import DEFENCES
+from finmlsec.defences import DEFENCES, GUARDS
 from finmlsec.defences.ratelimit import (
     CounterStore,
     MemoryCounterStore,
@@ -91,16 +91,17 @@ def test_budget_parameters_are_validated() -> None:
     assert QueryBudget(per_minute=None).consume(MemoryCounterStore(), "c", cost=5).allowed
 
 
-def test_query_budget_as_a_scan_defence() -> None:
-    assert DEFENCES.get("ratelimit.query_budget") is QueryBudget
+def test_query_budget_as_a_scanned_guard() -> None:
+    assert GUARDS.get("ratelimit.query_budget") is QueryBudget and QueryBudget.scanned
+    assert "ratelimit.query_budget" not in DEFENCES
     assert QueryBudget.countermeasure == "gateway_rate_limiting" and QueryBudget.stage == "gateway"
     rng = np.random.default_rng(0)
     X = rng.normal(size=(60, 3))
     y = (X[:, 0] > 0).astype(int)
     before = X.copy()
-    est = LogisticRegression()
-    m = QueryBudget(per_minute=None, lifetime=50).apply(est, X, y)
-    assert not hasattr(est, "coef_") and np.array_equal(X, before)  # inputs untouched
+    est = LogisticRegression().fit(X, y)
+    m = QueryBudget(per_minute=None, lifetime=50).wrap(est)
+    assert np.array_equal(X, before)  # inputs untouched
     assert m.predict_proba(X[:30]).shape == (30, 2) and m.predict(X[:20]).shape == (20,)
     with pytest.raises(BudgetExceededError, match="lifetime limit of 50") as exc:
         m.predict(X[:1])

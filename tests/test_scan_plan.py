@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from finmlsec.attacks import ATTACKS
-from finmlsec.defences import DEFENCES
+from finmlsec.defences import DEFENCES, measured_class
 from finmlsec.errors import ConfigError
 from finmlsec.scan import get_profile, make_plan
 from finmlsec.scan.plan import threats_of
@@ -73,9 +73,9 @@ def test_units_map_threats_to_attacks_and_countermeasures_to_defences(profile: s
         assert u.attack in t.attacks and t.attacked
         assert u.budget == prof.budget
         for d, cm in zip(u.defences, u.countermeasures, strict=True):
-            assert DEFENCES.get(d).countermeasure == cm and cm in t.countermeasures
+            assert measured_class(d).countermeasure == cm and cm in t.countermeasures
         if len(u.defences) == 2:
-            assert DEFENCES.get(u.defences[0]).stage != DEFENCES.get(u.defences[1]).stage
+            assert measured_class(u.defences[0]).stage != measured_class(u.defences[1]).stage
     for t in plan.threats:
         assert len(t.attacks) <= prof.max_attacks
         assert all(len(v) <= prof.max_defences for v in t.defences.values())

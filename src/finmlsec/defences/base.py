@@ -32,13 +32,15 @@ Class attributes describe it to the scan and the CLI:
 * ``rank`` (optional): its order among the defences implementing the same countermeasure (lower
   is tried first when a scan profile tries only some); unranked defences come after, by name;
 * ``_fast_params``: parameters that make it fast on a few hundred records (the contract tests);
+* ``_sklearn_check_params``: parameters (over ``_fast_params``) for scikit-learn's estimator
+  checks on their small numeric arrays;
 * ``_sklearn_check_deviations``: scikit-learn estimator checks it cannot pass, each with why.
 
 A defence that screens inputs (answers ``decide(X)`` with a decision and reason per record)
 derives from :class:`InputScreening` as well: the scan measures an evasion attack through it.
 
 Serving guards (request-level: budgets, extraction detection, input detectors) are not defences
-of a model; they live in :mod:`finmlsec.guards`.
+of a model; they are registered in :data:`~finmlsec.defences.guards.GUARDS`.
 
 Example:
     >>> from sklearn.datasets import load_iris
@@ -94,6 +96,7 @@ class Defence(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
     transparent: ClassVar[bool] = False
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {}
     _fast_params: ClassVar[dict[str, Any]] = {}
+    _sklearn_check_params: ClassVar[dict[str, Any]] = {}
     _sklearn_check_deviations: ClassVar[dict[str, str]] = {}
 
     estimator: Any

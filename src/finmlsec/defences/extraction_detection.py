@@ -50,8 +50,8 @@ import numpy as np
 import pandas as pd
 
 from finmlsec.datasets.schema_infer import infer_schema
-from finmlsec.defences._params import check_choice, check_float, check_int
-from finmlsec.defences.base import DEFENCES
+from finmlsec.defences._params import Float, Int, OneOf
+from finmlsec.defences.guards import GUARDS, Guard
 from finmlsec.errors import BudgetExceededError, DataError
 from finmlsec.schema import FeatureSchema, FeatureType
 
@@ -153,8 +153,8 @@ class PradaVerdict:
     reason: str | None = None
 
 
-@DEFENCES.register("detection.prada")
-class PradaDetector:
+@GUARDS.register("detection.prada")
+class PradaDetector(Guard):
     """PRADA: flag a client whose minimum-distance distribution is not normal.
 
     ``threshold``: Shapiro-Wilk W below which a client is flagged; ``min_queries``: distances
@@ -172,6 +172,14 @@ class PradaDetector:
     counters: ClassVar[frozenset[str]] = frozenset({"infer_model"})
     stage: ClassVar[str] = "gateway"
     summary: ClassVar[str] = "PRADA: flag clients whose query distances are not normally distributed"
+    scanned: ClassVar[bool] = True
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "threshold": [Float(0.0, 1.0, closed_lo=False)], "min_queries": [Int(3, 5000)],
+        "check_every": [Int(1)], "window": [Int(3, 5000)], "max_stored": [Int(1)],
+        "action": [OneOf(("block", "throttle"))],
+        "max_far_rate": [Float(0.0, 1.0, closed_lo=False), None],
+        "far_quantile": [Float(0.5, 1.0, closed_lo=False)],
+    }
 
     def __init__(
         self,
@@ -193,25 +201,6 @@ class PradaDetector:
         self.window = window
         self.max_stored = max_stored
         self.action = action
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in
-                ("threshold", "min_queries", "check_every", "window", "max_stored", "action",
-                 "max_far_rate", "far_quantile")}
-
-    def validate(self) -> PradaDetector:
-        """Raise :class:`~finmlsec.errors.ConfigError` on a bad parameter; return self."""
-        name = "PradaDetector"
-        check_float(name, "threshold", self.threshold, 0.0, 1.0, closed_lo=False)
-        check_int(name, "min_queries", self.min_queries, 3, 5000)
-        check_int(name, "check_every", self.check_every, 1)
-        check_int(name, "window", self.window, 3, 5000)
-        check_int(name, "max_stored", self.max_stored, 1)
-        check_choice(name, "action", self.action, ("block", "throttle"))
-        if self.max_far_rate is not None:
-            check_float(name, "max_far_rate", self.max_far_rate, 0.0, 1.0, closed_lo=False)
-        check_float(name, "far_quantile", self.far_quantile, 0.5, 1.0, closed_lo=False)
-        return self
 
     def fit_reference(self, E: np.ndarray) -> PradaDetector:
         """Remember encoded reference records (the training data) for the far-query rate: a
@@ -318,22 +307,18 @@ class PradaDetector:
         G[n] = x
         state.sizes[c] = n + 1
 
-    def apply(self, estimator: Any, X: Any, y: Any) -> PradaMonitoredEstimator:
-        """The Defence protocol: fit a clone of ``estimator`` and watch its queries with PRADA."""
+    def wrap(self, model: Any, X: Any = None) -> PradaMonitoredEstimator:
+        """The fitted ``model`` watched by a fresh copy of this detector, for one client; ``X``
+        (the training data) gives the distance space (its schema, for a DataFrame) and, with
+        ``max_far_rate``, the reference records."""
         from sklearn.base import clone
 
         self.validate()
-        fitted = clone(estimator).fit(X, y)
         schema = infer_schema(X).schema if isinstance(X, pd.DataFrame) else None
-        monitored = PradaMonitoredEstimator(fitted, detector=clone_detector(self), schema=schema)
-        if self.max_far_rate is not None:
+        monitored = PradaMonitoredEstimator(model, detector=clone(self), schema=schema)
+        if self.max_far_rate is not None and X is not None:
             monitored.detector.fit_reference(monitored._encode(X))
         return monitored
-
-
-def clone_detector(det: PradaDetector) -> PradaDetector:
-    """A fresh detector with the same parameters (no reference data)."""
-    return PradaDetector(**det.get_params())
 
 
 class PradaMonitoredEstimator:
@@ -344,7 +329,7 @@ class PradaMonitoredEstimator:
         >>> from sklearn.linear_model import LogisticRegression
         >>> rng = np.random.default_rng(1)
         >>> X = rng.normal(size=(200, 3)); y = (X[:, 0] > 0).astype(int)
-        >>> m = PradaDetector(min_queries=30).apply(LogisticRegression(), X, y)
+        >>> m = PradaDetector(min_queries=30).wrap(LogisticRegression().fit(X, y), X)
         >>> probes = np.zeros((60, 3)); probes[:, 0] = np.linspace(-1e-3, 1e-3, 60)
         >>> _ = m.predict(probes)
         >>> m.flagged

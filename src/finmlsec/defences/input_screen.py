@@ -40,8 +40,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.utils import _safe_indexing, get_tags
 from sklearn.utils.validation import _num_samples, check_is_fitted, validate_data
 
-from finmlsec.defences._params import Bool, Float, Int, check_float, check_int
+from finmlsec.defences._params import Bool, Float, Int
 from finmlsec.defences.base import DEFENCES, Defence, InputScreening
+from finmlsec.defences.guards import GUARDS, Guard
 from finmlsec.defences.poison_filter import Decisions
 from finmlsec.errors import ConfigError, DataError
 from finmlsec.schema import FeatureSchema, preprocessor
@@ -134,9 +135,16 @@ def validate_rows(schema: FeatureSchema, X: Any) -> Decisions:
     return Decisions(accept=~fails, reasons=reasons, flags={"schema": fails})
 
 
-class OODDetector(OutlierMixin, BaseEstimator):
+_INPUT_GUARD: dict[str, Any] = {
+    "countermeasure": "detect_malicious_input", "counters": frozenset({"induce_false_prediction"}),
+    "stage": "input"}
+
+
+@GUARDS.register("input_screen.ood")
+class OODDetector(OutlierMixin, Guard):
     """Out-of-distribution detector: ``predict`` gives -1 for records scoring below the
-    ``quantile`` of the training records' isolation scores, +1 otherwise.
+    ``quantile`` of the training records' isolation scores, +1 otherwise. A serving guard (the
+    gateway's screen ``input_screen.ood``); the scan measures it within :class:`InputScreen`.
 
     Example:
         >>> from sklearn.datasets import load_digits
@@ -147,6 +155,13 @@ class OODDetector(OutlierMixin, BaseEstimator):
         (1.0, 0.02)
     """
 
+    countermeasure: ClassVar[str] = _INPUT_GUARD["countermeasure"]
+    counters: ClassVar[frozenset[str]] = _INPUT_GUARD["counters"]
+    stage: ClassVar[str] = _INPUT_GUARD["stage"]
+    summary: ClassVar[str] = "out-of-distribution inputs: isolation forest on the training inputs"
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "quantile": [Float(0.0, 0.5)], "n_estimators": [Int(1)], "random_state": [Int(0), None]}
+
     def __init__(self, *, quantile: float = 0.01, n_estimators: int = 100,
                  random_state: int | None = None) -> None:
         self.quantile = quantile
@@ -154,8 +169,7 @@ class OODDetector(OutlierMixin, BaseEstimator):
         self.random_state = random_state
 
     def fit(self, X: Any, y: Any = None) -> OODDetector:
-        check_float(type(self).__name__, "quantile", self.quantile, 0.0, 0.5)
-        check_int(type(self).__name__, "n_estimators", self.n_estimators, 1, None)
+        self.validate()
         if isinstance(X, pd.DataFrame):
             self.encoder_: Any = preprocessor(X=X).fit(X)
             Z = self.encoder_.transform(X)
@@ -222,9 +236,11 @@ def _check_rows(est: Any, X: Any, *, reset: bool) -> Any:
     return validate_data(est, X, reset=reset)
 
 
-class SqueezeDetector(OutlierMixin, BaseEstimator):
+@GUARDS.register("input_screen.squeeze")
+class SqueezeDetector(OutlierMixin, Guard):
     """Feature-squeezing detector around a fitted probabilistic classifier (see the module
-    docstring). ``fit(X)`` on clean inputs sets ``threshold_`` so that a share ``fpr`` of them is
+    docstring); a serving guard (the gateway's screen ``input_screen.squeeze``, watching the
+    served model); the scan measures it within :class:`InputScreen`. ``fit(X)`` on clean inputs sets ``threshold_`` so that a share ``fpr`` of them is
     flagged; ``score(X)`` is the L1 distance between the probabilities before and after
     squeezing. It follows scikit-learn's outlier convention: ``predict`` gives -1 for inputs
     that look adversarial (score above ``threshold_``) and +1 otherwise, ``decision_function``
@@ -244,14 +260,21 @@ class SqueezeDetector(OutlierMixin, BaseEstimator):
         0.04
     """
 
+    countermeasure: ClassVar[str] = _INPUT_GUARD["countermeasure"]
+    counters: ClassVar[frozenset[str]] = _INPUT_GUARD["counters"]
+    stage: ClassVar[str] = _INPUT_GUARD["stage"]
+    summary: ClassVar[str] = "adversarial inputs: the served model's output moves under squeezing"
+    uses_model: ClassVar[bool] = True
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "levels": [Int(2)], "fpr": [Float(0.0, 1.0)]}
+
     def __init__(self, estimator: Any = None, *, levels: int = 8, fpr: float = 0.05) -> None:
         self.estimator = estimator
         self.levels = levels
         self.fpr = fpr
 
     def fit(self, X: Any, y: Any = None) -> SqueezeDetector:
-        check_int(type(self).__name__, "levels", self.levels, 2, None)
-        check_float(type(self).__name__, "fpr", self.fpr, 0.0, 1.0)
+        self.validate()
         self.fit_bounds(X)
         return self.calibrate(X)
 
@@ -383,8 +406,7 @@ class ScreenedClassifier(InputScreening, ClassifierMixin, MetaEstimatorMixin, Ba
             probe = clone(self._inner()).fit(_safe_indexing(X, np.flatnonzero(~cal)),
                                              np.asarray(y)[~cal])
             sq = clone(self.squeezer).set_params(estimator=probe)
-            check_int(name, "levels", sq.levels, 2, None)
-            check_float(name, "fpr", sq.fpr, 0.0, 1.0)
+            sq.validate()
             sq.fit_bounds(X)
             sq.calibrate(_safe_indexing(X, np.flatnonzero(cal)))
             sq.estimator = model

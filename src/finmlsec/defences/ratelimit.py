@@ -7,7 +7,7 @@ for one process, :class:`RedisCounterStore` when several server processes must e
 charged nothing and learns when to come back (``retry_after``, seconds; ``None`` when the lifetime
 budget is spent).
 
-The same object serves a scan: :meth:`QueryBudget.apply` fits the model and wraps it in a
+The same object serves a scan: :meth:`QueryBudget.wrap` puts a fitted model behind the budget, a
 :class:`BudgetedEstimator` that raises :class:`~finmlsec.errors.BudgetExceededError` when the
 budget is spent, which is what an extraction or membership attack meets at the gateway.
 
@@ -35,8 +35,8 @@ from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
-from finmlsec.defences._params import check_int
-from finmlsec.defences.base import DEFENCES
+from finmlsec.defences._params import Int, check_int
+from finmlsec.defences.guards import GUARDS, Guard
 from finmlsec.errors import BudgetExceededError, StoreError
 
 WINDOWS: dict[str, float | None] = {"second": 1.0, "minute": 60.0, "day": 86400.0, "lifetime": None}
@@ -205,8 +205,8 @@ class RedisCounterStore:
         return n
 
 
-@DEFENCES.register("ratelimit.query_budget")
-class QueryBudget:
+@GUARDS.register("ratelimit.query_budget")
+class QueryBudget(Guard):
     """At most ``per_second`` / ``per_minute`` / ``per_day`` / ``lifetime`` queries per client
     (``None``: no limit on that window). Units are what the caller charges: records for a query
     budget, 1 per call for a request rate limit.
@@ -222,6 +222,10 @@ class QueryBudget:
     )
     stage: ClassVar[str] = "gateway"
     summary: ClassVar[str] = "per-client query budgets per second, minute, day and lifetime"
+    scanned: ClassVar[bool] = True
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "per_second": [Int(1), None], "per_minute": [Int(1), None], "per_day": [Int(1), None],
+        "lifetime": [Int(1), None]}
 
     def __init__(
         self,
@@ -236,22 +240,15 @@ class QueryBudget:
         self.per_day = per_day
         self.lifetime = lifetime
 
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        return {
-            "per_second": self.per_second,
-            "per_minute": self.per_minute,
-            "per_day": self.per_day,
-            "lifetime": self.lifetime,
-        }
-
     def limits(self) -> list[Limit]:
         """The configured windows, validated, shortest first."""
+        self.validate()
         out = []
-        for name, value in self.get_params().items():
-            if value is None:
-                continue
-            window = name.removeprefix("per_")
-            out.append(Limit(window, WINDOWS[window], check_int("QueryBudget", name, value, 1)))
+        for name in ("per_second", "per_minute", "per_day", "lifetime"):
+            value = getattr(self, name)
+            if value is not None:
+                window = name.removeprefix("per_")
+                out.append(Limit(window, WINDOWS[window], int(value)))
         return out
 
     def consume(
@@ -268,12 +265,10 @@ class QueryBudget:
             return _ALLOWED
         return store.consume(f"budget:{client}", limits, cost, time.time() if now is None else now)
 
-    def apply(self, estimator: Any, X: Any, y: Any) -> BudgetedEstimator:
-        """The Defence protocol: fit a clone of ``estimator`` and put it behind this budget."""
-        from sklearn.base import clone
-
+    def wrap(self, model: Any, X: Any = None) -> BudgetedEstimator:
+        """The fitted ``model`` behind this budget, for one client (``X`` is not needed)."""
         self.limits()
-        return BudgetedEstimator(clone(estimator).fit(X, y), budget=self)
+        return BudgetedEstimator(model, budget=self)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v}" for k, v in self.get_params().items() if v is not None)
@@ -287,7 +282,7 @@ class BudgetedEstimator:
     Example:
         >>> from sklearn.linear_model import LogisticRegression
         >>> X = np.array([[0.0], [1.0], [2.0], [3.0]]); y = np.array([0, 0, 1, 1])
-        >>> m = QueryBudget(per_minute=None, lifetime=4).apply(LogisticRegression(), X, y)
+        >>> m = QueryBudget(per_minute=None, lifetime=4).wrap(LogisticRegression().fit(X, y))
         >>> m.predict(X).tolist()
         [0, 0, 1, 1]
         >>> m.predict(X[:1])

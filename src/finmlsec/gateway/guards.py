@@ -1,9 +1,10 @@
 """The policy's guards, independent of HTTP: budgets and rate limits, the extraction detector
 (PRADA) and its blocks, the output (confidence) defence and the input screen.
 
-They are the defence classes the scan measures (:class:`QueryBudget`, :class:`PradaDetector`,
-the confidence meta-estimators, the input screens), configured from the :class:`Policy` and
-sharing one counter store (in-process memory, or Redis for several processes).
+They are the components the scan measures, built by name from the registered serving guards
+(:data:`~finmlsec.defences.GUARDS`: :class:`QueryBudget`, :class:`PradaDetector`, the input
+screens) and the confidence meta-estimators, configured from the :class:`Policy` and sharing one
+counter store (in-process memory, or Redis for several processes).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
+from finmlsec.defences import build_guard
 from finmlsec.defences.extraction_detection import PradaDetector, SchemaEncoder
 from finmlsec.defences.ratelimit import BudgetDecision, CounterStore, Limit, QueryBudget
 from finmlsec.errors import ConfigError
@@ -23,6 +25,10 @@ from finmlsec.gateway.durable import PradaStates
 from finmlsec.gateway.keycache import Principal
 from finmlsec.gateway.policy import Policy
 from finmlsec.schema import FeatureSchema
+
+#: the registered guards (:data:`~finmlsec.defences.GUARDS`) the policy's sections configure
+BUDGET = "ratelimit.query_budget"
+PRADA = "detection.prada"
 
 
 class _Precomputed(ClassifierMixin, BaseEstimator):
@@ -68,37 +74,27 @@ def build_output_defence(policy_mode: str, decimals: int, k: int,
 
 
 def build_screen(policy: Policy, target: Any, reference: Any) -> Any:
-    """The policy's input screen, fitted on ``reference``: one of the input-screen detectors
-    (out of distribution: ``input_screen.ood``; feature squeezing against the served model:
-    ``input_screen.squeeze``) or a registered defence following scikit-learn's outlier
-    convention (``fit``, then ``predict`` giving -1 for suspicious records); None when off."""
+    """The policy's input screen, fitted on ``reference``: the registered input guard it names
+    (:data:`~finmlsec.defences.GUARDS`, stage ``input``: out of distribution,
+    ``input_screen.ood``; feature squeezing against the served model, ``input_screen.squeeze``),
+    built by name with the policy's parameters; None when off."""
     s = policy.screening
     if not s.enabled:
         return None
-    import importlib
-
-    from finmlsec.defences import DEFENCES
+    from finmlsec.defences import GUARDS, build_guard
 
     if reference is None:
         raise ConfigError(
             "input screening needs reference data (the training split) to fit the "
             f"detector {s.defence!r}; give the spec a data section or disable screening"
         )
-    builtin = {"input_screen.ood": "OODDetector", "input_screen.squeeze": "SqueezeDetector"}
-    if s.defence in builtin:
-        mod = importlib.import_module("finmlsec.defences.input_screen")
-        cls = getattr(mod, builtin[s.defence])
-        model = getattr(target, "estimator", target)
-        screen = (cls(model, **s.params) if s.defence == "input_screen.squeeze"
-                  else cls(**s.params))
-    else:
-        screen = DEFENCES.get(s.defence)(**s.params)
-    if not (hasattr(screen, "fit") and hasattr(screen, "predict")):
+    if GUARDS.get(s.defence).stage != "input":
+        screens = [n for n, c in GUARDS.items() if c.stage == "input"]
         raise ConfigError(
-            f"the screening defence {s.defence!r} has no fit()/predict(); the gateway needs "
-            "a detector whose predict gives -1 for suspicious inputs, e.g. input_screen.ood"
+            f"the screening guard {s.defence!r} acts on a client's requests, not on single "
+            f"inputs; screening takes an input guard: {', '.join(screens)}"
         )
-    return screen.fit(reference)
+    return build_guard(s.defence, getattr(target, "estimator", target), **s.params).fit(reference)
 
 
 class Guards:
@@ -110,12 +106,13 @@ class Guards:
         self.policy = policy
         self.store = store
         b = policy.budget
-        self.request_budget = QueryBudget(per_second=b.requests_per_second,
-                                          per_minute=b.requests_per_minute)
-        self.row_budget = QueryBudget(per_minute=b.per_minute, per_day=b.per_day,
-                                      lifetime=b.lifetime)
-        self.feedback_budget = QueryBudget(per_minute=None, per_day=b.feedback_per_day)
-        self.org_budget = QueryBudget(per_minute=None, per_day=b.org_per_day)
+        self.request_budget: QueryBudget = build_guard(
+            BUDGET, per_second=b.requests_per_second, per_minute=b.requests_per_minute)
+        self.row_budget: QueryBudget = build_guard(
+            BUDGET, per_minute=b.per_minute, per_day=b.per_day, lifetime=b.lifetime)
+        self.feedback_budget: QueryBudget = build_guard(
+            BUDGET, per_minute=None, per_day=b.feedback_per_day)
+        self.org_budget: QueryBudget = build_guard(BUDGET, per_minute=None, per_day=b.org_per_day)
         self._org_limits = self.org_budget.limits()
         # limits validated once, at start-up, rather than on every request
         self._request_limits = self.request_budget.limits()
@@ -128,11 +125,11 @@ class Guards:
         self.prada: PradaDetector | None = None
         self.encoder = SchemaEncoder(schema)
         if e.enabled:
-            self.prada = PradaDetector(
-                threshold=e.threshold, min_queries=e.min_queries, check_every=e.check_every,
-                window=e.window, max_stored=e.max_stored, action=e.action,
-                max_far_rate=e.max_far_rate, far_quantile=e.far_quantile,
-            ).validate()
+            self.prada = build_guard(
+                PRADA, threshold=e.threshold, min_queries=e.min_queries,
+                check_every=e.check_every, window=e.window, max_stored=e.max_stored,
+                action=e.action, max_far_rate=e.max_far_rate, far_quantile=e.far_quantile,
+            )
             if e.max_far_rate is not None and reference is not None:
                 self.prada.fit_reference(self.encoder.encode_frame(reference))
         # PRADA's per-client state, replayed from a log shared by replicas and kept across

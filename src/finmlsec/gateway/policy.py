@@ -88,8 +88,8 @@ class InputPolicy(_Section):
 
 
 class ScreenPolicy(_Section):
-    """Out-of-distribution / adversarial-input screening with a registered defence (or any
-    detector following scikit-learn's outlier convention: ``predict`` gives -1 for outliers)."""
+    """Out-of-distribution / adversarial-input screening with a registered input guard
+    (``defence``: its name in :data:`~finmlsec.defences.GUARDS`, ``params``: its parameters)."""
 
     enabled: bool = False
     defence: str = "input_screen.ood"

@@ -53,18 +53,18 @@ def plan(
     unit_timeout: float | None = None,
 ) -> str:
     """Analyse ``spec`` and store its planned run; the run id. ``only`` / ``only_defences``
-    restrict the plan to these registered attacks / defences (an unknown name is a
-    :class:`~finmlsec.errors.RegistryError` listing the known ones); ``unit_timeout`` replaces
-    the profile's base time limit per unit (seconds for up to
+    restrict the plan to these registered attacks / defences and scanned guards (an unknown name
+    is a :class:`~finmlsec.errors.RegistryError` listing the known ones); ``unit_timeout``
+    replaces the profile's base time limit per unit (seconds for up to
     :data:`~finmlsec.scan.plan.REFERENCE_CELLS` data cells, scaled beyond; 0: no limit)."""
     from finmlsec.attacks import ATTACKS
-    from finmlsec.defences import DEFENCES
+    from finmlsec.defences import measured_class
     from finmlsec.scan.runner import start_scan
 
     for name in only:
         ATTACKS.get(name)
     for name in only_defences:
-        DEFENCES.get(name)
+        measured_class(name)
     prof = get_profile(profile) if isinstance(profile, str) else profile
     if unit_timeout is not None:
         if unit_timeout < 0:

@@ -2,7 +2,8 @@
 
 :func:`make_plan` reads an analysis (the threats that apply to the spec's type), keeps them in
 priority order, maps each threat to the registered attacks with the same ``(threat, via)`` and each
-recommended countermeasure id to the registered defences that implement it, and lays out the
+recommended countermeasure id to the registered defences and scanned serving guards that implement
+it (:func:`finmlsec.defences.measured`), and lays out the
 units of work: every selected attack on the system as it is, then under each defence and each
 useful combination of two defences (acting at different stages; none for attacks that retrain
 the model many times, those whose class declares ``retrains_victim``). Units are frozen values
@@ -179,10 +180,10 @@ def make_plan(
     """Plan a scan of ``analysis`` with the registered attacks and defences; ``data_cells``
     (rows x columns of the training data) scales the units' time limits (:func:`unit_limit`)."""
     from finmlsec.attacks import ATTACKS
-    from finmlsec.defences import DEFENCES
+    from finmlsec.defences import measured
 
     attacks: list[tuple[str, Any]] = ATTACKS.items()
-    defences: list[tuple[str, Any]] = DEFENCES.items()
+    defences: list[tuple[str, Any]] = measured()  # the defences and the scanned guards
     classes: dict[str, Any] = dict(attacks)
     def_classes: dict[str, Any] = dict(defences)
     profile.check(attacks)

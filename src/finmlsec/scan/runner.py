@@ -64,12 +64,13 @@ def _checker(scenario: Any, ctx: ScanContext) -> tuple[Any, Any, Any]:
         return None
 
     def defence_check(name: str) -> str | None:
-        from finmlsec.defences import DEFENCES
+        from finmlsec.defences import measured_class
 
-        neural_only = getattr(DEFENCES.get(name), "neural_only", False)
+        cls = measured_class(name)
+        neural_only = getattr(cls, "neural_only", False)
         if neural_only and "torch" not in type(scenario.target).__module__:
             return "works on neural (torch) models only"
-        kinds = getattr(DEFENCES.get(name), "input_kinds", None)
+        kinds = getattr(cls, "input_kinds", None)
         if kinds is not None and kind not in kinds:
             return f"works on {', '.join(kinds)} inputs, this model takes {kind}"
         return None

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from threadpoolctl import threadpool_limits
 
 from finmlsec.errors import (
@@ -131,7 +131,7 @@ def make_defence(name: str, seed: int, schema: Any = None, input_kind: str = "ta
 
     cls = DEFENCES.get(name)
     params = inspect.signature(cls).parameters
-    kwargs: dict[str, Any] = {"estimator": estimator} if "estimator" in params else {}
+    kwargs: dict[str, Any] = {"estimator": estimator}
     for seed_name in ("random_state", "seed"):
         if seed_name in params:
             kwargs[seed_name] = seed
@@ -145,10 +145,46 @@ def make_defence(name: str, seed: int, schema: Any = None, input_kind: str = "ta
     return cls(**kwargs)
 
 
+class Served(ClassifierMixin, BaseEstimator):
+    """An unfitted estimator whose ``fit`` trains a clone of ``estimator`` and puts it behind the
+    serving guard ``guard`` (:meth:`~finmlsec.defences.Guard.wrap`): how a guard measured by the
+    scan stands in front of the model, also of every model an attack retrains.
+
+    Example:
+        >>> from sklearn.linear_model import LogisticRegression
+        >>> from finmlsec.defences.ratelimit import QueryBudget
+        >>> m = Served(LogisticRegression(), QueryBudget(per_minute=None, lifetime=2))
+        >>> m.fit([[0.0], [1.0], [2.0], [3.0]], [0, 0, 1, 1]).predict([[3.0]]).tolist()
+        [1]
+        >>> m.predict([[0.0], [1.0]])
+        Traceback (most recent call last):
+        ...
+        finmlsec.errors.BudgetExceededError: query budget exhausted: 2 more record(s) would exceed the lifetime limit of 2; wait or ask the operator for a larger budget
+    """
+
+    def __init__(self, estimator: Any = None, guard: Any = None) -> None:
+        self.estimator = estimator
+        self.guard = guard
+
+    def fit(self, X: Any, y: Any) -> Served:
+        self.model_ = self.guard.wrap(clone(self.estimator).fit(X, y), X)
+        self.classes_ = np.asarray(self.model_.classes_)
+        return self
+
+    def predict(self, X: Any) -> Any:
+        return self.model_.predict(X)
+
+    def predict_proba(self, X: Any) -> Any:
+        return self.model_.predict_proba(X)
+
+
 def build_defended(scenario: Any, defences: tuple[str, ...], seed: int,
                    attack: Any = None) -> Any:
-    """Train the scenario's model with ``defences`` (innermost first) on its training split;
-    ``attack``: the attack the defended model will be measured with (see :func:`make_defence`)."""
+    """Train the scenario's model with ``defences`` (defences and scanned guards, innermost
+    first) on its training split; ``attack``: the attack the defended model will be measured
+    with (see :func:`make_defence`)."""
+    from finmlsec.defences import DEFENCES
+
     if scenario.model_factory is None or scenario.train is None:
         raise CapabilityError(
             "the scenario gives no model factory or training split, so countermeasures that "
@@ -156,29 +192,32 @@ def build_defended(scenario: Any, defences: tuple[str, ...], seed: int,
         )
     kind = getattr(scenario.target, "input_kind", "tabular")
     deployed = getattr(scenario.target, "estimator", None) or Deployed(target=scenario.target)
-    only = make_defence(defences[0], seed, scenario.schema, kind, attack)
-    if len(defences) == 1 and type(only).stage == "output" and "prefit" in only.get_params():
-        # an output defence wraps the deployed model itself: before and after differ only in it
-        return only.set_params(estimator=deployed, prefit=True).fit(
-            scenario.train.X, scenario.train.y)
-    model = defended_factory(scenario, defences, seed, attack)()
-    if not hasattr(model, "fit"):  # a request-level guard: it wraps the model it fits
-        est = defended_factory(scenario, defences[:-1], seed, attack)()
-        return model.apply(est, scenario.train.X, scenario.train.y)
-    return model.fit(scenario.train.X, scenario.train.y)
+    if len(defences) == 1 and defences[0] in DEFENCES:
+        only = make_defence(defences[0], seed, scenario.schema, kind, attack)
+        if type(only).stage == "output" and "prefit" in only.get_params():
+            # an output defence wraps the deployed model itself: before and after differ only
+            # in it
+            return only.set_params(estimator=deployed, prefit=True).fit(
+                scenario.train.X, scenario.train.y)
+    return defended_factory(scenario, defences, seed, attack)().fit(
+        scenario.train.X, scenario.train.y)
 
 
 def defended_factory(scenario: Any, defences: tuple[str, ...], seed: int,
                      attack: Any = None) -> Any:
     """A model factory whose models train through ``defences`` (innermost first): each defence
-    is the next one's ``estimator``."""
+    is the next one's ``estimator``; a serving guard (:data:`~finmlsec.defences.GUARDS`) serves
+    what is inside it (:class:`Served`)."""
+    from finmlsec.defences import GUARDS
+
     base = scenario.model_factory
     kind = getattr(scenario.target, "input_kind", "tabular")
 
     def factory() -> Any:
         est: Any = base()
         for d in defences:
-            est = make_defence(d, seed, scenario.schema, kind, attack, estimator=est)
+            est = (Served(est, GUARDS.get(d)()) if d in GUARDS else
+                   make_defence(d, seed, scenario.schema, kind, attack, estimator=est))
         return est
 
     return factory
@@ -186,8 +225,9 @@ def defended_factory(scenario: Any, defences: tuple[str, ...], seed: int,
 
 def through_screen(attack: Any, oracle: Any, data: Any, screen: Any) -> Any:
     """An evasion attack against a model behind an input screen (a fitted
-    :class:`~finmlsec.defences.InputScreening` defence): the attacker searches against the model, and succeeds only with the
-    adversarial inputs that reach its goal, are valid *and* pass the screen."""
+    :class:`~finmlsec.defences.InputScreening` defence): the attacker searches against the
+    model, and succeeds only with the adversarial inputs that reach its goal, are valid *and*
+    pass the screen."""
     from finmlsec.attacks.base import AttackResult, params_of
 
     t0 = time.perf_counter()
