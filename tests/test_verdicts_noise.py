@@ -59,7 +59,7 @@ def test_the_same_fall_counts_only_when_enough_victims_measure_it(
         assert t["recommendation"].startswith("apply confidence.round: success 0.600 -> 0.450 "
                                               "(beyond noise")
     else:
-        assert "within noise" in t["recommendation"]
+        assert "effect not shown beyond noise (0.600 -> 0.450" in t["recommendation"]
 
 
 def test_seed_to_seed_spread_counts_as_noise() -> None:
@@ -73,6 +73,16 @@ def test_seed_to_seed_spread_counts_as_noise() -> None:
     t = _summary(plan, [(0.61, None), (0.5, None), (0.59, None), (0.5, None)])
     assert t["countermeasures"][0]["effect"]["significant"] is True
     assert t["best"] == ["confidence.round"]
+
+
+def test_an_effective_but_costly_countermeasure_is_named_with_its_cost() -> None:
+    plan = _plan()
+    outcomes = {plan["units"][0]["id"]: _out(0.9, 200.0),
+                plan["units"][1]["id"]: dict(_out(0.1, 200.0), utility={"accuracy": 0.6})}
+    t = summarize(plan, outcomes, max_utility_drop=0.05)["threats"][0]
+    assert t["best"] is None
+    assert ("confidence.round: lowers success beyond noise (0.900 -> 0.100) but costs +0.200 "
+            "accuracy, more than 0.05") in t["recommendation"]
 
 
 def test_with_no_estimate_of_noise_no_effect_is_established() -> None:

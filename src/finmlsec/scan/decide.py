@@ -107,6 +107,8 @@ def effect(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
         False
         >>> effect(a, dict(a))["words"]
         'no measurable effect (0.600 -> 0.600)'
+        >>> effect(a, {"success": 0.5, "trials": 100.0, "seeds": 1, "spread": None})["words"][:30]
+        'effect not shown beyond noise '
     """
     b, a = float(before["success"]), float(after["success"])
     diff = b - a
@@ -123,10 +125,12 @@ def effect(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
         significant, words = False, (
             f"effect not established ({b:.3f} -> {a:.3f}; one seed and an unknown number of "
             "trials give no estimate of noise)")
-    elif diff <= 0 or diff <= Z_EFFECT * se:
-        significant, words = False, f"no measurable effect ({b:.3f} -> {a:.3f}"
-        words += (")" if diff <= 0 else
-                  f"; a fall of {diff:.3f} is within noise, standard error {se:.3f})")
+    elif diff <= 0:
+        significant, words = False, f"no measurable effect ({b:.3f} -> {a:.3f})"
+    elif diff <= Z_EFFECT * se:
+        significant, words = False, (
+            f"effect not shown beyond noise ({b:.3f} -> {a:.3f}: a fall of {diff:.3f} with a "
+            f"standard error of {se:.3f}; more seeds or victims would tell)")
     else:
         significant, words = True, (f"lowers success beyond noise ({b:.3f} -> {a:.3f}, "
                                     f"{diff / se if se else float('inf'):.1f} standard errors)")
@@ -284,6 +288,10 @@ def _decide(t: dict[str, Any], success: float | None, cms: list[dict[str, Any]],
         f"{(c.get('effect') or {}).get('words') or 'no measurable effect'}" for c in idle)
     ok = [c for c in helps
           if c["utility_drop"] is None or c["utility_drop"] <= max_drop]
+    noise += "".join(
+        f"; {' + '.join(c['defences'])}: lowers success beyond noise ({success:.3f} -> "
+        f"{c['success']:.3f}) but costs {c['utility_drop']:+.3f} {metric}, more than "
+        f"{max_drop:.2f}" for c in helps if c not in ok)
     # the lowest residual risk level first; within a level the cheapest (a risk manager buys
     # the level, not the third decimal), then the lower success and the fewer components
     ok.sort(key=lambda c: (LEVELS.index(c["risk"]), c["utility_drop"] or 0.0, c["success"],
