@@ -193,17 +193,21 @@ class PGD(Attack):
 
 # -- transfer -------------------------------------------------------------------------------------
 def surrogate_model(kind: str, schema: FeatureSchema, seed: int) -> Any:
-    """An unfitted scikit-learn pipeline for records of ``schema`` (one-hot for categories)."""
-    from sklearn.compose import ColumnTransformer
+    """An unfitted scikit-learn pipeline for records of ``schema``: the shared tabular encoding
+    (one-hot categories as seen in the data, imputed and standardised numbers; see
+    :func:`finmlsec.schema.preprocessor`); free-text fields are left out of the surrogate (the
+    crafting keeps them as they are)."""
     from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-    cats = [f.name for f in schema.categorical()]
-    nums = [f.name for f in schema.features if f.name not in cats]
-    enc = ColumnTransformer([("cat", OneHotEncoder(handle_unknown="ignore"), cats),
-                             ("num", StandardScaler(), nums)])
+    from finmlsec.schema import preprocessor
+
+    tabular = [f for f in schema.features if f.type not in (FeatureType.TEXT, FeatureType.IMAGE)]
+    if not tabular:
+        raise DataError("evasion.transfer needs tabular fields; this schema has only text or "
+                        "image fields")
+    enc = preprocessor(schema.model_copy(update={"features": tuple(tabular)}), categories="data")
     est: Any
     if kind == "forest":
         est = RandomForestClassifier(n_estimators=100, random_state=seed, n_jobs=1)
@@ -220,15 +224,23 @@ def surrogate_model(kind: str, schema: FeatureSchema, seed: int) -> Any:
 
 
 def perturb_valid(schema: FeatureSchema, X: pd.DataFrame, n_fields: int,
-                  rng: np.random.Generator) -> pd.DataFrame:
-    """Copies of ``X`` with ``n_fields`` random fields per row replaced by uniformly drawn valid
-    values (the schema's ranges and categories)."""
+                  rng: np.random.Generator,
+                  population: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Copies of ``X`` with ``n_fields`` random fields per row replaced by valid values: drawn
+    from the ``population`` records' values of each field where given (a field without a
+    declared range, free text and missing cells included), else uniformly over the schema's
+    ranges and categories; derived fields are recomputed from their sources."""
+    from finmlsec.attacks.extraction_common import sample_records
+
     out = X.copy().reset_index(drop=True)
-    fresh = schema.sample_uniform(len(out), rng)
-    names = schema.names
+    fresh = (sample_records(schema, len(out), rng, population, "marginal")
+             if population is not None and len(population) else
+             schema.sample_uniform(len(out), rng))
+    names = [f.name for f in schema.features if f.derived is None]
     for i in range(len(out)):
         for c in rng.choice(names, size=min(n_fields, len(names)), replace=False):
             out.at[i, c] = fresh.at[i, c]
+    out = schema.derive(out)
     return out.astype({c: X[c].dtype for c in X.columns})
 
 
@@ -306,7 +318,7 @@ class TransferEvasion(Attack):
         labels = np.asarray(oracle.predict(S))
         model = surrogate_model(self.surrogate, schema, self.seed)
         for _round in range(self.rounds):
-            new = perturb_valid(schema, S, self.fields_perturbed, rng)
+            new = perturb_valid(schema, S, self.fields_perturbed, rng, population=seeds)
             S = pd.concat([S, new], ignore_index=True)
             labels = np.concatenate([labels, np.asarray(oracle.predict(new))])
         if len(np.unique(labels)) < 2:

@@ -44,7 +44,9 @@ from finmlsec.targets.oracle import Oracle
 
 
 class LinearCodec:
-    """Records <-> real vectors: one-hot categories, standardised numbers (bounds kept)."""
+    """Records <-> real vectors: one-hot categories, standardised numbers (bounds kept; a
+    missing number is encoded as the mean). Free text and derived fields take no coordinates:
+    a decoded record keeps the text of its starting record and recomputes derived fields."""
 
     def __init__(self, X: Any, schema: FeatureSchema | None) -> None:
         if not isinstance(X, pd.DataFrame):
@@ -53,19 +55,25 @@ class LinearCodec:
         self.dtypes = {c: X[c].dtype for c in self.columns}
         self.frame = True
         self.blocks: list[tuple[str, str, Any]] = []  # (column, kind, info)
+        self.schema = schema
         for c in self.columns:
             f = schema[c] if schema is not None and c in schema.names else None
             if f is not None and f.type == FeatureType.CATEGORICAL:
-                reps = {str(v): v for v in pd.unique(X[c])}
+                reps = {str(v): v for v in pd.unique(X[c].dropna())}
                 cats = [reps.get(k, k) for k in (f.categories or ())]
                 self.blocks.append((c, "cat", cats))
-            else:
-                col = pd.to_numeric(X[c]).to_numpy(dtype=float)
-                lo = f.min if f is not None and f.min is not None else float(col.min())
-                hi = f.max if f is not None and f.max is not None else float(col.max())
-                integer = f is not None and f.type in (FeatureType.INTEGER, FeatureType.BINARY)
-                mu, sd = float(col.mean()), float(col.std()) or 1.0
-                self.blocks.append((c, "num", (mu, sd, lo, hi, integer)))
+                continue
+            col = pd.to_numeric(X[c], errors="coerce").to_numpy(dtype=float)
+            text = (f is not None and f.type == FeatureType.TEXT) or (
+                X[c].notna().any() and np.isnan(col[X[c].notna().to_numpy()]).any())
+            if text or (f is not None and f.derived is not None) or np.isnan(col).all():
+                self.blocks.append((c, "keep", None))
+                continue
+            lo = f.min if f is not None and f.min is not None else float(np.nanmin(col))
+            hi = f.max if f is not None and f.max is not None else float(np.nanmax(col))
+            integer = f is not None and f.type in (FeatureType.INTEGER, FeatureType.BINARY)
+            mu, sd = float(np.nanmean(col)), float(np.nanstd(col)) or 1.0
+            self.blocks.append((c, "num", (mu, sd, lo, hi, integer)))
 
     def encode(self, X: Any) -> np.ndarray:
         if not isinstance(X, pd.DataFrame):
@@ -75,15 +83,16 @@ class LinearCodec:
             if kind == "cat":
                 s = X[c].astype(str).to_numpy()
                 parts.append((s[:, None] == np.array([str(v) for v in info])[None]).astype(float))
-            else:
+            elif kind == "num":
                 mu, sd = info[0], info[1]
-                parts.append(((pd.to_numeric(X[c]).to_numpy(dtype=float) - mu) / sd)[:, None])
-        return np.hstack(parts)
+                z = (pd.to_numeric(X[c], errors="coerce").to_numpy(dtype=float) - mu) / sd
+                parts.append(np.nan_to_num(z, nan=0.0)[:, None])
+        return np.hstack(parts) if parts else np.zeros((len(X), 0))
 
     def numeric_mask(self) -> np.ndarray:
         """1 for the columns of numeric fields, 0 for one-hot columns."""
         return np.concatenate([np.zeros(len(info)) if kind == "cat" else np.ones(1)
-                               for _, kind, info in self.blocks])
+                               for _, kind, info in self.blocks if kind != "keep"])
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         lo, hi = [], []
@@ -91,17 +100,22 @@ class LinearCodec:
             if kind == "cat":
                 lo += [0.0] * len(info)
                 hi += [1.0] * len(info)
-            else:
+            elif kind == "num":
                 mu, sd, a, b, _ = info
                 lo.append((a - mu) / sd)
                 hi.append((b - mu) / sd)
         return np.array(lo), np.array(hi)
 
-    def decode(self, E: np.ndarray) -> pd.DataFrame:
+    def decode(self, E: np.ndarray, base: pd.DataFrame | None = None) -> pd.DataFrame:
+        """Records from vectors; fields without coordinates (text) are taken from ``base`` (the
+        starting records, row for row) and derived fields recomputed from their sources."""
         cols: dict[str, Any] = {}
         k = 0
         for c, kind, info in self.blocks:
-            if kind == "cat":
+            if kind == "keep":
+                cols[c] = (base[c].to_numpy() if base is not None
+                           else np.full(len(E), np.nan, dtype=object))
+            elif kind == "cat":
                 block = E[:, k: k + len(info)]
                 cols[c] = np.array(info, dtype=object)[np.argmax(block, axis=1)]
                 k += len(info)
@@ -112,7 +126,8 @@ class LinearCodec:
                     v = np.round(v)
                 cols[c] = v.astype(self.dtypes[c]) if not pd.api.types.is_object_dtype(self.dtypes[c]) else v
                 k += 1
-        return pd.DataFrame(cols)[self.columns]
+        out = pd.DataFrame(cols)[self.columns]
+        return self.schema.derive(out) if self.schema is not None else out
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -199,10 +214,11 @@ class OptimalLinearPoisoning(_PoisonBase):
         ones = np.ones((len(E), 1))
         Phi_tr = np.hstack([E, ones])
         if data.population is not None and data.population.y is not None:
-            Ev = codec.encode(data.population.X)
+            Xv = data.population.X
             yv = (np.asarray(data.population.y) == labels[1]).astype(float)
         else:
-            Ev, yv = E, yb
+            Xv, yv = Xtr, yb
+        Ev = codec.encode(Xv)
         Phi_v = np.hstack([Ev, np.ones((len(Ev), 1))])
         n_p = max(1, int(round(self.fraction * len(ytr))))
         src = rng.choice(len(Ev), size=n_p, replace=n_p > len(Ev))
@@ -212,8 +228,10 @@ class OptimalLinearPoisoning(_PoisonBase):
         self._movable = codec.numeric_mask() if self.categories == "fixed" else 1.0
         with threadpool_limits(1):  # small dense algebra: threads only contend
             P, val_loss = self._ascend(P, yp, Phi_tr, yb, Phi_v, yv, lo, hi, lam)
-        X_p = codec.decode(P)
-        X_init = codec.decode(P0)
+        start = (Xv.iloc[src].reset_index(drop=True) if isinstance(Xv, pd.DataFrame)
+                 else None)
+        X_p = codec.decode(P, start)
+        X_init = codec.decode(P0, start)
         y_p = np.where(yp > 0.5, labels[1], labels[0]).astype(ytr.dtype)
         if not isinstance(Xtr, pd.DataFrame):
             X_p, X_init = X_p.to_numpy(), X_init.to_numpy()

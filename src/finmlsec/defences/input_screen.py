@@ -125,7 +125,12 @@ def validate_rows(schema: FeatureSchema, X: Any) -> Decisions:
         raise DataError(f"missing column(s) {missing}; the schema expects {schema.names}")
     bad: dict[str, np.ndarray] = {}
     for f in schema.features:
-        ok = FeatureSchema(features=(f,)).is_valid(X[[f.name]])
+        # a derived field is checked alone for its range and, against its sources, for its
+        # derivation (a one-feature schema cannot hold the derivation)
+        ok = FeatureSchema(features=(f.model_copy(update={"derived": None}),)).is_valid(
+            X[[f.name]])
+        if f.derived is not None:
+            ok = ok & np.asarray(f.derived.consistent(X, X[f.name]), dtype=bool)
         if not ok.all():
             bad[f.name] = ~ok
     fails = np.any(list(bad.values()), axis=0) if bad else np.zeros(len(X), dtype=bool)
