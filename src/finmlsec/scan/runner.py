@@ -165,7 +165,7 @@ def run_scan(store: Store, run_id: str, *, executor: Executor,
         executor.fork_ok = "torch" not in type(sc.target).__module__
     progress = progress or ScanProgress(enabled=False)
     progress.slots = executor.slots
-    progress.start(len(plan.units), len(plan.units) - len(todo))
+    progress.start(len(plan.units), len(plan.units) - len(todo), todo)
     store.set_status(run.id, "running")
 
     def on_start(unit: Unit) -> None:
