@@ -9,10 +9,13 @@ compiled paths, micro-batcher). Tests may use the parts directly.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import time
-from typing import Any
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -31,6 +34,8 @@ from finmlsec.store.gateway import GatewayDB
 from finmlsec.targets.base import Target
 
 __all__ = ["Gateway", "Principal"]
+
+T = TypeVar("T")
 
 
 class Gateway:
@@ -68,6 +73,9 @@ class Gateway:
                              prada_log=lambda det, width: PradaStates(
                                  det, width, db=self.db, redis_url=settings.redis_url,
                                  prefix=settings.redis_prefix))
+        # the guards' counter store and detector log are I/O (database, Redis): their calls run
+        # on these threads, never in the event loop (a budget charge may wait on a database lock)
+        self._guard_io: ThreadPoolExecutor | None = None  # made on first use, again after close
         i = self.policy.input
         self.in_flight = InFlight(i.max_in_flight_per_key, i.max_in_flight)
         self.throttle = AddressThrottle(
@@ -77,6 +85,13 @@ class Gateway:
                                    max_rows=settings.predict_batch_max_rows,
                                    linger=settings.predict_batch_linger_seconds,
                                    sample=self.policy.extraction.max_rows_per_request)
+
+    async def guard(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` (a guards' method) on the guards' I/O threads."""
+        if self._guard_io is None:
+            self._guard_io = ThreadPoolExecutor(max_workers=8,
+                                                thread_name_prefix="finmlsec-guards")
+        return await asyncio.get_running_loop().run_in_executor(self._guard_io, fn, *args)
 
     def startup_warnings(self) -> list[str]:
         """What this process cannot guarantee, said at start-up: a volatile Redis, an audit log
@@ -118,5 +133,8 @@ class Gateway:
     def close(self) -> None:
         self.flush_refusals(time.time())
         self.predictor.close()
+        if self._guard_io is not None:
+            self._guard_io.shutdown(wait=True)
+            self._guard_io = None
         self.audit.close()
         self.db.dispose()

@@ -50,10 +50,11 @@ def build_router(gw: Gateway) -> APIRouter:
         if not pol.enabled or (allowed is not None and p.org not in allowed):
             raise await refuse(gw, request, p, 403, "feedback",
                                f"organisation {p.org!r} may not submit false-prediction data")
-        if gw.guards.check_block(p) is not None:  # no side door for a client blocked on predict
+        if await gw.guard(gw.guards.check_block, p) is not None:  # no side door for a client blocked on predict
             raise await refuse(gw, request, p, 403, "feedback", "this client is blocked or "
                                "throttled after extraction detection; contact the operator")
-        for d in (gw.guards.charge_feedback(p), gw.guards.charge_rows(p, 1)):
+        for d in (await gw.guard(gw.guards.charge_feedback, p),
+                  await gw.guard(gw.guards.charge_rows, p, 1)):
             if not d.allowed:  # a report queries the model: it counts against the row budget too
                 msg, headers = too_many(d)
                 raise await refuse(gw, request, p, 429, "feedback", msg, headers=headers)
@@ -82,8 +83,8 @@ def build_router(gw: Gateway) -> APIRouter:
         if out.suspicious[0]:
             flags.append("out_of_distribution")
         # the detector sees every answer the model gives, a report's included
-        newly, why = (False, {}) if out.encoded is None else gw.guards.observe(
-            p, out.observed, out.encoded, out.proba, out.far)
+        newly, why = (False, {}) if out.encoded is None else await gw.guard(
+            gw.guards.observe, p, out.observed, out.encoded, out.proba, out.far)
         if newly:
             await commit(gw, gw.entry(p, "extraction.flagged", 200, via="feedback",
                                       response=gw.policy.extraction.action, **why))

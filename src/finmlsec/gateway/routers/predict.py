@@ -149,7 +149,7 @@ async def predict_answer(gw: Gateway, metrics: GatewayMetrics, head: Head,
     p: Principal = await authorise_header(gw, metrics, head.authorization, "predict", ROLES,
                                           head.client)
     guards = gw.guards
-    blocked = guards.check_block(p)
+    blocked = await gw.guard(guards.check_block, p)
     if blocked == "block":
         metrics.guards.labels(guard="extraction", decision="blocked").inc()
         raise await refuse_counted(gw, metrics, p, 403, "predict", BLOCKED)
@@ -158,7 +158,9 @@ async def predict_answer(gw: Gateway, metrics: GatewayMetrics, head: Head,
         metrics.guards.labels(guard="extraction", decision="throttled").inc()
         raise await refuse_counted(gw, metrics, p, 429, "predict", "throttled after extraction "
                                    f"detection; {msg}", headers=headers)
-    d = guards.charge_request(p)
+    # request rates: in this process's memory without Redis (no I/O), in Redis with it
+    d = (await gw.guard(guards.charge_request, p) if gw.settings.redis_url
+         else guards.charge_request(p))
     if not d.allowed:
         msg, headers = too_many(d)
         metrics.guards.labels(guard="rate_limit", decision="refused").inc()
@@ -194,7 +196,7 @@ async def _admitted(gw: Gateway, metrics: GatewayMetrics, p: Principal, head: He
     deposit = declared or (1 if length is None or not length.isdigit()
                            or int(length) > LARGE_BODY else 0)
     if deposit:
-        d = guards.charge_rows(p, deposit)
+        d = await gw.guard(guards.charge_rows, p, deposit)
         if not d.allowed:
             msg, headers = too_many(d)
             metrics.guards.labels(guard="budget", decision="refused").inc()
@@ -212,7 +214,7 @@ async def _admitted(gw: Gateway, metrics: GatewayMetrics, p: Principal, head: He
                                    audit_reason=exc.redacted, digest=gw.digest(body)) from None
     n = v.n
     if n > deposit:
-        d = guards.charge_rows(p, n - deposit)
+        d = await gw.guard(guards.charge_rows, p, n - deposit)
         if not d.allowed:
             msg, headers = too_many(d)
             metrics.guards.labels(guard="budget", decision="refused").inc()
@@ -225,8 +227,8 @@ async def _admitted(gw: Gateway, metrics: GatewayMetrics, p: Principal, head: He
     bad = out.suspicious
     # the extraction detector sees every query, answered or not: records the screen refuses
     # count as far from the training data (an attacker's probes are; real applicants are not)
-    newly, why = (False, {}) if out.encoded is None else guards.observe(
-        p, out.observed, out.encoded, out.proba, out.far | bad)
+    newly, why = (False, {}) if out.encoded is None else await gw.guard(
+        guards.observe, p, out.observed, out.encoded, out.proba, out.far | bad)
     rid = uuid.uuid4().hex
     if newly:
         metrics.guards.labels(guard="extraction", decision="flagged").inc()
