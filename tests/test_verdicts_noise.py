@@ -107,3 +107,22 @@ def test_profiles_repeat_units_with_other_seeds() -> None:
         assert u.seed != first.seed and u.baseline_id.endswith("#2")
         if u.defences:
             assert u.defence_seed != first.defence_seed
+
+
+def test_figures_draw_each_curve_once_when_units_repeat() -> None:
+    from finmlsec.report.scan import threat_figures
+
+    def unit(uid: str, defences: list[str]) -> dict[str, Any]:
+        return {"id": uid, "threat": "infer_training_data", "via": "model_io",
+                "attack": "membership.metric", "defences": defences, "status": "done",
+                "params": {}, "budget": 10, "success": 0.2,
+                "curves": {"roc": {"fpr": [0.0, 1.0], "tpr": [0.0, 1.0]}}}
+    base = "infer_training_data@model_io/membership.metric"
+    doc = {"run": {"spec_path": "spec.yaml"}, "reproduce": {"scan": "s", "report": "r"},
+           "units": [unit(base, []), unit(base + "#2", []),
+                     unit(base + "+confidence.round", ["confidence.round"]),
+                     unit(base + "+confidence.round#2", ["confidence.round"])]}
+    threat = {"attack": "infer_training_data", "via": "model_io", "success": None,
+              "countermeasures": []}
+    roc = next(f for f in threat_figures(doc, 0, threat) if f["id"].endswith("roc"))
+    assert roc["units"] == f"{base}, {base}+confidence.round"

@@ -89,7 +89,8 @@ def threat_figures(doc: dict[str, Any], index: int, threat: dict[str, Any]) -> l
     caption, the units it draws and how to reproduce it."""
     key = f"{threat['attack']}@{threat['via']}"
     mine = [u for u in doc["units"] if f"{u['threat']}@{u['via']}" == key]
-    done = [u for u in mine if u["status"] == "done"]
+    # curves of the first seed only (a profile with repeats runs every unit again as '#2', ...)
+    done = [u for u in mine if u["status"] == "done" and "#" not in u["id"]]
     figs: list[dict[str, Any]] = []
     regen = f"{doc['reproduce']['scan']}; then {doc['reproduce']['report']}"
 
