@@ -16,7 +16,7 @@ from finmlsec.datasets import load
 from finmlsec.defences import COUNTERMEASURES, DEFENCES, STAGES, Defence, apply
 from finmlsec.schema import preprocessor
 
-MODULES = {"adversarial", "confidence", "distill", "feedback_screen", "generalise",
+MODULES = {"adversarial", "confidence", "distill", "dp", "feedback_screen", "generalise",
            "input_screen", "pate", "poison_filter", "robust"}
 OURS = [(n, c) for n, c in DEFENCES.items() if c.__module__.rsplit(".", 1)[-1] in MODULES]
 THREATS = {"infer_training_data", "generate_malicious_model", "dos_model_generator",
@@ -57,7 +57,7 @@ def credit():
     return d, tr, te, make
 
 
-TABULAR = [(n, c) for n, c in OURS if n != "defensive_distillation"]
+TABULAR = [(n, c) for n, c in OURS if not c.neural_only]
 
 
 @pytest.mark.parametrize("name, cls", TABULAR, ids=[n for n, _ in TABULAR])

@@ -24,6 +24,7 @@ EXTRAS: dict[str, str] = {
     "uvicorn": "serve",
     "prometheus_client": "serve",
     "torch": "torch",
+    "opacus": "torch",
     "onnxruntime": "onnx",
     "skl2onnx": "onnx",
     "dask": "dask",

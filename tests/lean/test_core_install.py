@@ -88,7 +88,7 @@ def test_each_defence_fits_or_names_its_extra(name: str, cls: type, credit) -> N
         kwargs["schema"] = schema
     if "random_state" in params:
         kwargs["random_state"] = 0
-    if name == "defensive_distillation":  # distils a TorchClassifier: PyTorch is an extra
+    if cls.neural_only:  # distils or trains a TorchClassifier: PyTorch is an extra
         from finmlsec.targets.torch_estimator import TorchClassifier
 
         n = 40

@@ -29,6 +29,7 @@ Example:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -145,6 +146,7 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
         random_state: int = 0,
         input_kind: str = "image",
         adversarial: dict[str, Any] | None = None,
+        private: dict[str, Any] | None = None,
     ) -> None:
         self.architecture = architecture
         self.kwargs = kwargs
@@ -156,6 +158,7 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
         self.input_kind = input_kind
         self.adversarial = adversarial
+        self.private = private
 
     def _validate(self) -> None:
         for name in ("epochs", "batch_size"):
@@ -208,6 +211,13 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
         gen = torch.Generator().manual_seed(self.random_state)
         module.train()
         self.adversarial_examples_ = 0
+        if self.private is not None:
+            self.module_ = self._fit_private(module, x, target, pre, gen).eval()
+            self.target_ = TorchTarget(self.module_, list(self.classes_),
+                                       input_kind=self.input_kind,  # type: ignore[arg-type]
+                                       preprocess=pre)
+            self.capabilities = self.target_.capabilities
+            return self
         for epoch in range(self.epochs):
             for batch in torch.randperm(len(x), generator=gen).split(self.batch_size):
                 xb = pre(x[batch]) if pre is not None else x[batch]
@@ -224,6 +234,42 @@ class TorchClassifier(ClassifierMixin, BaseEstimator):
                                    preprocess=pre)
         self.capabilities = self.target_.capabilities
         return self
+
+    def _fit_private(self, module: Any, x: Any, target: Any, pre: Any, gen: Any) -> Any:
+        """DP-SGD (``private``: ``noise_multiplier``, ``max_grad_norm``, ``sample_rate``,
+        ``steps``; set by :class:`finmlsec.defences.dp.DPSGD`, which accounts for it): ``steps``
+        Poisson-sampled batches, per-example gradients clipped and noised by Opacus, Adam."""
+        import torch
+
+        require("opacus", "DP-SGD")
+        from opacus import GradSampleModule
+        from opacus.optimizers import DPOptimizer
+
+        o = dict(self.private or {})
+        if self.adversarial is not None:
+            raise ConfigError("TorchClassifier: 'private' (DP-SGD) and 'adversarial' training "
+                              "cannot be combined")
+        q, steps = float(o["sample_rate"]), int(o["steps"])
+        gs = GradSampleModule(module)
+        opt = DPOptimizer(torch.optim.Adam(gs.parameters(), lr=float(self.lr)),
+                          noise_multiplier=float(o["noise_multiplier"]),
+                          max_grad_norm=float(o["max_grad_norm"]),
+                          expected_batch_size=max(1, int(round(q * len(x)))),
+                          generator=gen)
+        with warnings.catch_warnings():
+            # Opacus's hooks fire on outputs: inputs need no gradient (a harmless torch warning)
+            warnings.filterwarnings("ignore", message="Full backward hook is firing",
+                                    category=UserWarning)
+            for _ in range(steps):
+                batch = torch.rand(len(x), generator=gen) < q
+                if not bool(batch.any()):  # probability (1 - q)^n: negligible at these sizes
+                    continue
+                xb = pre(x[batch]) if pre is not None else x[batch]
+                opt.zero_grad()
+                torch.nn.functional.cross_entropy(gs(xb), target[batch]).backward()
+                opt.step()
+        gs.remove_hooks()
+        return gs._module
 
     def _adversarial_loss(self, module: Any, xb: Any, tb: Any, o: dict[str, Any], epoch: int,
                           gen: Any) -> Any:
