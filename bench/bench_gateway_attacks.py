@@ -9,11 +9,14 @@ of its own and sends ``--batch`` records per request (10 by default: small reque
 answers before a block). Once blocked, the attacker learns nothing more and finishes with its own
 public copy's answers (see ``finmlsec.gateway.redteam``).
 
-Columns: fidelity reached on the held-out split, the no-query baseline (better of the constant
-copy and a copy trained on the public split), records sent / answered / refused by the input
-screen, records answered when the key was blocked, and "stopped" (fidelity <= baseline + 5
-points). Then 60 genuine clients per use case, each replaying 150 held-out records one per request:
-how many the gateway blocks (and flags), and how many genuine records the screen refuses.
+Columns: fidelity reached, the no-query baseline (better of the constant copy and a copy trained
+on the public split), records sent / answered / refused by the input screen, records answered
+when the key was blocked, and "stopped" (fidelity <= baseline + 5 points). Fidelity is measured
+on the held-out split or, where the model's decisions are imbalanced (under 20% for the rarer
+one: "(bal.)"), on every record of the test and training splits with the rarer decision and as
+many others (a constant copy would score 0.998 on fraud otherwise). Then 60 genuine clients per
+use case, each replaying 150 records of the held-out split one per request: how many the gateway
+blocks (and flags), and how many genuine records the screen refuses.
 
 Run: ``python bench/run.py gateway_attacks`` (about 10 minutes on 2 cores), or
 ``python bench/bench_gateway_attacks.py [--batch N] [--clients N] [--usecases a,b]``.
@@ -40,11 +43,12 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--rows", type=int, default=150)
     ap.add_argument("--usecases", default="credit-scoring,fraud,market-anomaly")
     ap.add_argument("--workdir", default=None)
+    ap.add_argument("--skip-genuine", action="store_true")
     args = ap.parse_args(argv)
     wanted = args.usecases.split(",")
     work = Path(args.workdir or tempfile.mkdtemp(prefix="finmlsec-gw-attacks-"))
     t0 = time.perf_counter()
-    print(f"{'model':<24} {'attack':<30} {'fidelity':>8} {'baseline':>8} {'sent':>5} "
+    print(f"{'model':<30} {'attack':<30} {'fidelity':>8} {'baseline':>8} {'sent':>5} "
           f"{'answered':>8} {'screened':>8} {'blocked at':>10} {'stopped':>7}", flush=True)
     scenarios: dict[str, rt.Scenario] = {}
     failures = 0
@@ -58,14 +62,15 @@ def main(argv: list[str]) -> int:
             at = "-" if o.blocked_after is None else str(o.blocked_after)
             verdict = "ERROR" if o.error else ("yes" if o.stopped else "NO")
             failures += verdict != "yes"
-            print(f"{o.scenario:<24} {o.attack:<30} {o.fidelity:>8.3f} {o.baseline:>8.3f} "
+            print(f"{o.scenario:<30} {o.attack:<30} {o.fidelity:>8.3f} {o.baseline:>8.3f} "
                   f"{o.rows_sent:>5} {o.rows_answered:>8} {o.rows_screened:>8} {at:>10} "
                   f"{verdict:>7}" + (f"  {o.error}" if o.error else ""), flush=True)
+    if args.skip_genuine:
+        scenarios = {}
     print(f"\n{'use case':<24} {'clients':>7} {'records':>7} {'blocked':>7} {'flagged':>7} "
           f"{'screened records':>16} {'429s':>5}")
     for name, sc in scenarios.items():
-        assert sc.data.test is not None
-        g = rt.genuine_clients(sc, sc.data.test.X, clients=args.clients,
+        g = rt.genuine_clients(sc, sc.genuine_records, clients=args.clients,
                                rows_per_client=args.rows)
         print(f"{name:<24} {g.clients:>7} {g.rows:>7} {g.blocked:>7} {g.flagged:>7} "
               f"{g.screened_rows:>16} {g.rate_limited:>5}", flush=True)

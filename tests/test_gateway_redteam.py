@@ -61,8 +61,7 @@ def test_without_the_guards_the_same_attack_copies_the_model(tmp_path: Path) -> 
 
 
 def test_genuine_clients_are_not_blocked(scenario: rt.Scenario) -> None:
-    assert scenario.data.test is not None
-    g = rt.genuine_clients(scenario, scenario.data.test.X, clients=8, rows_per_client=60,
+    g = rt.genuine_clients(scenario, scenario.genuine_records, clients=8, rows_per_client=60,
                            per_request=2)
     assert g.rows == 8 * 60
     assert g.blocked == 0 and g.flagged == 0 and g.screened_rows <= 2, g

@@ -203,6 +203,14 @@ class Scenario:
     data: AttackData  # schema, public records (population), model_factory, test
     access: str = "proba"  # what the served output looks like to the attacker
     decimals: int = 2
+    holdout: Any = None  # held-out records genuine clients send (default: data.test.X)
+
+    @property
+    def genuine_records(self) -> pd.DataFrame:
+        if self.holdout is not None:
+            return self.holdout
+        assert self.data.test is not None
+        return self.data.test.X
 
 
 @dataclass
@@ -371,9 +379,11 @@ def usecase_scenario(usecase: str, model: str, workdir: Any, *, policy: Any = No
     served from the spec of ``model`` with ``policy`` (default: what ``finmlsec serve`` derives
     from the spec when no ``--policy`` is given). The attacker's public records are the use
     case's population split; fidelity is measured on its test split (``balanced``: on
-    :func:`balanced_test` of it)."""
+    :func:`balanced_test` of the test and training splits when the model's decisions are
+    imbalanced)."""
     from pathlib import Path
 
+    from finmlsec.attacks.base import Labeled
     from finmlsec.gateway.defaults import spec_policy
     from finmlsec.scenario import load_scenario
     from finmlsec.usecases import build
@@ -390,11 +400,19 @@ def usecase_scenario(usecase: str, model: str, workdir: Any, *, policy: Any = No
     data = loaded.attack_data(standard=False)
     name = f"{usecase}/{model}"
     if balanced and data.test is not None:
-        test = balanced_test(loaded.target, data.test, seed)
-        if len(test) < len(data.test):
+        # the evaluator's records (test and training splits; the attacker holds neither)
+        pool = data.test
+        if data.train is not None:
+            from finmlsec.arrays import concat_rows
+
+            pool = Labeled(concat_rows(data.test.X, data.train.X).reset_index(drop=True),
+                           np.concatenate([np.asarray(data.test.y), np.asarray(data.train.y)]))
+        test = balanced_test(loaded.target, pool, seed)
+        if test is not pool:
             data, name = replace(data, test=test), name + " (bal.)"
     return Scenario(name, _app_factory(policy, out / "gateway-dbs", spec=spec),
-                    loaded.target, data, access, decimals)
+                    loaded.target, data, access, decimals,
+                    holdout=None if loaded.test is None else loaded.test.X)
 
 
 def balanced_test(target: Any, test: Any, seed: int = 0, minority: float = 0.2) -> Any:
