@@ -195,7 +195,8 @@ def test_a_killed_scan_resumes_without_redoing_finished_units(spec: Path, tmp_pa
                    "--quiet", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     after = {u.unit_id: u for u in store.units(run.id)}
-    assert all(u.status in ("done", "skipped") for u in after.values())
+    assert all(u.status in ("done", "skipped") for u in after.values()), {
+        k: (u.status, (u.outcome or {}).get("error")) for k, u in after.items()}
     for uid in done:  # finished units were not run again
         assert after[uid].attempts == 1 and after[uid].finished_at == before[uid].finished_at
         assert after[uid].outcome == before[uid].outcome
