@@ -77,6 +77,9 @@ def credit() -> list[dict[str, Any]]:
     c = dict(Xe=Xte.iloc[250:], ye=yte[250:], binary=True,
              mem=Labeled(Xtr.iloc[:250], ytr[:250]), non=Labeled(Xte.iloc[250:], yte[250:]))
     rows = [_row("non-private LR", [_timed(lambda: make().fit(Xtr, ytr))], c, None)]
+    rf = factory("rf", s.schema)
+    rows.append(_row("non-private 200-tree random forest (overfit)",
+                     [_timed(lambda: rf().fit(Xtr, ytr))], c, None))
 
     def balanced() -> Pipeline:
         return Pipeline([("prep", preprocessor(s.schema)),

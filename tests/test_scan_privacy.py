@@ -71,7 +71,60 @@ def test_the_overfit_forest_contradicts_its_claim(scanned: dict[str, Any]) -> No
     assert "Privacy loss." in render_markdown(scanned)
     assert "CONTRADICTED" in render_html(scanned)
     others = [t for t in scanned["threats"] if t["attack"] != "infer_training_data"]
-    assert all(t["privacy_loss"] is None for t in others)
+    assert all(t["privacy_loss"] is None and t["exposure"] is None for t in others)
+
+
+def test_the_most_exposed_records_are_named_by_row_with_a_profile(scanned: dict[str, Any]
+                                                                   ) -> None:
+    from finmlsec.report.scan import render_markdown
+
+    [t] = [t for t in scanned["threats"] if t["attack"] == "infer_training_data"
+           and t["success"] is not None]
+    e = t["exposure"]
+    assert e["attack"] == t["privacy_loss"]["attack"]
+    rows = [r["row"] for r in e["top"]]
+    assert len(rows) == 20 == len(set(rows)) and all(0 <= r < e["members"] for r in rows)
+    above = [r["above_nonmembers"] for r in e["top"]]
+    assert above == sorted(above, reverse=True)
+    # the tail is more exposed than the average member
+    assert e["top1pct"]["flagged_at_1pct_fpr"] >= e["all_flagged_at_1pct_fpr"]
+    p = e["profile"]
+    assert p["n_exposed"] == 20 and 0 <= p["outlier_percentile"]["exposed"] <= 1
+    assert 0 <= p["rare_category_share"]["exposed"] <= 1
+    for c in e["countermeasures"]:
+        assert 0 <= c["same_top"] <= 20 and c["top1pct"]["n"] >= 1
+    md = render_markdown(scanned)
+    assert "Who is exposed." in md and f"rows {rows[0]}, " in md
+    # no record's content: the stored summary holds row numbers and aggregates only
+    assert set(e["top"][0]) == {"row", "above_nonmembers"}
+
+
+def test_exposure_finds_the_outliers_a_model_memorises() -> None:
+    """Scores that single out the members far from the rest: the profile says they are
+    outliers with a rare category, and the tail is flagged while the average member is not."""
+    import numpy as np
+    import pandas as pd
+
+    from finmlsec.attacks.membership_exposure import exposure
+
+    rng = np.random.default_rng(0)
+    n = 400
+    X = pd.DataFrame({"income": rng.normal(size=n), "job": rng.choice(["a", "b"], size=n)})
+    truth = (np.arange(n) % 2 == 0).astype(int)
+    odd = np.flatnonzero(truth == 1)[:8]
+    X.loc[odd, "income"] = 12.0 + 4.0 * np.arange(len(odd))  # far apart: true outliers
+    X.loc[odd, "job"] = "pilot"
+    s = rng.normal(size=n)
+    s[odd] = 10.0
+    e = exposure(s, X, np.zeros(n, int), truth, np.arange(n))
+    assert {r["row"] for r in e["top"][:8]} == set(odd.tolist())
+    assert e["top1pct"]["n"] == 2 and e["top1pct"]["flagged_at_1pct_fpr"] == 1.0
+    assert e["all_flagged_at_1pct_fpr"] < 0.1
+    p = e["profile"]
+    assert p["outlier_percentile"]["exposed"] > 0.6
+    assert p["rare_category_share"]["exposed"] >= 0.4 > p["rare_category_share"]["all"]
+    assert p["over_represented"][0]["field"] == "job"
+    assert p["over_represented"][0]["value"] == "pilot"
 
 
 METRICS = {"empirical_epsilon": math.log((1 - 1e-5 - 0.2) / 0.2), "empirical_epsilon_point": 1.6,

@@ -145,6 +145,8 @@ class AttackResult:
     params: dict[str, Any] = field(default_factory=dict)
     curves: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    #: structured findings beyond figures (membership: ``exposure``, the most exposed records)
+    details: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -158,6 +160,7 @@ class AttackResult:
             "params": _jsonable(self.params),
             "curves": _jsonable(self.curves),
             "notes": list(self.notes),
+            "details": _jsonable(self.details),
         }
 
     def to_json(self) -> str:
@@ -221,6 +224,7 @@ class Outcome:
     notes: tuple[str, ...] = ()
     params: dict[str, Any] | None = None
     queries: int | None = None
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 class Meter:
@@ -301,5 +305,5 @@ class Attack:
             attack=self.name, threat=self.threat, via=self.via, success=float(out.success),
             metrics=out.metrics, queries=meter.queries if out.queries is None else out.queries,
             seconds=meter.seconds, params=params_of(self) if out.params is None else out.params,
-            curves=out.curves, notes=tuple(out.notes),
+            curves=out.curves, notes=tuple(out.notes), details=dict(out.details),
         )

@@ -26,6 +26,7 @@ from threadpoolctl import threadpool_limits
 from finmlsec import metrics
 from finmlsec.arrays import concat_rows, take_rows
 from finmlsec.attacks.base import AttackData, Outcome
+from finmlsec.attacks.membership_exposure import exposure
 from finmlsec.errors import BudgetExceededError, CapabilityError
 
 _EPS = 1e-7
@@ -74,6 +75,8 @@ class Candidates:
     X: Any
     y: np.ndarray
     truth: np.ndarray
+    #: each record's row index in the members (truth 1) or non-members (truth 0) it came from
+    rows: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.y)
@@ -101,8 +104,9 @@ def candidates(data: AttackData, limit: int | None, seed: int) -> tuple[Candidat
     X = concat_rows(take_rows(data.members.X, im), take_rows(data.nonmembers.X, inn))
     y = np.concatenate([np.asarray(data.members.y)[im], np.asarray(data.nonmembers.y)[inn]])
     truth = np.concatenate([np.ones(len(im), int), np.zeros(len(inn), int)])
+    rows = np.concatenate([im, inn])
     order = rng.permutation(len(y))
-    return Candidates(take_rows(X, order), y[order], truth[order]), notes
+    return Candidates(take_rows(X, order), y[order], truth[order], rows[order]), notes
 
 
 class ReferenceModels:
@@ -187,7 +191,13 @@ def membership_result(scores: np.ndarray, cands: Candidates, notes: list[str],
         **eps,
         **(extra or {}),
     }
+    rows = cands.rows if cands.rows is not None else np.arange(len(truth))
+    try:
+        found = exposure(s, cands.X, cands.y, truth, rows)
+    except (TypeError, ValueError):  # records the profile cannot read; the figures stand
+        found = {}
     return Outcome(
+        details={"exposure": found} if found else {},
         success=max(m["advantage_auc"], m["low_fpr_lift"]), metrics=m,
         curves={"roc": metrics.roc_points(truth, s)}, notes=(
             (f"a lower bound: {n_ref} reference models (LiRA and RMIA reach their published "

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from finmlsec.scan.privacy import privacy_loss
+from finmlsec.scan.privacy import exposure, privacy_loss
 
 LEVELS = ("none", "low", "medium", "high")
 THRESHOLDS = {"high": 0.5, "medium": 0.2, "low": 0.05}
@@ -241,6 +241,7 @@ def summarize(plan: dict[str, Any], outcomes: dict[str, dict[str, Any]], *,
             "countermeasures": cms, "notes": list(t["notes"]),
             "privacy_loss": privacy_loss(strongest["name"], strongest["metrics"], privacy_claim)
             if strongest else None,
+            "exposure": exposure(strongest["name"], mine, outcomes) if strongest else None,
         }
         entry.update(_decide(t, success, cms, max_utility_drop, metric))
         done = [a for a in attacks if a["success"] is not None]

@@ -75,3 +75,73 @@ def words(p: dict[str, Any]) -> str:
                  f"; the declared privacy claim ({c}) is consistent with the measurement "
                  "(which cannot prove that it holds)")
     return f"{head}: {body}"
+
+
+def _first_exposure(units: list[dict[str, Any]], outcomes: dict[str, dict[str, Any]]
+                    ) -> dict[str, Any] | None:
+    for u in units:
+        o = outcomes.get(u["id"]) or {}
+        e = ((o.get("result") or {}).get("details") or {}).get("exposure")
+        if o.get("status") == "done" and e:
+            return dict(e)
+    return None
+
+
+def exposure(attack: str, units: list[dict[str, Any]], outcomes: dict[str, dict[str, Any]]
+             ) -> dict[str, Any] | None:
+    """Who the strongest membership attack ``attack`` exposes on the system as deployed (its
+    first measured seed), with what the most exposed 1% of members face under each
+    countermeasure tried (``units``: the threat's units); None when it reports no exposure."""
+    mine = [u for u in units if u["attack"] == attack]
+    base = _first_exposure([u for u in mine if not u["defences"]], outcomes)
+    if not base:
+        return None
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for u in mine:
+        if u["defences"]:
+            groups.setdefault(tuple(u["defences"]), []).append(u)
+    top_rows = {t["row"] for t in base.get("top", [])}
+    cms = []
+    for ds, us in groups.items():
+        e = _first_exposure(us, outcomes)
+        if e:
+            cms.append({"defences": list(ds), "top1pct": e.get("top1pct"),
+                        "all_flagged_at_1pct_fpr": e.get("all_flagged_at_1pct_fpr"),
+                        "same_top": len(top_rows & {t["row"] for t in e.get("top", [])})})
+    out = {"attack": attack, **base, "countermeasures": cms}
+    out["words"] = exposure_words(out)
+    return out
+
+
+def exposure_words(e: dict[str, Any]) -> str:
+    """The exposure summary in words (row numbers only: never a record's content)."""
+    rows = ", ".join(str(t["row"]) for t in e.get("top", [])[:10])
+    more = len(e.get("top", [])) - 10
+    t = e.get("top1pct") or {}
+    text = (f"the training records {e['attack']} singles out most: rows {rows}"
+            + (f" and {more} more" if more > 0 else "")
+            + " (row numbers of the training data given to the scan). The most exposed 1% of "
+            f"the {e['members']} training records ({t.get('n')}) are identified at a 1% "
+            f"false-positive rate in {t.get('flagged_at_1pct_fpr', 0.0):.0%} of cases, against "
+            f"{e.get('all_flagged_at_1pct_fpr', 0.0):.0%} of all training records")
+    p = e.get("profile") or {}
+    traits = []
+    op = (p.get("outlier_percentile") or {}).get("exposed")
+    if op is not None:
+        traits.append(f"they lie farther from other records than {op:.0%} of records do "
+                      "(on average)")
+    rc = p.get("rare_category_share")
+    if rc:
+        traits.append(f"{rc['exposed']:.0%} have a rare category value (below 5% of records), "
+                      f"against {rc['all']:.0%} of all records")
+    for o in p.get("over_represented", []):
+        traits.append(f"{o['field']} = {o['value']} in {o['exposed']:.0%} of them "
+                      f"(against {o['all']:.0%})")
+    if traits:
+        text += ". What the most exposed records share: " + "; ".join(traits)
+    for c in e.get("countermeasures", []):
+        ct = c.get("top1pct") or {}
+        text += (f". Under {' + '.join(c['defences'])} the most exposed 1% are identified in "
+                 f"{ct.get('flagged_at_1pct_fpr', 0.0):.0%} of cases "
+                 f"({c['same_top']} of the same top records)")
+    return text
