@@ -62,10 +62,10 @@ def words(p: dict[str, Any]) -> str:
         body = ("the attack did not demonstrate a privacy loss; this does not show that the "
                 "training is private (a stronger attack may succeed)")
     else:
-        body = (f"whether a given person's record was in the training data can be told with "
-                f"odds at least {math.exp(lo):.1f} times better than by guessing for some "
-                f"records, so no differential-privacy guarantee stronger than epsilon {lo:.2f} "
-                "can hold for this training")
+        body = (f"when the attack answers, an attacker's odds that a person's record was (or "
+                f"was not) in the training data rise by a factor of at least "
+                f"{math.exp(lo):.1f}, more than a differentially private training with "
+                f"epsilon below {lo:.2f} allows: no such guarantee can hold for this training")
     claim = p.get("claim")
     if claim:
         c = f"epsilon {float(claim['epsilon']):g}, delta {_d(float(claim.get('delta', 0.0)))}"
