@@ -61,3 +61,19 @@ def test_optimal_poisoning_and_transfer_evasion_work_on_text_and_missing_cells(
     assert transfer["n_victims"] > 0 and transfer["stolen_records"] > 0
     poison = base["poisoning.optimal_linear"].outcome["result"]["metrics"]
     assert poison["n_poisoned"] > 0
+
+
+def test_dp_logistic_regression_keeps_the_loaded_pipelines_preprocessing(spec: Path) -> None:
+    """The scan's factory wraps the loaded Pipeline to feed it its columns as trained; the DP
+    model replaces the Pipeline's final step inside that wrapper, so free text never reaches
+    it."""
+    import numpy as np
+
+    from finmlsec.scan.work import ScanContext, build_defended, scenario_for, utility
+
+    sc = scenario_for(ScanContext(spec_path=str(spec)))
+    model = build_defended(sc, ("dp.logistic_regression",), 0)
+    assert 2.9 < model.privacy_.epsilon <= 3.0  # the accountant meets the declared budget
+    pred = np.asarray(model.predict(sc.test.X))
+    assert set(pred.tolist()) <= {0, 1}  # trained on the class indices, as every defence
+    assert utility(model, sc.test)["roc_auc"] > 0.8

@@ -232,14 +232,31 @@ class DPLogisticRegression(Defence):
     def _fit(self, X: Any, y: Any) -> None:
         core = _OutputPerturbedLR(self.epsilon, self.delta, self.l2, self.clip_norm,
                                   self.random_state)
-        if isinstance(self.estimator, Pipeline) and len(self.estimator.steps) > 1:
-            pipe = clone(self.estimator)
-            model = Pipeline(pipe.steps[:-1] + [("dp_logistic_regression", core)])
+        est = self.estimator
+        # a model fed its columns in the dtypes it was trained with wraps its Pipeline (the
+        # scan's model factory for a loaded pipeline): keep the wrapper, replace the final step
+        inner = getattr(est, "estimator", None)
+        typed = (est if not isinstance(est, Pipeline) and isinstance(inner, Pipeline)
+                 and hasattr(est, "set_params") else None)
+        pipe = inner if typed is not None else est
+        if isinstance(pipe, Pipeline) and len(pipe.steps) > 1:
+            model: Any = Pipeline(clone(pipe).steps[:-1] + [("dp_logistic_regression", core)])
+            if typed is not None:
+                model = clone(typed).set_params(estimator=model)
         else:
             model = core
-        model.fit(X, y)
+        try:
+            model.fit(X, y)
+        except ValueError as exc:
+            if model is core and "could not convert" in str(exc):
+                raise DataError(
+                    "dp.logistic_regression needs numeric records, or a model Pipeline whose "
+                    f"preprocessing makes them numeric: {exc}") from None
+            raise
         self._adopt(model)
-        self.privacy_ = core.privacy_
+        fitted = model.estimator if typed is not None else model
+        last = fitted.steps[-1][1] if isinstance(fitted, Pipeline) else fitted
+        self.privacy_ = last.privacy_
 
 
 @DEFENCES.register("dp.sgd")
