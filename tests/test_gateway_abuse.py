@@ -199,11 +199,13 @@ def test_key_lifecycle_roles_and_paged_audited_listings(served: Served) -> None:
         conn.execute(update(served.db.keys).where(served.db.keys.c.key_id == short["key_id"])
                      .values(expires="2001-01-01T00:00:00+00:00"))
     assert served.get("/v1/admin/feedback", short["key"]).status_code == 401
-    # rotation: the old token stops, the new one works
+    # rotation without a grace period: the old token stops, the new one works (the default
+    # grace period: test_gateway_rotation.py)
     victim = served.post("/v1/admin/keys", k["admin"],
                          json={"org": "bank", "role": "reviewer"}).json()
     assert served.get("/v1/admin/feedback", victim["key"]).status_code == 200
-    rotated = served.post(f"/v1/admin/keys/{victim['key_id']}/rotate", k["admin"])
+    rotated = served.post(f"/v1/admin/keys/{victim['key_id']}/rotate?grace_seconds=0",
+                          k["admin"])
     assert rotated.status_code == 200 and rotated.json()["key"] != victim["key"]
     assert served.get("/v1/admin/feedback", victim["key"]).status_code == 401
     assert served.get("/v1/admin/feedback", rotated.json()["key"]).status_code == 200

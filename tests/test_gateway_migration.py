@@ -18,6 +18,7 @@ from finmlsec.store.db import migrate
 from finmlsec.store.gateway import GatewayDB
 
 DURABLE = {"gw_counters", "gw_flags", "gw_prada_log"}
+HEAD = "0005"
 
 
 def _version(engine: object, prefix: str = "") -> str:
@@ -34,7 +35,7 @@ def _at_0003(url: str, prefix: str = "") -> None:
 def _check_upgraded(db: GatewayDB, prefix: str = "") -> None:
     names = set(inspect(db.engine).get_table_names())
     assert {prefix + n for n in DURABLE} <= names
-    assert _version(db.engine, prefix) == "0004"
+    assert _version(db.engine, prefix) == HEAD
     idx = {i["name"] for i in inspect(db.engine).get_indexes(f"{prefix}gw_prada_log")}
     assert f"ix_{prefix}gw_prada_log_client" in idx
     store = SqlCounterStore(db)
@@ -76,7 +77,7 @@ def test_durable_tables_made_before_0004_are_adopted_with_their_rows(tmp_path: P
         c.execute(insert(counters).values(key="rows:old:lifetime", idx=0, used=3))
     engine.dispose()
     db = GatewayDB(url)
-    assert _version(db.engine) == "0004"
+    assert _version(db.engine) == HEAD
     store = SqlCounterStore(db)
     assert store.get_flag("flag:old") == "block"
     assert not store.consume("rows:old", [Limit("lifetime", None, 3)], 1, 0.0).allowed

@@ -58,8 +58,11 @@ class VerifyResult:
 # -- snapshots the chain records --------------------------------------------------------------------
 def key_snapshot(k: ApiKey) -> dict[str, Any]:
     """What the chain records of an API key row after each change (never the key)."""
-    return {"key_id": k.key_id, "org": k.org, "role": k.role, "token_hash": k.token_hash,
-            "revoked": k.revoked is not None}
+    snap: dict[str, Any] = {"key_id": k.key_id, "org": k.org, "role": k.role,
+                            "token_hash": k.token_hash, "revoked": k.revoked is not None}
+    if k.prev_token_hash is not None:  # a rotated-out token in (or past) its grace period
+        snap["prev_token_hash"], snap["prev_until"] = k.prev_token_hash, k.prev_until
+    return snap
 
 
 def key_state(db: GatewayDB, key_id: str) -> dict[str, Any] | None:

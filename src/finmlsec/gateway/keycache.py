@@ -121,7 +121,7 @@ class KeyCache:
         active = self.db.active_keys()
         with self._lock:
             for d in [d for d, v in self._entries.items()
-                      if (active.get(v[1].key_id) != v[1].token_hash if v[1] is not None
+                      if (v[1].token_hash not in active.get(v[1].key_id, ()) if v[1] is not None
                           else v[0] <= now)]:
                 del self._entries[d]
             self._checked = now

@@ -36,6 +36,8 @@ class Settings(BaseModel):
     audit_anchor: str | None = None
     audit_anchor_seconds: float = Field(default=1.0, ge=0.0)
     key_cache_seconds: float = Field(default=2.0, ge=0.0)
+    # a rotated key's old token keeps working this long (clients switch without an outage)
+    key_rotation_grace_seconds: float = Field(default=300.0, ge=0.0, le=604800.0)
     predict_batch_max_rows: int = Field(default=256, ge=1)
     predict_batch_linger_seconds: float = Field(default=0.002, ge=0.0, le=0.1)
     lean_predict: bool = True  # POST /v1/predict by a raw route (no dependency resolution)

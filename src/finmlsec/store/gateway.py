@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -74,6 +74,8 @@ class ApiKey:
     token_hash: str
     expires: str | None = None
     pending_by: str | None = None
+    prev_token_hash: str | None = None
+    prev_until: str | None = None
 
     @property
     def active(self) -> bool:
@@ -195,23 +197,30 @@ class GatewayDB:
                 self.keys.c.revoked.is_(None)).values(pending_by=None))
         return bool(res.rowcount)
 
-    def rotate_key(self, key_id: str) -> NewKey | None:
+    def rotate_key(self, key_id: str, grace_seconds: float = 0.0) -> NewKey | None:
         """A new token for an active key (same id, organisation, role and expiry); the old token
-        stops working (within the servers' key cache time). None when no such active key."""
+        keeps working for ``grace_seconds`` (0: it stops at once, within the servers' key cache
+        time), so clients can switch without an outage. None when no such active key."""
+        if not 0 <= grace_seconds <= 7 * 86400:
+            raise ConfigError(f"a rotation's grace period is 0 to 604800 s; got {grace_seconds!r}")
         key = self.find_key(key_id)
         if key is None or key.revoked is not None:
             return None
         token = f"{KEY_PREFIX}_{key_id}_{secrets.token_urlsafe(32)}"
+        until = None if grace_seconds <= 0 else (
+            datetime.now(UTC) + timedelta(seconds=grace_seconds)).isoformat(timespec="microseconds")
         with self.engine.begin() as conn:
             res = conn.execute(update(self.keys).where(
-                self.keys.c.key_id == key_id, self.keys.c.revoked.is_(None)).values(
-                token_hash=hash_token(token)))
+                self.keys.c.key_id == key_id, self.keys.c.revoked.is_(None),
+                self.keys.c.token_hash == key.token_hash).values(
+                token_hash=hash_token(token),
+                prev_token_hash=key.token_hash if until else None, prev_until=until))
         return NewKey(key_id, token, key.org, key.role) if res.rowcount else None
 
     @staticmethod
     def _key(r: Any) -> ApiKey:
         return ApiKey(r.key_id, r.org, r.role, r.name, r.created, r.revoked, r.token_hash,
-                      r.expires, r.pending_by)
+                      r.expires, r.pending_by, r.prev_token_hash, r.prev_until)
 
     def find_key(self, key_id: str) -> ApiKey | None:
         with self.engine.connect() as conn:
@@ -226,15 +235,20 @@ class GatewayDB:
         with self.engine.connect() as conn:
             return [self._key(r) for r in conn.execute(q).all()]
 
-    def active_keys(self) -> dict[str, str]:
-        """Key id -> token hash of the keys that work now (one query; servers refresh their
-        key cache with it: a revoked, expired or rotated key drops out)."""
+    def active_keys(self) -> dict[str, frozenset[str]]:
+        """Key id -> hashes of the tokens that work now (the current one, and a rotated-out one
+        in its grace period); one query; servers refresh their key cache with it: a revoked,
+        expired or rotated key drops out."""
         k = self.keys.c
+        now = now_iso()
         with self.engine.connect() as conn:
-            rows = conn.execute(select(k.key_id, k.token_hash).where(
+            rows = conn.execute(select(k.key_id, k.token_hash, k.prev_token_hash,
+                                       k.prev_until).where(
                 k.revoked.is_(None), k.pending_by.is_(None),
-                (k.expires.is_(None)) | (k.expires > now_iso())))
-            return {r.key_id: r.token_hash for r in rows}
+                (k.expires.is_(None)) | (k.expires > now)))
+            return {r.key_id: frozenset([r.token_hash] + (
+                [r.prev_token_hash] if r.prev_token_hash and (r.prev_until or "") > now else []))
+                for r in rows}
 
     def revoke_key(self, key_id: str) -> bool:
         """Revoke a key; False when there is no active key with that id."""
@@ -254,9 +268,13 @@ class GatewayDB:
         key = self.find_key(parts[1])
         if key is None or not key.active:
             return None
-        if not hmac.compare_digest(key.token_hash, hash_token(token)):
-            return None
-        return key
+        h = hash_token(token)
+        if hmac.compare_digest(key.token_hash, h):
+            return key
+        if key.prev_token_hash is not None and (key.prev_until or "") > now_iso() and \
+                hmac.compare_digest(key.prev_token_hash, h):
+            return replace(key, token_hash=h)  # the old token, in its grace period
+        return None
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -283,6 +301,8 @@ def gateway_tables(meta: MetaData, prefix: str = "") -> dict[str, Table]:
             Column("revoked", String(40), nullable=True),
             Column("expires", String(40), nullable=True),
             Column("pending_by", String(32), nullable=True),
+            Column("prev_token_hash", String(64), nullable=True),  # a rotated key's old token
+            Column("prev_until", String(40), nullable=True),  # ... works until then
         ),
         "audit": Table(
             f"{p}gw_audit", meta,

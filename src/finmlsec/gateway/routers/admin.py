@@ -99,14 +99,21 @@ def build_router(gw: Gateway) -> APIRouter:
 
     @router.post("/keys/{key_id}/rotate", summary="Replace a key's token (shown once)",
                  responses={404: {"description": "No such active key"}})
-    async def rotate(key_id: str = Path(max_length=32), p: Principal = Depends(admin)) -> Response:
-        k = await _run(gw.db.rotate_key, key_id)
+    async def rotate(key_id: str = Path(max_length=32), p: Principal = Depends(admin),
+                     grace_seconds: float | None = Query(
+                         None, ge=0, le=604800, description="How long the old token keeps "
+                         "working (default: the server's key_rotation_grace_seconds, 300 s; "
+                         "0: it stops at once)")) -> Response:
+        grace = gw.settings.key_rotation_grace_seconds if grace_seconds is None else grace_seconds
+        k = await _run(gw.db.rotate_key, key_id, grace)
         gw.keys.forget(key_id)
         await commit(gw, gw.entry(p, "keys.rotate", 200 if k else 404, target_key_id=key_id,
+                                  grace_seconds=grace,
                                   key=await _run(key_state, gw.db, key_id) if k else None))
         if k is None:
             raise HTTPException(404, f"no active key {key_id!r}")
-        return json_response({"key_id": k.key_id, "key": k.token, "org": k.org, "role": k.role})
+        return json_response({"key_id": k.key_id, "key": k.token, "org": k.org, "role": k.role,
+                              "old_key_valid_seconds": grace})
 
     @router.delete("/keys/{key_id}", summary="Revoke an API key",
                    responses={404: {"description": "No such active key"}})
