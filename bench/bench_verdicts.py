@@ -58,21 +58,60 @@ def build(case: str, work: Path) -> Path:
     return build_usecase(case, d, seed=0)
 
 
-def scan_one(case: str, profile: str, work: Path, workers: int) -> dict[str, Any]:
-    """Scan ``case`` with ``profile``; the per-threat risks and the wall time."""
+def scan_one(case: str, profile: str, work: Path, workers: int,
+             as_deployed: bool = False) -> dict[str, Any]:
+    """Scan ``case`` with ``profile``; the per-threat risks and the wall time. ``as_deployed``:
+    only the attacks on the system as deployed (no countermeasure units), which is all the
+    risk as deployed depends on."""
     from finmlsec.scan import pipeline
+    from finmlsec.scan.profiles import get_profile
     from finmlsec.store import Store
 
     spec = build(case, work)
     store = Store.open(str(work / f"{case}-{profile}.db"))
+    prof = get_profile(profile)
+    if as_deployed:
+        prof = prof.model_copy(update={"max_defences": 0, "combinations": 0})
     t0 = time.perf_counter()
-    run_id = pipeline.plan(spec, store=store, profile=profile, seed=0)
+    run_id = pipeline.plan(spec, store=store, profile=prof, seed=0)
     outcome = pipeline.run(store, run_id, executor="process" if workers > 1 else "serial",
                            workers=workers, progress=False)
     seconds = time.perf_counter() - t0
     pipeline.write_reports(outcome, {"md": work / f"{case}-{profile}.md"})
+    counts = outcome.summary.get("counts", {})
+    return {"case": case, "profile": profile, "status": outcome.status,
+            "seconds": round(seconds, 1), "threats": threats_of(outcome.summary),
+            "counts": counts}
+
+
+def partial(case: str, profile: str, work: Path, seconds: float) -> dict[str, Any]:
+    """What a scan stopped at the limit measured: its stored units summarised; a threat whose
+    attacks (as deployed) did not all finish is ``unfinished``."""
+    from finmlsec.scan.runner import finish
+    from finmlsec.store import Store
+
+    out: dict[str, Any] = {"case": case, "profile": profile, "status": "timeout",
+                           "seconds": round(seconds, 1)}
+    db = work / f"{case}-{profile}.db"
+    if not db.exists():
+        return out
+    store = Store.open(str(db))
+    runs = store.runs()
+    if not runs:
+        return out
+    summary = finish(store, runs[0].id)
+    threats = threats_of(summary)
+    for name, t in zip(threats, summary["threats"], strict=True):
+        if t["attacked"] and any(a.get("status") != "done" for a in t.get("attacks", [])):
+            threats[name]["risk"] = "unfinished"
+    out.update(threats=threats, counts=summary.get("counts", {}))
+    return out
+
+
+def threats_of(summary: dict[str, Any]) -> dict[str, Any]:
+    """Per threat (``via.attack``): the risk as deployed and what the report says of it."""
     threats = {}
-    for t in outcome.summary["threats"]:
+    for t in summary["threats"]:
         attacks = t.get("attacks", [])
         threats[f"{t['via']}.{t['attack']}"] = {
             "risk": t["risk"] if t["attacked"] else "accepted",
@@ -85,13 +124,11 @@ def scan_one(case: str, profile: str, work: Path, workers: int) -> dict[str, Any
             "notes_lower_bound": any((a.get("metrics") or {}).get("lower_bound")
                                      for a in attacks),
         }
-    counts = outcome.summary.get("counts", {})
-    return {"case": case, "profile": profile, "status": outcome.status,
-            "seconds": round(seconds, 1), "threats": threats, "counts": counts}
+    return threats
 
 
 def compare(cheap: str | None, thorough: str | None) -> str:
-    if cheap is None or thorough is None:
+    if cheap is None or thorough is None or "unfinished" in (cheap, thorough):
         return "n/a"
     if cheap == thorough:
         return "agree"
@@ -113,8 +150,10 @@ def table(results: dict[str, Any]) -> str:
         def cell(r: dict[str, Any] | None) -> str:
             if r is None:
                 return "not run"
-            if r.get("status") in ("timeout", "failed"):
-                return f"{r['status']} after {r['seconds']:.0f}"
+            if r.get("status") == "timeout":
+                return f"stopped at {r['seconds']:.0f} (limit)"
+            if r.get("status") == "failed":
+                return f"failed after {r['seconds']:.0f}"
             return f"{r['seconds']:.0f}"
 
         times.append(f"| {case} | " + " | ".join(cell(got[p]) for p in PROFILES) + " |")
@@ -142,17 +181,23 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--limit", type=float, default=1800.0,
                     help="wall-time limit of one scan, seconds")
     ap.add_argument("--results", type=Path, default=WORK / "results.json")
+    ap.add_argument("--as-deployed", action="store_true",
+                    help="run only the attacks on the system as deployed (no countermeasures)")
     ap.add_argument("--table", action="store_true", help="only print the table of --results")
     ap.add_argument("--one", nargs=2, metavar=("CASE", "PROFILE"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     work = args.results.parent
     work.mkdir(parents=True, exist_ok=True)
     if args.one:
-        out = scan_one(args.one[0], args.one[1], work, args.workers)
+        out = scan_one(args.one[0], args.one[1], work, args.workers, args.as_deployed)
+        out["as_deployed"] = args.as_deployed
         (work / f"{args.one[0]}-{args.one[1]}.json").write_text(json.dumps(out, indent=1))
         return 0
     results: dict[str, Any] = (json.loads(args.results.read_text())
                                if args.results.exists() else {})
+    for key, r in results.items():  # scans stopped by an older run of this script
+        if r.get("status") == "timeout" and "threats" not in r:
+            results[key] = partial(*key.split("/"), work, r["seconds"])
     if not args.table:
         for case in args.cases.split(","):
             if case not in CASES:
@@ -161,7 +206,8 @@ def main(argv: list[str]) -> int:
             for profile in args.profiles.split(","):
                 t0 = time.perf_counter()
                 cmd = [sys.executable, __file__, "--one", case, profile, "--workers",
-                       str(args.workers), "--results", str(args.results)]
+                       str(args.workers), "--results", str(args.results),
+                       *(["--as-deployed"] if args.as_deployed else [])]
                 # its own process group, so that a scan over the limit stops with its workers
                 proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                         text=True, start_new_session=True)
@@ -170,8 +216,7 @@ def main(argv: list[str]) -> int:
                 except subprocess.TimeoutExpired:
                     os.killpg(proc.pid, signal.SIGKILL)
                     proc.communicate()
-                    results[f"{case}/{profile}"] = {"status": "timeout",
-                                                    "seconds": round(args.limit, 1)}
+                    results[f"{case}/{profile}"] = partial(case, profile, work, args.limit)
                 else:
                     one = work / f"{case}-{profile}.json"
                     if proc.returncode == 0 and one.exists():
