@@ -85,8 +85,8 @@ def scan_one(case: str, profile: str, work: Path, workers: int,
 
 
 def partial(case: str, profile: str, work: Path, seconds: float) -> dict[str, Any]:
-    """What a scan stopped at the limit measured: its stored units summarised; a threat whose
-    attacks (as deployed) did not all finish is ``unfinished``."""
+    """What a scan stopped at the limit measured: its stored units summarised; a threat with an
+    attack (as deployed) not yet run is ``unfinished``."""
     from finmlsec.scan.runner import finish
     from finmlsec.store import Store
 
@@ -102,7 +102,8 @@ def partial(case: str, profile: str, work: Path, seconds: float) -> dict[str, An
     summary = finish(store, runs[0].id)
     threats = threats_of(summary)
     for name, t in zip(threats, summary["threats"], strict=True):
-        if t["attacked"] and any(a.get("status") != "done" for a in t.get("attacks", [])):
+        if t["attacked"] and (not t.get("attacks") or any(
+                a.get("status") in ("pending", "running") for a in t["attacks"])):
             threats[name]["risk"] = "unfinished"
     out.update(threats=threats, counts=summary.get("counts", {}))
     return out
@@ -195,8 +196,8 @@ def main(argv: list[str]) -> int:
         return 0
     results: dict[str, Any] = (json.loads(args.results.read_text())
                                if args.results.exists() else {})
-    for key, r in results.items():  # scans stopped by an older run of this script
-        if r.get("status") == "timeout" and "threats" not in r:
+    for key, r in results.items():  # scans stopped at the limit: summarised again from disk
+        if r.get("status") == "timeout":
             results[key] = partial(*key.split("/"), work, r["seconds"])
     if not args.table:
         for case in args.cases.split(","):
