@@ -59,10 +59,10 @@ def build(case: str, work: Path) -> Path:
 
 
 def scan_one(case: str, profile: str, work: Path, workers: int,
-             as_deployed: bool = False) -> dict[str, Any]:
+             as_deployed: bool = False, skip: tuple[str, ...] = ()) -> dict[str, Any]:
     """Scan ``case`` with ``profile``; the per-threat risks and the wall time. ``as_deployed``:
     only the attacks on the system as deployed (no countermeasure units), which is all the
-    risk as deployed depends on."""
+    risk as deployed depends on. ``skip``: attacks left out of the plan."""
     from finmlsec.scan import pipeline
     from finmlsec.scan.profiles import get_profile
     from finmlsec.store import Store
@@ -72,6 +72,11 @@ def scan_one(case: str, profile: str, work: Path, workers: int,
     prof = get_profile(profile)
     if as_deployed:
         prof = prof.model_copy(update={"max_defences": 0, "combinations": 0})
+    if skip:
+        from finmlsec.attacks import ATTACKS
+
+        prof = prof.model_copy(update={"only": tuple(n for n in ATTACKS.names()
+                                                     if n not in skip)})
     t0 = time.perf_counter()
     run_id = pipeline.plan(spec, store=store, profile=prof, seed=0)
     outcome = pipeline.run(store, run_id, executor="process" if workers > 1 else "serial",
@@ -184,14 +189,16 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--results", type=Path, default=WORK / "results.json")
     ap.add_argument("--as-deployed", action="store_true",
                     help="run only the attacks on the system as deployed (no countermeasures)")
+    ap.add_argument("--skip", default="", help="attacks to leave out, comma-separated")
     ap.add_argument("--table", action="store_true", help="only print the table of --results")
     ap.add_argument("--one", nargs=2, metavar=("CASE", "PROFILE"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     work = args.results.parent
     work.mkdir(parents=True, exist_ok=True)
     if args.one:
-        out = scan_one(args.one[0], args.one[1], work, args.workers, args.as_deployed)
-        out["as_deployed"] = args.as_deployed
+        skip = tuple(n for n in args.skip.split(",") if n)
+        out = scan_one(args.one[0], args.one[1], work, args.workers, args.as_deployed, skip)
+        out.update(as_deployed=args.as_deployed, skipped_attacks=list(skip))
         (work / f"{args.one[0]}-{args.one[1]}.json").write_text(json.dumps(out, indent=1))
         return 0
     results: dict[str, Any] = (json.loads(args.results.read_text())
@@ -208,7 +215,8 @@ def main(argv: list[str]) -> int:
                 t0 = time.perf_counter()
                 cmd = [sys.executable, __file__, "--one", case, profile, "--workers",
                        str(args.workers), "--results", str(args.results),
-                       *(["--as-deployed"] if args.as_deployed else [])]
+                       *(["--as-deployed"] if args.as_deployed else []),
+                       *(["--skip", args.skip] if args.skip else [])]
                 # its own process group, so that a scan over the limit stops with its workers
                 proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                         text=True, start_new_session=True)
