@@ -35,6 +35,10 @@ def test_registered_as_the_dp_countermeasure() -> None:
         cls = DEFENCES.get(name)
         assert cls.countermeasure == "pate" and "infer_training_data" in cls.counters
     assert DEFENCES.get("dp.sgd").neural_only
+    # a profile that tries one DP training keeps trying PATE first; DP LR is for tabular models
+    ranks = [DEFENCES.get(n).rank for n in ("pate", "dp.sgd", "dp.logistic_regression")]
+    assert ranks == sorted(ranks) and len(set(ranks)) == 3
+    assert DEFENCES.get("dp.logistic_regression").input_kinds == ("tabular",)
 
 
 @pytest.mark.parametrize("eps", [1.0, 3.0, 8.0])

@@ -210,6 +210,9 @@ class DPLogisticRegression(Defence):
     stage: ClassVar[str] = "training"
     summary: ClassVar[str] = ("DP logistic regression (output perturbation, RDP accounting); "
                               "replaces the model's final step")
+    #: after PATE and DP-SGD when a profile tries only some (it replaces the model's algorithm)
+    rank: ClassVar[int] = 2
+    input_kinds: ClassVar[tuple[str, ...]] = ("tabular",)
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
         "epsilon": [Float(0.0, closed_lo=False)], "delta": [Float(0.0, 1.0, closed_lo=False)],
         "l2": [Float(0.0, closed_lo=False)], "clip_norm": [Float(0.0, closed_lo=False)],
@@ -272,6 +275,7 @@ class DPSGD(Defence):
     summary: ClassVar[str] = "DP-SGD (Opacus; per-example clipping and noise, RDP accounting)"
     neural_only: ClassVar[bool] = True
     transparent: ClassVar[bool] = True
+    rank: ClassVar[int] = 1  # after PATE (a scan's quick profile keeps trying PATE first)
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
         "epsilon": [Float(0.0, closed_lo=False)], "delta": [Float(0.0, 1.0, closed_lo=False)],
         "max_grad_norm": [Float(0.0, closed_lo=False)],

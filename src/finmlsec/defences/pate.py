@@ -181,6 +181,7 @@ class PATE(Defence):
     counters: ClassVar[frozenset[str]] = frozenset({"infer_training_data"})
     stage: ClassVar[str] = "training"
     summary: ClassVar[str] = "PATE: noisy teacher-ensemble labels for a student, with DP accounting"
+    rank: ClassVar[int] = 0  # tried first among the DP trainings of countermeasure 'pate'
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
         "n_teachers": [Int(1)], "aggregator": [OneOf(AGGREGATORS)],
         "noise": [Float(0.0, closed_lo=False)], "threshold": [Float(0.0)],
