@@ -107,8 +107,8 @@ def partial(case: str, profile: str, work: Path, seconds: float) -> dict[str, An
     summary = finish(store, runs[0].id)
     threats = threats_of(summary)
     for name, t in zip(threats, summary["threats"], strict=True):
-        if t["attacked"] and (not t.get("attacks") or any(
-                a.get("status") in ("pending", "running") for a in t["attacks"])):
+        if t["attacked"] and any(a.get("status") in ("pending", "running")
+                                 for a in t.get("attacks", [])):
             threats[name]["risk"] = "unfinished"
     out.update(threats=threats, counts=summary.get("counts", {}))
     return out
