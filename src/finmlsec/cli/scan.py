@@ -58,7 +58,7 @@ def scan_command(
         [], "--attack", help="Run only this registered attack (repeatable)."
     ),
     defence: list[str] = typer.Option(
-        [], "--defence", help="Try only this registered defence (repeatable)."
+        [], "--defence", help="Try only this registered defence or scanned guard (repeatable)."
     ),
     unit_timeout: float | None = typer.Option(
         None, "--unit-timeout", min=0, metavar="SECONDS",

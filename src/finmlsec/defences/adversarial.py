@@ -186,6 +186,18 @@ class AdversarialTraining(Defence):
     }
     _fast_params: ClassVar[dict[str, Any]] = {
         "rounds": 1, "n_per_round": 10, "attack_params": {"max_changes": 1, "n_anchors": 4}}
+    #: scikit-learn's checks give numeric arrays (images, to this defence): a short SimBA run
+    _sklearn_check_params: ClassVar[dict[str, Any]] = {
+        "rounds": 1, "n_per_round": 5, "attack_params": {"max_iter": 8}}
+    _sklearn_check_deviations: ClassVar[dict[str, str]] = {
+        **dict.fromkeys(("check_dtype_object", "check_estimator_sparse_tag",
+                         "check_estimator_sparse_array", "check_estimator_sparse_matrix",
+                         "check_classifier_data_not_an_array", "check_classifiers_train",
+                         "check_fit1d"),
+                        "it attacks DataFrames, lists of strings or numeric arrays; other inputs "
+                        "(object or sparse arrays, lists of numeric rows, 1-d data) are refused "
+                        "with a CapabilityError naming what it takes"),
+    }
 
     def __init__(self, estimator: Any = None, *, attack: str | None = None,
                  attack_params: dict[str, Any] | None = None,

@@ -63,7 +63,8 @@ from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clo
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils import get_tags
 from sklearn.utils.metaestimators import available_if
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from finmlsec.defences._params import validate_params
 from finmlsec.ids import COUNTERMEASURE_IDS
@@ -83,6 +84,15 @@ def _has(method: str) -> Any:
         return hasattr(model, method)
 
     return check
+
+
+def _labels(owner: str, y: Any) -> np.ndarray:
+    """Classification labels checked the scikit-learn way, as a 1-d array."""
+    if y is None:
+        raise ValueError(f"{owner} requires y to be passed, but the target y is None")
+    y = column_or_1d(y, warn=True)
+    check_classification_targets(y)
+    return y
 
 
 class Defence(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
@@ -114,6 +124,8 @@ class Defence(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
                 raise TypeError(f"{name}.fit got unexpected fit parameter(s) "
                                 f"{', '.join(unknown)}; it takes "
                                 f"{', '.join(list(takes)[2:]) or 'none'}")
+        if not getattr(self, "prefit", False):  # an adopted model needs no training labels
+            y = _labels(name, y)
         self._fit(X, y, **fit_params)
         return self
 

@@ -64,7 +64,6 @@ class _OutputDefence(Defence):
     #: example (rounding confidence values) first, then the stronger or more general ones
     rank: ClassVar[int] = 0
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {"prefit": [Bool()]}
-    _sklearn_check_deviations: ClassVar[dict[str, str]] = SKLEARN_CHECK_DEVIATIONS
 
     prefit: bool
 

@@ -88,6 +88,9 @@ class FeedbackScreen(Defence):
         "max_fields_differ": [Int(0)], "min_trust": [Float(0.0, 1.0)], "cv": [Int(2)],
         "random_state": [Int(0), None],
     }
+    _sklearn_check_deviations: ClassVar[dict[str, str]] = {
+        "check_fit2d_1sample": "needs two records of every class to cross-validate; it says so in "
+                               "its own words (a DataError), not scikit-learn's"}
 
     def __init__(self, estimator: Any = None, *, model: Any = None,
                  outlier_quantile: float = 0.01,
@@ -108,6 +111,11 @@ class FeedbackScreen(Defence):
 
     def _default_estimator(self, X: Any = None) -> Any:
         return self._model(X)
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = False  # reports are compared field by field
+        return tags
 
     def _fit(self, X: Any, y: Any, feedback: Any = None, feedback_y: Any = None,
              sources: Any = None, **fit_params: Any) -> None:

@@ -435,6 +435,40 @@ class Generalise(Defence):
         "k": [Int(1)], "method": [OneOf(("rules", "mondrian"))],
         "quasi_identifiers": [Satisfies(lambda v: isinstance(v, list | tuple), "a list"), None],
     }
+    #: it generalises named personal fields of a DataFrame (from ``rules`` or the schema) and
+    #: refuses to generalise nothing: scikit-learn's checks fit it on anonymous numeric arrays
+    _sklearn_check_deviations: ClassVar[dict[str, str]] = dict.fromkeys((
+        "check_fit_score_takes_y",
+        "check_estimators_overwrite_params",
+        "check_dont_overwrite_parameters",
+        "check_estimators_fit_returns_self",
+        "check_readonly_memmap_input",
+        "check_n_features_in_after_fitting",
+        "check_positive_only_tag_during_fit",
+        "check_estimators_dtypes",
+        "check_dtype_object",
+        "check_pipeline_consistency",
+        "check_estimators_nan_inf",
+        "check_estimator_sparse_tag",
+        "check_estimators_pickle",
+        "check_f_contiguous_array_estimator",
+        "check_classifier_data_not_an_array",
+        "check_classifiers_one_label",
+        "check_classifiers_one_label_sample_weights",
+        "check_classifiers_classes",
+        "check_classifiers_train",
+        "check_supervised_y_2d",
+        "check_methods_sample_order_invariance",
+        "check_methods_subset_invariance",
+        "check_fit2d_1sample",
+        "check_fit2d_1feature",
+        "check_dict_unchanged",
+        "check_fit_idempotent",
+        "check_fit_check_is_fitted",
+        "check_n_features_in",
+        "check_fit2d_predict1d",
+    ), "works on a DataFrame of named personal fields (rules or a schema); the checks give "
+       "anonymous numeric arrays and no fields to generalise")
 
     def __init__(self, estimator: Any = None, *, rules: dict[str, Rule] | None = None,
                  schema: FeatureSchema | None = None, k: int = 1,

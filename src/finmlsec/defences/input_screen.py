@@ -505,6 +505,17 @@ class InputScreen(InputScreening, Defence):
         "ood_quantile": [Float(0.0, 0.5)], "squeeze_levels": [Int(2), None],
         "squeeze_fpr": [Float(0.0, 1.0)], "text": [Bool()], "random_state": [Int(0), None],
     }
+    #: a screen refuses what its detectors flag: the checks predict on records it was not
+    #: calibrated to accept (and compare answers across transformations of them)
+    _sklearn_check_deviations: ClassVar[dict[str, str]] = dict.fromkeys((
+        "check_fit_score_takes_y", "check_estimators_dtypes", "check_dtype_object",
+        "check_pipeline_consistency", "check_estimators_pickle",
+        "check_f_contiguous_array_estimator", "check_classifier_data_not_an_array",
+        "check_classifiers_classes", "check_classifiers_train", "check_supervised_y_2d",
+        "check_methods_sample_order_invariance", "check_methods_subset_invariance",
+        "check_dict_unchanged", "check_fit_idempotent",
+    ), "predict refuses (DataError) records its out-of-distribution or squeezing detector "
+       "flags, and the checks' records include such")
 
     def __init__(self, estimator: Any = None, *, schema: FeatureSchema | None = None,
                  ood_quantile: float = 0.01, squeeze_levels: int | None = 8,

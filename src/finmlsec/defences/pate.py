@@ -192,6 +192,8 @@ class PATE(Defence):
         "random_state": [Int(0), None],
     }
     _fast_params: ClassVar[dict[str, Any]] = {"n_teachers": 10, "max_queries": 60}
+    #: scikit-learn's checks fit on a few dozen records: few teachers, little noise
+    _sklearn_check_params: ClassVar[dict[str, Any]] = {"n_teachers": 3, "noise": 0.3}
 
     def __init__(self, estimator: Any = None, *, student: Any = None, n_teachers: int = 50,
                  aggregator: str = "gnmax", noise: float = 20.0, threshold: float = 0.0,

@@ -142,6 +142,9 @@ class PoisonFilter(Defence):
         "trust": [Satisfies(lambda v: isinstance(v, dict), "a dict"), None],
         "random_state": [Int(0), None],
     }
+    _sklearn_check_deviations: ClassVar[dict[str, str]] = {
+        "check_fit2d_1sample": "needs two records of every class to cross-validate; it says so in "
+                               "its own words (a DataError), not scikit-learn's"}
 
     def __init__(self, estimator: Any = None, *,
                  detectors: tuple[str, ...] = ("confident_learning", "trim"),
@@ -249,3 +252,8 @@ class PoisonFilter(Defence):
 
     def _default_estimator(self, X: Any = None) -> Any:
         return self._model(X)
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = False  # the detectors encode dense records
+        return tags
