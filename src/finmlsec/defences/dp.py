@@ -218,6 +218,14 @@ class DPLogisticRegression(Defence):
         "l2": [Float(0.0, closed_lo=False)], "clip_norm": [Float(0.0, closed_lo=False)],
         "random_state": [Int(0), None],
     }
+    _sklearn_check_deviations: ClassVar[dict[str, str]] = {
+        "check_n_features_in_after_fitting": "predict does not check the number of features "
+                                             "against n_features_in_ (a numpy error instead)",
+        "check_estimator_sparse_tag": "its input tags are the defended model's, which may take "
+                                      "sparse input; the DP model needs dense records",
+        "check_fit2d_1sample": "one record is one class: its error says 'needs at least 2 "
+                               "classes', not scikit-learn's wording",
+    }
 
     def __init__(self, estimator: Any = None, *, epsilon: float = 3.0, delta: float = 1e-5,
                  l2: float = 0.03, clip_norm: float = 1.0,
