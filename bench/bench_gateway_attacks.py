@@ -19,7 +19,8 @@ use case, each replaying 150 records of the held-out split one per request: how 
 blocks (and flags), and how many genuine records the screen refuses.
 
 Run: ``python bench/run.py gateway_attacks`` (about 10 minutes on 2 cores), or
-``python bench/bench_gateway_attacks.py [--batch N] [--clients N] [--usecases a,b]``.
+``python bench/bench_gateway_attacks.py [--batch N] [--clients N] [--usecases a,b]
+[--skip-attacks | --skip-genuine]``.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--usecases", default="credit-scoring,fraud,market-anomaly")
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--skip-genuine", action="store_true")
+    ap.add_argument("--skip-attacks", action="store_true",
+                    help="only the genuine clients (the scenarios are still built)")
     args = ap.parse_args(argv)
     wanted = args.usecases.split(",")
     work = Path(args.workdir or tempfile.mkdtemp(prefix="finmlsec-gw-attacks-"))
@@ -57,6 +60,8 @@ def main(argv: list[str]) -> int:
             continue
         sc = rt.usecase_scenario(usecase, model, work)
         scenarios.setdefault(usecase, sc)
+        if args.skip_attacks:
+            continue
         for o in rt.attack_gateway(sc, rt.standard_attacks(sc), fallback=rt.public_copy(sc),
                                    batch_size=args.batch):
             at = "-" if o.blocked_after is None else str(o.blocked_after)

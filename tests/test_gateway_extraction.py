@@ -126,9 +126,24 @@ def test_extraction_clients_are_flagged_and_blocked(model: DemoModel, tmp_path: 
     assert all(n is not None and n <= BOUND for n in found), found
     flags = [e for e in read_entries(env.gw.db, limit=5000) if e["action"] == "extraction.flagged"]
     assert len(flags) == 4 and all(
-        e["detail"]["w"] < 0.82 or e["detail"]["far_rate"] > 0.1 for e in flags)
+        e["detail"]["w"] < env.gw.guards.prada.threshold or e["detail"]["far_rate"] > 0.1
+        for e in flags)
     blocked = [e for e in read_entries(env.gw.db, limit=5000) if e["status"] == 403]
     assert len(blocked) == 4
+
+
+def test_prada_threshold_is_calibrated_unless_the_policy_sets_it(model: DemoModel,
+                                                                 tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    g = Env(model, tmp_path / "a", POLICY, durable=False).gw.guards
+    assert g.prada_threshold_source == "calibrated"
+    assert round(g.prada.threshold, 4) == g.prada.calibration_["threshold"] != 0.82
+    assert 0 < g.prada.threshold <= 0.9 and "calibrated on 200" in g.prada_summary()
+    fixed = {"extraction": {**POLICY["extraction"], "threshold": 0.8}}
+    g = Env(model, tmp_path / "b", fixed, durable=False).gw.guards
+    assert g.prada.threshold == 0.8 and g.prada_threshold_source == "policy"
+    assert not hasattr(g.prada, "calibration_") and "set by the policy" in g.prada_summary()
 
 
 @pytest.mark.slow

@@ -101,6 +101,9 @@ def register(app: typer.Typer) -> None:
         gw = app_obj.state.gateway
         for line in gw.startup_warnings():
             typer.echo(f"warning: {line}", err=True)
+        prada_line = gw.guards.prada_summary()
+        if prada_line is not None:
+            typer.echo(f"  {prada_line}", err=True)
         scheme = "https" if ssl_certfile else "http"
         docs = "/docs" if api_docs else "/openapi.json"
         where = f", metrics on http://{metrics_listen}/metrics" if metrics_listen else ""

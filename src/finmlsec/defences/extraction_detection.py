@@ -215,6 +215,71 @@ class PradaDetector(Guard):
         self.far_distance_ = float(np.quantile(d, self.far_quantile))
         return self
 
+    def genuine_w(self, E: np.ndarray, labels: np.ndarray, *, streams: int = 200,
+                  length: int = 300, seed: int = 0, contiguous: bool = True) -> np.ndarray:
+        """The lowest W each simulated genuine client would reach: ``streams`` streams of
+        ``length`` encoded reference records ``E`` (with the model's predicted class indices
+        ``labels``), half drawn at random without replacement, half (with ``contiguous``)
+        contiguous runs in the data's own order (clients replaying consecutive records of a
+        time series), each fed to
+        a fresh state of this detector with its ``min_queries``/``check_every``/``window``.
+        Streams never flagged at this detector's settings contribute their minimum W all the
+        same (the threshold is ignored here)."""
+        E = np.asarray(E, dtype=float)
+        labels = np.asarray(labels)
+        n = len(E)
+        length = min(int(length), n)
+        if length <= self.min_queries + 1:
+            raise DataError(
+                f"calibrating PRADA needs more than {self.min_queries + 1} reference records; "
+                f"got {n}"
+            )
+        rng = np.random.default_rng(seed)
+        probe = PradaDetector(threshold=1e-12, min_queries=self.min_queries,
+                              check_every=self.check_every, window=self.window,
+                              max_stored=self.max_stored)
+        out = np.empty(streams)
+        for k in range(streams):
+            if k % 2 == 0 or not contiguous:
+                idx = rng.choice(n, size=length, replace=False)
+            else:
+                start = int(rng.integers(0, n - length + 1))
+                idx = np.arange(start, start + length)
+            out[k] = probe._min_w(E[idx], labels[idx])
+        return out
+
+    def _min_w(self, X: np.ndarray, labels: np.ndarray) -> float:
+        """The lowest W over the checks of one stream (1.0 when none ran)."""
+        lowest = 1.0
+        state = self.new_state()
+        step = self.check_every
+        for s in range(0, len(X), step):
+            self.observe(state, X[s:s + step], labels[s:s + step])
+            if state.last_w is not None:
+                lowest = min(lowest, state.last_w)
+        return lowest
+
+    def calibrate(self, E: np.ndarray, labels: np.ndarray, *,
+                  target_false_block_rate: float = 0.01, margin: float = 0.02,
+                  cap: float = 0.9, streams: int = 200, length: int = 300,
+                  seed: int = 0, contiguous: bool = True) -> float:
+        """Set ``threshold`` from simulated genuine clients (:meth:`genuine_w`): the
+        ``target_false_block_rate`` quantile of their lowest W, minus ``margin``, never above
+        ``cap``. Returns the threshold; ``calibration_`` keeps what it was derived from."""
+        w = self.genuine_w(E, labels, streams=streams, length=length, seed=seed,
+                           contiguous=contiguous)
+        q = float(np.quantile(w, target_false_block_rate))
+        self.threshold = float(min(cap, max(q - margin, 1e-6)))
+        self.calibration_ = {
+            "threshold": round(self.threshold, 4), "genuine_w_quantile": round(q, 4),
+            "target_false_block_rate": target_false_block_rate, "margin": margin, "cap": cap,
+            "streams": streams, "length": min(length, len(E)), "seed": seed,
+            "contiguous": contiguous,
+            "genuine_w_min": round(float(w.min()), 4),
+            "genuine_w_median": round(float(np.median(w)), 4),
+        }
+        return self.threshold
+
     def _nearest(self, X: np.ndarray, *, exclude_self: bool = False) -> np.ndarray:
         out = np.empty(len(X))
         for s in range(0, len(X), 512):

@@ -29,6 +29,7 @@ from finmlsec.schema import FeatureSchema
 #: the registered guards (:data:`~finmlsec.defences.GUARDS`) the policy's sections configure
 BUDGET = "ratelimit.query_budget"
 PRADA = "detection.prada"
+DEFAULT_PRADA_THRESHOLD = 0.82  # tuned on credit scoring; used without reference data
 
 
 class _Precomputed(ClassifierMixin, BaseEstimator):
@@ -126,17 +127,52 @@ class Guards:
         self.encoder = SchemaEncoder(schema)
         if e.enabled:
             self.prada = build_guard(
-                PRADA, threshold=e.threshold, min_queries=e.min_queries,
+                PRADA, threshold=DEFAULT_PRADA_THRESHOLD if e.threshold is None else e.threshold,
+                min_queries=e.min_queries,
                 check_every=e.check_every, window=e.window, max_stored=e.max_stored,
                 action=e.action, max_far_rate=e.max_far_rate, far_quantile=e.far_quantile,
             )
             if e.max_far_rate is not None and reference is not None:
                 self.prada.fit_reference(self.encoder.encode_frame(reference))
+            self.prada_threshold_source = "policy" if e.threshold is not None else "default"
+            if e.threshold is None and reference is not None:
+                self._calibrate_prada(target, reference)
         # PRADA's per-client state, replayed from a log shared by replicas and kept across
         # restarts (``prada_log(detector, width)`` builds it; in this process only without)
         self.prada_states: PradaStates | None = None if self.prada is None else (
             prada_log or PradaStates)(self.prada, self.encoder.width)
         self.screen = build_screen(policy, target, reference)
+
+    def _calibrate_prada(self, target: Any, reference: Any) -> None:
+        """PRADA's threshold for this model, from simulated genuine clients replaying the
+        reference records (random draws and contiguous runs; see
+        :meth:`~finmlsec.defences.extraction_detection.PradaDetector.calibrate`)."""
+        assert self.prada is not None
+        e = self.policy.extraction
+        E = self.encoder.encode_frame(reference)
+        labels = np.argmax(np.asarray(target.predict_proba(reference), dtype=float), axis=1)
+        if len(E) <= e.min_queries + 1:
+            return  # too little reference data: the default threshold stays
+        self.prada.calibrate(E, labels, target_false_block_rate=e.target_false_block_rate,
+                             margin=e.calibration_margin, cap=e.max_threshold,
+                             streams=e.calibration_streams, length=e.calibration_queries,
+                             seed=e.calibration_seed, contiguous=e.calibration_contiguous)
+        self.prada_threshold_source = "calibrated"
+
+    def prada_summary(self) -> str | None:
+        """One line on PRADA's threshold and where it came from (None when detection is off)."""
+        if self.prada is None:
+            return None
+        line = f"extraction: PRADA threshold W < {self.prada.threshold:.3f}"
+        cal = getattr(self.prada, "calibration_", None)
+        if self.prada_threshold_source == "calibrated" and cal is not None:
+            return (f"{line}, calibrated on {cal['streams']} simulated genuine clients of "
+                    f"{cal['length']} reference records (their {cal['target_false_block_rate']:g} "
+                    f"quantile of lowest W {cal['genuine_w_quantile']:.3f}, margin "
+                    f"{cal['margin']:g}, cap {cal['cap']:g}; median {cal['genuine_w_median']:.3f})")
+        if self.prada_threshold_source == "policy":
+            return f"{line}, set by the policy"
+        return f"{line}, the default (no reference data to calibrate on)"
 
     # -- limits -----------------------------------------------------------------------------------
     def check_block(self, p: Principal) -> BudgetDecision | str | None:

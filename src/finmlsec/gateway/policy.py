@@ -57,7 +57,20 @@ class ExtractionPolicy(_Section):
     """PRADA extraction detection (Juuti et al. 2019) per client."""
 
     enabled: bool = False
-    threshold: float = Field(default=0.82, gt=0.0, le=1.0)
+    # Shapiro-Wilk W below which a key is flagged. None: calibrated at start-up on the model's
+    # reference data (simulated genuine clients; a ``target_false_block_rate`` quantile of
+    # their lowest W, minus ``calibration_margin``, never above ``max_threshold``); 0.82 when
+    # there is no reference data. A number here is used as given.
+    threshold: float | None = Field(default=None, gt=0.0, le=1.0)
+    target_false_block_rate: float = Field(default=0.01, gt=0.0, lt=0.5)
+    calibration_margin: float = Field(default=0.02, ge=0.0, lt=0.5)
+    max_threshold: float = Field(default=0.9, gt=0.0, le=1.0)
+    calibration_streams: int = Field(default=200, ge=10, le=5000)
+    calibration_queries: int = Field(default=300, ge=10, le=5000)
+    calibration_seed: int = 0
+    # half the simulated clients replay contiguous runs in the reference data's order (time
+    # series); their tiny day-to-day distances pull the threshold down (docs/serve.md)
+    calibration_contiguous: bool = True
     min_queries: int = Field(default=40, ge=3, le=5000)  # below d+1 = 49 on credit scoring
     check_every: int = Field(default=10, ge=1)
     window: int = Field(default=2000, ge=3, le=5000)
