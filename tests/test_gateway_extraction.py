@@ -138,8 +138,10 @@ def test_prada_threshold_is_calibrated_unless_the_policy_sets_it(model: DemoMode
     (tmp_path / "b").mkdir()
     g = Env(model, tmp_path / "a", POLICY, durable=False).gw.guards
     assert g.prada_threshold_source == "calibrated"
-    assert round(g.prada.threshold, 4) == g.prada.calibration_["threshold"] != 0.82
-    assert 0 < g.prada.threshold <= 0.9 and "calibrated on 200" in g.prada_summary()
+    assert round(g.prada.threshold, 4) == g.prada.calibration_["threshold"]
+    q = g.prada.calibration_["genuine_w_quantile"]
+    assert g.prada.threshold <= 0.82 and abs(g.prada.threshold - min(0.82, q - 0.02)) < 1e-3
+    assert "calibrated on 200" in g.prada_summary()
     fixed = {"extraction": {**POLICY["extraction"], "threshold": 0.8}}
     g = Env(model, tmp_path / "b", fixed, durable=False).gw.guards
     assert g.prada.threshold == 0.8 and g.prada_threshold_source == "policy"

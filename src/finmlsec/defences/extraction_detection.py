@@ -261,7 +261,7 @@ class PradaDetector(Guard):
 
     def calibrate(self, E: np.ndarray, labels: np.ndarray, *,
                   target_false_block_rate: float = 0.01, margin: float = 0.02,
-                  cap: float = 0.9, streams: int = 200, length: int = 300,
+                  cap: float = 0.82, streams: int = 200, length: int = 300,
                   seed: int = 0, contiguous: bool = True) -> float:
         """Set ``threshold`` from simulated genuine clients (:meth:`genuine_w`): the
         ``target_false_block_rate`` quantile of their lowest W, minus ``margin``, never above

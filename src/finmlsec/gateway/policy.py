@@ -64,7 +64,9 @@ class ExtractionPolicy(_Section):
     threshold: float | None = Field(default=None, gt=0.0, le=1.0)
     target_false_block_rate: float = Field(default=0.01, gt=0.0, lt=0.5)
     calibration_margin: float = Field(default=0.02, ge=0.0, lt=0.5)
-    max_threshold: float = Field(default=0.9, gt=0.0, le=1.0)
+    # the cap: the value validated on credit applicants, so calibration only ever relaxes it
+    # (at 0.884, calibrated on credit scoring, 1 of 60 genuine held-out clients was blocked)
+    max_threshold: float = Field(default=0.82, gt=0.0, le=1.0)
     calibration_streams: int = Field(default=200, ge=10, le=5000)
     calibration_queries: int = Field(default=300, ge=10, le=5000)
     calibration_seed: int = 0
