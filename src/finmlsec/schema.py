@@ -191,6 +191,14 @@ class FeatureSchema(BaseModel):
     def categorical(self) -> list[Feature]:
         return [f for f in self.features if f.type == FeatureType.CATEGORICAL]
 
+    def tabular(self) -> FeatureSchema:
+        """This schema without its free-text and image fields: what :func:`preprocessor`
+        encodes (records keep those columns; the encoding leaves them out)."""
+        keep = tuple(f for f in self.features
+                     if f.type not in (FeatureType.TEXT, FeatureType.IMAGE))
+        return self if len(keep) == len(self.features) else self.model_copy(
+            update={"features": keep})
+
     # -- validation ---------------------------------------------------------------------------
     def check(self, X: Any, *, allow_extra: bool = False) -> None:
         """Raise :class:`DataError` naming the first problem: missing or unknown columns, wrong
@@ -387,6 +395,11 @@ def _cast(col: pd.Series, dtype: str, name: str) -> pd.Series:
 
 
 # -- the one numeric encoding ---------------------------------------------------------------------
+#: Without a schema, the most one-hot columns :func:`preprocessor` gives a categorical column
+#: (free text read as categories must not blow up the encoding).
+MAX_LEVELS = 32
+
+
 def preprocessor(
     schema: FeatureSchema | None = None,
     *,
@@ -413,7 +426,12 @@ def preprocessor(
     every fit has the same width whatever its rows hold; ``"data"``: the categories seen in fit,
     sorted. Without a schema, ``X`` decides: for a DataFrame, its non-numeric columns are
     categorical (categories from the data) and the rest numeric; any other ``X`` is a numeric
-    matrix, imputed and scaled.
+    matrix, imputed and scaled. Such a column may be free text with thousands of distinct values,
+    so without a schema each categorical column keeps at most :data:`MAX_LEVELS` one-hot columns:
+    its ``MAX_LEVELS - 1`` most frequent values, every other value (and an unknown one) sharing
+    the last column (scikit-learn's infrequent category); the width stays bounded whatever the
+    number of rows or levels. With a schema, free-text fields are not encoded: give a schema
+    without them (:meth:`FeatureSchema.tabular`), whose width the categories fix.
 
     Example:
         >>> import numpy as np, pandas as pd
@@ -430,6 +448,9 @@ def preprocessor(
         array([[0., 0., 0.]])
         >>> preprocessor(X=X).fit_transform(X).shape
         (3, 3)
+        >>> titles = pd.DataFrame({"title": [f"job {i % 500}" for i in range(2000)]})
+        >>> preprocessor(X=titles).fit_transform(titles).shape
+        (2000, 32)
     """
     from sklearn.compose import ColumnTransformer
     from sklearn.preprocessing import OneHotEncoder
@@ -445,6 +466,8 @@ def preprocessor(
         cat_names = [c for c in X.columns if not pd.api.types.is_numeric_dtype(X[c])]
         num_names = [c for c in X.columns if c not in cat_names]
         cat_values: Any = "auto"
+        bounded: dict[str, Any] = {"max_categories": MAX_LEVELS,
+                                   "handle_unknown": "infrequent_if_exist"}
     else:
         other = [f.name for f in schema.features
                  if f.type in (FeatureType.TEXT, FeatureType.IMAGE)]
@@ -456,7 +479,8 @@ def preprocessor(
         num_names = [f.name for f in schema.numeric()]
         cat_values = ([list(f.categories or ()) for f in cats] if categories == "schema"
                       else "auto")
-    onehot = OneHotEncoder(categories=cat_values, handle_unknown="ignore", sparse_output=False)
+        bounded = {"handle_unknown": "ignore"}  # the schema's categories fix the width
+    onehot = OneHotEncoder(categories=cat_values, sparse_output=False, **bounded)
     return ColumnTransformer(
         [("cat", onehot, cat_names), ("num", _numbers(scale), num_names)],
         sparse_threshold=0.0,

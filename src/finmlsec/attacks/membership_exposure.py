@@ -43,11 +43,25 @@ def _numeric(X: Any) -> tuple[np.ndarray, pd.DataFrame | None]:
         nums = (nums - nums.mean()) / nums.std(ddof=0).replace(0.0, 1.0)
         parts = [nums.fillna(0.0).to_numpy()]
         if cats.shape[1]:
-            parts.append(pd.get_dummies(cats.astype(str)).to_numpy(dtype=float))
+            parts.append(pd.get_dummies(_bounded(cats.astype(str))).to_numpy(dtype=float))
         return np.hstack(parts), (cats.astype(str) if cats.shape[1] else None)
     A = np.asarray(X, dtype=float).reshape(len(X), -1)
     sd = A.std(axis=0)
     return (A - A.mean(axis=0)) / np.where(sd > 0, sd, 1.0), None
+
+
+def _bounded(cats: pd.DataFrame) -> pd.DataFrame:
+    """Each column with its :data:`~finmlsec.schema.MAX_LEVELS` - 1 most common values kept
+    and the others one value: a free-text column of thousands of values would otherwise get a
+    dense indicator column per value."""
+    from finmlsec.schema import MAX_LEVELS
+
+    out = cats.copy()
+    for c in out.columns:
+        counts = out[c].value_counts()
+        if len(counts) > MAX_LEVELS:
+            out[c] = out[c].where(out[c].isin(counts.index[:MAX_LEVELS - 1]), "\x00other")
+    return out
 
 
 def _knn_distance(Z: np.ndarray, k: int = 5) -> np.ndarray:

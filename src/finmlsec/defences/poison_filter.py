@@ -57,7 +57,7 @@ from finmlsec.defences._params import Float, Int, Satisfies, check_int, validate
 from finmlsec.defences.base import DEFENCES, Defence
 from finmlsec.defences.robust import label_loss, trim_fit
 from finmlsec.errors import DataError
-from finmlsec.schema import preprocessor
+from finmlsec.schema import FeatureSchema, preprocessor
 
 DETECTORS = ("confident_learning", "trim", "outlier")
 #: a detector flagging more than this multiple of the contamination means noisy labels
@@ -120,8 +120,11 @@ def confident_learning(model: Any, X: Any, y: Any, *, cv: int = 5,
 class PoisonFilter(Defence):
     """Screen training data with several detectors and fit a clone of ``estimator`` on what
     passes; see the module docstring. ``model``: the classifier the detectors use (default:
-    logistic regression on one-hot/scaled features); ``min_votes``: detectors that must flag a
-    record to reject it (None: calibrated on the data, see the module docstring).
+    logistic regression on one-hot/scaled features); ``schema``: the records' feature schema,
+    whose tabular fields the default model and the outlier detector encode (free text left out;
+    without it, the bounded encoding of :func:`finmlsec.schema.preprocessor` from the data);
+    ``min_votes``: detectors that must flag a record to reject it (None: calibrated on the data,
+    see the module docstring).
     ``fit(X, y, sources=None)``: ``sources`` names each record's provider (for source trust);
     ``decisions_`` keeps the decisions."""
 
@@ -141,6 +144,7 @@ class PoisonFilter(Defence):
         "min_votes": [Int(1), None], "min_trust": [Float(0.0, 1.0)],
         "trust": [Satisfies(lambda v: isinstance(v, dict), "a dict"), None],
         "random_state": [Int(0), None],
+        "schema": [Satisfies(lambda v: isinstance(v, FeatureSchema), "a FeatureSchema"), None],
     }
     _sklearn_check_deviations: ClassVar[dict[str, str]] = {
         "check_fit2d_1sample": "needs two records of every class to cross-validate; it says so in "
@@ -151,7 +155,7 @@ class PoisonFilter(Defence):
                  model: Any = None, contamination: float = 0.1, cv: int = 5,
                  min_votes: int | None = None,
                  trust: dict[str, float] | None = None, min_trust: float = 0.5,
-                 random_state: int | None = 0) -> None:
+                 random_state: int | None = 0, schema: FeatureSchema | None = None) -> None:
         self.estimator = estimator
         self.detectors = detectors
         self.model = model
@@ -161,11 +165,21 @@ class PoisonFilter(Defence):
         self.trust = trust
         self.min_trust = min_trust
         self.random_state = random_state
+        self.schema = schema
+
+    def _encoder(self, X: Any) -> Any:
+        """The unfitted encoding of records: the schema's tabular fields where the schema
+        describes ``X``'s columns, else the bounded encoding from the data."""
+        if self.schema is not None and hasattr(X, "columns"):
+            tab = self.schema.tabular()
+            if tab.features and set(tab.names) <= set(X.columns):
+                return preprocessor(tab, categories="data")
+        return preprocessor(X=X)
 
     def _model(self, X: Any) -> Any:
         if self.model is not None:
             return self.model
-        return make_pipeline(preprocessor(X=X), LogisticRegression(max_iter=1000))
+        return make_pipeline(self._encoder(X), LogisticRegression(max_iter=1000))
 
     def decide(self, X: Any, y: Any, sources: Any = None) -> Decisions:
         """Run the detectors; one decision and reason per record (nothing is fitted)."""
@@ -196,7 +210,7 @@ class PoisonFilter(Defence):
             why["trim"] = [f"trim: loss {loss[i]:.2f} among the highest {share:.0%}"
                            if not keep[i] else "" for i in range(n)]
         if "outlier" in self.detectors:
-            Z = preprocessor(X=X).fit_transform(X)
+            Z = self._encoder(X).fit_transform(X)
             out = np.zeros(n, dtype=bool)
             for c in np.unique(y):
                 rows = np.flatnonzero(y == c)
