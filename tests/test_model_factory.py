@@ -6,6 +6,7 @@ import socket
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -178,3 +179,39 @@ def test_remote_endpoint_with_a_factory_runs_lira(credit_server) -> None:
     m = out["result"]["metrics"]
     # a C=10 logistic regression on 500 records overfits: LiRA separates members
     assert m["auc"] > 0.55
+
+
+def _quick(spec: Path, db: Path) -> dict[str, Any]:
+    from finmlsec.scan import get_profile, make_executor, run_scan, start_scan
+    from finmlsec.store import Store
+
+    store = Store.open(str(db))
+    profile = get_profile("quick").model_copy(update={
+        "only": ("membership.metric",),
+        "only_defences": ("confidence.round", "dp.logistic_regression")})
+    rid = start_scan(spec, store=store, profile=profile, seed=0, include_accepted=True)
+    run_scan(store, rid, executor=make_executor("serial"))
+    return {u.unit_id.split("/")[-1]: u for u in store.units(rid)}
+
+
+@pytest.mark.slow
+def test_an_onnx_model_keeps_its_output_defences_and_retraining_ones_need_a_factory(
+        messy: dict[str, Path], tmp_path: Path) -> None:
+    """Confidence defences wrap the deployed ONNX model itself; a defence that retrains is
+    skipped without a factory, saying so, and measured with one."""
+    units = _quick(messy["spec_onnx"], tmp_path / "onnx.db")
+    confidence = [u for k, u in units.items() if "+confidence." in k]
+    assert confidence, sorted(units)
+    for u in confidence:
+        assert u.status == "done", (u.unit_id, u.outcome.get("error"))
+    retrained = [u for k, u in units.items() if k.endswith("+dp.logistic_regression")]
+    assert retrained, sorted(units)
+    for u in retrained:
+        assert u.status == "skipped"
+        assert "no model factory" in u.outcome["error"] and "model.factory" in u.outcome["error"]
+        assert "add data splits" not in u.outcome["error"]
+    with_factory = _quick(messy["spec_factory"], tmp_path / "factory.db")
+    for k, u in with_factory.items():
+        if "+" in k:
+            assert u.status == "done", (k, u.outcome.get("error"))
+    assert any(k.endswith("+dp.logistic_regression") for k in with_factory)

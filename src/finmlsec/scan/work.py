@@ -185,20 +185,24 @@ def build_defended(scenario: Any, defences: tuple[str, ...], seed: int,
     with (see :func:`make_defence`)."""
     from finmlsec.defences import DEFENCES
 
-    if scenario.model_factory is None or scenario.train is None:
+    if scenario.train is None:
         raise CapabilityError(
-            "the scenario gives no model factory or training split, so countermeasures that "
-            "retrain the model cannot be tried; add data splits to the spec"
-        )
+            "the scenario gives no training split, so no countermeasure can be fitted; add "
+            "data splits to the spec (data.splits)")
     kind = getattr(scenario.target, "input_kind", "tabular")
     deployed = getattr(scenario.target, "estimator", None) or Deployed(target=scenario.target)
     if len(defences) == 1 and defences[0] in DEFENCES:
         only = make_defence(defences[0], seed, scenario.schema, kind, attack)
         if type(only).stage == "output" and "prefit" in only.get_params():
-            # an output defence wraps the deployed model itself: before and after differ only
-            # in it
+            # an output defence wraps the deployed model itself, whatever it is (an ONNX or
+            # torch model too): before and after differ only in it
             return only.set_params(estimator=deployed, prefit=True).fit(
                 scenario.train.X, scenario.train.y)
+    if scenario.model_factory is None:
+        raise CapabilityError(
+            f"{' + '.join(defences)} retrains the model and the spec gives no model factory "
+            "for this model: give an unfitted model trained like the deployed one in "
+            "model.factory (see docs/spec.md)")
     return defended_factory(scenario, defences, seed, attack)().fit(
         scenario.train.X, scenario.train.y)
 
