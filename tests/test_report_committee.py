@@ -55,7 +55,8 @@ def test_the_title_is_the_systems_name_and_the_first_page_is_plain(
         "risk-", "")  # no snake_case outside the ids
     ov = overview(doc)
     verdicts = {v["id"]: v["verdict"] for v in ov["verdicts"]}
-    assert "pass" in verdicts.values() or "fixable" in verdicts.values()  # passes shown too
+    # passes shown too (a quick scan's passes are lower bounds: 'unconfirmed')
+    assert {"pass", "unconfirmed", "fixable"} & set(verdicts.values())
     for a in ov["actions"]:  # every action names who must do it
         assert re.search(r"(training-data provider|model generator|model operator) \(", a["who"])
     assert "unit" not in first.lower().replace("units", "") or "appendix" in first.lower()
@@ -159,3 +160,18 @@ def test_charts_are_readable_in_chromium(
             assert all(len(t) > 12 for t in chart_titles), chart_titles  # never "loop."
         finally:
             browser.close()
+
+
+def test_a_lower_bound_within_the_appetite_is_unconfirmed_not_a_pass(
+    scanned: tuple[dict[str, Any], str],
+) -> None:
+    doc = copy.deepcopy(scanned[0])
+    t = next(t for t in doc["threats"] if t["attacked"] and t["success"] is not None)
+    t.update(success=0.0, risk="none", lower_bound=[])
+    i = doc["threats"].index(t)
+    assert overview(doc)["verdicts"][i]["verdict"] == "pass"
+    t["lower_bound"] = ["stronger attacks not run by this profile: extraction.learning"]
+    v = overview(doc)["verdicts"][i]
+    assert v["verdict"] == "unconfirmed" and "extraction.learning" in v["words"]
+    assert overview(doc)["counts"]["unconfirmed"] >= 1
+    assert "unconfirmed (a lower bound within the appetite)" in render_markdown(doc)

@@ -168,3 +168,27 @@ def test_defences_of_a_countermeasure_come_in_the_order_their_classes_declare() 
     assert names[:2] == ("confidence.round", "confidence.label_only")  # the paper's own first
     ranks = [DEFENCES.get(n).rank for n in names]
     assert ranks == sorted(ranks) and len(set(ranks)) == len(ranks)
+
+
+def test_attacks_a_profile_leaves_out_are_recorded_so_the_risk_reads_as_a_lower_bound() -> None:
+    from finmlsec.scan.decide import summarize
+
+    quick = make_plan(_analysis(OFFICE), profile=get_profile("quick"), seed=0)
+    thorough = make_plan(_analysis(OFFICE), profile=get_profile("thorough"), seed=0)
+    q = next(t for t in quick.threats if t.attack == "infer_model")
+    th = next(t for t in thorough.threats if t.attack == "infer_model")
+    assert q.attacks == ("extraction.equation",)
+    # every attack thorough runs that quick does not is named as left out, and vice versa none
+    assert set(q.not_run) == set(th.attacks) - set(q.attacks) and q.not_run
+    assert any("not run by the quick profile" in n for n in q.notes)
+    assert not th.not_run
+    # a quick measurement of 'none' is then a lower bound, not a clean pass
+    plan = quick.model_dump(mode="json")
+    unit = next(u for u in plan["units"]
+                if u["threat"] == "infer_model" and not u["defences"])
+    outcomes = {unit["id"]: {"status": "done", "utility": {"accuracy": 0.8}, "result": {
+        "attack": unit["attack"], "success": 0.0, "metrics": {}, "queries": 10, "params": {}}}}
+    t = next(t for t in summarize(plan, outcomes)["threats"] if t["attack"] == "infer_model")
+    assert t["risk"] == "none"
+    assert t["lower_bound"] and "extraction." in t["lower_bound"][0]
+    assert "lower bound" in t["recommendation"]

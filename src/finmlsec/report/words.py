@@ -80,14 +80,16 @@ def _deed(t: dict[str, Any]) -> str:
 
 
 def verdict(t: dict[str, Any], appetite: str = "low") -> str:
-    """``pass``, ``fixable``, ``fail``, ``not measured`` or ``not tested`` for one threat."""
+    """``pass``, ``unconfirmed``, ``fixable``, ``fail``, ``not measured`` or ``not tested`` for
+    one threat. ``unconfirmed``: within the appetite, but the measured risk is a lower bound
+    (the profile left out stronger attacks, or none ran at full strength), so it is not a pass."""
     if not t.get("attacked", True):
         return "not tested"
     if t.get("success") is None:
         return "not measured"
     limit = LEVELS.index(appetite) if appetite in LEVELS else LEVELS.index("low")
     if LEVELS.index(t["risk"]) <= limit:
-        return "pass"
+        return "unconfirmed" if t.get("lower_bound") else "pass"
     if t.get("best") and t["residual_risk"] in LEVELS and LEVELS.index(t["residual_risk"]) <= limit:
         return "fixable"
     return "fail"
@@ -133,6 +135,10 @@ def overview(doc: dict[str, Any]) -> dict[str, Any]:
         name = threat_name(doc, t)
         if v in ("pass", "fixable", "fail"):
             words = f"An attacker {_deed(t)}."
+        elif v == "unconfirmed":
+            words = (f"An attacker {_deed(t)}, but this is a lower bound: "
+                     f"{'; '.join(t['lower_bound'])}. Run the thorough profile before "
+                     "accepting it.")
         elif v == "not tested":
             words = f"Not attacked: the analysis accepted it ({t.get('analysis_reason', '')})."
         else:
@@ -149,7 +155,8 @@ def overview(doc: dict[str, Any]) -> dict[str, Any]:
         f"unknown: {len(unmeasured)} threat(s) to mitigate were not measured"
         + (f"; {residual} for the measured ones" if residual in LEVELS else ""))
     counts = {k: sum(v["verdict"] == k for v in verdicts)
-              for k in ("pass", "fixable", "fail", "not measured", "not tested")}
+              for k in ("pass", "unconfirmed", "fixable", "fail", "not measured",
+                        "not tested")}
     return {
         "title": analysis.get("system") or run["spec_name"],
         "description": analysis.get("description", ""),

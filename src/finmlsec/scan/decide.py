@@ -244,11 +244,11 @@ def summarize(plan: dict[str, Any], outcomes: dict[str, dict[str, Any]], *,
             "exposure": exposure(strongest["name"], mine, outcomes) if strongest else None,
         }
         entry.update(_decide(t, success, cms, max_utility_drop, metric))
-        done = [a for a in attacks if a["success"] is not None]
-        if done and all(a["metrics"].get("lower_bound") for a in done):
+        entry["lower_bound"] = lower_bound_reasons(t, attacks)
+        if entry["lower_bound"] and entry["success"] is not None:
             entry["recommendation"] += (
-                "; the measured risk is a lower bound (no attack ran at full strength: "
-                "reference-model attacks need 64 reference models, the thorough profile)")
+                "; the measured risk is a lower bound (" + "; ".join(entry["lower_bound"])
+                + "): run the thorough profile before accepting it")
         threats.append(entry)
     statuses = [o.get("status") for o in outcomes.values()]
     measured_risks = [t["risk"] for t in threats if t["risk"] in LEVELS]
@@ -265,6 +265,29 @@ def summarize(plan: dict[str, Any], outcomes: dict[str, dict[str, Any]], *,
         "utility_metric": metric,
         "effect_z": Z_EFFECT,
     }
+
+
+def lower_bound_reasons(t: dict[str, Any], attacks: list[dict[str, Any]]) -> list[str]:
+    """Why a threat's measured risk is only a lower bound (empty when it is not): the profile
+    left out attacks that could have run, or no attack that ran did so at full strength
+    (reference-model attacks with fewer than 64 reference models).
+
+    Example:
+        >>> lower_bound_reasons({"not_run": ["extraction.learning"]}, [])
+        ['stronger attacks not run by this profile: extraction.learning']
+        >>> lower_bound_reasons({}, [{"success": 0.1, "metrics": {"lower_bound": 1.0}}])
+        ['no attack ran at full strength (reference-model attacks need 64 reference models)']
+        >>> lower_bound_reasons({}, [{"success": 0.1, "metrics": {}}])
+        []
+    """
+    reasons = []
+    if t.get("not_run"):
+        reasons.append("stronger attacks not run by this profile: " + ", ".join(t["not_run"]))
+    done = [a for a in attacks if a["success"] is not None]
+    if done and all(a["metrics"].get("lower_bound") for a in done):
+        reasons.append("no attack ran at full strength (reference-model attacks need 64 "
+                       "reference models)")
+    return reasons
 
 
 def _decide(t: dict[str, Any], success: float | None, cms: list[dict[str, Any]],

@@ -84,6 +84,9 @@ class PlannedThreat(BaseModel):
     attacks: tuple[str, ...] = ()
     defences: dict[str, tuple[str, ...]] = {}
     notes: tuple[str, ...] = ()
+    #: attacks that could run on this system but that the profile left out (it runs only its
+    #: first ``max_attacks`` per threat): the measured risk is then a lower bound
+    not_run: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
@@ -203,6 +206,10 @@ def make_plan(
             else:
                 usable.append(name)
         chosen = tuple(usable[: profile.max_attacks])
+        left_out = tuple(usable[profile.max_attacks:])
+        if left_out and attacked:
+            notes.append(f"not run by the {profile.name} profile (it runs {profile.max_attacks} "
+                         f"attack(s) per threat): {', '.join(left_out)}")
         if not candidates:
             notes.append(f"no registered attack realises {t['attack']} via {t['via']}")
         by_cm: dict[str, tuple[str, ...]] = {}
@@ -222,7 +229,7 @@ def make_plan(
         if not attacked:
             notes.append(f"accepted by the analysis, not attacked: {t['reason']}")
         pt = PlannedThreat(**t, attacked=attacked, attacks=chosen, defences=by_cm,
-                           notes=tuple(notes))
+                           notes=tuple(notes), not_run=left_out if attacked else ())
         threats.append(pt)
         if not attacked:
             continue
