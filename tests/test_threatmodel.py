@@ -103,12 +103,13 @@ def test_catalogue_paper_types_column_matches_the_golden_table() -> None:
 def test_catalogue_ids_match_the_registries() -> None:
     from finmlsec.defences import DEFENCES
     from finmlsec.defences.base import COUNTERMEASURES
+    from finmlsec.defences.guards import GUARDS
 
     cat = load_catalogue()
-    registered = {cls.countermeasure for _, cls in DEFENCES.items()}
+    registered = {cls.countermeasure for _, cls in [*DEFENCES.items(), *GUARDS.items()]}
     assert registered <= set(COUNTERMEASURE_IDS)
     # every countermeasure of the paper but "use non-confidential data" (a data decision) has a
-    # registered component
+    # registered component: a defence, or a serving guard (rate limiting, extraction detection)
     assert set(COUNTERMEASURE_IDS) - registered == {"non_confidential_data"}
     assert tuple(cat.countermeasures) == tuple(COUNTERMEASURES)
     assert tuple(cat.attacks) == ATTACK_IDS == (
