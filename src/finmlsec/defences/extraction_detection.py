@@ -165,7 +165,8 @@ class PradaDetector(Guard):
     The defaults were tuned on the credit-scoring model: over 300 clients each replaying the
     300 held-out German Credit records in a random order, the lowest W seen after 100 queries was
     0.83, while one-feature-at-a-time probing (Tramer et al.) gives W of 0.71-0.77 at 100
-    queries. Tune ``threshold`` on your own clients' streams (Juuti et al. tune it per model).
+    queries. Tune ``threshold`` on your own clients' streams (Juuti et al. tune it per model), or
+    let :meth:`calibrate` set it from reference data (the gateway does so at start-up).
     """
 
     countermeasure: ClassVar[str] = "gateway_rate_limiting"
