@@ -219,3 +219,19 @@ def test_malformed_column_batches_are_refused_by_shape(model: DemoModel) -> None
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+def test_infrequent_categories_compile_to_scikit_learns_layout() -> None:
+    # a bounded one-hot (at most 3 columns: the 2 most frequent values, then the rest) as the
+    # schema-less preprocessor builds for free-text columns; unknown values go to the rest
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"job": rng.choice(["a", "b", "c", "d", "e"], p=[.5, .3, .1, .05, .05],
+                                        size=200),
+                      "city": rng.choice(["x", "y"], size=200)})
+    ct = ColumnTransformer([("c", OneHotEncoder(max_categories=3,
+                                                handle_unknown="infrequent_if_exist",
+                                                sparse_output=False), ["job", "city"])]).fit(X)
+    fast = fastpath.compile_column_transformer(ct)
+    assert fast is not None
+    probe = pd.DataFrame({"job": ["a", "b", "c", "e", "never-seen"], "city": ["x", "y"] * 2 + ["z"]})
+    np.testing.assert_array_equal(fast(columns(probe)), ct.transform(probe))

@@ -6,8 +6,8 @@ screen's isolation forest walks its 100 trees one Python call at a time. For the
 the gateway serves, this module compiles the fitted objects once into plain numpy functions:
 
 - :func:`compile_column_transformer`: a fitted ``ColumnTransformer`` of ``OneHotEncoder``
-  (no dropped or infrequent categories), ``StandardScaler``, ``"passthrough"`` and ``"drop"``,
-  each number column optionally behind a ``SimpleImputer`` (as :func:`finmlsec.schema.preprocessor`
+  (no dropped categories; infrequent ones in scikit-learn's layout), ``StandardScaler``,
+  ``"passthrough"`` and ``"drop"``, each number column optionally behind a ``SimpleImputer`` (as :func:`finmlsec.schema.preprocessor`
   builds it);
 - :func:`compile_model`: a ``Pipeline`` of such a transformer and a final estimator with
   ``predict_proba`` (the final estimator is called on the dense matrix; a two-class
@@ -84,27 +84,45 @@ def _numbers(values: Sequence[Any]) -> np.ndarray:
 
 
 def _onehot(enc: Any, cols: list[str]) -> Callable[[Columns], np.ndarray] | None:
-    if getattr(enc, "drop_idx_", None) is not None or getattr(enc, "_infrequent_enabled", False):
+    if getattr(enc, "drop_idx_", None) is not None:
         return None
     if enc.handle_unknown not in ("ignore", "infrequent_if_exist", "error"):
         return None
     strict = enc.handle_unknown == "error"  # the original raises: let it, on the slow path
+    infrequent = (list(enc.infrequent_categories_) if getattr(enc, "_infrequent_enabled", False)
+                  else [None] * len(enc.categories_))
     maps = []
+    # per field, the column an unknown value goes to: its infrequent column where the encoder
+    # has one and sends unknown values there, else none (-1: all zeros, or refused if strict)
+    unknown_to: list[int] = []
     width = 0
-    for cats in enc.categories_:
+    for cats, rare in zip(enc.categories_, infrequent, strict=True):
         if cats.dtype != object or any(not isinstance(c, str) for c in cats):
             return None
-        maps.append({c: width + i for i, c in enumerate(cats)})
-        width += len(cats)
+        if rare is None:
+            maps.append({c: width + i for i, c in enumerate(cats)})
+            unknown_to.append(-1)
+            width += len(cats)
+            continue
+        # scikit-learn's layout: the frequent categories in order, then one infrequent column
+        rare_set = set(rare.tolist())
+        frequent = [c for c in cats if c not in rare_set]
+        m = {c: width + i for i, c in enumerate(frequent)}
+        m.update(dict.fromkeys(rare_set, width + len(frequent)))
+        maps.append(m)
+        unknown_to.append(width + len(frequent) if not strict else -1)
+        width += len(frequent) + 1
 
     def run(columns: Columns) -> np.ndarray:
         n = len(columns[cols[0]])
         out = np.zeros((n, width))
         rows = np.arange(n)
-        for name, m in zip(cols, maps, strict=True):
+        for name, m, unk in zip(cols, maps, unknown_to, strict=True):
             idx = _codes(columns[name], m, n)
             if (idx == -2).any() or (strict and (idx == -1).any()):
                 raise Unsupported("null or unknown category")
+            if unk >= 0:
+                idx = np.where(idx == -1, unk, idx)
             ok = idx >= 0
             out[rows[ok], idx[ok]] = 1.0
         return out
