@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +14,7 @@ from finmlsec.errors import SpecError
 from finmlsec.scan import ScanContext, Unit, execute_unit
 from finmlsec.scenario import load_scenario
 from finmlsec.spec import parse_spec
+from loopback import serve
 from messy_loans import build_messy_system, pipeline
 
 _ROLES = """organisations: [{id: bank}]
@@ -121,7 +119,6 @@ def test_a_trusted_callable_factory_is_called_for_each_model(messy: dict[str, Pa
 @pytest.fixture(scope="module")
 def credit_server(tmp_path_factory: pytest.TempPathFactory):
     import pandas as pd
-    import uvicorn
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
 
@@ -145,20 +142,8 @@ def credit_server(tmp_path_factory: pytest.TempPathFactory):
         hits["n"] += 1
         return {"predictions": model.predict_proba(pd.DataFrame(body["instances"])).tolist()}
 
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.time() + 15
-    while not srv.started and time.time() < deadline:
-        time.sleep(0.05)
-    assert srv.started
-    yield d, f"http://127.0.0.1:{port}/v1/predict", hits
-    srv.should_exit = True
-    thread.join(timeout=5)
-    sock.close()
+    with serve(app) as port:
+        yield d, f"http://127.0.0.1:{port}/v1/predict", hits
 
 
 def test_remote_endpoint_with_a_factory_runs_lira(credit_server) -> None:

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import socket
-import threading
 import time
 from collections import Counter
 
 import numpy as np
 import pytest
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sklearn.linear_model import LogisticRegression
@@ -22,6 +20,7 @@ from finmlsec.spec import ModelRef
 from finmlsec.targets.load import load_target
 from finmlsec.targets.oracle import Oracle
 from finmlsec.targets.remote import RemoteConfig, RemoteTarget
+from loopback import serve
 
 
 @pytest.fixture(scope="module")
@@ -112,21 +111,8 @@ def server(credit_model):
     async def notjson(request: Request):
         return JSONResponse(content="ok", media_type="text/plain")
 
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.time() + 15
-    while not srv.started and time.time() < deadline:
-        time.sleep(0.05)
-    assert srv.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}", hits
-    srv.should_exit = True
-    thread.join(timeout=5)
-    sock.close()
+    with serve(app) as port:
+        yield f"http://127.0.0.1:{port}", hits
 
 
 def _target(url: str, **remote) -> RemoteTarget:

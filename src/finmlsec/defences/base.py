@@ -160,11 +160,15 @@ class Defence(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         return np.asarray(self.estimator_.predict_proba(X))
 
     def __sklearn_tags__(self) -> Any:
-        tags = super().__sklearn_tags__()
-        inner = get_tags(self._inner())
-        tags.input_tags.sparse = inner.input_tags.sparse
-        tags.input_tags.allow_nan = inner.input_tags.allow_nan
-        return tags
+        return with_inner_input_tags(super().__sklearn_tags__(), self._inner())
+
+
+def with_inner_input_tags(tags: Any, inner: Any) -> Any:
+    """``tags`` accepting the inputs (sparse, missing values) the wrapped ``inner`` accepts."""
+    inner_tags = get_tags(inner)
+    tags.input_tags.sparse = inner_tags.input_tags.sparse
+    tags.input_tags.allow_nan = inner_tags.input_tags.allow_nan
+    return tags
 
 
 class InputScreening:

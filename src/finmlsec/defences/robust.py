@@ -43,7 +43,7 @@ from sklearn.utils.validation import (
 
 from finmlsec.arrays import take_rows
 from finmlsec.defences._params import Float, Int, check_float, check_int
-from finmlsec.defences.base import DEFENCES, Defence
+from finmlsec.defences.base import DEFENCES, Defence, with_inner_input_tags
 from finmlsec.errors import CapabilityError
 
 _POISONING = frozenset({"generate_malicious_model"})
@@ -222,11 +222,7 @@ class SubsampleVote(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         return np.asarray(self.classes_[np.argmax(p, axis=1)])
 
     def __sklearn_tags__(self) -> Any:
-        tags = super().__sklearn_tags__()
-        inner = get_tags(self._inner())
-        tags.input_tags.sparse = inner.input_tags.sparse
-        tags.input_tags.allow_nan = inner.input_tags.allow_nan
-        return tags
+        return with_inner_input_tags(super().__sklearn_tags__(), self._inner())
 
 
 @DEFENCES.register("robust.bagging")
