@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import delete, select, text, update
 from typer.testing import CliRunner
 
+from finmlsec.cli._errors import EXIT_TAMPERED
 from finmlsec.cli.main import build_app
 from finmlsec.errors import AuditError
 from finmlsec.gateway.audit import AuditWriter, canonical, chain
@@ -117,7 +118,9 @@ def test_group_commit_under_concurrency_keeps_one_contiguous_chain(tmp_path: Pat
     assert verify_chain(dbs[0]).ok
 
 
-def test_cli_verify_reports_tampering_with_exit_2(db: GatewayDB, tmp_path: Path) -> None:
+def test_cli_verify_reports_tampering_with_its_own_exit_code(
+    db: GatewayDB, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
     runner = CliRunner()
     app = build_app()
     ok = runner.invoke(app, ["audit", "verify", "--db", db.url])
@@ -130,9 +133,16 @@ def test_cli_verify_reports_tampering_with_exit_2(db: GatewayDB, tmp_path: Path)
 
     with pytest.raises(SystemExit) as exc:
         main(["audit", "verify", "--db", db.url])
-    assert exc.value.code == 2
+    # tampering is not a user error (2): it has its own code, and one line saying so
+    assert exc.value.code == EXIT_TAMPERED == 5
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("verification failed: audit log: entry")
     bad = runner.invoke(app, ["audit", "verify", "--db", db.url, "--json"])
-    assert bad.exit_code == 2 and json.loads(bad.output)["bad_seq"] == 3
+    assert bad.exit_code == EXIT_TAMPERED and json.loads(bad.output)["bad_seq"] == 3
+    # a user error stays 2
+    with pytest.raises(SystemExit) as exc:
+        main(["audit", "verify", "--db", db.url, "--anchor"])
+    assert exc.value.code == 2
 
 
 @pytest.fixture

@@ -136,7 +136,7 @@ def test_a_hostile_database_administrator_is_detected(deployment: Deployment, tm
         conn.execute(delete(d.db.audit).where(d.db.audit.c.seq > keep.seq))
         conn.execute(update(d.db.head).values(seq=keep.seq, hash=keep.hash))
     out = d.verify()
-    assert out.returncode == 2 and "deleted from the end" in out.stderr + out.stdout
+    assert out.returncode == 5 and "deleted from the end" in out.stderr + out.stdout
     d.restore(snap)
 
     # 2. the 403 becomes a 200, every later hash recomputed, the head rewritten
@@ -144,7 +144,7 @@ def test_a_hostile_database_administrator_is_detected(deployment: Deployment, tm
     rechain_from(d, refused.seq, {refused.seq: refused.body.replace('"status":403',
                                                                     '"status":200')})
     out = d.verify()
-    assert out.returncode == 2 and f"entry {refused.seq} " in out.stderr + out.stdout
+    assert out.returncode == 5 and f"entry {refused.seq} " in out.stderr + out.stdout
     # ... and a server refuses to append to the rewritten log
     with pytest.raises(RuntimeError, match="does not verify with the key"):
         Server([*d.args(), "--audit-anchor", str(d.anchor)], tmp_path / "refused.log")
@@ -155,7 +155,7 @@ def test_a_hostile_database_administrator_is_detected(deployment: Deployment, tm
         conn.execute(update(d.db.feedback).where(d.db.feedback.c.id == fids[1])
                      .values(status="approved", reviewed_by="key:admin"))
     out = d.verify()
-    assert out.returncode == 2 and f"feedback {fids[1]}" in out.stderr + out.stdout
+    assert out.returncode == 5 and f"feedback {fids[1]}" in out.stderr + out.stdout
     exported = cli("feedback", "list", "--status", "approved", "--format", "json", *d.args(),
                    "--anchor", str(d.anchor))
     assert exported.returncode == 0, exported.stderr
@@ -169,10 +169,10 @@ def test_a_hostile_database_administrator_is_detected(deployment: Deployment, tm
         conn.execute(insert(d.db.audit).values(seq=last.seq + 1, body=forged,
                                                hash=chain(last.hash, forged)))
         conn.execute(update(d.db.head).values(seq=last.seq + 1, hash=chain(last.hash, forged)))
-    assert d.verify().returncode == 2
+    assert d.verify().returncode == 5
     exported = cli("feedback", "list", "--status", "approved", "--format", "json", *d.args(),
                    "--anchor", str(d.anchor))
-    assert exported.returncode == 2 and fids[1] not in exported.stdout
+    assert exported.returncode == 5 and fids[1] not in exported.stdout
     d.restore(snap)
     assert d.verify().returncode == 0
 

@@ -69,12 +69,16 @@ def test_dossier_writes_verifies_and_detects_a_changed_byte(
         raw[len(raw) // 2] ^= 1  # one changed bit
         (out / name).write_bytes(bytes(raw))
         code, _, err = run(["dossier", "verify", str(out)], capsys)
-        assert code == 2 and f"{name} changed" in err and len(err.strip().splitlines()) == 1
+        assert code == 5 and f"{name} changed" in err and len(err.strip().splitlines()) == 1
+        assert err.startswith("verification failed: dossier")
         raw[len(raw) // 2] ^= 1
         (out / name).write_bytes(bytes(raw))
     (out / "extra.txt").write_text("x", encoding="utf-8")
     code, _, err = run(["dossier", "verify", str(out)], capsys)
-    assert code == 2 and "extra.txt was added" in err
+    assert code == 5 and "extra.txt was added" in err
+    # a directory that is no dossier is the user's mistake: exit 2
+    code, _, err = run(["dossier", "verify", str(tmp_path)], capsys)
+    assert code == 2 and err.startswith("error:")
 
 
 def test_a_signed_dossier_detects_a_rewritten_manifest(
@@ -105,7 +109,7 @@ def test_a_signed_dossier_detects_a_rewritten_manifest(
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n",
                                        encoding="utf-8")
     code, _, err = run(["dossier", "verify", str(out), "--public-key", str(pub)], capsys)
-    assert code == 2 and "manifest.sig does not match" in err
+    assert code == 5 and "manifest.sig does not match" in err
 
 
 @pytest.mark.browser

@@ -24,6 +24,9 @@ import finmlsec
 
 EXIT_USER = 2
 EXIT_INTERNAL = 4
+#: an integrity check failed: an audit log or a dossier does not verify (tampered, or checked
+#: with another key). Not a user error: CI and monitors must tell it apart from a typo.
+EXIT_TAMPERED = 5
 
 _NOISE = (
     re.compile(r"\(Background on this error at: \S+\)"),

@@ -7,6 +7,7 @@ import json
 
 import typer
 
+from finmlsec.cli._errors import EXIT_TAMPERED
 from finmlsec.cli.keys import ANCHOR_OPT, DB_OPT, KEY_FILE_OPT, PREFIX_OPT
 
 
@@ -20,7 +21,7 @@ def register(app: typer.Typer) -> None:
                anchor: list[str] | None = ANCHOR_OPT,
                as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
         """Recompute the chain under the audit key, check it against the anchor files and the
-        key and feedback tables; exit 2 naming the first problem."""
+        key and feedback tables; on tampering exit 5 naming the first problem."""
         from finmlsec.gateway.audit import anchor_paths
         from finmlsec.gateway.audit_verify import verify_log
         from finmlsec.gateway.auditkey import default_key_path, load_key
@@ -32,7 +33,7 @@ def register(app: typer.Typer) -> None:
         if as_json:
             typer.echo(json.dumps(res.__dict__))
             if not res.ok:
-                raise typer.Exit(2)
+                raise typer.Exit(EXIT_TAMPERED)
             return
         for extra in res.problems[1:]:
             typer.echo(f"also: {extra}", err=True)

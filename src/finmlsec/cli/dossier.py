@@ -24,7 +24,7 @@ def dossier_command(
         None, "--public-key", help="With 'verify': PEM public key to check the signature with."),
 ) -> None:
     """Write the validation dossier of a scan, or verify one (a changed byte in any file is
-    reported, exit 2)."""
+    reported, exit 5)."""
     from finmlsec.errors import ConfigError
     from finmlsec.report.dossier import verify_dossier
 

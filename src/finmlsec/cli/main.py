@@ -11,6 +11,9 @@ Exit codes, the same for every command:
   stderr saying what was wrong and what to do, never a traceback.
 - 3: ``scan`` finished with failed units (finish them with ``--resume RUN_ID``).
 - 4: an internal error (a bug): one line on stderr naming a log file that holds the traceback.
+- 5: verification failed: tampering detected (``audit verify``, ``dossier verify``, ``feedback
+  list`` from a log that does not verify, a server whose audit log does not verify with its key):
+  one line on stderr, ``verification failed: ...`` naming the problem.
 - 130: interrupted.
 """
 
@@ -24,8 +27,15 @@ import typer
 
 import finmlsec
 import finmlsec.cli
-from finmlsec.cli._errors import EXIT_INTERNAL, EXIT_USER, internal_error, one_line, usage_line
-from finmlsec.errors import FinmlsecError
+from finmlsec.cli._errors import (
+    EXIT_INTERNAL,
+    EXIT_TAMPERED,
+    EXIT_USER,
+    internal_error,
+    one_line,
+    usage_line,
+)
+from finmlsec.errors import AuditError, FinmlsecError
 from finmlsec.extras import EXTRAS, missing
 
 
@@ -87,6 +97,9 @@ def main(argv: list[str] | None = None) -> None:
     except ClickException as exc:
         typer.echo(usage_line(exc), err=True)
         sys.exit(EXIT_USER)
+    except AuditError as exc:  # tampering detected: not the user's mistake
+        typer.echo(f"verification failed: {one_line(str(exc))}", err=True)
+        sys.exit(EXIT_TAMPERED)
     except FinmlsecError as exc:
         typer.echo(f"error: {one_line(str(exc))}", err=True)
         sys.exit(EXIT_USER)

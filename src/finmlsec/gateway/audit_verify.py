@@ -52,7 +52,7 @@ class VerifyResult:
 
     def raise_for_problem(self) -> None:
         if not self.ok:
-            raise AuditError(f"audit log failed verification: {self.problem}")
+            raise AuditError(f"audit log: {self.problem}")
 
 
 # -- snapshots the chain records --------------------------------------------------------------------
@@ -255,5 +255,5 @@ def chain_bindings(db: GatewayDB, key: bytes | str | None = AUTO,
     res.raise_for_problem()
     problem = _check_anchors(res, hashes, key, anchors)[0]
     if problem:
-        raise AuditError(f"audit log failed verification: {problem}")
+        raise AuditError(f"audit log: {problem}")
     return b

@@ -283,7 +283,7 @@ def verify_dossier(directory: Path, public_key: Path | None = None) -> dict[str,
     elif public_key is not None:
         problems.append(f"no {SIGNATURE}: the dossier was not signed")
     if problems:
-        raise AuditError(f"dossier {str(directory)!r} does not verify: " + "; ".join(problems))
+        raise AuditError(f"dossier {str(directory)!r}: " + "; ".join(problems))
     return {"files": len(expected), "signature": signature}
 
 
