@@ -112,6 +112,63 @@ def test_a_signed_dossier_detects_a_rewritten_manifest(
     assert code == 5 and "manifest.sig does not match" in err
 
 
+def test_the_dossier_shows_the_environment_the_scan_ran_in(
+    two_scans: tuple[Path, str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Package versions come from the run (captured when the scan ran), not from the process
+    that writes the dossier later, here one where scikit-learn reports another version."""
+    from importlib import metadata
+
+    from finmlsec.store import Store
+
+    _, db, _ = two_scans
+    scanned = metadata.version("scikit-learn")
+    run_info = Store.open(db).run("last")
+    stored = run_info.options["environment"]
+    assert stored["packages"]["scikit-learn"] == scanned and stored["python"]
+    assert run_info.summary["environments"] == [stored]  # the same process ran the units
+    real = metadata.version
+    monkeypatch.setattr(metadata, "version",
+                        lambda name: "0.0-later" if name == "scikit-learn" else real(name))
+    out = tmp_path / "later"
+    code, _, err = run(["dossier", "last", "--db", db, "-o", str(out)], capsys)
+    assert code == 0, err
+    env = json.loads((out / "dossier.json").read_text("utf-8"))["environment"]
+    assert env["recorded_at_scan"] and env["packages"]["scikit-learn"] == scanned
+    assert env["ran_units"] == [stored]
+    assert env["dossier_written_with"]["packages"]["scikit-learn"] == "0.0-later"
+    html = (out / "dossier.html").read_text("utf-8")
+    assert f"<td>scikit-learn</td><td>{scanned}</td><td>0.0-later</td>" in html
+
+
+def test_a_run_without_a_recorded_environment_says_so() -> None:
+    from finmlsec.report.dossier import scan_environment
+
+    env = scan_environment({"run": {"options": {"profile": {}}}, "summary": {}})
+    assert env["recorded_at_scan"] is False and env["packages"] == {}
+    assert "not recorded" in env["note"] and env["dossier_written_with"]["packages"]
+
+
+def test_a_resume_in_another_environment_is_recorded(tmp_path: Path) -> None:
+    from finmlsec.scan import finish
+    from finmlsec.scan.environment import environment, merge
+    from finmlsec.store import Store
+
+    here = environment()
+    other = {**here, "packages": {**here["packages"], "numpy": "0.0-elsewhere"}}
+    assert merge(merge([here], here), other) == [here, other]
+    store = Store.open(str(tmp_path / "s.db"))
+    rid = store.create_run(spec_path="x.yaml", spec_name="x", profile="quick", seed=0,
+                           system_type=None, options={"environment": here}, analysis={},
+                           plan={"units": [], "threats": []}, units=[], diagram_svg="",
+                           version="0")
+    finish(store, rid, ran_in=here)
+    finish(store, rid, ran_in=other)  # resumed elsewhere
+    finish(store, rid, ran_in=here)
+    assert store.run(rid).summary["environments"] == [here, other]
+
+
 @pytest.mark.browser
 def test_dossier_html_is_self_contained_and_renders(
     two_scans: tuple[Path, str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str],

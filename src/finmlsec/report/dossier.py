@@ -1,7 +1,8 @@
 """The validation dossier: one stored scan as a self-contained, verifiable evidence pack.
 
 :func:`build_dossier` gathers what a model-risk function shows its supervisor: the analysis, the
-scan (every threat, countermeasure and unit), the environment (package versions), the seeds, the
+scan (every threat, countermeasure and unit), the environment the scan ran in (package versions,
+recorded with the run at scan time), the seeds, the
 sha256 of the spec, the model file and every data file, each finding with its paper type and
 threat, MITRE ATLAS technique, OWASP ML Top 10 entry, NIST AI 100-2 class and EU AI Act Art. 15
 concern, and the changes since the previous validation of the same system (new, fixed, worse).
@@ -14,20 +15,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import platform
-import sys
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from finmlsec.errors import AuditError, ConfigError
 from finmlsec.report.words import overview, threat_name, verdict
+from finmlsec.scan.environment import environment as current_environment
 
 DOSSIER_VERSION = 1
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.sig"
-PACKAGES = ("finmlsec", "numpy", "scipy", "pandas", "scikit-learn", "skops", "onnxruntime",
-            "torch", "xgboost", "lightgbm", "pydantic", "SQLAlchemy", "matplotlib", "Jinja2")
 
 #: EU AI Act Art. 15 (accuracy, robustness and cybersecurity of high-risk systems) per threat.
 EU_AI_ACT = {
@@ -51,16 +48,19 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def environment() -> dict[str, Any]:
-    """Python, platform and the versions of the packages a scan's figures depend on."""
-    versions: dict[str, str | None] = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return {"python": sys.version.split()[0], "platform": platform.platform(),
-            "packages": versions}
+def scan_environment(doc: dict[str, Any]) -> dict[str, Any]:
+    """The environment the scan ran in, as recorded with the run (not this process's): the one
+    captured when it was planned, every distinct one that ran its units (a resume on another
+    machine adds one), and, apart, the environment that wrote the dossier."""
+    recorded = (doc["run"].get("options") or {}).get("environment")
+    ran = (doc.get("summary") or {}).get("environments") or ([recorded] if recorded else [])
+    out: dict[str, Any] = dict(recorded) if recorded else {
+        "python": None, "platform": None, "packages": {},
+        "note": "not recorded: the run predates environment capture; rerun the scan to record it"}
+    out["recorded_at_scan"] = recorded is not None
+    out["ran_units"] = ran
+    out["dossier_written_with"] = current_environment()
+    return out
 
 
 def input_files(spec_path: str) -> list[dict[str, Any]]:
@@ -166,7 +166,7 @@ def build_dossier(doc: dict[str, Any], previous: dict[str, Any] | None = None) -
         "changes": changes(doc, previous, ov["appetite"]),
         "seeds": {"run": doc["run"]["seed"], "units": {u["id"]: u["seed"] for u in doc["units"]}},
         "inputs": input_files(doc["run"]["spec_path"]),
-        "environment": environment(),
+        "environment": scan_environment(doc),
         "reproduce": doc["reproduce"],
         "analysis": doc["analysis"],
         "scan": {"summary": doc["summary"], "threats": doc["threats"], "units": doc["units"]},

@@ -17,6 +17,8 @@ from threadpoolctl import threadpool_limits
 
 import finmlsec
 from finmlsec.scan.decide import summarize
+from finmlsec.scan.environment import environment
+from finmlsec.scan.environment import merge as merge_environments
 from finmlsec.scan.executors import Executor, ProcessExecutor, run_units
 from finmlsec.scan.plan import ScanPlan, Unit, make_plan
 from finmlsec.scan.profiles import Profile, get_profile
@@ -141,7 +143,9 @@ def start_scan(
     options = {"trust_pickle": trust_pickle, "endpoint": endpoint,
                "include_accepted": include_accepted, "profile": prof.model_dump(mode="json"),
                "utility_metric": default_metric(spec, scenario_for(ctx)),
-               "privacy_claim": _privacy_claim(spec)}
+               "privacy_claim": _privacy_claim(spec),
+               # the versions the scan runs with, kept with the run (the dossier shows these)
+               "environment": environment()}
     return store.create_run(
         spec_path=path, spec_name=name, profile=prof.name, seed=seed,
         system_type=plan.system_type, options=options, analysis=_jsonable(analysis),
@@ -184,11 +188,13 @@ def run_scan(store: Store, run_id: str, *, executor: Executor,
         raise
     finally:
         progress.stop()
-    return finish(store, run.id)
+    return finish(store, run.id, ran_in=environment() if todo else None)
 
 
-def finish(store: Store, run_id: str) -> dict[str, Any]:
-    """Summarise the stored outcomes of ``run_id`` and store the summary."""
+def finish(store: Store, run_id: str, *, ran_in: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Summarise the stored outcomes of ``run_id`` and store the summary. ``ran_in``: the
+    environment of the process that just ran units, added to the summary's ``environments`` (every
+    distinct environment that ran units of this run, a resume elsewhere included)."""
     run = store.run(run_id)
     units = store.units(run.id)
     outcomes = {u.unit_id: u.outcome for u in units if u.outcome is not None}
@@ -197,6 +203,11 @@ def finish(store: Store, run_id: str) -> dict[str, Any]:
     summary = summarize(run.plan, outcomes, max_utility_drop=prof.max_utility_drop,
                         utility_metric=run.options.get("utility_metric"),
                         privacy_claim=run.options.get("privacy_claim"))
+    envs = (run.summary or {}).get("environments")
+    if ran_in is not None:
+        envs = merge_environments(envs, ran_in)
+    if envs:
+        summary["environments"] = envs
     complete = all(u.status in FINISHED for u in units)
     store.finish_run(run.id, status="done" if complete else "incomplete", summary=summary)
     return summary
