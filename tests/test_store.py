@@ -13,7 +13,7 @@ from finmlsec.errors import StoreError
 from finmlsec.store import Store, normalize_url
 from finmlsec.store.gateway import GatewayDB, gateway_tables
 
-HEAD = "0005"
+HEAD = "0006"
 GW_TABLES = {"gw_api_keys", "gw_audit", "gw_audit_head", "gw_feedback", "gw_settings"}
 
 

@@ -28,6 +28,7 @@ from finmlsec.arrays import concat_rows, take_rows
 from finmlsec.attacks.base import AttackData, Outcome
 from finmlsec.attacks.membership_exposure import exposure
 from finmlsec.errors import BudgetExceededError, CapabilityError
+from finmlsec.tasks import task_map
 
 _EPS = 1e-7
 _TINY = 1e-45
@@ -109,6 +110,16 @@ def candidates(data: AttackData, limit: int | None, seed: int) -> tuple[Candidat
     return Candidates(take_rows(X, order), y[order], truth[order], rows[order]), notes
 
 
+def fit_reference(shared: tuple[Any, Any, np.ndarray, np.ndarray], i: int) -> Any:
+    """Reference model ``i``: ``factory()`` fitted on the population records ``keep[i]`` marks
+    (one task of :class:`ReferenceModels`)."""
+    factory, population, y, keep = shared
+    idx = np.flatnonzero(keep[i])
+    # small tabular models fit much faster single-threaded (no BLAS oversubscription)
+    with threadpool_limits(limits=1):
+        return factory().fit(take_rows(population, idx), y[idx])
+
+
 class ReferenceModels:
     """``n`` models trained like the target on random halves of the population; every
     population record is in exactly half of them."""
@@ -120,14 +131,9 @@ class ReferenceModels:
         order = np.argsort(rng.random((n, N)), axis=0)
         self.keep = order < n // 2 if n > 1 else rng.random((1, N)) < 0.5
         self.keys = row_keys(population)
-        self.models = []
-        # small tabular models fit much faster single-threaded (no BLAS oversubscription)
-        with threadpool_limits(limits=1):
-            for i in range(n):
-                idx = np.flatnonzero(self.keep[i])
-                self.models.append(factory().fit(take_rows(population, idx), np.asarray(y)[idx]))
-                if progress is not None:
-                    progress(i + 1)
+        # independent of each other: tasks of their own where the executor spreads them
+        self.models = task_map(fit_reference, range(n), (factory, population, np.asarray(y),
+                                                         self.keep), progress)
 
     def membership_of(self, X: Any) -> np.ndarray:
         """(n_models, n_records): True where the record was in that model's training set."""

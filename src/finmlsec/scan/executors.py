@@ -1,7 +1,10 @@
 """Where units of work run: in this process, in a local process pool, or on a Dask cluster.
 
 Every executor calls the same :func:`~finmlsec.scan.work.execute_unit` with the same frozen
-values, and every unit carries its own seed, so results do not depend on the executor. At most
+values, and every unit carries its own seed, so results do not depend on the executor. The scan's
+bundle (:mod:`finmlsec.scan.bundle`: the spec and its files) reaches the workers through the
+executor (:meth:`ship`): kept in this process (serial), handed to each pool process once when it
+starts, scattered once to every Dask worker; no worker reads the spec's directory. At most
 ``slots`` units are in flight at once, so the units in flight are the units running (the progress
 display shows them).
 
@@ -22,12 +25,13 @@ import concurrent.futures as cf
 import multiprocessing
 import os
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from finmlsec.errors import ConfigError
 from finmlsec.scan.plan import Unit
-from finmlsec.scan.work import ScanContext, execute_unit
+from finmlsec.scan.work import ScanContext, execute_unit, keep_bundle
+from finmlsec.tasks import mapping_with, serial_map
 
 
 def _crashed(unit: Unit, why: str) -> dict[str, Any]:
@@ -39,6 +43,9 @@ class SerialExecutor:
     """Runs units one after the other in this process (debugging; small scans)."""
 
     slots = 1
+
+    def ship(self, payload: bytes) -> None:
+        keep_bundle(payload)
 
     def submit(self, ctx: ScanContext, unit: Unit) -> Any:
         fut: cf.Future[dict[str, Any]] = cf.Future()
@@ -55,8 +62,10 @@ class SerialExecutor:
         return None
 
 
-def _init_worker() -> None:
+def _init_worker(bundles: tuple[bytes, ...] = ()) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    for payload in bundles:
+        keep_bundle(payload)
 
 
 def _start_method(fork_ok: bool) -> str:
@@ -78,14 +87,22 @@ class ProcessExecutor:
         self._pool: cf.ProcessPoolExecutor | None = None
         #: set by the runner: whether forking this process is safe (no torch model has run)
         self.fork_ok = False
+        self._bundles: tuple[bytes, ...] = ()
+
+    def ship(self, payload: bytes) -> None:
+        keep_bundle(payload)  # forked workers inherit it; others get it when they start
+        if payload not in self._bundles:
+            self._bundles += (payload,)
+            self.close()
 
     def _ensure(self) -> cf.ProcessPoolExecutor:
         if self._pool is None:
             mp = multiprocessing.get_context(_start_method(self.fork_ok))
             if mp.get_start_method() == "forkserver":
                 mp.set_forkserver_preload(["finmlsec.scan.work"])
-            self._pool = cf.ProcessPoolExecutor(self.slots, mp_context=mp,
-                                                initializer=_init_worker)
+            self._pool = cf.ProcessPoolExecutor(
+                self.slots, mp_context=mp, initializer=_init_worker,
+                initargs=(() if mp.get_start_method() == "fork" else self._bundles,))
         return self._pool
 
     def submit(self, ctx: ScanContext, unit: Unit) -> Any:
@@ -114,8 +131,34 @@ class ProcessExecutor:
             self._pool = None
 
 
+def dask_map(fn: Callable[[Any, Any], Any], items: Sequence[Any], shared: Any,
+             progress: Callable[[int], None] | None = None) -> list[Any]:
+    """:func:`finmlsec.tasks.task_map` on a Dask worker: one task per item, ``shared`` scattered
+    once; the unit's task leaves the worker's thread pool while it waits (``worker_client``), so
+    its pieces run in the slot it held and on every other worker. Results come back in order."""
+    from distributed import as_completed, worker_client
+
+    if len(items) < 2:
+        return serial_map(fn, items, shared, progress)
+    with worker_client() as client:
+        [ref] = client.scatter([shared], hash=False)
+        futures = client.map(fn, [ref] * len(items), items, pure=False)
+        for done, _ in enumerate(as_completed(futures), start=1):
+            if progress is not None:
+                progress(done)
+        return list(client.gather(futures))
+
+
+def spread_unit(ctx: ScanContext, unit: Unit, bundle: bytes | None = None) -> dict[str, Any]:
+    """:func:`~finmlsec.scan.work.execute_unit` on a Dask worker, the unit's independent pieces
+    (:func:`finmlsec.tasks.task_map`) spread as tasks of their own (:func:`dask_map`)."""
+    with mapping_with(dask_map):
+        return execute_unit(ctx, unit, bundle)
+
+
 class DaskExecutor:
-    """Units as tasks on a Dask distributed cluster (``dask://HOST:PORT``)."""
+    """Units as tasks on a Dask distributed cluster (``dask://HOST:PORT``); a unit's independent
+    pieces (reference models, ...) become tasks of their own (:func:`spread_unit`)."""
 
     def __init__(self, address: str) -> None:
         try:
@@ -132,9 +175,18 @@ class DaskExecutor:
                 "`dask scheduler` and workers with `dask worker ADDRESS`"
             ) from None
         self.slots = max(1, sum(self.client.nthreads().values()))
+        self._bundles: dict[str, Any] = {}
+
+    def ship(self, payload: bytes) -> None:
+        """Scatter the bundle to every worker once (tasks name it; workers joining later fetch
+        it from a peer)."""
+        key = keep_bundle(payload)
+        if key not in self._bundles:
+            self._bundles[key] = self.client.scatter(payload, broadcast=True, hash=True)
 
     def submit(self, ctx: ScanContext, unit: Unit) -> Any:
-        return self.client.submit(execute_unit, ctx, unit, pure=False)
+        bundle = self._bundles.get(ctx.bundle) if ctx.bundle else None
+        return self.client.submit(spread_unit, ctx, unit, bundle, pure=False)
 
     def wait_any(self, futures: Iterable[Any], timeout: float) -> set[Any]:
         from distributed import wait

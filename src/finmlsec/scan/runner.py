@@ -1,7 +1,9 @@
 """Planning a scan into the store, running (or resuming) it, and summarising it.
 
 :func:`start_scan` analyses the spec, plans the units and stores the run with every unit
-``pending``; :func:`run_scan` runs the units that are not finished yet, storing each outcome the
+``pending``, and the scan's bundle (:mod:`finmlsec.scan.bundle`: the spec and the files it
+names), so that the run scans what was planned, on workers that never see the spec's directory,
+and resumes after the directory is gone; :func:`run_scan` runs the units that are not finished yet, storing each outcome the
 moment it arrives, so a scan stopped at any point (Ctrl-C, a killed process, a crashed worker)
 resumes with :func:`run_scan` on the same run id without redoing finished units.
 """
@@ -16,6 +18,8 @@ from typing import Any
 from threadpoolctl import threadpool_limits
 
 import finmlsec
+from finmlsec.errors import StoreError
+from finmlsec.scan.bundle import digest, make_bundle
 from finmlsec.scan.decide import summarize
 from finmlsec.scan.environment import environment
 from finmlsec.scan.environment import merge as merge_environments
@@ -23,7 +27,7 @@ from finmlsec.scan.executors import Executor, ProcessExecutor, run_units
 from finmlsec.scan.plan import ScanPlan, Unit, make_plan
 from finmlsec.scan.profiles import Profile, get_profile
 from finmlsec.scan.progress import ScanProgress
-from finmlsec.scan.work import ScanContext, attack_data_for, scenario_for
+from finmlsec.scan.work import ScanContext, attack_data_for, keep_bundle, scenario_for
 from finmlsec.spec import load_spec
 from finmlsec.store import FINISHED, Store
 from finmlsec.threatmodel import analyze
@@ -129,6 +133,11 @@ def start_scan(
     analysis = analyze(spec)
     ctx = ScanContext(spec_path=path, trust_pickle=trust_pickle, endpoint=endpoint)
     with threadpool_limits(limits=1):
+        scenario = scenario_for(ctx)  # from the spec's files: errors name them
+        bundle = make_bundle(path)  # None: files too large to ship, read where they are
+        if bundle is not None:
+            ctx = ctx.model_copy(update={"bundle": keep_bundle(bundle)})
+            scenario_for(ctx, scenario)
         check, access, defence_check = _checker(scenario_for(ctx), ctx)
     name = Path(path).parent.name if Path(path).stem in ("spec", "system") else Path(path).stem
     plan = make_plan(analysis, profile=prof, seed=seed, include_accepted=include_accepted,
@@ -140,7 +149,9 @@ def start_scan(
         diagram = render_diagram(analysis)
     except Exception:  # noqa: BLE001 - a missing diagram must not stop a scan
         diagram = ""
-    options = {"trust_pickle": trust_pickle, "endpoint": endpoint,
+    if bundle is not None:
+        store.put_bundle(digest(bundle), bundle)
+    options = {"trust_pickle": trust_pickle, "endpoint": endpoint, "bundle": ctx.bundle,
                "include_accepted": include_accepted, "profile": prof.model_dump(mode="json"),
                "utility_metric": default_metric(spec, scenario_for(ctx)),
                "privacy_claim": _privacy_claim(spec),
@@ -160,9 +171,15 @@ def run_scan(store: Store, run_id: str, *, executor: Executor,
     run = store.run(run_id)
     plan = ScanPlan.model_validate(run.plan)
     ctx = ScanContext(spec_path=run.spec_path, trust_pickle=run.options.get("trust_pickle", False),
-                      endpoint=run.options.get("endpoint"))
+                      endpoint=run.options.get("endpoint"), bundle=run.options.get("bundle"))
     rows = {u.unit_id: u for u in store.units(run.id)}
     todo: list[Unit] = [u for u in plan.units if rows[u.id].status not in FINISHED]
+    if ctx.bundle is not None and todo:
+        payload = store.bundle(ctx.bundle)
+        if payload is None:
+            raise StoreError(f"run {run.id} names scan bundle {ctx.bundle[:12]}, which the store "
+                             "does not hold; start a new scan of the spec")
+        executor.ship(payload)
     if isinstance(executor, ProcessExecutor) and todo:
         with threadpool_limits(limits=1):  # no thread pools in a process about to fork
             sc = scenario_for(ctx)  # loaded once here; forked workers inherit it

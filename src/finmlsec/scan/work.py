@@ -37,31 +37,61 @@ from finmlsec.errors import (
     FinmlsecError,
 )
 from finmlsec.scan.plan import REFERENCE_CELLS, Unit
+from finmlsec.tasks import recording
 
 #: Errors that mean "this attack or defence does not apply to this system": the unit is skipped.
 NOT_APPLICABLE = (CapabilityError, ConfigError, DataError, BudgetExceededError)
 
 
 class ScanContext(BaseModel):
-    """What every worker needs to rebuild the scanned system: the spec and how to load it."""
+    """What every worker needs to rebuild the scanned system: the spec and how to load it.
+
+    ``bundle``: the SHA-256 of the scan's bundle (:mod:`finmlsec.scan.bundle`: the spec and its
+    files, shipped with the work); a worker then loads the scenario from the bundle's bytes,
+    which the executor hands to :func:`execute_unit`, not from ``spec_path``.
+    """
 
     model_config = ConfigDict(frozen=True)
 
     spec_path: str
     trust_pickle: bool = False
     endpoint: str | None = None
+    bundle: str | None = None
 
 
 _SCENARIOS: dict[tuple[str, bool], Any] = {}
+_BUNDLES: dict[str, bytes] = {}
 
 
-def scenario_for(ctx: ScanContext) -> Any:
-    """The scenario of ``ctx``, loaded once per process."""
-    key = (ctx.spec_path, ctx.trust_pickle)
+def keep_bundle(payload: bytes) -> str:
+    """Make the scan bundle ``payload`` available to :func:`scenario_for` in this process;
+    return its digest."""
+    from finmlsec.scan.bundle import digest
+
+    key = digest(payload)
+    _BUNDLES[key] = payload
+    return key
+
+
+def scenario_for(ctx: ScanContext, scenario: Any = None) -> Any:
+    """The scenario of ``ctx``, loaded once per process: from its bundle when it names one (the
+    bundle must have been kept with :func:`keep_bundle`), else from its spec path. ``scenario``:
+    one the caller loaded from the same inputs, kept for ``ctx`` instead of loading it again."""
+    key = (ctx.bundle or ctx.spec_path, ctx.trust_pickle)
+    if scenario is not None:
+        _SCENARIOS[key] = scenario
     if key not in _SCENARIOS:
         from finmlsec.scenario import load_scenario
 
-        _SCENARIOS[key] = load_scenario(ctx.spec_path, trust_pickle=ctx.trust_pickle)
+        source: Any = ctx.spec_path
+        if ctx.bundle is not None:
+            from finmlsec.scan.bundle import open_bundle
+
+            if ctx.bundle not in _BUNDLES:
+                raise RuntimeError(f"scan bundle {ctx.bundle[:12]} was not shipped to this "
+                                   "process")
+            source = open_bundle(_BUNDLES[ctx.bundle])
+        _SCENARIOS[key] = load_scenario(source, trust_pickle=ctx.trust_pickle)
     return _SCENARIOS[key]
 
 
@@ -464,16 +494,23 @@ def timeout_message(unit: Unit) -> str:
             f"none) or use a larger --profile")
 
 
-def execute_unit(ctx: ScanContext, unit: Unit) -> dict[str, Any]:
-    """Run ``unit``; return its outcome (``status``, ``result``, ``utility``, ``error``, ...)."""
+def execute_unit(ctx: ScanContext, unit: Unit, bundle: bytes | None = None) -> dict[str, Any]:
+    """Run ``unit``; return its outcome (``status``, ``result``, ``utility``, ``error``, ...).
+    ``bundle``: the bytes of the scan bundle ``ctx`` names, where this process may not have them
+    yet (a Dask worker)."""
+    if bundle is not None:
+        keep_bundle(bundle)
     start = time.perf_counter()
     worker = f"{socket.gethostname()}:{os.getpid()}"
     out: dict[str, Any] = {"unit": unit.id, "status": "done", "result": None, "utility": None,
                            "error": None, "worker": worker}
     fired = [False]
     try:
-        with threadpool_limits(limits=1), _time_limit(unit.timeout) as fired:
+        with threadpool_limits(limits=1), _time_limit(unit.timeout) as fired, \
+                recording() as pieces:
             _run(ctx, unit, out)
+        if pieces:  # the unit's independent pieces and how long each took (the task graph)
+            out["pieces"] = pieces
     except UnitTimeout:
         out.update(status="error", error=timeout_message(unit))
     except NOT_APPLICABLE as exc:

@@ -25,11 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, delete, event, select, update
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from finmlsec.errors import StoreError
-from finmlsec.store.models import RunRow, UnitRow
+from finmlsec.store.models import BundleRow, RunRow, UnitRow
 
 DEFAULT_URL = "sqlite:///finmlsec.db"
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -201,6 +201,23 @@ class Store:
             s.execute(delete(UnitRow).where(UnitRow.run_id == rid))
             s.execute(delete(RunRow).where(RunRow.id == rid))
 
+    # -- bundles --------------------------------------------------------------------------------
+    def put_bundle(self, digest: str, payload: bytes) -> None:
+        """Keep a scan bundle (``finmlsec.scan.bundle``) under its SHA-256 ``digest`` (once)."""
+        try:
+            with self._session() as s, s.begin():
+                if s.get(BundleRow, digest) is None:
+                    s.add(BundleRow(digest=digest, created_at=_now(), size=len(payload),
+                                    payload=payload))
+        except IntegrityError:  # another process stored the same content first
+            pass
+
+    def bundle(self, digest: str) -> bytes | None:
+        """The scan bundle stored under ``digest``, if any."""
+        with self._session() as s:
+            row = s.get(BundleRow, digest)
+            return None if row is None else bytes(row.payload)
+
     # -- units ----------------------------------------------------------------------------------
     def units(self, run_id: str) -> list[UnitInfo]:
         with self._session() as s:
@@ -278,7 +295,7 @@ def drop_all(engine: Engine, *, prefix: str = "") -> None:
     meta = MetaData()
     meta.reflect(engine)
     ours = [t for name, t in meta.tables.items() if name.startswith(prefix) and (
-        name[len(prefix):] in ("runs", "units", "alembic_version")
+        name[len(prefix):] in ("runs", "units", "bundles", "alembic_version")
         or name[len(prefix):].startswith("gw_"))]
     meta.drop_all(engine, tables=ours)
 

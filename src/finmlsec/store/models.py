@@ -1,7 +1,9 @@
 """The tables of the result store (SQLAlchemy 2 declarative models).
 
 ``runs`` holds one row per scan (its options, the analysis, the plan, the summary);
-``units`` one row per unit of work of a run, with its status and, once finished, its result.
+``units`` one row per unit of work of a run, with its status and, once finished, its result;
+``bundles`` the archives of the scanned specs and their files (``finmlsec.scan.bundle``), one per
+content (SHA-256), named by the runs that scanned it (``options["bundle"]``).
 Schema changes go through the Alembic migrations in ``finmlsec/store/migrations``.
 """
 
@@ -9,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, Float, ForeignKey, Integer, String, Text
+from sqlalchemy import DateTime, Float, ForeignKey, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -52,3 +54,12 @@ class UnitRow(Base):
     seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
     worker: Mapped[str | None] = mapped_column(String(200), nullable=True)
     outcome_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class BundleRow(Base):
+    __tablename__ = "bundles"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=False))
+    size: Mapped[int] = mapped_column(Integer)
+    payload: Mapped[bytes] = mapped_column(LargeBinary)

@@ -1,0 +1,115 @@
+"""A scan on a Dask cluster whose workers never see the spec's files, and a unit's reference
+models spread as tasks of their own: the same results as the serial executor."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from finmlsec.scan import bundle as bundles
+from finmlsec.scan import get_profile, make_executor, run_scan, start_scan, work
+from finmlsec.store import Store
+from scan_support import build_credit_system
+
+LIRA = "membership.lira"
+PROFILE = get_profile("quick").model_copy(update={
+    "only": ("extraction.equation", LIRA), "only_defences": ("confidence.round",),
+    "attack_params": {LIRA: {"n_reference": 4}}})
+
+
+def _system(directory: Path) -> Path:
+    """The small credit system with its data as files: feature schema, splits as CSV, model."""
+    from finmlsec.datasets import load
+    from finmlsec.datasets.splits import split_three, write_split
+
+    spec = build_credit_system(directory)
+    ds = load("german_credit")
+    for role, part in zip(("train", "test", "population"), split_three(ds, 0), strict=True):
+        write_split(part, directory / f"{role}.csv")
+    (directory / "schema.yaml").write_text(yaml.safe_dump(ds.schema.model_dump(mode="json")))
+    doc = yaml.safe_load(spec.read_text())
+    doc["data"] = {"dataset": "german_credit", "schema": "schema.yaml", "seed": 0,
+                   "splits": {"train": "train.csv", "test": "test.csv",
+                              "population": "population.csv"}}
+    spec.write_text(yaml.safe_dump(doc))
+    return spec
+
+
+def _comparable(store: Store, run_id: str) -> dict[str, Any]:
+    out = {}
+    for u in store.units(run_id):
+        assert u.status in ("done", "skipped"), (u.unit_id, u.outcome)
+        o = {k: v for k, v in (u.outcome or {}).items() if k not in ("seconds", "worker",
+                                                                        "pieces")}
+        if o["result"] is not None:
+            o["result"] = {k: v for k, v in o["result"].items() if k != "seconds"}
+            o["result"]["metrics"] = {k: v for k, v in o["result"]["metrics"].items()
+                                      if "second" not in k and "time" not in k}
+        out[u.unit_id] = o
+    return out
+
+
+@pytest.mark.slow
+def test_dask_workers_need_no_spec_files_and_spread_reference_models(tmp_path: Path) -> None:
+    from distributed import LocalCluster
+
+    spec = _system(tmp_path / "system")
+    store = Store.open(str(tmp_path / "d.db"))
+    serial = start_scan(spec, store=store, profile=PROFILE, seed=3)
+    run_scan(store, serial, executor=make_executor("serial"))
+    rid = start_scan(spec, store=store, profile=PROFILE, seed=3)
+    assert store.run(rid).options["bundle"] == store.run(serial).options["bundle"]
+    # the spec's directory is gone, and this process forgets what it loaded from it: the run
+    # scans what was planned, from the bundle the store kept
+    shutil.rmtree(spec.parent)
+    work._SCENARIOS.clear()
+    work._BUNDLES.clear()
+    bundles.forget()
+    elsewhere = tmp_path / "workers"
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None, protocol="tcp",
+                      local_directory=str(elsewhere)) as cluster:
+        ex = make_executor("dask://" + cluster.scheduler_address.removeprefix("tcp://"))
+        try:
+            run_scan(store, rid, executor=ex)
+            seen = ex.client.run(os.getcwd)  # the workers' own directories
+        finally:
+            ex.close()
+    assert not spec.parent.exists() and all(str(spec.parent) not in d for d in seen.values())
+    units = {u.unit_id: u for u in store.units(rid)}
+    lira = units[f"infer_training_data@model_io/{LIRA}"]
+    assert lira.status == "done" and lira.outcome["result"]["metrics"]["reference_models"] == 4
+    # the four reference models ran as tasks of their own
+    assert [len(p["seconds"]) for p in lira.outcome["pieces"]] == [4]
+    assert all(u.worker and int(u.worker.rsplit(":", 1)[1]) != os.getpid()
+               for u in units.values())
+    assert _comparable(store, serial) == _comparable(store, rid)
+
+
+def test_a_bundle_holds_the_spec_and_its_files_and_refuses_tampering(tmp_path: Path) -> None:
+    spec = _system(tmp_path / "system")
+    payload = bundles.make_bundle(spec)
+    assert payload is not None and bundles.make_bundle(spec) == payload  # deterministic
+    meta = bundles.manifest(payload)
+    assert sorted(meta["files"]) == ["data.schema", "data.splits.population", "data.splits.test",
+                                     "data.splits.train", "model.path"]
+    shutil.rmtree(spec.parent)
+    loaded = bundles.open_bundle(payload)
+    assert Path(loaded.model.path).read_bytes()[:2] == b"PK"  # the skops file, unpacked
+    assert Path(loaded.data.splits.train).name == "train.csv"
+    import io
+    import zipfile
+
+    forged = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(payload)) as src, zipfile.ZipFile(forged, "w") as dst:
+        for info in src.infolist():
+            blob = src.read(info)
+            dst.writestr(info, blob + b"\n" if info.filename.endswith("train.csv") else blob)
+    bundles.forget()
+    with pytest.raises(Exception, match="corrupt"):
+        bundles.unpack(forged.getvalue())
