@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import re
+import textwrap
 from collections.abc import Sequence
 from typing import Any
 
@@ -147,20 +148,47 @@ def bars(uid: str, items: Sequence[tuple[str, float | None]], *, ylabel: str = "
     return _svg(fig, uid)
 
 
-def tradeoff(uid: str, points: Sequence[tuple[str, float, float]]) -> str:
-    """Utility cost (accuracy lost) against the attack's success, one point per configuration."""
-    fig, ax = _figure()
+def tradeoff_groups(points: Sequence[tuple[str, float, float]],
+                    decimals: int = 3) -> list[tuple[list[str], float, float]]:
+    """``points`` grouped by position (cost and success equal to ``decimals`` places, the
+    precision the report shows): configurations at the same point share one marker and one
+    legend entry listing them all, in their order."""
+    groups: dict[tuple[float, float], list[str]] = {}
+    where: dict[tuple[float, float], tuple[float, float]] = {}
+    for label, cost, success in points:
+        key = (round(cost, decimals), round(success, decimals))
+        groups.setdefault(key, []).append(label)
+        where.setdefault(key, (cost, success))
+    return [(labels, *where[key]) for key, labels in groups.items()]
+
+
+def tradeoff(uid: str, points: Sequence[tuple[str, float, float]], *,
+             metric: str = "accuracy") -> str:
+    """Utility cost (``metric`` lost) against the attack's success, one numbered marker per
+    distinct point. Configurations at the same point (same cost and success) share the marker
+    and its legend entry (``2: a = b``), so none hides another; points close together keep their
+    number beside them, offset in turn, so each stays identifiable."""
+    fig, ax = _figure(5.0, 3.4)
     markers = "os^DvP*Xh<>"
-    for i, (label, cost, success) in enumerate(points):  # a legend, not labels that overlap
-        ax.scatter([cost], [success], s=30, marker=markers[i % len(markers)], zorder=3,
+    groups = tradeoff_groups(points)
+    offsets = ((6, 4), (6, -11))  # the number right of its marker, above and below in turn
+    for i, (labels, cost, success) in enumerate(groups):
+        label = f"{i + 1}: " + " = ".join(labels)
+        if len(labels) > 1:
+            label += f" (same point, {len(labels)} configurations)"
+        label = "\n    ".join(textwrap.wrap(label, 70, break_on_hyphens=False))
+        ax.scatter([cost], [success], s=30 + 12 * (len(labels) - 1),
+                   marker=markers[i % len(markers)], zorder=3,
                    color="#b22222" if i == 0 else f"C{i % 10}", label=label)
-    _legend_below(ax, len(points))
-    costs = [c for _, c, _ in points]
+        ax.annotate(str(i + 1), (cost, success), textcoords="offset points",
+                    xytext=offsets[i % len(offsets)], fontsize=7)
+    _legend_below(ax, 5)  # one column: entries that list several configurations are long
+    costs = [c for _, c, _ in groups]
     span = max(max(costs) - min(costs), 0.02)
-    ax.set_xlim(min(costs) - 0.1 * span, max(costs) + 0.3 * span)
+    ax.set_xlim(min(costs) - 0.15 * span, max(costs) + 0.3 * span)
     ax.axhline(0.5, color="grey", linestyle=":", linewidth=0.8)
-    ax.set_xlabel("utility cost (accuracy lost on held-out data)")
+    ax.set_xlabel(f"utility cost ({metric.replace('_', ' ')} lost on held-out data)")
     ax.set_ylabel("attack success")
-    ax.set_ylim(-0.05, 1.05)
+    ax.set_ylim(-0.08, 1.08)
     ax.set_title("utility against risk")
     return _svg(fig, uid)

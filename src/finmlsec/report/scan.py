@@ -124,8 +124,9 @@ def threat_figures(doc: dict[str, Any], index: int, threat: dict[str, Any]) -> l
         pts += [(" + ".join(c["defences"]), float(c["utility_drop"] or 0.0), float(c["success"]))
                 for c in threat["countermeasures"] if c["success"] is not None]
         if len(pts) > 1:
+            metric = (doc.get("summary") or {}).get("utility_metric") or "accuracy"
             add("tradeoff", "Utility cost against attack success", plots.tradeoff(
-                f"f{index}trade", pts), mine, regen)
+                f"f{index}trade", pts, metric=metric), mine, regen)
     return figs
 
 
