@@ -113,6 +113,20 @@ def test_tree_path_finding_stops_at_the_budget_with_a_partial_copy(credit: dict)
     assert r.metrics["fidelity_test"] < 1.0
 
 
+def test_tree_path_finding_refuses_a_model_that_is_not_a_tree(credit: dict) -> None:
+    # a logistic regression's output moves with every number field: every "leaf" is a point,
+    # so the search stops after its probe leaves instead of running to max_leaves
+    oracle = Oracle(credit["lr"])
+    with pytest.raises(CapabilityError, match="not a decision tree"):
+        ATTACKS.get("extraction.tree_path")(probe_leaves=4).run(
+            oracle, AttackData(schema=credit["schema"], test=credit["test"]))
+    assert 0 < oracle.queries_used < 400
+    # with the check off, the same search runs on (here up to max_leaves)
+    r = ATTACKS.get("extraction.tree_path")(probe_leaves=0, max_leaves=5, n_uniform=0).run(
+        Oracle(credit["lr"]), AttackData(schema=credit["schema"], test=credit["test"]))
+    assert r.metrics["leaves"] == 5 and "max_leaves=5" in r.notes[0]
+
+
 def test_label_only_learning_copies_a_logistic_regression(credit: dict) -> None:
     oracle = Oracle(credit["lr"], access="label", budget=300)
     r = ATTACKS.get("extraction.learning")(budget=300, rounds=3, pool=1000, n_uniform=500,

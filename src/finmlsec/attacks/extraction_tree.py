@@ -43,6 +43,7 @@ import pandas as pd
 
 from finmlsec.attacks.base import ATTACKS, Attack, AttackData, Meter, Outcome
 from finmlsec.attacks.extraction_common import bounds, check_int, tabular_schema, theft_metrics
+from finmlsec.errors import CapabilityError
 from finmlsec.schema import Feature, FeatureSchema, FeatureType
 from finmlsec.targets.oracle import Oracle
 
@@ -250,8 +251,9 @@ class TreePathFinding(Attack):
 
     ``decimals``: outputs are compared after rounding to this many decimals (leaf identity);
     ``max_leaves``: stop after this many leaves (a target that is not a tree has no end);
-    ``n_uniform``: uniform samples of the input space for the fidelity measure (evaluator side).
-    See the module docstring for an example.
+    ``n_uniform``: uniform samples of the input space for the fidelity measure (evaluator side);
+    ``probe_leaves``: after this many leaves, stop with CapabilityError if they are points in
+    most number fields (the target is not a tree; 0 never checks). See the module docstring for an example.
     """
 
     name: ClassVar[str] = "extraction.tree_path"
@@ -272,12 +274,14 @@ class TreePathFinding(Attack):
     max_leaves: int = 2000
     n_uniform: int = 2000
     seed: int = 0
+    probe_leaves: int = 8
 
     def _validate(self) -> None:
         check_int("TreePathFinding", "decimals", self.decimals, 0, 15)
         check_int("TreePathFinding", "n_uniform", self.n_uniform, 0)
         check_int("TreePathFinding", "max_leaves", self.max_leaves, 1)
         check_int("TreePathFinding", "seed", self.seed, 0)
+        check_int("TreePathFinding", "probe_leaves", self.probe_leaves, 0)
 
     def _attack(self, oracle: Oracle, data: AttackData, meter: Meter) -> Outcome:
         schema = tabular_schema(data.schema, f"attack {self.name!r}", data.population)
@@ -304,6 +308,8 @@ class TreePathFinding(Attack):
                 outputs.append(search.answer(x))
                 curve["queries"].append(float(meter.queries))
                 curve["leaves"].append(float(len(boxes)))
+                if len(boxes) == self.probe_leaves:
+                    self._refuse_if_not_a_tree(boxes, schema, search, meter.queries)
                 new: list[Box] = []
                 for r in [*regions, region]:
                     new.extend(_subtract(r, box, schema, search.step))
@@ -325,6 +331,29 @@ class TreePathFinding(Attack):
             success=float(success), metrics=m,
             curves={"leaves_vs_queries": curve}, notes=tuple(notes),
         )
+
+    @staticmethod
+    def _refuse_if_not_a_tree(boxes: list[Box], schema: FeatureSchema, search: _Search,
+                              queries: int) -> None:
+        """Raise CapabilityError when the first leaves are points: a decision tree's leaf spans
+        an interval of almost every number field (a field bounds a leaf on both sides of the
+        record only where two of the tree's thresholds lie one step apart), whereas a model
+        whose output moves with every field (a linear model, a network) has no leaf wider than
+        one step. On such a target the search would find one "leaf" per record until
+        ``max_leaves`` (hours of queries for a copy worse than a constant), so it stops after
+        ``probe_leaves`` leaves and says why."""
+        numeric = [f for f in schema.features if f.type != FeatureType.CATEGORICAL
+                   and search.range[f.name][1] - search.range[f.name][0] > 2 * search.step[f.name]]
+        if not numeric:
+            return
+        point = [sum(box[f.name][1] - box[f.name][0] <= 1.5 * search.step[f.name]
+                     for f in numeric) / len(numeric) for box in boxes]
+        if float(np.median(point)) >= 0.5:
+            raise CapabilityError(
+                f"extraction.tree_path does not apply: the target is not a decision tree (in "
+                f"{len(boxes)} leaves explored with {queries} queries, a median "
+                f"{float(np.median(point)):.0%} of the number fields changed the output at the "
+                "smallest step; a tree's leaf spans an interval of them)")
 
     @staticmethod
     def _point_in(region: Box, schema: FeatureSchema, search: _Search) -> dict[str, Any]:
