@@ -9,17 +9,22 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
+from threadpoolctl import threadpool_limits
 
 from finmlsec.attacks import ATTACKS, AttackData, Labeled
 from finmlsec.datasets import load
 from finmlsec.defences import DEFENCES, apply
 from finmlsec.defences.dp import (
     DPLogisticRegression,
-    _OutputPerturbedLR,
+    LOGISTIC_C,
+    _lr_objective,
+    _PrivateLR,
     calibrate_noise,
     gaussian_epsilon,
+    objective_noise,
 )
-from finmlsec.errors import CapabilityError
+from finmlsec.errors import CapabilityError, ConfigError
+from finmlsec.metrics import empirical_epsilon
 from finmlsec.schema import preprocessor
 from finmlsec.targets.oracle import Oracle
 
@@ -53,7 +58,7 @@ def test_noise_is_calibrated_to_the_target_epsilon(eps: float) -> None:
 def test_sensitivity_bound_holds_when_one_record_is_replaced() -> None:
     """The exact minimisers on neighbouring data sets are at most 2 / (n l2) apart."""
     X, y = _blobs()
-    far = _OutputPerturbedLR(epsilon=1e9, l2=0.05, random_state=0)  # no noise to speak of
+    far = _PrivateLR(epsilon=1e9, l2=0.05, random_state=0)  # no noise to speak of
     w0 = far.fit(X, y).weights_.copy()
     bound = 2 / (len(y) * 0.05)
     worst = 0.0
@@ -79,6 +84,65 @@ def test_dp_lr_accounting_seeding_and_multiclass() -> None:
     y3 = np.digitize(X[:, 0], [-0.5, 0.5])
     m = DPLogisticRegression(epsilon=3.0, random_state=0).fit(X, y3)
     assert m.privacy_.releases == 3 and m.predict_proba(X).shape == (400, 3)
+
+
+def test_objective_perturbation_budget_and_extra_regularisation() -> None:
+    """Chaudhuri et al.'s Algorithm 2: epsilon' = epsilon - log(1 + 2c/(n l2) + c^2/(n l2)^2);
+    when that is not positive, Delta = c / (n (e^(epsilon/4) - 1)) - l2 and epsilon' = eps / 2."""
+    n, lam = 500, 0.03
+    e, extra = objective_noise(3.0, n, lam)
+    r = 2 * LOGISTIC_C / (n * lam)
+    assert extra == 0.0 and e == pytest.approx(3.0 - np.log(1 + r + r * r / 4))
+    e, extra = objective_noise(0.1, n, 1e-3)
+    assert e == 0.05 and extra == pytest.approx(0.25 / (n * np.expm1(0.025)) - 1e-3) and extra > 0
+    X, y = _blobs()
+    m = _PrivateLR(epsilon=0.1, l2=1e-3, method="objective", random_state=0).fit(X, y)
+    assert m.privacy_.extra_l2 == pytest.approx(extra / 1 if len(y) == n else
+                                                objective_noise(0.1, len(y), 1e-3)[1])
+    assert m.privacy_.delta == 0.0 and m.privacy_.epsilon == 0.1
+
+
+def test_objective_perturbation_draws_the_papers_noise() -> None:
+    """The released weights are the exact minimiser of the objective plus b.w / n: recover b from
+    the gradient of the unperturbed objective there; its norm is Gamma(d, 2 / epsilon') (mean
+    2d / epsilon', standard deviation 2 sqrt(d) / epsilon') and its direction is uniform."""
+    from scipy.special import expit
+
+    X, y = _blobs(200, seed=3)
+    lam, eps = 0.05, 2.0
+    norms, dirs = [], []
+    with threadpool_limits(1):
+        fits = [_PrivateLR(epsilon=eps, l2=lam, method="objective", random_state=seed).fit(X, y)
+                for seed in range(150)]
+    for m in fits:
+        w, Z = m.weights_[0], m._features(X)
+        s = np.where(y == 1, 1.0, -1.0)
+        grad = lam * w - (Z.T @ (s * expit(-s * (Z @ w)))) / len(Z)
+        b = -grad * len(Z)
+        norms.append(np.linalg.norm(b))
+        dirs.append(b / np.linalg.norm(b))
+    d = X.shape[1] + 1
+    e, _ = objective_noise(eps, len(y), lam)
+    se = 2 * np.sqrt(d) / e / np.sqrt(len(norms))
+    assert abs(np.mean(norms) - 2 * d / e) < 4 * se
+    assert np.abs(np.mean(dirs, axis=0)).max() < 0.25  # no preferred direction
+    # seeded; far from noise-free at this epsilon, equal to the non-private fit at a huge one
+    a = DPLogisticRegression(method="objective", epsilon=2.0, random_state=1).fit(X, y)
+    b2 = DPLogisticRegression(method="objective", epsilon=2.0, random_state=1).fit(X, y)
+    np.testing.assert_array_equal(a.predict_proba(X), b2.predict_proba(X))
+    free = _lr_objective(m._features(X), np.where(y == 1, 1.0, -1.0), lam)
+    loose = _PrivateLR(epsilon=1e9, l2=lam, method="objective", random_state=0).fit(X, y)
+    np.testing.assert_allclose(loose.weights_[0], free, atol=1e-5)
+
+
+def test_objective_perturbation_multiclass_and_pipeline() -> None:
+    X, y = _blobs()
+    y3 = np.digitize(X[:, 0], [-0.5, 0.5])
+    m = DPLogisticRegression(epsilon=3.0, method="objective", random_state=0).fit(X, y3)
+    assert m.privacy_.releases == 3 and m.privacy_.epsilon == 3.0
+    assert m.predict_proba(X).shape == (400, 3)
+    with pytest.raises(ConfigError, match="method"):
+        DPLogisticRegression(method="gradient").fit(X, y)
 
 
 def test_dp_lr_keeps_a_pipelines_preprocessing() -> None:
@@ -132,12 +196,15 @@ def credit() -> dict[str, Any]:
             "nonmembers": Labeled(X.iloc[non].reset_index(drop=True), y[non])}
 
 
+@pytest.mark.parametrize("method", ["output", "objective"])
 @pytest.mark.parametrize("eps", [1.0, 3.0, 8.0])
-def test_empirical_bound_never_exceeds_the_dp_guarantee(credit: dict, eps: float) -> None:
+def test_empirical_bound_never_exceeds_the_dp_guarantee(credit: dict, eps: float,
+                                                        method: str) -> None:
     data = AttackData(schema=credit["schema"], members=credit["members"],
                       nonmembers=credit["nonmembers"])
     for seed in range(3):
-        model = DPLogisticRegression(credit["make"](), epsilon=eps, random_state=seed).fit(
+        model = DPLogisticRegression(credit["make"](), epsilon=eps, method=method,
+                                     random_state=seed).fit(
             credit["members"].X, credit["members"].y)
         r = ATTACKS.get("membership.metric")().run(Oracle(model), data)
         assert r.metrics["empirical_epsilon"] <= eps, (seed, r.metrics["empirical_epsilon"])
@@ -154,3 +221,44 @@ def test_the_bound_is_large_on_an_overfit_forest(credit: dict) -> None:
     m = ATTACKS.get("membership.metric")().run(Oracle(model), data).metrics
     # far above what a DP training at epsilon 1 would allow, with 95% confidence
     assert m["empirical_epsilon"] > 1.0 and m["empirical_epsilon_point"] >= m["empirical_epsilon"]
+
+
+# --- a direct audit: neighbouring data sets, many trainings ---------------------------------
+#
+# One record (the canary) is in one data set and not in its neighbour; each is trained on many
+# times with fresh noise and the canary's score is recorded. Any (epsilon, delta)-DP training
+# bounds how well the scores tell the two apart, so the empirical lower bound must stay at or
+# below the claimed epsilon; the same audit of a training whose noise is (nearly) off proves far
+# more, so the audit can fail.
+
+
+def _neighbours(n: int = 20) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Records on the second axis only; the neighbour replaces the first by a canary on the first
+    axis with label 1: only the canary moves the weight of the first feature."""
+    X = np.zeros((n, 2), dtype=np.float32)
+    X[:, 1] = np.where(np.arange(n) % 2, 0.8, -0.8)
+    y = (np.arange(n) % 2).astype(int)
+    X2, y2 = X.copy(), y.copy()
+    X2[0], y2[0] = (1.0, 0.0), 1
+    return X, y, X2, y2
+
+
+def _audit(score: Any, runs: int) -> float:
+    X, y, X2, y2 = _neighbours()
+    with threadpool_limits(1):  # tiny fits: threaded BLAS only adds overhead on a busy machine
+        scores = [score(X, y, s) for s in range(runs)] + [score(X2, y2, s) for s in range(runs)]
+    labels = np.r_[np.zeros(runs), np.ones(runs)]
+    return float(empirical_epsilon(labels, np.array(scores), delta=1e-5)["epsilon_lower"])
+
+
+@pytest.mark.parametrize("method", ["output", "objective"])
+def test_dp_lr_canary_audit_stays_below_the_claim(method: str) -> None:
+    canary = np.array([[1.0, 0.0]])
+
+    def trained_at(eps: float) -> Any:
+        return lambda X, y, s: float(DPLogisticRegression(
+            epsilon=eps, method=method, random_state=s).fit(X, y).predict_proba(canary)[0, 1])
+
+    assert _audit(trained_at(1.0), 200) <= 1.0
+    assert _audit(trained_at(1e4), 200) > 1.5  # noise all but off: the audit sees it
+
