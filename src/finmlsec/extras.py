@@ -32,6 +32,7 @@ EXTRAS: dict[str, str] = {
     "psycopg": "postgres",
     "redis": "redis",
     "cryptography": "sign",
+    "pyarrow": "parquet",
 }
 """Top-level module -> the extra of ``pyproject.toml`` that installs it."""
 

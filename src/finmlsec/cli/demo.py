@@ -20,11 +20,22 @@ def demo_build_command(
     out: Path | None = typer.Option(None, "--out", help="Output directory [out/USECASE]."),
     seed: int = typer.Option(0, "--seed", help="Seed of the splits and the training."),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    rows: int | None = typer.Option(
+        None, "--rows", min=1000, help="fraud only: simulate this many transactions into "
+        "Parquet (written in parts, memory bounded), train on a sample, and write a spec that "
+        "reads the Parquet data in chunks (see docs/scale.md)."),
+    sample: int = typer.Option(
+        50_000, "--sample", min=3, help="With --rows: the spec's data.sample, the rows the "
+        "scan keeps (a seeded, stratified sample)."),
 ) -> None:
     """Train the use case's standard model(s); write models, spec.yaml, splits and model card."""
-    from finmlsec.usecases import build
+    from finmlsec.usecases import build, build_at_scale
 
-    result = build(usecase.value, out or Path("out") / usecase.value, seed=seed)
+    if rows is not None:
+        result = build_at_scale(usecase.value, out or Path("out") / usecase.value, rows=rows,
+                                seed=seed, sample=sample)
+    else:
+        result = build(usecase.value, out or Path("out") / usecase.value, seed=seed)
     if json_out:
         typer.echo(json.dumps(result.to_dict(), indent=2))
         return

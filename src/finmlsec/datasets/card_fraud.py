@@ -28,7 +28,8 @@ Example:
 from __future__ import annotations
 
 import numbers
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -193,8 +194,15 @@ def _check_params(n_rows: Any, seed: Any, fraud_rate: Any) -> None:
 _Block = dict[str, np.ndarray]
 
 
-def _legit(rng: np.random.Generator, w: World, n: int) -> _Block:
-    c = rng.choice(w.n_customers, size=n, p=w.c_activity)
+class _Pool(NamedTuple):
+    """The customers a simulation draws from (all: their number) and their activity weights."""
+
+    customers: Any
+    activity: np.ndarray
+
+
+def _legit(rng: np.random.Generator, w: World, n: int, pool: _Pool) -> _Block:
+    c = rng.choice(pool.customers, size=n, p=pool.activity)
     travel = rng.random(n) < 0.12
     city = np.where(travel, rng.choice(len(CITIES), size=n, p=w.city_weights()), w.c_city[c])
     m = w.merchant_in(rng, city)
@@ -236,10 +244,10 @@ def _far_city(rng: np.random.Generator, home: np.ndarray) -> np.ndarray:
     return np.where(rng.random(len(home)) < 0.5, foreign, domestic)
 
 
-def _card_testing(rng: np.random.Generator, w: World, q: int) -> _Block:
+def _card_testing(rng: np.random.Generator, w: World, q: int, pool: _Pool) -> _Block:
     ep, pos = _episodes(rng, q, 3, 10)
     ne = int(ep.max()) + 1 if q else 0
-    victim = rng.choice(w.n_customers, size=ne, p=w.c_activity)
+    victim = rng.choice(pool.customers, size=ne, p=pool.activity)
     c = victim[ep]
     start = rng.uniform(0, DAYS * 86400 - 3600, ne)[ep]
     gaps = rng.exponential(40.0, q) + 5.0
@@ -258,10 +266,10 @@ def _card_testing(rng: np.random.Generator, w: World, q: int) -> _Block:
     }
 
 
-def _account_takeover(rng: np.random.Generator, w: World, q: int) -> _Block:
+def _account_takeover(rng: np.random.Generator, w: World, q: int, pool: _Pool) -> _Block:
     ep, pos = _episodes(rng, q, 2, 6)
     ne = int(ep.max()) + 1 if q else 0
-    victim = rng.choice(w.n_customers, size=ne)
+    victim = rng.choice(pool.customers, size=ne)
     c = victim[ep]
     start = rng.uniform(0, DAYS * 86400 - 7200, ne)[ep]
     place = _far_city(rng, w.c_city[victim])[ep]
@@ -317,13 +325,66 @@ def simulate(
     _check_params(n_rows, seed, fraud_rate)
     rng = np.random.default_rng(seed)
     w = World(rng, n_rows)
+    return _simulate_pool(rng, w, n_rows, fraud_rate, _Pool(w.n_customers, w.c_activity))
+
+
+def simulate_parts(
+    n_rows: int, seed: int = 0, fraud_rate: float = 0.002, part_rows: int = 1_000_000
+) -> Iterator[tuple[pd.DataFrame, np.ndarray, pd.DataFrame]]:
+    """``simulate`` in parts of about ``part_rows`` rows each, one at a time (memory bounded by a
+    part, whatever ``n_rows``): one world (customers, merchants) for all ``n_rows``, its
+    customers dealt into parts (customer ``c`` in part ``c % parts``), each part simulated with
+    its own seeded generator and in time order. A card's history lies in one part, so the
+    per-card features (``hours_since_prev``, ``tx_last_hour``) are exact. One part (``n_rows <=
+    part_rows``) is :func:`simulate` itself. Each part holds at least three frauds.
+
+    Example:
+        >>> sizes = [len(y) for _, y, _ in simulate_parts(5000, seed=1, part_rows=2000)]
+        >>> len(sizes), sum(sizes)
+        (3, 5000)
+    """
+    if isinstance(n_rows, numbers.Integral) and not isinstance(n_rows, bool) and n_rows > 20_000_000:
+        _check_params(20_000_000, seed, fraud_rate)  # the other parameters; any size in parts
+        if n_rows > MAX_PARTS_ROWS:
+            raise ConfigError(f"The 'n_rows' parameter of card_fraud parts must be at most "
+                              f"{MAX_PARTS_ROWS:,}. Got {n_rows!r} instead.")
+    else:
+        _check_params(n_rows, seed, fraud_rate)
+    if isinstance(part_rows, bool) or not isinstance(part_rows, numbers.Integral) \
+            or part_rows < 1_000:
+        raise ConfigError(f"The 'part_rows' parameter of card_fraud must be an int >= 1000. "
+                          f"Got {part_rows!r} instead.")
+    parts = -(-int(n_rows) // int(part_rows))
+    if parts == 1:
+        yield simulate(n_rows, seed, fraud_rate)
+        return
+    rng = np.random.default_rng(seed)
+    w = World(rng, int(n_rows))
+    part_of = np.arange(w.n_customers) % parts
+    mass = np.bincount(part_of, weights=w.c_activity, minlength=parts)
+    sizes = np.floor(mass / mass.sum() * n_rows).astype(np.int64)
+    sizes[: int(n_rows) - int(sizes.sum())] += 1
+    for k in range(parts):
+        customers = np.flatnonzero(part_of == k)
+        act = w.c_activity[customers]
+        yield _simulate_pool(np.random.default_rng([seed, k + 1]), w, int(sizes[k]), fraud_rate,
+                             _Pool(customers, act / act.sum()))
+
+
+#: the largest simulation :func:`simulate_parts` writes (one world: 2,000,000 customers)
+MAX_PARTS_ROWS = 100_000_000
+
+
+def _simulate_pool(
+    rng: np.random.Generator, w: World, n_rows: int, fraud_rate: float, pool: _Pool
+) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
     n_fraud = max(3, round(n_rows * fraud_rate))
     q1, q2 = max(1, int(n_fraud * 0.4)), max(1, int(n_fraud * 0.3))  # every pattern occurs
-    legit = _legit(rng, w, n_rows - n_fraud)
+    legit = _legit(rng, w, n_rows - n_fraud, pool)
     blocks = [
         legit,
-        _card_testing(rng, w, q1),
-        _account_takeover(rng, w, q2),
+        _card_testing(rng, w, q1, pool),
+        _account_takeover(rng, w, q2, pool),
         _merchant_compromise(rng, w, n_fraud - q1 - q2, legit),
     ]
     t = {k: np.concatenate([b[k] for b in blocks]) for k in legit}
@@ -400,3 +461,45 @@ def card_fraud(n_rows: int = 50_000, seed: int = 0, fraud_rate: float = 0.002) -
             "patterns": PATTERNS[1:],
         },
     )
+
+
+def write_parquet(
+    out: Any, n_rows: int, seed: int = 0, fraud_rate: float = 0.002,
+    part_rows: int = 500_000,
+) -> dict[str, Any]:
+    """Write ``n_rows`` simulated transactions to the directory ``out`` as Parquet, one file per
+    part of :func:`simulate_parts` (``part-00000.parquet``, ...; memory bounded by a part, about
+    600 MB for a million rows): the model features and the label column ``is_fraud`` (class
+    names, ``legit``/``fraud``). Returns the rows, frauds and files written.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> d = pathlib.Path(tempfile.mkdtemp())
+        >>> info = write_parquet(d / "tx", 3000, seed=1, part_rows=1000)
+        >>> info["rows"], len(info["files"])
+        (3000, 3)
+    """
+    from pathlib import Path
+
+    from finmlsec.extras import require
+
+    pq = require("pyarrow.parquet", "writing Parquet")
+    pa = require("pyarrow", "writing Parquet")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    stale = sorted(out.glob("part-*.parquet"))
+    if stale:
+        raise ConfigError(f"{str(out)!r} already holds Parquet parts ({stale[0].name}, ...); "
+                          "write into an empty directory")
+    files, rows, frauds = [], 0, 0
+    for k, (X, y, _meta) in enumerate(simulate_parts(n_rows, seed, fraud_rate, part_rows)):
+        X = X.copy()
+        X[SCHEMA.target] = np.asarray(CLASSES, dtype=object)[y]
+        table = pa.Table.from_pandas(X, preserve_index=False)
+        path = out / f"part-{k:05d}.parquet"
+        pq.write_table(table, path, row_group_size=100_000)
+        files.append(path.name)
+        rows, frauds = rows + len(y), frauds + int(y.sum())
+        del X, y, table
+    return {"rows": rows, "frauds": frauds, "files": files, "seed": seed,
+            "fraud_rate": fraud_rate}

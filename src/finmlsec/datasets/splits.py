@@ -207,8 +207,19 @@ def with_dtypes(schema: FeatureSchema, raw: pd.DataFrame) -> FeatureSchema:
 
 def load_data(ref: Any, base: Path) -> tuple[Dataset, Dataset, Dataset | None, Dataset | None]:
     """The dataset a spec's ``data:`` section (``ref``) names, and its (train, test, population)
-    splits; paths are relative to ``base``."""
+    splits; paths are relative to ``base``. Parquet data, or any ``data.path`` with
+    ``data.sample``, is read in chunks and sampled (:func:`~finmlsec.datasets.chunked.load_sampled`:
+    the dataset then holds the train sample)."""
+    from finmlsec.datasets.chunked import DEFAULT_SAMPLE, is_parquet, load_sampled
+
     schema = _schema_from_yaml(base / ref.schema) if ref.schema else None
+    if ref.path is not None and (ref.sample is not None or is_parquet(base / ref.path)):
+        if ref.splits is not None:
+            raise SpecError("Parquet data is split as it is read; remove data.splits or give "
+                            "CSV files", "data.splits")
+        assert ref.label is not None
+        return load_sampled(base / ref.path, ref.label, schema, seed=ref.seed,
+                            sample=ref.sample if ref.sample is not None else DEFAULT_SAMPLE)
     if ref.dataset is not None:
         from finmlsec.datasets import load
 

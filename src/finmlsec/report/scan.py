@@ -181,7 +181,13 @@ def method(doc: dict[str, Any]) -> str:
         f"risk level is chosen, then the cheapest: its cost is the drop of {metric} on the "
         f"held-out data, which must be at most {float(s.get('max_utility_drop', 0.05)):.3f}. "
         "Countermeasures known to mask gradients or scores rather than remove the weakness "
-        "are reported but not recommended.")
+        "are reported but not recommended." + _sample_words(doc))
+
+
+def _sample_words(doc: dict[str, Any]) -> str:
+    """The statement of the data sample the scan used (data read in chunks), if any."""
+    sample = doc.get("run", {}).get("options", {}).get("data_sample") or {}
+    return f" {sample['statement']}" if sample.get("statement") else ""
 
 
 def _context(doc: dict[str, Any]) -> dict[str, Any]:

@@ -99,6 +99,13 @@ def data_cells(scenario: Any) -> int | None:
     return None
 
 
+def data_sample(scenario: Any) -> dict[str, Any] | None:
+    """What the scan's data is when the spec's data was read in chunks and sampled
+    (:class:`~finmlsec.datasets.chunked.SampleInfo`, with its ``statement`` for the report)."""
+    info = getattr(getattr(scenario, "dataset", None), "extra", {}).get("sample")
+    return info.to_dict() if info is not None else None
+
+
 def default_metric(spec: Any, scenario: Any) -> str:
     """The utility metric a scan of ``spec`` decides costs on: ``stakes.utility_metric`` if
     declared, else ``roc_auc`` for a two-class model that outputs scores, else ``accuracy``."""
@@ -156,7 +163,8 @@ def start_scan(
                "utility_metric": default_metric(spec, scenario_for(ctx)),
                "privacy_claim": _privacy_claim(spec),
                # the versions the scan runs with, kept with the run (the dossier shows these)
-               "environment": environment()}
+               "environment": environment(),
+               "data_sample": data_sample(scenario_for(ctx))}
     return store.create_run(
         spec_path=path, spec_name=name, profile=prof.name, seed=seed,
         system_type=plan.system_type, options=options, analysis=_jsonable(analysis),

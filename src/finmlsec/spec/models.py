@@ -217,7 +217,11 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=".*shadows an attribute.*")
 
     class DataRef(BaseModel):
-        """The data: a registered dataset name, or a CSV with a label column."""
+        """The data: a registered dataset name, or a CSV or Parquet file (or a directory of
+        Parquet files) with a label column; ``sample``: read the file in chunks and keep a
+        seeded, stratified sample of at most this many rows (see
+        :mod:`finmlsec.datasets.chunked`; Parquet data is always read so, 50,000 rows by
+        default)."""
 
         model_config = _STRICT
 
@@ -227,11 +231,16 @@ with warnings.catch_warnings():
         schema: str | None = None  # type: ignore[assignment]
         splits: DataSplits | None = None
         seed: int = 0
+        sample: int | None = Field(default=None, ge=3)
 
         @model_validator(mode="after")
         def _consistent(self) -> DataRef:
             if (self.dataset is None) == (self.path is None):
-                raise ValueError("give exactly one of 'dataset' (a registered name) or 'path' (a CSV)")
+                raise ValueError("give exactly one of 'dataset' (a registered name) or 'path' "
+                                 "(a CSV or Parquet file, or a directory of Parquet files)")
+            if self.sample is not None and (self.path is None or self.splits is not None):
+                raise ValueError("'sample' applies to 'path' without 'splits' (the data is "
+                                 "split and sampled as it is read); remove one of them")
             if self.path is not None and self.label is None:
                 raise ValueError("'path' needs 'label' (the label column of the CSV)")
             return self

@@ -45,4 +45,20 @@ def build(name: str, out: str | Path, *, seed: int = 0) -> BuildResult:
         return builder(Path(out), seed=seed)
 
 
-__all__ = ["USECASES", "BuildResult", "ModelInfo", "build"]
+def build_at_scale(name: str, out: str | Path, *, rows: int, seed: int = 0,
+                   sample: int = fraud.SCAN_SAMPLE) -> BuildResult:
+    """Build use case ``name`` on ``rows`` simulated records in Parquet (the fraud use case
+    only: :func:`finmlsec.usecases.fraud.build_at_scale`), with one-thread pools."""
+    from threadpoolctl import threadpool_limits
+
+    from finmlsec.errors import ConfigError
+
+    USECASES.get(name)
+    if name != fraud.NAME:
+        raise ConfigError(f"--rows builds the {fraud.NAME!r} use case at scale (its simulator "
+                          f"writes Parquet in parts); {name!r} has fixed data, leave --rows out")
+    with threadpool_limits(1):
+        return fraud.build_at_scale(Path(out), rows=rows, seed=seed, sample=sample)
+
+
+__all__ = ["USECASES", "BuildResult", "ModelInfo", "build", "build_at_scale"]
