@@ -90,6 +90,7 @@ def test_a_scan_of_parquet_read_in_chunks_equals_the_scan_of_the_rows_in_memory(
     frame = pd.concat([pd.read_parquet(tmp_path / "tx" / f) for f in info["files"]],
                       ignore_index=True)
     frame.to_csv(tmp_path / "tx.csv", index=False)  # the same rows, read whole
+    frame.to_parquet(tmp_path / "one.parquet", index=False)  # one file: shipped in the bundle
     (tmp_path / "schema.yaml").write_text(yaml.safe_dump(SCHEMA.model_dump(mode="json")))
     _, train, _, _ = load_sampled(tmp_path / "tx", "is_fraud", SCHEMA, sample=3000, seed=0,
                                   chunk_rows=700)
@@ -99,7 +100,7 @@ def test_a_scan_of_parquet_read_in_chunks_equals_the_scan_of_the_rows_in_memory(
     trusted = ",".join(t for t in sio.get_untrusted_types(file=tmp_path / "model.skops")
                        if "TreePredictor" in t)
     docs = []
-    for name, path in (("parquet", "tx"), ("memory", "tx.csv")):
+    for name, path in (("parquet", "tx"), ("memory", "tx.csv"), ("file", "one.parquet")):
         spec = tmp_path / f"{name}.yaml"
         spec.write_text(SPEC.format(path=path, trusted=trusted))
         store = Store.open(str(tmp_path / f"{name}.db"))
@@ -108,12 +109,15 @@ def test_a_scan_of_parquet_read_in_chunks_equals_the_scan_of_the_rows_in_memory(
         rid = start_scan(spec, store=store, profile=profile, seed=0)
         run_scan(store, rid, executor=make_executor("serial"))
         docs.append(scan_document(store.run(rid), store.units(rid)))
-    parquet, memory = docs
+    parquet, memory, one_file = docs
+    assert parquet["run"]["options"]["bundle"] is None  # a directory is read where it is
+    assert one_file["run"]["options"]["bundle"] is not None
     assert parquet["run"]["options"]["data_sample"]["rows"] == 6000
     assert "sample of" in parquet["run"]["options"]["data_sample"]["statement"]
     done = [u for u in parquet["units"] if u["status"] == "done"]
     assert {u["attack"] for u in done} == {"membership.metric", "extraction.equation"}
-    for a, b in zip(parquet["units"], memory["units"], strict=True):
-        assert (a["id"], a["status"], a["success"], a["metrics"], a["utility"]) == (
-            b["id"], b["status"], b["success"], b["metrics"], b["utility"])
-    assert [t["risk"] for t in parquet["threats"]] == [t["risk"] for t in memory["threats"]]
+    for other in (memory, one_file):
+        for a, b in zip(parquet["units"], other["units"], strict=True):
+            assert (a["id"], a["status"], a["success"], a["metrics"], a["utility"]) == (
+                b["id"], b["status"], b["success"], b["metrics"], b["utility"])
+        assert [t["risk"] for t in parquet["threats"]] == [t["risk"] for t in other["threats"]]

@@ -95,8 +95,8 @@ def _referenced(spec: Any) -> dict[str, str]:
 
 def make_bundle(spec_path: str | Path) -> bytes | None:
     """The archive of the spec at ``spec_path`` and the files it names (see the module
-    docstring); None when the files exceed :data:`MAX_BYTES` (the scan then reads the spec's
-    files where they are)."""
+    docstring); None when the files exceed :data:`MAX_BYTES` or ``data.path`` is a directory (of
+    Parquet files; the scan then reads the spec's files where they are)."""
     from finmlsec.spec import load_spec
 
     path = Path(spec_path).resolve()
@@ -106,6 +106,8 @@ def make_bundle(spec_path: str | Path) -> bytes | None:
     sources = {key: Path(raw) if Path(raw).is_absolute() else base / raw
                for key, raw in written.items()}
     try:
+        if any(src.is_dir() for src in sources.values()):
+            return None  # a directory of Parquet files (data at scale): read where it is
         if sum(src.stat().st_size for src in sources.values()) > MAX_BYTES:
             return None
     except OSError as exc:
