@@ -149,17 +149,39 @@ def test_ocr(tmp_path: Path) -> None:
      (market_anomaly, "market_anomaly.yaml"), (chatbot, "chatbot.yaml"),
      (ocr, "office_mlaas.yaml")],
 )
-def test_roles_are_the_examples_roles(module, example: str) -> None:
+def test_examples_refer_to_the_use_cases_spec(module, example: str) -> None:
+    """One copy of a use case's organisations, roles and stakes: the package spec. Its example
+    names the use case and adds only what is its own (the data set)."""
     path = EXAMPLES / example
     if not path.exists():
         pytest.skip(f"{path} is not in this checkout (examples/ ships with the repository)")
     doc = yaml.safe_load(path.read_text())
-    # who plays which role must match exactly (it fixes the paper's type); stakes were copied
-    # from the example and may be tuned there later, so only their keys are compared
-    roles = roles_of(module.NAME)
-    for key in ("organisations", "roles"):
-        assert roles[key] == doc[key], key
-    assert set(roles["stakes"]) == set(doc["stakes"])
+    assert doc["usecase"] == module.NAME
+    assert set(doc) == {"usecase", "data"}, "the example repeats the use case's keys"
+    spec, shipped = load_spec(path), roles_of(module.NAME)
+    assert [o.id for o in spec.organisations] == [o["id"] for o in shipped["organisations"]]
+    assert spec.name == shipped["name"] and spec.description == shipped["description"]
+    def orgs(v: object) -> tuple:
+        return (v,) if isinstance(v, str) else tuple(v)  # type: ignore[arg-type]
+
+    for role, given in shipped["roles"].items():
+        assert orgs(getattr(spec.roles, role)) == orgs(given), role
+
+
+def test_usecase_key_errors_and_overrides(tmp_path: Path) -> None:
+    from finmlsec.errors import SpecError
+
+    p = tmp_path / "s.yaml"
+    p.write_text("usecase: mortgage\n")
+    with pytest.raises(SpecError, match=r"usecase.*unknown use case 'mortgage'.*credit-scoring"):
+        load_spec(p)
+    p.write_text("usecase: [chatbot]\n")
+    with pytest.raises(SpecError, match="a use-case name is a string"):
+        load_spec(p)
+    p.write_text("usecase: chatbot\nname: Our bot\nstakes: {training_data: personal}\n")
+    spec = load_spec(p)
+    assert spec.name == "Our bot" and spec.roles.model_generator == ("vendor",)
+    assert spec.stakes.training_data == "personal"  # a key given replaces the use case's whole
 
 
 def test_registry_and_cli_errors() -> None:

@@ -97,7 +97,44 @@ def parse_spec(text: str, *, source: str = "<spec>", base_dir: Path | None = Non
         raise SpecError(
             f"the top level must be a mapping with 'organisations' and 'roles'; got {got}", source
         )
+    if "usecase" in data:
+        data = with_usecase(data, source)
     return validate_spec(data, source=source, base_dir=base_dir, text=text)
+
+
+def usecase_spec(name: str, source: str = "<spec>") -> dict[str, Any]:
+    """A shipped use case's organisations, roles and stakes: the package file
+    ``finmlsec/usecases/specs/NAME.yaml`` (the one copy; ``examples/`` and ``finmlsec demo build``
+    refer to it).
+
+    Example:
+        >>> usecase_spec("credit-scoring")["roles"]["model_operator"]
+        'bank'
+    """
+    from importlib import resources
+
+    folder = resources.files("finmlsec").joinpath("usecases", "specs")
+    known = sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+    if name not in known:
+        raise SpecError(f"unknown use case {name!r}; use one of {known}", f"{source}: usecase")
+    doc: dict[str, Any] = yaml.safe_load(folder.joinpath(f"{name}.yaml").read_text("utf-8"))
+    return doc
+
+
+def with_usecase(data: dict[str, Any], source: str = "<spec>") -> dict[str, Any]:
+    """``usecase: NAME`` takes the shipped use case's keys (:func:`usecase_spec`); a top-level
+    key given beside it replaces the use case's whole.
+
+    Example:
+        >>> d = with_usecase({"usecase": "chatbot", "name": "Our bot"})
+        >>> d["name"], d["roles"]["model_generator"]
+        ('Our bot', 'vendor')
+    """
+    name = data["usecase"]
+    if not isinstance(name, str):
+        raise SpecError(f"a use-case name is a string; got {name!r}", f"{source}: usecase")
+    rest = {k: v for k, v in data.items() if k != "usecase"}
+    return {**usecase_spec(name, source), **rest}
 
 
 def validate_spec(

@@ -94,13 +94,13 @@ class BuildResult:
 def roles_of(usecase: str) -> dict[str, Any]:
     """The use case's organisations, roles and stakes: the package file
     ``finmlsec/usecases/specs/USECASE.yaml`` (one per use case: the one list of their names)."""
-    from importlib import resources
+    from finmlsec.errors import SpecError
+    from finmlsec.spec.load import usecase_spec
 
-    path = resources.files("finmlsec").joinpath("usecases", "specs", f"{usecase}.yaml")
-    if not path.is_file():
-        raise ConfigError(f"no spec for use case {usecase!r} in finmlsec/usecases/specs")
-    doc: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
-    return doc
+    try:
+        return usecase_spec(usecase)
+    except SpecError as exc:
+        raise ConfigError(f"no spec for use case {usecase!r} in finmlsec/usecases/specs") from exc
 
 
 # -- saving ---------------------------------------------------------------------------------------
