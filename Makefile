@@ -23,9 +23,10 @@ $(VENV)/.demo-installed: pyproject.toml | $(VENV)/bin/python
 	touch $@
 
 $(VENV)/.test-installed: pyproject.toml | $(VENV)/bin/python
-	@echo "make test: installing finmlsec with every extra and the test tools ('.[all,test]')" \
+	@echo "make test: installing finmlsec with every extra, MLflow and the test tools" \
+	      "('.[all,mlflow,test]')" \
 	      "into $(VENV); the first time downloads several hundred MB and takes minutes"
-	$(PIP) install --progress-bar on -e '.[all,test]'
+	$(PIP) install --progress-bar on -e '.[all,mlflow,test]'
 	touch $@ $(VENV)/.demo-installed
 
 demo: $(VENV)/.demo-installed

@@ -13,7 +13,7 @@ from finmlsec.errors import StoreError
 from finmlsec.store import Store, normalize_url
 from finmlsec.store.gateway import GatewayDB, gateway_tables
 
-HEAD = "0006"
+HEAD = "0007"
 GW_TABLES = {"gw_api_keys", "gw_audit", "gw_audit_head", "gw_feedback", "gw_settings"}
 
 
@@ -98,10 +98,34 @@ def test_postgresql_store(pg_schema_url: str) -> None:
     store = Store.open(pg_schema_url)
     schema = pg_schema_url.rsplit("%3D", 1)[1]
     tables = set(inspect(store.engine).get_table_names(schema=schema))
-    assert {"runs", "units", "alembic_version"} <= tables
+    assert {"runs", "units", "alembic_version", "portfolios", "portfolio_systems"} <= tables
     _roundtrip(store)
+    _portfolio_roundtrip(store)
     Store.open(pg_schema_url)  # second open: already at head
     store.engine.dispose()
+
+
+def _portfolio_roundtrip(store: Store) -> None:
+    pid = store.create_portfolio(
+        inventory_path="/bank/inventory.yaml", name="bank", digest="d1", options={},
+        systems=[{"name": "credit", "spec_path": "/bank/credit/spec.yaml", "entry": {"seed": 0}},
+                 {"name": "fraud", "spec_path": "/bank/fraud/spec.yaml", "entry": {"seed": 1}}])
+    store.set_portfolio_system(pid, "credit", status="done", run_id="r-credit")
+    store.set_portfolio_system(pid, "fraud", status="error", error="model file missing")
+    pf = store.portfolio(pid)
+    assert [(s.name, s.status, s.run_id, s.error) for s in pf.systems] == [
+        ("credit", "done", "r-credit", None), ("fraud", "error", None, "model file missing")]
+    assert pf.systems[1].entry == {"seed": 1}
+    # an unfinished portfolio of the same inventory and digest is found to resume; not another
+    assert store.open_portfolio("/bank/inventory.yaml", "d1").id == pid  # type: ignore[union-attr]
+    assert store.open_portfolio("/bank/inventory.yaml", "d2") is None
+    store.set_portfolio_status(pid, "done")
+    assert store.open_portfolio("/bank/inventory.yaml", "d1") is None
+    assert store.portfolio(pid).finished_at is not None
+
+
+def test_portfolios_are_stored(tmp_path: Path) -> None:
+    _portfolio_roundtrip(Store.open(str(tmp_path / "p.db")))
 
 
 def _version(engine: object, prefix: str = "") -> str:

@@ -33,6 +33,7 @@ EXTRAS: dict[str, str] = {
     "redis": "redis",
     "cryptography": "sign",
     "pyarrow": "parquet",
+    "mlflow": "mlflow",
 }
 """Top-level module -> the extra of ``pyproject.toml`` that installs it."""
 

@@ -175,8 +175,14 @@ class ModelRef(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
 
-    format: Literal["skops", "onnx", "torch", "pickle", "remote"]
+    #: how the model is saved; ``mlflow`` (implied by ``uri``): an MLflow model URI
+    format: Literal["skops", "onnx", "torch", "pickle", "remote", "mlflow"]
     path: str | None = None
+    #: an MLflow model URI (``models:/NAME/VERSION``, ``models:/NAME@ALIAS``, ``runs:/RUN/PATH``),
+    #: loaded through MLflow's loader (extra ``mlflow``); ``tracking_uri``: the MLflow tracking
+    #: and registry store (else ``MLFLOW_TRACKING_URI``)
+    uri: str | None = None
+    tracking_uri: str | None = None
     trusted: bool = False
     trusted_types: list[str] = Field(default_factory=list)
     input_kind: InputKind = "tabular"
@@ -186,9 +192,27 @@ class ModelRef(BaseModel):
     factory: ModelFactoryRef | None = None
     privacy_claim: PrivacyClaim | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _mlflow_format(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("uri") is not None and "format" not in data:
+            return {**data, "format": "mlflow"}
+        return data
+
     @model_validator(mode="after")
     def _consistent(self) -> ModelRef:
-        if self.format == "remote":
+        if self.format == "mlflow" or self.uri is not None:
+            if self.format != "mlflow":
+                raise ValueError(f"'uri' is an MLflow model URI: it takes no format "
+                                 f"{self.format!r}; remove 'format' (or say format: mlflow)")
+            if self.uri is None or not self.uri.startswith(("models:/", "runs:/")):
+                raise ValueError("an MLflow model needs 'uri: models:/NAME/VERSION' (or "
+                                 f"models:/NAME@ALIAS, runs:/RUN_ID/PATH); got {self.uri!r}")
+            if self.path is not None:
+                raise ValueError("an MLflow model ('uri') takes no 'path'; give one of them")
+        elif self.tracking_uri is not None:
+            raise ValueError("'tracking_uri' is only for an MLflow model ('uri')")
+        elif self.format == "remote":
             if self.remote is None:
                 raise ValueError("format 'remote' needs a 'remote' section (e.g. url: ...)")
             if self.path is not None:

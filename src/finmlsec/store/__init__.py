@@ -1,5 +1,15 @@
 """The result store: scans, their units of work and outcomes, in SQLite or PostgreSQL."""
 
-from finmlsec.store.db import DEFAULT_URL, FINISHED, RunInfo, Store, UnitInfo, normalize_url
+from finmlsec.store.db import (
+    DEFAULT_URL,
+    FINISHED,
+    PortfolioInfo,
+    PortfolioSystem,
+    RunInfo,
+    Store,
+    UnitInfo,
+    normalize_url,
+)
 
-__all__ = ["DEFAULT_URL", "FINISHED", "RunInfo", "Store", "UnitInfo", "normalize_url"]
+__all__ = ["DEFAULT_URL", "FINISHED", "PortfolioInfo", "PortfolioSystem", "RunInfo", "Store",
+           "UnitInfo", "normalize_url"]

@@ -29,7 +29,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from finmlsec.errors import StoreError
-from finmlsec.store.models import BundleRow, RunRow, UnitRow
+from finmlsec.store.models import BundleRow, PortfolioRow, PortfolioSystemRow, RunRow, UnitRow
 
 DEFAULT_URL = "sqlite:///finmlsec.db"
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -85,6 +85,34 @@ class UnitInfo:
     started_at: datetime | None
     finished_at: datetime | None
     outcome: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class PortfolioSystem:
+    """One system of a portfolio: its spec, its run (None until planned), status and error."""
+
+    name: str
+    position: int
+    spec_path: str
+    entry: dict[str, Any]
+    run_id: str | None
+    status: str
+    error: str | None
+
+
+@dataclass(frozen=True)
+class PortfolioInfo:
+    """One stored portfolio scan (``finmlsec scan INVENTORY.yaml``) and its systems."""
+
+    id: str
+    created_at: datetime
+    finished_at: datetime | None
+    status: str
+    inventory_path: str
+    name: str
+    digest: str
+    options: dict[str, Any]
+    systems: list[PortfolioSystem]
 
 
 def _run_info(r: RunRow) -> RunInfo:
@@ -261,6 +289,80 @@ class Store:
             ).values(**values))
 
 
+    # -- portfolios (``finmlsec scan INVENTORY.yaml``) --------------------------------------------
+    def create_portfolio(self, *, inventory_path: str, name: str, digest: str,
+                         options: dict[str, Any], systems: list[dict[str, Any]]) -> str:
+        """Store a new portfolio and its systems (each ``pending``, no run yet); its id.
+        ``systems``: dicts with ``name``, ``spec_path`` and ``entry`` (the resolved entry)."""
+        pid = "pf-" + _now().strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+        with self._session() as s, s.begin():
+            s.add(PortfolioRow(id=pid, created_at=_now(), finished_at=None, status="running",
+                               inventory_path=inventory_path, name=name, digest=digest,
+                               options_json=json.dumps(options)))
+            s.flush()
+            for i, sysm in enumerate(systems):
+                s.add(PortfolioSystemRow(
+                    portfolio_id=pid, name=sysm["name"], position=i, spec_path=sysm["spec_path"],
+                    entry_json=json.dumps(sysm["entry"]), run_id=None, status="pending",
+                    error=None))
+        return pid
+
+    def portfolio(self, portfolio_id: str) -> PortfolioInfo:
+        """The portfolio whose id is ``portfolio_id`` or starts with it."""
+        with self._session() as s:
+            ids = list(s.scalars(select(PortfolioRow.id).where(
+                PortfolioRow.id.startswith(portfolio_id))))
+            if portfolio_id in ids:
+                ids = [portfolio_id]
+            if len(ids) != 1:
+                raise StoreError(
+                    f"no portfolio {portfolio_id!r} in the store {self.engine.url!r}"
+                    if not ids else f"portfolio id {portfolio_id!r} is ambiguous ({len(ids)} "
+                    "portfolios); give more characters")
+            row = s.get(PortfolioRow, ids[0])
+            assert row is not None
+            return self._portfolio_info(s, row)
+
+    def open_portfolio(self, inventory_path: str, digest: str) -> PortfolioInfo | None:
+        """The newest unfinished portfolio of this inventory with the same contents and options
+        (``digest``), to resume; None if there is none."""
+        with self._session() as s:
+            row = s.scalars(select(PortfolioRow).where(
+                PortfolioRow.inventory_path == inventory_path,
+            ).order_by(PortfolioRow.created_at.desc())).first()
+            if row is None or row.status == "done" or row.digest != digest:
+                return None
+            return self._portfolio_info(s, row)
+
+    @staticmethod
+    def _portfolio_info(s: Session, row: PortfolioRow) -> PortfolioInfo:
+        systems = s.scalars(select(PortfolioSystemRow).where(
+            PortfolioSystemRow.portfolio_id == row.id).order_by(PortfolioSystemRow.position))
+        return PortfolioInfo(
+            id=row.id, created_at=row.created_at, finished_at=row.finished_at, status=row.status,
+            inventory_path=row.inventory_path, name=row.name, digest=row.digest,
+            options=json.loads(row.options_json),
+            systems=[PortfolioSystem(name=r.name, position=r.position, spec_path=r.spec_path,
+                                     entry=json.loads(r.entry_json), run_id=r.run_id,
+                                     status=r.status, error=r.error) for r in systems])
+
+    def set_portfolio_system(self, portfolio_id: str, name: str, *, status: str,
+                             run_id: str | None = None, error: str | None = None) -> None:
+        """Record a system's run (once planned), its status and, for ``error``, why."""
+        values: dict[str, Any] = {"status": status, "error": error}
+        if run_id is not None:
+            values["run_id"] = run_id
+        with self._session() as s, s.begin():
+            s.execute(update(PortfolioSystemRow).where(
+                PortfolioSystemRow.portfolio_id == portfolio_id, PortfolioSystemRow.name == name,
+            ).values(**values))
+
+    def set_portfolio_status(self, portfolio_id: str, status: str) -> None:
+        with self._session() as s, s.begin():
+            s.execute(update(PortfolioRow).where(PortfolioRow.id == portfolio_id).values(
+                status=status, finished_at=_now() if status == "done" else None))
+
+
 def migrate(engine: Engine, *, prefix: str = "", revision: str = "head") -> None:
     """Bring the database at ``engine`` up to the newest revision (Alembic ``upgrade head``) of
     the one migration history: the scan's runs and units and the gateway's tables, each name
@@ -295,7 +397,8 @@ def drop_all(engine: Engine, *, prefix: str = "") -> None:
     meta = MetaData()
     meta.reflect(engine)
     ours = [t for name, t in meta.tables.items() if name.startswith(prefix) and (
-        name[len(prefix):] in ("runs", "units", "bundles", "alembic_version")
+        name[len(prefix):] in ("runs", "units", "bundles", "alembic_version", "portfolios",
+                               "portfolio_systems")
         or name[len(prefix):].startswith("gw_"))]
     meta.drop_all(engine, tables=ours)
 

@@ -63,3 +63,35 @@ class BundleRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=False))
     size: Mapped[int] = mapped_column(Integer)
     payload: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class PortfolioRow(Base):
+    """One scan of a model inventory (``finmlsec scan INVENTORY.yaml``)."""
+
+    __tablename__ = "portfolios"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=False))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=False), nullable=True)
+    status: Mapped[str] = mapped_column(String(16))
+    inventory_path: Mapped[str] = mapped_column(Text)
+    name: Mapped[str] = mapped_column(String(200))
+    digest: Mapped[str] = mapped_column(String(64))
+    options_json: Mapped[str] = mapped_column(Text)
+
+
+class PortfolioSystemRow(Base):
+    """One system of a portfolio: the run that scans it (None until planned) and its status."""
+
+    __tablename__ = "portfolio_systems"
+
+    portfolio_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("portfolios.id", ondelete="CASCADE"), primary_key=True
+    )
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer)
+    spec_path: Mapped[str] = mapped_column(Text)
+    entry_json: Mapped[str] = mapped_column(Text)
+    run_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    status: Mapped[str] = mapped_column(String(16))
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)

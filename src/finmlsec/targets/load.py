@@ -8,6 +8,8 @@ skops    scikit-learn estimator or pipeline (XGBoost, LightGBM by  ``skops.io.lo
 onnx     any ONNX classifier or outlier detector                   onnxruntime
 torch    state_dict + registered architecture, or TorchScript      ``torch.load(weights_only=True)``
 pickle   pickle / joblib file                                      refused unless trusted
+mlflow   an MLflow model URI (``uri: models:/NAME/VERSION``)       MLflow's loader, see
+                                                                   ``targets/mlflow_model.py``
 remote   (none: a JSON prediction API)                             httpx, see ``targets/remote.py``
 ======== ========================================================= ==============================
 
@@ -108,13 +110,25 @@ def load_target(ref: Any, *, base_dir: str | Path = ".", trust_pickle: bool = Fa
 
         return RemoteTarget(RemoteConfig.parse(_field(ref, "remote")), classes=classes,
                             input_kind=kind)
+    target: Target
+    if fmt == "mlflow":
+        from finmlsec.targets.mlflow_model import load_mlflow
+
+        target = load_mlflow(
+            str(_field(ref, "uri")), tracking_uri=_field(ref, "tracking_uri"),
+            trusted=trusted or trust_pickle,
+            trusted_types=tuple(_field(ref, "trusted_types", ()) or ()),
+            input_kind=kind, classes=classes)
+        if classes is not None and [str(c) for c in classes] != [
+                str(c) for c in target.classes_]:
+            return RenamedTarget(target, classes)
+        return target
     raw_path = _field(ref, "path")
     if not raw_path:
         raise TargetError(f"model.path is required for format {fmt!r}")
     path = Path(raw_path)
     if not path.is_absolute():
         path = Path(base_dir) / path
-    target: Target
     if fmt == "skops":
         from finmlsec.targets.sklearn_files import load_skops, sklearn_target
 
@@ -138,7 +152,7 @@ def load_target(ref: Any, *, base_dir: str | Path = ".", trust_pickle: bool = Fa
                           trusted=trusted)
     else:
         raise TargetError(
-            f"unknown model format {fmt!r}; use one of skops, onnx, torch, pickle, remote"
+            f"unknown model format {fmt!r}; use one of skops, onnx, torch, pickle, remote, mlflow"
         )
     if classes is not None and [str(c) for c in classes] != [str(c) for c in target.classes_]:
         return RenamedTarget(target, classes)

@@ -1,0 +1,157 @@
+"""Models from an MLflow registry and scan results logged to MLflow, against a local MLflow
+tracking store (SQLite in a temporary directory, no server). Needs the ``mlflow`` extra (installed
+by ``make test``; under CI=true a missing extra fails these tests)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from conftest import unavailable
+from finmlsec.cli.main import main
+from scan_support import SPEC, build_credit_system
+
+HAVE_MLFLOW = importlib.util.find_spec("mlflow") is not None
+
+MLFLOW_SPEC = SPEC.replace("model: {{format: skops, path: model.skops}}", "model: {model}")
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A local MLflow store holding the small credit model twice: logged with skops
+    (``models:/credit/1``) and with cloudpickle (``models:/credit-pickled/1``)."""
+    if not HAVE_MLFLOW:
+        unavailable("mlflow is not installed (extra 'mlflow')")
+    import mlflow
+    import mlflow.sklearn
+    import skops.io as sio
+    from mlflow import MlflowClient
+
+    root = tmp_path_factory.mktemp("mlflow")
+    spec = build_credit_system(root / "system")
+    model = sio.load(spec.parent / "model.skops", trusted=sio.get_untrusted_types(
+        file=spec.parent / "model.skops"))
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    exp = client.create_experiment("training", artifact_location=(root / "artifacts").as_uri())
+    # where the scans' results go (a new experiment's artifacts would go to ./mlruns)
+    client.create_experiment("model-validation", artifact_location=(root / "logged").as_uri())
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        with mlflow.start_run(experiment_id=exp) as run:
+            mlflow.sklearn.log_model(model, name="model", serialization_format="skops",
+                                     skops_trusted_types=["numpy.dtype"],
+                                     registered_model_name="credit", pip_requirements=[])
+            mlflow.sklearn.log_model(model, name="pickled", serialization_format="cloudpickle",
+                                     registered_model_name="credit-pickled", pip_requirements=[])
+    finally:
+        mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri(None)
+
+    def spec_for(name: str, model_ref: str) -> Path:
+        path = root / "system" / f"{name}.yaml"
+        path.write_text(MLFLOW_SPEC.format(seed=0, model=model_ref), "utf-8")
+        return path
+
+    return {
+        "root": root, "uri": uri, "run_id": run.info.run_id, "model": model,
+        "skops": spec_for("registered", f"{{uri: 'models:/credit/1', tracking_uri: '{uri}'}}"),
+        "pickled": spec_for("pickled",
+                            f"{{uri: 'models:/credit-pickled/1', tracking_uri: '{uri}'}}"),
+    }
+
+
+def _main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exc:
+        main(list(args))
+    out, err = capsys.readouterr()
+    return int(exc.value.code or 0), out, err
+
+
+def test_a_registered_model_is_scanned_and_the_results_logged_to_mlflow(
+        registry: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from mlflow import MlflowClient
+
+    code, out, err = _main(
+        capsys, "scan", str(registry["skops"]), "--profile", "quick", "--executor", "serial",
+        "--db", str(tmp_path / "s.db"), "--attack", "extraction.equation", "--defence",
+        "confidence.round", "--json", "--mlflow-experiment", "model-validation",
+        "--mlflow-tracking-uri", registry["uri"])
+    assert code == 0, err
+    doc = json.loads(out)
+    infer = next(t for t in doc["threats"] if t["attack"] == "infer_model")
+    assert infer["success"] == pytest.approx(1.0)  # the registered model was the one attacked
+
+    client = MlflowClient(tracking_uri=registry["uri"])
+    exp = client.get_experiment_by_name("model-validation")
+    (run,) = client.search_runs([exp.experiment_id])
+    assert run.data.tags["finmlsec.paper_type"] == "7"
+    assert run.data.tags["finmlsec.run_id"] == doc["run"]["id"]
+    assert run.data.metrics["success.model_io.infer_model"] == pytest.approx(1.0)
+    assert run.data.metrics["risk.model_io.infer_model"] == 3.0  # high
+    assert run.data.metrics["max_risk"] == 3.0
+    names = {a.path for a in client.list_artifacts(run.info.run_id, "finmlsec")}
+    assert names == {"finmlsec/report.html", "finmlsec/report.json"}
+    local = client.download_artifacts(run.info.run_id, "finmlsec/report.json", str(tmp_path))
+    assert json.loads(Path(local).read_text())["run"]["id"] == doc["run"]["id"]
+
+
+def test_a_pickled_flavour_is_refused_unless_trusted(
+        registry: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from finmlsec.scenario import load_scenario
+
+    code, _, err = _main(capsys, "scan", str(registry["pickled"]), "--profile", "quick",
+                         "--db", str(tmp_path / "s.db"), "--quiet")
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1, err
+    assert "refusing to load the MLflow model 'models:/credit-pickled/1': its flavour 'sklearn' " \
+           "is saved with cloudpickle" in lines[0] and "--trust-pickle" in lines[0]
+    # trusted (the scan's flag, or trusted: true in the spec), MLflow's loader unpickles it
+    sc = load_scenario(registry["pickled"], trust_pickle=True)
+    X = sc.test.X.iloc[:20]
+    assert sc.target.predict(X).tolist() == registry["model"].predict(X).tolist()
+
+
+def test_a_runs_uri_loads_the_model_logged_in_that_run(registry: dict[str, Any]) -> None:
+    from finmlsec.datasets import load
+    from finmlsec.spec import ModelRef
+    from finmlsec.targets.load import load_target
+
+    ref = ModelRef(uri=f"runs:/{registry['run_id']}/model", tracking_uri=registry["uri"])
+    assert ref.format == "mlflow"
+    target = load_target(ref)
+    X = load("german_credit").X.iloc[:50]
+    np.testing.assert_allclose(target.predict_proba(X), registry["model"].predict_proba(X))
+
+
+@pytest.mark.parametrize(("model", "message"), [
+    ("{uri: 'models:/credit/1', path: model.skops}", "takes no 'path'"),
+    ("{uri: 's3://bucket/model'}", "needs 'uri: models:/NAME/VERSION'"),
+    ("{format: skops, uri: 'models:/credit/1'}", "it takes no format 'skops'"),
+    ("{format: skops, path: m.skops, tracking_uri: 'sqlite:///x.db'}",
+     "'tracking_uri' is only for an MLflow model"),
+])
+def test_bad_mlflow_model_sections_are_one_line(tmp_path: Path, model: str,
+                                                message: str) -> None:
+    from finmlsec.errors import SpecError
+    from finmlsec.spec import parse_spec
+
+    with pytest.raises(SpecError, match="model") as exc:
+        parse_spec(MLFLOW_SPEC.format(seed=0, model=model), source="spec.yaml")
+    assert message in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_an_unknown_registered_model_is_one_line(registry: dict[str, Any], tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(MLFLOW_SPEC.format(
+        seed=0, model=f"{{uri: 'models:/nope/3', tracking_uri: '{registry['uri']}'}}"), "utf-8")
+    code, _, err = _main(capsys, "scan", str(spec), "--db", str(tmp_path / "s.db"), "--quiet")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "cannot fetch the MLflow model 'models:/nope/3'" in err
