@@ -21,9 +21,10 @@ systems:
   - credit/spec.yaml
   - fraud/spec.yaml
   - id: credit-v2
-    spec: credit/spec.yaml
+    usecase: credit-scoring
     name: Credit scoring, retrained
     model: {format: skops, path: credit-v2/model.skops}
+    data: {dataset: german_credit, seed: 0}
 """
 
 

@@ -34,7 +34,7 @@ from finmlsec.errors import SpecError
 
 Profile = Literal["quick", "standard", "thorough"]
 #: the keys of a spec an inventory entry may give (replacing the base spec's)
-SPEC_KEYS = ("name", "description", "organisations", "roles", "stakes",
+SPEC_KEYS = ("usecase", "name", "description", "organisations", "roles", "stakes",
              "deployed_countermeasures", "model", "data")
 _STRICT = ConfigDict(extra="forbid", frozen=True)
 
@@ -60,6 +60,8 @@ class Entry(Options):
     id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]+$", max_length=100)
     #: the spec path, relative to the inventory file
     spec: str | None = None
+    #: a shipped use case whose organisations, roles and stakes the system takes
+    usecase: str | None = None
     name: str | None = None
     description: str | None = None
     organisations: list[Any] | None = None
@@ -148,13 +150,13 @@ def read_yaml(path: Path) -> Any:
 
 
 def is_inventory(path: Path) -> bool:
-    """Whether the YAML file at ``path`` is an inventory (a mapping with ``systems`` and no
-    ``roles``) rather than a spec."""
+    """Whether the YAML file at ``path`` is an inventory (a mapping with ``systems`` and neither
+    ``roles`` nor ``usecase``) rather than a spec."""
     try:
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return False
-    return isinstance(doc, dict) and "systems" in doc and "roles" not in doc
+    return isinstance(doc, dict) and "systems" in doc and not {"roles", "usecase"} & set(doc)
 
 
 def _line_of(path: Path, loc: tuple[Any, ...]) -> int | None:
@@ -261,6 +263,7 @@ def load_inventory(path: str | Path, *, profile: str | None = None,
     return the systems to scan. ``profile`` / ``seed`` (the command line's) override the
     inventory's ``defaults``; a system's own keys override both."""
     from finmlsec.spec import load_spec, validate_spec
+    from finmlsec.spec.load import with_usecase
 
     inv = Path(path).resolve()
     doc = read_yaml(inv)
@@ -302,7 +305,8 @@ def load_inventory(path: str | Path, *, profile: str | None = None,
                                     "'roles'", str(spec_path))
                 merged = _absolute_paths(base_doc, spec_path.parent)
             merged.update(_absolute_paths(overrides, base))
-            spec = validate_spec(merged, source=source, base_dir=base)
+            full = with_usecase(merged, source) if "usecase" in merged else merged
+            spec = validate_spec(full, source=source, base_dir=base)
             out_dir = generated_dir(inv)
             out_dir.mkdir(parents=True, exist_ok=True)
             target = out_dir / f"{sid}.yaml"
