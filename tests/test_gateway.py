@@ -81,7 +81,8 @@ def test_predict_one_record_and_batches(model: DemoModel, tmp_path: Path) -> Non
     assert many.json()["labels"] == expected and cols.json()["labels"] == expected
     p = np.array(many.json()["probabilities"])
     np.testing.assert_allclose(p, model.target.predict_proba(model.heldout.iloc[:5]), atol=1e-9)
-    assert verify_chain(env.gw.db).ok and verify_chain(env.gw.db).entries == 3
+    # the start entry (the guards, PRADA's threshold) and the three requests
+    assert verify_chain(env.gw.db).ok and verify_chain(env.gw.db).entries == 4
 
 
 def test_auth_matrix(model: DemoModel, tmp_path: Path) -> None:
@@ -110,6 +111,9 @@ def test_auth_matrix(model: DemoModel, tmp_path: Path) -> None:
             "keys/user": ("POST", "/v1/admin/keys", env.user, {"org": "x", "role": "admin"}),
             "keys/admin": ("POST", "/v1/admin/keys", env.admin, {"org": "x", "role": "system_user"}),
             "health/none": ("GET", "/v1/health", None, None),
+            "status/none": ("GET", "/v1/admin/status", None, None),
+            "status/user": ("GET", "/v1/admin/status", env.user, None),
+            "status/admin": ("GET", "/v1/admin/status", env.admin, None),
         }
         for name, (method, path, token, body) in cases.items():
             r = await c.request(method, path, json=body, headers=auth(token) if token else {})
@@ -123,14 +127,15 @@ def test_auth_matrix(model: DemoModel, tmp_path: Path) -> None:
         "feedback/none": 401, "feedback/user": 202, "feedback/other-org": 403,
         "feedback/admin": 403, "audit/none": 401, "audit/user": 403, "audit/admin": 200,
         "keys/user": 403, "keys/admin": 201, "health/none": 200,
+        "status/none": 401, "status/user": 403, "status/admin": 200,
     }
-    # every decision is audited (the six without a valid key in one aggregated entry, by client
-    # address digest), and no key material is
+    # every decision is audited (the seven without a valid key in one aggregated entry, by client
+    # address digest), and no key material is; the first entry is the process's start
     entries = read_entries(env.gw.db, limit=1000)
     bodies = [json.dumps(e) for e in entries]
-    assert len(bodies) == 10
+    assert entries[0]["action"] == "gateway.start" and len(bodies) == 13
     refused = [e for e in entries if e["action"] == "auth.refused"]
-    assert len(refused) == 1 and refused[0]["detail"]["requests"] == 6
+    assert len(refused) == 1 and refused[0]["detail"]["requests"] == 7
     assert {(c["action"], c["status"]) for c in refused[0]["detail"]["counts"]} == {
         ("predict", 401), ("feedback", 401), ("administer", 401)}
     for token in (env.user, env.admin, env.other, revoked.token):

@@ -1,4 +1,4 @@
-"""``finmlsec keys create | list | revoke``: API keys of the gateway (stored hashed)."""
+"""``finmlsec keys create | list | revoke | rotate``: API keys of the gateway (stored hashed)."""
 
 from __future__ import annotations
 
@@ -87,3 +87,36 @@ def register(app: typer.Typer) -> None:
                             "org": None, "role": "cli",
                             "detail": {"target_key_id": key_id, "key": key_state(gdb, key_id)}})
         typer.echo(f"revoked {key_id}")
+
+    @keys.command("rotate")
+    def rotate(key_id: str = typer.Argument(..., help="The key id (from `keys list`)."),
+               grace_seconds: float = typer.Option(
+                   300.0, "--grace-seconds", min=0, max=604800,
+                   help="How long the old token keeps working, so clients can switch without an "
+                   "outage (0: it stops at once; at most 7 days)."),
+               db: str = DB_OPT, table_prefix: str = PREFIX_OPT,
+               as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+               audit_key_file: str | None = KEY_FILE_OPT) -> None:
+        """Replace a key's token; the new one is printed once, the old one works for the grace
+        period."""
+        from finmlsec.errors import ConfigError
+        from finmlsec.gateway.audit import open_writer
+        from finmlsec.gateway.audit_verify import key_state
+        from finmlsec.store.gateway import GatewayDB
+
+        gdb = GatewayDB(db, table_prefix=table_prefix)
+        writer = open_writer(gdb, key_file=audit_key_file)
+        k = gdb.rotate_key(key_id, grace_seconds)
+        if k is None:
+            raise ConfigError(f"no active key {key_id!r}; see 'finmlsec keys list'")
+        writer.append_sync({"action": "keys.rotate", "status": 200, "key_id": None,
+                            "org": None, "role": "cli",
+                            "detail": {"target_key_id": key_id, "grace_seconds": grace_seconds,
+                                       "key": key_state(gdb, key_id)}})
+        if as_json:
+            typer.echo(json.dumps({"key_id": k.key_id, "key": k.token, "org": k.org,
+                                   "role": k.role, "old_key_valid_seconds": grace_seconds}))
+        else:
+            typer.echo(f"key id: {k.key_id}  org: {k.org}  role: {k.role}; the old key works "
+                       f"for {grace_seconds:g} s more")
+            typer.echo(f"new API key (shown once, store it safely): {k.token}")

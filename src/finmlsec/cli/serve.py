@@ -52,6 +52,11 @@ def register(app: typer.Typer) -> None:
             None, "--audit-key-file", envvar="FINMLSEC_AUDIT_KEY_FILE",
             help="HMAC key of the audit log (64 hex digits), kept out of the database's reach; "
             "default: $FINMLSEC_AUDIT_KEY, else DB.audit-key beside a SQLite database (created)."),
+        key_rotation_grace: float = typer.Option(
+            300.0, "--key-rotation-grace", min=0, max=604800, metavar="SECONDS",
+            envvar="FINMLSEC_KEY_ROTATION_GRACE",
+            help="After an admin rotates a key (POST /v1/admin/keys/ID/rotate without "
+            "grace_seconds), the old token keeps working this long (0: it stops at once)."),
         audit_anchor: str | None = typer.Option(
             None, "--audit-anchor", envvar="FINMLSEC_AUDIT_ANCHOR",
             help="Append-only file the audit head is anchored to every second; default: "
@@ -90,7 +95,8 @@ def register(app: typer.Typer) -> None:
         settings = Settings(db_url=db, redis_url=redis, table_prefix=table_prefix,
                             redis_prefix=redis_prefix, policy=pol,
                             metrics_listen=metrics_listen, api_docs=api_docs,
-                            audit_key_file=audit_key_file, audit_anchor=audit_anchor)
+                            audit_key_file=audit_key_file, audit_anchor=audit_anchor,
+                            key_rotation_grace_seconds=key_rotation_grace)
         os.environ[ENV] = serve_config(
             spec if spec == "demo" else str(Path(spec).resolve()),
             settings.model_dump(mode="json"), trust_pickle=trust_pickle,
@@ -103,7 +109,10 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"warning: {line}", err=True)
         prada_line = gw.guards.prada_summary()
         if prada_line is not None:
-            typer.echo(f"  {prada_line}", err=True)
+            typer.echo(f"  {prada_line} (in the audit log's gateway.start entry and "
+                       "GET /v1/admin/status)", err=True)
+        typer.echo(f"  keys: a rotated key's old token works {key_rotation_grace:g} s more "
+                   "(--key-rotation-grace)", err=True)
         scheme = "https" if ssl_certfile else "http"
         docs = "/docs" if api_docs else "/openapi.json"
         where = f", metrics on http://{metrics_listen}/metrics" if metrics_listen else ""

@@ -174,6 +174,32 @@ class Guards:
             return f"{line}, set by the policy"
         return f"{line}, the default (no reference data to calibrate on)"
 
+    def prada_status(self) -> dict[str, Any] | None:
+        """PRADA's threshold, where it came from and (when calibrated) what it was derived from;
+        None when extraction detection is off. Written to the audit log at start-up and shown
+        to admins (``GET /v1/admin/status``)."""
+        if self.prada is None:
+            return None
+        e = self.policy.extraction
+        cal = getattr(self.prada, "calibration_", None)
+        return {"threshold": round(float(self.prada.threshold), 4),
+                "threshold_source": self.prada_threshold_source,
+                "calibration": dict(cal) if self.prada_threshold_source == "calibrated" and cal
+                else None,
+                "min_queries": e.min_queries, "max_far_rate": e.max_far_rate,
+                "action": e.action}
+
+    def status(self) -> dict[str, Any]:
+        """What this process guards with (never a key or a record): the output defence, the
+        budgets, PRADA (see :meth:`prada_status`) and the input screen."""
+        p = self.policy
+        return {"output": {"mode": p.output.mode, "decimals": p.output.decimals},
+                "budget": p.budget.model_dump(mode="json"),
+                "extraction": self.prada_status(),
+                "screening": {"enabled": p.screening.enabled,
+                              "defence": p.screening.defence if p.screening.enabled else None,
+                              "action": p.screening.action if p.screening.enabled else None}}
+
     # -- limits -----------------------------------------------------------------------------------
     def check_block(self, p: Principal) -> BudgetDecision | str | None:
         """``"block"`` when the client is blocked, a refusing decision when it is throttled and

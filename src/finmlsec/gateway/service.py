@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -85,6 +86,18 @@ class Gateway:
                                    max_rows=settings.predict_batch_max_rows,
                                    linger=settings.predict_batch_linger_seconds,
                                    sample=self.policy.extraction.max_rows_per_request)
+        # what this process guards with, PRADA's per-model threshold included, is on the record
+        # (one entry per process start; an auditor sees the threshold every block was judged by)
+        self.audit.append_sync(self.entry(None, "gateway.start", 200, **self.status()))
+
+    def status(self) -> dict[str, Any]:
+        """This process's guards (:meth:`Guards.status`) and key settings, for the audit log's
+        start entry and ``GET /v1/admin/status`` (never a key, a record or a host name)."""
+        return {"pid": os.getpid(), "guards": self.guards.status(),
+                "key_rotation_grace_seconds": self.settings.key_rotation_grace_seconds,
+                "audit_key": self.audit.key is not None,
+                "audit_anchor": self.audit.anchor is not None,
+                "shared_counters": self.settings.redis_url is not None}
 
     async def guard(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` (a guards' method) on the guards' I/O threads."""

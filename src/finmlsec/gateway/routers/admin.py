@@ -1,5 +1,7 @@
 """``/v1/admin/...``: the admin role reads and verifies the audit log, manages API keys (expiry,
-rotation; a new admin key needs a second admin's approval) and lifts extraction blocks; the
+rotation; a new admin key needs a second admin's approval), reads the process's guard status
+(PRADA's threshold; not in the unauthenticated ``/v1/health``, which would hand an attacker the
+bar to stay above) and lifts extraction blocks; the
 reviewer role lists and decides the feedback quarantine. Listings are paged (``after``, ``limit``,
 ``next``). Every action is audited, reads of keys and of raw applicant records included."""
 
@@ -151,6 +153,12 @@ def build_router(gw: Gateway) -> APIRouter:
         except ConfigError as exc:
             raise HTTPException(404, str(exc)) from None
         return json_response(item.as_dict())
+
+    @router.get("/status", summary="This process's guards: PRADA's threshold (calibrated per "
+                "model, or set) and its source, output defence, budgets, screen, key-rotation grace")
+    async def status(p: Principal = Depends(admin)) -> Response:
+        await commit(gw, gw.entry(p, "status.read", 200))
+        return json_response(gw.status())
 
     @router.post("/clients/{key_id}/unblock", summary="Lift an extraction block or throttle")
     async def unblock(key_id: str, p: Principal = Depends(admin)) -> Response:
