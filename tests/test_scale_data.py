@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 from finmlsec.datasets.card_fraud import SCHEMA, simulate, simulate_parts, write_parquet
-from finmlsec.datasets.chunked import load_sampled, sample_frame, sample_path
+from finmlsec.datasets.chunked import sample_frame, sample_path
+from finmlsec.datasets.splits import load_sampled
 from finmlsec.errors import DataError
 
 
@@ -121,3 +122,14 @@ def test_a_scan_of_parquet_read_in_chunks_equals_the_scan_of_the_rows_in_memory(
             assert (a["id"], a["status"], a["success"], a["metrics"], a["utility"]) == (
                 b["id"], b["status"], b["success"], b["metrics"], b["utility"])
         assert [t["risk"] for t in parquet["threats"]] == [t["risk"] for t in other["threats"]]
+
+
+def test_demo_build_rows_is_for_the_fraud_use_case_only(capsys: pytest.CaptureFixture[str],
+                                                        tmp_path: Path) -> None:
+    from finmlsec.cli.main import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["demo", "build", "credit-scoring", "--rows", "5000", "--out", str(tmp_path)])
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and len(err.splitlines()) == 1
+    assert "--rows builds the 'fraud' use case" in err

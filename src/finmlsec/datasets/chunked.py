@@ -3,7 +3,7 @@ sample.
 
 A spec's ``data.path`` may be a Parquet file, a directory of Parquet files (read in file-name
 order) or a CSV; with Parquet, or with ``data.sample`` set, the data is never loaded whole:
-:func:`load_sampled` reads it in chunks of :data:`CHUNK_ROWS` rows (pyarrow record batches; CSV
+:func:`sample_path` reads it in chunks of :data:`CHUNK_ROWS` rows (pyarrow record batches; CSV
 through pandas' ``chunksize``) and keeps, per split, a sample of at most ``sample`` x the split's
 share rows (train 50%, test 25%, population 25%). Memory is bounded by the chunk plus the
 sample, whatever the number of rows.
@@ -42,14 +42,13 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from finmlsec.datasets.base import Dataset
 from finmlsec.errors import DataError
 
 #: the splits and their shares of the rows (and of the sample)
@@ -307,32 +306,3 @@ def sample_path(path: Path, label: str, *, sample: int, seed: int = 0,
     if sampler.rows == 0:
         raise DataError(f"data.path ({str(path)!r}): no rows")
     return sampler.result(source=path.name, chunk_rows=chunk_rows)
-
-
-def load_sampled(path: Path, label: str, schema: Any, *, sample: int, seed: int,
-                 chunk_rows: int = CHUNK_ROWS) -> tuple[Dataset, Dataset, Dataset, Dataset]:
-    """The ``(dataset, train, test, population)`` of a spec whose data is read in chunks; the
-    dataset holds the train sample and, in ``extra["sample"]``, the :class:`SampleInfo`."""
-    from finmlsec.datasets.schema_infer import infer_schema
-    from finmlsec.datasets.splits import as_schema_view, validate, with_dtypes
-
-    classes = tuple(schema.classes) if schema is not None and schema.classes else None
-    got = sample_path(path, label, sample=sample, seed=seed, chunk_rows=chunk_rows,
-                      classes=classes)
-    train_raw = got.parts["train"][0]
-    if schema is None:
-        schema = infer_schema(train_raw).schema
-    schema = with_dtypes(schema, train_raw)
-    if classes is None:
-        classes = tuple(sorted({lab for _, labs in got.parts.values() for lab in labs}))
-    out: dict[str, Dataset] = {}
-    for s, (X, labels) in got.parts.items():
-        lookup = {c: i for i, c in enumerate(classes)}
-        y = np.array([lookup[v] for v in labels.tolist()], dtype=int)
-        ds = Dataset(name=path.stem, X=as_schema_view(X, schema), y=y, classes=classes,
-                     schema=schema, source=str(path),
-                     extra={"label_column": label, "sample": got.info})
-        validate(ds, where=f"data.path ({str(path)!r}), {s} sample")
-        out[s] = ds
-    return (replace(out["train"], name=path.stem), out["train"], out["test"],
-            out["population"])

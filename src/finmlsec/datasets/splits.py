@@ -208,9 +208,9 @@ def with_dtypes(schema: FeatureSchema, raw: pd.DataFrame) -> FeatureSchema:
 def load_data(ref: Any, base: Path) -> tuple[Dataset, Dataset, Dataset | None, Dataset | None]:
     """The dataset a spec's ``data:`` section (``ref``) names, and its (train, test, population)
     splits; paths are relative to ``base``. Parquet data, or any ``data.path`` with
-    ``data.sample``, is read in chunks and sampled (:func:`~finmlsec.datasets.chunked.load_sampled`:
+    ``data.sample``, is read in chunks and sampled (:func:`load_sampled`:
     the dataset then holds the train sample)."""
-    from finmlsec.datasets.chunked import DEFAULT_SAMPLE, is_parquet, load_sampled
+    from finmlsec.datasets.chunked import DEFAULT_SAMPLE, is_parquet
 
     schema = _schema_from_yaml(base / ref.schema) if ref.schema else None
     if ref.path is not None and (ref.sample is not None or is_parquet(base / ref.path)):
@@ -238,3 +238,32 @@ def load_data(ref: Any, base: Path) -> tuple[Dataset, Dataset, Dataset | None, D
         return dataset, train, test, pop
     validate(dataset, where=f"dataset {dataset.name!r}")
     return (dataset, *split_three(dataset, ref.seed))
+
+
+def load_sampled(path: Path, label: str, schema: Any, *, sample: int, seed: int,
+                 chunk_rows: int | None = None) -> tuple[Dataset, Dataset, Dataset, Dataset]:
+    """The ``(dataset, train, test, population)`` of a spec whose data is read in chunks; the
+    dataset holds the train sample and, in ``extra["sample"]``, the
+    :class:`~finmlsec.datasets.chunked.SampleInfo` (see :mod:`finmlsec.datasets.chunked`)."""
+    from finmlsec.datasets.chunked import CHUNK_ROWS, sample_path
+
+    classes = tuple(schema.classes) if schema is not None and schema.classes else None
+    got = sample_path(path, label, sample=sample, seed=seed,
+                      chunk_rows=chunk_rows or CHUNK_ROWS, classes=classes)
+    train_raw = got.parts["train"][0]
+    if schema is None:
+        schema = infer_schema(train_raw).schema
+    schema = with_dtypes(schema, train_raw)
+    if classes is None:
+        classes = tuple(sorted({lab for _, labs in got.parts.values() for lab in labs}))
+    out: dict[str, Dataset] = {}
+    for s, (X, labels) in got.parts.items():
+        lookup = {c: i for i, c in enumerate(classes)}
+        y = np.array([lookup[v] for v in labels.tolist()], dtype=int)
+        ds = Dataset(name=path.stem, X=as_schema_view(X, schema), y=y, classes=classes,
+                     schema=schema, source=str(path),
+                     extra={"label_column": label, "sample": got.info})
+        validate(ds, where=f"data.path ({str(path)!r}), {s} sample")
+        out[s] = ds
+    return (replace(out["train"], name=path.stem), out["train"], out["test"],
+            out["population"])

@@ -155,7 +155,7 @@ def build_at_scale(out: Path, *, rows: int, seed: int = 0, part_rows: int = 500_
     models' training rows (same seed: bottom-k samples nest), so its members are members.
     """
     from finmlsec.datasets.card_fraud import SCHEMA, write_parquet
-    from finmlsec.datasets.chunked import load_sampled
+    from finmlsec.datasets.splits import load_sampled
     from finmlsec.usecases.base import write_card, write_spec
 
     started = time.perf_counter()
