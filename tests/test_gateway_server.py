@@ -38,11 +38,12 @@ class Server:
     """``finmlsec serve SPEC`` (``demo`` unless told) in a child process."""
 
     def __init__(self, args: list[str], log: Path, ready: str = "/v1/ready",
-                 spec: str = "demo") -> None:
+                 spec: str | None = "demo") -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log.open("ab")
-        cmd = [sys.executable, "-m", "finmlsec.cli.main", "serve", spec, "--host", "127.0.0.1",
+        cmd = [sys.executable, "-m", "finmlsec.cli.main", "serve", *([spec] if spec else []),
+               "--host", "127.0.0.1",
                "--port", str(self.port), *args]
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=self.log, cwd=ROOT,
                                      env={**os.environ, "PYTHONUNBUFFERED": "1"})

@@ -15,9 +15,19 @@ DB_HELP = "SQLAlchemy URL of the gateway database (keys, audit, feedback)."
 def register(app: typer.Typer) -> None:
     @app.command("serve")
     def serve(
-        spec: str = typer.Argument(..., help="System spec (YAML) naming the model and its data, "
-                                   "or 'demo' for the built-in credit-scoring model."),
+        spec: str | None = typer.Argument(
+            None, metavar="[SPEC]", help="System spec (YAML) naming the model and its data, or "
+            "'demo' for the built-in credit-scoring model; with --from-scan, the scan's spec."),
         policy: Path | None = typer.Option(None, "--policy", help="Guard policy (YAML)."),
+        from_scan: str | None = typer.Option(
+            None, "--from-scan", metavar="RUN_DIR_OR_ID",
+            help="Serve the system a stored scan tested, with the guards and output defence it "
+            "recommended: a run id (or 'last') in --scan-db, a scan JSON file or a directory "
+            "holding dossier.json or *scan.json. Refused, naming it, when it recommended "
+            "something that cannot be served online."),
+        scan_db: str | None = typer.Option(
+            None, "--scan-db", help="Result store of --from-scan's run id "
+            "[FINMLSEC_DB or ./finmlsec.db]."),
         host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
         port: int = typer.Option(8000, "--port", min=1, max=65535, help="TCP port to listen on."),
         workers: int = typer.Option(1, "--workers", min=1, max=64,
@@ -69,6 +79,21 @@ def register(app: typer.Typer) -> None:
         from finmlsec.gateway.policy import load_policy
         from finmlsec.gateway.settings import Settings
 
+        doc = None
+        if from_scan is not None:
+            from finmlsec.gateway.fromscan import load_scan_document
+
+            if policy is not None:
+                raise ConfigError("give --policy or --from-scan, not both: --from-scan derives "
+                                  "the policy from the scan's recommendations")
+            doc = load_scan_document(from_scan, scan_db)
+            scanned = doc["run"]["spec_path"]
+            if spec is not None and Path(spec).resolve() != Path(scanned).resolve():
+                raise ConfigError(f"the scan {doc['run'].get('id')} tested {scanned!r}, not "
+                                  f"{spec!r}; leave SPEC out to serve what it tested")
+            spec = scanned
+        if spec is None:
+            raise ConfigError("give the system's spec (or 'demo'), or --from-scan RUN")
         if spec != "demo" and not Path(spec).is_file():
             raise ConfigError(f"spec file {spec!r} not found; give a YAML spec or 'demo'")
         if workers > 1 and redis is None:
@@ -81,7 +106,17 @@ def register(app: typer.Typer) -> None:
                               "--workers 1")
         from finmlsec.gateway.defaults import guard_warnings, spec_policy
 
-        if policy is None:  # secure by default: the guards the spec's analysis calls for
+        if doc is not None:  # the spec's secure defaults, then what the scan recommended
+            from finmlsec.gateway.fromscan import scan_policy
+
+            base, base_on = spec_policy(spec)
+            pol, scan_on = scan_policy(doc, base)
+            replaced = {line.split(":", 1)[0] for line in scan_on}
+            on = scan_on + [line for line in base_on if line.split(":", 1)[0] not in replaced]
+            source = (f"from scan {doc['run'].get('id')} of {spec} (its recommendations"
+                      f"{'' if scan_on else ': none that acts at serving time'}; the rest "
+                      "derived from the spec's analysis)")
+        elif policy is None:  # secure by default: the guards the spec's analysis calls for
             pol, on = spec_policy(spec)
             source = "derived from the spec's analysis (no --policy)"
         else:
