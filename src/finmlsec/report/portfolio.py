@@ -60,7 +60,7 @@ def render_markdown(doc: dict[str, Any]) -> str:
 
 
 def _risk(level: str) -> str:
-    colour = RISK_COLOUR.get(level.split(":")[0], "#475569")
+    colour = RISK_COLOUR.get(level, "#475569")
     return f'<span class="risk" style="background:{colour}">{escape(level)}</span>'
 
 
@@ -77,7 +77,10 @@ def render_html(doc: dict[str, Any]) -> str:
             f"<td><b>{escape(x['title'])}</b><br><code>{escape(x['id'])}</code>"
             + (f"<br><small>{escape(x['model_uri'])}</small>" if x.get("model_uri") else "")
             + f"</td><td>{escape(str(x['paper_type'] or '-'))}</td>"
-            f"<td>{_risk(str(x['headline_residual']))}</td><td>{_risk(x['max_risk'])}</td>"
+            f"<td>{_risk(x['max_residual_risk'])}"
+            + (f"<br><small>{escape(str(x['headline_residual']))}</small>"
+               if str(x["headline_residual"]) != x["max_residual_risk"] else "")
+            + f"</td><td>{_risk(x['max_risk'])}</td>"
             f"<td>{escape(_verdicts(x['verdicts']))}</td>"
             f"<td>{escape(_changes(x['changes']))}</td>"
             f"<td class=\"{'err' if x['status'] == 'error' else ''}\">{escape(_status(x))}</td>"
