@@ -178,7 +178,7 @@ def _scan_portfolio(inventory: Path | None, resume: str | None, *, db: str | Non
                     json_out: bool, fail_on: str | None, out: Path | None,
                     mlflow_experiment: str | None, mlflow_tracking_uri: str | None) -> None:
     """``finmlsec scan INVENTORY.yaml`` (or ``--resume PORTFOLIO_ID``): every system, one id."""
-    from finmlsec.report.portfolio import render_json, write_portfolio_reports
+    from finmlsec.report.portfolio import document, render_json, write_portfolio_reports
     from finmlsec.scan import portfolio
     from finmlsec.store import Store
 
@@ -204,7 +204,7 @@ def _scan_portfolio(inventory: Path | None, resume: str | None, *, db: str | Non
         typer.echo(f"interrupted; resume with: finmlsec scan --resume {pf.id}"
                    + (f" --db {db}" if db else ""), err=True)
         raise
-    doc = portfolio.document(store, pf.id)
+    doc = document(store, pf.id)
     paths = write_portfolio_reports(doc, out or Path("out") / pf.id)
     echo(f"portfolio reports: {', '.join(str(p) for p in paths.values())}")
     if mlflow_experiment:

@@ -13,6 +13,95 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from finmlsec.errors import FinmlsecError
+from finmlsec.report.numbers import LEVELS
+from finmlsec.store import PortfolioSystem, RunInfo, Store
+
+SCHEMA_VERSION = 1
+
+def previous_run(store: Store, run: RunInfo) -> RunInfo | None:
+    """The last finished validation of the same system (same spec name and path) before
+    ``run``, or None."""
+    return next((r for r in store.runs(500)
+                 if r.id != run.id and r.summary is not None and r.created_at <= run.created_at
+                 and (r.spec_name, r.spec_path) == (run.spec_name, run.spec_path)), None)
+
+
+def _rank(level: str | None) -> int:
+    return LEVELS.index(level) if level in LEVELS else -1
+
+
+def _system_doc(store: Store, system: PortfolioSystem) -> dict[str, Any]:
+    from finmlsec.report.dossier import changes
+    from finmlsec.report.scan import scan_document
+    from finmlsec.report.words import overview
+
+    e = system.entry
+    out: dict[str, Any] = {
+        "id": system.name, "title": system.name, "status": system.status,
+        "error": system.error, "spec_path": system.spec_path, "model_uri": e.get("model_uri"),
+        "profile": e.get("profile"), "seed": e.get("seed"), "run_id": system.run_id,
+        "paper_type": None, "max_risk": "not_measured", "max_residual_risk": "not_measured",
+        "headline_residual": "not measured", "verdicts": {}, "fail_threats": [],
+        "changes": {"previous_run": None, "new": [], "fixed": [], "worse": [], "better": []},
+        "threats": [],
+    }
+    if system.run_id is None:
+        return out
+    try:
+        run = store.run(system.run_id)
+    except FinmlsecError:
+        return out
+    out["paper_type"] = run.system_type
+    if run.summary is None:
+        return out
+    doc = scan_document(run, store.units(run.id))
+    ov = overview(doc)
+    prev = previous_run(store, run)
+    prev_doc = scan_document(prev, store.units(prev.id)) if prev is not None else None
+    out.update({
+        "title": ov["title"], "max_risk": run.summary.get("max_risk", "not_measured"),
+        "max_residual_risk": run.summary.get("max_residual_risk", "not_measured"),
+        "headline_residual": ov["headline_residual"], "verdicts": ov["counts"],
+        "changes": changes(doc, prev_doc, ov["appetite"]),
+        "threats": [{"threat": v["id"], "title": v["title"], "verdict": v["verdict"],
+                     "risk": v["risk"], "residual_risk": v["residual"]} for v in ov["verdicts"]],
+    })
+    return out
+
+
+def document(store: Store, portfolio_id: str) -> dict[str, Any]:
+    """The portfolio report: every system, errors first, then by highest residual risk, then by
+    measured risk (highest first), then by id."""
+    pf = store.portfolio(portfolio_id)
+    systems = [_system_doc(store, s) for s in pf.systems]
+    systems.sort(key=lambda s: (s["status"] != "error", -_rank(s["max_residual_risk"]),
+                                -_rank(s["max_risk"]), s["id"]))
+    measured = [s["max_risk"] for s in systems if s["max_risk"] in LEVELS]
+    residual = [s["max_residual_risk"] for s in systems if s["max_residual_risk"] in LEVELS]
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "portfolio": {
+            "id": pf.id, "name": pf.name, "inventory": pf.inventory_path, "status": pf.status,
+            "created_at": pf.created_at.isoformat(timespec="seconds"),
+            "finished_at": pf.finished_at.isoformat(timespec="seconds")
+            if pf.finished_at else None,
+        },
+        "summary": {
+            "systems": len(systems),
+            "status": {k: sum(s["status"] == k for s in systems)
+                       for k in ("done", "incomplete", "error", "pending", "running",
+                                 "interrupted") if any(s["status"] == k for s in systems)},
+            "max_risk": max(measured, key=LEVELS.index) if measured else "not_measured",
+            "max_residual_risk": max(residual, key=LEVELS.index) if residual else "not_measured",
+            "by_residual_risk": {lv: sum(s["max_residual_risk"] == lv for s in systems)
+                                 for lv in reversed(LEVELS)},
+        },
+        "systems": systems,
+        "reproduce": f"finmlsec scan {pf.inventory_path}",
+    }
+
+
 RISK_COLOUR = {"high": "#b91c1c", "medium": "#c2410c", "low": "#a16207", "none": "#15803d"}
 
 
