@@ -16,6 +16,8 @@ from conftest import unavailable
 from finmlsec.cli.main import main
 from scan_support import SPEC, build_credit_system
 
+pytestmark = pytest.mark.slow
+
 HAVE_MLFLOW = importlib.util.find_spec("mlflow") is not None
 
 MLFLOW_SPEC = SPEC.replace("model: {{format: skops, path: model.skops}}", "model: {model}")
@@ -128,6 +130,41 @@ def test_a_runs_uri_loads_the_model_logged_in_that_run(registry: dict[str, Any])
     target = load_target(ref)
     X = load("german_credit").X.iloc[:50]
     np.testing.assert_allclose(target.predict_proba(X), registry["model"].predict_proba(X))
+
+
+def test_an_onnx_flavour_is_run_by_onnxruntime(registry: dict[str, Any]) -> None:
+    """The safest flavour MLflow offers is taken: an ONNX model loads without unpickling."""
+    import mlflow
+    import mlflow.onnx
+    from mlflow import MlflowClient
+    from skl2onnx import to_onnx
+    from sklearn.linear_model import LogisticRegression
+
+    from finmlsec.spec import ModelRef
+    from finmlsec.targets.load import load_target
+    from finmlsec.targets.onnx_model import OnnxTarget
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 3)).astype(np.float32)
+    y = (X[:, 0] + X[:, 1] > 0).astype(int)
+    model = LogisticRegression().fit(X, y)
+    onx = to_onnx(model, X, options={"zipmap": False})
+    uri = registry["uri"]
+    exp = MlflowClient(tracking_uri=uri).get_experiment_by_name("training").experiment_id
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        with mlflow.start_run(experiment_id=exp):
+            mlflow.onnx.log_model(onx, name="onnx", registered_model_name="scores-onnx",
+                                  pip_requirements=[])
+    finally:
+        mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri(None)
+    target = load_target(ModelRef(uri="models:/scores-onnx/1", tracking_uri=uri,
+                                  input_kind="image"))
+    assert isinstance(target, OnnxTarget)
+    np.testing.assert_allclose(target.predict_proba(X[:20]), model.predict_proba(X[:20]),
+                               atol=1e-5)
 
 
 @pytest.mark.parametrize(("model", "message"), [

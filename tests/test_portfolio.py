@@ -14,6 +14,8 @@ import yaml
 from finmlsec.cli.main import main
 from finmlsec.store import Store
 
+pytestmark = pytest.mark.slow
+
 INVENTORY = """\
 name: Test bank
 defaults: {profile: quick, attacks: [extraction.equation], defences: [confidence.round]}
@@ -70,6 +72,13 @@ def _scan(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str
     return int(exc.value.code or 0), out, err
 
 
+def _report(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exc:
+        main(["report", *args])
+    out, err = capsys.readouterr()
+    return int(exc.value.code or 0), out, err
+
+
 def _copy(systems: Path, tmp_path: Path) -> Path:
     root = tmp_path / "bank"
     shutil.copytree(systems, root)
@@ -106,6 +115,9 @@ def test_a_portfolio_is_scanned_reported_by_risk_and_compared_with_its_last_vali
     md = (out / "portfolio.md").read_text()
     assert md.index("`credit`") < md.index("`fraud`") and "first validation" in md
     assert "<table>" in (out / "portfolio.html").read_text()
+    # the stored portfolio renders again by its id (a unique prefix will do)
+    code, stdout, _ = _report(capsys, pid[:-2], "--db", db, "--format", "md")
+    assert code == 0 and stdout.strip() == md.strip()
     # the registry-style entry (a spec with its model replaced) is written beside the inventory
     gen = root / ".finmlsec" / "inventory" / "credit-v2.yaml"
     assert yaml.safe_load(gen.read_text())["model"]["path"] == str(root / "credit-v2" /

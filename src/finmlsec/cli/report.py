@@ -1,4 +1,5 @@
-"""``finmlsec report RUN_ID``: a stored scan as HTML (self-contained), Markdown or JSON."""
+"""``finmlsec report RUN_ID``: a stored scan as HTML (self-contained), Markdown or JSON; a
+portfolio's report for a portfolio id (``pf-...``)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ class Format(StrEnum):
 
 
 def report_command(
-    run_id: str = typer.Argument(..., help="Run id (a unique prefix, or 'last')."),
+    run_id: str = typer.Argument(
+        ..., help="Run id (a unique prefix, or 'last'), or a portfolio id (pf-...)."),
     fmt: Format = typer.Option(Format.html, "--format", "-f", help="html, md or json."),
     output: Path | None = typer.Option(
         None, "--output", "-o",
@@ -28,6 +30,18 @@ def report_command(
     from finmlsec.store import Store
 
     store = Store.open(db)
+    if run_id.startswith("pf-"):
+        from finmlsec.report.portfolio import RENDER, document
+
+        text = RENDER[fmt.value](document(store, run_id))
+        if output is None and fmt is Format.html:
+            output = Path(f"finmlsec-{store.portfolio(run_id).id}.html")
+        if output is None:
+            typer.echo(text)
+            return
+        output.write_text(text, encoding="utf-8")
+        typer.echo(f"wrote {output}")
+        return
     run = store.run(run_id)
     doc = scan_document(run, store.units(run.id))
     if output is None and fmt is Format.html:
