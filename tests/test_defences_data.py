@@ -260,6 +260,24 @@ def test_trimmed_loss_and_bagging_resist_flips():
     assert bag.score(Xte, yte) > 0.9
 
 
+
+def test_bagging_is_one_model_whatever_the_container():
+    """An ndarray, a DataFrame of the same values and an array-like (a list of rows) give the
+    same voters: one sampler (without replacement) for every input."""
+    X, y = load_breast_cancer(return_X_y=True)
+    X, y = X[:200, :5], y[:200]
+    frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(5)])
+    fits = [apply(RobustBagging(n_estimators=7, random_state=3),
+                  DecisionTreeClassifier(), data, y) for data in (X, frame, X.tolist())]
+    probs = [fits[0].predict_proba(X), fits[1].predict_proba(frame),
+             fits[2].predict_proba(X.tolist())]
+    np.testing.assert_array_equal(probs[0], probs[1])
+    np.testing.assert_array_equal(probs[0], probs[2])
+    vote = fits[0].estimator_
+    assert type(vote).__name__ == "SubsampleVote" and len(vote.estimators_) == 7
+    # each voter saw 30% of the records
+    assert {int(t.tree_.n_node_samples[0]) for t in vote.estimators_} == {60}
+
 # -- feedback screening ---------------------------------------------------------------------
 def test_feedback_screen_stops_the_feedback_loop_attack(credit):
     from finmlsec.attacks.base import ATTACKS

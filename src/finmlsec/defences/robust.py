@@ -28,7 +28,6 @@ from typing import Any, ClassVar
 import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clone
-from sklearn.ensemble import BaggingClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.tree import DecisionTreeClassifier
 from sklearn.utils import get_tags
@@ -131,9 +130,12 @@ class TrimmedLossClassifier(Defence):
 
 class SubsampleVote(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
     """Bagging that indexes rows with ``_safe_indexing``, so each voter gets the input as given
-    (a pandas DataFrame stays one, for column transformers selecting columns by name).
+    (a pandas DataFrame stays one, for column transformers selecting columns by name): each voter
+    is fitted on ``max_samples`` of the records drawn without replacement (as
+    ``BaggingClassifier``'s default), with one record of another class added when the draw has a
+    single class. A DataFrame and the ndarray of its values give the same voters.
     ``predict_proba`` averages the voters' probabilities over the classes seen in fit.
-    ``estimator`` defaults to a decision tree (as ``BaggingClassifier``). A numpy array is
+    ``estimator`` defaults to a decision tree. A numpy array is
     checked the scikit-learn way (its accepted input, sparse and missing values, is the
     estimator's); a DataFrame is handed to the voters unchanged, after the check of its column
     names and count (``feature_names_in_``, ``n_features_in_``).
@@ -188,10 +190,10 @@ class SubsampleVote(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
                                       [self.random_state, 1]).integers(2**31 - 1,
                                                                         size=self.n_estimators)
         n = len(y)
-        k = max(int(round(self.max_samples * n)), 2)
+        k = min(max(int(round(self.max_samples * n)), 2), n)
         self.estimators_: list[Any] = []
         for seed in seeds:
-            idx = rng.choice(n, size=k, replace=True)
+            idx = rng.choice(n, size=k, replace=False)
             other = np.flatnonzero(y != y[idx[0]])
             if len(np.unique(y[idx])) < 2 and len(other):  # a voter needs two classes
                 idx = np.concatenate([idx, [int(other[0])]])
@@ -227,14 +229,12 @@ class SubsampleVote(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
 
 @DEFENCES.register("robust.bagging")
 class RobustBagging(Defence):
-    """Bagging on small subsamples (Biggio et al. 2011): ``fit`` fits a
-    :class:`sklearn.ensemble.BaggingClassifier` of ``estimator`` (``estimator_``) whose voters
-    each see ``max_samples`` of the data, so a few poisoned records sway only a minority of them.
-    For a pipeline, the preprocessing is fitted once (on the full data, as given: a DataFrame
-    stays one) and only the last step is bagged, on the transformed matrix. Any other estimator
-    given a DataFrame (e.g. a wrapper around a column-selecting pipeline) is bagged by
-    :class:`SubsampleVote`, which keeps the DataFrame, since ``BaggingClassifier`` would turn it
-    into a numpy array.
+    """Bagging on small subsamples (Biggio et al. 2011): ``fit`` fits a :class:`SubsampleVote`
+    of ``estimator`` (``estimator_``) whose voters each see ``max_samples`` of the data, so a few
+    poisoned records sway only a minority of them. For a pipeline, the preprocessing is fitted
+    once (on the full data, as given: a DataFrame stays one) and only the last step is bagged, on
+    the transformed matrix. One sampler for every input: an ndarray, a DataFrame of the same
+    values and any array-like give the same model.
 
     Example:
         >>> from sklearn.datasets import load_breast_cancer
@@ -243,7 +243,7 @@ class RobustBagging(Defence):
         >>> bag = RobustBagging(DecisionTreeClassifier(random_state=0), n_estimators=5,
         ...                     random_state=0).fit(X, y)
         >>> type(bag.estimator_).__name__, len(bag.estimator_.estimators_)
-        ('BaggingClassifier', 5)
+        ('SubsampleVote', 5)
     """
 
     countermeasure: ClassVar[str] = "robust_algorithm"
@@ -254,10 +254,6 @@ class RobustBagging(Defence):
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
         "n_estimators": [Int(1)], "max_samples": [Float(0.0, 1.0, closed_lo=False)],
         "random_state": [Int(0), None]}
-    _sklearn_check_deviations: ClassVar[dict[str, str]] = {
-        "check_classifier_data_not_an_array": (
-            "predictions differ between the ndarray and scikit-learn's array-like wrapper of "
-            "the same data (a third of them on the check's data); not explained yet")}
 
     def __init__(self, estimator: Any = None, *, n_estimators: int = 15,
                  max_samples: float = 0.3, random_state: int | None = None) -> None:
@@ -280,10 +276,6 @@ class RobustBagging(Defence):
             pre = Pipeline(steps[:-1]).fit(X, y)
             learner = self._bagged(last, pre.transform(X), y)
             return Pipeline([*pre.steps, (last_name, learner)])
-        if hasattr(X, "iloc"):
-            return SubsampleVote(estimator, n_estimators=self.n_estimators,
-                                 max_samples=self.max_samples,
-                                 random_state=self.random_state).fit(X, y)
-        return BaggingClassifier(estimator, n_estimators=self.n_estimators,
-                                 max_samples=self.max_samples,
-                                 random_state=self.random_state).fit(X, y)
+        return SubsampleVote(estimator, n_estimators=self.n_estimators,
+                             max_samples=self.max_samples,
+                             random_state=self.random_state).fit(X, y)
