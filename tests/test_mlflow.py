@@ -43,6 +43,8 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     exp = client.create_experiment("training", artifact_location=(root / "artifacts").as_uri())
     # where the scans' results go (a new experiment's artifacts would go to ./mlruns)
     client.create_experiment("model-validation", artifact_location=(root / "logged").as_uri())
+    client.create_experiment("portfolio-validation",
+                             artifact_location=(root / "portfolio").as_uri())
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     try:
@@ -102,6 +104,44 @@ def test_a_registered_model_is_scanned_and_the_results_logged_to_mlflow(
     assert names == {"finmlsec/report.html", "finmlsec/report.json"}
     local = client.download_artifacts(run.info.run_id, "finmlsec/report.json", str(tmp_path))
     assert json.loads(Path(local).read_text())["run"]["id"] == doc["run"]["id"]
+
+
+def test_a_portfolio_with_a_registry_entry_logs_each_system_and_the_portfolio(
+        registry: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from mlflow import MlflowClient
+
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text(f"""\
+defaults: {{profile: quick, attacks: [extraction.equation], defences: [confidence.round]}}
+systems:
+  - {registry['root'] / 'system' / 'spec.yaml'}
+  - id: credit-registered
+    spec: {registry['root'] / 'system' / 'spec.yaml'}
+    model: {{uri: 'models:/credit/1', tracking_uri: '{registry['uri']}'}}
+""", "utf-8")
+    code, out, err = _main(
+        capsys, "scan", str(inventory), "--executor", "serial", "--db", str(tmp_path / "s.db"),
+        "--out", str(tmp_path / "rep"), "--json", "--mlflow-experiment", "portfolio-validation",
+        "--mlflow-tracking-uri", registry["uri"])
+    assert code == 0, err
+    doc = json.loads(out)
+    by_id = {s["id"]: s for s in doc["systems"]}
+    assert by_id["credit-registered"]["model_uri"] == "models:/credit/1"
+    # the same model from the file and from the registry: the same measured risk
+    assert by_id["credit-registered"]["max_risk"] == by_id["system"]["max_risk"] == "high"
+
+    client = MlflowClient(tracking_uri=registry["uri"])
+    exp = client.get_experiment_by_name("portfolio-validation")
+    runs = client.search_runs([exp.experiment_id])
+    assert len(runs) == 3  # one per system and one for the portfolio
+    pid = doc["portfolio"]["id"]
+    assert all(r.data.tags["finmlsec.portfolio_id"] == pid for r in runs)
+    systems = {r.data.tags.get("finmlsec.system_id"): r for r in runs}
+    assert systems["credit-registered"].data.metrics["risk.model_io.infer_model"] == 3.0
+    (pf_run,) = [r for r in runs if "finmlsec.system_id" not in r.data.tags]
+    names = {a.path for a in client.list_artifacts(pf_run.info.run_id, "finmlsec")}
+    assert names == {"finmlsec/portfolio.html", "finmlsec/portfolio.md",
+                     "finmlsec/portfolio.json"}
 
 
 def test_a_pickled_flavour_is_refused_unless_trusted(
