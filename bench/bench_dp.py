@@ -93,7 +93,7 @@ def credit() -> list[dict[str, Any]]:
     for method, what in (("output", "output perturbation, Gaussian"),
                          ("objective", "objective perturbation, pure DP")):
         for eps in EPSILONS:
-            fitted = [_timed(lambda seed=seed: DPLogisticRegression(
+            fitted = [_timed(lambda seed=seed, eps=eps, method=method: DPLogisticRegression(
                 make(), epsilon=eps, method=method, random_state=seed).fit(Xtr, ytr))
                 for seed in range(SEEDS)]
             rows.append(_row(f"dp.logistic_regression ({what}; l2 0.03, clip 1)", fitted, c,
@@ -120,7 +120,7 @@ def digits() -> list[dict[str, Any]]:
     rows.append(_row("PATE (100 spreading teachers, GNMax sigma 12, 15 answers; LR student)",
                      pate, c, pate[0][0].privacy_.epsilon))
     for eps in EPSILONS:
-        dp = [_timed(lambda: DPSGD(net, epsilon=eps, batch_size=256, epochs=60, lr=1e-2,
+        dp = [_timed(lambda eps=eps: DPSGD(net, epsilon=eps, batch_size=256, epochs=60, lr=1e-2,
                                    max_grad_norm=1.0).fit(X[pr], y[pr]))]
         rows.append(_row("dp.sgd (batch 256, 60 epochs, Adam 1e-2, clip 1)", dp, c,
                          dp[0][0].privacy_.epsilon))

@@ -15,8 +15,8 @@ from finmlsec.attacks import ATTACKS, AttackData, Labeled
 from finmlsec.datasets import load
 from finmlsec.defences import DEFENCES, apply
 from finmlsec.defences.dp import (
-    DPLogisticRegression,
     LOGISTIC_C,
+    DPLogisticRegression,
     _lr_objective,
     _PrivateLR,
     calibrate_noise,

@@ -231,7 +231,8 @@ class _PrivateLR(ClassifierMixin, BaseEstimator):
             W = []
             for s in signs:
                 direction = rng.normal(size=Z.shape[1])
-                b = direction / np.linalg.norm(direction) * rng.gamma(Z.shape[1], 2.0 / eps_k)
+                b = np.asarray(direction / np.linalg.norm(direction)
+                               * rng.gamma(Z.shape[1], 2.0 / eps_k))
                 W.append(_lr_objective(Z, s, lam + extra, b))
             self.weights_ = np.array(W)
             self.privacy_ = DPReport("objective-perturbed logistic regression (pure DP)",
