@@ -54,10 +54,20 @@ def _comparable(store: Store, run_id: str) -> dict[str, Any]:
     return out
 
 
-@pytest.mark.slow
-def test_dask_workers_need_no_spec_files_and_spread_reference_models(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Two worker processes of one thread, in a directory of their own."""
     from distributed import LocalCluster
 
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None, protocol="tcp",
+                      local_directory=str(tmp_path_factory.mktemp("workers"))) as c:
+        yield c
+
+
+@pytest.mark.slow
+def test_dask_workers_need_no_spec_files_and_spread_reference_models(
+        tmp_path: Path, cluster: Any) -> None:
     spec = _system(tmp_path / "system")
     store = Store.open(str(tmp_path / "d.db"))
     serial = start_scan(spec, store=store, profile=PROFILE, seed=3)
@@ -70,16 +80,12 @@ def test_dask_workers_need_no_spec_files_and_spread_reference_models(tmp_path: P
     work._SCENARIOS.clear()
     work._BUNDLES.clear()
     bundles.forget()
-    elsewhere = tmp_path / "workers"
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None, protocol="tcp",
-                      local_directory=str(elsewhere)) as cluster:
-        ex = make_executor("dask://" + cluster.scheduler_address.removeprefix("tcp://"))
-        try:
-            run_scan(store, rid, executor=ex)
-            seen = ex.client.run(os.getcwd)  # the workers' own directories
-        finally:
-            ex.close()
+    ex = make_executor("dask://" + cluster.scheduler_address.removeprefix("tcp://"))
+    try:
+        run_scan(store, rid, executor=ex)
+        seen = ex.client.run(os.getcwd)  # the workers' own directories
+    finally:
+        ex.close()
     assert not spec.parent.exists() and all(str(spec.parent) not in d for d in seen.values())
     units = {u.unit_id: u for u in store.units(rid)}
     lira = units[f"infer_training_data@model_io/{LIRA}"]
@@ -113,3 +119,48 @@ def test_a_bundle_holds_the_spec_and_its_files_and_refuses_tampering(tmp_path: P
     bundles.forget()
     with pytest.raises(Exception, match="corrupt"):
         bundles.unpack(forged.getvalue())
+
+
+def _fit_spread(estimator: Any, X: Any, y: Any) -> tuple[Any, list[dict[str, Any]]]:
+    """Fit ``estimator`` on a Dask worker, its pieces spread as tasks (as a scan's unit does)."""
+    from sklearn.base import clone
+
+    from finmlsec.scan.executors import dask_map
+    from finmlsec.tasks import mapping_with, recording
+
+    with mapping_with(dask_map), recording() as ledger:
+        model = clone(estimator).fit(X, y)
+    return model.predict_proba(X), ledger
+
+
+@pytest.mark.slow
+def test_teachers_and_voters_spread_on_dask_give_the_serial_model(cluster: Any) -> None:
+    import sys
+
+    import cloudpickle
+    import numpy as np
+    from distributed import Client
+    from sklearn.base import clone
+    from sklearn.pipeline import make_pipeline
+    from sklearn.tree import DecisionTreeClassifier
+
+    from finmlsec.datasets import load
+    from finmlsec.defences import DEFENCES
+    from finmlsec.schema import preprocessor
+
+    ds = load("german_credit")
+    X, y = ds.X.iloc[:300], np.asarray(ds.y)[:300]
+    tree = DecisionTreeClassifier(max_depth=4, random_state=0)
+    models = {"pate": DEFENCES.get("pate")(make_pipeline(preprocessor(ds.schema), tree),
+                                           n_teachers=5, random_state=0),
+              # on a DataFrame, bagging votes with SubsampleVote (unseeded voters get seeds)
+              "robust.bagging": (DEFENCES.get("robust.bagging")(
+                  DecisionTreeClassifier(max_depth=4), n_estimators=5, random_state=0))}
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers do not import tests
+    with Client(cluster.scheduler_address) as client:
+        for name, est in models.items():
+            Xi = X if name == "pate" else X.select_dtypes("number")
+            serial = clone(est).fit(Xi, y).predict_proba(Xi)
+            spread, ledger = client.submit(_fit_spread, est, Xi, y, pure=False).result()
+            assert [len(m["seconds"]) for m in ledger] == [5], name  # five tasks of their own
+            np.testing.assert_array_equal(spread, serial, err_msg=name)

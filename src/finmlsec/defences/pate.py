@@ -87,6 +87,7 @@ from finmlsec.defences._params import Bool, Float, Int, OneOf
 from finmlsec.defences.base import DEFENCES, Defence
 from finmlsec.errors import DataError
 from finmlsec.extras import require
+from finmlsec.tasks import task_map
 
 AGGREGATORS = ("laplace", "gnmax", "confident_gnmax")
 SELECTIONS = ("cluster", "random")
@@ -258,17 +259,9 @@ class PATE(Defence):
                 or self.teacher_spreading):
             viewer = _View(student, rng).fit(X_public)
             view = viewer.transform(X_public)
-        self.teachers_ = []
-        for part in parts:
-            rows, labels = _safe_indexing(X, part), yi[part]
-            if len(np.unique(labels)) == 1:
-                t: Any = _Constant(int(labels[0]))
-            elif self.teacher_spreading:
-                assert viewer is not None and view is not None
-                t = _SpreadTeacher(viewer, view, rows, labels)
-            else:
-                t = clone(base).fit(rows, labels)
-            self.teachers_.append(t)
+        # the teachers are independent: tasks of their own where the executor spreads them
+        self.teachers_ = task_map(_teacher, parts, (X, yi, base, viewer, view,
+                                                    self.teacher_spreading))
         if self.query_selection == "cluster":
             assert view is not None  # built above whenever query_selection is "cluster"
             ask = _cluster_queries(view, min(self.max_queries, n_pub), rng)
@@ -403,6 +396,18 @@ class PATE(Defence):
         out = np.zeros((p.shape[0], len(self.classes_)))
         out[:, np.asarray(self.student_.classes_).astype(int)] = p
         return out
+
+
+def _teacher(shared: tuple[Any, ...], part: np.ndarray) -> Any:
+    """The teacher of one disjoint part of the sensitive records (a piece of :class:`PATE`)."""
+    X, yi, base, viewer, view, spreading = shared
+    rows, labels = _safe_indexing(X, part), yi[part]
+    if len(np.unique(labels)) == 1:
+        return _Constant(int(labels[0]))
+    if spreading:
+        assert viewer is not None and view is not None
+        return _SpreadTeacher(viewer, view, rows, labels)
+    return clone(base).fit(rows, labels)
 
 
 class _View:

@@ -44,6 +44,7 @@ from finmlsec.arrays import take_rows
 from finmlsec.defences._params import Float, Int, check_float, check_int
 from finmlsec.defences.base import DEFENCES, Defence, with_inner_input_tags
 from finmlsec.errors import CapabilityError
+from finmlsec.tasks import task_map
 
 _POISONING = frozenset({"generate_malicious_model"})
 
@@ -128,6 +129,17 @@ class TrimmedLossClassifier(Defence):
         self._adopt(fitted)
 
 
+def _fit_voter(shared: tuple[Any, Any, np.ndarray], member: tuple[int, np.ndarray]) -> Any:
+    """One voter of :class:`SubsampleVote`: a clone of the estimator, its unset random states
+    set to the voter's seed, fitted on the voter's subsample."""
+    estimator, X, y = shared
+    seed, idx = member
+    est = clone(estimator)
+    est.set_params(**{p: seed for p, v in est.get_params(deep=True).items()
+                      if (p == "random_state" or p.endswith("__random_state")) and v is None})
+    return est.fit(take_rows(X, idx), y[idx])
+
+
 class SubsampleVote(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
     """Bagging that indexes rows with ``_safe_indexing``, so each voter gets the input as given
     (a pandas DataFrame stays one, for column transformers selecting columns by name): each voter
@@ -191,17 +203,15 @@ class SubsampleVote(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
                                                                         size=self.n_estimators)
         n = len(y)
         k = min(max(int(round(self.max_samples * n)), 2), n)
-        self.estimators_: list[Any] = []
+        members = []
         for seed in seeds:
             idx = rng.choice(n, size=k, replace=False)
             other = np.flatnonzero(y != y[idx[0]])
             if len(np.unique(y[idx])) < 2 and len(other):  # a voter needs two classes
                 idx = np.concatenate([idx, [int(other[0])]])
-            est = clone(self._inner())
-            est.set_params(**{p: int(seed) for p, v in est.get_params(deep=True).items()
-                              if (p == "random_state" or p.endswith("__random_state"))
-                              and v is None})
-            self.estimators_.append(est.fit(take_rows(X, idx), y[idx]))
+            members.append((int(seed), idx))
+        # the voters are independent: tasks of their own where the executor spreads them
+        self.estimators_: list[Any] = task_map(_fit_voter, members, (self._inner(), X, y))
         return self
 
     def predict_proba(self, X: Any) -> np.ndarray:
