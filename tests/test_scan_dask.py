@@ -45,7 +45,7 @@ def _comparable(store: Store, run_id: str) -> dict[str, Any]:
     for u in store.units(run_id):
         assert u.status in ("done", "skipped"), (u.unit_id, u.outcome)
         o = {k: v for k, v in (u.outcome or {}).items() if k not in ("seconds", "worker",
-                                                                        "pieces")}
+                                                                        "pieces", "cpu_seconds")}
         if o["result"] is not None:
             o["result"] = {k: v for k, v in o["result"].items() if k != "seconds"}
             o["result"]["metrics"] = {k: v for k, v in o["result"]["metrics"].items()

@@ -39,6 +39,7 @@ def _comparable(store: Store, run_id: str) -> dict[str, Any]:
         o = dict(u.outcome or {})
         o.pop("seconds", None)
         o.pop("worker", None)
+        o.pop("cpu_seconds", None)
         if o["result"] is not None:
             o["result"] = {k: v for k, v in o["result"].items() if k != "seconds"}
             # wall-clock figures (seconds per victim, ...) are the only thing allowed to differ

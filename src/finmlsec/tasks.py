@@ -8,7 +8,7 @@ fill the cores), or as tasks of their own on a Dask cluster (the scan's Dask exe
 its map with :func:`mapping_with` around each unit). ``fn`` must be a module-level function
 (sent by reference) that depends only on its arguments: the results, in the order of ``items``,
 are then identical wherever the pieces ran. Inside :func:`recording`, every map also records
-how long each piece took and the map's wall time (the scan keeps it with the unit's outcome: the
+how long each piece took (wall and CPU time) and the map's wall time (the scan keeps it with the unit's outcome: the
 task graph from which ``bench/bench_dask.py`` bounds the run time on more workers).
 
 Example:
@@ -58,15 +58,16 @@ _LEDGER: ContextVar[list[dict[str, Any]] | None] = ContextVar("finmlsec_task_led
 
 
 class _Timed:
-    """``fn`` returning ``(result, seconds)`` (a class, so that it pickles by reference)."""
+    """``fn`` returning ``(result, wall seconds, CPU seconds of its thread)`` (a class, so that
+    it pickles by reference)."""
 
     def __init__(self, fn: Callable[[Any, Any], Any]) -> None:
         self.fn = fn
 
-    def __call__(self, shared: Any, item: Any) -> tuple[Any, float]:
-        t0 = time.perf_counter()
+    def __call__(self, shared: Any, item: Any) -> tuple[Any, float, float]:
+        t0, c0 = time.perf_counter(), time.thread_time()
         out = self.fn(shared, item)
-        return out, round(time.perf_counter() - t0, 4)
+        return out, round(time.perf_counter() - t0, 4), round(time.thread_time() - c0, 4)
 
 
 def task_map(fn: Callable[[Any, Any], Any], items: Iterable[Any], shared: Any = None,
@@ -79,14 +80,16 @@ def task_map(fn: Callable[[Any, Any], Any], items: Iterable[Any], shared: Any = 
         return mapper(fn, list(items), shared, progress)
     t0 = time.perf_counter()
     timed = mapper(_Timed(fn), list(items), shared, progress)
-    ledger.append({"fn": getattr(fn, "__name__", "piece"), "seconds": [s for _, s in timed],
+    ledger.append({"fn": getattr(fn, "__name__", "piece"), "seconds": [w for _, w, _ in timed],
+                   "cpu": [c for _, _, c in timed], "inline": mapper is serial_map,
                    "wall": round(time.perf_counter() - t0, 4)})
-    return [r for r, _ in timed]
+    return [r for r, _, _ in timed]
 
 
 @contextlib.contextmanager
 def recording() -> Iterator[list[dict[str, Any]]]:
-    """Record the maps made inside the block: one ``{"fn", "seconds": [per piece], "wall"}``
+    """Record the maps made inside the block: one ``{"fn", "seconds": [wall time per piece],
+    "cpu": [CPU time of each piece's thread], "inline": ran in the caller's thread, "wall"}``
     per :func:`task_map` call."""
     ledger: list[dict[str, Any]] = []
     token = _LEDGER.set(ledger)

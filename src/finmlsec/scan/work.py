@@ -505,6 +505,7 @@ def execute_unit(ctx: ScanContext, unit: Unit, bundle: bytes | None = None) -> d
     out: dict[str, Any] = {"unit": unit.id, "status": "done", "result": None, "utility": None,
                            "error": None, "worker": worker}
     fired = [False]
+    cpu = time.thread_time()
     try:
         with threadpool_limits(limits=1), _time_limit(unit.timeout) as fired, \
                 recording() as pieces:
@@ -522,6 +523,8 @@ def execute_unit(ctx: ScanContext, unit: Unit, bundle: bytes | None = None) -> d
         out.update(status="error", error=timeout_message(unit) if fired[0]
                    else f"{type(exc).__name__}: {exc}\n{tb}")
     out["seconds"] = round(time.perf_counter() - start, 3)
+    # CPU time of the unit's own thread (with its inline pieces; not pieces run as tasks)
+    out["cpu_seconds"] = round(time.thread_time() - cpu, 3)
     return out
 
 
