@@ -81,10 +81,11 @@ def load_spec(path: str | Path) -> SystemSpec:
     return parse_spec(text, source=str(p), base_dir=p.resolve().parent)
 
 
-def parse_spec(text: str, *, source: str = "<spec>", base_dir: Path | None = None) -> SystemSpec:
-    """Validate YAML text; ``source`` is the name used in error messages."""
+def load_yaml(text: str, source: str = "<spec>") -> Any:
+    """The YAML document ``text`` (safe loader, duplicate keys refused); a :class:`SpecError`
+    naming ``source`` and the line for malformed YAML. Specs and inventories are read with it."""
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506  (a SafeLoader subclass)
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506  (a SafeLoader subclass)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "?"
@@ -92,6 +93,11 @@ def parse_spec(text: str, *, source: str = "<spec>", base_dir: Path | None = Non
         if str(problem).startswith("duplicate key"):
             raise SpecError(f"{problem} (at {where})", source) from None
         raise SpecError(f"malformed YAML at {where}: {problem}; fix the YAML syntax", source) from None
+
+
+def parse_spec(text: str, *, source: str = "<spec>", base_dir: Path | None = None) -> SystemSpec:
+    """Validate YAML text; ``source`` is the name used in error messages."""
+    data = load_yaml(text, source)
     if not isinstance(data, dict):
         got = type(data).__name__ if data is not None else "an empty document"
         raise SpecError(
