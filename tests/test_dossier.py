@@ -152,7 +152,7 @@ def test_a_run_without_a_recorded_environment_says_so() -> None:
 
 def test_a_resume_in_another_environment_is_recorded(tmp_path: Path) -> None:
     from finmlsec.scan import finish
-    from finmlsec.scan.environment import environment, merge
+    from finmlsec.environment import environment, merge
     from finmlsec.store import Store
 
     here = environment()

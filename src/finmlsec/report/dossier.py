@@ -20,7 +20,7 @@ from typing import Any
 
 from finmlsec.errors import AuditError, ConfigError
 from finmlsec.report.words import overview, threat_name, verdict
-from finmlsec.scan.environment import environment as current_environment
+from finmlsec.environment import environment as current_environment
 
 DOSSIER_VERSION = 1
 MANIFEST = "manifest.json"

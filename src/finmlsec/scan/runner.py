@@ -21,8 +21,8 @@ import finmlsec
 from finmlsec.errors import StoreError
 from finmlsec.scan.bundle import digest, make_bundle
 from finmlsec.scan.decide import summarize
-from finmlsec.scan.environment import environment
-from finmlsec.scan.environment import merge as merge_environments
+from finmlsec.environment import environment
+from finmlsec.environment import merge as merge_environments
 from finmlsec.scan.executors import Executor, ProcessExecutor, run_units
 from finmlsec.scan.plan import ScanPlan, Unit, make_plan
 from finmlsec.scan.profiles import Profile, get_profile
