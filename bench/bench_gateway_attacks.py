@@ -11,7 +11,11 @@ public copy's answers (see ``finmlsec.gateway.redteam``).
 
 Columns: fidelity reached, the no-query baseline (better of the constant copy and a copy trained
 on the public split), records sent / answered / refused by the input screen, records answered
-when the key was blocked, and "stopped" (fidelity <= baseline + 5 points). Fidelity is measured
+when the key was blocked, "stopped" (fidelity <= baseline + 5 points), and the fidelity's Wilson
+95% interval over the records it is measured on. For an attack not stopped, a control line: the
+same attack without the gateway, the model answering its first k queries and the attacker's own
+copy every later one (k = 0, 1, the answers it got before the block, all): whether the extra
+fidelity comes from the model's answers or from the copy that answers after the block. Fidelity is measured
 on the held-out split or, where the model's decisions are imbalanced (under 20% for the rarer
 one: "(bal.)"), on every record of the test and training splits with the rarer decision and as
 many others (a constant copy would score 0.998 on fraud otherwise). Then 60 genuine clients per
@@ -45,6 +49,9 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--usecases", default="credit-scoring,fraud,market-anomaly")
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--skip-genuine", action="store_true")
+    ap.add_argument("--no-controls", action="store_true",
+                    help="no control runs for attacks not stopped (the attack without the "
+                    "gateway, the model answering its first k queries, its own copy the rest)")
     ap.add_argument("--skip-attacks", action="store_true",
                     help="only the genuine clients (the scenarios are still built)")
     args = ap.parse_args(argv)
@@ -62,14 +69,24 @@ def main(argv: list[str]) -> int:
         scenarios.setdefault(usecase, sc)
         if args.skip_attacks:
             continue
-        for o in rt.attack_gateway(sc, rt.standard_attacks(sc), fallback=rt.public_copy(sc),
-                                   batch_size=args.batch):
+        attacks = rt.standard_attacks(sc)
+        fallback = rt.public_copy(sc)
+        for (_, attack, budget), o in zip(attacks, rt.attack_gateway(
+                sc, attacks, fallback=fallback, batch_size=args.batch), strict=True):
             at = "-" if o.blocked_after is None else str(o.blocked_after)
             verdict = "ERROR" if o.error else ("yes" if o.stopped else "NO")
             failures += verdict != "yes"
+            lo, hi = o.interval
             print(f"{o.scenario:<30} {o.attack:<30} {o.fidelity:>8.3f} {o.baseline:>8.3f} "
                   f"{o.rows_sent:>5} {o.rows_answered:>8} {o.rows_screened:>8} {at:>10} "
-                  f"{verdict:>7}" + (f"  {o.error}" if o.error else ""), flush=True)
+                  f"{verdict:>7}  [{lo:.2f}, {hi:.2f}] of {o.n_eval}"
+                  + (f"  {o.error}" if o.error else ""), flush=True)
+            if verdict == "NO" and o.blocked_after is not None and not args.no_controls:
+                # the same attack, the model answering exactly k queries, its own copy the rest
+                ks = sorted({0, 1, o.blocked_after, budget})
+                got = {k: rt.cutoff_fidelity(sc, attack, budget, fallback, k) for k in ks}
+                print(f"{'':<30} {'  control, k model answers:':<30} "
+                      + ", ".join(f"k={k}: {v:.3f}" for k, v in got.items()), flush=True)
     if args.skip_genuine:
         scenarios = {}
     print(f"\n{'use case':<24} {'clients':>7} {'records':>7} {'blocked':>7} {'flagged':>7} "

@@ -65,3 +65,26 @@ def test_genuine_clients_are_not_blocked(scenario: rt.Scenario) -> None:
                            per_request=2)
     assert g.rows == 8 * 60
     assert g.blocked == 0 and g.flagged == 0 and g.screened_rows <= 2, g
+
+
+def test_the_cutoff_control_answers_k_queries_from_the_model(scenario: rt.Scenario) -> None:
+    """The harness's control: the model answers the first k queries, the attacker's own copy
+    every later one; the fidelity interval is reported over the evaluation records."""
+    import numpy as np
+
+    fallback = rt.public_copy(scenario)
+    X = scenario.data.test.X.iloc[:10]
+    oracle = rt.CutoffOracle(scenario.target, fallback, 7, access="proba", budget=10)
+    got = np.vstack([oracle.predict_proba(X.iloc[:4]), oracle.predict_proba(X.iloc[4:])])
+    np.testing.assert_allclose(got[:7], scenario.target.predict_proba(X.iloc[:7]))
+    np.testing.assert_allclose(got[7:], fallback.predict_proba(X.iloc[7:]))
+    assert oracle.queries_used == 10
+    from dataclasses import replace
+
+    exact = replace(scenario, access="proba")  # full-precision answers: equation solving copies
+    eq = EquationSolving(n_uniform=0)
+    blind = rt.cutoff_fidelity(exact, eq, 49, fallback, 0)
+    told = rt.cutoff_fidelity(exact, eq, 49, fallback, 49)
+    assert told >= 0.97 and told > blind + 0.05, (blind, told)
+    lo, hi = rt.wilson(29 / 48, 48)
+    assert round(lo, 2) == 0.46 and round(hi, 2) == 0.73
