@@ -10,7 +10,7 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src" / "finmlsec"
 LAYERS: dict[str, int] = {
     "errors": 0, "registry": 0, "extras": 0, "metrics": 0, "schema": 0, "ids": 0, "arrays": 0,
-    "tasks": 0,
+    "tasks": 0, "environment": 0,
     "spec": 1, "threatmodel": 1,
     "datasets": 2, "targets": 2,
     "attacks": 3, "defences": 3, "guards": 3,
