@@ -27,15 +27,14 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Infer a complete, commented feature schema from DATA.csv: types and dtypes as the
         model reads them, ranges, categories, missing values, fields to review."""
-        import pandas as pd
-
+        from finmlsec.datasets._files import read_csv
         from finmlsec.datasets.schema_infer import infer_schema, to_yaml
         from finmlsec.errors import DataError
 
         if not data.is_file():
             raise DataError(f"{str(data)!r}: file not found")
         try:
-            frame = pd.read_csv(data)
+            frame = read_csv(data)
         except (ValueError, OSError) as exc:
             raise DataError(f"{str(data)!r}: cannot read the CSV: "
                             f"{str(exc).splitlines()[0]}") from None

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from finmlsec.errors import DataError
 
@@ -17,3 +21,25 @@ def data_file(name: str) -> Path:
             "(the file is part of the package and is never downloaded)"
         )
     return path
+
+
+#: The separators a bank's export uses; the one of a file is read off its header line.
+SEPARATORS = (",", ";", "\t", "|")
+
+
+def csv_separator(path: Path) -> str:
+    """The separator of the CSV at ``path``: of ``, ; tab |``, the one its header line has most
+    of outside quotes (``,`` when it has none, a one-column file). European exports use ``;``."""
+    with open(path, encoding="utf-8", errors="replace", newline="") as fh:
+        header = fh.readline()
+    bare = "".join(header.split('"')[::2])  # outside double quotes
+    counts = {s: bare.count(s) for s in SEPARATORS}
+    best = max(SEPARATORS, key=lambda s: counts[s])
+    return best if counts[best] else ","
+
+
+def read_csv(path: Path, **kwargs: object) -> pd.DataFrame:
+    """``pandas.read_csv`` of ``path`` with its own separator (:func:`csv_separator`)."""
+    import pandas as pd
+
+    return pd.read_csv(path, sep=csv_separator(path), **kwargs)

@@ -49,6 +49,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from finmlsec.datasets._files import read_csv
 from finmlsec.errors import DataError
 
 #: the splits and their shares of the rows (and of the sample)
@@ -127,7 +128,7 @@ def iter_chunks(path: Path, label: str, chunk_rows: int = CHUNK_ROWS) -> Iterato
     if not path.is_file():
         raise DataError(f"data.path {str(path)!r}: file not found")
     try:
-        for frame in pd.read_csv(path, chunksize=chunk_rows):
+        for frame in read_csv(path, chunksize=chunk_rows):
             if label not in frame.columns:
                 raise DataError(f"data.path {str(path)!r}: no label column {label!r}; columns "
                                 f"are {list(frame.columns)}")

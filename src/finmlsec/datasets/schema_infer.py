@@ -47,6 +47,57 @@ _PERSONAL = re.compile(
     re.IGNORECASE)
 
 
+#: A column with at least this share of missing cells is flagged as mostly missing.
+MOSTLY_MISSING = 0.9
+#: A text column whose values parse as numbers (or dates) in at least this share is flagged.
+AS_TEXT = 0.95
+#: Text values that usually stand for a missing value.
+MISSING_MARKERS = frozenset({"unknown", "?", "na", "n/a", "none", "null", "-", "missing", ""})
+_DATE_FORMATS = ("%b-%Y", "%Y-%m", "%Y-%m-%d", "%d/%m/%Y", "%m/%d/%Y", "%d.%m.%Y", "%Y%m%d")
+_NUMBER = re.compile(r"^\s*[-+]?[$€£¥]?\s*[-+]?[\d,]*\.?\d+\s*(%|[a-zA-Z ]{0,12})$")
+
+
+def _share_numbers(texts: pd.Series) -> tuple[float, str]:
+    """The share of ``texts`` that are numbers written with a currency sign, thousands
+    separators, a percent sign or a unit word (``'$1,250.00'``, ``'13.56%'``, ``' 36 months'``),
+    and one such value."""
+    if texts.empty:
+        return 0.0, ""
+    hit = texts.str.match(_NUMBER) & texts.str.contains(r"\d", regex=True)
+    return float(hit.mean()), (str(texts[hit].iloc[0]) if bool(hit.any()) else "")
+
+
+def _share_dates(texts: pd.Series) -> float:
+    """The largest share of ``texts`` that one of the usual date formats parses."""
+    if texts.empty or not texts.str.contains(r"\d", regex=True).any():
+        return 0.0
+    sample = texts.iloc[:500]
+    best = 0.0
+    for fmt in _DATE_FORMATS:
+        parsed = pd.to_datetime(sample, format=fmt, errors="coerce")
+        best = max(best, float(parsed.notna().mean()))
+    return best
+
+
+def _text_notes(texts: pd.Series) -> list[str]:
+    """What a reviewer should know about a text column: numbers written as text, missing
+    markers."""
+    out: list[str] = []
+    share, example = _share_numbers(texts.str.strip().where(lambda t: t != "", texts))
+    if share >= AS_TEXT and not pd.to_numeric(texts, errors="coerce").notna().all():
+        out.append(f"numbers written as text (e.g. {example!r}): the model receives the text as "
+                   "the file has it, and an attack changes it only as a category or not at "
+                   "all; if the model reads numbers, give files with the column converted the "
+                   "way the pipeline converts it (train, test, population and data.path)")
+    markers = texts[texts.str.strip().str.lower().isin(MISSING_MARKERS)]
+    if len(markers):
+        top = markers.value_counts()
+        out.append(f"{top.index[0]!r} in {int(top.iloc[0])} row(s): a missing-value marker? "
+                   "the model sees it as a value; keep it as one if the model was trained so, "
+                   "else write the cells empty and declare nullable")
+    return out
+
+
 @dataclass(frozen=True)
 class Inferred:
     """An inferred schema and, per field, what was seen and what to review."""
@@ -98,6 +149,11 @@ def infer_schema(
         }
         if looks_personal and key not in personal:
             say.append("name looks personal: suggested personal and immutable (review)")
+        if levels == 1:
+            say.append("one value in every row: carries no information (drop it if the model "
+                       "does not read it)")
+        if n and missing / n >= MOSTLY_MISSING:
+            say.append("mostly missing: a model sees almost nothing of it")
         if pd.api.types.is_bool_dtype(col):
             kw["type"] = "binary"
         elif pd.api.types.is_numeric_dtype(col):
@@ -106,19 +162,25 @@ def infer_schema(
             if key in integer or pd.api.types.is_integer_dtype(col) or whole:
                 kw["type"] = "binary" if set(np.unique(arr)) <= {0.0, 1.0} and levels == 2 \
                     else "integer"
-                if kw["type"] == "integer" and levels <= FEW_LEVELS:
+                if kw["type"] == "integer" and 1 < levels <= FEW_LEVELS:
                     say.append(f"possible category: only {levels} levels (integer codes?); "
                                "declare type: categorical with the codes as categories if they "
                                "have no order (the model still gets integers: dtype)")
                 if levels == n and n > FEW_LEVELS:
-                    say.append("every value distinct: an identifier? remove it if the model "
-                               "does not read it")
+                    kw["immutable"] = True
+                    say.append("every value distinct: an identifier? set immutable; remove it "
+                               "if the model does not read it")
             else:
                 kw["type"] = "numeric"
             if arr.size and kw["type"] != "binary":
                 kw.update(min=_num(arr.min()), max=_num(arr.max()))
         else:
             texts = values.astype(str)
+            say += _text_notes(texts)
+            if _share_dates(texts) >= AS_TEXT:
+                kw["immutable"] = True
+                say.append("dates: set immutable (an applicant cannot change them); the model "
+                           "receives them as text, as the file has them")
             if levels <= MAX_CATEGORIES:
                 kw.update(type="categorical", categories=tuple(sorted(texts.unique())))
             else:

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from finmlsec.datasets._files import read_csv
 from finmlsec.datasets.base import Dataset
 from finmlsec.datasets.schema_infer import infer_schema
 from finmlsec.errors import DataError, SpecError
@@ -145,7 +146,7 @@ def _dataset_from_csv(path: Path, label: str, schema: FeatureSchema | None) -> D
     if not path.is_file():
         raise DataError(f"data.path {str(path)!r}: file not found")
     try:
-        raw = pd.read_csv(path)
+        raw = read_csv(path)
     except (ValueError, OSError) as exc:
         raise DataError(f"data.path {str(path)!r}: cannot read the CSV: {exc}") from None
     if label not in raw.columns:
@@ -171,7 +172,7 @@ def _dataset_from_csv(path: Path, label: str, schema: FeatureSchema | None) -> D
 
 def read_table(path: Path, schema: FeatureSchema | None) -> pd.DataFrame:
     """A CSV as the scan holds it: as pandas reads it, categorical fields as text."""
-    raw = pd.read_csv(path)
+    raw = read_csv(path)
     return as_schema_view(raw, schema) if schema is not None else raw
 
 

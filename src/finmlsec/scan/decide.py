@@ -67,8 +67,8 @@ def trials(outcome: dict[str, Any]) -> float | None:
     (``n_test`` of the outcome); None when unknown."""
     m = (outcome.get("result") or {}).get("metrics") or {}
     for key in ("n_trials", "n_victims"):
-        if m.get(key):
-            return float(m[key])
+        if key in m and m[key] is not None:
+            return float(m[key])  # 0: nothing to attack (see :func:`effect`)
     if m.get("members") is not None and m.get("nonmembers") is not None:
         return float(m["members"]) + float(m["nonmembers"]) or None
     if "flipped" in m:
@@ -88,7 +88,8 @@ def figure(outs: list[dict[str, Any]]) -> dict[str, Any]:
     mean = sum(vals) / k if k else None
     spread = (sum((v - (mean or 0.0)) ** 2 for v in vals) / (k - 1)) ** 0.5 if k >= 2 else None
     return {"success": mean, "seeds": k,
-            "trials": sum(n for n in ns if n) if ns and all(ns) else None, "spread": spread}
+            "trials": sum(n for n in ns if n) if ns and all(ns) else None, "spread": spread,
+            "empty": bool(ns) and all(n == 0 for n in ns)}
 
 
 def effect(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
@@ -109,6 +110,9 @@ def effect(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
         'no measurable effect (0.600 -> 0.600)'
         >>> effect(a, {"success": 0.5, "trials": 100.0, "seeds": 1, "spread": None})["words"][:30]
         'effect not shown beyond noise '
+        >>> effect(a, {"success": 0.0, "trials": None, "seeds": 1, "spread": None,
+        ...            "empty": True})["words"][:31]
+        'not measurable (0.600 -> 0.000)'
     """
     b, a = float(before["success"]), float(after["success"])
     diff = b - a
@@ -121,7 +125,12 @@ def effect(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
         var += before["spread"] ** 2 / before["seeds"] + after["spread"] ** 2 / after["seeds"]
         basis.append(f"seed-to-seed spread over {before['seeds']} and {after['seeds']} seeds")
     se = var ** 0.5
-    if not basis:
+    if after.get("empty") or before.get("empty"):
+        significant, words = False, (
+            f"not measurable ({b:.3f} -> {a:.3f}): no record was decided against the "
+            f"attacker {'behind it' if after.get('empty') else 'as deployed'}, so there was "
+            "nothing to attack (a model that never decides against anyone)")
+    elif not basis:
         significant, words = False, (
             f"effect not established ({b:.3f} -> {a:.3f}; one seed and an unknown number of "
             "trials give no estimate of noise)")

@@ -150,10 +150,12 @@ class OnnxTarget:
                     f"this ONNX model takes one input per column {[i.name for i in self.inputs]}; "
                     f"pass a pandas DataFrame, not {type(X).__name__}"
                 )
-            missing = [i.name for i in self.inputs if i.name not in X.columns]
+            cols = {i.name: _column_for(i.name, X.columns) for i in self.inputs}
+            missing = [name for name, col in cols.items() if col is None]
             if missing:
-                raise TargetError(f"missing column(s) {missing} for the ONNX model's inputs")
-            return {i.name: self._cast(X[[i.name]].to_numpy(), i) for i in self.inputs}
+                raise TargetError(f"missing column(s) {missing} for the ONNX model's inputs; "
+                                  f"the data has {[str(c) for c in X.columns]}")
+            return {i.name: self._cast(X[[cols[i.name]]].to_numpy(), i) for i in self.inputs}
         spec = self.inputs[0]
         if isinstance(X, pd.DataFrame):
             arr = X.to_numpy()
@@ -233,3 +235,16 @@ class OnnxTarget:
 
     def __repr__(self) -> str:
         return f"OnnxTarget({len(self.inputs)} input(s), classes={len(self.classes_)})"
+
+
+def _column_for(name: str, columns: Any) -> Any:
+    """The column an ONNX input ``name`` reads: the column of that name, else the one column
+    whose name becomes ``name`` when each run of characters other than letters, digits and ``_``
+    is replaced by ``_`` (exporters such as skl2onnx rename ``"CREDIT LIMIT"`` to
+    ``CREDIT_LIMIT``); None when there is none or more than one."""
+    import re
+
+    if name in columns:
+        return name
+    found = [c for c in columns if re.sub(r"[^0-9A-Za-z_]+", "_", str(c)) == name]
+    return found[0] if len(found) == 1 else None
