@@ -151,8 +151,8 @@ def test_a_run_without_a_recorded_environment_says_so() -> None:
 
 
 def test_a_resume_in_another_environment_is_recorded(tmp_path: Path) -> None:
-    from finmlsec.scan import finish
     from finmlsec.environment import environment, merge
+    from finmlsec.scan import finish
     from finmlsec.store import Store
 
     here = environment()

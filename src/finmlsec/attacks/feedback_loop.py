@@ -251,7 +251,7 @@ class FeedbackLoopPoisoning(Attack):
                     stale = False
             curve["round"].append(float(rnd))
             curve["poison_share"].append(counts["poison_acc"] / len(y))
-            if hasattr(model, "predict_proba"):
+            if not isinstance(model, _Deployed) and hasattr(model, "predict_proba"):
                 col = int(np.flatnonzero(np.asarray(model.classes_) == goal)[0])
                 curve["target_score"].append(float(model.predict_proba(profile)[0, col]))
             if model.predict(profile)[0] == goal:

@@ -126,7 +126,7 @@ def _profile(X: Any, y: np.ndarray, exposed: np.ndarray) -> dict[str, Any]:
             rare |= freq[c].to_numpy() < RARE
         p["rare_category_share"] = {"exposed": float(rare[exposed].mean()),
                                     "all": float(rare.mean())}
-        over = []
+        over: list[tuple[float, dict[str, Any]]] = []  # (over-representation, the group)
         sub = cats.iloc[exposed]
         for c in cats:
             vc = sub[c].value_counts()
@@ -135,8 +135,8 @@ def _profile(X: Any, y: np.ndarray, exposed: np.ndarray) -> dict[str, Any]:
                     continue
                 a, b = n / len(exposed), float((cats[c] == v).mean())
                 if a >= 2 * b:
-                    over.append({"field": str(c), "value": str(v), "exposed": float(a),
-                                 "all": b})
-        over.sort(key=lambda o: o["exposed"] / max(o["all"], 1e-9), reverse=True)
-        p["over_represented"] = over[:3]
+                    over.append((a / max(b, 1e-9), {"field": str(c), "value": str(v),
+                                                    "exposed": float(a), "all": b}))
+        over.sort(key=lambda o: o[0], reverse=True)
+        p["over_represented"] = [group for _, group in over[:3]]
     return p

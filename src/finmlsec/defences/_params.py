@@ -46,7 +46,8 @@ class Int:
 
     def accepts(self, v: Any) -> bool:
         return (isinstance(v, numbers.Integral) and not isinstance(v, bool)
-                and (self.lo is None or v >= self.lo) and (self.hi is None or v <= self.hi))
+                and (self.lo is None or int(v) >= self.lo)
+                and (self.hi is None or int(v) <= self.hi))
 
     def describe(self) -> str:
         return f"an int in {_bounds(self.lo, self.hi)}"

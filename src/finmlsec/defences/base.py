@@ -129,8 +129,12 @@ class Defence(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         self._fit(X, y, **fit_params)
         return self
 
-    def _fit(self, X: Any, y: Any, **fit_params: Any) -> None:
-        """Train with the defence in place, setting trailing-underscore attributes only."""
+    def _fit(self, X: Any, y: Any) -> None:
+        """Train with the defence in place, setting trailing-underscore attributes only.
+
+        A subclass adds the keyword fit parameters it takes (``sources=None``, or
+        ``**fit_params`` to hand them all to the defended model); :meth:`fit` refuses the others
+        before the call, so the base takes none."""
         raise NotImplementedError
 
     def _default_estimator(self, X: Any = None) -> Any:

@@ -36,13 +36,15 @@ from finmlsec.errors import ConfigError
 from finmlsec.gateway.policy import (
     BudgetPolicy,
     ExtractionPolicy,
+    OutputMode,
     OutputPolicy,
     Policy,
     ScreenPolicy,
 )
 
-OUTPUT_MODES = {"confidence.round": "round", "confidence.truncate": "truncate",
-                "confidence.top_k": "top_k", "confidence.label_only": "label_only"}
+OUTPUT_MODES: dict[str, OutputMode] = {
+    "confidence.round": "round", "confidence.truncate": "truncate",
+    "confidence.top_k": "top_k", "confidence.label_only": "label_only"}
 SCREENS = ("input_screen.ood", "input_screen.squeeze")
 WHY_NOT = {
     "input_screen": "it combines an out-of-distribution detector and feature squeezing, and the "

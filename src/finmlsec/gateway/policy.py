@@ -32,10 +32,13 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+OutputMode = Literal["none", "round", "truncate", "top_k", "label_only"]
+
+
 class OutputPolicy(_Section):
     """Confidence modification (the paper's "modify confidence values")."""
 
-    mode: Literal["none", "round", "truncate", "top_k", "label_only"] = "none"
+    mode: OutputMode = "none"
     decimals: int = Field(default=2, ge=0, le=15)
     k: int = Field(default=1, ge=1)
 

@@ -37,7 +37,7 @@ import pandas as pd
 from finmlsec.attacks.base import Attack, AttackData
 from finmlsec.errors import CapabilityError, TargetError
 from finmlsec.targets.oracle import Access, Oracle
-from finmlsec.targets.remote import RemoteConfig, RemoteTarget
+from finmlsec.targets.remote import RemoteConfig, RemoteTarget, RequestMapping, ResponseMapping
 
 MARGIN = 0.05
 
@@ -91,8 +91,8 @@ class GatewayTarget(RemoteTarget):
     def __init__(self, url: str, token: str, classes: Any, *, fallback: Any,
                  batch_size: int = 100, max_wait: float = 2.0) -> None:
         cfg = RemoteConfig(url=url, headers={"Authorization": f"Bearer {token}"},
-                           request={"wrap": "records", "record": "dict"},
-                           response={"output": "proba", "path": "probabilities"},
+                           request=RequestMapping(wrap="records", record="dict"),
+                           response=ResponseMapping(output="proba", path="probabilities"),
                            batch_size=batch_size, retries=0, timeout=60)
         super().__init__(cfg, classes=list(classes))
         self.fallback = fallback
@@ -321,7 +321,8 @@ def attack_gateway(sc: Scenario, attacks: list[tuple[str, Attack, int]], *, fall
             oracle = GatewayOracle(sc.target, remote, access=sc.access, decimals=sc.decimals,
                                    budget=budget)
             t0 = time.perf_counter()
-            error, fid, base, notes = "", float("nan"), float("nan"), ()
+            error, fid, base = "", float("nan"), float("nan")
+            notes: tuple[str, ...] = ()
             try:
                 r = attack.run(oracle, sc.data)
                 fid = float(r.metrics.get("fidelity_test", float("nan")))

@@ -18,9 +18,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from finmlsec.environment import environment as current_environment
 from finmlsec.errors import AuditError, ConfigError
 from finmlsec.report.words import overview, threat_name, verdict
-from finmlsec.environment import environment as current_environment
 
 DOSSIER_VERSION = 1
 MANIFEST = "manifest.json"

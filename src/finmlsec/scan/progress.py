@@ -134,8 +134,8 @@ class CostModel:
                 return None
             total += p
         for uid, elapsed in (running or {}).items():
-            u = self.units.get(uid)
-            p = self.predict(u) if u is not None else None
+            unit = self.units.get(uid)
+            p = self.predict(unit) if unit is not None else None
             if p is None:
                 return None
             total += max(p - elapsed, 0.0)

@@ -18,11 +18,11 @@ from typing import Any
 from threadpoolctl import threadpool_limits
 
 import finmlsec
+from finmlsec.environment import environment
+from finmlsec.environment import merge as merge_environments
 from finmlsec.errors import StoreError
 from finmlsec.scan.bundle import digest, make_bundle
 from finmlsec.scan.decide import summarize
-from finmlsec.environment import environment
-from finmlsec.environment import merge as merge_environments
 from finmlsec.scan.executors import Executor, ProcessExecutor, run_units
 from finmlsec.scan.plan import ScanPlan, Unit, make_plan
 from finmlsec.scan.profiles import Profile, get_profile
