@@ -154,7 +154,7 @@ def main(argv: list[str]) -> int:
         profile = profile.model_copy(update={"max_defences": 0, "combinations": 0})
     case_dir = args.work / args.case
     spec = find_spec(case_dir) if case_dir.exists() else build(args.case, case_dir, seed=0)
-    scratch = args.work / "scratch"
+    scratch = args.work / f"scratch-{args.case}"
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
     rows = []
