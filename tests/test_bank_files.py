@@ -121,3 +121,16 @@ def test_the_quick_scan_of_the_lending_file_has_no_unit_in_error(
     assert behind.outcome["result"]["metrics"]["n_victims"] == 0
     assert "apply adversarial_training" not in output
     assert "adversarial_training: not measurable" in output
+
+
+@pytest.mark.slow
+def test_without_a_favourable_class_the_verdict_says_evasion_counts_both_directions(
+        lending: dict[str, Path], tmp_path: Path) -> None:
+    bare = lending["spec"].with_name("spec_bare.yaml")
+    bare.write_text(lending["spec"].read_text("utf-8").replace("  schema: schema.yaml\n", ""),
+                    encoding="utf-8")
+    code, output, units = _scan(bare, tmp_path / "b.db", "evasion.constrained",
+                                defences=("input_screen",))
+    assert code == 0, output
+    assert all(u.status in ("done", "skipped") for u in units), output
+    assert "either direction" in " ".join(output.split()) and "--favourable" in output

@@ -258,6 +258,13 @@ def summarize(plan: dict[str, Any], outcomes: dict[str, dict[str, Any]], *,
             entry["recommendation"] += (
                 "; the measured risk is a lower bound (" + "; ".join(entry["lower_bound"])
                 + "): run the thorough profile before accepting it")
+        if strongest and entry["success"] is not None and _either_direction(
+                outcomes.get(strongest["unit"]) or {}):
+            entry["recommendation"] += (
+                "; the success counts a change of decision in either direction (no "
+                "favourable_class in the schema): declare it (finmlsec schema infer DATA "
+                "--label COL --favourable VALUE) to count only moves to the outcome an "
+                "applicant wants")
         threats.append(entry)
     statuses = [o.get("status") for o in outcomes.values()]
     measured_risks = [t["risk"] for t in threats if t["risk"] in LEVELS]
@@ -274,6 +281,12 @@ def summarize(plan: dict[str, Any], outcomes: dict[str, dict[str, Any]], *,
         "utility_metric": metric,
         "effect_z": Z_EFFECT,
     }
+
+
+def _either_direction(outcome: dict[str, Any]) -> bool:
+    """Whether an evasion counted flips in both directions (no favourable outcome declared)."""
+    notes = (outcome.get("result") or {}).get("notes") or ()
+    return any("in either direction" in str(n) for n in notes)
 
 
 def lower_bound_reasons(t: dict[str, Any], attacks: list[dict[str, Any]]) -> list[str]:
