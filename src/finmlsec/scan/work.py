@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 import traceback
+import warnings
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
@@ -38,6 +39,12 @@ from finmlsec.errors import (
 )
 from finmlsec.scan.plan import REFERENCE_CELLS, Unit
 from finmlsec.tasks import recording
+
+# A column mostly missing (schema infer flags it) is wholly missing in some of the small samples
+# the attacks retrain on; the user's own imputer then drops it, as it would in their training,
+# and says so once per model: hundreds of lines in a scan's output, none of them a finding.
+warnings.filterwarnings("ignore", message="Skipping features without any observed values",
+                        category=UserWarning)
 
 #: Errors that mean "this attack or defence does not apply to this system": the unit is skipped.
 NOT_APPLICABLE = (CapabilityError, ConfigError, DataError, BudgetExceededError)
