@@ -159,3 +159,16 @@ def test_bad_claims_are_refused(tmp_path: Path, claim: str) -> None:
     spec.write_text(text, "utf-8")
     with pytest.raises(SpecError, match="privacy_claim"):
         load_spec(spec)
+
+
+def test_the_dossier_carries_the_privacy_loss_and_the_exposed_records(
+        scanned: dict[str, Any]) -> None:
+    from finmlsec.report.dossier import build_dossier, render_dossier_html
+    from finmlsec.report.scan import render_html
+
+    d = build_dossier(scanned)
+    [t] = [t for t in d["scan"]["threats"] if t["attack"] == "infer_training_data"
+           and t["success"] is not None]
+    assert t["privacy_loss"]["claim_contradicted"] is True and len(t["exposure"]["top"]) == 20
+    page = render_dossier_html(d, render_html(scanned))
+    assert "Privacy loss." in page and "CONTRADICTED" in page and "Who is exposed." in page
