@@ -221,3 +221,47 @@ def test_a_unit_over_its_time_limit_is_stopped_and_reported(spec: Path) -> None:
     import signal
 
     assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)  # timer cleared
+
+
+def test_the_time_limit_also_stops_a_unit_in_a_worker_thread(spec: Path) -> None:
+    # Dask runs units in worker threads, where POSIX timers cannot reach: the thread's own CPU
+    # clock is watched instead
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from finmlsec.scan import ScanContext, Unit, execute_unit
+
+    ctx = ScanContext(spec_path=str(spec))
+    unit = Unit(id="slow", threat="infer_training_data", via="model_io",
+                attack="membership.lira", params={"n_reference": 400}, budget=None,
+                seed=1, timeout=0.3)
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(execute_unit, ctx, unit.model_copy(
+            update={"timeout": None, "params": {"n_reference": 2}})).result()
+        out = pool.submit(execute_unit, ctx, unit).result(timeout=120)
+        assert out["status"] == "error" and out["error"].startswith("UnitTimeout")
+        assert out["cpu_seconds"] < 5
+        # a unit within its limit is untouched, and nothing is left pending in the thread
+        quick = unit.model_copy(update={"timeout": 60.0, "params": {"n_reference": 2}})
+        assert pool.submit(execute_unit, ctx, quick).result()["status"] == "done"
+        assert pool.submit(sum, [1, 2]).result() == 3
+    assert not [t for t in threading.enumerate() if t.name == "finmlsec-unit-limit"]
+
+
+def test_the_thread_limit_counts_waiting_as_wall_time() -> None:
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from finmlsec.scan.work import WALL_FACTOR, UnitTimeout, _time_limit
+
+    def wait() -> None:
+        with _time_limit(0.05):
+            for _ in range(6000):  # a unit waiting on a slow remote model, almost no CPU
+                time.sleep(0.01)
+
+    with ThreadPoolExecutor(1) as pool:
+        t0 = time.monotonic()
+        with pytest.raises(UnitTimeout):
+            pool.submit(wait).result(timeout=120)
+        waited = time.monotonic() - t0
+    assert WALL_FACTOR * 0.05 <= waited < 10

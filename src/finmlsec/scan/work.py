@@ -462,16 +462,82 @@ class UnitTimeout(Exception):  # noqa: N818 - reported by name in outcomes
 WALL_FACTOR = 10.0
 
 
+class _ThreadWatchdog:
+    """Stops the calling thread (not the main thread: a Dask worker's task thread) once it has
+    used ``seconds`` of its own CPU time, or :data:`WALL_FACTOR` times as much wall time: a
+    watcher thread reads the thread's CPU clock and raises :class:`UnitTimeout` in it
+    (``PyThreadState_SetAsyncExc``; it arrives at the thread's next Python instruction, so a
+    long call into compiled code finishes first)."""
+
+    POLL = 0.2
+
+    def __init__(self, seconds: float, fired: list[bool]) -> None:
+        self.seconds, self.fired = seconds, fired
+        self.ident = threading.get_ident()
+        self.clock = time.pthread_getcpuclockid(self.ident)
+        self.cpu0, self.wall0 = time.clock_gettime(self.clock), time.monotonic()
+        self.lock = threading.Lock()
+        self.done = False
+        self.stop = threading.Event()
+        self.watcher = threading.Thread(target=self._watch, name="finmlsec-unit-limit",
+                                        daemon=True)
+        self.watcher.start()
+
+    def _over(self) -> bool:
+        cpu = time.clock_gettime(self.clock) - self.cpu0
+        return (cpu >= self.seconds
+                or time.monotonic() - self.wall0 >= self.seconds * WALL_FACTOR)
+
+    def _watch(self) -> None:
+        import ctypes
+
+        while not self.stop.wait(self.POLL):
+            with self.lock:
+                if self.done:
+                    return
+                if self._over():
+                    self.fired[0] = True
+                    ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                        ctypes.c_ulong(self.ident), ctypes.py_object(UnitTimeout))
+                    return
+
+    def close(self) -> None:
+        """Stop watching; withdraw an exception sent but not yet raised (the unit ended first)
+        and raise it here instead."""
+        import ctypes
+
+        with self.lock:
+            self.done = True
+        self.stop.set()
+        self.watcher.join()
+        if self.fired[0]:
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self.ident), None)
+
+
 @contextlib.contextmanager
 def _time_limit(seconds: float | None) -> Iterator[list[bool]]:
-    """Raise :class:`UnitTimeout` after ``seconds`` of the process's CPU time, or
-    :data:`WALL_FACTOR` times as much wall time (POSIX timers; only in a process's main thread:
-    local workers and serial runs, not Dask worker threads). Yields a flag list that holds
-    ``True`` once a timer fired (a library may have turned the exception into its own)."""
+    """Raise :class:`UnitTimeout` after ``seconds`` of CPU time, or :data:`WALL_FACTOR` times as
+    much wall time: POSIX timers on the process's CPU time in a process's main thread (local
+    workers and serial runs), a watcher of the thread's own CPU clock in any other thread (Dask
+    worker threads). Yields a flag list that holds ``True`` once the limit fired (a library may
+    have turned the exception into its own)."""
     fired = [False]
-    usable = (seconds is not None and hasattr(signal, "SIGPROF")
-              and threading.current_thread() is threading.main_thread())
-    if not usable:
+    if seconds is None:
+        yield fired
+        return
+    if threading.current_thread() is not threading.main_thread():
+        if not hasattr(time, "pthread_getcpuclockid"):  # pragma: no cover - not POSIX
+            yield fired
+            return
+        dog = _ThreadWatchdog(float(seconds), fired)
+        try:
+            yield fired
+        finally:
+            dog.close()
+        if fired[0]:  # the limit fired but the exception was withdrawn before it arrived
+            raise UnitTimeout()
+        return
+    if not hasattr(signal, "SIGPROF"):  # pragma: no cover - not POSIX
         yield fired
         return
 
