@@ -134,3 +134,18 @@ def test_constrained_refuses_invalid_victims(credit: dict) -> None:
     with pytest.raises(DataError, match=r"missing column\(s\) \['age'\]"):
         ConstrainedEvasion().generate(Oracle(credit["gb"]), X.drop(columns=["age"]),
                                       schema=credit["ds"].schema)
+
+
+def test_transfer_on_a_model_that_decides_alike_for_everyone_says_so(credit: dict) -> None:
+    """A countermeasure can leave a model answering one class to every record; the transfer
+    attack then has nothing to copy and says why, not only "give more records"."""
+    from sklearn.dummy import DummyClassifier
+
+    ds = credit["ds"]
+    const = make_pipeline(preprocessor(ds.schema), DummyClassifier(strategy="most_frequent"))
+    const.fit(credit["train"].X, credit["train"].y)
+    with pytest.raises(DataError, match=r"answered \S+ to all \d+ records queried.*decides "
+                                        r"alike for everyone"):
+        ATTACKS.get("evasion.transfer")(n_seed=50, rounds=1).generate(
+            Oracle(const, access="label"), credit["test"].X.iloc[:5], schema=ds.schema,
+            population=credit["test"].X)

@@ -134,3 +134,26 @@ def test_without_a_favourable_class_the_verdict_says_evasion_counts_both_directi
     assert code == 0, output
     assert all(u.status in ("done", "skipped") for u in units), output
     assert "either direction" in " ".join(output.split()) and "--favourable" in output
+
+
+def test_a_model_trained_on_converted_numbers_given_the_raw_file_is_one_line_naming_the_column(
+        lending: dict[str, Path], tmp_path: Path) -> None:
+    """The bank's training script strips the '%' before fitting; the scan is given the export
+    as it is. One line, exit 2, naming the column and what to do; no unit runs."""
+    import skops.io as sio
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    train = pd.read_csv(lending["train"])
+    X = train[["loan_amnt", "int_rate"]].assign(int_rate=lambda f: f["int_rate"].str.rstrip("%")
+                                                .astype(float))
+    model = make_pipeline(StandardScaler(), LogisticRegression()).fit(X, train["loan_status"])
+    sio.dump(model, lending["spec"].with_name("converted.skops"))
+    spec = lending["spec"].with_name("spec_converted.yaml")
+    spec.write_text(lending["spec"].read_text("utf-8").replace("model.skops", "converted.skops"),
+                    encoding="utf-8")
+    code, output, units = _scan(spec, tmp_path / "c.db", "evasion.constrained")
+    assert code == 2 and not units, output
+    assert output.startswith("error: ") and output.count("\n") == 1, output
+    assert "'int_rate' (e.g. " in output and "converted" in output

@@ -174,8 +174,18 @@ def _smoke(target: Target, X: Any) -> None:
     except TargetError:
         raise
     except Exception as exc:
+        from finmlsec.datasets.schema_infer import numbers_as_text
+
+        hint = ""
+        if isinstance(X, pd.DataFrame):
+            found = numbers_as_text(X)
+            if found:
+                hint = ("; the data holds numbers written as text in " + ", ".join(
+                    f"{c!r} (e.g. {e!r})" for c, e in found.items()) + ": if the model was "
+                    "trained on them as numbers, give files with these columns converted the way "
+                    "the training converted them")
         raise TargetError(
             f"the model cannot predict on the spec's data ({type(exc).__name__}: "
             f"{str(exc).splitlines()[0] if str(exc) else ''}); check that model: and data: "
-            "describe the same inputs"
+            "describe the same inputs" + hint
         ) from None

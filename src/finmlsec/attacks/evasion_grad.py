@@ -322,7 +322,11 @@ class TransferEvasion(Attack):
             S = pd.concat([S, new], ignore_index=True)
             labels = np.concatenate([labels, np.asarray(oracle.predict(new))])
         if len(np.unique(labels)) < 2:
-            raise DataError("the stolen labels hold one class only; give more population records")
+            raise DataError(
+                f"the model answered {labels[0]!s} to all {len(S)} records queried (population "
+                "records and perturbations of them), so there is no boundary to copy: a model "
+                "that decides alike for everyone (check its utility), or too few population "
+                "records (give more)")
         model.fit(S, labels)
         self._stolen = (len(S), float(np.mean(model.predict(S) == labels)))
         goal = resolve_class(self.target_class, oracle.classes_, schema)

@@ -67,6 +67,26 @@ def _share_numbers(texts: pd.Series) -> tuple[float, str]:
     return float(hit.mean()), (str(texts[hit].iloc[0]) if bool(hit.any()) else "")
 
 
+def numbers_as_text(X: pd.DataFrame) -> dict[str, str]:
+    """The text columns of ``X`` that hold numbers written as text (``'13.56%'``,
+    ``'$1,250.00'``), each with one of its values.
+
+    Example:
+        >>> numbers_as_text(pd.DataFrame({"rate": ["13.56%", "7.10%"], "grade": ["A", "B"]}))
+        {'rate': '13.56%'}
+    """
+    out: dict[str, str] = {}
+    for name in X.columns:
+        col = X[name]
+        if pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
+            continue
+        texts = col.dropna().astype(str).str.strip()
+        share, example = _share_numbers(texts)
+        if share >= AS_TEXT:
+            out[str(name)] = example
+    return out
+
+
 def _share_dates(texts: pd.Series) -> float:
     """The largest share of ``texts`` that one of the usual date formats parses."""
     if texts.empty or not texts.str.contains(r"\d", regex=True).any():
