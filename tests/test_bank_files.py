@@ -157,3 +157,20 @@ def test_a_model_trained_on_converted_numbers_given_the_raw_file_is_one_line_nam
     assert code == 2 and not units, output
     assert output.startswith("error: ") and output.count("\n") == 1, output
     assert "'int_rate' (e.g. " in output and "converted" in output
+
+
+def test_separators_byte_order_marks_and_encodings_of_exports(tmp_path: Path) -> None:
+    from bank_files import run_cli
+
+    frame = pd.DataFrame({"年齢": [30, 41, 52, 63] * 5, "amount": ["1,5", "2,0", "3", "4"] * 5,
+                          "label": ["可", "否", "可", "可"] * 5})
+    for name, sep, enc in (("tab.csv", "\t", "utf-8"), ("pipe.csv", "|", "utf-8"),
+                           ("excel.csv", ";", "utf-8-sig")):
+        frame.to_csv(tmp_path / name, sep=sep, index=False, encoding=enc)
+        code, out = run_cli(["schema", "infer", str(tmp_path / name), "--label", "label",
+                             "--favourable", "可", "-o", str(tmp_path / "s.yaml")])
+        assert code == 0, (name, out)
+        assert list(_fields(tmp_path / "s.yaml")) == ["年齢", "amount"], name
+    frame.to_csv(tmp_path / "sjis.csv", index=False, encoding="cp932")
+    code, out = run_cli(["schema", "infer", str(tmp_path / "sjis.csv"), "--label", "label"])
+    assert code == 2 and out.count("\n") == 1 and "not UTF-8" in out and "iconv -f CP932" in out

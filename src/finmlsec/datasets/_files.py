@@ -39,7 +39,21 @@ def csv_separator(path: Path) -> str:
 
 
 def read_csv(path: Path, **kwargs: object) -> pd.DataFrame:
-    """``pandas.read_csv`` of ``path`` with its own separator (:func:`csv_separator`)."""
+    """``pandas.read_csv`` of ``path`` with its own separator (:func:`csv_separator`). A file
+    that is not UTF-8 (a Shift_JIS or Windows-1252 export) raises ValueError saying how to
+    convert it; its encoding is not guessed."""
+    import codecs
+
     import pandas as pd
 
+    with open(path, "rb") as fh:  # the first megabyte: where an export's encoding shows
+        head = fh.read(1 << 20)
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"the file is not UTF-8 text (byte {head[exc.start]:#04x} at offset "
+            f"{exc.start}); save it as UTF-8, e.g. for a Shift_JIS export "
+            f"`iconv -f CP932 -t UTF-8 {path.name} > utf8.csv`, for Windows-1252 "
+            "`iconv -f CP1252 -t UTF-8 ...`") from None
     return pd.read_csv(path, sep=csv_separator(path), **kwargs)
