@@ -18,7 +18,7 @@ from finmlsec.store.db import migrate
 from finmlsec.store.gateway import GatewayDB
 
 DURABLE = {"gw_counters", "gw_flags", "gw_prada_log"}
-HEAD = "0007"
+HEAD = "0008"
 
 
 def _version(engine: object, prefix: str = "") -> str:

@@ -133,6 +133,27 @@ def test_a_portfolio_is_scanned_reported_by_risk_and_compared_with_its_last_vali
         assert s["changes"]["previous_run"] == by_id[s["id"]]["run_id"], s
         assert not s["changes"]["worse"] and not s["changes"]["new"]  # same seed, same figures
 
+    # `runs list` shows the portfolios after the runs, newest first, with their highest risk
+    with pytest.raises(SystemExit) as exc:
+        main(["runs", "list", "--db", db])
+    listed, _ = capsys.readouterr()
+    assert exc.value.code in (0, None)
+    lines = listed.splitlines()
+    at = lines.index("portfolios:")
+    assert all(not line.startswith("pf-") for line in lines[:at])
+    assert [line.split()[0] for line in lines[at + 1:]] == [doc2["portfolio"]["id"], pid]
+    assert "Test bank" in lines[at + 2] and "3 systems (3 done)" in lines[at + 2]
+    assert f"risk high -> {doc['summary']['max_residual_risk']}" in lines[at + 2]
+    with pytest.raises(SystemExit):
+        main(["runs", "list", "--db", db, "--json"])
+    rows = json.loads(capsys.readouterr()[0])
+    assert [r["kind"] for r in rows] == ["run"] * 6 + ["portfolio"] * 2
+    assert rows[-1] | {"created_at": None} == {
+        "kind": "portfolio", "id": pid, "created_at": None, "status": "done",
+        "name": "Test bank", "inventory": str(root / "inventory.yaml"), "systems": 3,
+        "system_status": {"done": 3}, "owner": None, "max_risk": "high",
+        "max_residual_risk": doc["summary"]["max_residual_risk"]}
+
 
 def test_a_crashed_system_is_an_error_and_the_portfolio_resumes(
         systems: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -223,3 +244,82 @@ def test_a_bad_inventory_is_one_line_and_exit_2(
     assert lines[0].startswith("error: ") and message in lines[0], lines[0]
     assert str(inv) in lines[0] or "malformed" in lines[0]
     assert not (tmp_path / "s.db").exists() or not Store.open(str(tmp_path / "s.db")).runs()
+
+
+def _claims(tmp_path: Path) -> tuple[str, str]:
+    """A store in a SQLite file with one unfinished portfolio (no system planned); its URL and
+    the portfolio's id."""
+    url = f"sqlite:///{tmp_path / 'claims.db'}"
+    pid = Store.open(url).create_portfolio(
+        inventory_path=str(tmp_path / "inventory.yaml"), name="Claims", digest="d", options={},
+        systems=[{"name": "a", "spec_path": "a.yaml", "entry": {}}])
+    return url, pid
+
+
+def test_a_claim_is_renewed_while_held_released_after_and_taken_once_expired(
+        tmp_path: Path) -> None:
+    import time
+
+    from finmlsec.scan import portfolio
+
+    url, pid = _claims(tmp_path)
+    store = Store.open(url)
+    with portfolio.claimed(store, pid, "first", lease_seconds=0.6):
+        time.sleep(1.5)  # two and a half leases: only the heartbeat keeps it
+        with pytest.raises(portfolio.PortfolioBusyError, match=f"portfolio {pid} .* by first"):
+            portfolio.claim(Store.open(url), pid, "second", 0.6)
+    assert store.portfolio(pid).owner is None  # released at the end of the block
+    # a holder that died (no heartbeat, no release) blocks only until its lease runs out
+    assert store.claim_portfolio(pid, "crashed", 0.3)
+    assert not store.claim_portfolio(pid, "second", 0.3)
+    time.sleep(0.5)
+    assert store.claim_portfolio(pid, "second", 0.3)
+
+
+def test_a_second_scan_of_a_portfolio_being_scanned_refuses_in_one_line(
+        systems: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """One invocation holds the portfolio's claim in a thread of its own (as while it scans);
+    the same inventory scanned again in this thread, and ``--resume`` from another process,
+    each refuse with exit 2 on one line naming the portfolio; once released, it resumes."""
+    import subprocess
+    import sys
+    import threading
+
+    from finmlsec.scan import portfolio
+    from finmlsec.scan.inventory import load_inventory
+
+    root = _copy(systems, tmp_path)
+    db = str(tmp_path / "store.db")
+    store = Store.open(db)
+    pf, _ = portfolio.start(store, load_inventory(root / "inventory.yaml"))
+    held, done = threading.Event(), threading.Event()
+
+    def first() -> None:
+        with portfolio.claimed(Store.open(db), pf.id, "first-scan", lease_seconds=30):
+            held.set()
+            done.wait(60)
+
+    holder = threading.Thread(target=first)
+    holder.start()
+    try:
+        assert held.wait(30)
+        code, _, err = _scan(capsys, str(root / "inventory.yaml"), "--db", db, "--executor",
+                             "serial", "--out", str(tmp_path / "r"))
+        lines = err.strip().splitlines()
+        assert code == 2 and len(lines) == 1, err
+        assert f"portfolio {pf.id} (Test bank" in lines[0] and "by first-scan" in lines[0]
+        other = subprocess.run(
+            [sys.executable, "-c", "from finmlsec.cli.main import main; main()", "scan",
+             "--resume", pf.id, "--db", db, "--executor", "serial", "--quiet"],
+            capture_output=True, text=True, timeout=120)
+        assert other.returncode == 2 and len(other.stderr.strip().splitlines()) == 1, \
+            other.stderr
+        assert f"portfolio {pf.id}" in other.stderr and "by first-scan" in other.stderr
+        assert all(s.run_id is None for s in store.portfolio(pf.id).systems)  # nothing ran
+    finally:
+        done.set()
+        holder.join()
+    assert store.portfolio(pf.id).owner is None
+    again, resumed = portfolio.start(store, load_inventory(root / "inventory.yaml"),
+                                     owner="second-scan")
+    assert resumed and again.id == pf.id and store.portfolio(pf.id).owner == "second-scan"

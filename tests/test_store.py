@@ -13,7 +13,7 @@ from finmlsec.errors import StoreError
 from finmlsec.store import Store, normalize_url
 from finmlsec.store.gateway import GatewayDB, gateway_tables
 
-HEAD = "0007"
+HEAD = "0008"
 GW_TABLES = {"gw_api_keys", "gw_audit", "gw_audit_head", "gw_feedback", "gw_settings"}
 
 
@@ -194,3 +194,43 @@ def test_gateway_tables_on_postgresql_with_a_prefix_racing(pg_schema_url: str) -
                 if t.startswith("t1_")}
     for d in dbs:
         d.dispose()
+
+
+def _claim_race(url: str) -> None:
+    """Six stores (an engine each, as six processes have) claim one portfolio at once: exactly
+    one wins, and holds it."""
+    import threading
+
+    first = Store.open(url)
+    pid = first.create_portfolio(inventory_path="/bank/inventory.yaml", name="bank", digest="d",
+                                 options={}, systems=[])
+    stores = [Store.open(url, migrate=False) for _ in range(6)]
+    go = threading.Barrier(len(stores), timeout=30)
+    won: list[str] = []
+
+    def contend(i: int) -> None:
+        go.wait()
+        if stores[i].claim_portfolio(pid, f"owner{i}", 30):
+            won.append(f"owner{i}")
+
+    threads = [threading.Thread(target=contend, args=(i,)) for i in range(len(stores))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(won) == 1, won
+    assert first.portfolio(pid).owner == won[0]
+    assert not first.claim_portfolio(pid, "late", 30)  # held: the lease has not run out
+    first.release_portfolio(pid, won[0])
+    assert first.claim_portfolio(pid, "late", 30)
+    for store in [first, *stores]:
+        store.engine.dispose()
+
+
+def test_one_of_concurrent_portfolio_claims_wins_on_sqlite(tmp_path: Path) -> None:
+    _claim_race(f"sqlite:///{tmp_path / 'claims.db'}")
+
+
+@pytest.mark.postgres
+def test_one_of_concurrent_portfolio_claims_wins_on_postgresql(pg_schema_url: str) -> None:
+    _claim_race(pg_schema_url)

@@ -1,8 +1,12 @@
-"""``finmlsec runs list | show | diff``: the stored scans, one scan, and two scans compared."""
+"""``finmlsec runs list | show | diff``: the stored scans, one scan, and two scans compared.
+
+``runs list`` shows the runs, then the portfolios (``finmlsec scan INVENTORY.yaml``), each newest
+first; ``--json`` gives one list, each row with its ``kind`` (``run`` or ``portfolio``)."""
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import typer
 
@@ -14,30 +18,76 @@ DB_HELP = "Store URL or SQLite path [FINMLSEC_DB or ./finmlsec.db]."
 @runs_app.command("list")
 def list_runs(
     db: str | None = typer.Option(None, "--db", help=DB_HELP),
-    limit: int = typer.Option(20, "--limit", min=1, help="At most this many runs."),
+    limit: int = typer.Option(20, "--limit", min=1,
+                              help="At most this many runs, and this many portfolios."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """The newest scans first."""
+    """The newest scans first, then the newest portfolios."""
     from finmlsec.store import Store
 
-    rows = []
-    for r in Store.open(db).runs(limit):
+    store = Store.open(db)
+    rows: list[dict[str, Any]] = []
+    runs: dict[str, dict[str, Any]] = {}  # the summaries of the portfolios' runs
+    for r in store.runs(limit):
         s = r.summary or {}
+        runs[r.id] = s
         rows.append({
-            "id": r.id, "created_at": r.created_at.isoformat(timespec="seconds"),
+            "kind": "run", "id": r.id, "created_at": r.created_at.isoformat(timespec="seconds"),
             "status": r.status, "spec": r.spec_name, "type": r.system_type,
             "profile": r.profile, "max_risk": s.get("max_risk"),
             "max_residual_risk": s.get("max_residual_risk"),
         })
+    portfolios = [_portfolio_row(store, pf, runs) for pf in store.portfolios(limit)]
     if json_out:
-        typer.echo(json.dumps(rows, indent=2))
+        typer.echo(json.dumps(rows + portfolios, indent=2))
         return
-    if not rows:
+    if not rows and not portfolios:
         typer.echo("no runs yet; run `finmlsec scan SPEC`")
     for row in rows:
         typer.echo(f"{row['id']}  {row['created_at']}  {row['status']:<11} {row['spec']:<20} "
                    f"type {row['type']}  {row['profile']:<8} risk {row['max_risk']} -> "
                    f"{row['max_residual_risk']}")
+    if portfolios:
+        typer.echo("portfolios:")
+    for p in portfolios:
+        typer.echo(f"{p['id']}  {p['created_at']}  {p['status']:<11} {p['name']:<20} "
+                   f"{p['systems']} systems ({_counts(p['system_status'])})  "
+                   f"risk {p['max_risk']} -> {p['max_residual_risk']}")
+
+
+def _portfolio_row(store: Any, pf: Any, runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """A portfolio as ``runs list`` shows it: its systems' statuses and their highest measured
+    and residual risk (None while no system's run finished)."""
+    from finmlsec.errors import FinmlsecError
+    from finmlsec.report.numbers import LEVELS
+
+    measured: list[str] = []
+    residual: list[str] = []
+    for system in pf.systems:
+        if system.run_id is None or system.status == "error":
+            continue  # an error is never a measured risk
+        if system.run_id not in runs:
+            try:
+                runs[system.run_id] = store.run(system.run_id).summary or {}
+            except FinmlsecError:
+                runs[system.run_id] = {}
+        s = runs[system.run_id]
+        measured += [s["max_risk"]] if s.get("max_risk") in LEVELS else []
+        residual += [s["max_residual_risk"]] if s.get("max_residual_risk") in LEVELS else []
+    status: dict[str, int] = {}
+    for system in pf.systems:
+        status[system.status] = status.get(system.status, 0) + 1
+    return {
+        "kind": "portfolio", "id": pf.id, "created_at": pf.created_at.isoformat(timespec="seconds"),
+        "status": pf.status, "name": pf.name, "inventory": pf.inventory_path,
+        "systems": len(pf.systems), "system_status": status, "owner": pf.owner,
+        "max_risk": max(measured, key=LEVELS.index) if measured else None,
+        "max_residual_risk": max(residual, key=LEVELS.index) if residual else None,
+    }
+
+
+def _counts(status: dict[str, int]) -> str:
+    return ", ".join(f"{n} {k}" for k, n in status.items())
 
 
 @runs_app.command("show")

@@ -187,19 +187,21 @@ def _scan_portfolio(inventory: Path | None, resume: str | None, *, db: str | Non
             typer.echo(message, err=True)
 
     store = Store.open(db)
+    owner = portfolio.new_owner()
     if resume:
         pf = store.portfolio(resume)
+        portfolio.claim(store, pf.id, owner)
         echo(f"portfolio {pf.id} ({pf.inventory_path}), resumed")
     else:
         assert inventory is not None
         inv = _load_inventory(inventory, profile=profile, seed=seed, attack=attack,
                               defence=defence, trust_pickle=trust_pickle)
-        pf, resumed = portfolio.start(store, inv)
+        pf, resumed = portfolio.start(store, inv, owner=owner)
         echo(f"portfolio {pf.id}: {len(pf.systems)} systems from {inv.path}"
              + (" (resuming its unfinished scan)" if resumed else ""))
     try:
         portfolio.run(store, pf.id, executor=executor, workers=workers, progress=not quiet,
-                      echo=echo, describe=_describe)
+                      echo=echo, describe=_describe, owner=owner)
     except KeyboardInterrupt:
         typer.echo(f"interrupted; resume with: finmlsec scan --resume {pf.id}"
                    + (f" --db {db}" if db else ""), err=True)

@@ -6,32 +6,101 @@ again, a system whose run stopped resumes it (finished units are kept), a system
 is planned. A system that cannot be planned or run (its model does not load, a bug) is recorded
 as ``error`` with the reason and the others go on: an error is never a measured risk.
 :func:`finmlsec.report.portfolio.document` builds its report.
+
+One invocation at a time scans a portfolio: it claims it in the store (an owner and a lease,
+:meth:`Store.claim_portfolio`, a compare-and-set on the portfolio's row) and renews the lease
+every ``lease / 3`` seconds while it runs; a second invocation that would resume it refuses with
+:class:`PortfolioBusyError`. A process that dies without releasing its claim (killed, a lost
+machine) holds it until the lease runs out (:data:`LEASE_SECONDS`), then the next run resumes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+import secrets
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
-from finmlsec.errors import FinmlsecError
+from sqlalchemy.exc import SQLAlchemyError
+
+from finmlsec.errors import FinmlsecError, StoreError
 from finmlsec.scan.inventory import Inventory
 from finmlsec.store import PortfolioInfo, Store
 
+LEASE_SECONDS = 60.0  # a claim not renewed for this long is free to take
 
-def start(store: Store, inventory: Inventory, *, resume: bool = True) -> tuple[PortfolioInfo, bool]:
+
+class PortfolioBusyError(StoreError):
+    """Another invocation is scanning the portfolio (its claim has not expired)."""
+
+
+def new_owner() -> str:
+    """An owner name for this invocation: host, process id and a random suffix."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+def claim(store: Store, portfolio_id: str, owner: str,
+          lease_seconds: float = LEASE_SECONDS) -> None:
+    """Claim the portfolio for ``owner`` (or renew its claim), or raise
+    :class:`PortfolioBusyError` naming the portfolio and the owner that holds it."""
+    if store.claim_portfolio(portfolio_id, owner, lease_seconds):
+        return
+    pf = store.portfolio(portfolio_id)
+    until = pf.lease_until.isoformat(timespec="seconds") if pf.lease_until else "?"
+    raise PortfolioBusyError(
+        f"portfolio {pf.id} ({pf.name}, {pf.inventory_path}) is being scanned by {pf.owner} "
+        f"(claim renewed until {until} UTC); wait for it to finish, or, if that process is "
+        "gone, re-run once its claim expires")
+
+
+def start(store: Store, inventory: Inventory, *, resume: bool = True, owner: str | None = None,
+          lease_seconds: float = LEASE_SECONDS) -> tuple[PortfolioInfo, bool]:
     """The portfolio to run for ``inventory``: the newest unfinished one of the same inventory
-    and options when ``resume``, else a new one; and whether it was resumed."""
+    and options when ``resume``, else a new one; and whether it was resumed. With ``owner``, the
+    portfolio is claimed for it (a resumed one that another owner holds raises
+    :class:`PortfolioBusyError`)."""
     inv_path = str(inventory.path)
     if resume:
         found = store.open_portfolio(inv_path, inventory.digest)
         if found is not None:
+            if owner is not None:
+                claim(store, found.id, owner, lease_seconds)
             return found, True
     pid = store.create_portfolio(
         inventory_path=inv_path, name=inventory.name, digest=inventory.digest, options={},
         systems=[{"name": s.id, "spec_path": s.spec_path, "entry": s.entry()}
-                 for s in inventory.systems])
+                 for s in inventory.systems], owner=owner, lease_seconds=lease_seconds)
     return store.portfolio(pid), False
+
+
+@contextmanager
+def claimed(store: Store, portfolio_id: str, owner: str | None = None,
+            lease_seconds: float = LEASE_SECONDS) -> Iterator[str]:
+    """Hold the portfolio's claim for ``owner`` (a new one if None) while the block runs: claim
+    it (:class:`PortfolioBusyError` if another owner holds it), renew the lease from a thread,
+    release it at the end, an exception or an interrupt included. Yields the owner."""
+    owner = owner or new_owner()
+    claim(store, portfolio_id, owner, lease_seconds)
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(lease_seconds / 3):
+            # the store briefly unreachable: try again at the next beat
+            with suppress(FinmlsecError, SQLAlchemyError):
+                store.claim_portfolio(portfolio_id, owner, lease_seconds)
+
+    beat = threading.Thread(target=renew, name=f"lease {portfolio_id}", daemon=True)
+    beat.start()
+    try:
+        yield owner
+    finally:
+        stop.set()
+        beat.join()
+        store.release_portfolio(portfolio_id, owner)
 
 
 @dataclass(frozen=True)
@@ -53,13 +122,25 @@ def _error_line(exc: BaseException) -> str:
 def run(store: Store, portfolio_id: str, *, executor: str = "process",
         workers: int | None = None, progress: bool = True,
         echo: Callable[[str], None] = lambda _m: None,
-        describe: Callable[[BaseException], str] = _error_line) -> list[SystemResult]:
-    """Scan every unfinished system of the portfolio (see the module docstring). ``echo``
-    receives one line per step of each system; ``describe`` turns a system's error into the
-    line stored with it (the command line writes a bug's traceback to a log file it names)."""
+        describe: Callable[[BaseException], str] = _error_line, owner: str | None = None,
+        lease_seconds: float = LEASE_SECONDS) -> list[SystemResult]:
+    """Scan every unfinished system of the portfolio (see the module docstring), holding its
+    claim for ``owner`` (:func:`claimed`; :class:`PortfolioBusyError` if another invocation
+    holds it). ``echo`` receives one line per step of each system; ``describe`` turns a
+    system's error into the line stored with it (the command line writes a bug's traceback to
+    a log file it names)."""
+    pf = store.portfolio(portfolio_id)
+    with claimed(store, pf.id, owner, lease_seconds):
+        return _run(store, pf, executor=executor, workers=workers, progress=progress, echo=echo,
+                    describe=describe)
+
+
+def _run(store: Store, pf: PortfolioInfo, *, executor: str, workers: int | None,
+         progress: bool, echo: Callable[[str], None],
+         describe: Callable[[BaseException], str]) -> list[SystemResult]:
     from finmlsec.scan import pipeline
 
-    pf = store.portfolio(portfolio_id)
+    pf = store.portfolio(pf.id)  # as it is now that this invocation holds it
     store.set_portfolio_status(pf.id, "running")
     results: list[SystemResult] = []
     n = len(pf.systems)

@@ -20,11 +20,11 @@ import json
 import os
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, delete, event, select, update
+from sqlalchemy import Engine, create_engine, delete, event, or_, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -113,6 +113,8 @@ class PortfolioInfo:
     digest: str
     options: dict[str, Any]
     systems: list[PortfolioSystem]
+    owner: str | None = None  # the invocation scanning it, while its lease holds
+    lease_until: datetime | None = None
 
 
 def _run_info(r: RunRow) -> RunInfo:
@@ -291,14 +293,19 @@ class Store:
 
     # -- portfolios (``finmlsec scan INVENTORY.yaml``) --------------------------------------------
     def create_portfolio(self, *, inventory_path: str, name: str, digest: str,
-                         options: dict[str, Any], systems: list[dict[str, Any]]) -> str:
+                         options: dict[str, Any], systems: list[dict[str, Any]],
+                         owner: str | None = None, lease_seconds: float = 0.0) -> str:
         """Store a new portfolio and its systems (each ``pending``, no run yet); its id.
-        ``systems``: dicts with ``name``, ``spec_path`` and ``entry`` (the resolved entry)."""
+        ``systems``: dicts with ``name``, ``spec_path`` and ``entry`` (the resolved entry).
+        ``owner``: claimed by it from the start for ``lease_seconds`` (see
+        :meth:`claim_portfolio`), so no other invocation resumes it before its scan begins."""
         pid = "pf-" + _now().strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
         with self._session() as s, s.begin():
             s.add(PortfolioRow(id=pid, created_at=_now(), finished_at=None, status="running",
                                inventory_path=inventory_path, name=name, digest=digest,
-                               options_json=json.dumps(options)))
+                               options_json=json.dumps(options), owner=owner,
+                               lease_until=_now() + timedelta(seconds=lease_seconds)
+                               if owner is not None else None))
             s.flush()
             for i, sysm in enumerate(systems):
                 s.add(PortfolioSystemRow(
@@ -306,6 +313,35 @@ class Store:
                     entry_json=json.dumps(sysm["entry"]), run_id=None, status="pending",
                     error=None))
         return pid
+
+    def portfolios(self, limit: int = 50) -> list[PortfolioInfo]:
+        """The newest portfolios first."""
+        with self._session() as s:
+            rows = list(s.scalars(select(PortfolioRow).order_by(
+                PortfolioRow.created_at.desc()).limit(limit)))
+            return [self._portfolio_info(s, r) for r in rows]
+
+    def claim_portfolio(self, portfolio_id: str, owner: str, lease_seconds: float) -> bool:
+        """Claim the portfolio for ``owner`` until ``lease_seconds`` from now, unless another
+        owner holds an unexpired claim; whether ``owner`` holds it now. One conditional UPDATE
+        (compare and set): the database serialises two claims (SQLite's write lock, PostgreSQL's
+        row lock, whose second UPDATE re-reads the row), so exactly one of them wins. Claiming
+        again as the same owner renews the lease (the heartbeat)."""
+        now = _now()
+        with self._session() as s, s.begin():
+            res = s.execute(update(PortfolioRow).where(
+                PortfolioRow.id == portfolio_id,
+                or_(PortfolioRow.owner.is_(None), PortfolioRow.owner == owner,
+                    PortfolioRow.lease_until.is_(None), PortfolioRow.lease_until < now),
+            ).values(owner=owner, lease_until=now + timedelta(seconds=lease_seconds)))
+            return bool(getattr(res, "rowcount", 0) == 1)
+
+    def release_portfolio(self, portfolio_id: str, owner: str) -> None:
+        """Give up ``owner``'s claim (nothing if another owner holds it now)."""
+        with self._session() as s, s.begin():
+            s.execute(update(PortfolioRow).where(
+                PortfolioRow.id == portfolio_id, PortfolioRow.owner == owner,
+            ).values(owner=None, lease_until=None))
 
     def portfolio(self, portfolio_id: str) -> PortfolioInfo:
         """The portfolio whose id is ``portfolio_id`` or starts with it."""
@@ -341,7 +377,7 @@ class Store:
         return PortfolioInfo(
             id=row.id, created_at=row.created_at, finished_at=row.finished_at, status=row.status,
             inventory_path=row.inventory_path, name=row.name, digest=row.digest,
-            options=json.loads(row.options_json),
+            options=json.loads(row.options_json), owner=row.owner, lease_until=row.lease_until,
             systems=[PortfolioSystem(name=r.name, position=r.position, spec_path=r.spec_path,
                                      entry=json.loads(r.entry_json), run_id=r.run_id,
                                      status=r.status, error=r.error) for r in systems])

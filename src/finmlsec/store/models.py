@@ -78,6 +78,9 @@ class PortfolioRow(Base):
     name: Mapped[str] = mapped_column(String(200))
     digest: Mapped[str] = mapped_column(String(64))
     options_json: Mapped[str] = mapped_column(Text)
+    # the invocation scanning it and until when its claim holds (renewed while it runs)
+    owner: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=False), nullable=True)
 
 
 class PortfolioSystemRow(Base):
