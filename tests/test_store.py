@@ -234,3 +234,27 @@ def test_one_of_concurrent_portfolio_claims_wins_on_sqlite(tmp_path: Path) -> No
 @pytest.mark.postgres
 def test_one_of_concurrent_portfolio_claims_wins_on_postgresql(pg_schema_url: str) -> None:
     _claim_race(pg_schema_url)
+
+
+def test_threads_of_one_process_open_a_new_store_at_once(tmp_path: Path) -> None:
+    """Each migrates it (Alembic's context is a global of the process): none sees another's."""
+    import threading
+
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    go = threading.Barrier(4, timeout=30)
+    errors: list[BaseException] = []
+
+    def open_store() -> None:
+        go.wait()
+        try:
+            Store.open(url).engine.dispose()
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_store) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert {"runs", "portfolios"} <= set(inspect(Store.open(url).engine).get_table_names())

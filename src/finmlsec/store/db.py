@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -399,12 +400,17 @@ class Store:
                 status=status, finished_at=_now() if status == "done" else None))
 
 
+_MIGRATING = threading.Lock()
+
+
 def migrate(engine: Engine, *, prefix: str = "", revision: str = "head") -> None:
     """Bring the database at ``engine`` up to the newest revision (Alembic ``upgrade head``) of
     the one migration history: the scan's runs and units and the gateway's tables, each name
     (and Alembic's version table) prefixed with ``prefix``. Safe to race: on PostgreSQL the
     upgrade holds a transaction-scoped advisory lock, on SQLite the write lock. ``revision``:
-    stop at that revision instead (tests of an upgrade from an older schema)."""
+    stop at that revision instead (tests of an upgrade from an older schema). Threads of one
+    process migrate one at a time: Alembic's ``op`` and migration context are globals of the
+    process, so two upgrades at once in two threads would see each other's."""
     from alembic import command
     from alembic.config import Config
     from sqlalchemy import text
@@ -413,7 +419,7 @@ def migrate(engine: Engine, *, prefix: str = "", revision: str = "head") -> None
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["table_prefix"] = prefix
     try:
-        with engine.begin() as conn:
+        with _MIGRATING, engine.begin() as conn:
             if conn.dialect.name == "postgresql":
                 conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"),
                              {"k": f"finmlsec-migrate:{prefix}"})
