@@ -104,3 +104,33 @@ def test_within_a_risk_level_the_cheapest_countermeasure_is_recommended() -> Non
     t = summarize(plan, outcomes, max_utility_drop=0.05)["threats"][0]
     # both leave risk 'none'; label-only costs nothing, PATE 4.4 points
     assert t["best"] == ["confidence.label_only"] and t["residual_risk"] == "none"
+
+
+def test_a_countermeasure_that_decides_alike_for_everyone_is_never_recommended() -> None:
+    # adversarial training that leaves a model approving everyone: evasion has nothing left to
+    # flip (success 0) and the ranking (ROC AUC, the decision metric) barely moves
+    units = [_unit("induce_false_prediction", "a"),
+             _unit("induce_false_prediction", "a", ("flat",)),
+             _unit("induce_false_prediction", "a", ("real",))]
+
+    def out(success: float, auc: float, classes: float) -> dict[str, Any]:
+        o = _done(success, 0.8)
+        o["utility"] = {"accuracy": 0.8, "roc_auc": auc, "balanced_accuracy": 0.5 if
+                        classes == 1 else 0.7, "classes_decided": classes}
+        return o
+
+    plan = {"units": units, "threats": [_threat("induce_false_prediction")]}
+    outcomes = {units[0]["id"]: out(0.9, 0.80, 2), units[1]["id"]: out(0.0, 0.78, 1),
+                units[2]["id"]: out(0.4, 0.79, 2)}
+    t = summarize(plan, outcomes, max_utility_drop=0.05)["threats"][0]
+    assert t["best"] == ["real"] and t["residual_risk"] == "medium"
+    assert "flat: lowers success (0.900 -> 0.000) only by deciding alike" in t["recommendation"]
+    # without the other one, nothing is recommended
+    del outcomes[units[2]["id"]]
+    t = summarize({"units": units[:2], "threats": plan["threats"]}, outcomes)["threats"][0]
+    assert t["best"] is None and t["residual_risk"] == "high"
+    assert "removes the decision" in t["recommendation"]
+    # a deployed model that itself decides alike: the rule does not apply (nothing to remove)
+    outcomes[units[0]["id"]] = out(0.9, 0.80, 1)
+    t = summarize({"units": units[:2], "threats": plan["threats"]}, outcomes)["threats"][0]
+    assert t["best"] == ["flat"]

@@ -39,7 +39,8 @@ def test_label_only_keeps_accuracy_but_loses_roc_auc(credit: dict[str, Any]) -> 
     before, after = credit["before"], credit["after"]
     for u in (before, after):
         assert set(u) == {"accuracy", "balanced_accuracy", "roc_auc", "average_precision", "f1",
-                          "precision", "recall"}
+                          "precision", "recall", "classes_decided"}
+        assert u["classes_decided"] == 2.0
     test = credit["test"]
     direct = roc_auc_score(np.asarray(test.y) == 1, credit["model"].predict_proba(test.X)[:, 1])
     assert before["roc_auc"] == pytest.approx(direct)

@@ -252,7 +252,7 @@ def summarize(plan: dict[str, Any], outcomes: dict[str, dict[str, Any]], *,
             if strongest else None,
             "exposure": exposure(strongest["name"], mine, outcomes) if strongest else None,
         }
-        entry.update(_decide(t, success, cms, max_utility_drop, metric))
+        entry.update(_decide(t, success, cms, max_utility_drop, metric, baseline_util))
         entry["lower_bound"] = lower_bound_reasons(t, attacks)
         if entry["lower_bound"] and entry["success"] is not None:
             entry["recommendation"] += (
@@ -312,8 +312,18 @@ def lower_bound_reasons(t: dict[str, Any], attacks: list[dict[str, Any]]) -> lis
     return reasons
 
 
+def _decides_alike(c: dict[str, Any], baseline: dict[str, float] | None) -> bool:
+    """Whether countermeasure ``c``'s model gives every test record the same decision where the
+    deployed model did not (its attack success may fall to nothing, and its ROC AUC stay within
+    the limit, while it no longer decides anything)."""
+    n = (c.get("utility") or {}).get("classes_decided")
+    n0 = (baseline or {}).get("classes_decided")
+    return n is not None and n <= 1 and (n0 is None or n0 > 1)
+
+
 def _decide(t: dict[str, Any], success: float | None, cms: list[dict[str, Any]],
-            max_drop: float, metric: str = "accuracy") -> dict[str, Any]:
+            max_drop: float, metric: str = "accuracy",
+            baseline: dict[str, float] | None = None) -> dict[str, Any]:
     risk = risk_level(success)
     if not t["attacked"]:
         return {"decision": "accept", "residual_risk": "accepted", "best": None,
@@ -332,6 +342,13 @@ def _decide(t: dict[str, Any], success: float | None, cms: list[dict[str, Any]],
     noise = "".join(
         f"; {' + '.join(c['defences'])}: "
         f"{(c.get('effect') or {}).get('words') or 'no measurable effect'}" for c in idle)
+    alike = [c for c in helps if _decides_alike(c, baseline)]
+    helps = [c for c in helps if c not in alike]
+    noise = "".join(
+        f"; {' + '.join(c['defences'])}: lowers success ({success:.3f} -> {c['success']:.3f}) "
+        "only by deciding alike for every test record (one class for all; balanced accuracy "
+        f"{(c.get('utility') or {}).get('balanced_accuracy', float('nan')):.3f}): it removes the "
+        "decision, not the attack" for c in alike) + noise
     ok = [c for c in helps
           if c["utility_drop"] is None or c["utility_drop"] <= max_drop]
     noise += "".join(

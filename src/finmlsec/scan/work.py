@@ -323,7 +323,9 @@ def utility(model: Any, test: Any, positive: int = 1) -> dict[str, float]:
     """The utility of ``model`` (a target or estimator) on ``test`` (labels as class indices):
     ``accuracy`` and ``balanced_accuracy``; for two classes also ``roc_auc`` and
     ``average_precision`` of the positive class's score (class index ``positive``) and ``f1``,
-    ``precision``, ``recall`` of its decisions (see :data:`UTILITY_METRICS`). A model that
+    ``precision``, ``recall`` of its decisions (see :data:`UTILITY_METRICS`), and
+    ``classes_decided``, how many classes its decisions use (1: it decides alike for everyone,
+    whatever its scores' ranking; such a model is never a countermeasure). A model that
     answers with labels only is scored by its labels. Behind an input screen
     (:class:`~finmlsec.defences.InputScreening`), a rejected legitimate record counts as an
     error (a wrong decision, the worst score) and the share rejected is reported as
@@ -334,8 +336,8 @@ def utility(model: Any, test: Any, positive: int = 1) -> dict[str, float]:
         >>> from sklearn.linear_model import LogisticRegression
         >>> X, y = [[0.0], [1.0], [2.0], [3.0]], np.array([0, 0, 1, 1])
         >>> u = utility(LogisticRegression().fit(X, y), SimpleNamespace(X=X, y=y))
-        >>> u["accuracy"], u["roc_auc"], sorted(u) == sorted(UTILITY_METRICS)
-        (1.0, 1.0, True)
+        >>> u["accuracy"], u["roc_auc"], set(UTILITY_METRICS) <= set(u), u["classes_decided"]
+        (1.0, 1.0, True, 2.0)
     """
     from sklearn import metrics as skm
 
@@ -355,6 +357,7 @@ def utility(model: Any, test: Any, positive: int = 1) -> dict[str, float]:
     out["accuracy"] = float(np.mean(pred == y))
     labels = np.unique(y)
     out["balanced_accuracy"] = float(np.mean([np.mean(pred[y == c] == c) for c in labels]))
+    out["classes_decided"] = float(len(np.unique(pred[accept])))
     if len(labels) == 2 and positive in labels:
         score = _scores(inner, test.X, pred, positive)
         truth = (y == positive).astype(int)
