@@ -232,13 +232,82 @@ def truth_labels(classes: np.ndarray, y: np.ndarray) -> np.ndarray:
     return classes[y.astype(int)]
 
 
+#: Level of the test of a copy's lift over the no-model copy (:func:`lift_test`): a lift whose
+#: p-value is at or above it is within noise and the attack's success counts it as 0.
+LIFT_ALPHA = 0.05
+#: How the note of a lift within noise begins (the scan carries it to the threat's notes).
+LIFT_NOISE = "the copy's agreement beyond the no-model copy is within noise"
+
+
+def mcnemar_exact(b: int, c: int) -> float:
+    """One-sided p-value of McNemar's exact test: ``P(X >= b)`` for ``X ~ Binomial(b + c, 1/2)``,
+    where ``b`` records are answered like the target by the copy and not by the baseline copy,
+    and ``c`` the reverse (records both get right or both get wrong say nothing of the
+    difference). 1.0 when the copy wins no such record.
+
+    Example:
+        >>> mcnemar_exact(2, 0), mcnemar_exact(5, 0), round(mcnemar_exact(10, 2), 4)
+        (0.25, 0.03125, 0.0193)
+        >>> mcnemar_exact(0, 0), mcnemar_exact(0, 3)
+        (1.0, 1.0)
+    """
+    if b <= 0:
+        return 1.0
+    from scipy.stats import binom
+
+    return float(min(1.0, binom.sf(b - 1, b + c, 0.5)))
+
+
+def lift_test(t_pred: Any, s_pred: Any, base_pred: Any) -> dict[str, float]:
+    """McNemar's exact test of the copy (``s_pred``) against the baseline copy (``base_pred``),
+    both scored on agreeing with the target's answers (``t_pred``) record by record:
+    ``fidelity_lift_b`` (records only the copy gets right), ``fidelity_lift_c`` (only the
+    baseline) and the one-sided ``fidelity_lift_p`` of :func:`mcnemar_exact`."""
+    t = np.asarray(t_pred).ravel()
+    copy_ok = t == np.asarray(s_pred).ravel()
+    base_ok = t.astype(str) == np.asarray(base_pred).ravel().astype(str)
+    b = int(np.sum(copy_ok & ~base_ok))
+    c = int(np.sum(~copy_ok & base_ok))
+    return {"fidelity_lift_b": float(b), "fidelity_lift_c": float(c),
+            "fidelity_lift_p": mcnemar_exact(b, c)}
+
+
+def theft_success(m: dict[str, float]) -> tuple[float, str | None]:
+    """An extraction attack's headline success from its :func:`theft_metrics` ``m``, and the
+    note that says why when it is not the lift: the fidelity lift when the copy's agreement
+    beyond the no-model copy is significant (``fidelity_lift_p`` below :data:`LIFT_ALPHA`),
+    else 0 (a lift resting on a handful of records is noise, not theft); the fidelity on
+    uniform samples when there is no test data.
+
+    Example:
+        >>> theft_success({"fidelity_lift": 1.0, "fidelity_lift_p": 0.25, "fidelity_lift_b": 2.0,
+        ...                "fidelity_lift_c": 0.0, "fidelity_test": 1.0,
+        ...                "fidelity_baseline": 0.9933})[1][:61]
+        "the copy's agreement beyond the no-model copy is within noise"
+        >>> theft_success({"fidelity_lift": 0.8, "fidelity_lift_p": 0.001})
+        (0.8, None)
+    """
+    if "fidelity_lift" not in m:
+        return float(m.get("fidelity_uniform", 0.0)), None
+    lift, p = float(m["fidelity_lift"]), m.get("fidelity_lift_p")
+    if lift <= 0 or p is None or p < LIFT_ALPHA:
+        return lift, None
+    return 0.0, (
+        f"{LIFT_NOISE} (b={int(m['fidelity_lift_b'])}, c={int(m['fidelity_lift_c'])} records, "
+        f"p={p:.3g}; McNemar's exact test, one-sided, at {LIFT_ALPHA:g}): success counted as 0, "
+        f"not the lift {lift:.3f} (fidelity {m['fidelity_test']:.4f} against the baseline "
+        f"{m['fidelity_baseline']:.4f})")
+
+
 def theft_metrics(
     stolen: Any, target: Any, schema: FeatureSchema, test: Any, *, n_uniform: int, seed: int,
     population: pd.DataFrame | None = None, public: Any = None, factory: Any = None,
 ) -> dict[str, float]:
     """Fidelity of ``stolen`` to ``target`` on test data and on uniform samples of the input
-    space, and the stolen model's accuracy. Evaluator side: target calls here are not charged to
-    the attacker's budget (they measure the result, they are not part of the attack)."""
+    space, and the stolen model's accuracy; on test data also the lift over the better no-model
+    copy and its significance (:func:`lift_test`; the most conservative test when both copies
+    tie). Evaluator side: target calls here are not charged to the attacker's budget (they
+    measure the result, they are not part of the attack)."""
     out: dict[str, float] = {}
     if test is not None and len(test) > 0:
         t_pred = np.asarray(target.predict(test.X))
@@ -248,34 +317,47 @@ def theft_metrics(
             truth = truth_labels(target.classes_, test.y)
             out["stolen_accuracy"] = float(np.mean(s_pred == truth))
             out["target_accuracy"] = float(np.mean(t_pred == truth))
-        out.update(baselines(target, t_pred, test, public, factory))
-        base = max(v for k, v in out.items() if k.startswith("baseline_"))
+        copies = baseline_copies(target, t_pred, test, public, factory)
+        t_str = t_pred.astype(str)
+        fid = {k: metrics.fidelity(t_str, v) for k, v in copies.items()}
+        out.update(fid)
+        base = max(fid.values())
         out["fidelity_baseline"] = base
         out["fidelity_lift"] = (float(max(0.0, (out["fidelity_test"] - base) / (1.0 - base)))
                                 if base < 1.0 else 0.0)
+        tests = [lift_test(t_pred, s_pred, copies[k]) for k, v in fid.items() if v == base]
+        out.update(max(tests, key=lambda r: r["fidelity_lift_p"]))
     if n_uniform > 0:
         U = _uniform(schema, n_uniform, np.random.default_rng(seed + 7919), population)
         out["fidelity_uniform"] = metrics.fidelity(target.predict(U), stolen.predict(U))
     return out
 
 
-def baselines(target: Any, t_pred: np.ndarray, test: Any, public: Any = None,
-              factory: Any = None) -> dict[str, float]:
-    """What an attacker gets without querying the model: the best constant copy (always the
-    most frequent decision: on imbalanced data it agrees most of the time) and, given the
-    attacker's labelled public records and the training algorithm, a copy trained on them."""
+def baseline_copies(target: Any, t_pred: np.ndarray, test: Any, public: Any = None,
+                    factory: Any = None) -> dict[str, np.ndarray]:
+    """What an attacker gets without querying the model, as its answers (strings) on the test
+    records: the best constant copy (always the most frequent decision: on imbalanced data it
+    agrees most of the time) and, given the attacker's labelled public records and the training
+    algorithm, a copy trained on them."""
     values, counts = np.unique(t_pred.astype(str), return_counts=True)
-    out = {"baseline_constant": float(counts.max() / max(len(t_pred), 1))}
+    out = {"baseline_constant": np.full(len(t_pred), values[np.argmax(counts)])}
     if factory is not None and public is not None and getattr(public, "y", None) is not None \
             and len(public) > 1:
         try:
             y = truth_labels(target.classes_, np.asarray(public.y))
             copy = factory().fit(public.X, y)
-            pred = np.asarray(copy.predict(test.X))
-            out["baseline_public"] = metrics.fidelity(t_pred.astype(str), pred.astype(str))
+            out["baseline_public"] = np.asarray(copy.predict(test.X)).astype(str)
         except (ValueError, TypeError):  # too few records or classes to train on: no such copy
             pass
     return out
+
+
+def baselines(target: Any, t_pred: np.ndarray, test: Any, public: Any = None,
+              factory: Any = None) -> dict[str, float]:
+    """The fidelity to the target of each copy of :func:`baseline_copies`."""
+    t_str = np.asarray(t_pred).astype(str)
+    return {k: metrics.fidelity(t_str, v)
+            for k, v in baseline_copies(target, t_pred, test, public, factory).items()}
 
 
 def check_int(owner: str, name: str, value: Any, lo: int, hi: int | None = None) -> None:

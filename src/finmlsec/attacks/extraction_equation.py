@@ -43,6 +43,7 @@ from finmlsec.attacks.extraction_common import (
     sample_records,
     tabular_schema,
     theft_metrics,
+    theft_success,
 )
 from finmlsec.schema import FeatureSchema, FeatureType
 from finmlsec.targets.oracle import Oracle
@@ -187,10 +188,10 @@ class EquationSolving(Attack):
             np.abs(oracle.target.predict_proba(probe) - stolen.predict_proba(probe)).max())
         m["dim"] = float(enc.dim)
         m["queries"] = float(queries)
-        success = m.get("fidelity_lift", m.get("fidelity_uniform", 0.0))
+        success, why = theft_success(m)
         return Outcome(
             success=float(success), metrics=m,
             curves={"fidelity_vs_queries": {"queries": [float(queries)],
-                                            "fidelity": [float(success)]}},
-            notes=tuple(notes),
+                                            "fidelity": [float(m.get("fidelity_lift", success))]}},
+            notes=tuple(notes + ([why] if why else [])),
         )

@@ -40,6 +40,7 @@ from finmlsec.attacks.extraction_common import (
     sample_records,
     tabular_schema,
     theft_metrics,
+    theft_success,
 )
 from finmlsec.schema import FeatureSchema, preprocessor
 from finmlsec.targets.oracle import Oracle
@@ -178,11 +179,12 @@ class LearningExtraction(Attack):
                           factory=data.model_factory, n_uniform=self.n_uniform,
                           seed=self.seed, population=pop)
         m["queries"] = float(queries)
-        success = m.get("fidelity_lift", m.get("fidelity_uniform", 0.0))
+        success, why = theft_success(m)
         return Outcome(
             success=float(success), metrics=m,
             curves={"fidelity_vs_queries": curve} if curve["queries"] else {},
-            notes=tuple(notes + [f"{'probabilities' if proba else 'labels only'}"]),
+            notes=tuple(notes + [f"{'probabilities' if proba else 'labels only'}"]
+                        + ([why] if why else [])),
         )
 
     # -- internals ------------------------------------------------------------------------------

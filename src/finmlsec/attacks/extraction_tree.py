@@ -42,7 +42,13 @@ import numpy as np
 import pandas as pd
 
 from finmlsec.attacks.base import ATTACKS, Attack, AttackData, Meter, Outcome
-from finmlsec.attacks.extraction_common import bounds, check_int, tabular_schema, theft_metrics
+from finmlsec.attacks.extraction_common import (
+    bounds,
+    check_int,
+    tabular_schema,
+    theft_metrics,
+    theft_success,
+)
 from finmlsec.errors import CapabilityError
 from finmlsec.schema import Feature, FeatureSchema, FeatureType
 from finmlsec.targets.oracle import Oracle
@@ -326,10 +332,10 @@ class TreePathFinding(Attack):
         m["leaves"] = float(len(boxes))
         m["distinct_outputs"] = float(len({tuple(np.round(o, self.decimals)) for o in outputs}))
         m["queries"] = float(queries)
-        success = m.get("fidelity_lift", m.get("fidelity_uniform", 0.0))
+        success, why = theft_success(m)
         return Outcome(
             success=float(success), metrics=m,
-            curves={"leaves_vs_queries": curve}, notes=tuple(notes),
+            curves={"leaves_vs_queries": curve}, notes=tuple(notes + ([why] if why else [])),
         )
 
     @staticmethod

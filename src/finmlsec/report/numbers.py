@@ -17,7 +17,8 @@ from typing import Any
 LEVELS = ("none", "low", "medium", "high")
 
 _COUNTS = ("queries", "dim", "budget", "rounds", "round", "records", "members", "nonmembers",
-           "flipped", "leaves", "victims", "teachers", "k", "count")
+           "flipped", "leaves", "victims", "teachers", "k", "count", "fidelity_lift_b",
+           "fidelity_lift_c")
 
 
 def num(value: Any, digits: int = 3) -> str:

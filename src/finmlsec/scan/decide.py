@@ -6,7 +6,9 @@ decision with the **residual risk** (the risk left after the best countermeasure
 cost is acceptable for the profile: the lowest residual risk level, and within it the smallest
 utility cost). Risk levels come from an attack's headline success in [0, 1]
 (see :class:`~finmlsec.attacks.base.AttackResult`): ``high`` from 0.5, ``medium`` from 0.2,
-``low`` from 0.05, ``none`` below.
+``low`` from 0.05, ``none`` below. An extraction attack's success is already 0 when its copy's
+lift over the no-model copy is within noise (McNemar's exact test, see
+:func:`~finmlsec.attacks.extraction_common.theft_success`); the threat's notes say so.
 
 Example:
     >>> from finmlsec.scan.decide import risk_level, at_least
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from finmlsec.attacks.extraction_common import LIFT_NOISE
 from finmlsec.scan.privacy import exposure, privacy_loss
 
 LEVELS = ("none", "low", "medium", "high")
@@ -252,6 +255,10 @@ def summarize(plan: dict[str, Any], outcomes: dict[str, dict[str, Any]], *,
             if strongest else None,
             "exposure": exposure(strongest["name"], mine, outcomes) if strongest else None,
         }
+        for u in (u for u in mine if not u["defences"]):
+            for n in _noise_notes(outcomes.get(u["id"]) or {}):
+                if f"{u['attack']}: {n}" not in entry["notes"]:
+                    entry["notes"].append(f"{u['attack']}: {n}")
         entry.update(_decide(t, success, cms, max_utility_drop, metric, baseline_util))
         entry["lower_bound"] = lower_bound_reasons(t, attacks)
         if entry["lower_bound"] and entry["success"] is not None:
@@ -281,6 +288,14 @@ def summarize(plan: dict[str, Any], outcomes: dict[str, dict[str, Any]], *,
         "utility_metric": metric,
         "effect_z": Z_EFFECT,
     }
+
+
+def _noise_notes(outcome: dict[str, Any]) -> list[str]:
+    """The notes of an outcome that say its success was counted as 0 because it is within noise
+    (an extraction copy no better than the no-model copy beyond chance): the threat's notes
+    carry them, so the report says why a perfect copy is rated as no theft."""
+    notes = (outcome.get("result") or {}).get("notes") or ()
+    return [str(n) for n in notes if str(n).startswith(LIFT_NOISE)]
 
 
 def _either_direction(outcome: dict[str, Any]) -> bool:
