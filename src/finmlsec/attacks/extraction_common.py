@@ -352,14 +352,6 @@ def baseline_copies(target: Any, t_pred: np.ndarray, test: Any, public: Any = No
     return out
 
 
-def baselines(target: Any, t_pred: np.ndarray, test: Any, public: Any = None,
-              factory: Any = None) -> dict[str, float]:
-    """The fidelity to the target of each copy of :func:`baseline_copies`."""
-    t_str = np.asarray(t_pred).astype(str)
-    return {k: metrics.fidelity(t_str, v)
-            for k, v in baseline_copies(target, t_pred, test, public, factory).items()}
-
-
 def check_int(owner: str, name: str, value: Any, lo: int, hi: int | None = None) -> None:
     """Raise ConfigError (scikit-learn wording) unless ``value`` is an int in [lo, hi]."""
     ok = isinstance(value, int) and not isinstance(value, bool) and value >= lo

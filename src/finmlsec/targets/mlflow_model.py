@@ -10,8 +10,8 @@ one is used:
 flavour                    how it is loaded
 ========================== ==================================================================
 ``onnx``                   the ONNX file, run by onnxruntime (no code runs when loading)
-``sklearn``, skops format  ``mlflow.sklearn.load_model`` after the file's types pass the same
-                           check as a skops file (skops' defaults + ``model.trusted_types``)
+``sklearn``, skops format  the skops file, by the project's skops loader (skops' defaults +
+                           ``model.trusted_types``; not the types the logger listed)
 ``sklearn``, pickle or     ``mlflow.sklearn.load_model`` only when trusted (``trusted: true``
 cloudpickle                under ``model:`` or ``--trust-pickle``): unpickling runs code
 ========================== ==================================================================
@@ -116,8 +116,6 @@ def load_mlflow(
         return OnnxTarget(local / str(found["onnx"].get("data", "model.onnx")),
                           input_kind=input_kind, classes=classes)
     if "sklearn" in found:
-        import mlflow.sklearn
-
         from finmlsec.targets.sklearn_files import sklearn_target
 
         conf = found["sklearn"]
@@ -125,16 +123,20 @@ def load_mlflow(
         if fmt == "skops":
             from finmlsec.targets.sklearn_files import load_skops
 
-            # the same check as a skops file; MLflow's loader then builds what passed
-            load_skops(local / str(conf.get("pickled_model", "model.skops")),
-                       trusted_types=tuple(trusted_types), trust_all=trusted)
-        elif not trusted:
+            # the file is built once, by our skops loader with our trusted types (MLflow's own
+            # loader would trust the types its logger listed)
+            est = load_skops(local / str(conf.get("pickled_model", "model.skops")),
+                             trusted_types=tuple(trusted_types), trust_all=trusted)
+            return sklearn_target(est, input_kind=input_kind)
+        if not trusted:
             raise UntrustedFileError(
                 f"refusing to load the MLflow model {uri!r}: its flavour 'sklearn' is saved with "
                 f"{fmt}, which runs arbitrary code when loaded. Load it only if you trust who "
                 "logged it: set 'trusted: true' under model: in the spec, or pass --trust-pickle. "
                 "Better: log it with mlflow.sklearn.log_model(..., serialization_format='skops') "
                 "or as ONNX (mlflow.onnx)")
+        import mlflow.sklearn
+
         try:
             est = mlflow.sklearn.load_model(str(local))
         except Exception as exc:  # noqa: BLE001 - a model MLflow cannot rebuild
