@@ -88,11 +88,15 @@ class ProcessExecutor:
         #: set by the runner: whether forking this process is safe (no torch model has run)
         self.fork_ok = False
         self._bundles: tuple[bytes, ...] = ()
+        self._bundle_key: str | None = None
 
     def ship(self, payload: bytes) -> None:
-        keep_bundle(payload)  # forked workers inherit it; others get it when they start
-        if payload not in self._bundles:
-            self._bundles += (payload,)
+        """Make the bundle of the scan about to run available to the workers: forked workers
+        inherit it, others get it when they start. One scan runs at a time, so a pool holds
+        only the current scan's bundle (a new bundle restarts the pool)."""
+        key = keep_bundle(payload)
+        if key != self._bundle_key:
+            self._bundle_key, self._bundles = key, (payload,)
             self.close()
 
     def _ensure(self) -> cf.ProcessPoolExecutor:
