@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 SPEC = """\
 name: Small credit model
@@ -70,3 +71,22 @@ def scan_credit_system(root: Path, attacks: tuple[str, ...]) -> tuple[dict, str]
     run_scan(store, rid, executor=make_executor("serial"))
     run = store.run(rid)
     return scan_document(run, store.units(rid)), run.diagram_svg
+
+
+def comparable_units(store: Any, run_id: str) -> dict[str, Any]:
+    """Every unit outcome of ``run_id`` without what depends on where and when it ran (wall and
+    CPU times, the worker, the pieces' time ledger), to compare runs on different executors.
+    Every unit must be done, or skipped with its reason (a defence that does not apply)."""
+    out = {}
+    for u in store.units(run_id):
+        assert u.status in ("done", "skipped"), (u.unit_id, u.outcome)
+        assert u.status == "done" or u.outcome["error"], u.unit_id
+        o = {k: v for k, v in (u.outcome or {}).items()
+             if k not in ("seconds", "worker", "pieces", "cpu_seconds")}
+        if o["result"] is not None:
+            o["result"] = {k: v for k, v in o["result"].items() if k != "seconds"}
+            # wall-clock figures (seconds per victim, ...) are the only thing allowed to differ
+            o["result"]["metrics"] = {k: v for k, v in o["result"]["metrics"].items()
+                                      if "second" not in k and "time" not in k}
+        out[u.unit_id] = o
+    return out

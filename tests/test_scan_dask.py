@@ -14,7 +14,7 @@ import yaml
 from finmlsec.scan import bundle as bundles
 from finmlsec.scan import get_profile, make_executor, run_scan, start_scan, work
 from finmlsec.store import Store
-from scan_support import build_credit_system
+from scan_support import build_credit_system, comparable_units
 
 LIRA = "membership.lira"
 PROFILE = get_profile("quick").model_copy(update={
@@ -38,20 +38,6 @@ def _system(directory: Path) -> Path:
                               "population": "population.csv"}}
     spec.write_text(yaml.safe_dump(doc))
     return spec
-
-
-def _comparable(store: Store, run_id: str) -> dict[str, Any]:
-    out = {}
-    for u in store.units(run_id):
-        assert u.status in ("done", "skipped"), (u.unit_id, u.outcome)
-        o = {k: v for k, v in (u.outcome or {}).items() if k not in ("seconds", "worker",
-                                                                        "pieces", "cpu_seconds")}
-        if o["result"] is not None:
-            o["result"] = {k: v for k, v in o["result"].items() if k != "seconds"}
-            o["result"]["metrics"] = {k: v for k, v in o["result"]["metrics"].items()
-                                      if "second" not in k and "time" not in k}
-        out[u.unit_id] = o
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +80,7 @@ def test_dask_workers_need_no_spec_files_and_spread_reference_models(
     assert [len(p["seconds"]) for p in lira.outcome["pieces"]] == [4]
     assert all(u.worker and int(u.worker.rsplit(":", 1)[1]) != os.getpid()
                for u in units.values())
-    assert _comparable(store, serial) == _comparable(store, rid)
+    assert comparable_units(store, serial) == comparable_units(store, rid)
 
 
 def test_a_bundle_holds_the_spec_and_its_files_and_refuses_tampering(tmp_path: Path) -> None:

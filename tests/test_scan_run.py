@@ -9,7 +9,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -17,7 +16,7 @@ from typer.testing import CliRunner
 from finmlsec.cli.main import build_app
 from finmlsec.scan import get_profile, make_executor, run_scan, start_scan
 from finmlsec.store import Store
-from scan_support import build_credit_system, finmlsec
+from scan_support import build_credit_system, comparable_units, finmlsec
 
 FAST = ("extraction.equation", "evasion.constrained")
 PROFILE = get_profile("quick").model_copy(
@@ -27,26 +26,6 @@ PROFILE = get_profile("quick").model_copy(
 @pytest.fixture(scope="module")
 def spec(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_credit_system(tmp_path_factory.mktemp("credit"))
-
-
-def _comparable(store: Store, run_id: str) -> dict[str, Any]:
-    out = {}
-    for u in store.units(run_id):
-        # defences that do not apply to this model (e.g. distillation of neural networks) are
-        # skipped with their reason; everything else must be measured
-        assert u.status in ("done", "skipped"), (u.unit_id, u.outcome)
-        assert u.status == "done" or u.outcome["error"], u.unit_id
-        o = dict(u.outcome or {})
-        o.pop("seconds", None)
-        o.pop("worker", None)
-        o.pop("cpu_seconds", None)
-        if o["result"] is not None:
-            o["result"] = {k: v for k, v in o["result"].items() if k != "seconds"}
-            # wall-clock figures (seconds per victim, ...) are the only thing allowed to differ
-            o["result"]["metrics"] = {k: v for k, v in o["result"]["metrics"].items()
-                                      if "second" not in k and "time" not in k}
-        out[u.unit_id] = o
-    return out
 
 
 def test_scan_command_stores_decides_and_gates(spec: Path, tmp_path: Path) -> None:
@@ -121,7 +100,7 @@ def test_process_pool_gives_the_same_results_as_serial(spec: Path, tmp_path: Pat
         finally:
             ex.close()
         runs.append(rid)
-    serial, pooled = (_comparable(store, r) for r in runs)
+    serial, pooled = (comparable_units(store, r) for r in runs)
     baseline = [k for k in serial if "+" not in k]
     assert len(baseline) == 2 and all(serial[k]["status"] == "done" for k in baseline)
     assert serial == pooled
@@ -149,7 +128,7 @@ def test_dask_cluster_gives_the_same_results_as_serial(spec: Path, tmp_path: Pat
             run_scan(store, rid, executor=ex)
         finally:
             ex.close()
-    assert _comparable(store, serial) == _comparable(store, rid)
+    assert comparable_units(store, serial) == comparable_units(store, rid)
     assert len({u.worker for u in store.units(rid)}) >= 1
     assert all(u.worker and int(u.worker.rsplit(":", 1)[1]) != os.getpid()
                for u in store.units(rid))
