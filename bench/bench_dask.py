@@ -25,6 +25,7 @@ Usage: python bench/bench_dask.py [--case credit-scoring] [--profile standard]
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -84,27 +85,23 @@ def scan(spec: Path, profile: Any, executor: str, n: int, db: Path, scratch: Pat
     store = Store.open(str(db))
     rid = start_scan(spec, store=store, profile=profile, seed=0)
     before = load()
-    if executor == "process":
-        ex: Any = make_executor("process", n)
+    with contextlib.ExitStack() as stack:
+        if executor == "process":
+            ex: Any = make_executor("process", n)
+        else:
+            from distributed import LocalCluster
+
+            cluster = stack.enter_context(LocalCluster(
+                n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
+                dashboard_address=None, protocol="tcp",
+                local_directory=str(scratch / f"workers-{n}")))
+            ex = make_executor("dask://" + cluster.scheduler_address.removeprefix("tcp://"))
         t0 = time.perf_counter()
         try:
             run_scan(store, rid, executor=ex)
         finally:
             ex.close()
         wall = time.perf_counter() - t0
-    else:
-        from distributed import LocalCluster
-
-        with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
-                          dashboard_address=None, protocol="tcp",
-                          local_directory=str(scratch / f"workers-{n}")) as cluster:
-            ex = make_executor("dask://" + cluster.scheduler_address.removeprefix("tcp://"))
-            t0 = time.perf_counter()
-            try:
-                run_scan(store, rid, executor=ex)
-            finally:
-                ex.close()
-            wall = time.perf_counter() - t0
     units = store.units(rid)
     return {"executor": executor, "n": n, "wall": wall, "run": rid, "load_before": before,
             "load_after": load(), "graph": graph(units), "cpu_graph": graph(units, cpu=True),
