@@ -359,7 +359,8 @@ class TreePathFinding(Attack):
                 f"extraction.tree_path does not apply: the target is not a decision tree (in "
                 f"{len(boxes)} leaves explored with {queries} queries, a median "
                 f"{float(np.median(point)):.0%} of the number fields changed the output at the "
-                "smallest step; a tree's leaf spans an interval of them)")
+                "smallest step; a tree's leaf spans an interval of them): extraction.equation "
+                "and extraction.learning measure theft of such a model")
 
     @staticmethod
     def _point_in(region: Box, schema: FeatureSchema, search: _Search) -> dict[str, Any]:
