@@ -198,3 +198,48 @@ def test_dossier_html_is_self_contained_and_renders(
         finally:
             browser.close()
     assert all(u.startswith("file://") for u in requests), requests
+
+
+def test_the_dossier_compares_every_input_with_what_the_scan_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Each file the spec names (schema and splits included) carries its digest at scan time,
+    from the run's bundle; a model replaced after the scan is flagged, the rest unchanged."""
+    spec = build_credit_system(tmp_path / "credit")
+    db = str(tmp_path / "finmlsec.db")
+    from finmlsec.scan import get_profile, make_executor, run_scan, start_scan
+    from finmlsec.store import Store
+
+    store = Store.open(db)
+    prof = get_profile("quick").model_copy(update={"only": ("extraction.equation",),
+                                                   "only_defences": ("confidence.round",)})
+    run_scan(store, start_scan(spec, store=store, profile=prof, seed=0),
+             executor=make_executor("serial"))
+    roles = _inputs(db, tmp_path / "before", capsys)
+    assert {"spec", "model"} <= set(roles)
+    assert all(f["changed_since_scan"] is False for r, f in roles.items()
+               if not r.startswith("data:german")), roles
+    model = Path(roles["model"]["path"])
+    model.write_bytes(model.read_bytes() + b"\0")  # the file served later is not the one scanned
+    roles = _inputs(db, tmp_path / "after", capsys)
+    assert roles["model"]["changed_since_scan"] is True
+    assert roles["model"]["sha256_at_scan"] != roles["model"]["sha256"]
+    assert roles["spec"]["changed_since_scan"] is False
+    html = (tmp_path / "after" / "dossier.html").read_text("utf-8")
+    assert "<strong>changed</strong>" in html
+
+
+def _inputs(db: str, out: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, dict]:
+    code, _, err = run(["dossier", "last", "--db", db, "-o", str(out)], capsys)
+    assert code == 0, err
+    return {f["role"]: f for f in json.loads((out / "dossier.json").read_text("utf-8"))["inputs"]}
+
+
+def test_a_spec_built_on_a_shipped_use_case_hashes_its_yaml(tmp_path: Path) -> None:
+    from finmlsec.report.dossier import input_files
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("usecase: chatbot\nname: Our bot\n", "utf-8")
+    roles = {f["role"]: f for f in input_files(str(spec))}
+    shipped = Path(roles["usecase:chatbot"]["path"])
+    assert shipped.name == "chatbot.yaml" and roles["usecase:chatbot"]["sha256"] == sha256_file(shipped)

@@ -4,8 +4,12 @@ of a stored scan (self-contained HTML + JSON with a sha256 manifest, optionally 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from finmlsec.store import Store
 
 
 def dossier_command(
@@ -53,12 +57,20 @@ def _write(run_id: str, output: Path | None, db: str | None, sign_key: Path | No
                      if r.id != run.id and r.summary is not None and r.created_at <= run.created_at
                      and (r.spec_name, r.spec_path) == (run.spec_name, run.spec_path)), None)
     prev_doc = scan_document(previous, store.units(previous.id)) if previous else None
-    dossier = build_dossier(doc, prev_doc)
+    dossier = build_dossier(doc, prev_doc, _hashes_at_scan(store, run.options.get("bundle")))
     html = render_dossier_html(dossier, render_html(doc, run.diagram_svg))
     out = output or Path("out") / f"dossier-{run.id}"
     files = write_dossier(dossier, html, out, sign_key)
     typer.echo(f"wrote {out}: {', '.join(p.name for p in files)}"
                + (f" (changes since {previous.id})" if previous else ""))
+
+
+def _hashes_at_scan(store: Store, bundle: str | None) -> dict[str, str] | None:
+    """The digests of the files the run read, from the bundle the store keeps with it."""
+    from finmlsec.scan.bundle import hashes
+
+    payload = store.bundle(bundle) if bundle else None
+    return hashes(payload) if payload else None
 
 
 def register(app: typer.Typer) -> None:

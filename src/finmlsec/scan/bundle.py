@@ -68,7 +68,8 @@ def digest(payload: bytes) -> str:
     return hashlib.sha256(payload).hexdigest()
 
 
-def _get(doc: dict[str, Any], key: str) -> Any:
+def lookup(doc: dict[str, Any], key: str) -> Any:
+    """The value at the dotted ``key`` of a parsed spec (None where a part is missing)."""
     node: Any = doc
     for part in key.split("."):
         if not isinstance(node, dict) or part not in node:
@@ -90,7 +91,7 @@ def _referenced(spec: Any) -> dict[str, str]:
     doc = spec.model_dump(mode="json", exclude_none=True)
     if (doc.get("model") or {}).get("format") == "remote":
         doc["model"].pop("path", None)
-    return {k: str(v) for k in FILE_KEYS if isinstance(v := _get(doc, k), str)}
+    return {k: str(v) for k in FILE_KEYS if isinstance(v := lookup(doc, k), str)}
 
 
 def make_bundle(spec_path: str | Path) -> bytes | None:
@@ -142,6 +143,15 @@ def manifest(payload: bytes) -> dict[str, Any]:
 
 
 _DIRS: dict[str, Path] = {}
+
+
+def hashes(payload: bytes) -> dict[str, str]:
+    """The SHA-256 of each file the archive holds, by the spec key that named it (the spec's
+    own text under ``spec``)."""
+    meta = manifest(payload)
+    with zipfile.ZipFile(io.BytesIO(payload)) as z:
+        spec = digest(z.read("spec.yaml"))
+    return {"spec": spec, **{k: v["sha256"] for k, v in meta["files"].items()}}
 
 
 def unpack(payload: bytes) -> Path:
