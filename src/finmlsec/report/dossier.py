@@ -107,10 +107,10 @@ def input_files(spec_path: str, at_scan: dict[str, str] | None = None) -> list[d
                                                            f"{raw['usecase']}.yaml")
             paths.append((f"usecase:{raw['usecase']}", None, Path(str(shipped))))
     out = []
-    for role, key, p in paths:
+    for role, spec_key, p in paths:
         entry: dict[str, Any] = {"role": role, "path": str(p), "sha256": _digest(p)}
-        if at_scan is not None and key is not None:
-            then = at_scan.get(key)
+        if at_scan is not None and spec_key is not None:
+            then = at_scan.get(spec_key)
             entry["sha256_at_scan"] = then
             entry["changed_since_scan"] = None if then is None else then != entry["sha256"]
         out.append(entry)
