@@ -92,6 +92,10 @@ def test_a_portfolio_is_scanned_reported_by_risk_and_compared_with_its_last_vali
     code, stdout, err = _scan(capsys, str(root / "inventory.yaml"), "--db", db, "--executor",
                               "serial", "--out", str(out), "--json")
     assert code == 0, err
+    from finmlsec.scan import bundle, work
+
+    # nothing of the three systems is kept in this process once each is done
+    assert not work._SCENARIOS and not work._BUNDLES and not bundle._DIRS
     doc = json.loads(stdout)
     pid = doc["portfolio"]["id"]
     assert pid.startswith("pf-") and doc["portfolio"]["status"] == "done"

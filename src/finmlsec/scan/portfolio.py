@@ -139,6 +139,7 @@ def _run(store: Store, pf: PortfolioInfo, *, executor: str, workers: int | None,
          progress: bool, echo: Callable[[str], None],
          describe: Callable[[BaseException], str]) -> list[SystemResult]:
     from finmlsec.scan import pipeline
+    from finmlsec.scan.work import release
 
     pf = store.portfolio(pf.id)  # as it is now that this invocation holds it
     store.set_portfolio_status(pf.id, "running")
@@ -176,6 +177,8 @@ def _run(store: Store, pf: PortfolioInfo, *, executor: str, workers: int | None,
             echo(f"{tag}: error: {line}")
             results.append(SystemResult(system.name, "error", run_id, line))
             continue
+        finally:
+            release()  # this system's scenario and bundle are not the next one's
         status = "done" if outcome.status == "done" else "incomplete"
         store.set_portfolio_system(pf.id, system.name, status=status, run_id=run_id)
         s = outcome.summary

@@ -80,6 +80,16 @@ def keep_bundle(payload: bytes) -> str:
     return key
 
 
+def release() -> None:
+    """Drop every scenario and bundle this process keeps, and their unpacked files: between the
+    systems of a portfolio, so a long inventory does not hold each system's data and model."""
+    from finmlsec.scan.bundle import forget
+
+    _SCENARIOS.clear()
+    _BUNDLES.clear()
+    forget()
+
+
 def scenario_for(ctx: ScanContext, scenario: Any = None) -> Any:
     """The scenario of ``ctx``, loaded once per process: from its bundle when it names one (the
     bundle must have been kept with :func:`keep_bundle`), else from its spec path. ``scenario``:
