@@ -83,7 +83,9 @@ def test_a_perfect_copy_of_a_near_constant_model_is_not_rated_as_theft(target) -
     note = next(n for n in r.notes if n.startswith(LIFT_NOISE))
     assert "b=2, c=0 records, p=0.25" in note
     assert t["risk"] == "none" and t["decision"] == "accept"
-    assert any(n.startswith(f"extraction.tree_path: {LIFT_NOISE}") for n in t["notes"])
+    # the attack's own note stands beside its figure in the threat's summary, not in its notes
+    assert t["attacks"][0]["notes"] == list(r.notes) and note in t["attacks"][0]["notes"]
+    assert not any(LIFT_NOISE in n for n in t["notes"])
 
 
 def test_the_same_copy_is_theft_where_enough_records_tell_it_from_the_constant(target) -> None:
@@ -92,4 +94,4 @@ def test_the_same_copy_is_theft_where_enough_records_tell_it_from_the_constant(t
     assert m["fidelity_test"] == 1.0 and m["fidelity_lift_b"] == 10.0
     assert m["fidelity_lift_p"] < 0.001 and r.success == m["fidelity_lift"] == 1.0
     assert not any(n.startswith(LIFT_NOISE) for n in r.notes)
-    assert t["risk"] == "high" and not any(LIFT_NOISE in n for n in t["notes"])
+    assert t["risk"] == "high" and not any(LIFT_NOISE in n for n in t["attacks"][0]["notes"])

@@ -106,6 +106,29 @@ def test_skipped_reason_in_markdown_and_notes_cleaned(scanned: tuple[dict[str, A
     assert threat_notes(accepted) == []  # said once, in the recommendation
 
 
+def test_an_attacks_own_notes_stand_beside_the_threats_verdict(
+    scanned: tuple[dict[str, Any], str],
+) -> None:
+    doc = copy.deepcopy(scanned[0])
+    i, t = next((i, t) for i, t in enumerate(doc["threats"]) if t["attacks"]
+                and t["countermeasures"])
+    a, c = t["attacks"][0], t["countermeasures"][0]
+    a["notes"] = ["the copy's agreement is within noise (b=2, c=0 records, p=0.25)"]
+    c["notes"] = [{"attack": a["name"], "note": "success counted as 0 (a lower bound)"}]
+    t["notes"] = []
+    page = render_html(doc, scanned[1])
+    section = page.split(f'id="threat-{i}"', 1)[1].split("</section>", 1)[0]
+    assert f"<li>{a['name']}: the copy&#39;s agreement is within noise (b=2" in section
+    assert f"{a['name']} under {' + '.join(c['defences'])}: success counted as 0" in section
+    assert section.index("within noise") > section.index(a["name"])  # after its figure
+    md = render_markdown(doc)
+    block = md.split(f"`{a['name']}`: ", 1)[1].split("\n## ", 1)[0]
+    assert "\n  - note: the copy's agreement is within noise (b=2" in block
+    assert f"\n  - note (`{a['name']}`): success counted as 0 (a lower bound)" in block
+    del a["notes"], c["notes"]  # a report stored before attacks carried their notes
+    assert "within noise (b=2" not in render_markdown(doc) + render_html(doc, scanned[1])
+
+
 def _boxes_overlap(a: dict[str, float], b: dict[str, float]) -> bool:
     return not (a["x"] + a["width"] <= b["x"] or b["x"] + b["width"] <= a["x"]
                 or a["y"] + a["height"] <= b["y"] or b["y"] + b["height"] <= a["y"])

@@ -8,7 +8,8 @@ utility cost). Risk levels come from an attack's headline success in [0, 1]
 (see :class:`~finmlsec.attacks.base.AttackResult`): ``high`` from 0.5, ``medium`` from 0.2,
 ``low`` from 0.05, ``none`` below. An extraction attack's success is already 0 when its copy's
 lift over the no-model copy is within noise (McNemar's exact test, see
-:func:`~finmlsec.attacks.extraction_common.theft_success`); the threat's notes say so.
+:func:`~finmlsec.attacks.extraction_common.theft_success`); that attack's own notes say so (an
+attack's ``notes`` in the summary, beside its figure).
 
 Example:
     >>> from finmlsec.scan.decide import risk_level, at_least
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from finmlsec.attacks.extraction_common import LIFT_NOISE
 from finmlsec.scan.privacy import exposure, privacy_loss
 
 LEVELS = ("none", "low", "medium", "high")
@@ -218,6 +218,7 @@ def summarize(plan: dict[str, Any], outcomes: dict[str, dict[str, Any]], *,
                 "params": r.get("params", reps[0]["params"]),
                 "error": next((o["error"] for o in outs if o.get("error")), None),
                 "seeds": fig["seeds"], "trials": fig["trials"], "spread": fig["spread"],
+                "notes": result_notes(outs),
             })
         measured = [a for a in attacks if a["success"] is not None]
         strongest = max(measured, key=lambda a: a["success"]) if measured else None
@@ -244,6 +245,10 @@ def summarize(plan: dict[str, Any], outcomes: dict[str, dict[str, Any]], *,
                 "utility": util, "utility_drop": drop,
                 "effect": effect(before, after) if before and after else None,
                 "errors": sorted({o["error"].splitlines()[0] for o in outs if o.get("error")}),
+                "notes": [{"attack": a, "note": n}
+                          for a in dict.fromkeys(u["attack"] for u in us)
+                          for n in result_notes([outcomes.get(u["id"]) or {}
+                                                 for u in us if u["attack"] == a])],
             })
         entry: dict[str, Any] = {
             "attack": t["attack"], "via": t["via"], "priority": t["priority"],
@@ -255,10 +260,6 @@ def summarize(plan: dict[str, Any], outcomes: dict[str, dict[str, Any]], *,
             if strongest else None,
             "exposure": exposure(strongest["name"], mine, outcomes) if strongest else None,
         }
-        for u in (u for u in mine if not u["defences"]):
-            for n in _noise_notes(outcomes.get(u["id"]) or {}):
-                if f"{u['attack']}: {n}" not in entry["notes"]:
-                    entry["notes"].append(f"{u['attack']}: {n}")
         entry.update(_decide(t, success, cms, max_utility_drop, metric, baseline_util))
         entry["lower_bound"] = lower_bound_reasons(t, attacks)
         if entry["lower_bound"] and entry["success"] is not None:
@@ -290,12 +291,17 @@ def summarize(plan: dict[str, Any], outcomes: dict[str, dict[str, Any]], *,
     }
 
 
-def _noise_notes(outcome: dict[str, Any]) -> list[str]:
-    """The notes of an outcome that say its success was counted as 0 because it is within noise
-    (an extraction copy no better than the no-model copy beyond chance): the threat's notes
-    carry them, so the report says why a perfect copy is rated as no theft."""
-    notes = (outcome.get("result") or {}).get("notes") or ()
-    return [str(n) for n in notes if str(n).startswith(LIFT_NOISE)]
+def result_notes(outs: list[dict[str, Any]]) -> list[str]:
+    """The notes of an attack's results over its seeds (``outs``: the outcomes of its repeats),
+    each once, in order: what the attack itself says about its figure (a success counted as 0
+    because it is within noise, a lower bound, the direction of the decisions it counts).
+
+    Example:
+        >>> result_notes([{"result": {"notes": ["a", "b"]}}, {"result": {"notes": ["a"]}}, {}])
+        ['a', 'b']
+    """
+    return list(dict.fromkeys(str(n) for o in outs
+                              for n in ((o.get("result") or {}).get("notes") or ())))
 
 
 def _either_direction(outcome: dict[str, Any]) -> bool:
