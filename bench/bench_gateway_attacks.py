@@ -11,14 +11,20 @@ public copy's answers (see ``finmlsec.gateway.redteam``).
 
 Columns: fidelity reached, the no-query baseline (better of the constant copy and a copy trained
 on the public split), records sent / answered / refused by the input screen, records answered
-when the key was blocked, "stopped" (fidelity <= baseline + 5 points), and the fidelity's Wilson
-95% interval over the records it is measured on. For an attack not stopped, a control line: the
+when the key was blocked, "stopped", the fidelity's Wilson 95% interval over the records it is
+measured on, and the paired test of the copy against the baseline copy on those records: the
+one-sided 95% lower bound of fidelity minus baseline, the records only the copy (b) and only the
+baseline copy (c) answer like the model, and the p-value of "at most 5 points above the
+baseline" (Tango's score test). "NO" (not stopped) only when that test rejects at 0.05; "yes
+(n.s.)" when the point estimate is above the margin but the test cannot tell it from the margin.
+For an attack not plainly stopped, a control line: the
 same attack without the gateway, the model answering its first k queries and the attacker's own
 copy every later one (k = 0, 1, the answers it got before the block, all): whether the extra
 fidelity comes from the model's answers or from the copy that answers after the block. Fidelity is measured
 on the held-out split or, where the model's decisions are imbalanced (under 20% for the rarer
 one: "(bal.)"), on every record of the test and training splits with the rarer decision and as
-many others (a constant copy would score 0.998 on fraud otherwise). Then 60 genuine clients per
+many others (a constant copy would score 0.998 on fraud otherwise; for market anomaly the pool
+also holds the NASDAQ Composite days, ``redteam.EXTRA_EVALUATION``). Then 60 genuine clients per
 use case, each replaying 150 records of the held-out split one per request: how many the gateway
 blocks (and flags), and how many genuine records the screen refuses.
 
@@ -59,7 +65,7 @@ def main(argv: list[str]) -> int:
     work = Path(args.workdir or tempfile.mkdtemp(prefix="finmlsec-gw-attacks-"))
     t0 = time.perf_counter()
     print(f"{'model':<30} {'attack':<30} {'fidelity':>8} {'baseline':>8} {'sent':>5} "
-          f"{'answered':>8} {'screened':>8} {'blocked at':>10} {'stopped':>7}", flush=True)
+          f"{'answered':>8} {'screened':>8} {'blocked at':>10} {'stopped':>10}", flush=True)
     scenarios: dict[str, rt.Scenario] = {}
     failures = 0
     for usecase, model in MODELS:
@@ -74,14 +80,16 @@ def main(argv: list[str]) -> int:
         for (_, attack, budget), o in zip(attacks, rt.attack_gateway(
                 sc, attacks, fallback=fallback, batch_size=args.batch), strict=True):
             at = "-" if o.blocked_after is None else str(o.blocked_after)
-            verdict = "ERROR" if o.error else ("yes" if o.stopped else "NO")
-            failures += verdict != "yes"
+            verdict = o.verdict
+            failures += not o.stopped
             lo, hi = o.interval
             print(f"{o.scenario:<30} {o.attack:<30} {o.fidelity:>8.3f} {o.baseline:>8.3f} "
                   f"{o.rows_sent:>5} {o.rows_answered:>8} {o.rows_screened:>8} {at:>10} "
-                  f"{verdict:>7}  [{lo:.2f}, {hi:.2f}] of {o.n_eval}"
+                  f"{verdict:>10}  [{lo:.2f}, {hi:.2f}] of {o.n_eval}; lift >= "
+                  f"{o.lift_lower:+.3f} (b={o.only_copy}, c={o.only_baseline}, "
+                  f"p={o.p_value:.3g})"
                   + (f"  {o.error}" if o.error else ""), flush=True)
-            if verdict == "NO" and o.blocked_after is not None and not args.no_controls:
+            if verdict != "yes" and not o.error and o.blocked_after is not None and not args.no_controls:
                 # the same attack, the model answering exactly k queries, its own copy the rest
                 ks = sorted({0, 1, o.blocked_after, budget})
                 got = {k: rt.cutoff_fidelity(sc, attack, budget, fallback, k) for k in ks}

@@ -88,3 +88,39 @@ def test_the_cutoff_control_answers_k_queries_from_the_model(scenario: rt.Scenar
     assert told >= 0.97 and told > blind + 0.05, (blind, told)
     lo, hi = rt.wilson(29 / 48, 48)
     assert round(lo, 2) == 0.46 and round(hi, 2) == 0.73
+
+
+def _outcome(fid: float, base: float, b: int | None, c: int | None, n: int) -> rt.AttackOutcome:
+    return rt.AttackOutcome("s", "a", fid, base, 0, 0, 0, None, "", 0.0, n_eval=n,
+                            only_copy=b, only_baseline=c)
+
+
+def test_not_stopped_is_claimed_only_when_the_paired_test_measures_it() -> None:
+    """The verdict compares the copy with the baseline copy record by record: 11 records won
+    and 2 lost out of 90 (10 points above the baseline) is not significantly more than 5 points
+    above it; 30 won and 2 lost is; at or below the margin the attack is stopped outright."""
+    ns = _outcome(0.767, 0.667, 11, 2, 90)
+    assert ns.stopped and ns.verdict == "yes (n.s.)" and 0.05 < ns.p_value < 0.2, ns.p_value
+    assert 0.0 < ns.lift_lower < rt.MARGIN  # above the baseline, not shown above the margin
+    big = _outcome(0.978, 0.667, 30, 2, 90)
+    assert not big.stopped and big.verdict == "NO" and big.p_value < rt.ALPHA
+    assert big.lift_lower > rt.MARGIN
+    assert _outcome(0.70, 0.667, 5, 2, 90).verdict == "yes"
+    assert _outcome(0.767, 0.667, None, None, 90).verdict == "NO"  # no counts: point estimate
+    lo, hi = ns.interval  # the fidelity alone is uncertain by more than the margin
+    assert hi - lo > 2 * rt.MARGIN
+
+
+def test_the_market_evaluation_set_adds_the_nasdaq_days(tmp_path: Path) -> None:
+    """The market model flags too few days of its own splits for a balanced set (24): the
+    evaluator's pool adds the NASDAQ Composite days, none of them the attacker's."""
+    import numpy as np
+
+    sc = rt.usecase_scenario("market-anomaly", "gbm", tmp_path)
+    test = sc.data.test
+    flagged = np.asarray(sc.target.predict(test.X)).astype(int)
+    assert len(test) == 90 and flagged.sum() == 45, (len(test), flagged.sum())
+    without = rt.usecase_scenario("market-anomaly", "gbm", tmp_path, extra=False)
+    assert len(without.data.test) == 48
+    pop = {tuple(r) for r in np.round(sc.data.population.X.to_numpy(), 9)}
+    assert not pop & {tuple(r) for r in np.round(test.X.to_numpy(), 9)}

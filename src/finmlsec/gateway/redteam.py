@@ -15,8 +15,12 @@ the attacker learns nothing more: every later query is answered by its own copy 
 data, and the attack runs to its end. Its final fidelity is therefore what it reached with the
 answers it got before the block. The attacker's no-query baseline is the better of the constant
 copy and the copy trained on the public records (``fidelity_baseline`` of
-:func:`~finmlsec.attacks.extraction_common.theft_metrics`); an attack is **stopped** when its
-fidelity stays within ``margin`` (5 points) of that baseline.
+:func:`~finmlsec.attacks.extraction_common.theft_metrics`); an attack is **not stopped** only when
+its fidelity exceeds that baseline by more than :data:`MARGIN` (5 points) significantly: both
+copies are scored record by record on the same evaluation records, and Tango's one-sided score
+test of the paired difference (:func:`~finmlsec.metrics.paired_margin_p`) rejects "at most 5
+points above" at :data:`ALPHA`. A point estimate above the margin that the test cannot separate
+from it is reported as such, and counted stopped.
 
 :func:`genuine_clients` replays held-out records through many keys at a steady rate and counts
 the clients the gateway refuses or flags.
@@ -40,6 +44,7 @@ from finmlsec.targets.oracle import Access, Oracle
 from finmlsec.targets.remote import RemoteConfig, RemoteTarget, RequestMapping, ResponseMapping
 
 MARGIN = 0.05
+ALPHA = 0.05  # the significance at which an attack is declared not stopped
 
 
 class LoopbackGateway:
@@ -228,16 +233,55 @@ class AttackOutcome:
     error: str = ""
     notes: tuple[str, ...] = field(default_factory=tuple)
     n_eval: int = 0  # records the fidelity is measured on
+    #: evaluation records only the attack's copy answers like the model (b), only the baseline
+    #: copy (c); None when the attack did not report them (no paired test then)
+    only_copy: int | None = None
+    only_baseline: int | None = None
+
+    @property
+    def p_value(self) -> float:
+        """One-sided p-value of "fidelity <= baseline + MARGIN" (Tango's paired score test on
+        the evaluation records); without the paired counts, 1.0 at or below the margin and 0.0
+        above it (the point estimate alone)."""
+        from finmlsec.metrics import paired_margin_p
+
+        if self.only_copy is None or self.only_baseline is None or self.n_eval <= 0:
+            return 1.0 if self.fidelity <= self.baseline + MARGIN else 0.0
+        return paired_margin_p(self.only_copy, self.only_baseline, self.n_eval, MARGIN)
+
+    @property
+    def lift_lower(self) -> float:
+        """The one-sided 95% lower bound of fidelity minus baseline (nan without the paired
+        counts): the attack is not stopped exactly when it exceeds :data:`MARGIN`."""
+        from finmlsec.metrics import paired_difference_lower
+
+        if self.only_copy is None or self.only_baseline is None or self.n_eval <= 0:
+            return float("nan")
+        return paired_difference_lower(self.only_copy, self.only_baseline, self.n_eval, ALPHA)
 
     @property
     def stopped(self) -> bool:
-        return not self.error and self.fidelity <= self.baseline + MARGIN
+        """No error, and the fidelity not shown to exceed the baseline by more than
+        :data:`MARGIN` (``p_value`` at or above :data:`ALPHA`)."""
+        return not self.error and (self.fidelity <= self.baseline + MARGIN
+                                   or self.p_value >= ALPHA)
+
+    @property
+    def verdict(self) -> str:
+        """``yes``; ``yes (n.s.)`` when the point estimate is above the margin but not
+        significantly; ``NO`` when measured above it; ``ERROR``."""
+        if self.error:
+            return "ERROR"
+        if not self.stopped:
+            return "NO"
+        return "yes" if self.fidelity <= self.baseline + MARGIN else "yes (n.s.)"
 
     @property
     def interval(self) -> tuple[float, float]:
         """Wilson 95% interval of the fidelity (a share of ``n_eval`` records): on the small
-        balanced sets of rare decisions (48 records on market anomaly) it spans about 25
-        points, wider than the 5-point margin."""
+        balanced sets of rare decisions (90 records on market anomaly) it spans about 20
+        points, wider than the 5-point margin; the verdict rests on the paired test
+        (:attr:`p_value`), which compares both copies on the same records."""
         return wilson(self.fidelity, self.n_eval)
 
 
@@ -323,10 +367,14 @@ def attack_gateway(sc: Scenario, attacks: list[tuple[str, Attack, int]], *, fall
             t0 = time.perf_counter()
             error, fid, base = "", float("nan"), float("nan")
             notes: tuple[str, ...] = ()
+            b: int | None = None
+            c: int | None = None
             try:
                 r = attack.run(oracle, sc.data)
                 fid = float(r.metrics.get("fidelity_test", float("nan")))
                 base = float(r.metrics.get("fidelity_baseline", float("nan")))
+                if "fidelity_lift_b" in r.metrics and "fidelity_lift_c" in r.metrics:
+                    b, c = int(r.metrics["fidelity_lift_b"]), int(r.metrics["fidelity_lift_c"])
                 notes = r.notes
             except (TargetError, CapabilityError) as exc:
                 error = str(exc)[:200]
@@ -336,7 +384,8 @@ def attack_gateway(sc: Scenario, attacks: list[tuple[str, Attack, int]], *, fall
                                      remote.rows_answered, remote.rows_screened,
                                      remote.blocked_after, remote.blocked_by,
                                      time.perf_counter() - t0, error, tuple(notes),
-                                     n_eval=0 if sc.data.test is None else len(sc.data.test)))
+                                     n_eval=0 if sc.data.test is None else len(sc.data.test),
+                                     only_copy=b, only_baseline=c))
     gw.close()
     return out
 
@@ -437,14 +486,31 @@ def _app_factory(policy: Any, workdir: Any, **kwargs: Any) -> Callable[[], Any]:
     return make
 
 
+def _nasdaq_days() -> Any:
+    from finmlsec.attacks.base import Labeled
+    from finmlsec.datasets import load
+
+    ds = load("market_anomalies", index="nasdaq")
+    return Labeled(ds.X.reset_index(drop=True), np.asarray(ds.y))
+
+
+#: Real records beyond a use case's splits that the evaluator adds to the pool its balanced set
+#: is drawn from, where the splits hold too few of the rarer decision: the market-anomaly model
+#: (trained on S&P 500 days) flags 24 days of its test and training splits, a balanced set of 48
+#: whose Wilson interval spans 25 points; the NASDAQ Composite days of the same 20 years, with
+#: the same scale-free features, add 21 more it flags (90 records). The attacker holds none of
+#: them (its public records are the population split).
+EXTRA_EVALUATION: dict[str, Callable[[], Any]] = {"market-anomaly": _nasdaq_days}
+
+
 def usecase_scenario(usecase: str, model: str, workdir: Any, *, policy: Any = None,
-                     seed: int = 0, balanced: bool = True) -> Scenario:
+                     seed: int = 0, balanced: bool = True, extra: bool = True) -> Scenario:
     """A use case built by ``finmlsec demo build`` (into ``workdir/usecase``, reused when there),
     served from the spec of ``model`` with ``policy`` (default: what ``finmlsec serve`` derives
     from the spec when no ``--policy`` is given). The attacker's public records are the use
     case's population split; fidelity is measured on its test split (``balanced``: on
-    :func:`balanced_test` of the test and training splits when the model's decisions are
-    imbalanced)."""
+    :func:`balanced_test` of the test and training splits, and with ``extra`` the use case's
+    :data:`EXTRA_EVALUATION` records, when the model's decisions are imbalanced)."""
     from pathlib import Path
 
     from finmlsec.attacks.base import Labeled
@@ -471,6 +537,13 @@ def usecase_scenario(usecase: str, model: str, workdir: Any, *, policy: Any = No
 
             pool = Labeled(concat_rows(data.test.X, data.train.X).reset_index(drop=True),
                            np.concatenate([np.asarray(data.test.y), np.asarray(data.train.y)]))
+        if extra and usecase in EXTRA_EVALUATION:
+            from finmlsec.arrays import concat_rows
+
+            more = EXTRA_EVALUATION[usecase]()
+            pool = Labeled(concat_rows(pool.X, more.X[list(pool.X.columns)])
+                           .reset_index(drop=True),
+                           np.concatenate([np.asarray(pool.y), np.asarray(more.y)]))
         test = balanced_test(loaded.target, pool, seed)
         if test is not pool:
             data, name = replace(data, test=test), name + " (bal.)"
