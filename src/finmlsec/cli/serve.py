@@ -25,6 +25,10 @@ def register(app: typer.Typer) -> None:
             "recommended: a run id (or 'last') in --scan-db, a scan JSON file or a directory "
             "holding dossier.json or *scan.json. Refused, naming it, when it recommended "
             "something that cannot be served online."),
+        accept_model_change: bool = typer.Option(
+            False, "--accept-model-change",
+            help="With --from-scan: serve the spec's model even when its file is not the one "
+            "the scan measured (SHA-256), with that scan's guards (warned)."),
         scan_db: str | None = typer.Option(
             None, "--scan-db", help="Result store of --from-scan's run id "
             "[FINMLSEC_DB or ./finmlsec.db]."),
@@ -92,6 +96,8 @@ def register(app: typer.Typer) -> None:
                 raise ConfigError(f"the scan {doc['run'].get('id')} tested {scanned!r}, not "
                                   f"{spec!r}; leave SPEC out to serve what it tested")
             spec = scanned
+        elif accept_model_change:
+            raise ConfigError("--accept-model-change goes with --from-scan")
         if spec is None:
             raise ConfigError("give the system's spec (or 'demo'), or --from-scan RUN")
         if spec != "demo" and not Path(spec).is_file():
@@ -106,9 +112,11 @@ def register(app: typer.Typer) -> None:
                               "--workers 1")
         from finmlsec.gateway.defaults import guard_warnings, spec_policy
 
+        model_warnings: list[str] = []
         if doc is not None:  # the spec's secure defaults, then what the scan recommended
-            from finmlsec.gateway.fromscan import scan_policy
+            from finmlsec.gateway.fromscan import check_model, scan_policy
 
+            model_warnings = check_model(doc, spec, accept_change=accept_model_change)
             base, base_on = spec_policy(spec)
             pol, scan_on = scan_policy(doc, base)
             replaced = {line.split(":", 1)[0] for line in scan_on}
@@ -125,7 +133,8 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"guards {source}:", err=True)
         for line in on:
             typer.echo(f"  on: {line}", err=True)
-        for line in guard_warnings(pol, host=host, tls=bool(ssl_certfile) or behind_tls_proxy):
+        for line in model_warnings + guard_warnings(pol, host=host,
+                                                    tls=bool(ssl_certfile) or behind_tls_proxy):
             typer.echo(f"warning: {line}", err=True)
         settings = Settings(db_url=db, redis_url=redis, table_prefix=table_prefix,
                             redis_prefix=redis_prefix, policy=pol,

@@ -24,6 +24,12 @@ The scan is found by run id in the result store (an id, a unique prefix or ``las
 JSON file (``finmlsec scan --json``, ``finmlsec report RUN --format json``, a dossier's
 ``dossier.json``), or a directory holding ``dossier.json`` or one ``*scan.json`` (``finmlsec
 demo run --out DIR``).
+
+The guards are the scan's only for the model it measured: :func:`check_model` compares the
+SHA-256 of the model file the spec names now with the one the scan recorded (the run's
+``options.inputs``, taken when the scan was planned; for a run stored before that was recorded,
+its scan bundle's manifest in the store, or a dossier's ``inputs``, hashed when the dossier was
+written) and refuses a different file unless the operator accepts the change.
 """
 
 from __future__ import annotations
@@ -73,7 +79,8 @@ def load_scan_document(ref: str, db: str | None = None) -> dict[str, Any]:
         except (OSError, ValueError) as exc:
             raise ConfigError(f"cannot read the scan result {str(path)!r}: {exc}") from None
         if isinstance(doc, dict) and isinstance(doc.get("scan"), dict) and "run" in doc:
-            doc = {"run": doc["run"], **doc["scan"]}  # a dossier
+            # a dossier; its ``inputs`` were hashed when it was written
+            doc = {"run": doc["run"], **doc["scan"], "dossier_inputs": doc.get("inputs")}
         if not (isinstance(doc, dict) and isinstance(doc.get("threats"), list)
                 and isinstance(doc.get("run"), dict)):
             raise ConfigError(f"{str(path)!r} is not a scan result (finmlsec scan --json, "
@@ -84,7 +91,62 @@ def load_scan_document(ref: str, db: str | None = None) -> dict[str, Any]:
 
     store = Store.open(db)
     run = store.run(ref)  # a ConfigError naming the store when there is no such run
-    return scan_document(run, store.units(run.id))
+    doc = scan_document(run, store.units(run.id))
+    bundle = run.options.get("bundle")
+    if "inputs" not in run.options and isinstance(bundle, str):
+        payload = store.bundle(bundle)  # a run planned before the hashes were recorded
+        if payload is not None:
+            from finmlsec.scan.bundle import manifest
+
+            doc["bundle_inputs"] = {k: v.get("sha256")
+                                    for k, v in manifest(payload)["files"].items()}
+    return doc
+
+
+def recorded_model_hash(doc: dict[str, Any]) -> tuple[str | None, str]:
+    """The SHA-256 of the model file the scan ``doc`` measured, and where it was found; None
+    when the scan recorded none (a remote model, or a document from before it was recorded)."""
+    inputs = (doc["run"].get("options") or {}).get("inputs")
+    if isinstance(inputs, dict) and "model.path" in inputs:
+        return inputs["model.path"], "recorded by the scan"
+    bundled = doc.get("bundle_inputs")
+    if isinstance(bundled, dict) and "model.path" in bundled:
+        return bundled["model.path"], "in the scan's bundle"
+    for entry in doc.get("dossier_inputs") or []:
+        if isinstance(entry, dict) and entry.get("role") == "model":
+            return entry.get("sha256"), "in the dossier (hashed when it was written)"
+    return None, ""
+
+
+def check_model(doc: dict[str, Any], spec_path: str, *, accept_change: bool = False) -> list[str]:
+    """Refuse (a :class:`ConfigError`, one line) to serve with the scan ``doc``'s guards a model
+    file other than the one it measured: the SHA-256 of the file ``spec_path`` names now against
+    the recorded one. With ``accept_change``, or when the scan recorded no hash, the warning
+    lines to print instead (none when they match)."""
+    from finmlsec.scan.bundle import file_sha256
+    from finmlsec.spec import load_spec
+
+    run = doc["run"].get("id", "?")
+    spec = load_spec(spec_path)
+    if spec.model is None or spec.model.format == "remote" or spec.model.path is None:
+        return []  # nothing on disk to compare: the endpoint is what the scan queried
+    recorded, where = recorded_model_hash(doc)
+    path = Path(spec.model.path)
+    path = path if path.is_absolute() else Path(spec.source_dir) / path
+    if not path.is_file():
+        return []  # a model directory (or missing: loading it names the problem)
+    now = file_sha256(path)
+    if recorded is None:
+        return [f"scan {run} recorded no hash of the model it measured: cannot check that "
+                f"{str(path)!r} is that model; scan it again to record one"]
+    if recorded == now:
+        return []
+    msg = (f"the model file {str(path)!r} (sha256 {now[:12]}...) is not the one scan {run} "
+           f"measured (sha256 {recorded[:12]}..., {where})")
+    if accept_change:
+        return [f"{msg}; served with that scan's guards anyway (--accept-model-change)"]
+    raise ConfigError(f"{msg}; scan the model being served, or pass --accept-model-change to "
+                      "serve it with that scan's guards anyway")
 
 
 def recommended(doc: dict[str, Any]) -> list[tuple[str, str]]:

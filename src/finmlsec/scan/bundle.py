@@ -94,6 +94,32 @@ def _referenced(spec: Any) -> dict[str, str]:
     return {k: str(v) for k in FILE_KEYS if isinstance(v := lookup(doc, k), str)}
 
 
+def _sources(spec: Any) -> dict[str, Path]:
+    base = Path(spec.source_dir)
+    return {key: Path(raw) if Path(raw).is_absolute() else base / raw
+            for key, raw in _referenced(spec).items()}
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file, read in blocks."""
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def input_hashes(spec_path: str | Path) -> dict[str, str | None]:
+    """The SHA-256 of every file the spec at ``spec_path`` names, by its YAML key (``model.path``,
+    ``data.splits.train``, ...): what a scan measured, recorded with its run so that what is
+    served later can be checked against it (``finmlsec serve --from-scan``). None for a path that
+    is a directory (Parquet data at scale, a model directory) or missing."""
+    from finmlsec.spec import load_spec
+
+    return {key: file_sha256(src) if src.is_file() else None
+            for key, src in sorted(_sources(load_spec(Path(spec_path).resolve())).items())}
+
+
 def make_bundle(spec_path: str | Path) -> bytes | None:
     """The archive of the spec at ``spec_path`` and the files it names (see the module
     docstring); None when the files exceed :data:`MAX_BYTES` or ``data.path`` is a directory (of
