@@ -69,10 +69,10 @@ def test_serve_from_scan_serves_what_the_scan_recommended(
     bad = cli("serve", "--from-scan", str(tmp_path / "dir"), "--db", url)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
     assert "cannot be served online: robust.bagging (against infer_model@model_io" in bad.stderr
-    infer["best"] = ["input_screen"]
+    infer["best"] = ["confidence.noise"]
     (tmp_path / "dir" / "credit-scan.json").write_text(json.dumps(doc), encoding="utf-8")
     bad = cli("serve", "--from-scan", str(tmp_path / "dir" / "credit-scan.json"), "--db", url)
-    assert bad.returncode == 2 and "input_screen (against" in bad.stderr
+    assert bad.returncode == 2 and "confidence.noise (against" in bad.stderr
     both = cli("serve", "--from-scan", rid, "--scan-db", db, "--policy", str(root / "p.yaml"))
     assert both.returncode == 2 and "not both" in both.stderr
     other = cli("serve", "demo", "--from-scan", rid, "--scan-db", db)

@@ -8,15 +8,17 @@ level the scan measured:
 - the output defences ``confidence.round``, ``confidence.truncate``, ``confidence.top_k``,
   ``confidence.label_only`` (the policy's ``output``, with the defence's default ``decimals`` or
   ``k``, as measured);
-- the serving guards ``input_screen.ood``, ``input_screen.squeeze`` (``screening``),
-  ``detection.prada`` (``extraction``) and ``ratelimit.query_budget`` (``budget``, its default
-  windows).
+- the input screen the scan measures, ``input_screen`` (``screening``: its out-of-distribution
+  detector and feature squeezing, served as the guards ``input_screen.ood`` and
+  ``input_screen.squeeze`` together, a record refused when either flags it, at the defence's
+  defaults; see :func:`~finmlsec.gateway.guards.build_combined_screen`), and the serving guards
+  ``input_screen.ood``, ``input_screen.squeeze`` (``screening``), ``detection.prada``
+  (``extraction``) and ``ratelimit.query_budget`` (``budget``, its default windows).
 
 Anything else cannot be served online: a defence that changes how the model is trained (PATE,
 DP training, robust bagging, adversarial training, data generalisation...) needs the model
-retrained with it; the scan's ``input_screen`` combines two detectors where the gateway screens
-with one; ``confidence.noise`` and ``confidence.reverse_sigmoid`` are output defences the
-gateway's policy has no mode for. Those are refused with one line naming them, never served
+retrained with it; ``confidence.noise`` and ``confidence.reverse_sigmoid`` are output defences
+the gateway's policy has no mode for. Those are refused with one line naming them, never served
 partly. Everything the scan did not recommend stays as the spec's secure default
 (:mod:`finmlsec.gateway.defaults`).
 
@@ -51,10 +53,8 @@ from finmlsec.gateway.policy import (
 OUTPUT_MODES: dict[str, OutputMode] = {
     "confidence.round": "round", "confidence.truncate": "truncate",
     "confidence.top_k": "top_k", "confidence.label_only": "label_only"}
-SCREENS = ("input_screen.ood", "input_screen.squeeze")
+SCREENS = ("input_screen", "input_screen.ood", "input_screen.squeeze")
 WHY_NOT = {
-    "input_screen": "it combines an out-of-distribution detector and feature squeezing, and the "
-                    "gateway screens with one guard (input_screen.ood or input_screen.squeeze)",
     "confidence.noise": "the gateway's output policy has no noise mode",
     "confidence.reverse_sigmoid": "the gateway's output policy has no reverse-sigmoid mode",
 }
@@ -216,7 +216,9 @@ def scan_policy(doc: dict[str, Any], base: Policy) -> tuple[Policy, list[str]]:
                                             params={"random_state": 0}
                                             if "random_state" in _defaults(name).get_params()
                                             else {})
-            on.append(f"screening: {name} at its measured defaults ({why})")
+            what = (" (out-of-distribution detector and feature squeezing, a record refused "
+                    "when either flags it)" if name == "input_screen" else "")
+            on.append(f"screening: {name}{what} at its measured defaults ({why})")
         elif name == "detection.prada":
             upd["extraction"] = (base.extraction if base.extraction.enabled
                                  else ExtractionPolicy(enabled=True))

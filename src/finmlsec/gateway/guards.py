@@ -74,11 +74,67 @@ def build_output_defence(policy_mode: str, decimals: int, k: int,
     return est.fit(None, None), src
 
 
+#: The scan's input screen (the ``input_screen`` defence: out-of-distribution detector and
+#: feature squeezing), served as its two registered input guards, and the parameters it takes
+COMBINED_SCREEN = "input_screen"
+COMBINED_PARAMS = {"ood_quantile": ("input_screen.ood", "quantile"),
+                   "random_state": ("input_screen.ood", "random_state"),
+                   "squeeze_levels": ("input_screen.squeeze", "levels"),
+                   "squeeze_fpr": ("input_screen.squeeze", "fpr")}
+
+
+class AnyScreen:
+    """Several fitted input guards as one screen: ``predict`` gives -1 for a record any of them
+    refuses, +1 otherwise (the scan's ``input_screen`` refuses a record either of its detectors
+    flags)."""
+
+    def __init__(self, screens: dict[str, Any]) -> None:
+        self.screens = screens
+
+    def predict(self, X: Any) -> np.ndarray:
+        bad = np.zeros(len(X), dtype=bool)
+        for screen in self.screens.values():
+            bad |= np.asarray(screen.predict(X)) == -1
+        return np.where(bad, -1, 1)
+
+
+def build_combined_screen(params: dict[str, Any], target: Any, reference: Any) -> AnyScreen:
+    """The scan's ``input_screen`` at the gateway: ``input_screen.ood`` and (unless
+    ``squeeze_levels`` is None) ``input_screen.squeeze`` against the served model, with the
+    defence's defaults (quantile 0.01; 8 levels, 5% of clean records over the threshold) and
+    its parameter names, each fitted on ``reference``. Schema validation, the defence's third
+    part, is the gateway's own (every record is validated before the screen)."""
+    from finmlsec.defences import DEFENCES, build_guard
+
+    unknown = sorted(set(params) - set(COMBINED_PARAMS))
+    if unknown:
+        raise ConfigError(
+            f"the screening defence {COMBINED_SCREEN!r} served at the gateway takes "
+            f"{', '.join(COMBINED_PARAMS)}; got {unknown} (text screening does not apply to "
+            "the gateway's tabular records)")
+    from finmlsec.defences._params import validate_params
+
+    cls = DEFENCES.get(COMBINED_SCREEN)
+    validate_params(cls.__name__, params, cls._parameter_constraints)
+    defaults = cls().get_params()
+    merged = {k: params.get(k, defaults[k]) for k in COMBINED_PARAMS}
+    per_guard: dict[str, dict[str, Any]] = {"input_screen.ood": {}}
+    if merged["squeeze_levels"] is not None:
+        per_guard["input_screen.squeeze"] = {}
+    for key, (guard, name) in COMBINED_PARAMS.items():
+        if guard in per_guard:
+            per_guard[guard][name] = merged[key]
+    model = getattr(target, "estimator", target)
+    return AnyScreen({g: build_guard(g, model, **kw).fit(reference)
+                      for g, kw in per_guard.items()})
+
+
 def build_screen(policy: Policy, target: Any, reference: Any) -> Any:
     """The policy's input screen, fitted on ``reference``: the registered input guard it names
     (:data:`~finmlsec.defences.GUARDS`, stage ``input``: out of distribution,
     ``input_screen.ood``; feature squeezing against the served model, ``input_screen.squeeze``),
-    built by name with the policy's parameters; None when off."""
+    built by name with the policy's parameters, or the scan's combination of both
+    (``input_screen``, :func:`build_combined_screen`); None when off."""
     s = policy.screening
     if not s.enabled:
         return None
@@ -89,6 +145,13 @@ def build_screen(policy: Policy, target: Any, reference: Any) -> Any:
             "input screening needs reference data (the training split) to fit the "
             f"detector {s.defence!r}; give the spec a data section or disable screening"
         )
+    if s.defence == COMBINED_SCREEN:
+        return build_combined_screen(s.params, target, reference)
+    if s.defence not in GUARDS:
+        screens = [n for n, c in GUARDS.items() if c.stage == "input"]
+        raise ConfigError(
+            f"unknown screening guard {s.defence!r}; screening takes an input guard: "
+            f"{', '.join(screens)}, or {COMBINED_SCREEN} (both, as the scan measures them)")
     if GUARDS.get(s.defence).stage != "input":
         screens = [n for n, c in GUARDS.items() if c.stage == "input"]
         raise ConfigError(

@@ -107,7 +107,10 @@ class InputPolicy(_Section):
 
 class ScreenPolicy(_Section):
     """Out-of-distribution / adversarial-input screening with a registered input guard
-    (``defence``: its name in :data:`~finmlsec.defences.GUARDS`, ``params``: its parameters)."""
+    (``defence``: its name in :data:`~finmlsec.defences.GUARDS`, ``params``: its parameters), or
+    with ``input_screen``, the scan's combination of ``input_screen.ood`` and
+    ``input_screen.squeeze`` (params ``ood_quantile``, ``squeeze_levels``, ``squeeze_fpr``,
+    ``random_state``; :func:`~finmlsec.gateway.guards.build_combined_screen`)."""
 
     enabled: bool = False
     defence: str = "input_screen.ood"
