@@ -151,3 +151,7 @@ def test_the_model_hash_is_taken_from_what_the_scan_or_dossier_recorded(
     with pytest.raises(ConfigError, match=r"sha256 ffffffffffff\.\.\., in the dossier"):
         check_model(doc, spec)
     assert "anyway" in check_model(doc, spec, accept_change=True)[0]
+    doc["dossier_inputs"][1]["sha256_at_scan"] = "e" * 64  # the digest the scan read wins
+    assert recorded_model_hash(doc) == ("e" * 64, "in the dossier, as the scan read it")
+    doc["bundle_inputs"] = {"spec": "0" * 64, "model.path": "d" * 64}  # a run's bundle before
+    assert recorded_model_hash(doc) == ("d" * 64, "in the scan's bundle")

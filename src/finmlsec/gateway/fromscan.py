@@ -30,8 +30,8 @@ demo run --out DIR``).
 The guards are the scan's only for the model it measured: :func:`check_model` compares the
 SHA-256 of the model file the spec names now with the one the scan recorded (the run's
 ``options.inputs``, taken when the scan was planned; for a run stored before that was recorded,
-its scan bundle's manifest in the store, or a dossier's ``inputs``, hashed when the dossier was
-written) and refuses a different file unless the operator accepts the change.
+its scan bundle in the store, or a dossier's ``inputs``: the digest the scan read where the
+dossier has it, else the one taken when the dossier was written) and refuses a different file unless the operator accepts the change.
 """
 
 from __future__ import annotations
@@ -96,10 +96,9 @@ def load_scan_document(ref: str, db: str | None = None) -> dict[str, Any]:
     if "inputs" not in run.options and isinstance(bundle, str):
         payload = store.bundle(bundle)  # a run planned before the hashes were recorded
         if payload is not None:
-            from finmlsec.scan.bundle import manifest
+            from finmlsec.scan.bundle import hashes
 
-            doc["bundle_inputs"] = {k: v.get("sha256")
-                                    for k, v in manifest(payload)["files"].items()}
+            doc["bundle_inputs"] = hashes(payload)
     return doc
 
 
@@ -114,6 +113,8 @@ def recorded_model_hash(doc: dict[str, Any]) -> tuple[str | None, str]:
         return bundled["model.path"], "in the scan's bundle"
     for entry in doc.get("dossier_inputs") or []:
         if isinstance(entry, dict) and entry.get("role") == "model":
+            if entry.get("sha256_at_scan"):
+                return entry["sha256_at_scan"], "in the dossier, as the scan read it"
             return entry.get("sha256"), "in the dossier (hashed when it was written)"
     return None, ""
 
