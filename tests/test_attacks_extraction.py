@@ -173,3 +173,64 @@ def test_needs_are_refused(credit: dict) -> None:
         ATTACKS.get("extraction.learning")(budget=1).run(
             Oracle(credit["lr"]), AttackData(schema=credit["schema"]))
     assert isinstance(pd.DataFrame(), pd.DataFrame)
+
+
+def test_a_pipeline_that_imputes_missing_cells_is_extracted_exactly(tmp_path) -> None:
+    """Real files have missing cells: a logistic pipeline that imputes them (median, most
+    frequent category) is still log-linear once a missing cell has an indicator of its own, so
+    the copy answers records with missing cells exactly like the target (without the indicator
+    it encoded them as NaN and got them wrong, and the scan read an exact theft as none)."""
+    from finmlsec.scan.work import ScanContext, attack_data_for
+    from finmlsec.scenario import load_scenario
+    from messy_loans import build_messy_system
+
+    sc = load_scenario(build_messy_system(tmp_path, n=800)["spec"])
+    data = attack_data_for(sc, ScanContext(spec_path="unused"))
+    assert data.test.X[["annual_income", "emp_length"]].isna().any().all()
+    oracle = Oracle(sc.target, budget=5000)
+    r = ATTACKS.get("extraction.equation")(n_uniform=200).run(oracle, data)
+    enc = Encoding.from_schema(data.schema, missing=True)
+    assert {"annual_income=<missing>", "emp_length=<missing>"} <= set(enc.columns)
+    assert r.queries == enc.dim + 1
+    assert r.metrics["fidelity_test"] == 1.0 and r.metrics["max_proba_error"] < 1e-6
+    assert r.metrics["fidelity_lift"] == 1.0
+
+
+def test_a_missing_category_is_solved_for_like_a_level() -> None:
+    from sklearn.compose import make_column_transformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    schema = FeatureSchema(features=(
+        Feature(name="x", type="numeric", min=0, max=10, nullable=True),
+        Feature(name="home", type="categorical", categories=("own", "rent", "other"),
+                nullable=True),
+    ))
+    X = schema.sample_uniform(300, 3)
+    y = (X.x + 3 * (X.home == "rent") > 6).astype(int).to_numpy()
+    X.loc[X.index[::9], "x"] = np.nan
+    X["home"] = X["home"].astype(object)
+    X.loc[X.index[::7], "home"] = np.nan
+    pre = make_column_transformer(
+        (SimpleImputer(strategy="median"), ["x"]),
+        (make_pipeline(SimpleImputer(strategy="most_frequent"),
+                       OneHotEncoder(handle_unknown="ignore")), ["home"]))
+    model = make_pipeline(pre, LogisticRegression()).fit(X, y)
+    test = Labeled(X.iloc[:120].reset_index(drop=True), y[:120])
+    r = ATTACKS.get("extraction.equation")(n_uniform=200).run(
+        Oracle(model), AttackData(schema=schema, test=test))
+    assert r.queries == 6  # intercept, x, two levels, two missing indicators
+    assert r.metrics["fidelity_test"] == 1.0 and r.metrics["max_proba_error"] < 1e-8
+
+
+def test_equation_solving_says_when_the_target_is_not_log_linear(credit: dict) -> None:
+    """On a tree the solved copy is only a linear approximation: the note says so and names
+    the attack that measures such a model, so a low figure is not read as no theft."""
+    r = ATTACKS.get("extraction.equation")(n_uniform=200).run(
+        Oracle(credit["tree"]), AttackData(schema=credit["schema"], test=credit["test"]))
+    assert any("not a logistic/softmax model" in n and "extraction.learning" in n
+               for n in r.notes)
+    lr = ATTACKS.get("extraction.equation")(n_uniform=200).run(
+        Oracle(credit["lr"]), AttackData(schema=credit["schema"], test=credit["test"]))
+    assert not any("not a logistic" in n for n in lr.notes)

@@ -84,17 +84,29 @@ def bounds(f: Feature, population: pd.DataFrame | None = None) -> tuple[float, f
     return float(lo), float(hi)
 
 
+#: How :class:`Encoding` names the indicator of a missing cell (``NAME=<missing>``).
+MISSING = "<missing>"
+
+
 @dataclass(frozen=True)
 class Encoding:
     """Affine coordinates of raw records: numeric values as they are, categories as indicators
-    (first category dropped, so that the coordinates are identifiable with an intercept)."""
+    (first category dropped, so that the coordinates are identifiable with an intercept).
+
+    With ``missing``, each nullable field also has an indicator of a missing cell
+    (``NAME=<missing>``), and a missing number counts as 0 in its own coordinate: a pipeline that
+    imputes a constant (median, most frequent category) or encodes a missing category as a level
+    of its own stays affine in these coordinates. Without it a missing cell encodes as NaN (a
+    number) or as no category at all."""
 
     schema: FeatureSchema
     columns: list[str]
+    missing: tuple[str, ...] = ()
 
     @classmethod
-    def from_schema(cls, schema: FeatureSchema) -> Encoding:
+    def from_schema(cls, schema: FeatureSchema, *, missing: bool = False) -> Encoding:
         cols: list[str] = []
+        nullable: list[str] = []
         for f in tabular_schema(schema, "encoding").features:
             if f.type == FeatureType.TEXT:
                 continue
@@ -102,7 +114,10 @@ class Encoding:
                 cols += [f"{f.name}={c}" for c in (f.categories or ())[1:]]
             else:
                 cols.append(f.name)
-        return cls(schema=schema, columns=cols)
+            if missing and f.nullable:
+                cols.append(f"{f.name}={MISSING}")
+                nullable.append(f.name)
+        return cls(schema=schema, columns=cols, missing=tuple(nullable))
 
     @property
     def dim(self) -> int:
@@ -113,13 +128,17 @@ class Encoding:
         for f in self.schema.features:
             if f.type == FeatureType.TEXT:
                 continue
+            isna = X[f.name].isna().to_numpy()
             if f.type == FeatureType.CATEGORICAL:
                 vals = X[f.name].astype(str).to_numpy()
                 cats = list(f.categories or ())
-                parts.append(np.stack([vals == c for c in cats[1:]], axis=1).astype(float)
-                             if len(cats) > 1 else np.zeros((len(X), 0)))
+                parts.append(np.stack([(vals == c) & ~isna for c in cats[1:]], axis=1)
+                             .astype(float) if len(cats) > 1 else np.zeros((len(X), 0)))
             else:
-                parts.append(pd.to_numeric(X[f.name]).to_numpy(dtype=float)[:, None])
+                num = pd.to_numeric(X[f.name]).to_numpy(dtype=float)
+                parts.append((np.where(isna, 0.0, num) if f.name in self.missing else num)[:, None])
+            if f.name in self.missing:
+                parts.append(isna.astype(float)[:, None])
         return np.hstack(parts) if parts else np.zeros((len(X), 0))
 
 

@@ -49,6 +49,9 @@ from finmlsec.schema import FeatureSchema, FeatureType
 from finmlsec.targets.oracle import Oracle
 
 _TINY = 1e-300
+#: A copy solved from full probabilities that misses the target's by more than this on held-out
+#: records shows a target that is not log-linear in the fields (a tree ensemble, a network).
+NOT_LINEAR = 0.05
 
 
 @dataclass(frozen=True)
@@ -75,9 +78,14 @@ class LinearStolenModel:
         return self.classes_[np.argmax(self.decision(X), axis=1)]
 
 
-def design_queries(schema: FeatureSchema, population: pd.DataFrame | None = None) -> pd.DataFrame:
+def design_queries(schema: FeatureSchema, population: pd.DataFrame | None = None, *,
+                   missing: bool = False) -> pd.DataFrame:
     """The base record (numeric fields mid-range, first category) and, for each coordinate of the
-    encoding, the base with that one field or category changed: ``d + 1`` valid raw records."""
+    encoding, the base with that one field or category changed: ``d + 1`` valid raw records.
+    With ``missing`` (the coordinates of ``Encoding.from_schema(schema, missing=True)``), also
+    the base with each nullable field left empty, one at a time: what the target does with a
+    missing cell (imputes a constant, or reads it as a level of its own) is then solved for like
+    any other coordinate."""
     base: dict[str, Any] = {}
     for f in schema.features:
         if f.type == FeatureType.CATEGORICAL:
@@ -89,8 +97,9 @@ def design_queries(schema: FeatureSchema, population: pd.DataFrame | None = None
     rows = [dict(base)]
     for f in schema.features:
         if f.type == FeatureType.CATEGORICAL:
-            for c in (f.categories or ())[1:]:
-                rows.append({**base, f.name: c})
+            rows += [{**base, f.name: c} for c in (f.categories or ())[1:]]
+            if missing and f.nullable:
+                rows.append({**base, f.name: np.nan})
             continue
         lo, hi = bounds(f, population)
         if f.type == FeatureType.NUMERIC:
@@ -99,9 +108,11 @@ def design_queries(schema: FeatureSchema, population: pd.DataFrame | None = None
             step = max(1, int(round((hi - lo) / 4)))
             v = base[f.name] + step
             rows.append({**base, f.name: v if v <= hi else base[f.name] - step})
+        if missing and f.nullable:
+            rows.append({**base, f.name: np.nan})
     out = pd.DataFrame(rows, columns=schema.names)
     for f in schema.features:
-        if f.type in (FeatureType.INTEGER, FeatureType.BINARY):
+        if f.type in (FeatureType.INTEGER, FeatureType.BINARY) and not out[f.name].isna().any():
             out[f.name] = out[f.name].astype(int)
     return out
 
@@ -142,9 +153,9 @@ class EquationSolving(Attack):
     def _attack(self, oracle: Oracle, data: AttackData, meter: Meter) -> Outcome:
         schema = tabular_schema(data.schema, f"attack {self.name!r}", data.population)
         pop = data.population.X if data.population is not None else None
-        enc = Encoding.from_schema(schema)
+        enc = Encoding.from_schema(schema, missing=True)
         notes: list[str] = []
-        Q = design_queries(schema, pop)
+        Q = design_queries(schema, pop, missing=True)
         if self.extra_queries:
             rng = np.random.default_rng(self.seed)
             Q = pd.concat([Q, sample_records(schema, self.extra_queries, rng, pop, "uniform")],
@@ -186,6 +197,13 @@ class EquationSolving(Attack):
             schema, 200, np.random.default_rng(self.seed + 1), pop, "uniform")
         m["max_proba_error"] = float(
             np.abs(oracle.target.predict_proba(probe) - stolen.predict_proba(probe)).max())
+        if (oracle.access == "proba" and len(Q) >= enc.dim + 1
+                and m["max_proba_error"] > NOT_LINEAR):
+            notes.append(
+                f"the target is not a logistic/softmax model of these fields (the solved copy's "
+                f"probabilities differ from the target's by up to {m['max_proba_error']:.2f} on "
+                "held-out records): the copy is a linear approximation and its figure a lower "
+                "bound; extraction.learning measures theft of such a model")
         m["dim"] = float(enc.dim)
         m["queries"] = float(queries)
         success, why = theft_success(m)
