@@ -30,8 +30,7 @@ ROLE_NAMES = {
 # What the attacker achieves, per threat, in words; {s} is the success as a percentage and
 # {q} the number of queries ("" when unknown).
 _DEEDS = {
-    "infer_model": "could copy the model: a copy built from {q}queries agrees with it on {s} of "
-                   "test cases",
+    "infer_model": "could copy the model from {q}queries: attack success {s}",
     "membership": "could tell whether a given person's record was used to train the model, "
                   "with an advantage of {s} over guessing",
     "inversion": "could infer a confidential attribute of the people in the training data "
@@ -75,6 +74,15 @@ def _deed(t: dict[str, Any]) -> str:
            "inversion" if name.startswith("inversion") else
            "dos" if t["attack"].startswith("dos_") else t["attack"])
     q = (attack or {}).get("queries")
+    m = (attack or {}).get("metrics") or {}
+    if key == "infer_model" and m.get("fidelity_test") is not None \
+            and m.get("fidelity_baseline") is not None:
+        # the success is the lift over a copy made without querying, not the agreement
+        return (f"could copy the model: a copy built from "
+                f"{f'{int(q):,} ' if q is not None else ''}queries agrees with it on "
+                f"{pct(m['fidelity_test'])} of test cases, against {pct(m['fidelity_baseline'])} "
+                f"for a copy made without querying it (attack success: {pct(t['success'])} of "
+                "that gap closed)")
     text = _DEEDS.get(key, "succeeded: attack success {s}")
     return text.format(s=pct(t["success"]), q=f"{int(q):,} " if q is not None else "")
 
@@ -159,7 +167,7 @@ def overview(doc: dict[str, Any]) -> dict[str, Any]:
                         "not tested")}
     return {
         "title": analysis.get("system") or run["spec_name"],
-        "description": analysis.get("description", ""),
+        "description": analysis.get("description") or "",
         "system_type": run.get("system_type"), "profile": run.get("profile"),
         "appetite": appetite, "reach": reach, "verdicts": verdicts, "actions": actions,
         "counts": counts, "headline_residual": headline,
