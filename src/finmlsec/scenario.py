@@ -90,7 +90,10 @@ class Scenario:
             nonmembers=nonmembers if train is not None else None,
             test=_lab(test) if test is not None else None,
             extra={"threat_model": "standard" if standard else "strict",
-                   "classes": list(self.dataset.classes) if self.dataset is not None else None},
+                   "classes": list(self.dataset.classes) if self.dataset is not None else None,
+                   # the personal numbers the spec declares (what a linkage attacker knows)
+                   "personal_fields": [p.field for p in getattr(
+                       getattr(self.spec, "stakes", None), "personal_fields", ()) or ()]},
         )
 
 

@@ -19,8 +19,8 @@ Class attributes every attack declares:
   the first query;
 * ``atlas`` / ``owasp``: cross-reference ids (MITRE ATLAS, OWASP ML Top 10);
 * ``summary``: one line for ``finmlsec attack list``;
-* ``input_kinds``, ``cost_rank``, ``strength_rank`` and the capabilities ``generates`` and
-  ``retrains_victim``: see :class:`Attack`.
+* ``input_kinds``, ``cost_rank``, ``strength_rank`` and the capabilities ``generates``,
+  ``retrains_victim`` and ``reads_training_data``: see :class:`Attack`.
 
 Optional conventions:
 
@@ -265,7 +265,11 @@ class Attack:
     * ``generates``: it crafts adversarial inputs with ``generate(oracle, X, y, schema)`` (an
       input screen can then be measured against what it crafts);
     * ``retrains_victim``: it trains the victim's model itself through ``model_factory``
-      (poisoning): under a training-side defence it must train through the defended pipeline.
+      (poisoning): under a training-side defence it must train through the defended pipeline;
+    * ``reads_training_data``: it reads the training data as the data owner shares them
+      (``data.train``; linkage): under a training-data defence it gets the data as that
+      defence releases them (``release``), with ``extra["released_rows"]`` saying which member
+      each released record came from (evaluator side).
     """
 
     name: ClassVar[str]
@@ -280,6 +284,7 @@ class Attack:
     strength_rank: ClassVar[int]
     generates: ClassVar[bool] = False
     retrains_victim: ClassVar[bool] = False
+    reads_training_data: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -205,4 +205,35 @@ def deployable(model: Any) -> Any:
     return model
 
 
+def released(model: Any, X: Any, y: Any) -> tuple[Any, Any, np.ndarray]:
+    """The training data ``(X, y)`` as the fitted defences of ``model`` (nested, outermost
+    first) hand them to the model generator, and the position in ``X`` of each record handed
+    over: every training-data defence (``stage == "training_data"``) applies its
+    ``release(X, y) -> (X, y, positions)``; defences at later stages leave the data as they
+    are. A training-data defence without ``release`` is a CapabilityError: what it shares is
+    unknown, and an attack on the shared data would be measured on the wrong data.
+
+    >>> from sklearn.tree import DecisionTreeClassifier
+    >>> X, y = [[0.0], [1.0], [2.0], [3.0]], [0, 0, 1, 1]
+    >>> released(DecisionTreeClassifier().fit(X, y), X, y)[2].tolist()
+    [0, 1, 2, 3]
+    """
+    from finmlsec.errors import CapabilityError
+
+    rows = np.arange(len(X))
+    est = model
+    while isinstance(est, Defence):
+        if type(est).stage == "training_data":
+            release = getattr(est, "release", None)
+            if not callable(release):
+                raise CapabilityError(
+                    f"{type(est).__name__} changes the training data before the model generator "
+                    "sees them but does not say how (no release method): the shared data "
+                    "cannot be attacked as shared")
+            X, y, kept = release(X, y)
+            rows = rows[np.asarray(kept)]
+        est = getattr(est, "estimator_", None)
+    return X, y, rows
+
+
 DEFENCES: Registry[type[Defence]] = Registry("defence")

@@ -514,15 +514,9 @@ class Generalise(Defence):
             gen = GeneraliseFields(rules=self.rules, schema=self.schema).fit(X)
         Xg = gen.transform(X)
         if self.method == "rules":
-            qi = list(self.quasi_identifiers) if self.quasi_identifiers is not None else (
-                [f.name for f in self.schema.personal() if f.name in X.columns]
-                if self.schema is not None else list(gen.plan_))
+            qi = self._rules_qi(X, gen)
         y = np.asarray(y)
-        keep = np.ones(len(Xg), dtype=bool)
-        if self.k > 1 and self.method == "rules":
-            groups = _groups(Xg, qi).to_numpy()
-            sizes = np.bincount(groups)
-            keep = sizes[groups] >= self.k
+        keep = self._kept(Xg, qi)
         Xk = Xg.loc[keep].reset_index(drop=True)
         report = GeneralisationReport(
             quasi_identifiers=tuple(qi),
@@ -534,3 +528,41 @@ class Generalise(Defence):
             raise DataError(f"{type(self).__name__}: every record was suppressed at k={self.k}; "
                             "generalise more coarsely or lower k")
         return gen, Xk, y[keep], report
+
+    def _rules_qi(self, X: pd.DataFrame, gen: Any) -> list[str]:
+        if self.quasi_identifiers is not None:
+            return list(self.quasi_identifiers)
+        if self.schema is not None:
+            return [f.name for f in self.schema.personal() if f.name in X.columns]
+        return list(gen.plan_)
+
+    def _kept(self, Xg: pd.DataFrame, qi: list[str]) -> np.ndarray:
+        """Which generalised records are kept (their combination shared by ``k`` or more)."""
+        keep = np.ones(len(Xg), dtype=bool)
+        if self.k > 1 and self.method == "rules":
+            groups = _groups(Xg, qi).to_numpy()
+            sizes = np.bincount(groups)
+            keep = sizes[groups] >= self.k
+        return keep
+
+    def release(self, X: Any, y: Any = None) -> tuple[pd.DataFrame, np.ndarray | None, np.ndarray]:
+        """The training data ``(X, y)`` as this fitted defence hands them to the model
+        generator (what a party holding the shared data sees): generalised by ``generaliser_``,
+        rare combinations suppressed; with the position in ``X`` of each record kept.
+
+        Example:
+            >>> from sklearn.tree import DecisionTreeClassifier
+            >>> X = pd.DataFrame({"age": [23, 27, 31, 38, 44, 45]})
+            >>> g = Generalise(DecisionTreeClassifier(), rules={"age": "floor:10"}, k=2)
+            >>> Xr, yr, rows = g.fit(X, [0, 1, 0, 1, 0, 1]).release(X, [0, 1, 0, 1, 0, 1])
+            >>> Xr["age"].tolist(), rows.tolist()
+            ([20, 20, 30, 30, 40, 40], [0, 1, 2, 3, 4, 5])
+        """
+        check_is_fitted(self, "generaliser_")
+        Xg = self.generaliser_.transform(X)
+        qi = list(self.generaliser_.columns_) if self.method == "mondrian" else self._rules_qi(
+            X, self.generaliser_)
+        keep = self._kept(Xg, qi)
+        rows = np.flatnonzero(keep)
+        return (Xg.loc[keep].reset_index(drop=True),
+                None if y is None else np.asarray(y)[keep], rows)

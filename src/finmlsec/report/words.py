@@ -35,6 +35,9 @@ _DEEDS = {
                   "with an advantage of {s} over guessing",
     "inversion": "could infer a confidential attribute of the people in the training data "
                  "({s} better than guessing)",
+    "linkage": "could find given people in the shared training data by what is known of them "
+               "(age, amount, ...) and read whether they are in it and their sensitive value, "
+               "right on {s} of the cases a guess without the data gets wrong",
     "induce_false_prediction": "could change the model's decision by altering inputs slightly: "
                                "it succeeded on {s} of the cases tried",
     "generate_malicious_model": "could corrupt the model through the data it learns from: "
@@ -72,6 +75,7 @@ def _deed(t: dict[str, Any]) -> str:
     name = (attack or {}).get("name", "")
     key = ("membership" if name.startswith("membership") else
            "inversion" if name.startswith("inversion") else
+           "linkage" if name.startswith("linkage") else
            "dos" if t["attack"].startswith("dos_") else t["attack"])
     q = (attack or {}).get("queries")
     m = (attack or {}).get("metrics") or {}
@@ -118,11 +122,20 @@ def _actions(doc: dict[str, Any], t: dict[str, Any], v: str) -> list[dict[str, s
         return [dict(_countermeasure(analysis, cm), why=f"measured: success {pct(t['success'])} "
                      f"-> {pct(chosen['success'] if chosen else None)}") for cm in ids]
     if v == "fail":
+        # only what the scan measured was tried; the others (no registered defence: governance
+        # measures such as keeping confidential data out) are the analysis' advice, unmeasured
+        measured = {cm for c in t.get("countermeasures", []) if c.get("success") is not None
+                    for cm in c.get("countermeasures", [])}
+        recommended = t.get("countermeasures_recommended", [])
         tried = ", ".join(_countermeasure(analysis, c)["title"].lower()
-                          for c in t.get("countermeasures_recommended", [])) or "none"
+                          for c in recommended if c in measured) or "none"
         return [{"id": "escalate", "title": "Restrict who can reach the model or accept the "
                  "loss explicitly (no tested countermeasure was enough at an acceptable cost)",
-                 "who": who(analysis, "model_operator"), "why": f"tried: {tried}"}]
+                 "who": who(analysis, "model_operator"), "why": f"tried: {tried}"}] + [
+            dict(_countermeasure(analysis, cm),
+                 why="recommended by the analysis; not measured by this scan (no registered "
+                     "defence implements it): apply it and check it by review")
+            for cm in recommended if cm not in measured]
     if v == "not measured" and t.get("analysis_decision") == "mitigate":
         return [dict(_countermeasure(analysis, cm), why="decided by the analysis; not measured")
                 for cm in t.get("countermeasures_recommended", [])]

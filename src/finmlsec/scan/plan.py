@@ -224,7 +224,11 @@ def make_plan(
                 notes.append(f"{n} not tried: {defence_check(n) if defence_check else ''}")
                 names.remove(n)
             by_cm[cm] = tuple(names[: profile.max_defences])
-            if not names:
+            if not any(c.countermeasure == cm for _, c in defences):
+                notes.append(f"no registered defence implements {cm}: the scan cannot measure "
+                             "it (an organisational measure), and the residual risk does not "
+                             "count it")
+            elif not names:
                 notes.append(f"no registered defence implements {cm} for this system")
         if not attacked:
             notes.append(f"accepted by the analysis, not attacked: {t['reason']}")

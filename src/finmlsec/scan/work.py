@@ -166,12 +166,57 @@ def training_budget(defence: type, attack: Any, input_kind: str) -> dict[str, An
     return {k: mine[k] for k in BUDGET_KEYS if k in fields and mine.get(k) is not None}
 
 
+def declared_rules(scenario: Any) -> dict[str, float] | None:
+    """How the spec says its personal numbers are to be generalised (``stakes.personal_fields``,
+    the rounding the analysis recommends), over the default rounding of the schema's personal
+    numeric fields (:func:`~finmlsec.defences.generalise.default_step` of their range); a
+    declared field without ``round_to`` gets its default step too. None when the spec declares
+    none: the defence's own defaults hold.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> from finmlsec.datasets import load
+        >>> from finmlsec.spec.models import PersonalField
+        >>> stakes = SimpleNamespace(personal_fields=(PersonalField(field="age", round_to=5),))
+        >>> sc = SimpleNamespace(spec=SimpleNamespace(stakes=stakes),
+        ...                      schema=load("german_credit").schema, train=None)
+        >>> declared_rules(sc)
+        {'credit_amount': 1000.0, 'age': 5.0}
+    """
+    from finmlsec.defences.generalise import default_step
+
+    stakes = getattr(getattr(scenario, "spec", None), "stakes", None)
+    fields = tuple(getattr(stakes, "personal_fields", ()) or ())
+    schema = getattr(scenario, "schema", None)
+    if not fields or schema is None:
+        return None
+    X = getattr(getattr(scenario, "train", None), "X", None)
+    names = {p.field for p in fields}
+    rules: dict[str, float] = {}
+    for f in schema.features:
+        if not (f.personal or f.name in names) or not f.is_numeric or f.type.value == "binary":
+            continue
+        lo, hi = f.min, f.max
+        if (lo is None or hi is None) and X is not None and f.name in getattr(X, "columns", ()):
+            col = X[f.name].astype(float)
+            lo = float(col.min()) if lo is None else lo
+            hi = float(col.max()) if hi is None else hi
+        if lo is not None and hi is not None:
+            rules[f.name] = default_step(float(lo), float(hi))
+    for p in fields:
+        if p.round_to is not None and p.field in schema.names:
+            rules[p.field] = float(p.round_to)
+    return rules or None
+
+
 def make_defence(name: str, seed: int, schema: Any = None, input_kind: str = "tabular",
-                 attack: Any = None, estimator: Any = None) -> Any:
+                 attack: Any = None, estimator: Any = None,
+                 rules: dict[str, float] | None = None) -> Any:
     """An instance of the registered defence ``name`` around ``estimator``, with its defaults,
     ``seed`` and, where it takes them, the scenario's feature ``schema``, whether inputs are
-    ``text`` and, for a defence that trains against an attack (``training_attacks``), the
-    measured ``attack``'s budget (:func:`training_budget`)."""
+    ``text``, the generalisation ``rules`` the spec declares (:func:`declared_rules`) and, for
+    a defence that trains against an attack (``training_attacks``), the measured ``attack``'s
+    budget (:func:`training_budget`)."""
     import inspect
 
     from finmlsec.defences import DEFENCES
@@ -186,6 +231,8 @@ def make_defence(name: str, seed: int, schema: Any = None, input_kind: str = "ta
         kwargs["schema"] = schema
     if "text" in params and input_kind == "text":
         kwargs["text"] = True
+    if "rules" in params and rules:
+        kwargs["rules"] = dict(rules)
     budget = training_budget(cls, attack, input_kind)
     if budget and "attack_params" in params:
         kwargs["attack_params"] = budget
@@ -239,7 +286,8 @@ def build_defended(scenario: Any, defences: tuple[str, ...], seed: int,
     kind = getattr(scenario.target, "input_kind", "tabular")
     deployed = getattr(scenario.target, "estimator", None) or Deployed(target=scenario.target)
     if len(defences) == 1 and defences[0] in DEFENCES:
-        only = make_defence(defences[0], seed, scenario.schema, kind, attack)
+        only = make_defence(defences[0], seed, scenario.schema, kind, attack,
+                            rules=declared_rules(scenario))
         if type(only).stage == "output" and "prefit" in only.get_params():
             # an output defence wraps the deployed model itself, whatever it is (an ONNX or
             # torch model too): before and after differ only in it
@@ -263,12 +311,14 @@ def defended_factory(scenario: Any, defences: tuple[str, ...], seed: int,
 
     base = scenario.model_factory
     kind = getattr(scenario.target, "input_kind", "tabular")
+    rules = declared_rules(scenario)
 
     def factory() -> Any:
         est: Any = base()
         for d in defences:
             est = (Served(est, GUARDS.get(d)()) if d in GUARDS else
-                   make_defence(d, seed, scenario.schema, kind, attack, estimator=est))
+                   make_defence(d, seed, scenario.schema, kind, attack, estimator=est,
+                                rules=rules))
         return est
 
     return factory
@@ -615,8 +665,9 @@ def execute_unit(ctx: ScanContext, unit: Unit, bundle: bytes | None = None) -> d
 
 
 def _run(ctx: ScanContext, unit: Unit, out: dict[str, Any]) -> None:
-    from finmlsec.attacks.base import check_needs
+    from finmlsec.attacks.base import Labeled, check_needs
     from finmlsec.defences import InputScreening, deployable
+    from finmlsec.defences.base import released
     from finmlsec.targets.base import as_target
     from finmlsec.targets.oracle import Oracle
 
@@ -636,8 +687,14 @@ def _run(ctx: ScanContext, unit: Unit, out: dict[str, Any]) -> None:
         defences = tuple(d for d in defences if d != plug)
     model: Any = None
     if defences:
-        model = deployable(build_defended(sc, defences, unit.defence_seed, attack))
+        fitted = build_defended(sc, defences, unit.defence_seed, attack)
+        model = deployable(fitted)
         target = as_target(model, input_kind=sc.target.input_kind)
+        if type(attack).reads_training_data and data.train is not None:
+            # the attacker holds the training data as the defences share them
+            X_rel, y_rel, rows = released(fitted, data.train.X, data.train.y)
+            data = replace(data, train=Labeled(X_rel, y_rel),
+                           extra={**data.extra, "released_rows": rows})
         if type(attack).retrains_victim:
             data = replace(data, model_factory=defended_factory(sc, defences, unit.defence_seed))
     else:

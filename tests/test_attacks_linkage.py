@@ -1,0 +1,156 @@
+"""Linkage of people in the shared training data (``linkage.reidentification``): what it finds in
+raw data, what generalisation leaves it, missing values, and the fraud use case's scan."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from finmlsec.attacks import ATTACKS, AttackData, Labeled
+from finmlsec.attacks.linkage import Linkage, generalisation, quasi_identifiers
+from finmlsec.datasets import load
+from finmlsec.errors import ConfigError
+
+
+def _credit(train_X: pd.DataFrame | None = None, seed: int = 0) -> AttackData:
+    """German credit: 400 training members, 300 population records (non-members), the
+    attacker's pool both; the shared data are the training records as they are."""
+    ds = load("german_credit")
+    perm = np.random.default_rng(seed).permutation(len(ds))
+    tr, po = ds.subset(perm[:400]), ds.subset(perm[400:700])
+    pool = Labeled(pd.concat([tr.X, po.X], ignore_index=True), np.r_[tr.y, po.y])
+    shared = Labeled(tr.X if train_X is None else train_X, tr.y)
+    return AttackData(schema=ds.schema, population=pool, train=shared,
+                      members=Labeled(tr.X, tr.y), nonmembers=Labeled(po.X, po.y))
+
+
+def _generalised(data: AttackData) -> AttackData:
+    """The shared data after the data owner's Generalise: ages to 10 years, amounts to 1,000."""
+    from sklearn.pipeline import make_pipeline
+    from sklearn.tree import DecisionTreeClassifier
+
+    from finmlsec.defences.generalise import Generalise
+    from finmlsec.schema import preprocessor
+
+    assert data.train is not None and data.schema is not None
+    model = make_pipeline(preprocessor(data.schema), DecisionTreeClassifier(random_state=0))
+    g = Generalise(model, schema=data.schema,
+                   rules={"age": 10, "credit_amount": 1000}).fit(data.train.X, data.train.y)
+    X, y, rows = g.release(data.train.X, data.train.y)
+    return AttackData(**{**data.__dict__, "train": Labeled(X, y),
+                         "extra": {"released_rows": rows}})
+
+
+def test_raw_shared_data_reidentify_members_and_generalising_lowers_it() -> None:
+    data = _credit()
+    raw = Linkage(seed=1).run(None, data)
+    m = raw.metrics
+    assert m["reidentification"] > 0.9 and m["k_anonymity"] == 1.0
+    assert m["membership_tpr"] == 1.0 and m["value_accuracy_members"] == 1.0
+    assert raw.success > 0.5 and m["lift_p"] < 0.05, raw.notes
+    assert raw.details["quasi_identifiers"] == ["credit_amount", "personal_status_sex", "age",
+                                                "foreign_worker"]
+    gen = Linkage(seed=1).run(None, _generalised(data))
+    assert gen.details["generalisation"]["age"] == "round"
+    assert gen.details["generalisation"]["credit_amount"] == "round"
+    assert gen.metrics["reidentification"] < m["reidentification"] - 0.3
+    assert gen.metrics["membership_fpr"] > m["membership_fpr"]
+    assert gen.success < raw.success - 0.3
+
+
+def test_missing_values_are_a_value_of_their_own() -> None:
+    data = _credit()
+    assert data.train is not None and data.population is not None
+    rng = np.random.default_rng(3)
+    holes = data.train.X.copy()
+    holes["age"] = holes["age"].astype(float)
+    holes.loc[rng.random(len(holes)) < 0.3, "age"] = np.nan
+    holes.loc[rng.random(len(holes)) < 0.2, "personal_status_sex"] = np.nan
+    pool = data.population.X.copy()
+    pool["age"] = pool["age"].astype(float)
+    pool.loc[rng.random(len(pool)) < 0.3, "age"] = np.nan
+    data = AttackData(**{**data.__dict__, "train": Labeled(holes, data.train.y),
+                         "members": Labeled(holes, data.train.y),
+                         "population": Labeled(pool, data.population.y)})
+    r = Linkage(seed=2).run(None, data)
+    assert np.isfinite(list(r.metrics.values())).all()
+    # a member with a missing age still matches its own record (missing matches missing)
+    assert r.metrics["membership_tpr"] == 1.0
+    assert r.metrics["reidentification"] > 0.8 and r.success > 0.5
+    # generalised with missing values: the holes stay holes and the attack still runs
+    gen = Linkage(seed=2).run(None, _generalised(data))
+    assert gen.metrics["reidentification"] < r.metrics["reidentification"]
+
+
+def test_the_attacker_learns_how_a_column_was_generalised() -> None:
+    raw = pd.Series(np.random.default_rng(0).uniform(18, 80, 2000))
+    assert generalisation(raw, raw.sample(800, random_state=1))[0] == "as is"
+    how, to_release = generalisation(raw, np.floor(raw.iloc[:800] / 10) * 10)
+    assert how == "floor" and to_release(np.array([27.0, np.nan]))[0] == 20.0
+    assert np.isnan(to_release(np.array([27.0, np.nan]))[1])
+    how, to_release = generalisation(raw, np.floor(raw.iloc[:800] / 10 + 0.5) * 10)
+    assert how == "round" and to_release(np.array([27.0]))[0] == 30.0
+
+
+def test_a_withheld_field_links_nothing_and_a_sensitive_field_can_be_read() -> None:
+    data = _credit()
+    assert data.train is not None
+    r = Linkage(seed=0, sensitive="housing").run(None, data)
+    assert r.details["sensitive"] == "housing" and r.success > 0.3
+    qi = ["credit_amount", "age"]
+    dropped = data.train.X.drop(columns=["credit_amount"])
+    w = Linkage(seed=0, quasi_identifiers=tuple(qi), sensitive="housing").run(
+        None, AttackData(**{**data.__dict__, "train": Labeled(dropped, data.train.y)}))
+    assert w.details["generalisation"]["credit_amount"] == "withheld"
+    assert w.metrics["reidentification"] < r.metrics["reidentification"]
+
+
+def test_bad_parameters_and_inputs_are_refused() -> None:
+    data = _credit()
+    with pytest.raises(ConfigError, match="not in the schema"):
+        Linkage(quasi_identifiers=("salary",)).run(None, data)
+    with pytest.raises(ConfigError, match="also a quasi-identifier"):
+        Linkage(quasi_identifiers=("age",), sensitive="age").run(None, data)
+    with pytest.raises(ConfigError, match="n_targets"):
+        Linkage(n_targets=1).run(None, data)
+    from finmlsec.schema import Feature, FeatureSchema
+
+    img = FeatureSchema(features=(Feature(name="pixels", type="image"),))
+    assert quasi_identifiers(img) == []
+    with pytest.raises(ConfigError, match="tabular"):
+        Linkage().run(None, AttackData(**{**data.__dict__, "schema": img}))
+    assert ATTACKS.get("linkage.reidentification").input_kinds == ("tabular",)
+
+
+@pytest.mark.slow
+def test_fraud_scan_measures_the_shared_data_threat_and_generalise_lowers_it(
+        tmp_path: Path) -> None:
+    from finmlsec.report.scan import scan_document
+    from finmlsec.scan import get_profile, make_executor, run_scan, start_scan
+    from finmlsec.store import Store
+    from finmlsec.usecases import USECASES
+
+    USECASES.get("fraud")(tmp_path / "fraud", seed=0)
+    store = Store.open(str(tmp_path / "finmlsec.db"))
+    profile = get_profile("quick").model_copy(update={
+        "only": ("linkage.reidentification",), "only_defences": ("generalise.fields",)})
+    rid = start_scan(tmp_path / "fraud" / "spec.yaml", store=store, profile=profile, seed=0)
+    run_scan(store, rid, executor=make_executor("serial"))
+    doc = scan_document(store.run(rid), store.units(rid))
+    t = next(t for t in doc["threats"]
+             if t["attack"] == "infer_training_data" and t["via"] == "training_data")
+    assert t["success"] is not None, t["notes"]
+    attack = t["attacks"][0]
+    assert attack["name"] == "linkage.reidentification"
+    assert attack["metrics"]["success_rate"] > attack["metrics"]["baseline_rate"]
+    assert attack["metrics"]["lift_p"] < 0.05 and t["risk"] == "high"
+    (cm,) = t["countermeasures"]
+    assert cm["defences"] == ["generalise.fields"] and cm["effect"]["significant"], cm
+    assert cm["success"] < t["success"] and cm["utility_drop"] is not None
+    assert t["best"] == ["generalise.fields"]
+    assert any("non_confidential_data" in n and "cannot measure" in n for n in t["notes"])
+    json.dumps(doc)
