@@ -109,3 +109,44 @@ def test_the_feedback_screen_fitted_on_the_training_data_screens(loop: dict) -> 
     rejected = (r.metrics["poisoned_submitted"] - r.metrics["poisoned_accepted"]
                 + r.metrics["benign_submitted"] - r.metrics["benign_accepted"])
     assert rejected > 0 and r.params["screen"] == "FeedbackScreen"
+
+
+class _DropCrafted:
+    """A screen that rejects the first ``k`` reports of each round (the loop submits the crafted
+    ones first) and accepts the honest ones."""
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+
+    def screen(self, X: object, y: np.ndarray) -> np.ndarray:
+        ok = np.ones(len(y), dtype=bool)
+        ok[: self.k] = False
+        return ok
+
+
+def test_a_flip_the_honest_reports_make_alone_is_not_the_attackers_success() -> None:
+    import pandas as pd
+    from sklearn.tree import DecisionTreeClassifier
+
+    from finmlsec.datasets.schema_infer import infer_schema
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"a": rng.integers(0, 50, 300), "b": rng.integers(0, 50, 300)})
+    y = (X.a > 25).astype(int).to_numpy()
+    # honest users whose true outcome is 1 where the model says 0: their reports alone move the
+    # boundary over the attacker's profile (a = 10)
+    pop = pd.DataFrame({"a": np.repeat([9, 10, 11], 25), "b": np.tile(np.arange(0, 50, 2), 3)})
+    data = AttackData(train=Labeled(X, y), schema=infer_schema(X).schema,
+                      model_factory=lambda: DecisionTreeClassifier(random_state=0),
+                      population=Labeled(pop, np.ones(len(pop), dtype=int)),
+                      victims=Labeled(pd.DataFrame({"a": [10], "b": [20]})),
+                      test=Labeled(X, y))
+    oracle = Oracle(DecisionTreeClassifier(random_state=0).fit(X, y))
+    att = ATTACKS.get("poisoning.feedback_loop")
+    r = att(target_class=1, benign_per_round=20, screen=_DropCrafted(2)).run(oracle, data)
+    assert r.metrics["flipped"] == 1.0 and r.metrics["poisoned_accepted"] == 0
+    assert r.metrics["flipped_without_attacker"] == 1.0 and r.success == 0.0
+    assert any("without the attacker's reports flips it too" in n for n in r.notes)
+    # without honest reports the same attacker's flip is its own
+    r = att(target_class=1, benign_per_round=0).run(oracle, data)
+    assert r.success == 1.0 and r.metrics["flipped_without_attacker"] == 0.0 and not r.notes

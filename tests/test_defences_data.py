@@ -312,6 +312,47 @@ def test_feedback_screen_stops_the_feedback_loop_attack(credit):
     assert screen.screen(pop.X.iloc[wrong], pop.y[wrong]).mean() >= 0.5
 
 
+def test_feedback_screen_holds_reports_that_decide_their_own_case(credit):
+    """The quick scan's loop on a borderline applicant: 2 crafted reports a round beside 20 honest
+    error reports, a gradient-boosted model that 2 reports flip. Without the decisive check (the
+    screen as it was) the attacker wins; with it and the model's own algorithm no crafted report
+    is merged, and no more honest reports are held than the contradiction check alone holds."""
+    from sklearn.ensemble import GradientBoostingClassifier
+
+    from finmlsec.attacks.base import ATTACKS
+    from finmlsec.targets.oracle import Oracle
+
+    d, tr, te = credit
+    rest, pop = tr.split(0.3, seed=1)
+
+    def factory():
+        return make_pipeline(preprocessor(d.schema, categories="data"),
+                             GradientBoostingClassifier(n_estimators=60, max_depth=2,
+                                                        subsample=0.8, random_state=0))
+
+    model = factory().fit(rest.X, rest.y)
+    attack = ATTACKS.get("poisoning.feedback_loop")
+    kw = dict(target_class=1, max_rounds=2, seed=0)
+    results = []
+    for j in np.flatnonzero(model.predict(te.X) == 0)[:8]:
+        data = AttackData(train=Labeled(rest.X, rest.y), model_factory=factory, schema=d.schema,
+                          victims=Labeled(te.X.iloc[[j]]), population=Labeled(pop.X, pop.y),
+                          test=Labeled(te.X, te.y))
+        old = FeedbackScreen(hold_decisive=False).fit(rest.X, rest.y)
+        before = attack(**kw, screen=old).run(Oracle(model), data)
+        if before.success == 1.0 and before.metrics["poisoned_accepted"] > 0:
+            new = FeedbackScreen(model=factory(), favourable=1).fit(rest.X, rest.y)
+            results.append((before, attack(**kw, screen=new).run(Oracle(model), data)))
+        if len(results) == 2:
+            break
+    assert len(results) == 2  # borderline applicants the screen as it was let the attacker turn
+    for before, after in results:
+        assert after.success == 0.0 and after.metrics["poisoned_accepted"] == 0.0
+        held = [1 - r.metrics["benign_accepted"] / r.metrics["benign_submitted"]
+                for r in (before, after)]
+        assert held[1] <= held[0]
+
+
 def test_feedback_screen_reasons_sources_and_apply(credit):
     d, tr, te = credit
     s = FeedbackScreen().fit(tr.X, tr.y)

@@ -8,7 +8,10 @@ want. Honest users report genuine errors at the same time. The simulation runs r
 (submit, screen, merge, retrain) until the decision for the attacker's profile flips, and
 measures how many rounds and what share of poisoned records it took, and the collateral damage
 (accuracy on held-out data, and other decisions changed, compared with the same loop run with
-the honest reports only).
+the honest reports only). Success is a flip the attacker caused: when the model of that same
+honest-only loop also decides the profile as the attacker wants (a borderline profile can flip
+with any retraining), the flip is reported (``flipped``, ``flipped_without_attacker``) but the
+success is 0.
 
 A defence plugs in as ``screen``: any object with ``screen(X, y) -> np.ndarray[bool]`` (the
 accept mask over one round's reports; the defences' ``feedback_screen``, fitted on the trusted
@@ -270,14 +273,20 @@ class FeedbackLoopPoisoning(Attack):
                                       / max(1, counts["poison_acc"] + counts["benign_acc"])),
             "poison_budget": float(budget),
         }
+        if benign_X and (flipped_at is not None or data.test is not None):
+            # the same loop without the attacker (the honest reports it merged): the fair reference
+            Xh = data.train.X
+            for part in benign_X:
+                Xh = concat_rows(Xh, part)
+            first = fit(data.model_factory, Xh,
+                        np.concatenate([np.asarray(data.train.y), *benign_y]))
+        # a borderline profile may flip with the honest reports alone (or with the retraining's
+        # own randomness): that flip is not the attacker's doing
+        alone = flipped_at is not None and first.predict(profile)[0] == goal
+        m["flipped_without_attacker"] = float(alone)
+        success = float(flipped_at is not None and not alone)
         if data.test is not None and data.test.y is not None:
             Xt, yt = data.test.X, np.asarray(data.test.y)
-            if benign_X:  # the same loop without the attacker: the fair reference
-                Xh = data.train.X
-                for part in benign_X:
-                    Xh = concat_rows(Xh, part)
-                first = fit(data.model_factory, Xh,
-                            np.concatenate([np.asarray(data.train.y), *benign_y]))
             p0 = first.predict(Xt)
             if stale and counts["poison_acc"] == 0:
                 p1 = p0  # nothing crafted got in: the loop's model is the honest one
@@ -290,7 +299,10 @@ class FeedbackLoopPoisoning(Attack):
             m["accuracy_drop"] = m["accuracy_without_attack"] - m["accuracy_after"]
             m["collateral_changed"] = float(np.mean(p0 != p1))
             m["collateral_to_target"] = float(np.mean((p0 != goal) & (p1 == goal)))
-        return Outcome(success=m["flipped"], metrics=m, params=params, curves={"loop": curve})
+        notes = ("the profile flipped, but the same loop without the attacker's reports flips it "
+                 "too: not counted as the attack's success",) if alone else ()
+        return Outcome(success=success, metrics=m, params=params, curves={"loop": curve},
+                       notes=notes)
 
 
 #: words a user might add to or drop from an inquiry without changing what it asks

@@ -12,12 +12,29 @@ false-prediction reports, one decision and reason per record:
   differing from this one in at most ``max_fields_differ`` fields. Honest error reports are
   diverse; a feedback-loop attacker submits near copies of one profile, round after round. The
   screen remembers every report it has seen (``reset`` forgets);
+* ``decisive``: the reports about one case (near-identical records claiming the same label, this
+  batch's and those accepted before) would by themselves turn the decision on that case to the
+  label they claim: an influence test on the merge. The screen's model is trained on the trusted
+  data, the reports accepted so far and the batch, once as it is and once with the case's
+  reports weighted 0 (the same rows, so a learner that samples rows draws the same ones); the
+  reports are held when the first decides the case as claimed and the second does not. A false
+  report pays off exactly when it decides its own case; the bank's reviewer, who can check the
+  claim, merges a held report that is true;
 * ``source``: with ``sources`` (who reported), a reporter whose share of flagged reports so far
   exceeds ``1 - min_trust`` has every report quarantined.
 
+With ``favourable`` (the outcome a reporter gains from: an approval, a payment let through), only
+claims of that outcome face the contradiction and decisive checks. A report of the other outcome
+(a default, a confirmed fraud) is what the bank's own books record, and merging it cannot win
+anyone the favourable decision; the repetition, outlier and source checks still apply to it.
+
 ``screen(X, y) -> accept mask`` is what the feedback-loop attack (``poisoning.feedback_loop``)
-takes as its ``screen``; ``decide`` returns the reasons for the gateway's quarantine. Unfitted,
-the screen applies only the repetition and source checks.
+takes as its ``screen``; ``decide`` returns the reasons for the gateway's quarantine. The screen
+assumes that what it accepts is merged into the training data (the decisive check starts from
+that data). Unfitted, the screen applies only the repetition and source checks. The screen's
+``model`` should be the algorithm the model generator retrains (the scan gives it the deployed
+model's); the default, a logistic regression, does not see how far one record moves a tree
+ensemble.
 
 Example:
     >>> import numpy as np, pandas as pd
@@ -43,10 +60,11 @@ from sklearn.base import clone
 from sklearn.ensemble import IsolationForest
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
-from sklearn.pipeline import make_pipeline
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.utils.validation import has_fit_parameter
 
-from finmlsec.arrays import take_rows
-from finmlsec.defences._params import Float, Int, validate_params
+from finmlsec.arrays import concat_rows, take_rows
+from finmlsec.defences._params import Bool, Float, Int, Satisfies, validate_params
 from finmlsec.defences.base import DEFENCES, Defence
 from finmlsec.defences.poison_filter import Decisions
 from finmlsec.errors import DataError
@@ -86,6 +104,9 @@ class FeedbackScreen(Defence):
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
         "outlier_quantile": [Float(0.0, 0.5)], "max_similar": [Int(1)],
         "max_fields_differ": [Int(0)], "min_trust": [Float(0.0, 1.0)], "cv": [Int(2)],
+        "hold_decisive": [Bool()],
+        "favourable": [None, Satisfies(lambda v: isinstance(v, str | int | np.integer),
+                                       "a class label (str or int)")],
         "random_state": [Int(0), None],
     }
     _sklearn_check_deviations: ClassVar[dict[str, str]] = {
@@ -95,7 +116,8 @@ class FeedbackScreen(Defence):
     def __init__(self, estimator: Any = None, *, model: Any = None,
                  outlier_quantile: float = 0.01,
                  max_similar: int = 3, max_fields_differ: int = 2, min_trust: float = 0.5,
-                 cv: int = 5, random_state: int | None = 0) -> None:
+                 cv: int = 5, hold_decisive: bool = True, favourable: Any = None,
+                 random_state: int | None = 0) -> None:
         self.estimator = estimator
         self.model = model
         self.outlier_quantile = outlier_quantile
@@ -103,6 +125,8 @@ class FeedbackScreen(Defence):
         self.max_fields_differ = max_fields_differ
         self.min_trust = min_trust
         self.cv = cv
+        self.hold_decisive = hold_decisive
+        self.favourable = favourable
         self.random_state = random_state
 
     def _model(self, X: Any) -> Any:
@@ -147,6 +171,7 @@ class FeedbackScreen(Defence):
         P = cross_val_predict(clone(model), X, y, cv=folds, method="predict_proba")
         self.thresholds_ = np.array([P[y == c, j].mean() for j, c in enumerate(self.classes_)])
         self.model_ = clone(model).fit(X, y)
+        self.X_trusted_, self.y_trusted_ = X, y
         self.encoder_ = preprocessor(X=X).fit(X)
         Z = self.encoder_.transform(X)
         self.iso_ = IsolationForest(random_state=self.random_state).fit(Z)
@@ -157,6 +182,8 @@ class FeedbackScreen(Defence):
         """Forget the reports seen so far."""
         self.seen_: list[tuple[np.ndarray, Any]] = []
         self.source_counts_: dict[str, list[int]] = {}
+        #: the reports accepted so far (assumed merged): records, labels, field values
+        self.merged_: list[tuple[Any, np.ndarray, np.ndarray]] = []
 
     def decide(self, X: Any, y: Any, sources: Any = None) -> Decisions:
         """One decision and reason per report; remembers the reports for later batches."""
@@ -171,12 +198,15 @@ class FeedbackScreen(Defence):
             raise DataError(f"{len(frame)} reports but {n} labels")
         flags: dict[str, np.ndarray] = {}
         why: dict[str, list[str]] = {}
+        # the claims that face the contradiction and decisive checks (see ``favourable``)
+        claims = np.ones(n, dtype=bool) if self.favourable is None else np.array(
+            [str(v) == str(self.favourable) for v in y], dtype=bool)
         if hasattr(self, "model_"):
             P = np.asarray(self.model_.predict_proba(X))
             best = np.argmax(P, axis=1)
             pred = self.classes_[best]
             conf = P[np.arange(n), best]
-            flags["contradiction"] = (pred != y) & (conf >= self.thresholds_[best])
+            flags["contradiction"] = (pred != y) & (conf >= self.thresholds_[best]) & claims
             why["contradiction"] = [
                 f"contradiction: trusted model says {pred[i]} with p={conf[i]:.2f} >= threshold "
                 f"{self.thresholds_[best[i]]:.2f}" for i in range(n)]
@@ -202,6 +232,9 @@ class FeedbackScreen(Defence):
             self.seen_.append((row, y[i]))
         flags["repetition"] = rep
         why["repetition"] = rep_why
+        if self.hold_decisive and hasattr(self, "model_"):
+            flags["decisive"], why["decisive"] = self._decisive(
+                X, y, values, claims & ~np.any(list(flags.values()), axis=0))
         flagged = np.any(list(flags.values()), axis=0)
         reasons = ["; ".join(why[d][i] for d in flags if flags[d][i]) for i in range(n)]
         accept = ~flagged
@@ -223,7 +256,78 @@ class FeedbackScreen(Defence):
                         reasons[j] = "; ".join(r for r in (
                             reasons[j], f"source {s!r}: trust {trust[s]:.2f} < {self.min_trust}"
                         ) if r)
+        if hasattr(self, "model_") and accept.any():
+            ok = np.flatnonzero(accept)
+            self.merged_.append((take_rows(X, ok), y[ok], values[ok]))
         return Decisions(accept=accept, reasons=tuple(reasons), flags=flags, source_trust=trust)
+
+    def _near(self, case: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Which of ``rows`` differ from ``case`` in at most ``max_fields_differ`` fields."""
+        if len(rows) == 0 or rows.shape[1] != len(case):
+            return np.zeros(len(rows), dtype=bool)
+        return np.asarray(np.sum(rows != case, axis=1) <= self.max_fields_differ)
+
+    def _fit_weighted(self, X: Any, y: np.ndarray, w: np.ndarray) -> Any:
+        """The screen's model fitted on ``X, y`` with sample weights ``w`` (rows of weight 0
+        dropped for a learner without weights)."""
+        model = clone(self._model(self.X_trusted_))
+        last, key = (model.steps[-1][1], f"{model.steps[-1][0]}__sample_weight") \
+            if isinstance(model, Pipeline) else (model, "sample_weight")
+        if has_fit_parameter(last, "sample_weight"):
+            return model.fit(X, y, **{key: w})
+        keep = np.flatnonzero(w > 0)
+        return model.fit(take_rows(X, keep), y[keep])
+
+    def _decisive(self, X: Any, y: np.ndarray, values: np.ndarray,
+                  candidate: np.ndarray) -> tuple[np.ndarray, list[str]]:
+        """The influence test (``decisive`` in the module docstring) over the ``candidate``
+        reports: those claiming the favourable outcome that no other check flagged."""
+        n = len(y)
+        flag = np.zeros(n, dtype=bool)
+        why = [""] * n
+        idx = np.flatnonzero(candidate)
+        if idx.size == 0:
+            return flag, why
+        dtype = np.asarray(self.y_trusted_).dtype
+        Xc, yc = take_rows(X, idx), y[idx].astype(dtype)
+        # the trusted data, the merged reports (field values kept to find a case's earlier
+        # reports) and the candidates, in one fixed row order
+        parts_X = [self.X_trusted_, *(mx for mx, _, _ in self.merged_), Xc]
+        Xall = concat_rows(*parts_X)
+        yall = np.concatenate([np.asarray(self.y_trusted_),
+                               *(my.astype(dtype) for _, my, _ in self.merged_), yc])
+        n0 = len(self.y_trusted_)
+        merged_vals = [mv for _, _, mv in self.merged_]
+        merged_y = np.concatenate([my for _, my, _ in self.merged_]) if self.merged_ else \
+            np.zeros(0, dtype=dtype)
+        merged_v = np.concatenate(merged_vals) if merged_vals else np.zeros((0, values.shape[1]))
+        ones = np.ones(len(yall))
+        after = np.asarray(self._fit_weighted(Xall, yall, ones).predict(Xc)) == yc
+        w = ones.copy()
+        w[len(yall) - idx.size:] = 0.0
+        before = np.asarray(self._fit_weighted(Xall, yall, w).predict(Xc)) == yc
+        tested = np.zeros(idx.size, dtype=bool)
+        for k in np.flatnonzero(after & ~before):
+            if tested[k]:
+                continue
+            case = values[idx[k]]
+            mine = self._near(case, values[idx]) & (yc == yc[k])
+            tested |= mine
+            old = self._near(case, merged_v) & (merged_y.astype(dtype) == yc[k])
+            w = ones.copy()
+            w[n0:n0 + len(old)][old] = 0.0
+            w[len(yall) - idx.size:][mine] = 0.0
+            members = np.flatnonzero(mine)
+            without = np.asarray(self._fit_weighted(Xall, yall, w).predict(
+                take_rows(Xc, members))) == yc[members]
+            if not without.all():
+                for i in idx[members]:
+                    flag[i] = True
+                    why[i] = (f"decisive: these {members.size} report(s)"
+                              + (f" and {int(old.sum())} merged before" if old.any() else "")
+                              + " about near-identical records would by themselves turn the "
+                              f"decision on them to {y[i]}; held for review")
+        return flag, why
 
     def screen(self, X: Any, y: Any, sources: Any = None) -> np.ndarray:
         """The accept mask over one batch of reports (True = may be merged)."""

@@ -491,11 +491,23 @@ def _plugged_screen(attack: Any, defences: tuple[str, ...]) -> str | None:
                 None)
 
 
-def _fitted_screen(name: str, data: Any) -> Any:
-    """The registered feedback-stage defence ``name``, fitted on the trusted training data."""
+def _fitted_screen(name: str, data: Any, input_kind: str = "tabular") -> Any:
+    """The registered feedback-stage defence ``name``, fitted on the trusted training data. A
+    screen that takes them is given the schema's favourable outcome and, for a tabular model,
+    the deployed model's algorithm (``model_factory``) to test a report's influence with."""
+    from finmlsec.attacks.evasion_common import resolve_class
     from finmlsec.defences import DEFENCES
 
     screen = DEFENCES.get(name)()
+    params = screen.get_params(deep=False) if callable(getattr(screen, "get_params", None)) \
+        else {}
+    fav = getattr(data.schema, "favourable_class", None)
+    if "favourable" in params and fav is not None and data.train is not None:
+        # labels that do not name the favourable class: every claim is checked
+        with contextlib.suppress(ConfigError):
+            screen.set_params(favourable=resolve_class(fav, np.unique(data.train.y), data.schema))
+    if "model" in params and input_kind == "tabular" and data.model_factory is not None:
+        screen.set_params(model=data.model_factory())
     if callable(getattr(screen, "fit", None)) and data.train is not None:
         screen = screen.fit(data.train.X, data.train.y) or screen
     return screen
@@ -683,7 +695,8 @@ def _run(ctx: ScanContext, unit: Unit, out: dict[str, Any]) -> None:
     defences = unit.defences
     plug = _plugged_screen(attack, defences)
     if plug is not None:  # the attack runs the feedback loop: the screen goes into the loop
-        attack = dataclasses.replace(attack, screen=_fitted_screen(plug, data))
+        attack = dataclasses.replace(attack, screen=_fitted_screen(
+            plug, data, getattr(sc.target, "input_kind", "tabular")))
         defences = tuple(d for d in defences if d != plug)
     model: Any = None
     if defences:
