@@ -213,3 +213,130 @@ def build(kind: str, directory: Path, *, seed: int = 0, schema: bool = False,
             encoding="utf-8")
         paths[key] = spec
     return paths
+
+
+# -- a modeldata::lending_club-like export (R's write.csv) ----------------------------------------
+_STATES = ["CA", "TX", "NY", "FL", "IL", "NJ", "PA", "OH", "GA", "VA", "NC", "MI", "MA", "WA",
+           "AZ", "MD", "CO", "MN", "MO", "IN", "TN", "WI", "CT", "NV", "OR", "SC", "AL", "LA",
+           "KY", "OK", "KS", "UT", "AR", "NM", "HI", "MS", "NH", "RI", "WV", "NE", "DE", "MT",
+           "DC", "AK", "WY", "SD", "VT", "ME", "ID", "ND"]
+
+
+def r_number(x: float) -> str:
+    """``x`` as R's ``write.csv`` writes it: 15 significant digits, scientific where that is
+    shorter (``3e+05``, ``1e+05``; ``120000`` stays fixed)."""
+    fixed = format(float(x), ".15g")
+    if "e" in fixed:
+        fixed = format(float(x), "f").rstrip("0").rstrip(".")
+    mant, exp = format(float(x), ".14e").split("e")
+    mant = mant.rstrip("0").rstrip(".")
+    sci = f"{mant}e{int(exp):+03d}"
+    return sci if len(sci) < len(fixed) else fixed
+
+
+def modeldata_frame(n: int = 1200, seed: int = 0) -> pd.DataFrame:
+    """Loans as in R's ``modeldata::lending_club``: an unnamed row id, coded strings
+    (``term_36``, ``emp_unk``, ``Not_Verified``), 35 sub-grades, 50 states, round incomes (that
+    R writes ``3e+05``) and a label ``Class`` ``good``/``bad`` at about 95/5 with a weak signal:
+    a random forest trained on it decides ``good`` for every applicant at its 0.5 threshold."""
+    rng = np.random.default_rng(seed)
+    rate = np.round(rng.uniform(5.32, 28.99, n), 2)
+    grade = np.clip(((rate - 5.32) / (28.99 - 5.32) * 35).astype(int), 0, 34)
+    sub = np.array([f"{g}{k}" for g in "ABCDEFG" for k in range(1, 6)])[grade]
+    income = np.where(rng.random(n) < 0.15, rng.choice([1e5, 2e5, 3e5], n),
+                      np.round(np.exp(rng.normal(np.log(70000), 0.5, n)), -2))
+    emp = rng.choice([f"emp_{k}" for k in range(1, 10)] + ["emp_ge_10", "emp_lt_1", "emp_unk"],
+                     n)
+    util = np.round(rng.uniform(0, 100, n), 1)
+    z = 0.08 * rate + 0.01 * util - 0.4 * np.log(income / 70000) + rng.logistic(scale=1.2,
+                                                                             size=n)
+    bad = z >= np.quantile(z, 0.95)
+    return pd.DataFrame({
+        "": np.arange(1, n + 1).astype(str),  # R quotes its row names
+        "funded_amnt": (np.round(rng.uniform(1000, 40000, n) / 25) * 25).astype(int),
+        "term": rng.choice(["term_36", "term_60"], n, p=[0.7, 0.3]),
+        "int_rate": rate,
+        "sub_grade": sub,
+        "addr_state": rng.choice(_STATES, n),
+        "verification_status": rng.choice(["Not_Verified", "Source_Verified", "Verified"], n),
+        "annual_inc": income,
+        "emp_length": emp,
+        "delinq_2yrs": rng.poisson(0.3, n),
+        "revol_util": util,
+        "Class": np.where(bad, "bad", "good"),
+    })
+
+
+def write_r_csv(frame: pd.DataFrame, path: Path) -> None:
+    """``frame`` as R's ``write.csv``: every string and the header quoted, numbers bare."""
+    def cell(v: Any) -> str:
+        if isinstance(v, str):
+            return '"' + v.replace('"', '""') + '"'
+        return r_number(v)
+
+    lines = [",".join(f'"{c}"' for c in frame.columns)]
+    lines += [",".join(cell(v) for v in row) for row in frame.itertuples(index=False)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+MODELDATA_CATEGORIES = ["term", "sub_grade", "addr_state", "verification_status", "emp_length"]
+
+
+def forest_pipeline(n_estimators: int = 200) -> Any:
+    """The bank's model of a modeldata export: categories one-hot, numbers as they are (the id,
+    read by pandas as ``Unnamed: 0``, left out), a random forest of 200 trees."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    pre = ColumnTransformer([
+        ("cat", OneHotEncoder(handle_unknown="ignore"), MODELDATA_CATEGORIES),
+        ("num", "passthrough", ["funded_amnt", "int_rate", "annual_inc", "delinq_2yrs",
+                                "revol_util"]),
+    ])
+    return Pipeline([("pre", pre), ("clf", RandomForestClassifier(
+        n_estimators=n_estimators, random_state=0, n_jobs=1))])
+
+
+def build_modeldata(directory: Path, *, n: int = 1200, seed: int = 0) -> dict[str, Path]:
+    """The modeldata-like file (R's format), stratified 50/25/25 splits written the same way,
+    the forest (skops, with its factory) and a spec with a schema from ``schema infer``."""
+    import skops.io as sio
+    from sklearn.base import clone
+    from sklearn.model_selection import train_test_split
+
+    directory.mkdir(parents=True, exist_ok=True)
+    frame = modeldata_frame(n, seed)
+    paths = {"data": directory / "lending_club.csv"}
+    write_r_csv(frame, paths["data"])
+    train, rest = train_test_split(frame, test_size=0.5, stratify=frame["Class"],
+                                   random_state=seed)
+    test, pop = train_test_split(rest, test_size=0.5, stratify=rest["Class"], random_state=seed)
+    for name, part in (("train", train), ("test", test), ("population", pop)):
+        paths[name] = directory / f"{name}.csv"
+        write_r_csv(part, paths[name])
+    read = pd.read_csv(paths["train"])
+    model = forest_pipeline()
+    sio.dump(clone(model), directory / "untrained.skops")
+    model.fit(read.drop(columns=["Class"]), read["Class"])
+    sio.dump(model, directory / "model.skops")
+    paths["model"] = directory / "model.skops"
+    code, output = run_cli(["schema", "infer", str(paths["data"]), "--label", "Class",
+                            "--favourable", "good", "-o", str(directory / "schema.yaml")])
+    assert code == 0, output
+    paths["schema"] = directory / "schema.yaml"
+    trust = sorted(sio.get_untrusted_types(file=paths["model"]))
+    paths["spec"] = directory / "spec.yaml"
+    paths["spec"].write_text(
+        "name: modeldata loans (forest)\n"
+        "organisations: [{id: bank}, {id: public}]\n"
+        "roles: {training_data_provider: bank, system_user: public, model_generator: bank,\n"
+        "        model_operator: bank}\n"
+        "stakes: {training_data: personal, model_value: high, harm_of_wrong_output: high}\n"
+        f"model: {{format: skops, path: model.skops, trusted_types: {trust},\n"
+        "        factory: {path: untrained.skops}}\n"
+        "data:\n  path: lending_club.csv\n  label: Class\n  schema: schema.yaml\n"
+        "  splits: {train: train.csv, test: test.csv, population: population.csv}\n",
+        encoding="utf-8")
+    return paths

@@ -30,6 +30,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, ClassVar
 
 import numpy as np
@@ -42,6 +43,7 @@ from finmlsec.attacks.evasion_common import (
     check_positive,
     evasion_result,
     feature_scales,
+    goal_of,
     resolve_class,
     victims_against,
 )
@@ -167,12 +169,16 @@ class PGD(Attack):
         assert data.victims is not None
         from finmlsec.attacks.evasion_image import keep_against
 
-        goal = resolve_class(self.target_class, oracle.classes_, data.schema)
+        # the schema's favourable outcome is the goal unless one is given (a move away from it
+        # is no success for the applicant); with neither, any misclassification counts
+        goal, notes = goal_of(self.target_class, oracle, data.schema)
+        me = self if self.target_class is not None or goal is None else dataclasses.replace(
+            self, target_class=goal)
         frame = data.victims.X if isinstance(data.victims.X, pd.DataFrame) else None
         X, keep, pred = keep_against(oracle, data.victims.X, data.victims.y, goal)
         if frame is not None:
             X = frame[keep].reset_index(drop=True)
-        out = self.generate(oracle, X, pred, data.schema)
+        out = me.generate(oracle, X, pred, data.schema)
         X0 = np.asarray(X, dtype=float).reshape(len(out.success), -1)
         Xa = np.asarray(out.X_adv, dtype=float).reshape(len(out.success), -1)
         won = out.success & out.valid
@@ -188,7 +194,7 @@ class PGD(Attack):
             if won.any() else float("nan"),
             "queries_per_victim": meter.queries / n if n else 0.0,
         }
-        return Outcome(m["success_rate"], m)
+        return Outcome(m["success_rate"], m, notes=notes)
 
 
 # -- transfer -------------------------------------------------------------------------------------
@@ -348,12 +354,17 @@ class TransferEvasion(Attack):
     def _attack(self, oracle: Oracle, data: AttackData, meter: Meter) -> Outcome:
         assert data.schema is not None and data.victims is not None
         assert data.population is not None
-        goal = resolve_class(self.target_class, oracle.classes_, data.schema)
+        # the goal is the applicant's favourable outcome (the schema's) unless one is given:
+        # a move away from it is no success for the applicant
+        goal, notes = goal_of(self.target_class, oracle, data.schema)
+        me = self if self.target_class is not None or goal is None else dataclasses.replace(
+            self, target_class=goal)
         X0, ref, n_already = victims_against(oracle, data.victims.X, goal, None)
-        out = self.generate(oracle, X0, ref, data.schema, population=data.population.X)
+        out = me.generate(oracle, X0, ref, data.schema, population=data.population.X)
         scale = feature_scales(data.schema, data.population.X, X0)
         res = evasion_result(X0=X0, out=out, schema=data.schema, scale=scale,
-                             n_already=n_already, seconds=meter.seconds, queries=meter.queries)
-        res.metrics["stolen_records"] = float(self._stolen[0])
-        res.metrics["surrogate_agreement_on_stolen"] = self._stolen[1]
+                             n_already=n_already, seconds=meter.seconds, queries=meter.queries,
+                             notes=notes)
+        res.metrics["stolen_records"] = float(me._stolen[0])
+        res.metrics["surrogate_agreement_on_stolen"] = me._stolen[1]
         return res

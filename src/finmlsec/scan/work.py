@@ -329,26 +329,52 @@ def through_screen(attack: Any, oracle: Any, data: Any, screen: Any) -> Any:
     :class:`~finmlsec.defences.InputScreening` defence): the attacker searches against the
     model, and succeeds only with the adversarial inputs that reach its goal, are valid *and*
     pass the screen."""
+    import inspect
+
     from finmlsec.attacks.base import AttackResult, params_of
+    from finmlsec.attacks.evasion_common import goal_of
 
     t0 = time.perf_counter()
+    q0 = oracle.queries_used
     X = data.victims.X
-    gen = attack.generate(oracle, X, None, data.schema)
-    raw = np.asarray(gen.success, dtype=bool) & np.asarray(gen.valid, dtype=bool)
-    accepted = np.asarray(screen.decide(gen.X_adv).accept, dtype=bool)
-    won = raw & accepted
-    n = max(len(won), 1)
-    metrics = {
-        "success_rate": float(won.sum() / n),
-        "success_rate_unscreened": float(raw.sum() / n),
-        "screened_out": float((raw & ~accepted).sum() / max(raw.sum(), 1)),
-        "n_victims": float(len(won)),
-    }
+    # the victims and the goal of the attack as it runs undefended: the applicants the model
+    # decides against, moved to the favourable outcome only (records already there are no
+    # victims, and a move away from it is no success for the applicant)
+    goal, notes = goal_of(getattr(attack, "target_class", None), oracle, data.schema)
+    if goal is not None and getattr(attack, "target_class", None) is None \
+            and dataclasses.is_dataclass(attack) and not isinstance(attack, type) \
+            and "target_class" in {f.name for f in dataclasses.fields(attack)}:
+        attack = dataclasses.replace(attack, target_class=goal)
+    keep = np.ones(len(X), dtype=bool)
+    if goal is not None:
+        keep = np.asarray(oracle.predict(X)) != goal
+    idx = np.flatnonzero(keep)
+    X = X.iloc[idx].reset_index(drop=True) if hasattr(X, "iloc") else (
+        [X[i] for i in idx] if isinstance(X, list) else np.asarray(X)[idx])
+    extra = {}
+    if data.population is not None and "population" in inspect.signature(
+            attack.generate).parameters:
+        extra["population"] = data.population.X
+    metrics = {"n_victims": float(len(idx)), "n_already_at_goal": float((~keep).sum())}
+    if len(idx):
+        gen = attack.generate(oracle, X, None, data.schema, **extra)
+        raw = np.asarray(gen.success, dtype=bool) & np.asarray(gen.valid, dtype=bool)
+        accepted = np.asarray(screen.decide(gen.X_adv).accept, dtype=bool)
+        won = raw & accepted
+        metrics.update({
+            "success_rate": float(won.mean()),
+            "success_rate_unscreened": float(raw.mean()),
+            "screened_out": float((raw & ~accepted).sum() / max(raw.sum(), 1)),
+        })
+    else:
+        metrics.update({"success_rate": 0.0, "success_rate_unscreened": 0.0,
+                        "screened_out": 0.0})
     return AttackResult(
         attack=getattr(attack, "name", type(attack).__name__), threat=attack.threat,
         via=attack.via, success=metrics["success_rate"], metrics=metrics,
-        queries=int(gen.queries), seconds=time.perf_counter() - t0, params=params_of(attack),
-        notes=("success counts only adversarial inputs that pass the input screen",),
+        queries=int(oracle.queries_used - q0), seconds=time.perf_counter() - t0,
+        params=params_of(attack),
+        notes=("success counts only adversarial inputs that pass the input screen",) + notes,
     )
 
 

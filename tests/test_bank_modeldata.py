@@ -1,0 +1,84 @@
+"""A bank's export in R's ``write.csv`` format, shaped like ``modeldata::lending_club`` (an
+unnamed quoted row id, coded strings, ``3e+05``, 35 sub-grades, 50 states, 95/5 good/bad), with
+the bank's random forest of 200 trees (tests/bank_files.py, :func:`build_modeldata`). At its 0.5
+threshold the forest decides ``good`` for every applicant, as a forest on such data does: the
+scan's verdicts must not read that as safety."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bank_files import build_modeldata, r_number, run_cli
+
+
+@pytest.fixture(scope="module")
+def modeldata(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return build_modeldata(tmp_path_factory.mktemp("modeldata"))
+
+
+def _scan(spec: Path, db: Path, *attacks: str, defences: tuple[str, ...] = ()
+          ) -> tuple[int, str, list[Any]]:
+    from finmlsec.store import Store
+
+    args = ["scan", str(spec), "--profile", "quick", "--db", str(db), "--executor", "serial"]
+    for a in attacks:
+        args += ["--attack", a]
+    for d in defences:
+        args += ["--defence", d]
+    code, output = run_cli(args)
+    store = Store.open(str(db))
+    runs = store.runs()
+    return code, output, store.units(runs[0].id) if runs else []
+
+
+def test_the_file_has_r_s_format_and_the_forest_decides_good_for_everyone(
+        modeldata: dict[str, Path]) -> None:
+    assert r_number(3e5) == "3e+05" and r_number(120000) == "120000"
+    text = modeldata["data"].read_text("utf-8")
+    assert text.startswith('"","funded_amnt","term"') and '\n"1",' in text
+    assert "e+05" in text
+    import skops.io as sio
+
+    model = sio.load(modeldata["model"], trusted=sio.get_untrusted_types(file=modeldata["model"]))
+    test = pd.read_csv(modeldata["test"])
+    assert set(model.predict(test.drop(columns=["Class"]))) == {"good"}
+    assert 0.03 < float(np.mean(test["Class"] == "bad")) < 0.07
+
+
+class _AcceptAll:
+    def decide(self, X: Any) -> Any:
+        return SimpleNamespace(accept=np.ones(len(X), dtype=bool))
+
+
+def test_evasion_behind_a_screen_attacks_only_applicants_decided_against(
+        modeldata: dict[str, Path]) -> None:
+    """Behind an input screen, the scan ran the attack on every record, counting those already
+    decided for the applicant as won (and a move in either direction as a success): 0.15 on a
+    forest that refuses no one, where undefended it had no victim."""
+    import skops.io as sio
+
+    from finmlsec.attacks.base import AttackData, Labeled
+    from finmlsec.attacks.evasion import ConstrainedEvasion
+    from finmlsec.datasets.splits import _schema_from_yaml
+    from finmlsec.scan.work import through_screen
+    from finmlsec.targets.base import as_target
+    from finmlsec.targets.oracle import Oracle
+
+    model = sio.load(modeldata["model"], trusted=sio.get_untrusted_types(file=modeldata["model"]))
+    schema = _schema_from_yaml(modeldata["schema"])
+    test = pd.read_csv(modeldata["test"]).head(20)
+    pop = pd.read_csv(modeldata["population"])
+    data = AttackData(schema=schema,
+                      victims=Labeled(test.drop(columns=["Class"]), test["Class"].to_numpy()),
+                      population=Labeled(pop.drop(columns=["Class"]), pop["Class"].to_numpy()))
+    oracle = Oracle(as_target(model), "label")
+    result = through_screen(ConstrainedEvasion(), oracle, data, _AcceptAll())
+    assert result.metrics["n_victims"] == 0 and result.metrics["n_already_at_goal"] == 20
+    assert result.success == 0.0
+    assert any("favourable outcome good" in n for n in result.notes)
