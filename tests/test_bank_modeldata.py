@@ -82,3 +82,23 @@ def test_evasion_behind_a_screen_attacks_only_applicants_decided_against(
     assert result.metrics["n_victims"] == 0 and result.metrics["n_already_at_goal"] == 20
     assert result.success == 0.0
     assert any("favourable outcome good" in n for n in result.notes)
+
+
+@pytest.mark.slow
+def test_evasion_with_no_one_to_turn_is_not_measured_not_risk_none(
+        modeldata: dict[str, Path], tmp_path: Path) -> None:
+    """A model that approves everyone gave evasion a success of 0 out of 0 victims, reported as
+    risk none (a pass the scan could not support); behind the input screen 0.15, as if the
+    screen made things worse."""
+    code, output, units = _scan(modeldata["spec"], tmp_path / "e.db", "evasion.constrained",
+                                defences=("input_screen",))
+    assert code == 0, output
+    assert units and all(u.status == "done" for u in units), output
+    flat = " ".join(output.split())
+    assert "risk none" not in flat.split("Induce false classification")[1].split("\n")[0]
+    line = next(ln for ln in output.splitlines() if "Induce false classification" in ln)
+    assert line.startswith("NOT MEASURED"), output
+    assert "not measurable: the deployed model already gives the outcome" in flat
+    behind = next(u for u in units if u.unit_id.endswith("+input_screen"))
+    assert behind.outcome["result"]["metrics"]["n_victims"] == 0
+    assert behind.outcome["result"]["success"] == 0.0

@@ -220,7 +220,12 @@ def summarize(plan: dict[str, Any], outcomes: dict[str, dict[str, Any]], *,
                 "seeds": fig["seeds"], "trials": fig["trials"], "spread": fig["spread"],
                 "notes": result_notes(outs),
             })
-        measured = [a for a in attacks if a["success"] is not None]
+        # an attack with nothing to attack (an evasion whose every victim the deployed model
+        # already decides for the attacker) measured no risk: its 0 is no evidence of safety
+        empty = [a for a in attacks if a["success"] is not None and figures[a["name"]]["empty"]]
+        for a in empty:
+            a["risk"] = "not_measured"
+        measured = [a for a in attacks if a["success"] is not None and a not in empty]
         strongest = max(measured, key=lambda a: a["success"]) if measured else None
         success = strongest["success"] if strongest else None
         before = figures[strongest["name"]] if strongest else None
@@ -260,7 +265,21 @@ def summarize(plan: dict[str, Any], outcomes: dict[str, dict[str, Any]], *,
             if strongest else None,
             "exposure": exposure(strongest["name"], mine, outcomes) if strongest else None,
         }
+        for a in empty:
+            m = a["metrics"]
+            entry["notes"].append(
+                f"{a['name']}: not measurable: the deployed model already gives the outcome the "
+                f"attacker wants to every record tried ({m.get('n_already_at_goal', 0):g} of "
+                f"{m.get('n_already_at_goal', 0) + m.get('n_victims', 0):g}), so there was no "
+                "one to turn; this is no evidence of robustness: a model that decides alike for "
+                "everyone is a utility problem (see the balanced accuracy and the decision "
+                "threshold), and a threshold that refuses some applicants gives evasion victims")
         entry.update(_decide(t, success, cms, max_utility_drop, metric, baseline_util))
+        if empty and success is None and t["attacked"]:
+            entry["recommendation"] = (
+                "not measured: " + "; ".join(n for n in entry["notes"] if ": not measurable: "
+                                             in n) + f"; the analysis decision stands: "
+                f"{t['decision']}")
         entry["lower_bound"] = lower_bound_reasons(t, attacks)
         if entry["lower_bound"] and entry["success"] is not None:
             entry["recommendation"] += (
