@@ -102,3 +102,23 @@ def test_evasion_with_no_one_to_turn_is_not_measured_not_risk_none(
     behind = next(u for u in units if u.unit_id.endswith("+input_screen"))
     assert behind.outcome["result"]["metrics"]["n_victims"] == 0
     assert behind.outcome["result"]["success"] == 0.0
+
+
+@pytest.mark.slow
+def test_the_committee_summary_says_what_a_copy_agrees_on_not_its_lift_as_agreement(
+        modeldata: dict[str, Path], tmp_path: Path) -> None:
+    """The copy of a model that decides alike for everyone agrees on all test cases, as a
+    constant copy does; the summary said it 'agrees with it on 0% of test cases' (the lift)."""
+    from finmlsec.store import Store
+
+    code, output, units = _scan(modeldata["spec"], tmp_path / "x.db", "extraction.equation")
+    assert code == 0, output
+    run = Store.open(str(tmp_path / "x.db")).runs()[0].id
+    out = tmp_path / "r.md"
+    code, text = run_cli(["report", run, "--format", "md", "-o", str(out),
+                          "--db", str(tmp_path / "x.db")])
+    assert code == 0, text
+    md = out.read_text("utf-8")
+    assert "agrees with it on 0% of test cases" not in md
+    assert "agrees with it on 100% of test cases, against 100% for a copy made without" in md
+    assert "What was tested.** None" not in md
