@@ -231,6 +231,10 @@ def test_declaration(name: str) -> None:
     assert isinstance(cls.retrains_victim, bool)
     if cls.retrains_victim:
         assert "model_factory" in cls.needs, "an attack that retrains the victim needs its factory"
+    assert isinstance(cls.reads_training_data, bool)
+    if cls.reads_training_data:
+        assert "train" in cls.needs and cls.via == "training_data", \
+            "an attack on the shared training data needs them and goes through them"
     assert attack.required() >= cls.needs
     params = params_of(attack)
     text = json.dumps(params)
