@@ -122,3 +122,20 @@ def test_the_committee_summary_says_what_a_copy_agrees_on_not_its_lift_as_agreem
     assert "agrees with it on 0% of test cases" not in md
     assert "agrees with it on 100% of test cases, against 100% for a copy made without" in md
     assert "What was tested.** None" not in md
+
+
+def test_the_dp_countermeasure_trains_through_a_pipeline_that_one_hot_encodes_sparsely(
+        modeldata: dict[str, Path]) -> None:
+    """The bank's Pipeline one-hot encodes 35 sub-grades and 50 states into a sparse matrix;
+    dp.logistic_regression stopped every unit with 'Sparse data was passed for X, but dense
+    data is required'."""
+    from bank_files import forest_pipeline
+    from finmlsec.defences.dp import DPLogisticRegression
+
+    train = pd.read_csv(modeldata["train"])
+    test = pd.read_csv(modeldata["test"])
+    model = DPLogisticRegression(forest_pipeline(n_estimators=5), random_state=0).fit(
+        train.drop(columns=["Class"]), train["Class"])
+    proba = model.predict_proba(test.drop(columns=["Class"]))
+    assert proba.shape == (len(test), 2) and np.allclose(proba.sum(axis=1), 1.0)
+    assert model.privacy_.epsilon <= 3.0 + 1e-9

@@ -70,6 +70,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
+import scipy.sparse as sp
 from scipy.optimize import minimize
 from scipy.special import expit, log_expit
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
@@ -213,7 +214,10 @@ class _PrivateLR(ClassifierMixin, BaseEstimator):
         return np.hstack([X, np.ones((len(X), 1))]) / math.sqrt(2.0)
 
     def fit(self, X: Any, y: Any) -> _PrivateLR:
-        X, y = check_X_y(X, y, accept_sparse=False, dtype=float)
+        # a bank's Pipeline one-hot encodes into a sparse matrix: the records are made dense
+        # here (the clipping and the noise work on rows of numbers)
+        X, y = check_X_y(X, y, accept_sparse="csr", dtype=float)
+        X = X.toarray() if sp.issparse(X) else X
         check_classification_targets(y)
         self.classes_, yi = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
@@ -249,7 +253,8 @@ class _PrivateLR(ClassifierMixin, BaseEstimator):
 
     def decision_function(self, X: Any) -> np.ndarray:
         check_is_fitted(self, "weights_")
-        d = self._features(check_array(X, dtype=float)) @ self.weights_.T
+        X = check_array(X, accept_sparse="csr", dtype=float)
+        d = self._features(X.toarray() if sp.issparse(X) else X) @ self.weights_.T
         return d[:, 0] if d.shape[1] == 1 else d
 
     def predict_proba(self, X: Any) -> np.ndarray:
