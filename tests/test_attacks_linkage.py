@@ -154,3 +154,40 @@ def test_fraud_scan_measures_the_shared_data_threat_and_generalise_lowers_it(
     assert t["best"] == ["generalise.fields"]
     assert any("non_confidential_data" in n and "cannot measure" in n for n in t["notes"])
     json.dumps(doc)
+
+
+def test_the_plan_measures_the_shared_data_threat_and_says_what_it_cannot_measure() -> None:
+    from finmlsec.scan import get_profile, make_plan
+    from finmlsec.spec import parse_spec
+    from finmlsec.threatmodel import analyze
+
+    spec = parse_spec("""
+organisations: [{id: bank}, {id: vendor}]
+roles: {training_data_provider: bank, system_user: bank, model_generator: vendor,
+        model_operator: vendor}
+""")
+    plan = make_plan(analyze(spec), profile=get_profile("quick"), seed=0,
+                     check=lambda cls: None if "tabular" in cls.input_kinds else "no")
+    t = next(t for t in plan.threats if t.key == "infer_training_data@training_data")
+    assert t.attacks == ("linkage.reidentification",)
+    assert t.defences["modify_training_data"] == ("generalise.fields",)
+    assert t.defences["non_confidential_data"] == ()
+    assert any(n.startswith("no registered defence implements non_confidential_data: the scan "
+                            "cannot measure it") for n in t.notes)
+    image = make_plan(analyze(spec), profile=get_profile("quick"), seed=0,
+                      check=lambda cls: None if "image" in cls.input_kinds else
+                      f"works on {sorted(cls.input_kinds)} inputs, this model takes image")
+    t = next(t for t in image.threats if t.key == "infer_training_data@training_data")
+    assert t.attacks == () and "linkage.reidentification not run: works on ['tabular'] inputs, " \
+        "this model takes image" in t.notes
+
+
+def test_a_failed_threat_lists_as_tried_only_the_countermeasures_measured() -> None:
+    from finmlsec.report.words import _actions
+
+    t = {"countermeasures_recommended": ["non_confidential_data", "modify_training_data"],
+         "countermeasures": [{"defences": ["generalise.fields"], "success": 0.7,
+                              "countermeasures": ["modify_training_data"]}]}
+    escalate, unmeasured = _actions({"analysis": {}}, t, "fail")
+    assert escalate["why"] == "tried: modify training data"  # not the unmeasured one
+    assert unmeasured["id"] == "non_confidential_data" and "not measured" in unmeasured["why"]
