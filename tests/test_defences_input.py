@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.datasets import load_digits
@@ -26,7 +27,8 @@ from finmlsec.errors import ConfigError, DataError
 from finmlsec.schema import preprocessor
 
 
-@parametrize_with_checks([OODDetector(n_estimators=20, random_state=0)])
+@parametrize_with_checks([OODDetector(n_estimators=20, random_state=0),
+                          OODDetector(n_estimators=20, random_state=0, envelope=0.1)])
 def test_ood_detector_is_a_sklearn_outlier_detector(estimator, check):
     check(estimator)
 
@@ -181,3 +183,26 @@ def test_squeezing_flags_adversarial_digits():
 def test_bad_parameters():
     with pytest.raises(ConfigError, match="'quantile' parameter of OODDetector"):
         OODDetector(quantile=0.9).fit(np.zeros((5, 2)))
+
+
+def test_the_envelope_refuses_records_far_beyond_the_training_range() -> None:
+    """An isolation forest's score saturates beyond the data: a record 20 standard deviations
+    out in one field scores like the training data's own extremes and passes; with
+    ``envelope`` it is refused (and so is every record beyond the widened range), while the
+    records inside keep the forest's verdict."""
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"a": rng.normal(size=2000), "b": rng.normal(size=2000),
+                      "c": rng.choice(["x", "y"], 2000)})
+    far = pd.DataFrame({"a": [20.0, 0.0, X["a"].max() + 0.05, np.nan], "b": [0.0, 0.0, 0.0, 0.0],
+                        "c": ["x", "x", "x", "y"]})
+    plain = OODDetector(quantile=0.002, random_state=0).fit(X)
+    fenced = OODDetector(quantile=0.002, random_state=0, envelope=0.1).fit(X)
+    assert plain.predict(far)[0] == 1  # what the envelope is for
+    assert fenced.predict(far).tolist() == [-1, 1, 1, 1]  # within 10% of the range: inside
+    assert fenced.decision_function(far)[0] < -1.0 and fenced.excess(far)[0] > 1.0
+    inside = X.iloc[:500]
+    np.testing.assert_array_equal(fenced.predict(inside), plain.predict(inside))
+    arr = OODDetector(random_state=0, envelope=0.1).fit(X[["a", "b"]].to_numpy())
+    assert arr.predict(np.array([[0.0, 0.0], [0.0, 50.0]])).tolist() == [1, -1]
+    with pytest.raises(ConfigError, match="'envelope' parameter of OODDetector"):
+        OODDetector(envelope=-1.0).fit(X)

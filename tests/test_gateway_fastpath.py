@@ -235,3 +235,28 @@ def test_infrequent_categories_compile_to_scikit_learns_layout() -> None:
     assert fast is not None
     probe = pd.DataFrame({"job": ["a", "b", "c", "e", "never-seen"], "city": ["x", "y"] * 2 + ["z"]})
     np.testing.assert_array_equal(fast(columns(probe)), ct.transform(probe))
+
+
+def test_the_compiled_screen_keeps_the_envelope(model: DemoModel, tmp_path: Path) -> None:
+    """The default screen's envelope (records beyond the training range) holds on the compiled
+    path too: verification at start-up sees only reference records, all inside it."""
+    from finmlsec.gateway.defaults import derive_policy
+
+    default = derive_policy(None, has_reference=True)[0]
+    assert default.screening.params["envelope"] == 0.25
+    # a narrower envelope, so that uniform records of the schema's ranges cross it
+    policy = default.model_copy(update={"screening": default.screening.model_copy(
+        update={"params": {**default.screening.params, "envelope": 0.01}})})
+    gw = Gateway(Settings(db_url=f"sqlite:///{tmp_path / 'g.db'}", policy=policy),
+                 target=model.target, schema=model.schema, reference=model.train)
+    try:
+        assert gw.predictor.fast_screen is not None
+        odd = model.schema.sample_uniform(300, 0)[model.schema.names]
+        v = gw.validator.records(json.loads(pd.concat([model.heldout, odd]).to_json(
+            orient="records")))
+        fast, slow = gw.predictor.predict(v), gw.predictor.predict_frame(v.frame())
+        np.testing.assert_array_equal(fast.suspicious, slow.suspicious)
+        beyond = gw.guards.screen.excess(v.frame()) > 0
+        assert beyond.sum() >= 10 and fast.suspicious[beyond].all()
+    finally:
+        gw.close()

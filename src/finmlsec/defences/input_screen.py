@@ -151,6 +151,13 @@ class OODDetector(OutlierMixin, Guard):
     ``quantile`` of the training records' isolation scores, +1 otherwise. A serving guard (the
     gateway's screen ``input_screen.ood``); the scan measures it within :class:`InputScreen`.
 
+    ``envelope``: also -1 for a record with a number beyond the range of the records it was
+    fitted on widened by this share of that range on each side (None: off). An isolation
+    forest's score saturates beyond the data: a record far outside it in a few fields isolates
+    no faster than a real extreme record of the training data, and passes (the midpoint of the
+    market schema's ranges, a 25% intraday range at 10% daily volatility, scores like a crisis
+    day). ``decision_function`` is below -1 for such a record (-1 minus the excess, in ranges).
+
     Example:
         >>> from sklearn.datasets import load_digits
         >>> X = load_digits().data
@@ -165,13 +172,15 @@ class OODDetector(OutlierMixin, Guard):
     stage: ClassVar[str] = _INPUT_GUARD["stage"]
     summary: ClassVar[str] = "out-of-distribution inputs: isolation forest on the training inputs"
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
-        "quantile": [Float(0.0, 0.5)], "n_estimators": [Int(1)], "random_state": [Int(0), None]}
+        "quantile": [Float(0.0, 0.5)], "n_estimators": [Int(1)], "random_state": [Int(0), None],
+        "envelope": [Float(0.0, 100.0), None]}
 
     def __init__(self, *, quantile: float = 0.01, n_estimators: int = 100,
-                 random_state: int | None = None) -> None:
+                 random_state: int | None = None, envelope: float | None = None) -> None:
         self.quantile = quantile
         self.n_estimators = n_estimators
         self.random_state = random_state
+        self.envelope = envelope
 
     def fit(self, X: Any, y: Any = None) -> OODDetector:
         self.validate()
@@ -186,7 +195,35 @@ class OODDetector(OutlierMixin, Guard):
         self.iso_ = IsolationForest(n_estimators=self.n_estimators,
                                     random_state=self.random_state).fit(Z)
         self.offset_ = float(np.quantile(self.iso_.score_samples(Z), self.quantile))
+        self.bounds_: dict[Any, tuple[float, float, float]] | None = None
+        if self.envelope is not None and not hasattr(Z, "tocsr"):
+            src = X if isinstance(X, pd.DataFrame) else np.asarray(Z)
+            self.bounds_ = {}  # column -> (low, high, range) of the fitted records
+            for c in _numeric_columns(src):
+                v = np.asarray(src[c] if isinstance(src, pd.DataFrame) else src[:, c],
+                               dtype=float)
+                v = v[np.isfinite(v)]
+                if len(v):
+                    lo, hi = float(v.min()), float(v.max())
+                    self.bounds_[c] = (lo, hi, hi - lo if hi > lo else max(abs(hi), 1.0))
         return self
+
+    def excess(self, X: Any) -> np.ndarray:
+        """Per record, how far its furthest number lies beyond the fitted range widened by
+        ``envelope`` (in ranges; 0 inside, and for missing values); zeros when off."""
+        check_is_fitted(self, "iso_")
+        n = _num_samples(X)
+        out = np.zeros(n)
+        if not getattr(self, "bounds_", None):
+            return out
+        assert self.bounds_ is not None and self.envelope is not None
+        arr = None if isinstance(X, pd.DataFrame) else np.asarray(self._z(X), dtype=float)
+        for c, (lo, hi, width) in self.bounds_.items():
+            v = np.asarray(X[c] if arr is None else arr[:, c], dtype=float)
+            with np.errstate(invalid="ignore"):
+                e = np.maximum(lo - width * self.envelope - v, v - hi - width * self.envelope)
+            out = np.fmax(out, np.where(np.isnan(e), 0.0, e / width))
+        return np.maximum(out, 0.0)
 
     def _z(self, X: Any) -> Any:
         check_is_fitted(self, "iso_")
@@ -200,11 +237,24 @@ class OODDetector(OutlierMixin, Guard):
         return np.asarray(self.iso_.score_samples(Z))
 
     def decision_function(self, X: Any) -> np.ndarray:
-        """Score minus the threshold: negative means out of distribution."""
-        return self.score_samples(X) - self.offset_
+        """Score minus the threshold: negative means out of distribution (below -1: beyond the
+        ``envelope``)."""
+        d = self.score_samples(X) - self.offset_
+        if getattr(self, "bounds_", None):
+            e = self.excess(X)
+            d = np.where(e > 0, np.minimum(d, -1.0 - e), d)
+        return d
 
     def predict(self, X: Any) -> np.ndarray:
         return np.where(self.decision_function(X) < 0, -1, 1)
+
+
+def _numeric_columns(X: Any) -> list[Any]:
+    """The numeric columns of a DataFrame (names), or every column of an array (indices)."""
+    if isinstance(X, pd.DataFrame):
+        return [c for c in X.columns if pd.api.types.is_numeric_dtype(X[c])
+                and not pd.api.types.is_bool_dtype(X[c])]
+    return list(range(_flat(np.asarray(X)).shape[1]))
 
 
 def squeeze(X: Any, levels: int, lo: Any, hi: Any) -> Any:

@@ -13,7 +13,10 @@ each one recommended is switched on at a level measured on the project's own use
   the verdict is refused too (measured against the repository's extraction attacks and genuine
   clients: ``bench/bench_gateway_attacks.py``);
 - ``detect_malicious_input``: the out-of-distribution screen, calibrated to refuse about 0.2% of
-  the training records (at most 0.5% of genuine held-out records, measured).
+  the training records (at most 0.5% of genuine held-out records, measured), and every record
+  with a number more than 25% of its training range beyond that range (the isolation forest
+  alone answers records far outside the data; on market anomaly the midpoint of the schema's
+  ranges, where tree path-finding starts, was answered).
 
 Without a spec (``serve demo``) all three are on. A policy file replaces all of this.
 
@@ -38,6 +41,7 @@ from finmlsec.gateway.policy import (
 )
 
 SCREEN_QUANTILE = 0.002
+SCREEN_ENVELOPE = 0.25
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 IO_COUNTERMEASURES = ("modify_confidence", "gateway_rate_limiting", "detect_malicious_input")
 
@@ -69,8 +73,10 @@ def derive_policy(analysis: Any, *, has_reference: bool) -> tuple[Policy, list[s
                   f"then {extraction.action} (gateway_rate_limiting)")
     if "detect_malicious_input" in rec and has_reference:
         screening = ScreenPolicy(enabled=True, params={"quantile": SCREEN_QUANTILE,
+                                                       "envelope": SCREEN_ENVELOPE,
                                                        "random_state": 0})
-        on.append("screening: out-of-distribution records refused (detect_malicious_input)")
+        on.append("screening: out-of-distribution records refused, and records beyond the "
+                  "training range (detect_malicious_input)")
     return Policy(output=output, budget=budget, extraction=extraction,
                   screening=screening), on
 

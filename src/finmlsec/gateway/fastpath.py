@@ -349,7 +349,22 @@ def compile_screen(screen: Any) -> Compiled | None:
     if enc is None or forest is None:
         return None
     offset = screen.offset_
-    return lambda columns: forest(enc(columns)) - offset < 0
+    bounds = getattr(screen, "bounds_", None)
+    if not bounds:
+        return lambda columns: forest(enc(columns)) - offset < 0
+    margin = float(screen.envelope or 0.0)
+    limits = [(c, lo - width * margin, hi + width * margin) for c, (lo, hi, width) in
+              bounds.items()]
+
+    def flagged(columns: Columns) -> np.ndarray:  # the forest, then the envelope
+        out = np.asarray(forest(enc(columns)) - offset < 0)
+        for c, lo, hi in limits:
+            v = np.asarray(columns[c], dtype=float)
+            with np.errstate(invalid="ignore"):
+                out = out | (v < lo) | (v > hi)
+        return out
+
+    return flagged
 
 
 def verified(compile: Callable[[], Compiled | None], slow: Callable[[Any], np.ndarray],
