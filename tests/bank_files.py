@@ -299,9 +299,11 @@ def forest_pipeline(n_estimators: int = 200) -> Any:
         n_estimators=n_estimators, random_state=0, n_jobs=1))])
 
 
-def build_modeldata(directory: Path, *, n: int = 1200, seed: int = 0) -> dict[str, Path]:
+def build_modeldata(directory: Path, *, n: int = 1200, seed: int = 0,
+                    model: Any = None) -> dict[str, Path]:
     """The modeldata-like file (R's format), stratified 50/25/25 splits written the same way,
-    the forest (skops, with its factory) and a spec with a schema from ``schema infer``."""
+    the bank's model (``model``, unfitted; default the forest; skops, with its factory) and a
+    spec with a schema from ``schema infer``."""
     import skops.io as sio
     from sklearn.base import clone
     from sklearn.model_selection import train_test_split
@@ -317,7 +319,7 @@ def build_modeldata(directory: Path, *, n: int = 1200, seed: int = 0) -> dict[st
         paths[name] = directory / f"{name}.csv"
         write_r_csv(part, paths[name])
     read = pd.read_csv(paths["train"])
-    model = forest_pipeline()
+    model = forest_pipeline() if model is None else model
     sio.dump(clone(model), directory / "untrained.skops")
     model.fit(read.drop(columns=["Class"]), read["Class"])
     sio.dump(model, directory / "model.skops")

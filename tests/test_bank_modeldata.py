@@ -139,3 +139,36 @@ def test_the_dp_countermeasure_trains_through_a_pipeline_that_one_hot_encodes_sp
     proba = model.predict_proba(test.drop(columns=["Class"]))
     assert proba.shape == (len(test), 2) and np.allclose(proba.sum(axis=1), 1.0)
     assert model.privacy_.epsilon <= 3.0 + 1e-9
+
+
+def _weighted_forest() -> Any:
+    from sklearn.model_selection import FixedThresholdClassifier
+
+    from bank_files import forest_pipeline
+
+    pipe = forest_pipeline(n_estimators=20)
+    pipe.set_params(clf__class_weight={"bad": 19.0, "good": 1.0})
+    return FixedThresholdClassifier(pipe, threshold=0.1, pos_label="bad",
+                                    response_method="predict_proba")
+
+
+def test_models_like_the_deployed_one_train_on_its_class_names(tmp_path: Path) -> None:
+    """A bank's answer to 95/5: class weights and a cut-off that name the classes
+    (class_weight={'bad': 19}, pos_label='bad'). The scan's reference, shadow and poisoned
+    models were trained on label indices, and the feedback loop stopped with 'pos_label=bad is
+    not a valid label: It should be one of [0 1]'; extraction.learning's weighted refits with
+    'Passing extra keyword arguments to FixedThresholdClassifier'."""
+    from finmlsec.scenario import load_scenario
+
+    paths = build_modeldata(tmp_path / "weighted", n=600, model=_weighted_forest())
+    sc = load_scenario(paths["spec"])
+    assert sc.model_factory is not None
+    model = sc.model_factory().fit(sc.train.X, sc.train.y,
+                                   sample_weight=np.ones(len(sc.train.y)))
+    assert set(np.asarray(model.classes_).tolist()) == {0, 1}
+    pred = np.asarray(model.predict(sc.test.X))
+    assert set(pred.tolist()) <= {0, 1} and (pred == 0).any()  # the cut-off refuses some
+    assert model.predict_proba(sc.test.X).shape == (len(pred), 2)
+    # as the deployed model decides, in the scan's indices
+    deployed = np.asarray(sc.target.predict(sc.test.X))
+    assert np.mean((deployed == "bad") == (pred == 0)) > 0.7

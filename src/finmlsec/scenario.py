@@ -111,16 +111,38 @@ def _shuffle(data: Labeled, seed: int) -> Labeled:
     return Labeled(take_rows(data.X, order), data.y[order])
 
 
-def _model_factory(target: Target | None, declared: Callable[[], Any] | None = None,
-                   schema: FeatureSchema | None = None) -> Callable[[], Any] | None:
-    if declared is not None:  # model.factory: an ONNX or remote model gets reference models too
-        from finmlsec.targets.typed import AsTrained, needs_cast
+def _trained_labels(target: Target | None, classes: Any) -> list[Any] | None:
+    """The class values the deployed model was trained with, in the order of the scan's label
+    indices (its ``classes_`` where they are the data's classes and not the indices
+    themselves); None when the model was trained on indices."""
+    values = list(np.asarray(getattr(target, "classes_", [])).tolist())
+    if not values or classes is None or [str(v) for v in values] != [str(c) for c in classes]:
+        return None
+    if values == list(range(len(values))):
+        return None
+    return values
 
-        if not needs_cast(schema) or getattr(target, "input_kind", "tabular") != "tabular":
+
+def _model_factory(target: Target | None, declared: Callable[[], Any] | None = None,
+                   schema: FeatureSchema | None = None,
+                   classes: Any = None) -> Callable[[], Any] | None:
+    """The factory of unfitted models "like the deployed one" that attacks and defences train
+    on the scan's index labels: the declared ``model.factory`` or a clone of a scikit-learn
+    model, fed the columns in their trained dtypes and, when the deployed model was trained on
+    class names, trained on those names (:class:`~finmlsec.targets.typed.AsTrained`)."""
+    from sklearn.base import clone
+
+    from finmlsec.targets.typed import AsTrained, needs_cast
+
+    tabular = getattr(target, "input_kind", "tabular") == "tabular"
+    labels = _trained_labels(target, classes) if tabular else None
+    if declared is not None:  # model.factory: an ONNX or remote model gets reference models too
+        cast_schema = schema if needs_cast(schema) and tabular else None
+        if cast_schema is None and labels is None:
             return declared
 
         def cast() -> Any:
-            return AsTrained(schema, declared())
+            return AsTrained(cast_schema, declared(), labels=labels)
 
         return cast
     own = getattr(target, "model_factory", None)
@@ -129,10 +151,14 @@ def _model_factory(target: Target | None, declared: Callable[[], Any] | None = N
     est = getattr(target, "estimator", None)
     if est is None:
         return None
-    from sklearn.base import clone
 
     def factory() -> Any:
-        return clone(est)
+        model = clone(est)
+        if labels is None:
+            return model
+        if isinstance(model, AsTrained):
+            return model.set_params(labels=labels)
+        return AsTrained(None, model, labels=labels)
 
     return factory
 
@@ -166,7 +192,8 @@ def load_scenario(spec_or_path: Any, *, trust_pickle: bool = False) -> Scenario:
     if target is not None and not hasattr(target, "url"):
         _smoke(target, (test or train).X)
     return Scenario(spec, target, dataset.schema, dataset, train, test, pop,
-                    _model_factory(target, declared, dataset.schema), seed=ref.seed)
+                    _model_factory(target, declared, dataset.schema, dataset.classes),
+                    seed=ref.seed)
 
 
 def _smoke(target: Target, X: Any) -> None:

@@ -47,32 +47,70 @@ def needs_cast(schema: FeatureSchema | None) -> bool:
 
 
 class AsTrained(ClassifierMixin, BaseEstimator):
-    """``estimator`` fed its columns in the dtypes the ``schema`` declares (see the module)."""
+    """``estimator`` fed its columns in the dtypes the ``schema`` declares (see the module) and,
+    with ``labels`` (the class values the deployed model was trained with, in the order of the
+    label indices the scan uses), trained on those values: a model whose parameters name its
+    classes (``class_weight={'bad': 10, 'good': 1}``, a ``FixedThresholdClassifier`` with
+    ``pos_label='bad'``) cannot be fitted on indices. It still answers in indices.
 
-    def __init__(self, schema: Any = None, estimator: Any = None) -> None:
+    Example:
+        >>> from sklearn.linear_model import LogisticRegression
+        >>> m = AsTrained(None, LogisticRegression(class_weight={"bad": 5.0, "good": 1.0}),
+        ...               labels=["bad", "good"]).fit([[0.0], [1.0], [2.0], [3.0]], [0, 0, 1, 1])
+        >>> m.classes_.tolist(), m.predict([[0.0], [3.0]]).tolist()
+        ([0, 1], [0, 1])
+    """
+
+    def __init__(self, schema: Any = None, estimator: Any = None, labels: Any = None) -> None:
         self.schema = schema
         self.estimator = estimator
+        self.labels = labels
 
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self.estimator, "classes_")
 
+    def _index(self) -> dict[str, int]:
+        return {str(v): i for i, v in enumerate(self.labels)}
+
     @property
     def classes_(self) -> np.ndarray:
-        return np.asarray(self.estimator.classes_)
+        inner = np.asarray(self.estimator.classes_)
+        if self.labels is None:
+            return inner
+        index = self._index()
+        return np.array([index[str(c)] for c in inner])
 
     def _x(self, X: Any) -> Any:
         return self.schema.as_trained(X) if self.schema is not None else X
 
     def fit(self, X: Any, y: Any, **kw: Any) -> AsTrained:
+        from sklearn.utils.validation import has_fit_parameter
+
         est = clone(self.estimator)
+        y = np.asarray(y)
+        if self.labels is not None and y.dtype.kind in "iu":
+            y = np.asarray(self.labels, dtype=object)[y]
+            y = y.astype(str) if all(isinstance(v, str) for v in self.labels) else y
         steps = getattr(est, "steps", None)
+        last = steps[-1][1] if steps else est
+        if "sample_weight" in kw and not has_fit_parameter(last, "sample_weight"):
+            # a meta-estimator without weights (FixedThresholdClassifier): rows of weight 0
+            # are left out, the others count once
+            w = np.asarray(kw.pop("sample_weight"))
+            keep = np.flatnonzero(w > 0)
+            X = X.iloc[keep] if hasattr(X, "iloc") else np.asarray(X)[keep]
+            y = y[keep]
         if steps and "sample_weight" in kw:  # a Pipeline routes weights to its last step
             kw[f"{steps[-1][0]}__sample_weight"] = kw.pop("sample_weight")
         self.estimator = est.fit(self._x(X), y, **kw)
         return self
 
     def predict(self, X: Any) -> Any:
-        return self.estimator.predict(self._x(X))
+        pred = self.estimator.predict(self._x(X))
+        if self.labels is None:
+            return pred
+        index = self._index()
+        return np.array([index[str(v)] for v in np.asarray(pred)])
 
     def predict_proba(self, X: Any) -> Any:
         return self.estimator.predict_proba(self._x(X))
