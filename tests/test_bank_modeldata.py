@@ -172,3 +172,30 @@ def test_models_like_the_deployed_one_train_on_its_class_names(tmp_path: Path) -
     # as the deployed model decides, in the scan's indices
     deployed = np.asarray(sc.target.predict(sc.test.X))
     assert np.mean((deployed == "bad") == (pred == 0)) > 0.7
+
+
+def test_an_onnx_export_reads_the_unnamed_row_id_column(modeldata: dict[str, Path],
+                                                        tmp_path: Path) -> None:
+    """pandas reads R's unnamed row id as 'Unnamed: 0'; skl2onnx names that input
+    'Unnamed__0' (each character replaced), and the scan stopped with "missing column(s)
+    ['Unnamed__0'] for the ONNX model's inputs"."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    from bank_files import MODELDATA_CATEGORIES
+    from finmlsec.targets.load import load_target
+    from messy_loans import to_onnx_bytes
+
+    train = pd.read_csv(modeldata["train"])
+    X, y = train.drop(columns=["Class"]), train["Class"]
+    assert "Unnamed: 0" in X.columns
+    pre = ColumnTransformer([("cat", OneHotEncoder(handle_unknown="ignore"), MODELDATA_CATEGORIES),
+                             ("num", StandardScaler(), ["int_rate", "annual_inc", "revol_util"])])
+    model = Pipeline([("pre", pre), ("clf", LogisticRegression(max_iter=2000))]).fit(X, y)
+    path = tmp_path / "lr.onnx"
+    path.write_bytes(to_onnx_bytes(model, X))
+    onnx = load_target({"format": "onnx", "path": str(path)})
+    test = pd.read_csv(modeldata["test"]).drop(columns=["Class"])
+    assert np.allclose(onnx.predict_proba(test), model.predict_proba(test), atol=1e-4)

@@ -239,12 +239,14 @@ class OnnxTarget:
 
 def _column_for(name: str, columns: Any) -> Any:
     """The column an ONNX input ``name`` reads: the column of that name, else the one column
-    whose name becomes ``name`` when each run of characters other than letters, digits and ``_``
-    is replaced by ``_`` (exporters such as skl2onnx rename ``"CREDIT LIMIT"`` to
-    ``CREDIT_LIMIT``); None when there is none or more than one."""
+    whose name becomes ``name`` when each character other than letters, digits and ``_`` (or
+    each run of them) is replaced by ``_`` (exporters such as skl2onnx rename ``"CREDIT LIMIT"``
+    to ``CREDIT_LIMIT``, and pandas' ``"Unnamed: 0"`` for R's unnamed row id to
+    ``Unnamed__0``); None when there is none or more than one."""
     import re
 
     if name in columns:
         return name
-    found = [c for c in columns if re.sub(r"[^0-9A-Za-z_]+", "_", str(c)) == name]
+    found = [c for c in columns if name in (re.sub(r"[^0-9A-Za-z_]+", "_", str(c)),
+                                            re.sub(r"[^0-9A-Za-z_]", "_", str(c)))]
     return found[0] if len(found) == 1 else None
