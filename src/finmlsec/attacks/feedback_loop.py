@@ -10,8 +10,9 @@ measures how many rounds and what share of poisoned records it took, and the col
 (accuracy on held-out data, and other decisions changed, compared with the same loop run with
 the honest reports only). Success is a flip the attacker caused: when the model of that same
 honest-only loop also decides the profile as the attacker wants (a borderline profile can flip
-with any retraining), the flip is reported (``flipped``, ``flipped_without_attacker``) but the
-success is 0.
+with any retraining; tested on the flipped model's own rows with the attacker's weighted 0, so
+a learner that samples rows draws the same ones), the flip is reported (``flipped``,
+``flipped_without_attacker``) but the success is 0.
 
 A defence plugs in as ``screen``: any object with ``screen(X, y) -> np.ndarray[bool]`` (the
 accept mask over one round's reports; the defences' ``feedback_screen``, fitted on the trusted
@@ -47,7 +48,7 @@ from finmlsec.arrays import concat_rows, take_rows
 from finmlsec.attacks.base import ATTACKS, Attack, AttackData, Meter, Outcome, params_of
 from finmlsec.attacks.evasion_common import check_positive, resolve_class
 from finmlsec.attacks.evasion_search import Codec, _grids
-from finmlsec.attacks.poisoning import fit
+from finmlsec.attacks.poisoning import fit, fit_weighted
 from finmlsec.errors import ConfigError
 from finmlsec.schema import FeatureSchema
 from finmlsec.targets.oracle import Oracle
@@ -212,6 +213,7 @@ class FeedbackLoopPoisoning(Attack):
         flipped_at = None
         benign_X: list[Any] = []
         benign_y: list[np.ndarray] = []
+        crafted = np.zeros(n_train, dtype=bool)  # which rows of X are the attacker's
         for rnd in range(1, self.max_rounds + 1):
             k = min(self.reports_per_round, budget - counts["poison_sent"])
             parts_X, parts_y, is_poison = [], [], []
@@ -247,6 +249,7 @@ class FeedbackLoopPoisoning(Attack):
             if ok.any():
                 X = concat_rows(X, take_rows(Xb, np.flatnonzero(ok)))
                 y = np.concatenate([y, yb[ok]])
+                crafted = np.concatenate([crafted, pois[ok]])
                 if self.lean_loop and not (ok & pois).any():
                     stale = True
                 else:
@@ -280,9 +283,16 @@ class FeedbackLoopPoisoning(Attack):
                 Xh = concat_rows(Xh, part)
             first = fit(data.model_factory, Xh,
                         np.concatenate([np.asarray(data.train.y), *benign_y]))
-        # a borderline profile may flip with the honest reports alone (or with the retraining's
-        # own randomness): that flip is not the attacker's doing
-        alone = flipped_at is not None and first.predict(profile)[0] == goal
+        # a borderline profile may flip with the honest reports alone, or with the retraining's
+        # own randomness: that flip is not the attacker's doing. The flipped model's own rows
+        # with the attacker's weighted 0 (a learner that samples rows draws the same ones)
+        alone = False
+        if flipped_at is not None:
+            if self.lean_loop or not crafted.any():
+                alone = first.predict(profile)[0] == goal
+            else:
+                w = (~crafted).astype(float)
+                alone = fit_weighted(data.model_factory(), X, y, w).predict(profile)[0] == goal
         m["flipped_without_attacker"] = float(alone)
         success = float(flipped_at is not None and not alone)
         if data.test is not None and data.test.y is not None:

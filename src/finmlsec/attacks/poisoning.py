@@ -48,6 +48,22 @@ def fit(factory: Any, X: Any, y: np.ndarray) -> Any:
     return factory().fit(X, y)
 
 
+def fit_weighted(model: Any, X: Any, y: np.ndarray, w: np.ndarray) -> Any:
+    """``model`` (unfitted; a pipeline's last step takes the weights) fitted on ``X, y`` with
+    sample weights ``w``: rows of weight 0 stay in place, so a learner that samples rows draws
+    the same ones and two fits differ only by the weighted rows. A learner without sample
+    weights is fitted on the rows of positive weight."""
+    from sklearn.pipeline import Pipeline
+    from sklearn.utils.validation import has_fit_parameter
+
+    last, key = (model.steps[-1][1], f"{model.steps[-1][0]}__sample_weight") \
+        if isinstance(model, Pipeline) else (model, "sample_weight")
+    if has_fit_parameter(last, "sample_weight"):
+        return model.fit(X, y, **{key: np.asarray(w, dtype=float)})
+    keep = np.flatnonzero(np.asarray(w) > 0)
+    return model.fit(take_rows(X, keep), np.asarray(y)[keep])
+
+
 def target_label(target_class: str | int | None, y: np.ndarray, schema: FeatureSchema | None) -> int:
     """The integer label the attacker wants: ``target_class`` as an index or class name, else the
     schema's favourable class (what a manipulating data subject wants: approval, "legit"), else

@@ -60,10 +60,10 @@ from sklearn.base import clone
 from sklearn.ensemble import IsolationForest
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
-from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.utils.validation import has_fit_parameter
+from sklearn.pipeline import make_pipeline
 
 from finmlsec.arrays import concat_rows, take_rows
+from finmlsec.attacks.poisoning import fit_weighted
 from finmlsec.defences._params import Bool, Float, Int, Satisfies, validate_params
 from finmlsec.defences.base import DEFENCES, Defence
 from finmlsec.defences.poison_filter import Decisions
@@ -184,6 +184,8 @@ class FeedbackScreen(Defence):
         self.source_counts_: dict[str, list[int]] = {}
         #: the reports accepted so far (assumed merged): records, labels, field values
         self.merged_: list[tuple[Any, np.ndarray, np.ndarray]] = []
+        #: the reports held so far that claim the favourable outcome (they still name a case)
+        self.held_: list[tuple[Any, np.ndarray, np.ndarray]] = []
 
     def decide(self, X: Any, y: Any, sources: Any = None) -> Decisions:
         """One decision and reason per report; remembers the reports for later batches."""
@@ -234,7 +236,7 @@ class FeedbackScreen(Defence):
         why["repetition"] = rep_why
         if self.hold_decisive and hasattr(self, "model_"):
             flags["decisive"], why["decisive"] = self._decisive(
-                X, y, values, claims & ~np.any(list(flags.values()), axis=0))
+                X, y, values, claims, ~np.any(list(flags.values()), axis=0))
         flagged = np.any(list(flags.values()), axis=0)
         reasons = ["; ".join(why[d][i] for d in flags if flags[d][i]) for i in range(n)]
         accept = ~flagged
@@ -259,6 +261,9 @@ class FeedbackScreen(Defence):
         if hasattr(self, "model_") and accept.any():
             ok = np.flatnonzero(accept)
             self.merged_.append((take_rows(X, ok), y[ok], values[ok]))
+        if hasattr(self, "model_") and (~accept & claims).any():
+            no = np.flatnonzero(~accept & claims)
+            self.held_.append((take_rows(X, no), y[no], values[no]))
         return Decisions(accept=accept, reasons=tuple(reasons), flags=flags, source_trust=trust)
 
     def _near(self, case: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -268,65 +273,60 @@ class FeedbackScreen(Defence):
         return np.asarray(np.sum(rows != case, axis=1) <= self.max_fields_differ)
 
     def _fit_weighted(self, X: Any, y: np.ndarray, w: np.ndarray) -> Any:
-        """The screen's model fitted on ``X, y`` with sample weights ``w`` (rows of weight 0
-        dropped for a learner without weights)."""
-        model = clone(self._model(self.X_trusted_))
-        last, key = (model.steps[-1][1], f"{model.steps[-1][0]}__sample_weight") \
-            if isinstance(model, Pipeline) else (model, "sample_weight")
-        if has_fit_parameter(last, "sample_weight"):
-            return model.fit(X, y, **{key: w})
-        keep = np.flatnonzero(w > 0)
-        return model.fit(take_rows(X, keep), y[keep])
+        """The screen's model fitted on ``X, y`` with sample weights ``w``."""
+        return fit_weighted(clone(self._model(self.X_trusted_)), X, y, w)
 
-    def _decisive(self, X: Any, y: np.ndarray, values: np.ndarray,
+    def _decisive(self, X: Any, y: np.ndarray, values: np.ndarray, claims: np.ndarray,
                   candidate: np.ndarray) -> tuple[np.ndarray, list[str]]:
-        """The influence test (``decisive`` in the module docstring) over the ``candidate``
-        reports: those claiming the favourable outcome that no other check flagged."""
+        """The influence test (``decisive`` in the module docstring): the ``candidate`` reports
+        (those no other check flagged) are what the merge would add; those that ``claims`` the
+        favourable outcome are tested, judged on every report of the batch and every one held
+        before that claims it (a case's held reports still name the case)."""
         n = len(y)
         flag = np.zeros(n, dtype=bool)
         why = [""] * n
-        idx = np.flatnonzero(candidate)
-        if idx.size == 0:
+        idx, ev = np.flatnonzero(candidate), np.flatnonzero(claims)
+        if idx.size == 0 or ev.size == 0:
             return flag, why
         dtype = np.asarray(self.y_trusted_).dtype
         Xc, yc = take_rows(X, idx), y[idx].astype(dtype)
-        # the trusted data, the merged reports (field values kept to find a case's earlier
-        # reports) and the candidates, in one fixed row order
-        parts_X = [self.X_trusted_, *(mx for mx, _, _ in self.merged_), Xc]
-        Xall = concat_rows(*parts_X)
+        Xe = concat_rows(take_rows(X, ev), *(hx for hx, _, _ in self.held_))
+        ye = np.concatenate([y[ev], *(hy for _, hy, _ in self.held_)]).astype(dtype)
+        ve = np.concatenate([values[ev], *(hv for _, _, hv in self.held_)])
+        # the trusted data, the merged reports and the candidates, in one fixed row order
+        Xall = concat_rows(self.X_trusted_, *(mx for mx, _, _ in self.merged_), Xc)
         yall = np.concatenate([np.asarray(self.y_trusted_),
                                *(my.astype(dtype) for _, my, _ in self.merged_), yc])
-        n0 = len(self.y_trusted_)
-        merged_vals = [mv for _, _, mv in self.merged_]
-        merged_y = np.concatenate([my for _, my, _ in self.merged_]) if self.merged_ else \
-            np.zeros(0, dtype=dtype)
-        merged_v = np.concatenate(merged_vals) if merged_vals else np.zeros((0, values.shape[1]))
+        n0, nc = len(self.y_trusted_), idx.size
+        merged_y = np.concatenate([my.astype(dtype) for _, my, _ in self.merged_]) \
+            if self.merged_ else np.zeros(0, dtype=dtype)
+        merged_v = np.concatenate([mv for _, _, mv in self.merged_]) if self.merged_ \
+            else np.zeros((0, values.shape[1]), dtype=object)
         ones = np.ones(len(yall))
-        after = np.asarray(self._fit_weighted(Xall, yall, ones).predict(Xc)) == yc
-        w = ones.copy()
-        w[len(yall) - idx.size:] = 0.0
-        before = np.asarray(self._fit_weighted(Xall, yall, w).predict(Xc)) == yc
+        after = np.asarray(self._fit_weighted(Xall, yall, ones).predict(Xe)) == ye
+        before = np.asarray(self.model_.predict(Xe)) == ye  # decided as the trusted data say
         tested = np.zeros(idx.size, dtype=bool)
         for k in np.flatnonzero(after & ~before):
-            if tested[k]:
-                continue
-            case = values[idx[k]]
-            mine = self._near(case, values[idx]) & (yc == yc[k])
+            case = ve[k]
+            mine = self._near(case, values[idx]) & (yc == ye[k]) & claims[idx] & ~tested
+            if not mine.any():
+                continue  # the case moved with other reports, or its reports were judged
             tested |= mine
-            old = self._near(case, merged_v) & (merged_y.astype(dtype) == yc[k])
+            old = self._near(case, merged_v) & (merged_y == ye[k])
             w = ones.copy()
             w[n0:n0 + len(old)][old] = 0.0
-            w[len(yall) - idx.size:][mine] = 0.0
-            members = np.flatnonzero(mine)
+            w[len(yall) - nc:][mine] = 0.0
+            same = np.flatnonzero(self._near(case, ve) & (ye == ye[k]))
             without = np.asarray(self._fit_weighted(Xall, yall, w).predict(
-                take_rows(Xc, members))) == yc[members]
-            if not without.all():
-                for i in idx[members]:
+                take_rows(Xe, same))) == ye[same]
+            if (after[same] & ~without).any():
+                members = idx[mine]
+                for i in members:
                     flag[i] = True
                     why[i] = (f"decisive: these {members.size} report(s)"
                               + (f" and {int(old.sum())} merged before" if old.any() else "")
-                              + " about near-identical records would by themselves turn the "
-                              f"decision on them to {y[i]}; held for review")
+                              + " would by themselves turn the decision on a case reported "
+                              f"(near-identical records) to {y[i]}; held for review")
         return flag, why
 
     def screen(self, X: Any, y: Any, sources: Any = None) -> np.ndarray:
