@@ -193,7 +193,8 @@ def scan_policy(doc: dict[str, Any], base: Policy) -> tuple[Policy, list[str]]:
     screens = [n for n, _ in rec if n in SCREENS]
     outputs = [n for n, _ in rec if n in OUTPUT_MODES]
     if len(screens) > 1:
-        refused.append(f"{' and '.join(screens)} together (the gateway screens with one guard)")
+        refused.append(f"{' and '.join(screens)} together (the gateway serves one screen; "
+                       "input_screen is the two guards combined)")
     if len(outputs) > 1:
         refused.append(f"{' and '.join(outputs)} together (the gateway has one output defence)")
     if refused:
