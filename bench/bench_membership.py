@@ -89,6 +89,9 @@ def art_blackbox(setup: Any, kind: str, model: Any, attack_model: str) -> list[A
     half = len(mem) // 2
     with Timer() as t, warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        # ART's attack model (e.g. RandomForestClassifier()) has no seed of its own: it draws
+        # from numpy's global generator, seeded here so its figures are reproducible
+        np.random.seed(0)
         attack = MembershipInferenceBlackBox(classifier, attack_model_type=attack_model)
         attack.fit(enc[mem[:half]], setup.y[mem[:half]], enc[non[:half]], setup.y[non[:half]])
         xs = np.concatenate([enc[mem[half:]], enc[non[half:]]])
