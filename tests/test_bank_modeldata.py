@@ -199,3 +199,44 @@ def test_an_onnx_export_reads_the_unnamed_row_id_column(modeldata: dict[str, Pat
     onnx = load_target({"format": "onnx", "path": str(path)})
     test = pd.read_csv(modeldata["test"]).drop(columns=["Class"])
     assert np.allclose(onnx.predict_proba(test), model.predict_proba(test), atol=1e-4)
+
+
+def test_an_exact_copy_of_the_scores_is_theft_though_the_decisions_are_nearly_constant(
+        modeldata: dict[str, Path]) -> None:
+    """On 95/5 data a logistic regression refuses almost no one at 0.5: a constant copy agrees
+    on nearly every decision, so equation solving's exact copy of the bank's scores (error
+    1e-9) had a decision lift 'within noise' and a success of 0, risk none."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    from bank_files import MODELDATA_CATEGORIES
+    from finmlsec.attacks.base import AttackData, Labeled
+    from finmlsec.attacks.extraction_equation import EquationSolving
+    from finmlsec.datasets.splits import _schema_from_yaml
+    from finmlsec.targets.base import as_target
+    from finmlsec.targets.oracle import Oracle
+
+    schema = _schema_from_yaml(modeldata["schema"])
+    train = pd.read_csv(modeldata["train"])
+    test = pd.read_csv(modeldata["test"])
+    pop = pd.read_csv(modeldata["population"])
+    pre = ColumnTransformer([("cat", OneHotEncoder(handle_unknown="ignore"), MODELDATA_CATEGORIES),
+                             ("num", StandardScaler(), ["int_rate", "annual_inc", "revol_util",
+                                                        "funded_amnt", "delinq_2yrs"])])
+    model = Pipeline([("pre", pre), ("clf", LogisticRegression(max_iter=2000))]).fit(
+        train.drop(columns=["Class"]), train["Class"])
+    classes = list(model.classes_)
+    data = AttackData(
+        schema=schema,
+        test=Labeled(test.drop(columns=["Class"]),
+                     np.array([classes.index(c) for c in test["Class"]])),
+        population=Labeled(pop.drop(columns=["Class"]),
+                           np.array([classes.index(c) for c in pop["Class"]])))
+    result = EquationSolving(n_uniform=0).run(Oracle(as_target(model)), data)
+    m = result.metrics
+    assert m["fidelity_baseline"] > 0.97 and m["max_proba_error"] < 1e-6
+    assert m["score_lift"] > 0.99 and m["score_lift_p"] < 1e-6
+    assert result.success > 0.99
+    assert any("score fidelity lift" in n for n in result.notes)

@@ -309,6 +309,20 @@ def theft_success(m: dict[str, float]) -> tuple[float, str | None]:
     if "fidelity_lift" not in m:
         return float(m.get("fidelity_uniform", 0.0)), None
     lift, p = float(m["fidelity_lift"]), m.get("fidelity_lift_p")
+    score, score_p = m.get("score_lift"), m.get("score_lift_p")
+    if score is not None and score_p is not None and score_p < LIFT_ALPHA and (
+            score > (lift if p is not None and p < LIFT_ALPHA else 0.0)):
+        # the copy reproduces the model's scores beyond a constant score: a bank that ranks
+        # applicants by score has lost its scoring, whatever the decisions at one threshold
+        # (on 95/5 data they are nearly constant, and their agreement says nothing)
+        return float(score), (
+            f"success is the copy's score fidelity lift {float(score):.3f}: its scores are "
+            f"closer to the model's than a constant score on {int(m['score_lift_b'])} of "
+            f"{int(m['score_lift_b'] + m['score_lift_c'])} test records (p={float(score_p):.3g}, "
+            f"sign test, one-sided; mean total-variation distance {m['score_distance']:.4f} "
+            f"against {m['score_distance_baseline']:.4f}); the decisions' agreement lift is "
+            f"{lift:.3f} (fidelity {m['fidelity_test']:.4f} against the no-model copy's "
+            f"{m['fidelity_baseline']:.4f})")
     if lift <= 0 or p is None or p < LIFT_ALPHA:
         return lift, None
     return 0.0, (
@@ -346,10 +360,46 @@ def theft_metrics(
                                 if base < 1.0 else 0.0)
         tests = [lift_test(t_pred, s_pred, copies[k]) for k, v in fid.items() if v == base]
         out.update(max(tests, key=lambda r: r["fidelity_lift_p"]))
+        out.update(score_fidelity(stolen, target, test.X))
     if n_uniform > 0:
         U = _uniform(schema, n_uniform, np.random.default_rng(seed + 7919), population)
         out["fidelity_uniform"] = metrics.fidelity(target.predict(U), stolen.predict(U))
     return out
+
+
+def score_fidelity(stolen: Any, target: Any, X: Any) -> dict[str, float]:
+    """How close the copy's scores are to the model's, against a constant score (the model's
+    median score over ``X``, the constant closest to it: the best an attacker could do without
+    a query, generously; a model whose scores are its decisions ties with it wherever it gives
+    the usual answer, so, as for decisions, only the records that depart count): the
+    mean total-variation distance of each (``score_distance``, ``score_distance_baseline``),
+    the share of it the copy removes (``score_lift``) and a one-sided sign test of the records
+    where the copy is closer (``score_lift_b``) against those where the constant is
+    (``score_lift_c``; ``score_lift_p``). Empty when either model gives no probabilities."""
+    if not (callable(getattr(stolen, "predict_proba", None))
+            and callable(getattr(target, "predict_proba", None))):
+        return {}
+    try:
+        pt = np.asarray(target.predict_proba(X), dtype=float)
+        ps = np.asarray(stolen.predict_proba(X), dtype=float)
+    except Exception:  # noqa: BLE001 - a copy that cannot score is measured on its decisions
+        return {}
+    t_cls = [str(c) for c in np.asarray(target.classes_).tolist()]
+    s_cls = [str(c) for c in np.asarray(getattr(stolen, "classes_", t_cls)).tolist()]
+    if pt.ndim != 2 or ps.ndim != 2 or len(pt) != len(ps) or not set(s_cls) <= set(t_cls):
+        return {}
+    aligned = np.zeros_like(pt)
+    for j, name in enumerate(s_cls):
+        aligned[:, t_cls.index(name)] = ps[:, j]
+    d_copy = 0.5 * np.abs(pt - aligned).sum(axis=1)
+    d_const = 0.5 * np.abs(pt - np.median(pt, axis=0)).sum(axis=1)
+    base = float(d_const.mean())
+    b = int(np.sum(d_copy < d_const - 1e-12))
+    c = int(np.sum(d_copy > d_const + 1e-12))
+    return {"score_distance": float(d_copy.mean()), "score_distance_baseline": base,
+            "score_lift": float(max(0.0, (base - d_copy.mean()) / base)) if base > 0 else 0.0,
+            "score_lift_b": float(b), "score_lift_c": float(c),
+            "score_lift_p": mcnemar_exact(b, c)}
 
 
 def baseline_copies(target: Any, t_pred: np.ndarray, test: Any, public: Any = None,
