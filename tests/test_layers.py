@@ -16,7 +16,7 @@ LAYERS: dict[str, int] = {
     "attacks": 3, "defences": 3, "guards": 3,
     "scenario": 4, "scan": 4, "store": 4, "report": 4, "usecases": 4,
     "gateway": 5,
-    "cli": 6,
+    "cli": 6, "__main__": 6,
 }
 
 

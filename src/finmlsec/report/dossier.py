@@ -63,7 +63,7 @@ def scan_environment(doc: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-#: Dossier role of each file key of a spec (``finmlsec.scan.bundle.FILE_KEYS``).
+#: Dossier role of each file key of a spec (``finmlsec.spec.files.FILE_KEYS``).
 ROLES = {"model.path": "model", "model.factory.path": "model:factory", "data.path": "data:path",
          "data.schema": "data:schema", "data.splits.train": "data:train",
          "data.splits.test": "data:test", "data.splits.population": "data:population"}
@@ -82,7 +82,7 @@ def input_files(spec_path: str, at_scan: dict[str, str] | None = None) -> list[d
         import yaml
 
         raw = yaml.safe_load(spec.read_text("utf-8")) or {}
-        from finmlsec.scan.bundle import FILE_KEYS, lookup
+        from finmlsec.spec.files import FILE_KEYS, lookup
 
         for key in FILE_KEYS:
             rel = lookup(raw, key)

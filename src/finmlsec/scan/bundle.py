@@ -49,12 +49,9 @@ from typing import Any
 import yaml
 
 from finmlsec.errors import ConfigError, SpecError
+from finmlsec.spec.files import FILE_KEYS, lookup
 
 FORMAT = "finmlsec-bundle/1"
-
-#: The YAML keys of a spec that name files (relative to the spec, or absolute).
-FILE_KEYS = ("model.path", "model.factory.path", "data.path", "data.schema",
-             "data.splits.train", "data.splits.test", "data.splits.population")
 
 #: The most bytes of files the store keeps with a run; a scan of larger inputs runs from the
 #: spec's files (on Dask, every worker must then see them at the same path).
@@ -66,16 +63,6 @@ _STAMP = (2020, 1, 1, 0, 0, 0)  # fixed member times: the same inputs give the s
 def digest(payload: bytes) -> str:
     """The SHA-256 of an archive (its id in the store)."""
     return hashlib.sha256(payload).hexdigest()
-
-
-def lookup(doc: dict[str, Any], key: str) -> Any:
-    """The value at the dotted ``key`` of a parsed spec (None where a part is missing)."""
-    node: Any = doc
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
 
 
 def _set(doc: dict[str, Any], key: str, value: str) -> None:
