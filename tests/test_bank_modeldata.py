@@ -172,6 +172,11 @@ def test_models_like_the_deployed_one_train_on_its_class_names(tmp_path: Path) -
     # as the deployed model decides, in the scan's indices
     deployed = np.asarray(sc.target.predict(sc.test.X))
     assert np.mean((deployed == "bad") == (pred == 0)) > 0.7
+    # a copy learning the model's own answers (extraction) answers in them: its agreement with
+    # the model was 0 when it answered indices
+    copy = sc.model_factory().fit(sc.train.X, np.asarray(sc.target.predict(sc.train.X)))
+    assert set(np.asarray(copy.predict(sc.test.X)).tolist()) <= {"bad", "good"}
+    assert np.mean(np.asarray(copy.predict(sc.test.X)) == deployed) > 0.3  # not 0
 
 
 def test_an_onnx_export_reads_the_unnamed_row_id_column(modeldata: dict[str, Path],

@@ -59,6 +59,8 @@ class AsTrained(ClassifierMixin, BaseEstimator):
         ...               labels=["bad", "good"]).fit([[0.0], [1.0], [2.0], [3.0]], [0, 0, 1, 1])
         >>> m.classes_.tolist(), m.predict([[0.0], [3.0]]).tolist()
         ([0, 1], [0, 1])
+        >>> m.fit([[0.0], [1.0], [2.0], [3.0]], ["bad", "bad", "good", "good"]).predict([[3.0]])
+        array(['good'], dtype='<U4')
     """
 
     def __init__(self, schema: Any = None, estimator: Any = None, labels: Any = None) -> None:
@@ -75,7 +77,7 @@ class AsTrained(ClassifierMixin, BaseEstimator):
     @property
     def classes_(self) -> np.ndarray:
         inner = np.asarray(self.estimator.classes_)
-        if self.labels is None:
+        if not self.__dict__.get("indices_", False):  # fitted on the class values themselves
             return inner
         index = self._index()
         return np.array([index[str(c)] for c in inner])
@@ -88,7 +90,10 @@ class AsTrained(ClassifierMixin, BaseEstimator):
 
         est = clone(self.estimator)
         y = np.asarray(y)
-        if self.labels is not None and y.dtype.kind in "iu":
+        # label indices (the scan's) are trained as the class values and answered as indices;
+        # labels given as values (an extraction copy learning the model's answers) stay values
+        self.indices_ = self.labels is not None and y.dtype.kind in "iu"
+        if self.indices_:
             y = np.asarray(self.labels, dtype=object)[y]
             y = y.astype(str) if all(isinstance(v, str) for v in self.labels) else y
         steps = getattr(est, "steps", None)
@@ -107,7 +112,7 @@ class AsTrained(ClassifierMixin, BaseEstimator):
 
     def predict(self, X: Any) -> Any:
         pred = self.estimator.predict(self._x(X))
-        if self.labels is None:
+        if not self.__dict__.get("indices_", False):
             return pred
         index = self._index()
         return np.array([index[str(v)] for v in np.asarray(pred)])
