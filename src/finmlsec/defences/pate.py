@@ -95,6 +95,9 @@ SEMI_SUPERVISED = ("label_spreading", "self_training", "none")
 SPREAD_NEIGHBOURS = 7  # k of the k-nearest-neighbour graph labels spread over
 SPREAD_ALPHA = 0.2  # share of a record's label taken from its neighbours at each step
 VIEW_DIMS = 30  # PCA components of the numeric view of public records (above 30 columns)
+#: The view standardises its columns when the largest spread exceeds the median one this many
+#: times (amounts beside indicators), not when they are comparable (pixels).
+SCALE_SPREAD = 10.0
 RDP = "dp_accounting.rdp.rdp_privacy_accountant"
 
 
@@ -443,12 +446,23 @@ class _View:
 
     def fit(self, X: Any) -> _View:
         Z = self._numeric(X, fit=True)
+        # columns on wildly different scales are put on one: a preprocessing without scaling
+        # (a tree pipeline's imputation and one-hot) leaves amounts in the thousands beside 0/1
+        # indicators, and the k-NN graph and the clusters would follow the amounts alone.
+        # Columns already on comparable scales (pixels, standardised fields) are left as they
+        # are: standardising them would blow up the nearly constant ones.
+        sd = Z.std(axis=0)
+        live = sd[sd > 0]
+        uneven = live.size > 1 and float(live.max()) > SCALE_SPREAD * float(np.median(live))
+        self.mean_ = Z.mean(axis=0) if uneven else np.zeros(Z.shape[1])
+        self.scale_ = np.where(sd > 0, sd, 1.0) if uneven else np.ones(Z.shape[1])
+        Z = (Z - self.mean_) / self.scale_
         if Z.shape[1] > VIEW_DIMS and Z.shape[0] > VIEW_DIMS:
             self.pca = PCA(VIEW_DIMS, random_state=int(self.rng.integers(2**31 - 1))).fit(Z)
         return self
 
     def transform(self, X: Any) -> np.ndarray:
-        Z = self._numeric(X, fit=False)
+        Z = (self._numeric(X, fit=False) - self.mean_) / self.scale_
         return self.pca.transform(Z) if self.pca is not None else Z
 
 
