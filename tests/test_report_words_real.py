@@ -35,3 +35,18 @@ def test_no_description_leaves_no_none_in_the_first_page() -> None:
     doc = _doc({"fidelity_test": 0.9, "fidelity_baseline": 0.8}, 0.5)
     assert overview(doc)["description"] == ""
     assert overview(_doc({}, 0.5, description="A bank."))["description"] == "A bank."
+
+
+def test_scan_report_is_written_in_the_format_its_file_name_asks_for(tmp_path) -> None:
+    """``--report quick.md`` wrote HTML into a .md file."""
+    from bank_files import run_cli
+    from messy_loans import build_messy_system
+
+    spec = build_messy_system(tmp_path, n=400)["spec"]
+    code, out = run_cli(["scan", str(spec), "--profile", "quick", "--attack",
+                         "extraction.equation", "--executor", "serial", "--db",
+                         f"sqlite:///{tmp_path / 'r.db'}", "--report", str(tmp_path / "r.md"),
+                         "--quiet"])
+    assert code == 0, out
+    md = (tmp_path / "r.md").read_text(encoding="utf-8")
+    assert md.startswith("# ") and "<html" not in md

@@ -59,7 +59,9 @@ def scan_command(
     endpoint: str | None = typer.Option(
         None, "--endpoint", help="URL of the served model, for denial-of-service measurement."
     ),
-    report: Path | None = typer.Option(None, "--report", help="Also write the HTML report here."),
+    report: Path | None = typer.Option(
+        None, "--report", help="Also write the report here: Markdown for a .md file, JSON for "
+        ".json, HTML otherwise."),
     junit: Path | None = typer.Option(
         None, "--junit", help="Also write JUnit XML: a test case per threat, failed when its "
         "risk reaches --fail-on (high if not given)."),
@@ -143,7 +145,9 @@ def scan_command(
 
     doc, summary = outcome.document, outcome.summary
     if report is not None:
-        pipeline.write_reports(outcome, {"html": report})
+        # the format the file's name asks for (report.md: Markdown), HTML otherwise
+        fmt = {".md": "md", ".markdown": "md", ".json": "json"}.get(report.suffix.lower(), "html")
+        pipeline.write_reports(outcome, {fmt: report})
     from finmlsec.report.ci import write_ci
 
     write_ci(doc, junit, sarif, fail_on.value if fail_on else None)
