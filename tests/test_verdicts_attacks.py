@@ -93,3 +93,25 @@ def test_attacks_run_on_missing_cells_and_free_text(scenario: object, name: str)
     assert 0.0 <= res.success <= 1.0 and np.isfinite(res.success)
 
 
+
+
+def test_attribute_inference_of_a_whole_number_field_with_missing_cells(
+        scenario: object) -> None:
+    """Seen on real credit data: a personal income of whole numbers with missing cells (read as
+    float64, inferred as an integer field) stopped attribute inference with 'cannot convert
+    float NaN to integer', in every unit. A missing value is no value to infer: the attack is
+    scored on records that hold one."""
+    from finmlsec.attacks import ATTACKS
+    from finmlsec.targets.oracle import Oracle
+
+    sc = scenario
+    data = _data(sc)
+    feats = tuple(f.model_copy(update={"type": "integer"}) if f.name == "annual_income" else f
+                  for f in data.schema.features)
+    schema = data.schema.model_copy(update={"features": feats})
+    assert data.population.X["annual_income"].isna().any()
+    res = ATTACKS.get("inversion.attribute")(max_victims=30, seed=1).run(
+        Oracle(sc.target, budget=50_000), replace(data, schema=schema))
+    m = res.metrics
+    assert m["annual_income.members.victims"] == 30
+    assert 0.0 <= m["annual_income.members.accuracy"] <= 1.0 and np.isfinite(res.success)

@@ -57,6 +57,7 @@ def _candidates(f: Feature, pop: pd.DataFrame, n_bins: int, max_values: int
         return (values, np.arange(len(values)), len(values),
                 lambda col: np.array([lookup.get(str(v), 0) for v in col]))
     num = pd.to_numeric(pop[f.name]).to_numpy(dtype=float)
+    num = num[~np.isnan(num)]  # a missing cell is no value to infer (nor a bin's edge)
     edges = np.unique(np.quantile(num, np.linspace(0, 1, n_bins + 1)[1:-1]))
 
     def index(col: Any) -> np.ndarray:
@@ -166,17 +167,22 @@ class AttributeInference(Attack):
                               f"({per_record * len(groups)} queries); raise the budget")
         for f in fields:
             values, value_class, k, index = _candidates(f, pop, self.n_bins, self.max_values)
-            frame = pop.copy()
-            frame["__label__"] = pop_y.astype(str)
-            s_pop = index(pop[f.name])
+            # records whose value of the field is missing have nothing to infer: the side
+            # models learn from, and the attack is scored on, records that hold a value
+            known = pop[f.name].notna().to_numpy()
+            frame = pop[known].copy()
+            frame["__label__"] = pop_y[known].astype(str)
+            s_pop = index(frame[f.name])
             prior_side = _side_model(schema, f.name, False, self.seed).fit(frame, s_pop)
             baseline = _side_model(schema, f.name, True, self.seed).fit(frame, s_pop)
             prior_mode = int(np.bincount(s_pop, minlength=k).argmax())
             for gname, group in groups.items():
                 assert group.y is not None
-                pick = rng.choice(len(group), size=min(budget_victims, len(group)), replace=False)
-                V = group.X.iloc[np.sort(pick)].reset_index(drop=True)
-                yv = truth_labels(oracle.classes_, np.asarray(group.y)[np.sort(pick)])
+                held = np.flatnonzero(group.X[f.name].notna().to_numpy())
+                pick = np.sort(held[rng.choice(len(held), size=min(budget_victims, len(held)),
+                                               replace=False)])
+                V = group.X.iloc[pick].reset_index(drop=True)
+                yv = truth_labels(oracle.classes_, np.asarray(group.y)[pick])
                 truth = index(V[f.name])
                 masked = V.drop(columns=[f.name]).assign(__label__=yv.astype(str))
                 pb = _aligned(baseline, masked, k)
