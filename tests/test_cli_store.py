@@ -46,6 +46,11 @@ def test_demo_run_stores_where_runs_report_and_diff_look(
     assert code == 0 and "warning" not in err  # the same system twice
     code, out, err = run(["report", "last", "--format", "json"], capsys)
     assert code == 0 and json.loads(out)["run"]["id"] == ids[1]
+    # without --format, the output file's suffix says which format to write
+    for name, head in (("r.md", "#"), ("r.json", "{"), ("r.html", "<!doctype html>")):
+        code, _, err = run(["report", "last", "-o", str(tmp_path / name)], capsys)
+        assert code == 0, err
+        assert (tmp_path / name).read_text("utf-8").lstrip().lower().startswith(head), name
     code, out, err = run(["evidence"], capsys)
     assert code == 0 and (tmp_path / "out" / "evidence.md").exists()
     assert ids[1] in (tmp_path / "out" / "evidence.md").read_text("utf-8")

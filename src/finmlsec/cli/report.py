@@ -18,7 +18,9 @@ class Format(StrEnum):
 def report_command(
     run_id: str = typer.Argument(
         ..., help="Run id (a unique prefix, or 'last'), or a portfolio id (pf-...)."),
-    fmt: Format = typer.Option(Format.html, "--format", "-f", help="html, md or json."),
+    fmt: Format | None = typer.Option(
+        None, "--format", "-f",
+        help="html, md or json [from the --output file's suffix (.md, .json), else html]."),
     output: Path | None = typer.Option(
         None, "--output", "-o",
         help="File to write [html: finmlsec-scan-RUN_ID.html; md/json: stdout].",
@@ -26,6 +28,7 @@ def report_command(
     db: str | None = typer.Option(None, "--db", help="Store URL or SQLite path [FINMLSEC_DB or ./finmlsec.db]."),
 ) -> None:
     """Write the report of a stored scan."""
+    fmt = fmt or by_suffix(output)
     from finmlsec.report.scan import render_json, render_markdown, scan_document, write_report
     from finmlsec.store import Store
 
@@ -51,6 +54,18 @@ def report_command(
         return
     path = write_report(doc, fmt.value, output, run.diagram_svg)
     typer.echo(f"wrote {path}")
+
+
+def by_suffix(path: Path | None) -> Format:
+    """The format a file's name asks for (``report.md``: Markdown, ``.json``: JSON), HTML
+    otherwise.
+
+    Example:
+        >>> by_suffix(Path("out/r.MD")).value, by_suffix(None).value
+        ('md', 'html')
+    """
+    suffix = path.suffix.lower() if path is not None else ""
+    return {".md": Format.md, ".markdown": Format.md, ".json": Format.json}.get(suffix, Format.html)
 
 
 def register(app: typer.Typer) -> None:

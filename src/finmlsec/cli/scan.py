@@ -146,8 +146,9 @@ def scan_command(
     doc, summary = outcome.document, outcome.summary
     if report is not None:
         # the format the file's name asks for (report.md: Markdown), HTML otherwise
-        fmt = {".md": "md", ".markdown": "md", ".json": "json"}.get(report.suffix.lower(), "html")
-        pipeline.write_reports(outcome, {fmt: report})
+        from finmlsec.cli.report import by_suffix
+
+        pipeline.write_reports(outcome, {by_suffix(report).value: report})
     from finmlsec.report.ci import write_ci
 
     write_ci(doc, junit, sarif, fail_on.value if fail_on else None)
