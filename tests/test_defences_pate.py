@@ -231,3 +231,28 @@ def test_a_tree_pipeline_without_scaling_still_gets_a_useful_student() -> None:
         X.iloc[:1200], y[:1200])
     p = pate.predict_proba(X.iloc[1200:])[:, list(pate.classes_).index("good")]
     assert roc_auc_score(y[1200:] == "good", p) > 0.75
+
+
+def test_a_student_wrapped_as_the_deployed_model_was_trained_gets_its_pipelines_view() -> None:
+    """The scan trains models like a deployed one trained on class names through AsTrained;
+    PATE's unlabelled view then saw the raw records ('could not convert string to float:
+    owner') and every PATE unit of a real bank's pipeline failed."""
+    import pandas as pd
+    from sklearn.compose import make_column_transformer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    from finmlsec.targets.typed import AsTrained
+
+    rng = np.random.default_rng(2)
+    n = 600
+    X = pd.DataFrame({"x": rng.normal(size=n),
+                      "home": rng.choice(["owner", "rent", "parents"], size=n)})
+    y = ((X.x + (X.home == "owner")) > 0.5).astype(int).to_numpy()
+    pipe = make_pipeline(make_column_transformer((StandardScaler(), ["x"]),
+                                                 (OneHotEncoder(), ["home"])),
+                         LogisticRegression())
+    pate = PATE(AsTrained(None, pipe, labels=["bad", "good"]), n_teachers=5, max_queries=30,
+                random_state=0).fit(X.iloc[:450], y[:450])
+    assert pate.privacy_.n_student_records > 30  # labels spread over the public records
+    assert set(np.unique(pate.predict(X.iloc[450:]))) <= {0, 1}

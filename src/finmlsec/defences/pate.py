@@ -419,16 +419,22 @@ class _View:
     labels, no sensitive data)."""
 
     def __init__(self, student: Any, rng: np.random.Generator) -> None:
+        # a model the scan trains "like the deployed one" may come wrapped (AsTrained: the
+        # columns in their trained dtypes, the class names); the view is its pipeline's
+        self.cast = None
+        if not isinstance(student, Pipeline) and isinstance(
+                getattr(student, "estimator", None), Pipeline) and hasattr(student, "_x"):
+            self.cast, student = student, student.estimator
         self.prep = (clone(Pipeline(student.steps[:-1]))
                      if isinstance(student, Pipeline) and len(student.steps) > 1 else None)
         self.rng = rng
         self.pca: PCA | None = None
 
     def _numeric(self, X: Any, fit: bool) -> np.ndarray:
-        Z = X
+        Z = self.cast._x(X) if self.cast is not None else X
         if self.prep is not None:
             try:
-                Z = self.prep.fit_transform(X) if fit else self.prep.transform(X)
+                Z = self.prep.fit_transform(Z) if fit else self.prep.transform(Z)
             except (TypeError, ValueError) as e:
                 raise DataError(f"PATE fits the student's preprocessing on the public records "
                                 f"without labels to select queries and spread labels, and it "
