@@ -150,3 +150,30 @@ def test_a_flip_the_honest_reports_make_alone_is_not_the_attackers_success() -> 
     # without honest reports the same attacker's flip is its own
     r = att(target_class=1, benign_per_round=0).run(oracle, data)
     assert r.success == 1.0 and r.metrics["flipped_without_attacker"] == 0.0 and not r.notes
+
+
+def test_a_flip_on_a_model_without_sample_weights_is_counted_as_the_attackers() -> None:
+    """A learner that takes no sample weights cannot be refitted like for like without the
+    attacker's rows (fewer rows, other draws): its flip is the attacker's, with the reason, so a
+    defence never gets credit for a flip the test cannot attribute."""
+    import pandas as pd
+    from sklearn.neighbors import KNeighborsClassifier
+
+    from finmlsec.attacks.poisoning import weighs_rows
+    from finmlsec.datasets.schema_infer import infer_schema
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"a": rng.integers(0, 50, 300), "b": rng.integers(0, 50, 300)})
+    y = (X.a > 25).astype(int).to_numpy()
+    pop = pd.DataFrame({"a": rng.integers(0, 50, 60), "b": rng.integers(0, 50, 60)})
+    data = AttackData(train=Labeled(X, y), schema=infer_schema(X).schema,
+                      model_factory=lambda: KNeighborsClassifier(n_neighbors=3),
+                      population=Labeled(pop, (pop.a > 25).astype(int).to_numpy()),
+                      victims=Labeled(pd.DataFrame({"a": [20], "b": [20]})),
+                      test=Labeled(X, y))
+    assert not weighs_rows(KNeighborsClassifier())
+    oracle = Oracle(KNeighborsClassifier(n_neighbors=3).fit(X, y))
+    r = ATTACKS.get("poisoning.feedback_loop")(target_class=1, benign_per_round=10).run(oracle, data)
+    assert r.metrics["flipped"] == 1.0 and r.metrics["poisoned_accepted"] > 0
+    assert r.success == 1.0 and r.metrics["flipped_without_attacker"] == 0.0
+    assert any("cannot be tested like for like" in n for n in r.notes), r.notes

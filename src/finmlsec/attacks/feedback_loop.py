@@ -48,7 +48,7 @@ from finmlsec.arrays import concat_rows, take_rows
 from finmlsec.attacks.base import ATTACKS, Attack, AttackData, Meter, Outcome, params_of
 from finmlsec.attacks.evasion_common import check_positive, resolve_class
 from finmlsec.attacks.evasion_search import Codec, _grids
-from finmlsec.attacks.poisoning import fit, fit_weighted
+from finmlsec.attacks.poisoning import fit, fit_weighted, weighs_rows
 from finmlsec.errors import ConfigError
 from finmlsec.schema import FeatureSchema
 from finmlsec.targets.oracle import Oracle
@@ -286,13 +286,17 @@ class FeedbackLoopPoisoning(Attack):
         # a borderline profile may flip with the honest reports alone, or with the retraining's
         # own randomness: that flip is not the attacker's doing. The flipped model's own rows
         # with the attacker's weighted 0 (a learner that samples rows draws the same ones)
-        alone = False
+        alone, unattributed = False, False
         if flipped_at is not None:
             if self.lean_loop or not crafted.any():
                 alone = first.predict(profile)[0] == goal
-            else:
+            elif weighs_rows(factory := data.model_factory()):
                 w = (~crafted).astype(float)
-                alone = fit_weighted(data.model_factory(), X, y, w).predict(profile)[0] == goal
+                alone = fit_weighted(factory, X, y, w).predict(profile)[0] == goal
+            else:
+                # without sample weights a refit on fewer rows draws other rows: no like-for-like
+                # reference, so the flip is counted as the attacker's (never a defence's credit)
+                unattributed = True
         m["flipped_without_attacker"] = float(alone)
         success = float(flipped_at is not None and not alone)
         if data.test is not None and data.test.y is not None:
@@ -311,6 +315,10 @@ class FeedbackLoopPoisoning(Attack):
             m["collateral_to_target"] = float(np.mean((p0 != goal) & (p1 == goal)))
         notes = ("the profile flipped, but the same loop without the attacker's reports flips it "
                  "too: not counted as the attack's success",) if alone else ()
+        if unattributed:
+            notes = ("the profile flipped; the model takes no sample weights, so whether it would "
+                     "flip without the attacker's reports cannot be tested like for like: counted "
+                     "as the attack's success",)
         return Outcome(success=success, metrics=m, params=params, curves={"loop": curve},
                        notes=notes)
 

@@ -48,17 +48,26 @@ def fit(factory: Any, X: Any, y: np.ndarray) -> Any:
     return factory().fit(X, y)
 
 
+def weighs_rows(model: Any) -> bool:
+    """Whether ``model`` (or a pipeline's last step) takes sample weights, so that
+    :func:`fit_weighted` keeps every row in place."""
+    from sklearn.pipeline import Pipeline
+    from sklearn.utils.validation import has_fit_parameter
+
+    last = model.steps[-1][1] if isinstance(model, Pipeline) else model
+    return bool(has_fit_parameter(last, "sample_weight"))
+
+
 def fit_weighted(model: Any, X: Any, y: np.ndarray, w: np.ndarray) -> Any:
     """``model`` (unfitted; a pipeline's last step takes the weights) fitted on ``X, y`` with
     sample weights ``w``: rows of weight 0 stay in place, so a learner that samples rows draws
     the same ones and two fits differ only by the weighted rows. A learner without sample
     weights is fitted on the rows of positive weight."""
     from sklearn.pipeline import Pipeline
-    from sklearn.utils.validation import has_fit_parameter
 
-    last, key = (model.steps[-1][1], f"{model.steps[-1][0]}__sample_weight") \
-        if isinstance(model, Pipeline) else (model, "sample_weight")
-    if has_fit_parameter(last, "sample_weight"):
+    key = f"{model.steps[-1][0]}__sample_weight" if isinstance(model, Pipeline) \
+        else "sample_weight"
+    if weighs_rows(model):
         return model.fit(X, y, **{key: np.asarray(w, dtype=float)})
     keep = np.flatnonzero(np.asarray(w) > 0)
     return model.fit(take_rows(X, keep), np.asarray(y)[keep])
