@@ -28,8 +28,9 @@ SAFE_SUFFIXES = {".yaml", ".skops", ".onnx", ".pt", ".csv", ".jsonl", ".npz", ".
 PAPER_TYPE = {"credit-scoring": 3, "fraud": 7, "market-anomaly": 10, "chatbot": 4, "ocr": 7}
 
 
-def _build(name: str, out: Path) -> dict:
-    res = CliRunner().invoke(build_app(), ["demo", "build", name, "--out", str(out), "--json"])
+def _build(name: str, out: Path, *extra: str) -> dict:
+    res = CliRunner().invoke(build_app(), ["demo", "build", name, "--out", str(out), "--json",
+                                           *extra])
     assert res.exit_code == 0, res.output
     return json.loads(res.output)
 
@@ -83,6 +84,18 @@ def test_credit_scoring(tmp_path: Path) -> None:
     assert spec["model"]["trusted_types"] == ["sklearn.tree._tree.Tree"]
     assert spec["data"]["splits"] == {"train": "train.csv", "test": "test.csv",
                                       "population": "population.csv"}
+
+
+def test_credit_scoring_builds_on_another_seed_with_its_onnx_copies(tmp_path: Path) -> None:
+    """Seed 1's split puts a non-whole median in an integer column's imputer, which skl2onnx
+    cannot impute into int64: the export types those inputs float and stays exact."""
+    result = _build("credit-scoring", tmp_path, "--seed", "1")
+    assert set(result["specs"]) == {"gbm", "gbm_onnx", "logreg", "logreg_onnx"}
+    for name in ("gbm", "logreg"):
+        ref = load_scenario(result["specs"][name])
+        onnx = load_scenario(result["specs"][f"{name}_onnx"])
+        np.testing.assert_allclose(onnx.target.predict_proba(ref.test.X),
+                                   ref.target.predict_proba(ref.test.X), atol=1e-4)
 
 
 @pytest.mark.parametrize("name, module", [("fraud", fraud), ("market-anomaly", market_anomaly)])

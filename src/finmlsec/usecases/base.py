@@ -152,8 +152,19 @@ def save_onnx_sklearn(
     with warnings.catch_warnings():  # an imputer's NaN marker cast for int64 inputs, which
         warnings.filterwarnings(  # hold no NaN: harmless
             "ignore", "invalid value encountered in cast", RuntimeWarning)
-        onx = convert_sklearn(model, initial_types=types, options=opts,
-                              target_opset={"": 17, "ai.onnx.ml": 3})
+        try:
+            onx = convert_sklearn(model, initial_types=types, options=opts,
+                                  target_opset={"": 17, "ai.onnx.ml": 3})
+        except RuntimeError as exc:
+            if "takes integer as input" not in str(exc):
+                raise
+            # an imputer's fill for an integer column is not whole (the median of an even count,
+            # 2326.5): skl2onnx cannot impute it into int64, so those inputs are typed float
+            # (exact for integers below 2**24; the loader casts by the declared input type)
+            types = [(n, FloatTensorType([None, 1]) if isinstance(t, Int64TensorType) else t)
+                     for n, t in types]
+            onx = convert_sklearn(model, initial_types=types, options=opts,
+                                  target_opset={"": 17, "ai.onnx.ml": 3})
     path = out / f"{name}.onnx"
     path.write_bytes(onx.SerializeToString())
     return {"format": "onnx", "path": path.name, "input_kind": input_kind}
