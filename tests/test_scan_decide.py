@@ -134,3 +134,22 @@ def test_a_countermeasure_that_decides_alike_for_everyone_is_never_recommended()
     outcomes[units[0]["id"]] = out(0.9, 0.80, 1)
     t = summarize({"units": units[:2], "threats": plan["threats"]}, outcomes)["threats"][0]
     assert t["best"] == ["flat"]
+
+
+def test_an_evasion_on_few_victims_carries_its_count_and_interval() -> None:
+    """3 of 3 victims is 'high' as a point estimate; the attack's notes give the count and the
+    exact 95% interval (0.29-1.00), so the level is read as the indication it is. 40 victims
+    over two seeds need no such note."""
+    def evaded(success: float, n: float) -> dict[str, Any]:
+        out = _done(success, 0.8)
+        out["result"]["metrics"] = {"n_victims": n}
+        return out
+
+    units = [_unit("induce_false_prediction", "ev")]
+    plan = {"units": units, "threats": [_threat("induce_false_prediction")]}
+    t = summarize(plan, {units[0]["id"]: evaded(1.0, 3.0)}, max_utility_drop=0.05)["threats"][0]
+    a = t["attacks"][0]
+    assert a["risk"] == "high"
+    assert any("3 victim(s) only: 3 succeeded, 95% interval 0.29-1.00" in n for n in a["notes"])
+    t = summarize(plan, {units[0]["id"]: evaded(0.5, 40.0)}, max_utility_drop=0.05)["threats"][0]
+    assert not any("victim(s) only" in n for n in t["attacks"][0]["notes"])

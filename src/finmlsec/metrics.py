@@ -95,6 +95,24 @@ def clopper_pearson_upper(k: int, n: int, alpha: float) -> float:
     return float(beta.ppf(1.0 - alpha, k + 1, n - k))
 
 
+def clopper_pearson(k: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
+    """Two-sided Clopper-Pearson interval (exact, conservative) of a rate seen ``k`` times in
+    ``n`` trials, at confidence ``1 - alpha``.
+
+    Example:
+        >>> lo, hi = clopper_pearson(3, 3)
+        >>> round(lo, 3), hi
+        (0.292, 1.0)
+    """
+    from scipy.stats import beta
+
+    if n <= 0:
+        return 0.0, 1.0
+    lo = 0.0 if k <= 0 else float(beta.ppf(alpha / 2, k, n - k + 1))
+    hi = 1.0 if k >= n else float(beta.ppf(1 - alpha / 2, k + 1, n - k))
+    return lo, hi
+
+
 def _cp_upper(k: np.ndarray, n: int, alpha: float) -> np.ndarray:
     """:func:`clopper_pearson_upper` for an array of counts out of the same ``n``."""
     from scipy.stats import beta

@@ -218,7 +218,7 @@ def summarize(plan: dict[str, Any], outcomes: dict[str, dict[str, Any]], *,
                 "params": r.get("params", reps[0]["params"]),
                 "error": next((o["error"] for o in outs if o.get("error")), None),
                 "seeds": fig["seeds"], "trials": fig["trials"], "spread": fig["spread"],
-                "notes": result_notes(outs),
+                "notes": result_notes(outs) + few_victims(outs),
             })
         # an attack with nothing to attack (an evasion whose every victim the deployed model
         # already decides for the attacker) measured no risk: its 0 is no evidence of safety
@@ -321,6 +321,36 @@ def result_notes(outs: list[dict[str, Any]]) -> list[str]:
     """
     return list(dict.fromkeys(str(n) for o in outs
                               for n in ((o.get("result") or {}).get("notes") or ())))
+
+
+#: Below this many victims over all seeds, an evasion's share is reported with its interval.
+FEW_VICTIMS = 20
+
+
+def few_victims(outs: list[dict[str, Any]]) -> list[str]:
+    """A note when an evasion's success is a share of few victims (fewer than
+    :data:`FEW_VICTIMS` over its seeds): the count and the exact 95% interval, so a level read
+    off 3 of 3 is seen as the indication it is.
+
+    Example:
+        >>> few_victims([{"status": "done", "result": {"success": 1.0,
+        ...               "metrics": {"n_victims": 3.0}}}])[0].split(";")[0]
+        'measured on 3 victim(s) only: 3 succeeded, 95% interval 0.29-1.00'
+    """
+    from finmlsec.metrics import clopper_pearson
+
+    done = [o for o in outs if _success(o) is not None]
+    ns = [((o.get("result") or {}).get("metrics") or {}).get("n_victims") for o in done]
+    if not done or any(n is None for n in ns):
+        return []
+    n = int(sum(float(x) for x in ns))
+    if n == 0 or n >= FEW_VICTIMS:
+        return []
+    k = int(round(sum(float(_success(o) or 0.0) * float(x) for o, x in zip(done, ns, strict=True))))
+    lo, hi = clopper_pearson(k, n)
+    return [f"measured on {n} victim(s) only: {k} succeeded, 95% interval {lo:.2f}-{hi:.2f}; "
+            "the level is indicative (give more held-out records the model decides against "
+            "to measure it)"]
 
 
 def _either_direction(outcome: dict[str, Any]) -> bool:
