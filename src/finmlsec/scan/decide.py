@@ -340,13 +340,14 @@ def few_victims(outs: list[dict[str, Any]]) -> list[str]:
     from finmlsec.metrics import clopper_pearson
 
     done = [o for o in outs if _success(o) is not None]
-    ns = [((o.get("result") or {}).get("metrics") or {}).get("n_victims") for o in done]
-    if not done or any(n is None for n in ns):
+    raw = [((o.get("result") or {}).get("metrics") or {}).get("n_victims") for o in done]
+    if not done or any(x is None for x in raw):
         return []
-    n = int(sum(float(x) for x in ns))
+    ns = [float(x) for x in raw]
+    n = int(sum(ns))
     if n == 0 or n >= FEW_VICTIMS:
         return []
-    k = int(round(sum(float(_success(o) or 0.0) * float(x) for o, x in zip(done, ns, strict=True))))
+    k = int(round(sum((_success(o) or 0.0) * x for o, x in zip(done, ns, strict=True))))
     lo, hi = clopper_pearson(k, n)
     return [f"measured on {n} victim(s) only: {k} succeeded, 95% interval {lo:.2f}-{hi:.2f}; "
             "the level is indicative (give more held-out records the model decides against "
