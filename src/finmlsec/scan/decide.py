@@ -343,7 +343,7 @@ def few_victims(outs: list[dict[str, Any]]) -> list[str]:
     raw = [((o.get("result") or {}).get("metrics") or {}).get("n_victims") for o in done]
     if not done or any(x is None for x in raw):
         return []
-    ns = [float(x) for x in raw]
+    ns = [float(x) for x in raw if x is not None]
     n = int(sum(ns))
     if n == 0 or n >= FEW_VICTIMS:
         return []
