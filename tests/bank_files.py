@@ -155,6 +155,23 @@ def run_cli(args: list[str]) -> tuple[int, str]:
     return code, buf.getvalue()
 
 
+def scan_quick(spec: Path, db: Path, *attacks: str, defences: tuple[str, ...] = ()
+               ) -> tuple[int, str, list[Any]]:
+    """``finmlsec scan SPEC --profile quick`` in this process, serially, restricted to
+    ``attacks`` and ``defences``: the exit code, the output and the stored units."""
+    from finmlsec.store import Store
+
+    args = ["scan", str(spec), "--profile", "quick", "--db", str(db), "--executor", "serial"]
+    for a in attacks:
+        args += ["--attack", a]
+    for d in defences:
+        args += ["--defence", d]
+    code, output = run_cli(args)
+    store = Store.open(str(db))
+    runs = store.runs()
+    return code, output, store.units(runs[0].id) if runs else []
+
+
 KINDS = {
     "lending": dict(frame=lending_frame, pipeline=lending_pipeline, label="loan_status",
                     favourable="Fully Paid", sep=",", file="loans.csv"),

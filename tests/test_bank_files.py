@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from bank_files import build, run_cli
+from bank_files import scan_quick as _scan
 
 
 @pytest.fixture(scope="module")
@@ -75,21 +76,6 @@ def test_an_onnx_export_renames_columns_with_spaces_and_still_reads_them(
     model = sio.load(marketing["model"], trusted=sio.get_untrusted_types(file=marketing["model"]))
     agree = np.mean(np.asarray(onnx.predict(frame)).astype(str) == model.predict(frame))
     assert agree > 0.99
-
-
-def _scan(spec: Path, db: Path, *attacks: str, defences: tuple[str, ...] = ()
-          ) -> tuple[int, str, list[Any]]:
-    from finmlsec.store import Store
-
-    args = ["scan", str(spec), "--profile", "quick", "--db", str(db), "--executor", "serial"]
-    for a in attacks:
-        args += ["--attack", a]
-    for d in defences:
-        args += ["--defence", d]
-    code, output = run_cli(args)
-    store = Store.open(str(db))
-    runs = store.runs()
-    return code, output, store.units(runs[0].id) if runs else []
 
 
 @pytest.mark.slow
@@ -160,7 +146,6 @@ def test_a_model_trained_on_converted_numbers_given_the_raw_file_is_one_line_nam
 
 
 def test_separators_byte_order_marks_and_encodings_of_exports(tmp_path: Path) -> None:
-    from bank_files import run_cli
 
     frame = pd.DataFrame({"年齢": [30, 41, 52, 63] * 5, "amount": ["1,5", "2,0", "3", "4"] * 5,
                           "label": ["可", "否", "可", "可"] * 5})

@@ -15,26 +15,12 @@ import pandas as pd
 import pytest
 
 from bank_files import build_modeldata, r_number, run_cli
+from bank_files import scan_quick as _scan
 
 
 @pytest.fixture(scope="module")
 def modeldata(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return build_modeldata(tmp_path_factory.mktemp("modeldata"))
-
-
-def _scan(spec: Path, db: Path, *attacks: str, defences: tuple[str, ...] = ()
-          ) -> tuple[int, str, list[Any]]:
-    from finmlsec.store import Store
-
-    args = ["scan", str(spec), "--profile", "quick", "--db", str(db), "--executor", "serial"]
-    for a in attacks:
-        args += ["--attack", a]
-    for d in defences:
-        args += ["--defence", d]
-    code, output = run_cli(args)
-    store = Store.open(str(db))
-    runs = store.runs()
-    return code, output, store.units(runs[0].id) if runs else []
 
 
 def test_the_file_has_r_s_format_and_the_forest_decides_good_for_everyone(

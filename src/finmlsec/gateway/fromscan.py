@@ -124,8 +124,8 @@ def check_model(doc: dict[str, Any], spec_path: str, *, accept_change: bool = Fa
     file other than the one it measured: the SHA-256 of the file ``spec_path`` names now against
     the recorded one. With ``accept_change``, or when the scan recorded no hash, the warning
     lines to print instead (none when they match)."""
-    from finmlsec.scan.bundle import file_sha256
     from finmlsec.spec import load_spec
+    from finmlsec.spec.files import sha256_file
 
     run = doc["run"].get("id", "?")
     spec = load_spec(spec_path)
@@ -136,7 +136,7 @@ def check_model(doc: dict[str, Any], spec_path: str, *, accept_change: bool = Fa
     path = path if path.is_absolute() else Path(spec.source_dir) / path
     if not path.is_file():
         return []  # a model directory (or missing: loading it names the problem)
-    now = file_sha256(path)
+    now = sha256_file(path)
     if recorded is None:
         return [f"scan {run} recorded no hash of the model it measured: cannot check that "
                 f"{str(path)!r} is that model; scan it again to record one"]

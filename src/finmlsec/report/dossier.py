@@ -21,6 +21,7 @@ from typing import Any
 from finmlsec.environment import environment as current_environment
 from finmlsec.errors import AuditError, ConfigError
 from finmlsec.report.words import overview, threat_name, verdict
+from finmlsec.spec.files import sha256_file
 
 DOSSIER_VERSION = 1
 MANIFEST = "manifest.json"
@@ -38,14 +39,6 @@ EU_AI_ACT = {
     "dos_training_data_provider": "Art. 15(4): resilience against errors, faults and disruption",
 }
 FEEDBACK_LOOP = "Art. 15(4): feedback loops of systems that continue to learn"
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def scan_environment(doc: dict[str, Any]) -> dict[str, Any]:

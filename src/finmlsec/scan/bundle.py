@@ -49,7 +49,7 @@ from typing import Any
 import yaml
 
 from finmlsec.errors import ConfigError, SpecError
-from finmlsec.spec.files import FILE_KEYS, lookup
+from finmlsec.spec.files import FILE_KEYS, lookup, sha256_file
 
 FORMAT = "finmlsec-bundle/1"
 
@@ -87,15 +87,6 @@ def _sources(spec: Any) -> dict[str, Path]:
             for key, raw in _referenced(spec).items()}
 
 
-def file_sha256(path: Path) -> str:
-    """The SHA-256 of a file, read in blocks."""
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def input_hashes(spec_path: str | Path) -> dict[str, str | None]:
     """The SHA-256 of every file the spec at ``spec_path`` names, by its YAML key (``model.path``,
     ``data.splits.train``, ...): what a scan measured, recorded with its run so that what is
@@ -103,7 +94,7 @@ def input_hashes(spec_path: str | Path) -> dict[str, str | None]:
     is a directory (Parquet data at scale, a model directory) or missing."""
     from finmlsec.spec import load_spec
 
-    return {key: file_sha256(src) if src.is_file() else None
+    return {key: sha256_file(src) if src.is_file() else None
             for key, src in sorted(_sources(load_spec(Path(spec_path).resolve())).items())}
 
 

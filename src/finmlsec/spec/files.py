@@ -10,6 +10,8 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
 from typing import Any
 
 #: The YAML keys of a spec that name files (relative to the spec, or absolute).
@@ -25,3 +27,12 @@ def lookup(doc: dict[str, Any], key: str) -> Any:
             return None
         node = node[part]
     return node
+
+
+def sha256_file(path: Path) -> str:
+    """The SHA-256 of a file, read in blocks."""
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
