@@ -95,3 +95,31 @@ def test_the_same_copy_is_theft_where_enough_records_tell_it_from_the_constant(t
     assert m["fidelity_lift_p"] < 0.001 and r.success == m["fidelity_lift"] == 1.0
     assert not any(n.startswith(LIFT_NOISE) for n in r.notes)
     assert t["risk"] == "high" and not any(LIFT_NOISE in n for n in t["attacks"][0]["notes"])
+
+
+def test_the_score_lift_is_measured_against_the_public_copy_when_it_scores_closer() -> None:
+    """A copy no closer to the model's scores than a copy of the attacker's public records is no
+    theft of the scoring, however much closer than a constant score it is."""
+    from finmlsec.attacks.extraction_common import score_fidelity
+
+    class Fixed:
+        classes_ = np.array([0, 1])
+
+        def __init__(self, p1: np.ndarray) -> None:
+            self.p1 = p1
+
+        def predict_proba(self, X: object) -> np.ndarray:
+            return np.column_stack([1 - self.p1, self.p1])
+
+    rng = np.random.default_rng(0)
+    truth = rng.uniform(0.05, 0.95, 300)
+    target = Fixed(truth)
+    copy = Fixed(np.clip(truth + rng.normal(0, 0.08, 300), 0, 1))
+    public = np.clip(truth + rng.normal(0, 0.05, 300), 0, 1)
+    X = np.zeros((300, 1))
+    against_constant = score_fidelity(copy, target, X)
+    assert against_constant["score_lift"] > 0.5 and against_constant["score_lift_p"] < 1e-6
+    against_public = score_fidelity(copy, target, X,
+                                    (np.column_stack([1 - public, public]), ["0", "1"]))
+    assert against_public["score_lift"] == 0.0 and against_public["score_lift_p"] > 0.5
+    assert against_public["score_distance_baseline"] < against_constant["score_distance_baseline"]

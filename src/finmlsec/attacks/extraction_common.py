@@ -317,7 +317,8 @@ def theft_success(m: dict[str, float]) -> tuple[float, str | None]:
         # (on 95/5 data they are nearly constant, and their agreement says nothing)
         return float(score), (
             f"success is the copy's score fidelity lift {float(score):.3f}: its scores are "
-            f"closer to the model's than a constant score on {int(m['score_lift_b'])} of "
+            f"closer to the model's than the no-query baseline's (a constant score or a copy of "
+            f"the public records) on {int(m['score_lift_b'])} of "
             f"{int(m['score_lift_b'] + m['score_lift_c'])} test records (p={float(score_p):.3g}, "
             f"sign test, one-sided; mean total-variation distance {m['score_distance']:.4f} "
             f"against {m['score_distance_baseline']:.4f}); the decisions' agreement lift is "
@@ -350,7 +351,8 @@ def theft_metrics(
             truth = truth_labels(target.classes_, test.y)
             out["stolen_accuracy"] = float(np.mean(s_pred == truth))
             out["target_accuracy"] = float(np.mean(t_pred == truth))
-        copies = baseline_copies(target, t_pred, test, public, factory)
+        public_scores: dict[str, Any] = {}
+        copies = baseline_copies(target, t_pred, test, public, factory, scores=public_scores)
         t_str = t_pred.astype(str)
         fid = {k: metrics.fidelity(t_str, v) for k, v in copies.items()}
         out.update(fid)
@@ -360,22 +362,25 @@ def theft_metrics(
                                 if base < 1.0 else 0.0)
         tests = [lift_test(t_pred, s_pred, copies[k]) for k, v in fid.items() if v == base]
         out.update(max(tests, key=lambda r: r["fidelity_lift_p"]))
-        out.update(score_fidelity(stolen, target, test.X))
+        out.update(score_fidelity(stolen, target, test.X, public_scores.get("baseline_public")))
     if n_uniform > 0:
         U = _uniform(schema, n_uniform, np.random.default_rng(seed + 7919), population)
         out["fidelity_uniform"] = metrics.fidelity(target.predict(U), stolen.predict(U))
     return out
 
 
-def score_fidelity(stolen: Any, target: Any, X: Any) -> dict[str, float]:
-    """How close the copy's scores are to the model's, against a constant score (the model's
-    median score over ``X``, the constant closest to it: the best an attacker could do without
-    a query, generously; a model whose scores are its decisions ties with it wherever it gives
-    the usual answer, so, as for decisions, only the records that depart count): the
-    mean total-variation distance of each (``score_distance``, ``score_distance_baseline``),
-    the share of it the copy removes (``score_lift``) and a one-sided sign test of the records
-    where the copy is closer (``score_lift_b``) against those where the constant is
-    (``score_lift_c``; ``score_lift_p``). Empty when either model gives no probabilities."""
+def score_fidelity(stolen: Any, target: Any, X: Any,
+                   public: tuple[np.ndarray, list[str]] | None = None) -> dict[str, float]:
+    """How close the copy's scores are to the model's, against what an attacker scores without
+    a query: a constant score (the model's median score over ``X``, the constant closest to it,
+    generously) or, when given, the scores of the copy trained on the attacker's public records
+    (``public``: its probabilities on ``X`` and its classes), whichever is closer on average. A
+    model whose scores are its decisions ties with the constant wherever it gives the usual
+    answer, so, as for decisions, only the records that depart count: the mean total-variation
+    distance of each (``score_distance``, ``score_distance_baseline``), the share of it the copy
+    removes (``score_lift``) and a one-sided sign test of the records where the copy is closer
+    (``score_lift_b``) against those where the baseline is (``score_lift_c``;
+    ``score_lift_p``). Empty when either model gives no probabilities."""
     if not (callable(getattr(stolen, "predict_proba", None))
             and callable(getattr(target, "predict_proba", None))):
         return {}
@@ -386,28 +391,46 @@ def score_fidelity(stolen: Any, target: Any, X: Any) -> dict[str, float]:
         return {}
     t_cls = [str(c) for c in np.asarray(target.classes_).tolist()]
     s_cls = [str(c) for c in np.asarray(getattr(stolen, "classes_", t_cls)).tolist()]
-    if pt.ndim != 2 or ps.ndim != 2 or len(pt) != len(ps) or not set(s_cls) <= set(t_cls):
+    aligned = _align(pt, ps, t_cls, s_cls)
+    if aligned is None:
         return {}
-    aligned = np.zeros_like(pt)
-    for j, name in enumerate(s_cls):
-        aligned[:, t_cls.index(name)] = ps[:, j]
     d_copy = 0.5 * np.abs(pt - aligned).sum(axis=1)
-    d_const = 0.5 * np.abs(pt - np.median(pt, axis=0)).sum(axis=1)
-    base = float(d_const.mean())
-    b = int(np.sum(d_copy < d_const - 1e-12))
-    c = int(np.sum(d_copy > d_const + 1e-12))
+    d_base = 0.5 * np.abs(pt - np.median(pt, axis=0)).sum(axis=1)
+    if public is not None:
+        pub = _align(pt, np.asarray(public[0], dtype=float), t_cls, public[1])
+        if pub is not None:
+            d_pub = 0.5 * np.abs(pt - pub).sum(axis=1)
+            d_base = d_pub if d_pub.mean() < d_base.mean() else d_base
+    base = float(d_base.mean())
+    b = int(np.sum(d_copy < d_base - 1e-12))
+    c = int(np.sum(d_copy > d_base + 1e-12))
     return {"score_distance": float(d_copy.mean()), "score_distance_baseline": base,
             "score_lift": float(max(0.0, (base - d_copy.mean()) / base)) if base > 0 else 0.0,
             "score_lift_b": float(b), "score_lift_c": float(c),
             "score_lift_p": mcnemar_exact(b, c)}
 
 
+def _align(pt: np.ndarray, ps: np.ndarray, t_cls: list[str], s_cls: list[str]
+           ) -> np.ndarray | None:
+    """``ps`` (a copy's probabilities over ``s_cls``) in the columns of the model's ``pt`` over
+    ``t_cls``; None when the shapes or classes do not fit."""
+    if pt.ndim != 2 or ps.ndim != 2 or len(pt) != len(ps) or not set(s_cls) <= set(t_cls) \
+            or ps.shape[1] != len(s_cls):
+        return None
+    aligned = np.zeros_like(pt)
+    for j, name in enumerate(s_cls):
+        aligned[:, t_cls.index(name)] = ps[:, j]
+    return aligned
+
+
 def baseline_copies(target: Any, t_pred: np.ndarray, test: Any, public: Any = None,
-                    factory: Any = None) -> dict[str, np.ndarray]:
+                    factory: Any = None, scores: dict[str, Any] | None = None,
+                    ) -> dict[str, np.ndarray]:
     """What an attacker gets without querying the model, as its answers (strings) on the test
     records: the best constant copy (always the most frequent decision: on imbalanced data it
     agrees most of the time) and, given the attacker's labelled public records and the training
-    algorithm, a copy trained on them."""
+    algorithm, a copy trained on them (its probabilities and classes go into ``scores`` under
+    ``baseline_public`` when it has them, for :func:`score_fidelity`)."""
     values, counts = np.unique(t_pred.astype(str), return_counts=True)
     out = {"baseline_constant": np.full(len(t_pred), values[np.argmax(counts)])}
     if factory is not None and public is not None and getattr(public, "y", None) is not None \
@@ -416,6 +439,10 @@ def baseline_copies(target: Any, t_pred: np.ndarray, test: Any, public: Any = No
             y = truth_labels(target.classes_, np.asarray(public.y))
             copy = factory().fit(public.X, y)
             out["baseline_public"] = np.asarray(copy.predict(test.X)).astype(str)
+            if scores is not None and callable(getattr(copy, "predict_proba", None)):
+                scores["baseline_public"] = (
+                    np.asarray(copy.predict_proba(test.X), dtype=float),
+                    [str(c) for c in np.asarray(copy.classes_).tolist()])
         except (ValueError, TypeError):  # too few records or classes to train on: no such copy
             pass
     return out
