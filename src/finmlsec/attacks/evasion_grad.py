@@ -360,6 +360,12 @@ class TransferEvasion(Attack):
         me = self if self.target_class is not None or goal is None else dataclasses.replace(
             self, target_class=goal)
         X0, ref, n_already = victims_against(oracle, data.victims.X, goal, None)
+        if len(X0) == 0:  # every victim already decided as wanted: nothing to attack, no queries
+            none = np.zeros(0, dtype=bool)
+            return evasion_result(X0=X0, out=EvasionOutput(X_adv=X0, success=none, valid=none,
+                                                           queries=0),
+                                  schema=data.schema, scale={}, n_already=n_already,
+                                  seconds=meter.seconds, queries=meter.queries, notes=notes)
         out = me.generate(oracle, X0, ref, data.schema, population=data.population.X)
         scale = feature_scales(data.schema, data.population.X, X0)
         res = evasion_result(X0=X0, out=out, schema=data.schema, scale=scale,

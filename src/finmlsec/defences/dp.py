@@ -294,8 +294,6 @@ class DPLogisticRegression(Defence):
     _sklearn_check_deviations: ClassVar[dict[str, str]] = {
         "check_n_features_in_after_fitting": "predict does not check the number of features "
                                              "against n_features_in_ (a numpy error instead)",
-        "check_estimator_sparse_tag": "its input tags are the defended model's, which may take "
-                                      "sparse input; the DP model needs dense records",
         "check_fit2d_1sample": "one record is one class: its error says 'needs at least 2 "
                                "classes', not scikit-learn's wording",
     }
