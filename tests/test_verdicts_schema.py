@@ -104,3 +104,20 @@ def test_derived_field_consistency_is_checked_and_recomputed(system: dict[str, P
     assert not ok[X["annual_income"].notna().to_numpy()].any()  # the ratio no longer agrees
     assert ok[X["annual_income"].isna().to_numpy()].all()  # missing stays missing: consistent
     assert schema.is_valid(schema.derive(moved)).all()
+
+
+def test_coded_missing_markers_are_flagged_for_review() -> None:
+    """Real exports write a missing value as a code ('emp_unk', 'ignore'): schema infer says so,
+    never silently; ordinary codes are not flagged."""
+    rng = np.random.default_rng(0)
+    n = 200
+    frame = pd.DataFrame({
+        "emp_length": rng.choice(["emp_1", "emp_5", "emp_ge_10", "emp_unk"], n),
+        "home": rng.choice(["owner", "rent", "ignore"], n),
+        "term": rng.choice(["term_36", "term_60"], n),
+        "y": rng.choice(["good", "bad"], n),
+    })
+    notes = infer_schema(frame, label="y").notes
+    assert "'emp_unk' in" in notes["emp_length"] and "missing-value marker" in notes["emp_length"]
+    assert "'ignore' in" in notes["home"]
+    assert "missing-value marker" not in notes.get("term", "")

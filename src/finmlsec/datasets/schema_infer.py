@@ -52,7 +52,10 @@ MOSTLY_MISSING = 0.9
 #: A text column whose values parse as numbers (or dates) in at least this share is flagged.
 AS_TEXT = 0.95
 #: Text values that usually stand for a missing value.
-MISSING_MARKERS = frozenset({"unknown", "?", "na", "n/a", "none", "null", "-", "missing", ""})
+MISSING_MARKERS = frozenset({"unknown", "?", "na", "n/a", "none", "null", "-", "missing", "",
+                             "ignore", "unk", "not available", "not known"})
+#: A coded value ending in such a word (``emp_unk``, ``status-unknown``) may mark one too.
+_CODED_MISSING = re.compile(r"[_\-\s](?:unk|unknown|missing|na|none)$")
 _DATE_FORMATS = ("%b-%Y", "%Y-%m", "%Y-%m-%d", "%d/%m/%Y", "%m/%d/%Y", "%d.%m.%Y", "%Y%m%d")
 _NUMBER = re.compile(r"^\s*[-+]?[$€£¥]?\s*[-+]?[\d,]*\.?\d+\s*(%|[a-zA-Z ]{0,12})$")
 
@@ -109,7 +112,8 @@ def _text_notes(texts: pd.Series) -> list[str]:
                    "the file has it, and an attack changes it only as a category or not at "
                    "all; if the model reads numbers, give files with the column converted the "
                    "way the pipeline converts it (train, test, population and data.path)")
-    markers = texts[texts.str.strip().str.lower().isin(MISSING_MARKERS)]
+    low = texts.str.strip().str.lower()
+    markers = texts[low.isin(MISSING_MARKERS) | low.str.contains(_CODED_MISSING)]
     if len(markers):
         top = markers.value_counts()
         out.append(f"{top.index[0]!r} in {int(top.iloc[0])} row(s): a missing-value marker? "
