@@ -227,6 +227,31 @@ def test_the_time_limit_also_stops_a_unit_in_a_worker_thread(spec: Path) -> None
     assert not [t for t in threading.enumerate() if t.name == "finmlsec-unit-limit"]
 
 
+def test_the_thread_limit_is_sent_again_when_code_swallows_it() -> None:
+    """An exception that lands where it cannot propagate (a broad except, a __del__) is lost:
+    the limit is sent again until the unit ends, so one swallow does not let it run on."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from finmlsec.scan.work import UnitTimeout, _time_limit
+
+    swallowed, finished = [], []
+
+    def busy() -> None:
+        with _time_limit(0.05):
+            for _ in range(30_000_000):  # bounded: without a second exception it runs to its end
+                try:
+                    sum(range(50))
+                except UnitTimeout:
+                    if swallowed:
+                        raise
+                    swallowed.append(1)  # the first one is lost, as in a library's except
+            finished.append(1)
+
+    with ThreadPoolExecutor(1) as pool, pytest.raises(UnitTimeout):
+        pool.submit(busy).result(timeout=120)
+    assert swallowed == [1] and not finished  # stopped inside the loop, not at its end
+
+
 def test_the_thread_limit_counts_waiting_as_wall_time() -> None:
     import time
     from concurrent.futures import ThreadPoolExecutor

@@ -571,6 +571,7 @@ class _ThreadWatchdog:
     long call into compiled code finishes first)."""
 
     POLL = 0.2
+    REFIRE = 1.0
 
     def __init__(self, seconds: float, fired: list[bool]) -> None:
         self.seconds, self.fired = seconds, fired
@@ -592,15 +593,19 @@ class _ThreadWatchdog:
     def _watch(self) -> None:
         import ctypes
 
+        sent = 0.0
         while not self.stop.wait(self.POLL):
             with self.lock:
                 if self.done:
                     return
-                if self._over():
+                # sent again every second until the unit ends: an exception that arrives in code
+                # that cannot raise it (a __del__ run by the garbage collector, a broad except)
+                # is lost, and the unit would otherwise run to its end
+                if self._over() and time.monotonic() - sent >= self.REFIRE:
                     self.fired[0] = True
+                    sent = time.monotonic()
                     ctypes.pythonapi.PyThreadState_SetAsyncExc(
                         ctypes.c_ulong(self.ident), ctypes.py_object(UnitTimeout))
-                    return
 
     def close(self) -> None:
         """Stop watching; withdraw an exception sent but not yet raised (the unit ended first)
