@@ -45,16 +45,8 @@ def test_serve_from_scan_serves_what_the_scan_recommended(
     infer = next(t for t in doc["threats"] if t["attack"] == "infer_model")
     assert infer["best"] == ["confidence.label_only"]
     url = f"sqlite:///{tmp_path / 'gw.db'}"
-    user = json.loads(cli("keys", "create", "--org", "bank", "--db", url, "--json").stdout)
-    record = json.loads(credit_scoring_model(seed=0).heldout.iloc[:1]
-                        .to_json(orient="records"))[0]
     log = tmp_path / "server.log"
-    server = Server(["--db", url, "--from-scan", rid[:12], "--scan-db", db], log, spec=None)
-    try:
-        r = httpx.post(f"{server.url}/v1/predict", json={"record": record}, timeout=10,
-                       headers={"Authorization": f"Bearer {user['key']}"})
-    finally:
-        server.stop()
+    r = _predict_one(url, log, ["--from-scan", rid[:12], "--scan-db", db])
     assert r.status_code == 200, r.text
     assert r.json()["probabilities"] is None and r.json()["labels"]  # label-only, as measured
     text = log.read_text()
@@ -112,17 +104,9 @@ def test_serve_from_scan_refuses_a_model_the_scan_did_not_measure(
     alone = cli("serve", "demo", "--accept-model-change", "--db", url)
     assert alone.returncode == 2 and "goes with --from-scan" in alone.stderr
 
-    user = json.loads(cli("keys", "create", "--org", "bank", "--db", url, "--json").stdout)
-    record = json.loads(credit_scoring_model(seed=0).heldout.iloc[:1]
-                        .to_json(orient="records"))[0]
     log = tmp_path / "server.log"
-    server = Server(["--db", url, "--from-scan", str(tmp_path / "moved.json"),
-                     "--accept-model-change"], log, spec=None)
-    try:
-        r = httpx.post(f"{server.url}/v1/predict", json={"record": record}, timeout=10,
-                       headers={"Authorization": f"Bearer {user['key']}"})
-    finally:
-        server.stop()
+    r = _predict_one(url, log, ["--from-scan", str(tmp_path / "moved.json"),
+                                "--accept-model-change"])
     assert r.status_code == 200, r.text
     assert r.json()["probabilities"] is None and r.json()["labels"]  # the scan's guards
     text = log.read_text()
@@ -155,3 +139,17 @@ def test_the_model_hash_is_taken_from_what_the_scan_or_dossier_recorded(
     assert recorded_model_hash(doc) == ("e" * 64, "in the dossier, as the scan read it")
     doc["bundle_inputs"] = {"spec": "0" * 64, "model.path": "d" * 64}  # a run's bundle before
     assert recorded_model_hash(doc) == ("d" * 64, "in the scan's bundle")
+
+
+def _predict_one(url: str, log: Path, serve_args: list[str]) -> httpx.Response:
+    """A new system user's key, a server started with ``serve_args`` on the gateway store
+    ``url``, and one held-out credit applicant sent to it: the response."""
+    user = json.loads(cli("keys", "create", "--org", "bank", "--db", url, "--json").stdout)
+    record = json.loads(credit_scoring_model(seed=0).heldout.iloc[:1]
+                        .to_json(orient="records"))[0]
+    server = Server(["--db", url, *serve_args], log, spec=None)
+    try:
+        return httpx.post(f"{server.url}/v1/predict", json={"record": record}, timeout=10,
+                          headers={"Authorization": f"Bearer {user['key']}"})
+    finally:
+        server.stop()

@@ -57,8 +57,8 @@ def _write(run_id: str, output: Path | None, db: str | None, sign_key: Path | No
                      if r.id != run.id and r.summary is not None and r.created_at <= run.created_at
                      and (r.spec_name, r.spec_path) == (run.spec_name, run.spec_path)), None)
     prev_doc = scan_document(previous, store.units(previous.id)) if previous else None
-    dossier = build_dossier(doc, prev_doc, _hashes_at_scan(store, run.options.get("bundle"))
-                            or run.options.get("inputs"))
+    dossier = build_dossier(doc, prev_doc, run.options.get("inputs")
+                            or _hashes_at_scan(store, run.options.get("bundle")))
     html = render_dossier_html(dossier, render_html(doc, run.diagram_svg))
     out = output or Path("out") / f"dossier-{run.id}"
     files = write_dossier(dossier, html, out, sign_key)
@@ -67,8 +67,8 @@ def _write(run_id: str, output: Path | None, db: str | None, sign_key: Path | No
 
 
 def _hashes_at_scan(store: Store, bundle: str | None) -> dict[str, str] | None:
-    """The digests of the files the run read, from the bundle the store keeps with it (else the
-    caller takes the run's ``options.inputs``, hashed when the scan was planned)."""
+    """The digests of the files a run read, from the bundle the store keeps with it: for a run
+    planned before the digests were recorded with it (``options.inputs``)."""
     from finmlsec.scan.bundle import hashes
 
     payload = store.bundle(bundle) if bundle else None

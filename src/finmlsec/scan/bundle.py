@@ -91,11 +91,15 @@ def input_hashes(spec_path: str | Path) -> dict[str, str | None]:
     """The SHA-256 of every file the spec at ``spec_path`` names, by its YAML key (``model.path``,
     ``data.splits.train``, ...): what a scan measured, recorded with its run so that what is
     served later can be checked against it (``finmlsec serve --from-scan``). None for a path that
-    is a directory (Parquet data at scale, a model directory) or missing."""
+    is a directory (Parquet data at scale, a model directory) or missing; the spec's own text
+    under ``spec``, as in :func:`hashes` (which gives the same from an archive without reading
+    the files again)."""
     from finmlsec.spec import load_spec
 
-    return {key: sha256_file(src) if src.is_file() else None
-            for key, src in sorted(_sources(load_spec(Path(spec_path).resolve())).items())}
+    path = Path(spec_path).resolve()
+    return {"spec": sha256_file(path),
+            **{key: sha256_file(src) if src.is_file() else None
+               for key, src in sorted(_sources(load_spec(path)).items())}}
 
 
 def make_bundle(spec_path: str | Path) -> bytes | None:

@@ -21,7 +21,7 @@ import finmlsec
 from finmlsec.environment import environment
 from finmlsec.environment import merge as merge_environments
 from finmlsec.errors import StoreError
-from finmlsec.scan.bundle import digest, input_hashes, make_bundle
+from finmlsec.scan.bundle import digest, hashes, input_hashes, make_bundle
 from finmlsec.scan.decide import summarize
 from finmlsec.scan.executors import Executor, ProcessExecutor, run_units
 from finmlsec.scan.plan import ScanPlan, Unit, make_plan
@@ -165,7 +165,7 @@ def start_scan(
                # the versions the scan runs with, kept with the run (the dossier shows these)
                "environment": environment(),
                # the SHA-256 of the spec's files as measured (serve --from-scan checks the model)
-               "inputs": input_hashes(path),
+               "inputs": hashes(bundle) if bundle is not None else input_hashes(path),
                "data_sample": data_sample(scenario_for(ctx))}
     return store.create_run(
         spec_path=path, spec_name=name, profile=prof.name, seed=seed,
