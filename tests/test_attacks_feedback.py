@@ -177,3 +177,21 @@ def test_a_flip_on_a_model_without_sample_weights_is_counted_as_the_attackers() 
     assert r.metrics["flipped"] == 1.0 and r.metrics["poisoned_accepted"] > 0
     assert r.success == 1.0 and r.metrics["flipped_without_attacker"] == 0.0
     assert any("cannot be tested like for like" in n for n in r.notes), r.notes
+
+
+def test_without_target_class_the_loop_aims_at_the_schemas_favourable_class(loop: dict) -> None:
+    """With no ``target_class`` the attacker wants the schema's favourable decision: an approved
+    applicant ahead of the victims is passed over (the thorough scan, with no victim limit, gave
+    the loop the held-out records in their own order, and it tried to get an approved applicant
+    refused: success 0 where quick and standard flipped a refused one)."""
+    import pandas as pd
+
+    data, deployed, test = loop["data"], loop["deployed"], loop["data"].test
+    approved = test.X[deployed.predict(test.X) == 1].reset_index(drop=True)
+    first_approved = pd.concat([approved.iloc[:1], loop["rejected"].iloc[:1]], ignore_index=True)
+    att = ATTACKS.get("poisoning.feedback_loop")(max_rounds=6, benign_per_round=0)
+    oracle = Oracle(deployed, access="label")
+    r = att.run(oracle, replace(data, victims=Labeled(first_approved)))
+    alone = att.run(oracle, data)  # the refused applicant alone
+    assert r.params["target_class"] == "good"
+    assert r.metrics == alone.metrics and r.success == alone.success == 1.0

@@ -116,7 +116,9 @@ class FeedbackLoopPoisoning(Attack):
     """Poison the retraining loop through false-prediction reports; see the module docstring.
 
     Parameters: ``target_class`` (the decision the attacker wants for their profile, the first
-    victim the deployed model decides against), ``reports_per_round`` (crafted reports a round),
+    victim the deployed model decides against; by default the schema's ``favourable_class``, and
+    with neither the first victim is moved to any other decision), ``reports_per_round``
+    (crafted reports a round),
     ``benign_per_round`` (honest error reports a round, drawn from ``population``),
     ``max_rounds``, ``max_poison_share`` (the attacker stops once their reports would exceed this
     share of the training data), ``fields_varied`` (fields changed in each crafted report),
@@ -184,7 +186,13 @@ class FeedbackLoopPoisoning(Attack):
         params = params_of(self)
         if screen is not None:
             params["screen"] = type(screen).__name__
-        goal = resolve_class(self.target_class, oracle.classes_, data.schema)
+        # the attacker wants the favourable decision for their own profile: target_class, else
+        # the schema's favourable_class (as for evasion); with neither, any other decision
+        name = self.target_class if self.target_class is not None else (
+            data.schema.favourable_class if data.schema is not None else None)
+        goal = resolve_class(name, oracle.classes_, data.schema)
+        if name is not None:
+            params["target_class"] = name
         deployed = oracle.predict(data.victims.X)
         against = np.flatnonzero(deployed != goal) if goal is not None else np.arange(len(deployed))
         if against.size == 0:
