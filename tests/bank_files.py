@@ -359,3 +359,71 @@ def build_modeldata(directory: Path, *, n: int = 1200, seed: int = 0,
         "  splits: {train: train.csv, test: test.csv, population: population.csv}\n",
         encoding="utf-8")
     return paths
+
+
+# -- an export with row ids: pandas' unnamed index and a loan id -----------------------------------
+def rowid_frame(n: int = 800, seed: int = 0) -> pd.DataFrame:
+    """Loans as a bank exports them with ``to_csv`` (index kept): the index comes back as
+    ``Unnamed: 0``, then a ``loan_id`` (distinct, shuffled), an income distinct in every row
+    (a genuine feature, not an id), an amount, a term and an age; label ``approve``/``reject``."""
+    rng = np.random.default_rng(seed)
+    income = np.round(np.exp(rng.normal(np.log(60000), 0.4, n)), 2) + np.arange(n) * 1e-3
+    amount = np.round(rng.uniform(1000, 30000, n), -2)
+    term = rng.choice(["36", "60"], n, p=[0.7, 0.3])
+    age = rng.integers(19, 75, n)
+    z = (-1.2 * np.log(income / 60000) + 0.00006 * amount + 0.6 * (term == "60")
+         - 0.02 * (age - 45) + rng.logistic(scale=0.5, size=n))
+    return pd.DataFrame({
+        "loan_id": 700_000 + rng.permutation(n),
+        "income": income, "amount": amount, "term": term, "age": age,
+        "decision": np.where(z > np.quantile(z, 0.7), "reject", "approve"),
+    })
+
+
+def rowid_pipeline(with_id: bool = False) -> Any:
+    """The bank's pipeline: a ColumnTransformer selecting its columns by name (the ids not among
+    them, unless ``with_id``: then ``loan_id`` is scaled with the numbers), logistic regression."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    numbers = ["income", "amount", "age"] + (["loan_id"] if with_id else [])
+    pre = ColumnTransformer([("num", StandardScaler(), numbers),
+                             ("cat", OneHotEncoder(handle_unknown="ignore"), ["term"])])
+    return Pipeline([("pre", pre), ("clf", LogisticRegression(max_iter=2000))])
+
+
+def build_rowids(directory: Path, *, with_id: bool = False, seed: int = 0) -> dict[str, Path]:
+    """The export (``loans.csv``, index written), 50/25/25 splits written the same way, the
+    pipeline trained on the train split as pandas reads it (ids dropped first unless
+    ``with_id``: then it is trained with ``loan_id``), saved with skops, the schema written by
+    ``schema infer`` and a spec."""
+    import skops.io as sio
+
+    directory.mkdir(parents=True, exist_ok=True)
+    frame = rowid_frame(seed=seed)
+    paths = {"data": directory / "loans.csv"}
+    frame.to_csv(paths["data"])  # index=True: the column pandas reads back as 'Unnamed: 0'
+    order = np.random.default_rng(seed + 1).permutation(len(frame))
+    n = len(frame)
+    for name, idx in (("train", order[: n // 2]), ("test", order[n // 2: 3 * n // 4]),
+                      ("population", order[3 * n // 4:])):
+        paths[name] = directory / f"{name}.csv"
+        frame.iloc[idx].to_csv(paths[name])
+    train = pd.read_csv(paths["train"])
+    X = train.drop(columns=["decision", "Unnamed: 0"] + ([] if with_id else ["loan_id"]))
+    model = rowid_pipeline(with_id).fit(X, train["decision"])
+    paths["model"] = directory / "model.skops"
+    sio.dump(model, paths["model"])
+    code, output = run_cli(["schema", "infer", str(paths["data"]), "--label", "decision",
+                            "--favourable", "approve", "-o", str(directory / "schema.yaml")])
+    assert code == 0, output
+    paths["schema"] = directory / "schema.yaml"
+    trust = sorted(sio.get_untrusted_types(file=paths["model"]))
+    paths["spec"] = directory / "spec.yaml"
+    paths["spec"].write_text(SPEC.format(
+        name="loans with row ids", fmt="skops", model="model.skops", data="loans.csv",
+        label="decision", schema="  schema: schema.yaml\n", ext=".csv",
+        trust=f", trusted_types: {trust}"), encoding="utf-8")
+    return paths

@@ -57,7 +57,9 @@ def test_formatted_numbers_dates_ids_and_constants_are_flagged(lending: dict[str
     assert fields["int_rate"]["type"] == "text" and fields["int_rate"]["dtype"] == "object"
     for name in ("issue_d", "earliest_cr_line"):  # dates: no applicant moves them
         assert fields[name]["immutable"] is True and "dates" in _note(schema, name)
-    assert fields["id"]["immutable"] is True and "identifier" in _note(schema, "id")
+    # the row id is not a feature: it is listed under ids, with the reason
+    assert "id" not in fields and yaml.safe_load(schema.read_text("utf-8"))["ids"] == ["id"]
+    assert "identifier" in _note(schema, "id") and "a row id, not a feature" in _note(schema, "id")
     assert "no information" in _note(schema, "policy_code")
     assert "possible category" not in _note(schema, "policy_code")
     assert "mostly missing" in _note(schema, "mths_since_last_record")

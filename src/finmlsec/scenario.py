@@ -184,7 +184,9 @@ def load_scenario(spec_or_path: Any, *, trust_pickle: bool = False) -> Scenario:
     if ref is None:
         return Scenario(spec, target, None, None, None, None, None,
                         _model_factory(target, declared))
-    dataset, train, test, pop = load_data(ref, base)
+    dataset, train, test, pop = load_data(ref, base, reads=_ids_read_by(target))
+    if dataset.schema is not None:
+        _warn_read_ids(dataset.schema, str(spec.source_dir))
     if target is not None:
         from finmlsec.targets.typed import typed
 
@@ -194,6 +196,55 @@ def load_scenario(spec_or_path: Any, *, trust_pickle: bool = False) -> Scenario:
     return Scenario(spec, target, dataset.schema, dataset, train, test, pop,
                     _model_factory(target, declared, dataset.schema, dataset.classes),
                     seed=ref.seed)
+
+
+def _ids_read_by(target: Target | None) -> Any:
+    """Which row-id columns ``target`` reads, found by asking it: an id it reads is one without
+    which it cannot answer (a pipeline trained with it: scikit-learn refuses a frame without a
+    column its transformers take; an ONNX model has an input for it) or answers otherwise. A
+    pipeline that was fitted on a frame holding the id but drops it (a ColumnTransformer's
+    remainder) does not read it. A remote model is not asked: its ids are left out."""
+    if target is None or hasattr(target, "url") or \
+            getattr(target, "input_kind", "tabular") != "tabular":
+        return None
+    proba = "proba" in getattr(target, "capabilities", ("proba",))
+
+    def answer(X: pd.DataFrame) -> np.ndarray | None:
+        try:
+            return np.asarray(target.predict_proba(X) if proba else target.predict(X))
+        except Exception:  # noqa: BLE001 - any refusal means: it needs what was removed
+            return None
+
+    def reads(X: pd.DataFrame, ids: Any) -> list[str]:
+        full = answer(X)
+        if full is None:  # it cannot read the data at all: the smoke test says why
+            return []
+        out = []
+        for c in ids:
+            got = answer(X.drop(columns=[c]))
+            if got is None or got.shape != full.shape or not np.array_equal(
+                    got.astype(str), full.astype(str)):
+                out.append(str(c))
+        return out
+
+    return reads
+
+
+_WARNED: set[tuple[str, ...]] = set()
+
+
+def _warn_read_ids(schema: FeatureSchema, where: str) -> None:
+    """One line on standard error, once per process and spec, for row ids the model reads."""
+    import sys
+
+    read = tuple(i for i in schema.ids if i in schema.names)
+    if not read or (where, *read) in _WARNED:
+        return
+    _WARNED.add((where, *read))
+    sys.stderr.write(
+        f"warning: the model was trained on the row id(s) {list(read)}: its output may depend "
+        "on them; they stay model inputs, frozen (no attack changes them), and gateway clients "
+        "must send them\n")
 
 
 def _smoke(target: Target, X: Any) -> None:

@@ -156,6 +156,11 @@ class FeatureSchema(BaseModel):
     #: that need a goal and are given none aim at it. ``positive_class`` is the class metrics
     #: treat as positive (fraud: "fraud"), which is not always what an attacker wants.
     favourable_class: str | None = None
+    #: Row identifiers (a running index such as ``Unnamed: 0``, or ``loan_id``): columns of the
+    #: data that are not model inputs. Loading drops them, the gateway does not ask clients for
+    #: them. An id also listed in ``features`` is one the model reads (it was trained with it):
+    #: it is kept as an input, frozen (``immutable``, not ``actionable``) so no attack changes it.
+    ids: tuple[str, ...] = ()
 
     @model_validator(mode="after")
     def _unique(self) -> FeatureSchema:
@@ -163,6 +168,15 @@ class FeatureSchema(BaseModel):
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             raise ValueError(f"duplicate feature names: {sorted(dup)}")
+        if len(set(self.ids)) != len(self.ids):
+            raise ValueError(f"duplicate ids: {sorted(self.ids)}")
+        if self.target is not None and self.target in self.ids:
+            raise ValueError(f"the label {self.target!r} cannot be a row id")
+        read = set(self.ids) & set(names)
+        if any(f.mutable for f in self.features if f.name in read):
+            frozen = tuple(f.model_copy(update={"immutable": True, "actionable": False})
+                           if f.name in read else f for f in self.features)
+            object.__setattr__(self, "features", frozen)
         for f in self.features:
             if f.derived is not None:
                 bad = [s for s in f.derived.sources if s not in names or s == f.name]
@@ -181,6 +195,17 @@ class FeatureSchema(BaseModel):
             if f.name == name:
                 return f
         raise KeyError(f"no feature {name!r} in schema; known: {', '.join(self.names)}")
+
+    @property
+    def dropped_ids(self) -> list[str]:
+        """The row ids that are not model inputs (``ids`` not also among the features)."""
+        names = set(self.names)
+        return [i for i in self.ids if i not in names]
+
+    def drop_ids(self, X: pd.DataFrame) -> pd.DataFrame:
+        """``X`` without the row-id columns the model does not read (``X`` itself if none)."""
+        gone = [c for c in self.dropped_ids if c in X.columns]
+        return X.drop(columns=gone) if gone else X
 
     def personal(self) -> list[Feature]:
         return [f for f in self.features if f.personal]
@@ -210,7 +235,7 @@ class FeatureSchema(BaseModel):
         missing = [n for n in self.names if n not in X.columns]
         if missing:
             raise DataError(f"missing column(s) {missing}; the schema expects {self.names}")
-        extra = [c for c in X.columns if c not in self.names]
+        extra = [c for c in X.columns if c not in self.names and c not in self.ids]
         if extra and not allow_extra:
             raise DataError(f"unknown column(s) {extra}; the schema expects {self.names}")
         for f in self.features:

@@ -56,6 +56,16 @@ MISSING_MARKERS = frozenset({"unknown", "?", "na", "n/a", "none", "null", "-", "
                              "ignore", "unk", "not available", "not known"})
 #: A coded value ending in such a word (``emp_unk``, ``status-unknown``) may mark one too.
 _CODED_MISSING = re.compile(r"[_\-\s](?:unk|unknown|missing|na|none)$")
+#: Names a data frame library gives a row-number column: pandas ``Unnamed: 0`` (an unnamed
+#: index written by ``to_csv``), R's ``rownames``/``row.names``, readr's ``...1``; ``X`` (R's
+#: ``read.csv`` of such a file) and ``index`` only with a running index.
+_ROW_NAMES = re.compile(r"^(unnamed:\s*\d+|rownames|row\.names|\.\.\.\d+|)$", re.IGNORECASE)
+_ROW_NAMES_WEAK = re.compile(r"^(x|index|row|row_?(id|no|num|number|nr))$", re.IGNORECASE)
+#: Names of identifiers: ``id``, ``loan_id``, ``customer-id``, ``LoanID``, ``uuid``.
+_ID_NAME = re.compile(r"(^|[_.\s-])(id|uuid|guid)$|^id[_.\s-]", re.IGNORECASE)
+_ID_CAMEL = re.compile(r"[a-z](Id|ID)$")
+#: An id-like name needs at least this share of distinct values to be taken for an identifier.
+ID_UNIQUE = 0.95
 _DATE_FORMATS = ("%b-%Y", "%Y-%m", "%Y-%m-%d", "%d/%m/%Y", "%m/%d/%Y", "%d.%m.%Y", "%Y%m%d")
 _NUMBER = re.compile(r"^\s*[-+]?[$€£¥]?\s*[-+]?[\d,]*\.?\d+\s*(%|[a-zA-Z ]{0,12})$")
 
@@ -87,6 +97,64 @@ def numbers_as_text(X: pd.DataFrame) -> dict[str, str]:
         share, example = _share_numbers(texts)
         if share >= AS_TEXT:
             out[str(name)] = example
+    return out
+
+
+def _running_index(col: pd.Series) -> tuple[bool, bool]:
+    """(whole numbers forming one run of consecutive integers, each once; and in file order)."""
+    if not (pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col)):
+        num = pd.to_numeric(col, errors="coerce")
+        if num.isna().any():
+            return False, False
+        col = num
+    if col.isna().any() or len(col) <= FEW_LEVELS:
+        return False, False
+    arr = col.to_numpy(dtype=float)
+    if not np.all(arr == np.round(arr)):
+        return False, False
+    run = bool(arr.max() - arr.min() + 1 == len(arr) and len(np.unique(arr)) == len(arr))
+    return run, run and bool(np.all(np.diff(arr) == 1))
+
+
+def row_ids(X: pd.DataFrame) -> dict[str, str]:
+    """The columns of ``X`` that identify rows rather than describe them, each with the reason:
+    a row-number column a library wrote (``Unnamed: 0``, ``rownames``, ``...1``, ``X``) whose
+    every value is distinct, an id-like name (``id``, ``loan_id``, ``CustomerID``) with (nearly)
+    every value distinct and whole numbers or text, or any integer column counting the rows
+    1, 2, 3... in file order. A number that merely happens to be distinct in every row (an
+    income, an amount) is not one: its name is not an id's and it does not count the rows.
+
+    Example:
+        >>> X = pd.DataFrame({"Unnamed: 0": range(20), "loan_id": [f"L{i:03d}" for i in range(20)],
+        ...                   "income": np.linspace(1000.5, 9000.5, 20), "age": [30] * 20})
+        >>> sorted(row_ids(X))
+        ['Unnamed: 0', 'loan_id']
+    """
+    out: dict[str, str] = {}
+    n = len(X)
+    if n <= FEW_LEVELS:
+        return out
+    for name in X.columns:
+        col, key = X[name], str(name)
+        values = col.dropna()
+        if values.empty or pd.api.types.is_bool_dtype(col):
+            continue
+        share = values.nunique() / n
+        run, counting = _running_index(col)
+        numeric = pd.api.types.is_numeric_dtype(col)
+        whole = not numeric or bool(np.all(values.to_numpy(dtype=float)
+                                           == np.round(values.to_numpy(dtype=float))))
+        what = (f"counts the rows {_num(values.min())}..{_num(values.max())}" if counting else
+                "a run of consecutive integers, each once" if run else
+                f"{share:.1%} of rows distinct")
+        if _ROW_NAMES.match(key) and share >= 0.99 or _ROW_NAMES_WEAK.match(key) and run:
+            out[key] = f"a row-number column ({what})"
+        elif (_ID_NAME.search(key) or _ID_CAMEL.search(key)) and share >= ID_UNIQUE and whole:
+            out[key] = f"an identifier's name ({what})"
+        elif counting and numeric:
+            out[key] = f"a running index ({what})"
+    if len(out) == X.shape[1]:
+        return {}  # every column an id: leave the decision to the reviewer
     return out
 
 
@@ -129,6 +197,8 @@ class Inferred:
     schema: FeatureSchema
     notes: dict[str, str] = field(default_factory=dict)
     header: tuple[str, ...] = ()
+    #: Each row id (``schema.ids``) as the field it would be, for the reviewer who keeps it.
+    id_features: dict[str, Feature] = field(default_factory=dict)
 
 
 def column_dtype(col: pd.Series) -> str:
@@ -147,12 +217,16 @@ def _num(v: float) -> float | int:
 def infer_schema(
     X: pd.DataFrame, *, y: Any = None, label: str | None = None, favourable: str | None = None,
     integer: Sequence[str] = (), personal: Sequence[str] = (), immutable: Sequence[str] = (),
+    ids: bool = True,
 ) -> Inferred:
     """The schema of ``X`` (see the module docstring); ``y`` and ``label``: the labels and their
     column name (they give ``classes``, ``target``, ``favourable_class`` and ``positive_class``:
-    with two classes, the one that is not favourable)."""
+    with two classes, the one that is not favourable). ``ids``: row-id columns
+    (:func:`row_ids`) go to the schema's ``ids``, not its features; the field each would be is
+    in ``Inferred.id_features``."""
     if not isinstance(X, pd.DataFrame) or X.shape[1] == 0:
         raise DataError("schema inference needs a table with at least one column")
+    found = row_ids(X) if ids else {}
     feats: list[Feature] = []
     notes: dict[str, str] = {}
     n = len(X)
@@ -190,7 +264,7 @@ def infer_schema(
                     say.append(f"possible category: only {levels} levels (integer codes?); "
                                "declare type: categorical with the codes as categories if they "
                                "have no order (the model still gets integers: dtype)")
-                if levels == n and n > FEW_LEVELS:
+                if levels == n and n > FEW_LEVELS and key not in found:
                     kw["immutable"] = True
                     say.append("every value distinct: an identifier? set immutable; remove it "
                                "if the model does not read it")
@@ -214,7 +288,11 @@ def infer_schema(
                            "it as is")
         feats.append(Feature(**kw))
         notes[key] = "; ".join(say)
-    extra: dict[str, Any] = {}
+    id_feats = {f.name: f for f in feats if f.name in found}
+    feats = [f for f in feats if f.name not in found]
+    for key, why in found.items():
+        notes[key] = f"{why}: a row id, not a feature; {notes[key]}"
+    extra: dict[str, Any] = {"ids": tuple(found)} if found else {}
     header: list[str] = []
     if y is not None:
         classes = sorted({str(v) for v in pd.Series(y).dropna()})
@@ -232,7 +310,19 @@ def infer_schema(
         else:
             header.append("no favourable_class: name the outcome an applicant wants "
                           "(--favourable), or evasion counts flips in either direction")
-    return Inferred(FeatureSchema(features=tuple(feats), **extra), notes, tuple(header))
+    return Inferred(FeatureSchema(features=tuple(feats), **extra), notes, tuple(header),
+                    id_feats)
+
+
+def _flow(f: Feature) -> str:
+    """``f`` as a one-line YAML entry."""
+    import yaml
+
+    d = f.model_dump(mode="json", exclude_defaults=True)
+    d = {"name": f.name, "type": f.type.value, **{k: v for k, v in d.items()
+                                                  if k not in ("name", "type")}}
+    return "- " + yaml.safe_dump(d, default_flow_style=True, width=10_000, sort_keys=False,
+                                 allow_unicode=True).strip()
 
 
 def to_yaml(inferred: Inferred, *, source: str = "") -> str:
@@ -247,9 +337,23 @@ def to_yaml(inferred: Inferred, *, source: str = "") -> str:
         "# (docs/spec.md documents every key).",
     ]
     lines += [f"# {h}" for h in inferred.header]
-    top = schema.model_dump(mode="json", exclude_none=True, exclude={"features"})
+    top = schema.model_dump(mode="json", exclude_none=True, exclude={"features", "ids"})
     if top:
         lines.append(yaml.safe_dump(top, sort_keys=False, allow_unicode=True).rstrip())
+    if schema.ids:
+        lines += [
+            "# Row ids, left out of the model's input: each identifies a row (a row number or an",
+            "# id, distinct in every row), so a model reading one learns nothing general and can",
+            "# leak who was in its training data. The scan and the gateway drop them; a model",
+            "# trained with one still gets it, frozen, with a warning. To make one a feature,",
+            "# remove it here and add its commented entry under features.",
+            "ids:"]
+        for name in schema.ids:
+            lines.append(f"  # {name}: {inferred.notes.get(name, '')}")
+            lines.append("  " + yaml.safe_dump([name], allow_unicode=True, width=1000).rstrip())
+            f = inferred.id_features.get(name)
+            if f is not None:
+                lines.append("  #   as a feature: " + _flow(f))
     lines.append("features:")
     for f in schema.features:
         lines.append(f"  # {f.name}: {inferred.notes.get(f.name, '')}")

@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,10 @@ from finmlsec.datasets.base import Dataset
 from finmlsec.datasets.schema_infer import infer_schema
 from finmlsec.errors import DataError, SpecError
 from finmlsec.schema import FeatureSchema
+
+#: ``reads(X, ids)``: which of the row-id columns ``ids`` the model reads, tried on ``X`` (a few
+#: records as the model was trained on them, ids included); see :func:`keep_read_ids`.
+IdProbe = Callable[[pd.DataFrame, Sequence[str]], Sequence[str]]
 
 
 def split_three(ds: Dataset, seed: int = 0) -> tuple[Dataset, Dataset, Dataset]:
@@ -142,7 +147,29 @@ def _schema_from_yaml(path: Path) -> FeatureSchema:
         raise SpecError(f"invalid feature schema in {str(path)!r}: {exc}", "data.schema") from None
 
 
-def _dataset_from_csv(path: Path, label: str, schema: FeatureSchema | None) -> Dataset:
+def keep_read_ids(schema: FeatureSchema, X: pd.DataFrame, reads: IdProbe | None) -> FeatureSchema:
+    """``schema`` with each row id the model reads (``reads``) made a feature again, frozen and
+    unbounded (a new record has a new id), at its place in ``X``'s columns; the other ids stay
+    out of the model's input."""
+    from finmlsec.datasets.schema_infer import infer_schema
+
+    cand = [c for c in schema.dropped_ids if c in X.columns]
+    if not cand or reads is None:
+        return schema
+    kept = [c for c in reads(X.iloc[:8], cand) if c in cand]
+    if not kept:
+        return schema
+    added = {f.name: f.model_copy(update={"immutable": True, "actionable": False, "min": None,
+                                          "max": None, "description": "row id the model reads"})
+             for f in infer_schema(X[kept], ids=False).schema.features}
+    order = {str(c): i for i, c in enumerate(X.columns)}
+    feats = sorted([*schema.features, *added.values()],
+                   key=lambda f: order.get(f.name, len(order)))
+    return FeatureSchema(**{**dict(schema), "features": tuple(feats)})
+
+
+def _dataset_from_csv(path: Path, label: str, schema: FeatureSchema | None,
+                      reads: IdProbe | None = None) -> Dataset:
     if not path.is_file():
         raise DataError(f"data.path {str(path)!r}: file not found")
     try:
@@ -154,7 +181,7 @@ def _dataset_from_csv(path: Path, label: str, schema: FeatureSchema | None) -> D
                         f"{list(raw.columns)}")
     if schema is None:
         schema = infer_schema(raw.drop(columns=[label])).schema
-    schema = with_dtypes(schema, raw)
+    schema = keep_read_ids(with_dtypes(schema, raw), raw.drop(columns=[label]), reads)
     frame = as_schema_view(raw, schema)
     labels = frame[label].astype(str)
     classes = tuple(schema.classes) if schema and schema.classes else tuple(sorted(labels.unique()))
@@ -178,8 +205,9 @@ def read_table(path: Path, schema: FeatureSchema | None) -> pd.DataFrame:
 
 def as_schema_view(frame: pd.DataFrame, schema: FeatureSchema) -> pd.DataFrame:
     """Categorical fields as text (integer codes ``1``, also read as ``1.0`` where the column has
-    missing cells, become ``'1'``), missing cells kept missing."""
-    out = frame.copy()
+    missing cells, become ``'1'``), missing cells kept missing; the row ids the model does not
+    read (``schema.ids``) left out."""
+    out = schema.drop_ids(frame).copy()
     for f in schema.categorical():
         if f.name not in out.columns:
             continue
@@ -206,11 +234,13 @@ def with_dtypes(schema: FeatureSchema, raw: pd.DataFrame) -> FeatureSchema:
     return schema.model_copy(update={"features": feats})
 
 
-def load_data(ref: Any, base: Path) -> tuple[Dataset, Dataset, Dataset | None, Dataset | None]:
+def load_data(ref: Any, base: Path, *, reads: IdProbe | None = None
+              ) -> tuple[Dataset, Dataset, Dataset | None, Dataset | None]:
     """The dataset a spec's ``data:`` section (``ref``) names, and its (train, test, population)
     splits; paths are relative to ``base``. Parquet data, or any ``data.path`` with
     ``data.sample``, is read in chunks and sampled (:func:`load_sampled`:
-    the dataset then holds the train sample)."""
+    the dataset then holds the train sample). The schema's row ids are left out of every
+    split, but those the model reads (``reads``, see :func:`keep_read_ids`)."""
     from finmlsec.datasets.chunked import DEFAULT_SAMPLE, is_parquet
 
     schema = _schema_from_yaml(base / ref.schema) if ref.schema else None
@@ -220,7 +250,8 @@ def load_data(ref: Any, base: Path) -> tuple[Dataset, Dataset, Dataset | None, D
                             "CSV files", "data.splits")
         assert ref.label is not None
         return load_sampled(base / ref.path, ref.label, schema, seed=ref.seed,
-                            sample=ref.sample if ref.sample is not None else DEFAULT_SAMPLE)
+                            sample=ref.sample if ref.sample is not None else DEFAULT_SAMPLE,
+                            reads=reads)
     if ref.dataset is not None:
         from finmlsec.datasets import load
 
@@ -229,7 +260,7 @@ def load_data(ref: Any, base: Path) -> tuple[Dataset, Dataset, Dataset | None, D
             dataset = replace(dataset, schema=schema)
     else:
         assert ref.path is not None and ref.label is not None
-        dataset = _dataset_from_csv(base / ref.path, ref.label, schema)
+        dataset = _dataset_from_csv(base / ref.path, ref.label, schema, reads)
     splits = ref.splits
     if splits is not None and splits.train:
         train = read_split(base / splits.train, dataset, role="train")
@@ -242,7 +273,8 @@ def load_data(ref: Any, base: Path) -> tuple[Dataset, Dataset, Dataset | None, D
 
 
 def load_sampled(path: Path, label: str, schema: Any, *, sample: int, seed: int,
-                 chunk_rows: int | None = None) -> tuple[Dataset, Dataset, Dataset, Dataset]:
+                 chunk_rows: int | None = None, reads: IdProbe | None = None
+                 ) -> tuple[Dataset, Dataset, Dataset, Dataset]:
     """The ``(dataset, train, test, population)`` of a spec whose data is read in chunks; the
     dataset holds the train sample and, in ``extra["sample"]``, the
     :class:`~finmlsec.datasets.chunked.SampleInfo` (see :mod:`finmlsec.datasets.chunked`)."""
@@ -254,7 +286,7 @@ def load_sampled(path: Path, label: str, schema: Any, *, sample: int, seed: int,
     train_raw = got.parts["train"][0]
     if schema is None:
         schema = infer_schema(train_raw).schema
-    schema = with_dtypes(schema, train_raw)
+    schema = keep_read_ids(with_dtypes(schema, train_raw), train_raw, reads)
     if classes is None:
         classes = tuple(sorted({lab for _, labs in got.parts.values() for lab in labs}))
     out: dict[str, Dataset] = {}

@@ -115,6 +115,8 @@ class InputValidator:
         self.names = schema.names
         self.vector_rows = vector_rows
         self._known = set(self.names)
+        # row ids the model does not read: a client may send them; they are dropped
+        self._ignored = frozenset(schema.dropped_ids)
         inf = math.inf
         # per feature: (name, kind, categories, min, max, feature); a value that passes these
         # checks is kept as is, anything else goes through _value (its conversion or error)
@@ -141,7 +143,7 @@ class InputValidator:
                 raise InputProblem(f"record {i}: expected an object of fields, got "
                                    f"{_kind(rec)}")
             if len(rec) != width or not known.issuperset(rec):
-                extra = [k for k in rec if k not in known]
+                extra = [k for k in rec if k not in known and k not in self._ignored]
                 if extra:
                     raise InputProblem(
                         f"record {i}: unknown field(s) {short(sorted(extra))}; the model takes "
@@ -161,7 +163,7 @@ class InputValidator:
         bad = next((i for i, r in enumerate(data) if len(r) != width), None)
         if bad is not None:
             raise InputProblem(f"row {bad} has {len(data[bad])} values for {width} columns")
-        extra = [c for c in columns if c not in self._known]
+        extra = [c for c in columns if c not in self._known and c not in self._ignored]
         if extra:
             raise InputProblem(f"unknown field(s) {short(sorted(extra))} in 'columns'; the "
                                f"model takes {self.names}", f"{len(extra)} unknown field(s)")
