@@ -191,3 +191,16 @@ def test_a_failed_threat_lists_as_tried_only_the_countermeasures_measured() -> N
     escalate, unmeasured = _actions({"analysis": {}}, t, "fail")
     assert escalate["why"] == "tried: modify training data"  # not the unmeasured one
     assert unmeasured["id"] == "non_confidential_data" and "not measured" in unmeasured["why"]
+
+
+def test_the_time_of_a_card_payment_is_a_quasi_identifier_but_stays_changeable() -> None:
+    """Whoever saw a purchase knows its hour and weekday: the fraud schema marks them
+    quasi_identifier, so linkage links on them by default (it did not: only personal and
+    immutable fields and the declared personal numbers), while evasion may still move them."""
+    from finmlsec.datasets.card_fraud import SCHEMA
+
+    qi = quasi_identifiers(SCHEMA, declared=["customer_age", "amount"])
+    assert qi == ["amount", "hour", "day_of_week", "customer_age", "account_age_days"]
+    assert SCHEMA["hour"].mutable and not SCHEMA["hour"].personal
+    assert quasi_identifiers(SCHEMA, exclude=["hour"]) == ["day_of_week", "customer_age",
+                                                           "account_age_days"]

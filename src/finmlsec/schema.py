@@ -88,6 +88,9 @@ class Feature(BaseModel):
     ``immutable``: the data subject cannot change it (age, sex). ``monotone``: it can only move in
     one direction (age only grows). ``actionable``: an applicant could plausibly change it.
     ``personal``/``confidential``: what attribute inference targets and generalisation protects.
+    ``quasi_identifier``: an outsider may know it about a person without the data (a
+    transaction's hour and weekday): linkage links on it, as on personal and immutable fields,
+    though the data subject may still change it.
     ``cost``: relative cost of changing the field by one unit (numeric: per standard deviation;
     categorical: per change), used by constrained evasion. ``nullable``: missing values are
     allowed (and kept missing by evasion where the field is frozen). ``dtype``: the dtype the
@@ -109,6 +112,7 @@ class Feature(BaseModel):
     actionable: bool = True
     personal: bool = False
     confidential: bool = False
+    quasi_identifier: bool = False
     nullable: bool = False
     cost: float = Field(default=1.0, gt=0)
     dtype: str | None = None

@@ -4,7 +4,10 @@ The paper's first route to training data (section III.C.1, types 1, 2, 5, 6, 7, 
 that obtains the training data as the data owner shares them with the model generator (the
 model generator itself, or whoever it leaks them to) and knows, from other sources, some
 **quasi-identifiers** of people it is interested in (age, sex, a transaction's amount and time:
-the fields the schema marks personal or immutable, and the personal numbers the spec declares).
+the fields the schema marks personal, immutable or ``quasi_identifier``, and the personal numbers
+the spec declares). A transaction's hour and weekday are not personal attributes and the
+cardholder may change them, but whoever saw the purchase (the merchant, a companion, a receipt)
+knows them: the card-fraud schema marks them ``quasi_identifier``.
 For each target it links the target to the released records that match its quasi-identifiers
 and reads off a sensitive value (the label: defaulted, fraud; or a field). It claims the target
 was in the training data when at least one record matches, and guesses the sensitive value as
@@ -72,12 +75,13 @@ _WILDCARD, _ABSENT = -1, -2
 
 def quasi_identifiers(schema: FeatureSchema, declared: Iterable[str] = (),
                       exclude: Iterable[str] = ()) -> list[str]:
-    """The fields an outsider knows about a person: those the schema marks personal or
-    immutable, and ``declared`` ones (the spec's personal numbers), in schema order; free text
-    and images are not linked on."""
+    """The fields an outsider knows about a person: those the schema marks personal, immutable
+    or ``quasi_identifier`` (a transaction's time), and ``declared`` ones (the spec's personal
+    numbers), in schema order; free text and images are not linked on."""
     declared, exclude = set(declared), set(exclude)
     return [f.name for f in schema.features
-            if (f.personal or f.immutable or f.name in declared) and f.name not in exclude
+            if (f.personal or f.immutable or f.quasi_identifier or f.name in declared)
+            and f.name not in exclude
             and f.type not in (FeatureType.TEXT, FeatureType.IMAGE)]
 
 
@@ -151,7 +155,8 @@ class Linkage(Attack):
     """Link target people to the shared training data on their quasi-identifiers and read a
     sensitive value (the label by default); success is the lift over the no-data guess of
     membership and value. ``quasi_identifiers``: the fields linked on (empty: the schema's
-    personal and immutable fields and the spec's personal numbers); ``sensitive``: the field
+    personal, immutable and ``quasi_identifier`` fields and the spec's personal numbers);
+    ``sensitive``: the field
     read (empty: the label); ``n_targets``: people targeted, half of them training members;
     ``n_bins``: population quantile bins a numeric sensitive field is read in. See the module
     docstring."""
@@ -204,7 +209,8 @@ class Linkage(Attack):
             raise ConfigError(f"{who}: quasi-identifiers {unknown} are not in the schema; "
                               f"known: {', '.join(schema.names)}")
         if not qi:
-            raise ConfigError(f"{who}: the schema marks no field personal or immutable; name the "
+            raise ConfigError(f"{who}: the schema marks no field personal, immutable or "
+                              "quasi_identifier; name the "
                               "fields an outsider knows in 'quasi_identifiers'")
         if self.sensitive in qi:
             raise ConfigError(f"{who}: the sensitive field {self.sensitive!r} is also a "

@@ -67,6 +67,7 @@ SCHEMA = FeatureSchema(
             min=0,
             max=23,
             cost=0.5,
+            quasi_identifier=True,  # the time of a purchase is known to whoever saw it
             description="local hour of the transaction",
         ),
         Feature(
@@ -75,6 +76,7 @@ SCHEMA = FeatureSchema(
             min=0,
             max=6,
             cost=0.5,
+            quasi_identifier=True,  # the time of a purchase is known to whoever saw it
             description="0 = Monday",
         ),
         Feature(
