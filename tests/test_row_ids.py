@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from bank_files import build_rowids, scan_quick
+from bank_files import build_rowids, run_cli, scan_quick
 from finmlsec.datasets.schema_infer import row_ids
 from loopback import serve
 
@@ -30,7 +30,7 @@ def loans_with_id(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def test_schema_infer_puts_the_row_ids_under_ids_and_keeps_a_unique_income(
-        loans: dict[str, Path]) -> None:
+        loans: dict[str, Path], tmp_path: Path) -> None:
     text = loans["schema"].read_text("utf-8")
     doc = yaml.safe_load(text)
     assert doc["ids"] == ["Unnamed: 0", "loan_id"]
@@ -40,6 +40,9 @@ def test_schema_infer_puts_the_row_ids_under_ids_and_keeps_a_unique_income(
     assert raw["income"].nunique() == len(raw)  # distinct in every row, and still a feature
     assert "left out of the model's input" in text and "To make one a feature" in text
     assert "#   as a feature: - {name: loan_id, type: integer" in text
+    code, said = run_cli(["schema", "infer", str(loans["data"]), "--label", "decision",
+                          "-o", str(tmp_path / "again.yaml")])
+    assert code == 0 and "4 fields, row id(s) ['Unnamed: 0', 'loan_id'] left out" in said, said
 
 
 def test_a_unique_number_is_not_an_id_but_a_running_index_is() -> None:

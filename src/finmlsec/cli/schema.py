@@ -51,5 +51,7 @@ def register(app: typer.Typer) -> None:
             typer.echo(text, nl=False)
         else:
             output.write_text(text, encoding="utf-8")
-            typer.echo(f"wrote {output} ({len(inferred.schema.features)} fields); review it, "
-                       f"then point data.schema at it")
+            ids = inferred.schema.ids
+            left = f", row id(s) {list(ids)} left out of the model's input" if ids else ""
+            typer.echo(f"wrote {output} ({len(inferred.schema.features)} fields{left}); review "
+                       "it, then point data.schema at it")

@@ -140,8 +140,9 @@ def row_ids(X: pd.DataFrame) -> dict[str, str]:
         if values.empty or pd.api.types.is_bool_dtype(col):
             continue
         share = values.nunique() / n
-        run, counting = _running_index(col)
         numeric = pd.api.types.is_numeric_dtype(col)
+        named = bool(_ROW_NAMES.match(key) or _ROW_NAMES_WEAK.match(key))
+        run, counting = _running_index(col) if numeric or named else (False, False)
         whole = not numeric or bool(np.all(values.to_numpy(dtype=float)
                                            == np.round(values.to_numpy(dtype=float))))
         what = (f"counts the rows {_num(values.min())}..{_num(values.max())}" if counting else
