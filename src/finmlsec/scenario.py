@@ -64,6 +64,10 @@ class Scenario:
     population: Dataset | None
     model_factory: Callable[[], Any] | None
     seed: int = 0
+    #: the bank's cut-off (``model.decision_threshold``), applied by the target's ``predict``
+    #: and by the models the factory gives (:mod:`finmlsec.targets.cutoff`); None: the model's
+    #: own ``predict``
+    cutoff: Any = None
 
     def attack_data(self, standard: bool = True) -> AttackData:
         """The attacker's knowledge and the evaluator's truth for this scenario.
@@ -182,8 +186,9 @@ def load_scenario(spec_or_path: Any, *, trust_pickle: bool = False) -> Scenario:
         declared = load_factory(spec.model.factory, base_dir=base, source=source)
     ref = spec.data
     if ref is None:
-        return Scenario(spec, target, None, None, None, None, None,
-                        _model_factory(target, declared))
+        target, factory, cutoff = _with_cutoff(spec, target, _model_factory(target, declared),
+                                               None, None)
+        return Scenario(spec, target, None, None, None, None, None, factory, cutoff=cutoff)
     dataset, train, test, pop = load_data(ref, base, reads=_ids_read_by(target))
     if dataset.schema is not None:
         _warn_read_ids(dataset.schema, str(spec.source_dir))
@@ -191,11 +196,41 @@ def load_scenario(spec_or_path: Any, *, trust_pickle: bool = False) -> Scenario:
         from finmlsec.targets.typed import typed
 
         target = typed(target, dataset.schema)
+    factory = _model_factory(target, declared, dataset.schema, dataset.classes)
+    target, factory, cutoff = _with_cutoff(spec, target, factory, dataset.schema, dataset.classes)
     if target is not None and not hasattr(target, "url"):
         _smoke(target, (test or train).X)
-    return Scenario(spec, target, dataset.schema, dataset, train, test, pop,
-                    _model_factory(target, declared, dataset.schema, dataset.classes),
-                    seed=ref.seed)
+    return Scenario(spec, target, dataset.schema, dataset, train, test, pop, factory,
+                    seed=ref.seed, cutoff=cutoff)
+
+
+def _with_cutoff(spec: Any, target: Target | None, factory: Callable[[], Any] | None,
+                 schema: FeatureSchema | None, classes: Any
+                 ) -> tuple[Target | None, Callable[[], Any] | None, Any]:
+    """The target and factory deciding at the spec's ``model.decision_threshold`` (applied to
+    the schema's positive class; see :mod:`finmlsec.targets.cutoff`), and the cut-off."""
+    threshold = getattr(getattr(spec, "model", None), "decision_threshold", None)
+    if threshold is None or target is None:
+        return target, factory, None
+    from finmlsec.targets.cutoff import (
+        Cutoff,
+        CutoffTarget,
+        ThresholdedFactory,
+        check_two_classes,
+        positive_position,
+    )
+
+    check_two_classes(target.classes_, threshold)
+    positive = getattr(schema, "positive_class", None)
+    favourable = getattr(schema, "favourable_class", None)
+    cutoff = Cutoff(float(threshold), positive_position(target.classes_, positive, favourable))
+    wrapped: Target = CutoffTarget(target, cutoff)
+    if factory is not None:
+        # the factory's models answer in the data's class order (label indices)
+        own = positive_position(classes, positive, favourable) if classes is not None and len(
+            classes) == 2 else cutoff.index
+        factory = ThresholdedFactory(factory, Cutoff(cutoff.threshold, own))
+    return wrapped, factory, cutoff
 
 
 def _ids_read_by(target: Target | None) -> Any:

@@ -119,7 +119,7 @@ class SimBA(Attack):
 
         def ask(Z: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             p = oracle.predict_proba(Z.reshape((len(rows), *shape[1:])))
-            lab = classes[np.argmax(p, axis=1)]
+            lab = oracle.decide(p)
             met = lab == goal if goal is not None else lab != ref[rows]
             return sign * p[np.arange(len(rows)), col[rows]], np.asarray(met, dtype=bool)
 

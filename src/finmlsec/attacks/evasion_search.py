@@ -159,7 +159,7 @@ class _Search:
         X = self.codec.decode(Z)
         if self.use_scores:
             p = self.oracle.predict_proba(X)
-            labels = self.classes[np.argmax(p, axis=1)]
+            labels = self.oracle.decide(p)  # at the bank's cut-off where it has one
         else:
             labels = self.oracle.predict(X)
             p = None

@@ -151,7 +151,7 @@ class TextEvasion(Attack):
                 return np.zeros(0, dtype=bool), np.zeros(0)
             if scores:
                 p = oracle.predict_proba(batch)
-                lab = classes[np.argmax(p, axis=1)]
+                lab = oracle.decide(p)
                 col = np.searchsorted(classes, ref[owners])
                 s = 1.0 - p[np.arange(len(batch)), col]
             else:

@@ -336,12 +336,20 @@ def theft_success(m: dict[str, float]) -> tuple[float, str | None]:
 def theft_metrics(
     stolen: Any, target: Any, schema: FeatureSchema, test: Any, *, n_uniform: int, seed: int,
     population: pd.DataFrame | None = None, public: Any = None, factory: Any = None,
+    copies_scores: bool = True,
 ) -> dict[str, float]:
     """Fidelity of ``stolen`` to ``target`` on test data and on uniform samples of the input
     space, and the stolen model's accuracy; on test data also the lift over the better no-model
     copy and its significance (:func:`lift_test`; the most conservative test when both copies
     tie). Evaluator side: target calls here are not charged to the attacker's budget (they
-    measure the result, they are not part of the attack)."""
+    measure the result, they are not part of the attack). A copy of the scores
+    (``copies_scores``) of a model that decides at the bank's cut-off
+    (``model.decision_threshold``) decides at it too: the cut-off is where the model's answers
+    change from one class to the other, which an attacker who sees both reads off."""
+    from finmlsec.targets.cutoff import decided_like
+
+    if copies_scores:
+        stolen = decided_like(stolen, target)
     out: dict[str, float] = {}
     if test is not None and len(test) > 0:
         t_pred = np.asarray(target.predict(test.X))

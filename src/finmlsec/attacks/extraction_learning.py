@@ -43,6 +43,7 @@ from finmlsec.attacks.extraction_common import (
     theft_success,
 )
 from finmlsec.schema import FeatureSchema, preprocessor
+from finmlsec.targets.cutoff import without_cutoff
 from finmlsec.targets.oracle import Oracle
 
 
@@ -177,7 +178,7 @@ class LearningExtraction(Attack):
         stolen = model if model is not None else _Constant(classes, np.concatenate(answers), proba)
         m = theft_metrics(stolen, oracle.target, schema, data.test, public=data.population,
                           factory=data.model_factory, n_uniform=self.n_uniform,
-                          seed=self.seed, population=pop)
+                          seed=self.seed, population=pop, copies_scores=proba)
         m["queries"] = float(queries)
         success, why = theft_success(m)
         return Outcome(
@@ -196,7 +197,10 @@ class LearningExtraction(Attack):
         y = self._labels(A, proba, classes)
         if len(np.unique(y)) < 2:
             return _Constant(classes, A, proba)
-        make = data.model_factory if kind == "factory" and data.model_factory else None
+        # the attacker's copy learns the answers: it takes no cut-off of the bank's (a copy of
+        # scores decides at it when measured, see theft_metrics)
+        make = without_cutoff(data.model_factory) if kind == "factory" and data.model_factory \
+            else None
         model = make() if make else default_surrogate(schema, kind, self.seed)
         if not proba:
             return model.fit(X, y)

@@ -49,6 +49,9 @@ _PERSONAL = re.compile(
 
 #: A column with at least this share of missing cells is flagged as mostly missing.
 MOSTLY_MISSING = 0.9
+#: a positive (unfavourable) class rarer than this gets a note asking for the bank's cut-off
+#: (``model.decision_threshold``): at 0.5 a model of such data often decides alike for everyone
+RARE_POSITIVE = 0.1
 #: A text column whose values parse as numbers (or dates) in at least this share is flagged.
 AS_TEXT = 0.95
 #: Text values that usually stand for a missing value.
@@ -307,7 +310,14 @@ def infer_schema(
                                 f"{classes}")
             extra["favourable_class"] = favourable
             if len(classes) == 2:
-                extra["positive_class"] = next(c for c in classes if c != favourable)
+                extra["positive_class"] = positive = next(c for c in classes if c != favourable)
+                share = float(counts.get(positive, 0)) / max(n, 1)
+                if share < RARE_POSITIVE:
+                    header.append(
+                        f"{positive} is {share:.1%} of the labels: at its own 0.5 a model may "
+                        f"decide {favourable} for everyone; give the cut-off the bank applies "
+                        f"to P({positive}) as model.decision_threshold in the spec "
+                        "(docs/spec.md)")
         else:
             header.append("no favourable_class: name the outcome an applicant wants "
                           "(--favourable), or evasion counts flips in either direction")

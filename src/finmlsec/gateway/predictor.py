@@ -53,6 +53,15 @@ class Outcome:
         return np.flatnonzero(self.seen)
 
 
+def _scores_model(target: Any) -> Any:
+    """The scikit-learn model whose probabilities ``target`` answers (behind the bank's
+    cut-off, which changes its decisions, not its probabilities), or None."""
+    from finmlsec.targets.cutoff import Thresholded
+
+    est = getattr(target, "estimator", None)
+    return est.estimator if isinstance(est, Thresholded) else est
+
+
 class Predictor:
     """Model, compiled paths and micro-batcher of one process."""
 
@@ -67,7 +76,7 @@ class Predictor:
         screen = guards.screen
         # compiled numpy paths for records (no DataFrame), used only where verified equal
         self.fast_model = fastpath.verified(
-            lambda: fastpath.compile_model(getattr(target, "estimator", None)),
+            lambda: fastpath.compile_model(_scores_model(target)),
             target.predict_proba, reference, self.names)
         self.fast_screen = None if screen is None else fastpath.verified(
             lambda: fastpath.compile_screen(screen), guards.screen_rows, reference, self.names)

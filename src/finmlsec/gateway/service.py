@@ -33,6 +33,7 @@ from finmlsec.gateway.validation import InputValidator
 from finmlsec.schema import FeatureSchema
 from finmlsec.store.gateway import GatewayDB
 from finmlsec.targets.base import Target
+from finmlsec.targets.cutoff import cutoff_of
 
 __all__ = ["Gateway", "Principal"]
 
@@ -42,6 +43,15 @@ T = TypeVar("T")
 class Gateway:
     """One process's gateway: storage, keys, guards, validation, model."""
 
+    def decide(self, P: np.ndarray) -> np.ndarray:
+        """The class position of each row's decision on the unrounded probabilities ``P``: at
+        the bank's cut-off where the spec gives one (``model.decision_threshold``), else the
+        most probable class."""
+        P = np.asarray(P, dtype=float)
+        if self.cutoff is not None and P.ndim == 2 and P.shape[1] == 2:
+            return self.cutoff.decide(P)
+        return np.argmax(P, axis=1)
+
     def __init__(self, settings: Settings, *, target: Target, schema: FeatureSchema,
                  reference: Any = None, class_names: list[str] | None = None,
                  feedback_organisations: list[str] | None = None) -> None:
@@ -49,6 +59,8 @@ class Gateway:
         self.policy = settings.policy
         self.schema = schema
         self.classes = np.asarray(target.classes_)
+        # the bank's cut-off (model.decision_threshold): the labels answered are its decisions
+        self.cutoff = cutoff_of(target)
         self.class_names = list(class_names) if class_names else [str(c) for c in self.classes]
         if len(self.class_names) != len(self.classes):
             raise ConfigError(f"{len(self.class_names)} class names for a model with "

@@ -313,15 +313,29 @@ def defended_factory(scenario: Any, defences: tuple[str, ...], seed: int,
     kind = getattr(scenario.target, "input_kind", "tabular")
     rules = declared_rules(scenario)
 
+    cutoff = getattr(base, "cutoff", None)  # the bank's cut-off in the factory's class order
+
     def factory() -> Any:
         est: Any = base()
         for d in defences:
             est = (Served(est, GUARDS.get(d)()) if d in GUARDS else
                    make_defence(d, seed, scenario.schema, kind, attack, estimator=est,
                                 rules=rules))
+            if cutoff is not None and getattr(type(est), "stage", None) == "training":
+                # a model trained another way (PATE's student, a bagged vote, DP) stands for
+                # the deployed one: the bank decides on its score at the same cut-off
+                est = thresholded(est, cutoff)
         return est
 
     return factory
+
+
+def thresholded(est: Any, cutoff: Any) -> Any:
+    """``est`` deciding at the bank's ``cutoff`` (:class:`~finmlsec.targets.cutoff.Thresholded`;
+    its class order is the scan's label indices)."""
+    from finmlsec.targets.cutoff import Thresholded
+
+    return Thresholded(est, cutoff.threshold, cutoff.index)
 
 
 def through_screen(attack: Any, oracle: Any, data: Any, screen: Any) -> Any:
@@ -458,6 +472,35 @@ def utility(model: Any, test: Any, positive: int = 1) -> dict[str, float]:
     if screened:
         out["rejected"] = float(np.mean(~accept))
     return out
+
+
+#: the share of the held-out records decided alike above which the deployed model's decisions
+#: are called (near-)constant: they carry no information (``summary.warnings``)
+CONSTANT_SHARE = 0.99
+
+
+def decision_spread(target: Any, test: Any, cutoff: Any = None) -> dict[str, Any]:
+    """How the deployed ``target`` decides the held-out ``test`` records: ``majority`` (its most
+    frequent decision), ``share`` (of the records given it), ``n``, ``classes_decided``,
+    ``threshold`` (the spec's ``model.decision_threshold``, None when the model's own
+    ``predict`` decides) and ``constant``: at least :data:`CONSTANT_SHARE` decided alike.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> from sklearn.dummy import DummyClassifier
+        >>> X, y = [[0.0]] * 100, np.array([0] * 95 + [1] * 5)
+        >>> d = decision_spread(DummyClassifier().fit(X, y), SimpleNamespace(X=X, y=y))
+        >>> d["majority"], d["share"], d["constant"]
+        ('0', 1.0, True)
+    """
+    pred = np.asarray(target.predict(test.X))
+    values, counts = np.unique(pred.astype(str), return_counts=True)
+    top = int(np.argmax(counts))
+    share = float(counts[top] / max(1, len(pred)))
+    return {"majority": str(values[top]), "share": share, "n": int(len(pred)),
+            "classes_decided": int(len(values)),
+            "threshold": None if cutoff is None else float(cutoff.threshold),
+            "constant": bool(share >= CONSTANT_SHARE)}
 
 
 def positive_index(scenario: Any) -> int:
@@ -751,5 +794,7 @@ def _run(ctx: ScanContext, unit: Unit, out: dict[str, Any]) -> None:
               else attack.run(oracle, data))
     out["result"] = result.to_dict()
     out["utility"] = utility(model if defences else target, sc.test, positive_index(sc))
+    if not defences and sc.test is not None:
+        out["decisions"] = decision_spread(target, sc.test, getattr(sc, "cutoff", None))
     # the held-out records, the trials of a success figure measured on them (scan.decide)
     out["n_test"] = None if sc.test is None else len(sc.test.y)

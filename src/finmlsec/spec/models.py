@@ -191,6 +191,23 @@ class ModelRef(BaseModel):
     torch: dict[str, Any] | None = None
     factory: ModelFactoryRef | None = None
     privacy_claim: PrivacyClaim | None = None
+    #: the bank's cut-off: a two-class model decides the schema's ``positive_class`` (the
+    #: unfavourable outcome: ``bad``, ``reject``) where that class's probability is at least
+    #: this, the other class otherwise (``finmlsec.targets.cutoff``); None: the model's own
+    #: ``predict`` (0.5 for a probabilistic classifier)
+    decision_threshold: float | None = None
+
+    @field_validator("decision_threshold", mode="before")
+    @classmethod
+    def _probability(cls, value: Any) -> Any:
+        if value is None:
+            return value
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
+            raise ValueError(
+                f"should be a probability strictly between 0 and 1 (the score of the schema's "
+                f"positive_class at which the bank decides against the applicant, e.g. 0.1); "
+                f"got {value!r}")
+        return float(value)
 
     @model_validator(mode="before")
     @classmethod

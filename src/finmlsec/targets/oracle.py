@@ -172,6 +172,20 @@ class Oracle:
             p = np.round(p, self.decimals)
         return p
 
+    def decide(self, proba: Any) -> np.ndarray:
+        """The decisions (class labels) the target takes on probabilities it answered: at the
+        bank's cut-off where the spec gives one (``model.decision_threshold``; an attacker who
+        sees scores and decisions reads it off where the decisions change), else the most
+        probable class. Costs no query."""
+        from finmlsec.targets.cutoff import cutoff_of
+
+        P = np.asarray(proba, dtype=float)
+        cutoff = cutoff_of(self.target)
+        classes = np.asarray(self.classes_)
+        if cutoff is not None and P.ndim == 2 and P.shape[1] == 2 == len(classes):
+            return classes[cutoff.decide(P)]
+        return classes[np.argmax(P, axis=1)]
+
     def gradient(self, X: Any, y: Any) -> np.ndarray:
         """Gradient of the loss w.r.t. the input (white-box only); costs one query per record."""
         if "gradient" not in self.provides:

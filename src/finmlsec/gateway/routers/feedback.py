@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
@@ -76,7 +75,7 @@ def build_router(gw: Gateway) -> APIRouter:
                                audit_reason=exc.redacted, digest=gw.digest(body)) from None
         out = await gw.predictor.batcher.submit(valid)
         P = out.proba
-        top = int(np.argmax(P[0]))
+        top = int(gw.decide(P[:1])[0])  # the model's decision (at the bank's cut-off)
         flags: list[str] = []
         if gw.class_names[top] != label and P[0, top] >= pol.contradiction_confidence:
             flags.append("contradicts_model")

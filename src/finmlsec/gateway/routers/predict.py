@@ -246,7 +246,7 @@ async def _admitted(gw: Gateway, metrics: GatewayMetrics, p: Principal, head: He
                 gw, metrics, p, 422, "predict",
                 f"{int(bad.sum())} record(s) look out of distribution or adversarial (first: row "
                 f"{int(np.argmax(bad))}); nothing was answered", rows=n, digest=gw.digest(body))
-    top = np.argmax(out.proba, axis=1)
+    top = gw.decide(out.proba)  # the bank's decision, on the unrounded scores
     await commit(gw, gw.entry(p, "predict", 200, request_id=rid, rows=n, digest=gw.digest(body)))
     names = gw.class_names
     labels = [names[i] for i in top.tolist()]
