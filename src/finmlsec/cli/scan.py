@@ -311,6 +311,8 @@ def _print_summary(doc: dict[str, Any]) -> None:
     typer.echo(f"{ov['title']}: type {doc['run']['system_type']}, run {doc['run']['id']} "
                f"({doc['run']['status']}); max risk {s['max_risk']}, residual "
                f"{ov['headline_residual']}")
+    for w in s.get("warnings") or ():
+        typer.echo(f"WARNING: {w}")
     for t, v in zip(doc["threats"], ov["verdicts"], strict=True):
         succ = "" if t["success"] is None else f" (success {t['success']:.3f})"
         best = " + ".join(t["best"] or []) or "-"

@@ -195,6 +195,8 @@ def summarize(plan: dict[str, Any], outcomes: dict[str, dict[str, Any]], *,
         if not u["defences"] and o and o.get("utility"):
             baseline_util = o["utility"]
             break
+    decisions = next((o["decisions"] for u in units if not u["defences"]
+                      for o in [outcomes.get(u["id"])] if o and o.get("decisions")), None)
     metric = decision_metric(utility_metric, baseline_util)
     base_score = _utility_score(baseline_util, metric)
     threats = []
@@ -272,8 +274,9 @@ def summarize(plan: dict[str, Any], outcomes: dict[str, dict[str, Any]], *,
                 f"attacker wants to every record tried ({m.get('n_already_at_goal', 0):g} of "
                 f"{m.get('n_already_at_goal', 0) + m.get('n_victims', 0):g}), so there was no "
                 "one to turn; this is no evidence of robustness: a model that decides alike for "
-                "everyone is a utility problem (see the balanced accuracy and the decision "
-                "threshold), and a threshold that refuses some applicants gives evasion victims")
+                "everyone is a utility problem (see the balanced accuracy), and the bank's "
+                "cut-off (model.decision_threshold), where it refuses some applicants, gives "
+                "evasion victims")
         entry.update(_decide(t, success, cms, max_utility_drop, metric, baseline_util))
         if empty and success is None and t["attacked"]:
             entry["recommendation"] = (
@@ -298,6 +301,8 @@ def summarize(plan: dict[str, Any], outcomes: dict[str, dict[str, Any]], *,
     residuals = [t["residual_risk"] for t in threats if t["residual_risk"] in LEVELS]
     return {
         "threats": threats,
+        "warnings": [w for w in [constant_decisions_warning(decisions)] if w],
+        "decisions": decisions,
         "baseline_utility": baseline_util,
         "max_risk": max(measured_risks, key=LEVELS.index) if measured_risks else "not_measured",
         "max_residual_risk": max(residuals, key=LEVELS.index) if residuals else "not_measured",
@@ -308,6 +313,29 @@ def summarize(plan: dict[str, Any], outcomes: dict[str, dict[str, Any]], *,
         "utility_metric": metric,
         "effect_z": Z_EFFECT,
     }
+
+
+def constant_decisions_warning(decisions: dict[str, Any] | None) -> str | None:
+    """The report's headline warning when the deployed model decides (nearly) every held-out
+    record alike (``decisions``: :func:`finmlsec.scan.work.decision_spread`), else None.
+
+    Example:
+        >>> constant_decisions_warning({"majority": "good", "share": 1.0, "n": 300,
+        ...                             "threshold": None, "constant": True})[:62]
+        "the deployed model decides 'good' for 100.0% of the 300 held-o"
+    """
+    if not decisions or not decisions.get("constant"):
+        return None
+    at = ("at the model's own threshold (its predict: 0.5 for a probabilistic classifier)"
+          if decisions.get("threshold") is None
+          else f"at the spec's decision_threshold {decisions['threshold']:g}")
+    return (f"the deployed model decides {decisions['majority']!r} for "
+            f"{100 * decisions['share']:.1f}% of the {decisions['n']} held-out records {at}: "
+            "its decisions carry no information, and every figure measured on decisions "
+            "(extraction agreement, evasion, poisoning and feedback flips, accuracy as utility) "
+            "is measured on a model that decides alike for everyone; give the cut-off the bank "
+            "applies to the score of the schema's positive class as model.decision_threshold "
+            "in the spec (docs/spec.md) and scan again")
 
 
 def result_notes(outs: list[dict[str, Any]]) -> list[str]:
