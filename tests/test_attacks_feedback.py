@@ -195,3 +195,101 @@ def test_without_target_class_the_loop_aims_at_the_schemas_favourable_class(loop
     alone = att.run(oracle, data)  # the refused applicant alone
     assert r.params["target_class"] == "good"
     assert r.metrics == alone.metrics and r.success == alone.success == 1.0
+
+
+# -- several targets ------------------------------------------------------------------------------
+def _branches(sizes: dict[str, int], learner: object) -> dict:
+    """Applicants in branches of the given sizes, every one rejected in the small branches (the
+    model reads the branch only): a tree turns a branch's decision once the copies claiming
+    approval outnumber its rejections, so the small branches flip within the budget and the large
+    ones do not."""
+    import pandas as pd
+    from sklearn.base import clone
+    from sklearn.compose import ColumnTransformer
+    from sklearn.preprocessing import OneHotEncoder
+
+    from finmlsec.datasets.schema_infer import infer_schema
+
+    rng = np.random.default_rng(0)
+    cells = [c for c, n in sizes.items() for _ in range(n)]
+    X = pd.DataFrame({"branch": cells, "age": rng.integers(20, 70, len(cells))})
+    y = np.zeros(len(cells), dtype=int)
+    y[rng.permutation(len(cells))[:60]] = 1
+    y[X.branch.map(sizes).to_numpy() < 10] = 0
+
+    def factory() -> object:
+        return make_pipeline(ColumnTransformer([("c", OneHotEncoder(), ["branch"])]),
+                             clone(learner))
+
+    victims = pd.DataFrame({"branch": list(sizes), "age": 40})
+    data = AttackData(train=Labeled(X, y), schema=infer_schema(X).schema, model_factory=factory,
+                      victims=Labeled(victims), test=Labeled(X, y))
+    return {"data": data, "oracle": Oracle(factory().fit(X, y)), "victims": victims}
+
+
+def test_some_targets_flip_and_the_success_is_their_share_with_its_interval() -> None:
+    """Six rejected applicants, two in branches of 6 records (8 exact copies in 4 rounds turn
+    them), four in branches of 60-80: the success is 2 of 6, not one applicant's yes or no, and
+    its level follows the share (medium), where the first small-branch applicant alone reads
+    high."""
+    from scipy.stats import binomtest
+    from sklearn.tree import DecisionTreeClassifier
+
+    from finmlsec.scan.decide import few_victims, figure, risk_level
+
+    s = _branches({"p": 6, "q": 6, "r": 60, "s": 80, "t": 80, "u": 80},
+                  DecisionTreeClassifier(random_state=0))
+    att = ATTACKS.get("poisoning.feedback_loop")
+    kw = dict(target_class=1, benign_per_round=0, max_rounds=4, fields_varied=0)
+    r = att(n_targets=6, **kw).run(s["oracle"], s["data"])
+    assert r.metrics["n_targets"] == 6 and r.metrics["flipped_by_attacker"] == 2
+    assert r.success == pytest.approx(2 / 6)
+    assert r.details["counted"] == [True, True, False, False, False, False]
+    assert r.details["flipped_round"][:2] == [4, 4]  # 8 copies outvote 6 rejections
+    ci = binomtest(2, 6).proportion_ci(method="exact")  # Clopper-Pearson, scipy's own
+    assert (r.metrics["success_ci_low"], r.metrics["success_ci_high"]) == pytest.approx(
+        (ci.low, ci.high))
+    assert any(f"interval {ci.low:.2f}-{ci.high:.2f}" in n for n in r.notes), r.notes
+    out = [{"status": "done", "result": r.to_dict()}]
+    fig = figure(out)
+    assert fig["trials"] == 6 and risk_level(fig["success"]) == "medium"
+    assert few_victims(out)[0].startswith("measured on 6 target(s) only: 2 succeeded")
+    one = att(n_targets=1, **kw).run(s["oracle"], replace(s["data"], victims=Labeled(
+        s["victims"].iloc[:1])))
+    assert one.success == 1.0 and risk_level(one.success) == "high"
+
+
+def test_targets_are_drawn_with_the_seed_among_the_rejected(loop: dict) -> None:
+    data = replace(loop["data"], victims=Labeled(loop["rejected"]))
+    oracle = Oracle(loop["deployed"], access="label")
+    att = ATTACKS.get("poisoning.feedback_loop")
+    kw = dict(target_class="good", n_targets=4, max_rounds=1, benign_per_round=0)
+    a, b = (att(seed=0, **kw).run(oracle, data) for _ in range(2))
+    c = att(seed=1, **kw).run(oracle, data)
+    assert a.details["targets"] == b.details["targets"] and a.success == b.success
+    assert len(set(a.details["targets"])) == 4 and a.details["targets"] != c.details["targets"]
+    assert max(a.details["targets"]) < len(loop["rejected"])
+    assert a.metrics["poisoned_submitted"] == 4 * 2  # each target reports, one round
+    assert a.success == a.metrics["flipped_by_attacker"] / 4
+
+
+def test_a_target_only_the_other_targets_reports_flip_is_not_counted() -> None:
+    """A logistic regression shares its intercept between branches: every target's reports
+    claiming approval raise it for all, and the shared campaign decides some targets as wanted
+    that their own reports do not turn (the same rows without the others' reports; each run
+    alone confirms it): those are not the attack's success."""
+    from sklearn.linear_model import LogisticRegression
+
+    s = _branches({"p": 6, "q": 6, "r": 6, "s": 80, "t": 80, "u": 80}, LogisticRegression())
+    att = ATTACKS.get("poisoning.feedback_loop")
+    kw = dict(target_class=1, benign_per_round=0, max_rounds=4, fields_varied=0)
+    r = att(n_targets=6, **kw).run(s["oracle"], s["data"])
+    others = [t for t, b in enumerate(r.details["flipped_by_other_targets"]) if b]
+    assert others and r.metrics["flipped_by_other_targets"] == len(others)
+    assert not any(r.details["counted"][t] for t in others)
+    assert r.success == sum(r.details["counted"]) / 6
+    assert any("only with other targets' reports" in n for n in r.notes)
+    for t in others:
+        alone = att(n_targets=1, **kw).run(s["oracle"], replace(s["data"], victims=Labeled(
+            s["victims"].iloc[[t]].reset_index(drop=True))))
+        assert alone.success == 0.0

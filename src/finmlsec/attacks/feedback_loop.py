@@ -5,14 +5,44 @@ provider, who merges them into the training data; the model generator retrains o
 attacker acting as a user submits crafted reports: near copies of their own profile (a few
 actionable fields varied, every value valid) claiming that the right decision was the one they
 want. Honest users report genuine errors at the same time. The simulation runs round by round
-(submit, screen, merge, retrain) until the decision for the attacker's profile flips, and
-measures how many rounds and what share of poisoned records it took, and the collateral damage
-(accuracy on held-out data, and other decisions changed, compared with the same loop run with
-the honest reports only). Success is a flip the attacker caused: when the model of that same
-honest-only loop also decides the profile as the attacker wants (a borderline profile can flip
-with any retraining; tested on the flipped model's own rows with the attacker's weighted 0, so
-a learner that samples rows draws the same ones), the flip is reported (``flipped``,
-``flipped_without_attacker``) but the success is 0.
+(submit, screen, merge, retrain) and measures how many rounds and what share of poisoned records
+it took, and the collateral damage (accuracy on held-out data, and other decisions changed,
+compared with the same loop run with the honest reports only).
+
+**Several targets.** One applicant flipped or not is no risk estimate (a borderline applicant
+flips in one round, another never), so the attack takes ``n_targets`` victims the deployed model
+decides against (drawn with the seed; all of them when there are no more), each an attacker with
+their own budget, and the success is the share of them the attacker's reports flip, with its
+exact (Clopper-Pearson) 95% interval in the metrics (``n_targets``, ``flipped_by_attacker``,
+``success_ci_low``, ``success_ci_high``) and the notes. The targets share one campaign: each
+round carries every unflipped target's crafted reports and the honest ones, and the model is
+retrained once (one retraining per target and round would cost ``n_targets`` times as much; the
+screen, too, judges one batch a round, as it would on a real loop with several attackers). A
+target stops reporting once its own reports flip it (below); the loop ends when all have
+flipped or after ``max_rounds``.
+
+**Only the attacker's flips count.** A target counts as flipped in the round its own campaign
+flips it: when the retrained model decides it as wanted, the same rows with the other targets'
+crafted reports weighted 0 (a learner that samples rows draws the same ones) are refitted, and if
+that model does not decide it so, the other targets' reports did it and the target keeps
+reporting (``flipped_by_other_targets`` counts those that never flip on their own). A flip the
+same loop without the attacker also makes (its rows up to that round, every crafted report
+weighted 0) is reported (``flipped_without_attacker``) but not counted: a borderline profile
+flips with the honest reports or the retraining's own randomness. A learner without sample
+weights is refitted on the rows kept: for a target's own campaign that is the model its own loop
+would train, but without the attacker's rows it draws other rows, so no like-for-like reference
+exists and its flip is counted as the attacker's, with the reason in the notes (a defence never
+gets the credit for a flip the test cannot attribute).
+
+What the shared campaign still changes against one loop per target: the own-campaign check runs
+only in rounds where the loop's model decides the target as wanted (a target whose own rows
+alone would flip it while the others' pull it back is missed); the honest reports are those the
+shared model gets wrong; and a screen that tests whether a case's reports decide it (the
+feedback screen's decisive check) lets a target's reports through when the others' already
+decide the case, where a loop with that attacker alone would have held them (the own-campaign
+check still requires the target's own merged reports to flip it). All three take targets whose
+reports move each other's decisions. The collateral damage (accuracy,
+other decisions changed) is that of all the targets' reports together.
 
 A defence plugs in as ``screen``: any object with ``screen(X, y) -> np.ndarray[bool]`` (the
 accept mask over one round's reports; the defences' ``feedback_screen``, fitted on the trusted
@@ -50,6 +80,7 @@ from finmlsec.attacks.evasion_common import check_positive, resolve_class
 from finmlsec.attacks.evasion_search import Codec, _grids
 from finmlsec.attacks.poisoning import fit, fit_weighted, weighs_rows
 from finmlsec.errors import ConfigError
+from finmlsec.metrics import clopper_pearson
 from finmlsec.schema import FeatureSchema
 from finmlsec.targets.oracle import Oracle
 
@@ -115,13 +146,13 @@ class _Deployed:
 class FeedbackLoopPoisoning(Attack):
     """Poison the retraining loop through false-prediction reports; see the module docstring.
 
-    Parameters: ``target_class`` (the decision the attacker wants for their profile, the first
-    victim the deployed model decides against; by default the schema's ``favourable_class``, and
-    with neither the first victim is moved to any other decision), ``reports_per_round``
-    (crafted reports a round),
+    Parameters: ``target_class`` (the decision the attacker wants for their profile; by default
+    the schema's ``favourable_class``, and with neither each target is moved to any other
+    decision), ``n_targets`` (victims the deployed model decides against that the campaign tries
+    to flip, drawn with the seed), ``reports_per_round`` (crafted reports a round and target),
     ``benign_per_round`` (honest error reports a round, drawn from ``population``),
-    ``max_rounds``, ``max_poison_share`` (the attacker stops once their reports would exceed this
-    share of the training data), ``fields_varied`` (fields changed in each crafted report),
+    ``max_rounds``, ``max_poison_share`` (each target's attacker stops once their reports would
+    exceed this share of the training data), ``fields_varied`` (fields changed in each crafted report),
     ``screen`` (a feedback screen, see above), ``seed``.
     """
 
@@ -152,6 +183,7 @@ class FeedbackLoopPoisoning(Attack):
     fields_varied: int = 1
     screen: Any = None
     seed: int = 0
+    n_targets: int = 10
 
     @classmethod
     def contract_fixture(cls) -> dict[str, Any]:
@@ -167,6 +199,7 @@ class FeedbackLoopPoisoning(Attack):
         check_positive(o, "max_poison_share", self.max_poison_share, hi=1.0)
         check_positive(o, "fields_varied", self.fields_varied, integer=True, lo=0, closed_lo=True,
                        hi=100)
+        check_positive(o, "n_targets", self.n_targets, integer=True, hi=10_000)
 
     def _craft(self, data: AttackData, profile: Any, k: int, rng: np.random.Generator,
                first: bool) -> Any:
@@ -175,6 +208,15 @@ class FeedbackLoopPoisoning(Attack):
         pop = data.population
         return craft_reports(data.schema, profile, k, self.fields_varied, rng,
                              pop.X if pop is not None else None, exact_first=first)
+
+    def _targets(self, against: np.ndarray) -> np.ndarray:
+        """The victims attacked (indices into ``against``, in their order): ``n_targets`` of them
+        drawn with the seed, or all when there are no more."""
+        if against.size <= self.n_targets:
+            return against
+        pick = np.random.default_rng([self.seed, 1]).choice(against.size, self.n_targets,
+                                                           replace=False)
+        return against[np.sort(pick)]
 
     def _attack(self, oracle: Oracle, data: AttackData, meter: Meter) -> Outcome:
         assert data.train is not None and data.train.y is not None
@@ -190,24 +232,31 @@ class FeedbackLoopPoisoning(Attack):
         # the schema's favourable_class (as for evasion); with neither, any other decision
         name = self.target_class if self.target_class is not None else (
             data.schema.favourable_class if data.schema is not None else None)
-        goal = resolve_class(name, oracle.classes_, data.schema)
+        want = resolve_class(name, oracle.classes_, data.schema)
         if name is not None:
             params["target_class"] = name
         deployed = oracle.predict(data.victims.X)
-        against = np.flatnonzero(deployed != goal) if goal is not None else np.arange(len(deployed))
+        against = np.flatnonzero(deployed != want) if want is not None \
+            else np.arange(len(deployed))
         if against.size == 0:
-            return Outcome(0.0, {"flipped": 0.0}, params=params,
+            return Outcome(0.0, {"flipped": 0.0, "n_targets": 0.0}, params=params,
                            notes=("the deployed model already decides every victim as wanted",))
-        profile = take_rows(data.victims.X, against[:1])
-        if goal is None:
-            others = [c for c in oracle.classes_ if c != deployed[against[0]]]
-            goal = others[0]
+        chosen = self._targets(against)
+        nt = chosen.size
+        profiles = [take_rows(data.victims.X, [i]) for i in chosen]
         X, y = data.train.X, np.asarray(data.train.y)
         classes = list(np.asarray(oracle.classes_).tolist())
-        if y.dtype.kind in "iu" and not isinstance(goal, int | np.integer) and goal in classes:
-            goal = classes.index(goal)  # the training labels are class indices
+        goals = []
+        for i in chosen:
+            goal = want if want is not None else next(
+                c for c in oracle.classes_ if c != deployed[i])
+            if y.dtype.kind in "iu" and not isinstance(goal, int | np.integer) and goal in classes:
+                goal = classes.index(goal)  # the training labels are class indices
+            goals.append(goal)
+        goal_arr = np.asarray(goals).astype(y.dtype)
+        all_profiles = concat_rows(*profiles)
         n_train = len(y)
-        budget = int(np.floor(self.max_poison_share * n_train))
+        budget = int(np.floor(self.max_poison_share * n_train))  # per target (one attacker each)
         # the model before any report: the deployed one (through the oracle: a costly model such
         # as a CNN is then trained once less), or the factory's model trained on the same data
         model = _Deployed(oracle, classes, y.dtype.kind in "iu") if self.lean_loop \
@@ -217,19 +266,24 @@ class FeedbackLoopPoisoning(Attack):
         pop = data.population
         used = np.zeros(len(pop) if pop is not None else 0, dtype=bool)
         counts = dict(poison_sent=0, poison_acc=0, benign_sent=0, benign_acc=0)
+        sent = np.zeros(nt, dtype=int)  # crafted reports sent per target
         curve: dict[str, list[float]] = {"round": [], "poison_share": [], "target_score": []}
-        flipped_at = None
+        flipped_at: list[int | None] = [None] * nt  # the round each target's own reports won
+        by_others = [False] * nt  # the loop decided a target as wanted, its own campaign did not
         benign_X: list[Any] = []
         benign_y: list[np.ndarray] = []
-        crafted = np.zeros(n_train, dtype=bool)  # which rows of X are the attacker's
+        owner = np.full(n_train, -1)  # per row of X: the target whose report it is, -1 none
+        rows_after: dict[int, int] = {}  # rows of X once a round's reports are merged
         for rnd in range(1, self.max_rounds + 1):
-            k = min(self.reports_per_round, budget - counts["poison_sent"])
-            parts_X, parts_y, is_poison = [], [], []
-            if k > 0:
-                parts_X.append(self._craft(data, profile, k, rng,
-                                           first=counts["poison_sent"] == 0))
-                parts_y.append(np.full(k, goal))
-                is_poison.append(np.ones(k, dtype=bool))
+            parts_X, parts_y, whose = [], [], []
+            for t in range(nt):
+                k = min(self.reports_per_round, budget - int(sent[t]))
+                if flipped_at[t] is not None or k <= 0:
+                    continue
+                parts_X.append(self._craft(data, profiles[t], k, rng, first=sent[t] == 0))
+                parts_y.append(np.full(k, goals[t]))
+                whose.append(np.full(k, t))
+                sent[t] += k
             if pop is not None and pop.y is not None and self.benign_per_round:
                 free = np.flatnonzero(~used)
                 if free.size:
@@ -239,12 +293,13 @@ class FeedbackLoopPoisoning(Attack):
                     used[pick] = True
                     parts_X.append(take_rows(pop.X, pick))
                     parts_y.append(np.asarray(pop.y)[pick])
-                    is_poison.append(np.zeros(pick.size, dtype=bool))
+                    whose.append(np.full(pick.size, -1))
             if not parts_X or sum(len(p) for p in parts_y) == 0:
                 break
             Xb = concat_rows(*parts_X)
             yb = np.concatenate(parts_y).astype(y.dtype)
-            pois = np.concatenate(is_poison)
+            who = np.concatenate(whose)
+            pois = who >= 0
             ok = np.ones(len(yb), dtype=bool) if screen is None else \
                 np.asarray(screen.screen(Xb, yb), dtype=bool)
             counts["poison_sent"] += int(pois.sum())
@@ -257,23 +312,56 @@ class FeedbackLoopPoisoning(Attack):
             if ok.any():
                 X = concat_rows(X, take_rows(Xb, np.flatnonzero(ok)))
                 y = np.concatenate([y, yb[ok]])
-                crafted = np.concatenate([crafted, pois[ok]])
+                owner = np.concatenate([owner, who[ok]])
                 if self.lean_loop and not (ok & pois).any():
                     stale = True
                 else:
                     model = fit(data.model_factory, X, y)
                     stale = False
+            rows_after[rnd] = len(y)
             curve["round"].append(float(rnd))
             curve["poison_share"].append(counts["poison_acc"] / len(y))
             if not isinstance(model, _Deployed) and hasattr(model, "predict_proba"):
-                col = int(np.flatnonzero(np.asarray(model.classes_) == goal)[0])
-                curve["target_score"].append(float(model.predict_proba(profile)[0, col]))
-            if model.predict(profile)[0] == goal:
-                flipped_at = rnd
+                cols = [int(np.flatnonzero(np.asarray(model.classes_) == g)[0]) for g in goals]
+                P = np.asarray(model.predict_proba(all_profiles))
+                curve["target_score"].append(float(np.mean(P[np.arange(nt), cols])))
+            now = np.asarray(model.predict(all_profiles)) == goal_arr
+            for t in map(int, np.flatnonzero(now)):
+                if flipped_at[t] is not None:
+                    continue
+                if nt > 1 and ((owner >= 0) & (owner != t)).any():
+                    # the target's own campaign: the same rows without the other targets'
+                    # reports; when it does not flip the target, the target keeps reporting
+                    own = fit_weighted(data.model_factory(), X, y,
+                                       ((owner < 0) | (owner == t)).astype(float))
+                    if own.predict(profiles[t])[0] != goals[t]:
+                        by_others[t] = True
+                        continue
+                flipped_at[t] = rnd
+            if all(f is not None for f in flipped_at):
                 break
+        if benign_X and (any(f is not None for f in flipped_at) or data.test is not None):
+            # the same loop without the attacker (the honest reports it merged): the fair reference
+            Xh = data.train.X
+            for part in benign_X:
+                Xh = concat_rows(Xh, part)
+            first = fit(data.model_factory, Xh,
+                        np.concatenate([np.asarray(data.train.y), *benign_y]))
+        by_others = [b and f is None for b, f in zip(by_others, flipped_at, strict=True)]
+        alone, unattributed = self._attribute(data, X, y, owner, rows_after, flipped_at,
+                                              profiles, goals, first)
+        won = [bool(f is not None and not alone[t]) for t, f in enumerate(flipped_at)]
+        n_won = int(sum(won))
+        lo, hi = clopper_pearson(n_won, nt)
+        rounds = [f for f in flipped_at if f is not None]
         m: dict[str, float] = {
-            "flipped": float(flipped_at is not None),
-            "rounds_to_flip": float(flipped_at) if flipped_at is not None else float("nan"),
+            "n_targets": float(nt),
+            "n_trials": float(nt),
+            "flipped": float(len(rounds)),
+            "flipped_by_attacker": float(n_won),
+            "success_ci_low": lo,
+            "success_ci_high": hi,
+            "rounds_to_flip": float(np.median(rounds)) if rounds else float("nan"),
             "rounds_run": float(curve["round"][-1]) if curve["round"] else 0.0,
             "poisoned_submitted": float(counts["poison_sent"]),
             "poisoned_accepted": float(counts["poison_acc"]),
@@ -283,30 +371,9 @@ class FeedbackLoopPoisoning(Attack):
             "poison_share_feedback": (counts["poison_acc"]
                                       / max(1, counts["poison_acc"] + counts["benign_acc"])),
             "poison_budget": float(budget),
+            "flipped_without_attacker": float(sum(alone)),
+            "flipped_by_other_targets": float(sum(by_others)),
         }
-        if benign_X and (flipped_at is not None or data.test is not None):
-            # the same loop without the attacker (the honest reports it merged): the fair reference
-            Xh = data.train.X
-            for part in benign_X:
-                Xh = concat_rows(Xh, part)
-            first = fit(data.model_factory, Xh,
-                        np.concatenate([np.asarray(data.train.y), *benign_y]))
-        # a borderline profile may flip with the honest reports alone, or with the retraining's
-        # own randomness: that flip is not the attacker's doing. The flipped model's own rows
-        # with the attacker's weighted 0 (a learner that samples rows draws the same ones)
-        alone, unattributed = False, False
-        if flipped_at is not None:
-            if self.lean_loop or not crafted.any():
-                alone = first.predict(profile)[0] == goal
-            elif weighs_rows(factory := data.model_factory()):
-                w = (~crafted).astype(float)
-                alone = fit_weighted(factory, X, y, w).predict(profile)[0] == goal
-            else:
-                # without sample weights a refit on fewer rows draws other rows: no like-for-like
-                # reference, so the flip is counted as the attacker's (never a defence's credit)
-                unattributed = True
-        m["flipped_without_attacker"] = float(alone)
-        success = float(flipped_at is not None and not alone)
         if data.test is not None and data.test.y is not None:
             Xt, yt = data.test.X, np.asarray(data.test.y)
             p0 = first.predict(Xt)
@@ -320,15 +387,65 @@ class FeedbackLoopPoisoning(Attack):
             m["accuracy_after"] = float(np.mean(p1 == yt))
             m["accuracy_drop"] = m["accuracy_without_attack"] - m["accuracy_after"]
             m["collateral_changed"] = float(np.mean(p0 != p1))
-            m["collateral_to_target"] = float(np.mean((p0 != goal) & (p1 == goal)))
-        notes = ("the profile flipped, but the same loop without the attacker's reports flips it "
-                 "too: not counted as the attack's success",) if alone else ()
+            if len(set(map(str, goals))) == 1:
+                m["collateral_to_target"] = float(np.mean((p0 != goals[0]) & (p1 == goals[0])))
+        notes = [f"{nt} target(s): {n_won} flipped by the attacker's reports, 95% interval "
+                 f"{lo:.2f}-{hi:.2f} (Clopper-Pearson)"] if nt > 1 else []
+        one = nt == 1
+        if any(alone):
+            notes.append("the profile flipped, but the same loop without the attacker's reports "
+                         "flips it too: not counted as the attack's success" if one else
+                         f"{sum(alone)} target(s) flipped, but the same loop without the "
+                         "attacker's reports flips each of them too: not counted as the attack's "
+                         "success")
+        if any(by_others):
+            notes.append(f"{sum(by_others)} target(s) decided as wanted only with other "
+                         "targets' reports in the training data (the same rows without them do "
+                         "not flip it, in any round): not counted as the attack's success")
         if unattributed:
-            notes = ("the profile flipped; the model takes no sample weights, so whether it would "
-                     "flip without the attacker's reports cannot be tested like for like: counted "
-                     "as the attack's success",)
-        return Outcome(success=success, metrics=m, params=params, curves={"loop": curve},
-                       notes=notes)
+            notes.append("the profile flipped; the model takes no sample weights, so whether it "
+                         "would flip without the attacker's reports cannot be tested like for "
+                         "like: counted as the attack's success" if one else
+                         f"{unattributed} target(s) flipped; the model takes no sample weights, "
+                         "so whether each would flip without the attacker's reports cannot be "
+                         "tested like for like: counted as the attack's success")
+        details = {"targets": [int(i) for i in chosen],  # rows of the victims attacked
+                   "flipped_round": flipped_at, "counted": won,
+                   "flipped_by_other_targets": by_others}
+        return Outcome(success=n_won / nt, metrics=m, params=params, curves={"loop": curve},
+                       notes=tuple(notes), details=details)
+
+    def _attribute(self, data: AttackData, X: Any, y: np.ndarray, owner: np.ndarray,
+                   rows_after: dict[int, int], flipped_at: list[int | None],
+                   profiles: list[Any], goals: list[Any],
+                   first: Any) -> tuple[list[bool], int]:
+        """Which flipped targets the same loop without any crafted report flips too (``alone``:
+        a borderline profile flips with the honest reports or the retraining's own randomness),
+        and how many flips could not be tested like for like (``unattributed``). The reference
+        is the loop's own rows up to the round the target flipped with the crafted ones weighted
+        0 (a learner that samples rows draws the same ones); one per round, shared by the
+        targets that flipped in it."""
+        assert data.model_factory is not None
+        nt = len(profiles)
+        alone, unattributed = [False] * nt, 0
+        refs: dict[int, Any] = {}
+        weighs = weighs_rows(data.model_factory())
+        for t, rnd in enumerate(flipped_at):
+            if rnd is None:
+                continue
+            n = rows_after[rnd]
+            if self.lean_loop or not (owner[:n] == t).any():
+                alone[t] = first.predict(profiles[t])[0] == goals[t]
+            elif weighs:
+                if rnd not in refs:
+                    refs[rnd] = fit_weighted(data.model_factory(), take_rows(X, np.arange(n)),
+                                             y[:n], (owner[:n] < 0).astype(float))
+                alone[t] = refs[rnd].predict(profiles[t])[0] == goals[t]
+            else:
+                # without sample weights a refit on fewer rows draws other rows: no like-for-like
+                # reference, so the flip is counted as the attacker's (never a defence's credit)
+                unattributed += 1
+        return alone, unattributed
 
 
 #: words a user might add to or drop from an inquiry without changing what it asks
@@ -409,6 +526,9 @@ class FeedbackLoopUnstructured(FeedbackLoopPoisoning):
     lean_loop: ClassVar[bool] = True
 
     noise: float = 0.05
+    #: one target by default: each target flipped costs a retraining of its own campaign, which
+    #: for a CNN is seconds (the scan's profiles set more only for the tabular loop)
+    n_targets: int = 1
 
     @classmethod
     def contract_fixture(cls) -> dict[str, Any]:

@@ -65,8 +65,9 @@ Z_EFFECT = 1.96
 
 def trials(outcome: dict[str, Any]) -> float | None:
     """How many independent trials one unit's success figure is a share of: the victims of an
-    evasion, the candidate records of a membership test, one retraining loop for an attack whose
-    success is whether the loop flipped, else the held-out records the attack was measured on
+    evasion, the candidate records of a membership test, the targets of the feedback loop
+    (``n_trials``), one retraining loop for an attack whose success is whether the loop flipped
+    (an older result), else the held-out records the attack was measured on
     (``n_test`` of the outcome); None when unknown."""
     m = (outcome.get("result") or {}).get("metrics") or {}
     for key in ("n_trials", "n_victims"):
@@ -351,24 +352,30 @@ def result_notes(outs: list[dict[str, Any]]) -> list[str]:
                               for n in ((o.get("result") or {}).get("notes") or ())))
 
 
-#: Below this many victims over all seeds, an evasion's share is reported with its interval.
+#: Below this many victims (an evasion's) or targets (the feedback loop's) over all seeds, the
+#: share is reported with its interval.
 FEW_VICTIMS = 20
 
 
 def few_victims(outs: list[dict[str, Any]]) -> list[str]:
-    """A note when an evasion's success is a share of few victims (fewer than
-    :data:`FEW_VICTIMS` over its seeds): the count and the exact 95% interval, so a level read
-    off 3 of 3 is seen as the indication it is.
+    """A note when a success is a share of few victims (fewer than :data:`FEW_VICTIMS` over its
+    seeds: an evasion's victims, the feedback loop's targets): the count and the exact 95%
+    interval, so a level read off 3 of 3 is seen as the indication it is.
 
     Example:
         >>> few_victims([{"status": "done", "result": {"success": 1.0,
         ...               "metrics": {"n_victims": 3.0}}}])[0].split(";")[0]
         'measured on 3 victim(s) only: 3 succeeded, 95% interval 0.29-1.00'
+        >>> few_victims([{"status": "done", "result": {"success": 0.4,
+        ...               "metrics": {"n_targets": 5.0}}}])[0].split(";")[0]
+        'measured on 5 target(s) only: 2 succeeded, 95% interval 0.05-0.85'
     """
     from finmlsec.metrics import clopper_pearson
 
     done = [o for o in outs if _success(o) is not None]
-    raw = [((o.get("result") or {}).get("metrics") or {}).get("n_victims") for o in done]
+    metrics = [((o.get("result") or {}).get("metrics") or {}) for o in done]
+    key = "n_targets" if metrics and all("n_targets" in m for m in metrics) else "n_victims"
+    raw = [m.get(key) for m in metrics]
     if not done or any(x is None for x in raw):
         return []
     ns = [float(x) for x in raw if x is not None]
@@ -377,6 +384,10 @@ def few_victims(outs: list[dict[str, Any]]) -> list[str]:
         return []
     k = int(round(sum((_success(o) or 0.0) * x for o, x in zip(done, ns, strict=True))))
     lo, hi = clopper_pearson(k, n)
+    if key == "n_targets":
+        return [f"measured on {n} target(s) only: {k} succeeded, 95% interval {lo:.2f}-{hi:.2f}; "
+                "the level is indicative (the standard and thorough profiles attack more "
+                "targets)"]
     return [f"measured on {n} victim(s) only: {k} succeeded, 95% interval {lo:.2f}-{hi:.2f}; "
             "the level is indicative (give more held-out records the model decides against "
             "to measure it)"]

@@ -106,19 +106,22 @@ PROFILES: dict[str, Profile] = {
         max_victims=20, unit_timeout=20.0, order="cost",
         overrides={"n_reference": 4, "n_shadow": 2, "max_rounds": 6, "n_uniform": 500,
                    "max_victims": 50, "n_population": 250},
-        attack_params={"extraction.learning": {"budget": 500, "rounds": 5}},
+        attack_params={"extraction.learning": {"budget": 500, "rounds": 5},
+                       "poisoning.feedback_loop": {"n_targets": 5}},
     ),
     "standard": Profile(
         name="standard", budget=25_000, max_attacks=2, max_defences=2, combinations=1,
         max_victims=100, unit_timeout=120.0, repeats=2,
         overrides={"n_reference": 8, "n_shadow": 4, "max_rounds": 8, "n_uniform": 1000,
                    "max_victims": 100},
-        attack_params={"extraction.learning": {"budget": 1000}},
+        attack_params={"extraction.learning": {"budget": 1000},
+                       "poisoning.feedback_loop": {"n_targets": 10}},
     ),
     "thorough": Profile(
         name="thorough", budget=200_000, max_attacks=99, max_defences=99, combinations=99,
         repeats=3,
         overrides={"n_reference": 64, "n_shadow": 8},
+        attack_params={"poisoning.feedback_loop": {"n_targets": 20}},
     ),
 }
 
