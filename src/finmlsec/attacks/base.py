@@ -131,8 +131,9 @@ class AttackResult:
 
     ``success`` is the headline figure in [0, 1] that risk decisions use (membership: AUC rescaled
     as advantage; extraction: the fidelity lift over the no-model copy, 0 when that lift is
-    within noise, see :func:`~finmlsec.attacks.extraction_common.theft_success`; evasion: success
-    rate among valid inputs; poisoning: accuracy drop or targeted success; inversion: lift over
+    within noise, see :func:`~finmlsec.attacks.extraction_common.theft_success`; evasion: the
+    lift of the success rate among valid inputs over random valid changes of the same cost, 0
+    when within noise, see :mod:`~finmlsec.attacks.evasion_chance`; poisoning: accuracy drop or targeted success; inversion: lift over
     the baseline, clipped at 0).
     ``metrics`` holds all figures, ``curves`` named series (e.g. ``roc``: {fpr, tpr}).
     """

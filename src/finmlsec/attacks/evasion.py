@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from finmlsec.attacks.base import ATTACKS, Attack, AttackData, Meter, Outcome
+from finmlsec.attacks.evasion_chance import DRAWS, rated, tabular_chance_of
 from finmlsec.attacks.evasion_common import (
     EvasionOutput,
     check_positive,
@@ -59,7 +60,9 @@ class ConstrainedEvasion(Attack):
     the current decision), ``max_changes`` (fields changed at most by the greedy search),
     ``n_grid`` (candidate values per numeric field), ``n_anchors`` (approved population records
     used as starting points when scores are not available or the greedy search fails),
-    ``refine_steps`` (binary-search steps moving numbers back towards the original), ``seed``.
+    ``refine_steps`` (binary-search steps moving numbers back towards the original),
+    ``baseline_draws`` (random valid changes of the same cost per victim for the no-model
+    baseline the success is rated against, see :mod:`finmlsec.attacks.evasion_chance`), ``seed``.
     Example: see the module docstring.
     """
 
@@ -82,6 +85,7 @@ class ConstrainedEvasion(Attack):
     n_grid: int = 8
     n_anchors: int = 24
     refine_steps: int = 6
+    baseline_draws: int = DRAWS
     seed: int = 0
 
     def _validate(self) -> None:
@@ -92,6 +96,7 @@ class ConstrainedEvasion(Attack):
                        hi=10_000)
         check_positive(owner, "refine_steps", self.refine_steps, integer=True, lo=0,
                        closed_lo=True, hi=50)
+        check_positive(owner, "baseline_draws", self.baseline_draws, integer=True, hi=10_000)
 
     def generate(
         self, oracle: Oracle, X: Any, y: Any = None, schema: FeatureSchema | None = None,
@@ -117,11 +122,23 @@ class ConstrainedEvasion(Attack):
     def _attack(self, oracle: Oracle, data: AttackData, meter: Meter) -> Outcome:
         assert data.schema is not None and data.victims is not None
         goal, notes = goal_of(self.target_class, oracle, data.schema)
-        X0, _, n_already = victims_against(oracle, data.victims.X, goal, None)
+        X0, ref, n_already = victims_against(oracle, data.victims.X, goal, None)
         pop = data.population.X if data.population is not None else None
         out = self.generate(oracle, X0, None, data.schema, population=pop)
         seconds = meter.seconds
         scale = feature_scales(data.schema, pop, X0)
-        return evasion_result(X0=X0, out=out, schema=data.schema, scale=scale,
-                              n_already=n_already, seconds=seconds, queries=meter.queries,
-                              notes=notes)
+        res = evasion_result(X0=X0, out=out, schema=data.schema, scale=scale,
+                             n_already=n_already, seconds=seconds, queries=meter.queries,
+                             notes=notes)
+        p, any_, cost = self.chance(oracle, X0, out, goal, ref, data.schema, pop)
+        return rated(res, out.success & out.valid, p, any_, self.baseline_draws, cost)
+
+    def chance(self, oracle: Oracle, X0: pd.DataFrame, out: EvasionOutput, goal: Any,
+               ref: np.ndarray | None, schema: FeatureSchema,
+               population: pd.DataFrame | None = None, accept: Any = None,
+               ) -> tuple[np.ndarray, np.ndarray, str]:
+        """Per victim, the share of ``baseline_draws`` random valid changes of the cost the
+        attack spent on it that turn it, whether any does, and the words for the cost
+        (evaluator side: the draws go to the target, not through the oracle); ``accept``: an
+        input screen they must pass too. See :mod:`finmlsec.attacks.evasion_chance`."""
+        return tabular_chance_of(self, oracle, X0, out, goal, ref, schema, population, accept)

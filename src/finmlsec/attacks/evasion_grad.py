@@ -38,6 +38,7 @@ import pandas as pd
 
 from finmlsec.attacks.base import ATTACKS, INPUT_KINDS, Attack, AttackData, Meter, Outcome
 from finmlsec.attacks.evasion import ConstrainedEvasion
+from finmlsec.attacks.evasion_chance import DRAWS, noise_chance, rated, tabular_chance_of
 from finmlsec.attacks.evasion_common import (
     EvasionOutput,
     check_positive,
@@ -81,7 +82,8 @@ class PGD(Attack):
     Parameters: ``eps`` (radius, in input units), ``step`` (per iteration; default eps/4),
     ``iterations``, ``random_start``, ``target_class`` (None: any other decision than the true
     label, or the current one), ``clip_min``/``clip_max`` (the valid box when there is no
-    schema), ``seed``.
+    schema), ``baseline_draws`` (random sign perturbations of radius ``eps`` per victim for the
+    no-model baseline, see :mod:`finmlsec.attacks.evasion_chance`), ``seed``.
     """
 
     name: ClassVar[str] = "evasion.pgd"
@@ -103,6 +105,7 @@ class PGD(Attack):
     target_class: str | int | None = None
     clip_min: float | None = 0.0
     clip_max: float | None = 1.0
+    baseline_draws: int = DRAWS
     seed: int = 0
 
     def generate(self, oracle: Oracle, X: Any, y: Any = None,
@@ -110,6 +113,7 @@ class PGD(Attack):
         o = type(self).__name__
         check_positive(o, "eps", self.eps)
         check_positive(o, "iterations", self.iterations, integer=True, hi=10_000)
+        check_positive(o, "baseline_draws", self.baseline_draws, integer=True, hi=10_000)
         if self.step is not None:
             check_positive(o, "step", self.step)
         oracle.require({"gradient"}, who=f"attack {self.name!r}")
@@ -194,7 +198,27 @@ class PGD(Attack):
             if won.any() else float("nan"),
             "queries_per_victim": meter.queries / n if n else 0.0,
         }
-        return Outcome(m["success_rate"], m, notes=notes)
+        p, any_, cost = self.chance(oracle, X, out, goal, pred, data.schema)
+        return rated(Outcome(m["success_rate"], m, notes=notes), won, p, any_,
+                     self.baseline_draws, cost)
+
+    def chance(self, oracle: Oracle, X0: Any, out: EvasionOutput, goal: Any,
+               ref: np.ndarray | None, schema: FeatureSchema | None = None,
+               population: Any = None, accept: Any = None,
+               ) -> tuple[np.ndarray, np.ndarray, str]:
+        """Per victim, the share of ``baseline_draws`` random sign perturbations of radius
+        ``eps`` (the attack's budget; immutable fields kept, the valid box, integers rounded)
+        that turn it, whether any does, and the words for the cost; evaluator side. See
+        :mod:`finmlsec.attacks.evasion_chance`."""
+        frame = X0 if isinstance(X0, pd.DataFrame) else None
+        X = np.asarray(X0, dtype=float)
+        low, high, move, integer = _bounds(schema, X.reshape(len(X), -1).shape[1],
+                                           self.clip_min, self.clip_max)
+        p, any_ = noise_chance(oracle.target, X, self.eps, low, high, move, integer, goal, ref,
+                               self.baseline_draws, self.seed,
+                               columns=list(frame.columns) if frame is not None else None,
+                               accept=accept)
+        return p, any_, f"of the same L-infinity radius {self.eps:g}"
 
 
 # -- transfer -------------------------------------------------------------------------------------
@@ -277,8 +301,9 @@ class TransferEvasion(Attack):
     ``fields_perturbed`` (augmentation: each round perturbs every stolen record in that many
     fields and labels the copies through the target; the surrogate is fit on all of them), ``surrogate`` (``forest``,
     ``boosting`` or ``logistic``), ``margin`` (craft until the surrogate gives the goal at least
-    this probability; binary or targeted goals), ``target_class``, ``seed``. Tabular records
-    only.
+    this probability; binary or targeted goals), ``target_class``, ``baseline_draws`` (random
+    valid changes of the same cost per victim for the no-model baseline, see
+    :mod:`finmlsec.attacks.evasion_chance`), ``seed``. Tabular records only.
     """
 
     name: ClassVar[str] = "evasion.transfer"
@@ -299,6 +324,7 @@ class TransferEvasion(Attack):
     surrogate: str = "forest"
     margin: float = 0.75
     target_class: str | int | None = None
+    baseline_draws: int = DRAWS
     seed: int = 0
 
     @classmethod
@@ -313,6 +339,7 @@ class TransferEvasion(Attack):
         check_positive(o, "rounds", self.rounds, integer=True, lo=0, closed_lo=True, hi=20)
         check_positive(o, "fields_perturbed", self.fields_perturbed, integer=True, hi=1000)
         check_positive(o, "margin", self.margin, lo=0.0, hi=0.999)
+        check_positive(o, "baseline_draws", self.baseline_draws, integer=True, hi=10_000)
         if not isinstance(X, pd.DataFrame):
             raise DataError(f"evasion.transfer works on tabular records; got {type(X).__name__}")
         schema = schema or infer_schema(X).schema
@@ -362,10 +389,11 @@ class TransferEvasion(Attack):
         X0, ref, n_already = victims_against(oracle, data.victims.X, goal, None)
         if len(X0) == 0:  # every victim already decided as wanted: nothing to attack, no queries
             none = np.zeros(0, dtype=bool)
-            return evasion_result(X0=X0, out=EvasionOutput(X_adv=X0, success=none, valid=none,
-                                                           queries=0),
-                                  schema=data.schema, scale={}, n_already=n_already,
-                                  seconds=meter.seconds, queries=meter.queries, notes=notes)
+            empty = evasion_result(X0=X0, out=EvasionOutput(X_adv=X0, success=none, valid=none,
+                                                            queries=0),
+                                   schema=data.schema, scale={}, n_already=n_already,
+                                   seconds=meter.seconds, queries=meter.queries, notes=notes)
+            return rated(empty, none, np.zeros(0), none, self.baseline_draws)
         out = me.generate(oracle, X0, ref, data.schema, population=data.population.X)
         scale = feature_scales(data.schema, data.population.X, X0)
         res = evasion_result(X0=X0, out=out, schema=data.schema, scale=scale,
@@ -373,4 +401,13 @@ class TransferEvasion(Attack):
                              notes=notes)
         res.metrics["stolen_records"] = float(me._stolen[0])
         res.metrics["surrogate_agreement_on_stolen"] = me._stolen[1]
-        return res
+        p, any_, cost = self.chance(oracle, X0, out, goal, ref, data.schema, data.population.X)
+        return rated(res, out.success & out.valid, p, any_, self.baseline_draws, cost)
+
+    def chance(self, oracle: Oracle, X0: pd.DataFrame, out: EvasionOutput, goal: Any,
+               ref: np.ndarray | None, schema: FeatureSchema,
+               population: pd.DataFrame | None = None, accept: Any = None,
+               ) -> tuple[np.ndarray, np.ndarray, str]:
+        """As :meth:`ConstrainedEvasion.chance`: random valid changes of the cost each replayed
+        record carries."""
+        return tabular_chance_of(self, oracle, X0, out, goal, ref, schema, population, accept)

@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from finmlsec.attacks.base import ATTACKS, Attack, AttackData, Meter, Outcome
+from finmlsec.attacks.evasion_chance import DRAWS, noise_chance, rated
 from finmlsec.attacks.evasion_common import EvasionOutput, check_positive, resolve_class
 from finmlsec.errors import DataError
 from finmlsec.targets.oracle import Oracle
@@ -62,7 +63,8 @@ class SimBA(Attack):
 
     Parameters: ``eps`` (L-infinity bound), ``step`` (per pixel change; default ``eps``),
     ``max_iter`` (pixel trials per image; each costs up to two queries), ``target_class``,
-    ``clip_min``/``clip_max``, ``seed``.
+    ``clip_min``/``clip_max``, ``baseline_draws`` (random sign noise of radius ``eps`` per
+    victim for the no-model baseline, see :mod:`finmlsec.attacks.evasion_chance`), ``seed``.
     """
 
     name: ClassVar[str] = "evasion.image"
@@ -83,12 +85,14 @@ class SimBA(Attack):
     target_class: str | int | None = None
     clip_min: float = 0.0
     clip_max: float = 1.0
+    baseline_draws: int = DRAWS
     seed: int = 0
 
     def generate(self, oracle: Oracle, X: Any, y: Any = None, schema: Any = None) -> EvasionOutput:
         o = type(self).__name__
         check_positive(o, "eps", self.eps)
         check_positive(o, "max_iter", self.max_iter, integer=True, hi=1_000_000)
+        check_positive(o, "baseline_draws", self.baseline_draws, integer=True, hi=10_000)
         if self.step is not None:
             check_positive(o, "step", self.step)
         oracle.require({"proba"}, who=f"attack {self.name!r}")
@@ -159,8 +163,8 @@ class SimBA(Attack):
 
     def _attack(self, oracle: Oracle, data: AttackData, meter: Meter) -> Outcome:
         assert data.victims is not None
-        X, keep, pred = keep_against(oracle, data.victims.X, data.victims.y,
-                                     resolve_class(self.target_class, oracle.classes_, None))
+        goal = resolve_class(self.target_class, oracle.classes_, None)
+        X, keep, pred = keep_against(oracle, data.victims.X, data.victims.y, goal)
         out = self.generate(oracle, X, pred)
         n = len(X)
         won = out.success & out.valid
@@ -175,4 +179,15 @@ class SimBA(Attack):
             if won.any() else float("nan"),
             "queries_per_victim": meter.queries / n if n else 0.0,
         }
-        return Outcome(m["success_rate"], m)
+        p, any_, cost = self.chance(oracle, X, out, goal, pred)
+        return rated(Outcome(m["success_rate"], m), won, p, any_, self.baseline_draws, cost)
+
+    def chance(self, oracle: Oracle, X0: Any, out: EvasionOutput, goal: Any,
+               ref: np.ndarray | None, schema: Any = None, population: Any = None,
+               accept: Any = None) -> tuple[np.ndarray, np.ndarray, str]:
+        """Per image, the share of ``baseline_draws`` random sign noises of radius ``eps`` (the
+        attack's budget, in the valid box) that turn it, whether any does, and the words for the
+        cost; evaluator side. See :mod:`finmlsec.attacks.evasion_chance`."""
+        p, any_ = noise_chance(oracle.target, X0, self.eps, self.clip_min, self.clip_max, None,
+                               None, goal, ref, self.baseline_draws, self.seed, accept=accept)
+        return p, any_, f"of the same L-infinity radius {self.eps:g}"

@@ -31,6 +31,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from finmlsec.attacks.base import ATTACKS, Attack, AttackData, Meter, Outcome
+from finmlsec.attacks.evasion_chance import DRAWS, budgets, rated
 from finmlsec.attacks.evasion_common import EvasionOutput, check_positive, resolve_class
 from finmlsec.errors import ConfigError, DataError
 from finmlsec.targets.oracle import Oracle
@@ -98,7 +99,8 @@ class TextEvasion(Attack):
 
     Parameters: ``max_words`` (words perturbed at most), ``operations`` (subset of ``typo``,
     ``homoglyph``, ``invisible``, ``synonym``), ``target_class`` (None: any other intent),
-    ``seed``.
+    ``baseline_draws`` (random changes of as many words per inquiry for the no-model baseline,
+    see :mod:`finmlsec.attacks.evasion_chance`), ``seed``.
 
     Example:
         >>> TextEvasion(max_words=2, operations=("typo",)).operations
@@ -120,10 +122,13 @@ class TextEvasion(Attack):
     max_words: int = 3
     operations: tuple[str, ...] = OPERATIONS
     target_class: str | int | None = None
+    baseline_draws: int = DRAWS
     seed: int = 0
 
     def _validate(self) -> None:
         check_positive(type(self).__name__, "max_words", self.max_words, integer=True, hi=100)
+        check_positive(type(self).__name__, "baseline_draws", self.baseline_draws, integer=True,
+                       hi=10_000)
         bad = [op for op in self.operations if op not in OPERATIONS]
         if not self.operations or bad:
             raise ConfigError(
@@ -251,4 +256,44 @@ class TextEvasion(Attack):
         }
         examples = tuple(f"{a!r} -> {b!r}" for a, b, w in
                          zip(X0, out.X_adv, won, strict=True) if w)[:3]
-        return Outcome(m["success_rate"], m, notes=examples)
+        # the no-model baseline: as many random words, each perturbed by a random operation
+        p, any_, cost = self.chance(oracle, X0, out, goal, pred[keep])
+        return rated(Outcome(m["success_rate"], m, notes=examples), won, p, any_,
+                     self.baseline_draws, cost)
+
+    def chance(self, oracle: Oracle, X0: Any, out: EvasionOutput, goal: Any,
+               ref: np.ndarray | None, schema: Any = None, population: Any = None,
+               accept: Any = None) -> tuple[np.ndarray, np.ndarray, str]:
+        """Per inquiry, the share of ``baseline_draws`` random changes of as many words as the
+        attack changed in it (a victim it left unchanged: the median over its successes;
+        random distinct words, each by a random operation of ``operations``) that reach the
+        goal (untargeted: leave the decision ``ref``) and pass ``accept``, whether any does, and
+        the words for the cost; evaluator side (the target directly). Call it after
+        :meth:`generate` on the same inquiries. See :mod:`finmlsec.attacks.evasion_chance`."""
+        texts = list(X0)
+        words = budgets(self._edits, np.asarray(out.success) & np.asarray(out.valid))
+        target = oracle.target
+        n, draws = len(texts), self.baseline_draws
+        if n == 0:
+            return np.zeros(0), np.zeros(0, dtype=bool), "of as many words"
+        rng = np.random.default_rng([self.seed, 7717])
+        batch, owners = [], []
+        for i, t in enumerate(texts):
+            spans = [m.span() for m in _WORD.finditer(t)]
+            k = min(int(np.ceil(words[i] - 1e-9)), len(spans))
+            for _ in range(draws):
+                new = t
+                for w in sorted(rng.choice(len(spans), size=k, replace=False), reverse=True):
+                    a, b = spans[w]
+                    op = self.operations[int(rng.integers(len(self.operations)))]
+                    new = _replace(new, (a, b), perturb_word(t[a:b], op, int(rng.integers(8))))
+                batch.append(new)
+                owners.append(i)
+        own = np.asarray(owners)
+        pred = np.asarray(target.predict(batch))
+        hit = np.asarray(pred == goal if goal is not None else pred != np.asarray(ref)[own],
+                         dtype=bool)
+        if accept is not None and hit.any():
+            hit &= np.asarray(accept(batch), dtype=bool)
+        h = hit.reshape(n, draws)
+        return h.mean(axis=1), np.asarray(h.any(axis=1), dtype=bool), "of as many words"

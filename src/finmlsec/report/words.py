@@ -87,6 +87,13 @@ def _deed(t: dict[str, Any]) -> str:
                 f"{pct(m['fidelity_test'])} of test cases, against {pct(m['fidelity_baseline'])} "
                 f"for a copy made without querying it (attack success: {pct(t['success'])} of "
                 "that gap closed)")
+    if key == "induce_false_prediction" and m.get("success_rate") is not None \
+            and m.get("baseline_rate") is not None:
+        # the success is the lift over random changes of the same cost, not the rate
+        return (f"could change the model's decision by altering inputs slightly: it succeeded "
+                f"on {pct(m['success_rate'])} of the cases tried, against "
+                f"{pct(m['baseline_rate'])} for a random change of the same size made without "
+                f"access to the model (attack success: {pct(t['success'])} of that gap closed)")
     text = _DEEDS.get(key, "succeeded: attack success {s}")
     return text.format(s=pct(t["success"]), q=f"{int(q):,} " if q is not None else "")
 

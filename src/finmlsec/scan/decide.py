@@ -8,8 +8,9 @@ utility cost). Risk levels come from an attack's headline success in [0, 1]
 (see :class:`~finmlsec.attacks.base.AttackResult`): ``high`` from 0.5, ``medium`` from 0.2,
 ``low`` from 0.05, ``none`` below. An extraction attack's success is already 0 when its copy's
 lift over the no-model copy is within noise (McNemar's exact test, see
-:func:`~finmlsec.attacks.extraction_common.theft_success`); that attack's own notes say so (an
-attack's ``notes`` in the summary, beside its figure).
+:func:`~finmlsec.attacks.extraction_common.theft_success`), an evasion's when its lift over
+random valid changes of the same cost is (see :mod:`finmlsec.attacks.evasion_chance`); that
+attack's own notes say so (an attack's ``notes`` in the summary, beside its figure).
 
 Example:
     >>> from finmlsec.scan.decide import risk_level, at_least
@@ -382,7 +383,10 @@ def few_victims(outs: list[dict[str, Any]]) -> list[str]:
     n = int(sum(ns))
     if n == 0 or n >= FEW_VICTIMS:
         return []
-    k = int(round(sum((_success(o) or 0.0) * x for o, x in zip(done, ns, strict=True))))
+    # the victims turned: the raw rate where the success is rated on a lift over chance
+    rates = [((o.get("result") or {}).get("metrics") or {}).get("success_rate", _success(o))
+             for o in done]
+    k = int(round(sum(float(r or 0.0) * x for r, x in zip(rates, ns, strict=True))))
     lo, hi = clopper_pearson(k, n)
     if key == "n_targets":
         return [f"measured on {n} target(s) only: {k} succeeded, 95% interval {lo:.2f}-{hi:.2f}; "

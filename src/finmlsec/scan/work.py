@@ -345,7 +345,8 @@ def through_screen(attack: Any, oracle: Any, data: Any, screen: Any) -> Any:
     pass the screen."""
     import inspect
 
-    from finmlsec.attacks.base import AttackResult, params_of
+    from finmlsec.attacks.base import AttackResult, Outcome, params_of
+    from finmlsec.attacks.evasion_chance import rated
     from finmlsec.attacks.evasion_common import goal_of
 
     t0 = time.perf_counter()
@@ -370,6 +371,7 @@ def through_screen(attack: Any, oracle: Any, data: Any, screen: Any) -> Any:
             attack.generate).parameters:
         extra["population"] = data.population.X
     metrics = {"n_victims": float(len(idx)), "n_already_at_goal": float((~keep).sum())}
+    won = np.zeros(0, dtype=bool)
     if len(idx):
         gen = attack.generate(oracle, X, None, data.schema, **extra)
         raw = np.asarray(gen.success, dtype=bool) & np.asarray(gen.valid, dtype=bool)
@@ -383,12 +385,26 @@ def through_screen(attack: Any, oracle: Any, data: Any, screen: Any) -> Any:
     else:
         metrics.update({"success_rate": 0.0, "success_rate_unscreened": 0.0,
                         "screened_out": 0.0})
+    queries, seconds = int(oracle.queries_used - q0), time.perf_counter() - t0
+    outcome = Outcome(metrics["success_rate"], metrics, notes=(
+        "success counts only adversarial inputs that pass the input screen",) + notes)
+    if callable(getattr(attack, "chance", None)):
+        # rated as undefended, on the lift over random changes of the same cost that also pass
+        # the screen (evaluator side: not charged, not timed)
+        if len(idx):
+            ref = np.asarray(oracle.target.predict(X)) if goal is None else None
+            gen_won = type(gen)(X_adv=gen.X_adv, success=won, valid=np.ones(len(won), bool),
+                                queries=gen.queries)
+            p, any_, cost = attack.chance(oracle, X, gen_won, goal, ref, data.schema,
+                                          extra.get("population"),
+                                          lambda Z: screen.decide(Z).accept)
+        else:
+            p, any_, cost = np.zeros(0), np.zeros(0, dtype=bool), "of the same cost"
+        outcome = rated(outcome, won, p, any_, attack.baseline_draws, cost)
     return AttackResult(
         attack=getattr(attack, "name", type(attack).__name__), threat=attack.threat,
-        via=attack.via, success=metrics["success_rate"], metrics=metrics,
-        queries=int(oracle.queries_used - q0), seconds=time.perf_counter() - t0,
-        params=params_of(attack),
-        notes=("success counts only adversarial inputs that pass the input screen",) + notes,
+        via=attack.via, success=outcome.success, metrics=outcome.metrics, queries=queries,
+        seconds=seconds, params=params_of(attack), notes=outcome.notes,
     )
 
 
