@@ -113,3 +113,29 @@ def test_budgets_of_unchanged_victims_are_the_median_successful_cost() -> None:
     assert budgets(np.array([1.0, 0.0, 3.0, 0.0]), np.array([True, False, True, False])
                    ).tolist() == [1.0, 2.0, 3.0, 2.0]
     assert budgets(np.array([0.0]), np.array([False])).tolist() == [0.0]
+
+
+def test_behind_an_input_screen_random_changes_must_pass_it_too(credit: dict) -> None:
+    """A countermeasure's effect compares lifts: behind the screen, the attack's inputs and the
+    random changes both count only when the screen accepts them."""
+    from sklearn.base import clone
+
+    from finmlsec.defences.input_screen import InputScreen
+    from finmlsec.scan.work import through_screen
+    from finmlsec.targets.base import as_target
+
+    ds = credit["ds"]
+    train, _ = ds.split(0.3, seed=0)
+    data = credit["data"]
+    screen = InputScreen(clone(credit["gb"]), schema=ds.schema, random_state=0).fit(
+        train.X, train.y)
+    att = ConstrainedEvasion(target_class="good", baseline_draws=50)
+    behind = through_screen(att, Oracle(as_target(screen.estimator_), access="proba"), data,
+                            screen)
+    bare = att.run(Oracle(as_target(screen.estimator_), access="proba"), data)
+    m = behind.metrics
+    assert {"baseline_rate", "lift", "lift_p"} <= set(m)
+    assert m["success_rate"] <= m["success_rate_unscreened"]
+    assert m["baseline_rate"] <= bare.metrics["baseline_rate"]  # the screen only removes
+    assert behind.success == (m["lift"] if m["lift_p"] < 0.05 else 0.0)
+    assert any("lift over chance" in n or "random valid changes" in n for n in behind.notes)

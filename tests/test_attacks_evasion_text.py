@@ -23,6 +23,9 @@ def test_text_evasion_on_intent_classifier() -> None:
                                            AttackData(victims=victims))
     assert r.metrics["success_rate"] >= 0.4 and r.metrics["validity_rate"] == 1.0
     assert r.metrics["mean_words_changed"] <= 3
+    # random perturbations of as many words rarely change the intent: the lift stays high
+    assert r.metrics["baseline_rate"] <= 0.2 and r.metrics["baseline_draws"] == 100
+    assert r.success == r.metrics["lift"] >= 0.4 and r.metrics["lift_p"] < 0.05
     # homoglyphs and invisible characters only: the reader sees the same text
     att = ATTACKS.get("evasion.text")(operations=("homoglyph", "invisible"), max_words=3)
     out = att.generate(Oracle(model, input_kind="text"), victims.X)

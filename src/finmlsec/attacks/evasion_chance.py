@@ -248,13 +248,12 @@ def tabular_chance(target: Any, schema: FeatureSchema, X0: pd.DataFrame, X_adv: 
 def noise_chance(target: Any, X0: Any, eps: float, low: np.ndarray | float,
                  high: np.ndarray | float, move: np.ndarray | None, integer: np.ndarray | None,
                  goal: Any, ref: np.ndarray | None, draws: int, seed: int,
-                 columns: list[str] | None = None,
                  accept: Callable[[Any], np.ndarray] | None = None,
                  ) -> tuple[np.ndarray, np.ndarray]:
     """Per victim, the share of ``draws`` random sign perturbations of L-infinity radius ``eps``
     (movable coordinates only, clipped to ``low``..``high``, integers rounded) that turn it, and
-    whether any does. ``columns``: give the candidates to the target as a frame of them (a
-    tabular model fitted on named columns). Predicted in chunks of at most 20,000 rows."""
+    whether any does; ``accept``: an input screen they must pass too. Predicted in chunks of at
+    most 20,000 rows."""
     X = np.asarray(X0, dtype=float)
     shape = X.shape
     n = shape[0]
@@ -273,9 +272,7 @@ def noise_chance(target: Any, X0: Any, eps: float, low: np.ndarray | float,
         if integer is not None:
             C = np.where(integer, np.round(C), C)
         C = np.clip(C, low, high)
-        batch: Any = C.reshape((len(own), *shape[1:]))
-        if columns is not None:
-            batch = pd.DataFrame(C, columns=columns)
+        batch = C.reshape((len(own), *shape[1:]))
         hit[start:start + len(own)] = _judge(target, batch, goal, ref, own,
                                              np.ones(len(own), dtype=bool), accept)
     return _per_victim(hit, n, draws)

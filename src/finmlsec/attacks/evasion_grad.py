@@ -210,14 +210,11 @@ class PGD(Attack):
         ``eps`` (the attack's budget; immutable fields kept, the valid box, integers rounded)
         that turn it, whether any does, and the words for the cost; evaluator side. See
         :mod:`finmlsec.attacks.evasion_chance`."""
-        frame = X0 if isinstance(X0, pd.DataFrame) else None
-        X = np.asarray(X0, dtype=float)
+        X = np.asarray(X0, dtype=float)  # the attack's own queries are arrays too
         low, high, move, integer = _bounds(schema, X.reshape(len(X), -1).shape[1],
                                            self.clip_min, self.clip_max)
         p, any_ = noise_chance(oracle.target, X, self.eps, low, high, move, integer, goal, ref,
-                               self.baseline_draws, self.seed,
-                               columns=list(frame.columns) if frame is not None else None,
-                               accept=accept)
+                               self.baseline_draws, self.seed, accept=accept)
         return p, any_, f"of the same L-infinity radius {self.eps:g}"
 
 
