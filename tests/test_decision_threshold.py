@@ -146,14 +146,23 @@ def test_extraction_agreement_is_measured_on_the_thresholded_decisions(
     figures = {}
     for key in ("spec", "spec_cut"):
         sc = load_scenario(files[key])
-        result = LearningExtraction(budget=600, seed=0).run(
-            Oracle(sc.target, "proba", budget=600), sc.attack_data(standard=True))
+        result = LearningExtraction(budget=200, seed=0).run(
+            Oracle(sc.target, "proba", budget=200), sc.attack_data(standard=True))
         figures[key] = result.metrics
         refused = float(np.mean(np.asarray(sc.target.predict(sc.test.X)) == "bad"))
         assert result.metrics["baseline_constant"] == pytest.approx(1.0 - refused)
     assert figures["spec"]["baseline_constant"] == 1.0
     assert figures["spec_cut"]["baseline_constant"] < 0.98
     assert figures["spec_cut"]["fidelity_test"] != figures["spec"]["fidelity_test"]
+    # the copy's hard labels (which surrogate, whether it is constant) are the decisions at the
+    # cut-off behind the scores it was answered, not their most probable class ('good' nearly
+    # always on 95/5 data)
+    att = LearningExtraction(budget=100, seed=0)
+    oracle = Oracle(sc.target, "proba", budget=100)
+    att.run(oracle, sc.attack_data(standard=True))
+    P = sc.target.predict_proba(sc.test.X)
+    labels = att._labels(P, True, sc.target.classes_)
+    assert (labels == np.asarray(sc.target.predict(sc.test.X))).all() and (labels == "bad").any()
 
 
 def test_the_gateway_labels_are_the_decisions_at_the_cut_off(tmp_path: Path) -> None:

@@ -142,6 +142,7 @@ class LearningExtraction(Attack):
             notes.append(f"oracle budget allows {total} of the {self.budget} queries planned")
         proba = self.use_proba and "proba" in oracle.provides
         classes = np.asarray(oracle.classes_)
+        self.__dict__["_decide"] = oracle.decide
         n0 = max(2, int(round(total * self.initial))) if total >= 2 else total
         sizes = [n0] + _split(total - n0, self.rounds)
         Xq = pd.DataFrame(columns=schema.names)
@@ -190,7 +191,13 @@ class LearningExtraction(Attack):
 
     # -- internals ------------------------------------------------------------------------------
     def _labels(self, A: np.ndarray, proba: bool, classes: np.ndarray) -> np.ndarray:
-        return classes[np.argmax(A, axis=1)] if proba else A
+        """The decisions behind the answers ``A``: the labels, or the decisions the model takes
+        on its probabilities (at the bank's cut-off where it has one: on 95/5 data the most
+        probable class is nearly always the majority, and the copy would stay constant)."""
+        if not proba:
+            return A
+        decide = self.__dict__.get("_decide")
+        return decide(A) if decide is not None else classes[np.argmax(A, axis=1)]
 
     def _train(self, schema: FeatureSchema, data: AttackData, kind: str, X: pd.DataFrame,
                A: np.ndarray, proba: bool, classes: np.ndarray) -> Any:
