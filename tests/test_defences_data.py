@@ -114,6 +114,36 @@ def test_generalise_reads_the_schema_and_keeps_data_valid(credit):
     pd.testing.assert_frame_equal(tr.X, load("german_credit").split(0.3, seed=0)[0].X)
 
 
+
+def test_time_quasi_identifiers_are_banded_within_the_schema_range():
+    """A transaction's hour and weekday (the fraud schema's quasi_identifier fields) are cut
+    into bands from the field's minimum and replaced by the band's start, so every value stays in
+    the range (rounding hour 23 to 24 would not), whatever the width."""
+    from finmlsec.datasets.card_fraud import SCHEMA
+
+    ds = load("card_fraud", n_rows=4000, seed=3)
+    g = GeneraliseFields(schema=SCHEMA).fit(ds.X)
+    assert g.plan_["hour"] == ("band", 6.0) and g.plan_["day_of_week"] == ("band", 3.0)
+    out = g.transform(ds.X)
+    SCHEMA.check(out)
+    assert set(out["hour"]) == {0, 6, 12, 18} and set(out["day_of_week"]) == {0, 3, 6}
+    assert (out["hour"] <= ds.X["hour"]).all() and (ds.X["hour"] - out["hour"] < 6).all()
+    rng = np.random.default_rng(7)
+    X = pd.DataFrame({"age": rng.integers(18, 96, 500), "hour": rng.integers(0, 24, 500)})
+    schema = SCHEMA.model_copy(update={"features": (SCHEMA["customer_age"].model_copy(
+        update={"name": "age"}), SCHEMA["hour"])})
+    for width in (1, 4, 5, 7, 24, 100):
+        rules = {"age": f"band:{width}", "hour": f"band:{width}"}
+        out = GeneraliseFields(rules=rules, schema=schema).fit_transform(X)
+        for c, lo, hi in (("age", 18, 95), ("hour", 0, 23)):
+            assert out[c].between(lo, hi).all(), (c, width)
+            assert ((out[c] - lo) % width == 0).all() and (X[c] - out[c]).between(0, width - 1).all()
+    weekday = GeneraliseFields(rules={"day_of_week": "band:5"}, schema=SCHEMA).fit_transform(ds.X)
+    assert (weekday["day_of_week"] == np.where(ds.X["day_of_week"] >= 5, 5, 0)).all()
+    with pytest.raises(ConfigError, match="band:WIDTH"):
+        GeneraliseFields(rules={"hour": "band:0"}).fit(ds.X)
+
+
 def test_generalise_suppresses_rare_combinations_and_measures_k_l(credit):
     d, tr, _ = credit
     model = apply(Generalise(schema=d.schema, k=5), credit_lr(d), tr.X, tr.y)

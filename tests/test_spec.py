@@ -78,6 +78,27 @@ def test_several_organisations_in_a_role_and_personal_fields_as_names() -> None:
     assert [(p.field, p.round_to) for p in spec.stakes.personal_fields] == [("age", None), ("income", 1e6)]
 
 
+def test_a_personal_field_is_rounded_or_banded_and_the_scan_generalises_it_so() -> None:
+    """``band`` truncates to bands from the field's minimum (weekday/weekend), ``round_to``
+    rounds; not both. The scan's Generalise gets them over the schema's defaults (the hour, a
+    quasi_identifier, in 6-hour bands)."""
+    from types import SimpleNamespace
+
+    from finmlsec.datasets.card_fraud import SCHEMA
+    from finmlsec.scan.work import declared_rules
+    from finmlsec.threatmodel.analysis import analyze
+
+    spec = parse_spec(MINIMAL + "stakes: {training_data: personal, personal_fields: [{field: customer_age, "
+                      "round_to: 10}, {field: day_of_week, band: 5}]}\n")
+    assert [(p.field, p.round_to, p.band) for p in spec.stakes.personal_fields] == [
+        ("customer_age", 10, None), ("day_of_week", None, 5)]
+    rules = declared_rules(SimpleNamespace(spec=spec, schema=SCHEMA, train=None))
+    assert rules == {"hour": "band:6", "day_of_week": "band:5", "customer_age": 10.0}
+    measures = [m for t in analyze(spec).threats for m in t.measures]
+    assert "truncate day_of_week to bands of 5" in measures, measures
+    assert "band" in _error(MINIMAL + "stakes: {personal_fields: [{field: hour, band: 6, round_to: 2}]}\n")
+
+
 def _error(text: str) -> str:
     with pytest.raises(SpecError) as info:
         parse_spec(text, source="s.yaml")

@@ -57,6 +57,38 @@ def default_step(lo: float, hi: float) -> float:
     return float(10.0 ** math.floor(math.log10(span / 5.0)))
 
 
+def default_band(lo: float, hi: float, integer: bool = True) -> float:
+    """A band width cutting ``[lo, hi]`` into four bands, for a quasi-identifier such as a
+    transaction's hour (0-23: 6, i.e. night, morning, afternoon, evening). An integer field's
+    range holds ``n = hi - lo + 1`` values; the width is a whole number and leaves at most
+    ``n // 2`` bands, so each band merges at least two values (weekday 0-6: 3, not 2, which
+    would leave 4 of the 7 days as they were).
+
+    >>> default_band(0, 23), default_band(0, 6), default_band(0.0, 1.0, integer=False)
+    (6.0, 3.0, 0.25)
+    """
+    if integer:
+        n = int(round(hi - lo)) + 1
+        return float(max(1, math.ceil(n / max(1, min(4, n // 2)))))
+    return max(hi - lo, 1e-12) / 4.0
+
+
+def band_rule(f: Any, X: Any = None) -> str | None:
+    """The default rule for the schema feature ``f`` if it is a numeric ``quasi_identifier``
+    (``"band:WIDTH"``, :func:`default_band` of its range; a bound the schema leaves open is read
+    from the column of ``X``), else None."""
+    if not f.quasi_identifier or not f.is_numeric or f.type.value == "binary":
+        return None
+    lo, hi = f.min, f.max
+    if (lo is None or hi is None) and X is not None and f.name in getattr(X, "columns", ()):
+        col = pd.to_numeric(X[f.name], errors="coerce")
+        lo = float(col.min()) if lo is None else lo
+        hi = float(col.max()) if hi is None else hi
+    if lo is None or hi is None or not (math.isfinite(lo) and math.isfinite(hi)):
+        return None
+    return f"band:{default_band(float(lo), float(hi), f.type.value == 'integer'):g}"
+
+
 def _parse(owner: str, field: str, rule: Any) -> tuple[str, Any]:
     if isinstance(rule, dict):
         return "map", {str(k): str(v) for k, v in rule.items()}
@@ -70,12 +102,13 @@ def _parse(owner: str, field: str, rule: Any) -> tuple[str, Any]:
             step = float(arg)
         except ValueError:
             step = -1.0
-        if kind in ("round", "floor") and step > 0:
+        if kind in ("round", "floor", "band") and step > 0:
             return kind, step
     raise ConfigError(
         f"The 'rules' parameter of {owner} has an invalid rule for field {field!r}: {rule!r}. "
         "Use a positive number (round to a multiple), 'round:STEP', 'floor:STEP' (truncate to "
-        "bands), 'suppress' (drop the field's information), or a dict mapping categories to groups."
+        "bands), 'band:WIDTH' (bands from the field's minimum, each value replaced by its band's "
+        "start), 'suppress' (drop the field's information), or a dict mapping categories to groups."
     )
 
 
@@ -128,11 +161,16 @@ class GeneraliseFields(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
     ``rules`` maps a column to a rule: a number or ``"round:STEP"`` rounds to the nearest
     multiple of STEP (age 27 -> 30 with 10), ``"floor:STEP"`` truncates to the band's lower
-    edge (27 -> 20), ``"suppress"`` replaces every value by the column's most common one, a dict
+    edge (27 -> 20), ``"band:WIDTH"`` cuts the field's range into bands of WIDTH from its
+    minimum (the schema's ``min``, else the fitted data's) and replaces each value by its band's
+    start (hours with ``band:6``: 0-5 -> 0, ..., 18-23 -> 18; weekdays with ``band:5``: Monday
+    to Friday -> 0, the weekend -> 5), so the result is always a value of the range,
+    ``"suppress"`` replaces every value by the column's most common one, a dict
     maps categories to coarser groups (unlisted categories are kept). A column is a DataFrame
     column name (string) or a position (int, for arrays and DataFrames alike, as in
     ``ColumnTransformer``). With ``rules=None`` the schema's personal numeric fields are rounded
-    to :func:`default_step` of their range; with neither rules nor schema ``fit`` raises a
+    to :func:`default_step` of their range and its numeric ``quasi_identifier`` fields (the
+    time of a transaction) cut into :func:`default_band` bands; with neither rules nor schema ``fit`` raises a
     ``ConfigError`` (no silent identity: a generaliser that generalises nothing is a mistake).
     Results are clipped to the schema's range, so generalised data still validate. Missing
     values (NaN) stay missing; infinite values are refused. A DataFrame comes back as a
@@ -147,6 +185,10 @@ class GeneraliseFields(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         [['clerk', 30], ['senior', 30], ['senior', 70]]
         >>> GeneraliseFields(rules={1: 10}).fit_transform(np.array([[1.5, 27.0]])).tolist()
         [[1.5, 30.0]]
+        >>> T = pd.DataFrame({"hour": [0, 5, 6, 23], "day_of_week": [0, 4, 5, 6]})
+        >>> GeneraliseFields(rules={"hour": "band:6", "day_of_week": "band:5"}).fit_transform(
+        ...     T).values.tolist()
+        [[0, 0], [0, 0], [6, 5], [18, 5]]
     """
 
     def __init__(self, *, rules: dict[Any, Rule] | None = None,
@@ -176,6 +218,10 @@ class GeneraliseFields(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                 lo = f.min if f.min is not None else float(X[f.name].min())
                 hi = f.max if f.max is not None else float(X[f.name].max())
                 out[f.name] = ("round", default_step(lo, hi))
+        for f in self.schema.features:
+            rule = band_rule(f, X) if is_frame and f.name in X.columns else None
+            if rule is not None and f.name not in out:
+                out[f.name] = _parse(name, f.name, rule)
         return out
 
     def fit(self, X: Any, y: Any = None) -> GeneraliseFields:
@@ -188,11 +234,23 @@ class GeneraliseFields(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                 raise ConfigError(f"{name}: the category rule for column {c!r} needs a DataFrame; "
                                   "a numpy array here is numeric")
         cols = [Xf.columns[self.positions_[c]] for c, (k, _) in self.plan_.items()
-                if k in ("round", "floor")]
+                if k in ("round", "floor", "band")]
         _finite(name, Xf, cols, allow_nan=True)
+        self.origins_ = {c: self._origin(Xf, c) for c, (k, _) in self.plan_.items()
+                         if k == "band"}
         self.modes_ = {c: Xf.iloc[:, self.positions_[c]].mode(dropna=True).iloc[0]
                        for c, (k, _) in self.plan_.items() if k == "suppress"}
         return self
+
+    def _origin(self, Xf: pd.DataFrame, key: Any) -> float:
+        """Where a ``band`` rule's bands start: the schema's ``min`` of the field, else the
+        smallest value seen in fit (0 when the column is all missing)."""
+        col = Xf.columns[self.positions_[key]]
+        if self.schema is not None and col in self.schema.names and (
+                self.schema[col].min is not None):
+            return float(self.schema[col].min)  # type: ignore[arg-type]
+        lo = pd.to_numeric(Xf[col], errors="raise").min()
+        return 0.0 if pd.isna(lo) else float(lo)
 
     def transform(self, X: Any) -> Any:
         check_is_fitted(self, "plan_")
@@ -212,7 +270,11 @@ class GeneraliseFields(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                 continue
             _finite(name, Xf, [col], allow_nan=True)
             v = pd.to_numeric(out[col], errors="raise").astype(float)
-            g = np.floor(v / arg + 0.5) * arg if kind == "round" else np.floor(v / arg) * arg
+            if kind == "band":
+                o = self.origins_[key]
+                g = o + np.floor((v - o) / arg) * arg  # the band's start: never outside the range
+            else:
+                g = np.floor(v / arg + 0.5) * arg if kind == "round" else np.floor(v / arg) * arg
             if self.schema is not None and col in self.schema.names:
                 f = self.schema[col]
                 g = g.clip(lower=f.min, upper=f.max)
@@ -403,7 +465,8 @@ class GeneralisationReport:
 class Generalise(Defence):
     """The defence: generalise personal fields, suppress rare combinations, fit the model.
 
-    ``quasi_identifiers`` defaults to the schema's personal fields (or the rules' fields).
+    ``quasi_identifiers`` defaults to the schema's personal and ``quasi_identifier`` fields (or
+    the rules' fields).
     ``method="rules"``: :class:`GeneraliseFields` with ``rules``, then records whose generalised
     combination is shared by fewer than ``k`` records are dropped (``k=1`` keeps all).
     ``method="mondrian"``: :class:`MondrianRecoding` of the numeric quasi-identifiers into cells
@@ -533,7 +596,8 @@ class Generalise(Defence):
         if self.quasi_identifiers is not None:
             return list(self.quasi_identifiers)
         if self.schema is not None:
-            return [f.name for f in self.schema.personal() if f.name in X.columns]
+            return [f.name for f in self.schema.features
+                    if (f.personal or f.quasi_identifier) and f.name in X.columns]
         return list(gen.plan_)
 
     def _kept(self, Xg: pd.DataFrame, qi: list[str]) -> np.ndarray:

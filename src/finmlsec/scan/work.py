@@ -166,12 +166,15 @@ def training_budget(defence: type, attack: Any, input_kind: str) -> dict[str, An
     return {k: mine[k] for k in BUDGET_KEYS if k in fields and mine.get(k) is not None}
 
 
-def declared_rules(scenario: Any) -> dict[str, float] | None:
+def declared_rules(scenario: Any) -> dict[str, float | str] | None:
     """How the spec says its personal numbers are to be generalised (``stakes.personal_fields``,
-    the rounding the analysis recommends), over the default rounding of the schema's personal
-    numeric fields (:func:`~finmlsec.defences.generalise.default_step` of their range); a
-    declared field without ``round_to`` gets its default step too. None when the spec declares
-    none: the defence's own defaults hold.
+    the rounding the analysis recommends: ``round_to`` a step, or ``band`` a width), over the
+    default rounding of the schema's personal numeric fields
+    (:func:`~finmlsec.defences.generalise.default_step` of their range) and the default bands of
+    its numeric ``quasi_identifier`` fields (:func:`~finmlsec.defences.generalise.band_rule`: a
+    transaction's hour in four bands); a declared field without ``round_to`` or ``band`` gets its
+    default too. None when the spec declares none: the defence's own defaults hold (the same
+    defaults).
 
     Example:
         >>> from types import SimpleNamespace
@@ -183,7 +186,7 @@ def declared_rules(scenario: Any) -> dict[str, float] | None:
         >>> declared_rules(sc)
         {'credit_amount': 1000.0, 'age': 5.0}
     """
-    from finmlsec.defences.generalise import default_step
+    from finmlsec.defences.generalise import band_rule, default_step
 
     stakes = getattr(getattr(scenario, "spec", None), "stakes", None)
     fields = tuple(getattr(stakes, "personal_fields", ()) or ())
@@ -192,8 +195,12 @@ def declared_rules(scenario: Any) -> dict[str, float] | None:
         return None
     X = getattr(getattr(scenario, "train", None), "X", None)
     names = {p.field for p in fields}
-    rules: dict[str, float] = {}
+    rules: dict[str, float | str] = {}
     for f in schema.features:
+        band = band_rule(f, X)
+        if band is not None:
+            rules[f.name] = band
+            continue
         if not (f.personal or f.name in names) or not f.is_numeric or f.type.value == "binary":
             continue
         lo, hi = f.min, f.max
@@ -206,12 +213,14 @@ def declared_rules(scenario: Any) -> dict[str, float] | None:
     for p in fields:
         if p.round_to is not None and p.field in schema.names:
             rules[p.field] = float(p.round_to)
+        elif getattr(p, "band", None) is not None and p.field in schema.names:
+            rules[p.field] = f"band:{p.band:g}"
     return rules or None
 
 
 def make_defence(name: str, seed: int, schema: Any = None, input_kind: str = "tabular",
                  attack: Any = None, estimator: Any = None,
-                 rules: dict[str, float] | None = None) -> Any:
+                 rules: dict[str, float | str] | None = None) -> Any:
     """An instance of the registered defence ``name`` around ``estimator``, with its defaults,
     ``seed`` and, where it takes them, the scenario's feature ``schema``, whether inputs are
     ``text``, the generalisation ``rules`` the spec declares (:func:`declared_rules`) and, for

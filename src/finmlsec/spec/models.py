@@ -83,12 +83,21 @@ class Roles(BaseModel):
 
 
 class PersonalField(BaseModel):
-    """A personal number in the training data; ``round_to`` is the rounding step to apply."""
+    """A personal number in the training data; ``round_to`` is the rounding step to apply, or
+    ``band`` the width of the bands its values are truncated to from the field's minimum (a
+    transaction's weekday: 5, Monday to Friday and the weekend), not both."""
 
     model_config = _STRICT
 
     field: str = Field(min_length=1)
     round_to: float | None = Field(default=None, gt=0)
+    band: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> PersonalField:
+        if self.round_to is not None and self.band is not None:
+            raise ValueError(f"personal field {self.field!r}: give round_to or band, not both")
+        return self
 
 
 class LossEstimates(BaseModel):

@@ -124,7 +124,10 @@ def _measures(cm: str, spec: SystemSpec) -> list[str]:
     if cm == "modify_training_data" and spec.stakes.personal_fields:
         out = []
         for p in spec.stakes.personal_fields:
-            if p.round_to is None:
+            if p.band is not None:
+                width = f"{p.band:,.0f}" if p.band == int(p.band) else f"{p.band:g}"
+                out.append(f"truncate {p.field} to bands of {width}")
+            elif p.round_to is None:
                 out.append(f"round or truncate {p.field} (e.g. ages to the nearest 10)")
             else:
                 step = f"{p.round_to:,.0f}" if p.round_to == int(p.round_to) else f"{p.round_to:g}"
