@@ -151,6 +151,14 @@ def test_fraud_scan_measures_the_shared_data_threat_and_generalise_lowers_it(
     (cm,) = t["countermeasures"]
     assert cm["defences"] == ["generalise.fields"] and cm["effect"]["significant"], cm
     assert cm["success"] < t["success"] and cm["utility_drop"] is not None
+    # the spec's rules band the time of the transaction too (hour: 6-hour bands, the schema's
+    # default for a quasi_identifier; weekday/weekend; account age to a year): measured 0.060
+    # at a ROC AUC cost of 0.003 (0.886 while the time was shared as is); 0.2 is where the
+    # residual risk would be medium
+    assert cm["success"] < 0.2 and cm["risk"] == "low", cm
+    assert cm["utility_drop"] < 0.02
+    released = " ".join(n["note"] for n in cm["notes"])
+    assert "hour floor" in released and "day_of_week floor" in released, released
     assert t["best"] == ["generalise.fields"]
     assert any("non_confidential_data" in n and "cannot measure" in n for n in t["notes"])
     json.dumps(doc)
