@@ -135,7 +135,8 @@ def test_label_spreading_student_beats_answers_only_at_the_same_privacy():
     spread = PATE(DIGITS_LR, **kw).fit(X, y, X_public=Xp)
     only = PATE(DIGITS_LR, semi_supervised="none", **kw).fit(X, y, X_public=Xp)
     assert spread.privacy_.epsilon == only.privacy_.epsilon
-    assert spread.privacy_.n_student_records == 400 and only.privacy_.n_student_records == 20
+    # stratified queries: some k-NN components of the public records get no answer (378 of 400)
+    assert spread.privacy_.n_student_records > 300 and only.privacy_.n_student_records == 20
     assert spread.score(Xt, yt) >= only.score(Xt, yt) + 0.05
     assert spread.score(Xt, yt) > 0.75
 
@@ -256,3 +257,47 @@ def test_a_student_wrapped_as_the_deployed_model_was_trained_gets_its_pipelines_
                 random_state=0).fit(X.iloc[:450], y[:450])
     assert pate.privacy_.n_student_records > 30  # labels spread over the public records
     assert set(np.unique(pate.predict(X.iloc[450:]))) <= {0, 1}
+
+
+def test_auto_teacher_count_follows_the_noise_and_the_data_size() -> None:
+    # a unanimous vote must stand 2.5 noise standard deviations clear: ceil(2.5 sigma) teachers
+    assert PATE(noise=20.0).teacher_count(10_000) == 50
+    assert PATE(noise=4.0).teacher_count(10_000) == 10
+    assert PATE(aggregator="laplace", noise=4.0).teacher_count(10_000) == 15  # sd 4 sqrt 2
+    # but no teacher gets fewer than 30 records (and there is always one)
+    assert PATE(noise=20.0).teacher_count(600) == 20
+    assert PATE(noise=20.0).teacher_count(10) == 1
+    assert PATE(n_teachers=7).teacher_count(10) == 7
+
+
+def test_a_boosting_pipeline_on_credit_data_gets_a_student_that_ranks() -> None:
+    """Seen on R's modeldata::credit_data (72/28 good/bad) with the bank's imputer, one-hot and
+    GradientBoostingClassifier: PATE as the scan applies it (its defaults, the model wrapped as
+    trained on class names) gave a student of ROC AUC 0.53. The k-means queries were the
+    records nearest the centres, typical applicants whom the teachers' plurality called 'good'
+    (all 40 without noise), and teachers of 31 records gave 'good' to nearly everyone: the
+    student's only 'bad' labels were the noise's flips. Queries are now a random member of each
+    cluster and each teacher votes relative to its own partition's class shares: measured
+    0.681 at random_state 0 (0.628 and 0.647 at 1 and 2) against 0.537 before, at the same
+    epsilon (1.91 for 40 GNMax answers at sigma 20, delta 1e-5)."""
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import train_test_split
+
+    from bank_files import boosting_pipeline, credit_data_frame
+    from finmlsec.targets.typed import AsTrained
+
+    frame = credit_data_frame(seed=0)
+    train, rest = train_test_split(frame, test_size=0.5, stratify=frame.Status, random_state=0)
+    test = train_test_split(rest, test_size=0.5, stratify=rest.Status, random_state=0)[0]
+    X, y = train.drop(columns="Status"), (train.Status == "good").to_numpy().astype(int)
+    Xt, yt = test.drop(columns="Status"), (test.Status == "good").to_numpy().astype(int)
+    bank = boosting_pipeline().fit(X, y)
+    assert roc_auc_score(yt, bank.predict_proba(Xt)[:, 1]) > 0.78  # the bank's model: 0.81
+    pate = PATE(AsTrained(None, boosting_pipeline(), labels=["bad", "good"]),
+                random_state=0).fit(X, y)
+    r = pate.privacy_
+    assert pate.n_teachers_ == 50 and r.n_answered == 40
+    assert r.epsilon == pytest.approx(compute_epsilon(ORDERS, 40 * ORDERS / 20.0**2, 1e-5)[0])
+    scores = pate.predict_proba(Xt)[:, 1]
+    assert len(np.unique(scores)) > 100  # graded scores, not hard labels
+    assert roc_auc_score(yt, scores) > 0.60
