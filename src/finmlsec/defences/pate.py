@@ -55,10 +55,11 @@ cost per answer depends on sigma alone, and with fewer teachers than about 2.5 s
 drowns the vote margin (on a credit_data-shaped file, 1,559 sensitive records, 10 teachers at
 sigma 20: 28% of the answers differ from the plurality; 50: 15-25%); fewer, better teachers need less noise, so a larger epsilon (10 teachers
 at sigma 4: ROC AUC 0.69-0.72 at epsilon 12.3). With ``balanced_votes=True`` (default) each
-teacher votes for the class whose predicted probability most exceeds that class's share of its
+teacher votes for the class whose predicted probability most exceeds its mean over the teacher's
 own partition: on imbalanced data a model of a few dozen records gives the majority class to
-nearly everyone and the plurality would carry no ranking. The share is the teacher's own
-partition's, so one sensitive record still changes one vote and the accounting is unchanged.
+nearly everyone and the plurality would carry no ranking (a model trained class-balanced votes as
+it is). The mean is over the teacher's own partition, so one sensitive record still changes one
+vote and the accounting is unchanged.
 
 Example (10 labels at epsilon < 2, spread to the 100 public records):
     >>> from sklearn.datasets import load_breast_cancer
@@ -451,21 +452,23 @@ def _teacher(shared: tuple[Any, ...], part: np.ndarray) -> Any:
         return _SpreadTeacher(viewer, view, rows, labels)
     model = clone(base).fit(rows, labels)
     if balanced and hasattr(model, "predict_proba"):
-        return _Balanced(model, np.bincount(labels))
+        return _Balanced(model, rows)
     return model
 
 
 class _Balanced:
-    """A teacher voting for the class whose predicted probability most exceeds that class's
-    share of its own partition (``argmax p(c|x) / prior(c)``): on imbalanced data a small
-    partition's model gives the majority class to nearly every record, so the plurality carries
-    no ranking; relative to its prior, a teacher votes 'riskier than usual'. The prior is the
-    teacher's own partition's, so one sensitive record still changes one vote only."""
+    """A teacher voting for the class whose predicted probability most exceeds its usual level
+    (``argmax p(c|x) / prior(c)``, the prior the model's mean probability over its own
+    partition): on imbalanced data a small partition's model gives the majority class to nearly
+    every record, so the plurality carries no ranking; relative to its prior, a teacher votes
+    'riskier than usual'. A model already trained class-balanced (``class_weight``) has a prior
+    near uniform and votes as it is. The prior comes from the teacher's own partition, so one
+    sensitive record still changes one vote only."""
 
-    def __init__(self, model: Any, counts: np.ndarray) -> None:
+    def __init__(self, model: Any, rows: Any) -> None:
         self.model = model
         self.classes_ = np.asarray(model.classes_).astype(int)
-        self.prior = counts[self.classes_] / counts.sum()
+        self.prior = np.asarray(model.predict_proba(rows)).mean(axis=0).clip(1e-6, None)
 
     def predict(self, X: Any) -> np.ndarray:
         p = np.asarray(self.model.predict_proba(X)) / self.prior
