@@ -340,16 +340,24 @@ class FeedbackLoopPoisoning(Attack):
                 flipped_at[t] = rnd
             if all(f is not None for f in flipped_at):
                 break
+        honest_rows = None  # the rows ``first`` was fitted on with the crafted ones weighted 0
         if benign_X and (any(f is not None for f in flipped_at) or data.test is not None):
-            # the same loop without the attacker (the honest reports it merged): the fair reference
-            Xh = data.train.X
-            for part in benign_X:
-                Xh = concat_rows(Xh, part)
-            first = fit(data.model_factory, Xh,
-                        np.concatenate([np.asarray(data.train.y), *benign_y]))
+            # the same loop without the attacker (the honest reports it merged): the fair
+            # reference; the loop's rows with the crafted ones weighted 0 (a learner without
+            # sample weights is fitted on the other rows), so that it also serves as the
+            # reference for the targets that flipped in the last round
+            if self.lean_loop:
+                Xh = data.train.X
+                for part in benign_X:
+                    Xh = concat_rows(Xh, part)
+                first = fit(data.model_factory, Xh,
+                            np.concatenate([np.asarray(data.train.y), *benign_y]))
+            else:
+                first = fit_weighted(data.model_factory(), X, y, (owner < 0).astype(float))
+                honest_rows = len(y)
         by_others = [b and f is None for b, f in zip(by_others, flipped_at, strict=True)]
         alone, unattributed = self._attribute(data, X, y, owner, rows_after, flipped_at,
-                                              profiles, goals, first)
+                                              profiles, goals, first, honest_rows)
         won = [bool(f is not None and not alone[t]) for t, f in enumerate(flipped_at)]
         n_won = int(sum(won))
         lo, hi = clopper_pearson(n_won, nt)
@@ -417,19 +425,21 @@ class FeedbackLoopPoisoning(Attack):
 
     def _attribute(self, data: AttackData, X: Any, y: np.ndarray, owner: np.ndarray,
                    rows_after: dict[int, int], flipped_at: list[int | None],
-                   profiles: list[Any], goals: list[Any],
-                   first: Any) -> tuple[list[bool], int]:
+                   profiles: list[Any], goals: list[Any], first: Any,
+                   honest_rows: int | None = None) -> tuple[list[bool], int]:
         """Which flipped targets the same loop without any crafted report flips too (``alone``:
         a borderline profile flips with the honest reports or the retraining's own randomness),
         and how many flips could not be tested like for like (``unattributed``). The reference
         is the loop's own rows up to the round the target flipped with the crafted ones weighted
         0 (a learner that samples rows draws the same ones); one per round, shared by the
-        targets that flipped in it."""
+        targets that flipped in it (``first`` when it was fitted so on the first
+        ``honest_rows`` rows)."""
         assert data.model_factory is not None
         nt = len(profiles)
         alone, unattributed = [False] * nt, 0
-        refs: dict[int, Any] = {}
         weighs = weighs_rows(data.model_factory())
+        refs: dict[int, Any] = {r: first for r, n in rows_after.items()
+                                if weighs and honest_rows is not None and n == honest_rows}
         for t, rnd in enumerate(flipped_at):
             if rnd is None:
                 continue
