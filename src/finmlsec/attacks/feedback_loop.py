@@ -170,9 +170,10 @@ class FeedbackLoopPoisoning(Attack):
     cost_rank: ClassVar[int] = 1
     strength_rank: ClassVar[int] = 1
     retrains_victim: ClassVar[bool] = True
-    #: for models that are costly to train (CNNs): the loop starts from the deployed model (the
-    #: first honest reports are its errors, found through the oracle) and retrains only in rounds
-    #: where a crafted report was merged (honest reports merged meanwhile wait for that retrain)
+    #: for models that are costly to train (CNNs): the loop retrains only in rounds where a
+    #: crafted report was merged (honest reports merged meanwhile wait for that retrain). Every
+    #: loop starts from the deployed model (the first honest reports are its errors, found
+    #: through the oracle)
     lean_loop: ClassVar[bool] = False
 
     target_class: str | int | None = None
@@ -257,10 +258,9 @@ class FeedbackLoopPoisoning(Attack):
         all_profiles = concat_rows(*profiles)
         n_train = len(y)
         budget = int(np.floor(self.max_poison_share * n_train))  # per target (one attacker each)
-        # the model before any report: the deployed one (through the oracle: a costly model such
-        # as a CNN is then trained once less), or the factory's model trained on the same data
-        model = _Deployed(oracle, classes, y.dtype.kind in "iu") if self.lean_loop \
-            else fit(data.model_factory, X, y)
+        # the model before any report: the deployed one, through the oracle (the honest users
+        # report its errors; a retraining less, seconds for a CNN or a bagged ensemble)
+        model: Any = _Deployed(oracle, classes, y.dtype.kind in "iu")
         first = model
         stale = False  # reports merged since the last retraining (lean loop only)
         pop = data.population
@@ -341,20 +341,23 @@ class FeedbackLoopPoisoning(Attack):
             if all(f is not None for f in flipped_at):
                 break
         honest_rows = None  # the rows ``first`` was fitted on with the crafted ones weighted 0
-        if benign_X and (any(f is not None for f in flipped_at) or data.test is not None):
-            # the same loop without the attacker (the honest reports it merged): the fair
-            # reference; the loop's rows with the crafted ones weighted 0 (a learner without
-            # sample weights is fitted on the other rows), so that it also serves as the
-            # reference for the targets that flipped in the last round
-            if self.lean_loop:
-                Xh = data.train.X
-                for part in benign_X:
-                    Xh = concat_rows(Xh, part)
-                first = fit(data.model_factory, Xh,
-                            np.concatenate([np.asarray(data.train.y), *benign_y]))
-            else:
-                first = fit_weighted(data.model_factory(), X, y, (owner < 0).astype(float))
-                honest_rows = len(y)
+        needed = any(f is not None for f in flipped_at) or data.test is not None
+        if not self.lean_loop and needed and len(y) > n_train:
+            # the same loop without the attacker: the loop's rows with the crafted ones weighted
+            # 0 (a learner without sample weights is fitted on the others: the training data
+            # and the honest reports, in order), so that it also serves as the attribution
+            # reference of the targets that flipped in the last round
+            first = fit_weighted(data.model_factory(), X, y, (owner < 0).astype(float))
+            honest_rows = len(y)
+        elif not self.lean_loop and data.test is not None:
+            first = fit(data.model_factory, X, y)  # nothing merged: the training data alone
+        if self.lean_loop and benign_X and needed:
+            # the same loop without the attacker (the honest reports it merged)
+            Xh = data.train.X
+            for part in benign_X:
+                Xh = concat_rows(Xh, part)
+            first = fit(data.model_factory, Xh,
+                        np.concatenate([np.asarray(data.train.y), *benign_y]))
         by_others = [b and f is None for b, f in zip(by_others, flipped_at, strict=True)]
         alone, unattributed = self._attribute(data, X, y, owner, rows_after, flipped_at,
                                               profiles, goals, first, honest_rows)
@@ -385,7 +388,8 @@ class FeedbackLoopPoisoning(Attack):
         if data.test is not None and data.test.y is not None:
             Xt, yt = data.test.X, np.asarray(data.test.y)
             p0 = first.predict(Xt)
-            if stale and counts["poison_acc"] == 0:
+            if (stale and counts["poison_acc"] == 0) or (
+                    not self.lean_loop and isinstance(model, _Deployed)):
                 p1 = p0  # nothing crafted got in: the loop's model is the honest one
             else:
                 if stale:
