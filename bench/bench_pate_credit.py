@@ -1,7 +1,8 @@
 """PATE on a gradient-boosting pipeline: a ``modeldata::credit_data``-shaped file (the tests'
 ``credit_data_frame``: 4,454 rows, 72/28 good/bad) with the bank's imputer + one-hot +
 GradientBoostingClassifier, split 50/25/25 as the scan's spec is; PATE fitted as the scan does
-(the model wrapped as trained on class names, PATE's defaults unless given).
+(the model wrapped as trained on class names, PATE's defaults with stratified queries, as the
+scan's ``make_defence`` gives for tabular records, unless given).
 
 Usage: python bench/bench_pate_credit.py ['{"n_teachers": 10, "noise": 4, "seed": 1}']
 
@@ -31,6 +32,7 @@ from finmlsec.targets.typed import AsTrained  # noqa: E402
 def main() -> None:
     kw = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
     seed = int(kw.pop("seed", 0))
+    kw.setdefault("query_selection", "stratified")
     f = credit_data_frame(seed=seed)
     tr, rest = train_test_split(f, test_size=0.5, stratify=f.Status, random_state=seed)
     te = train_test_split(rest, test_size=0.5, stratify=rest.Status, random_state=seed)[0]

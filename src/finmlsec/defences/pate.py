@@ -28,12 +28,14 @@ Privacy accounting (Renyi DP, composed over the queries and converted to (epsilo
 The student (Papernot et al. 2018 train it semi-supervised on the public data; only the labels
 cost privacy, so everything below that looks at public records alone is free):
 
-* ``query_selection="stratified"`` (default): k-means with ``max_queries`` clusters on the public
-  records and a random member of each cluster is queried, so the few labels cover the public
-  data's modes as a sample stratified by cluster; ``"cluster"``: the record nearest each centre
-  (typical records: on imbalanced data, such as credit at 72/28 good/bad, nearly all of the
-  majority class, so the student learned the minority class from the noise's flips alone);
-  ``"random"``: a random subset. None looks at sensitive data or at the teachers' votes.
+* ``query_selection="cluster"`` (default): k-means with ``max_queries`` clusters on the public
+  records; the record nearest each centre is queried, so the few labels cover the public data's
+  modes (best on images: digits 0.874 against 0.761 with ``"stratified"``); ``"stratified"``: a
+  random member of each cluster, a sample stratified by cluster, which the scan uses on tabular
+  records: the centre-nearest records are typical ones, on imbalanced data such as credit at
+  72/28 good/bad nearly all of the majority class, so the student learned the minority class
+  from the noise's flips alone (student ROC AUC 0.54 against 0.68); ``"random"``: a random
+  subset. None looks at sensitive data or at the teachers' votes.
 * ``semi_supervised="label_spreading"``: the answered labels are spread to the public records
   over a k-nearest-neighbour graph (Zhou et al. 2004; scikit-learn's ``LabelSpreading``) and the
   student is fitted on every public record an answer reaches; ``"self_training"``: scikit-learn's
@@ -227,7 +229,7 @@ class PATE(Defence):
                  n_teachers: int | str = "auto",
                  aggregator: str = "gnmax", noise: float = 20.0, threshold: float = 0.0,
                  threshold_noise: float = 50.0, max_queries: int = 40,
-                 public_share: float = 0.3, query_selection: str = "stratified",
+                 public_share: float = 0.3, query_selection: str = "cluster",
                  semi_supervised: str = "label_spreading", teacher_spreading: bool = False,
                  balanced_votes: bool = True, delta: float = 1e-5,
                  random_state: int | None = None) -> None:

@@ -240,6 +240,10 @@ def make_defence(name: str, seed: int, schema: Any = None, input_kind: str = "ta
         kwargs["schema"] = schema
     if "text" in params and input_kind == "text":
         kwargs["text"] = True
+    if "query_selection" in params and input_kind == "tabular":
+        # PATE: on tabular records the k-means centres are typical, majority-class records;
+        # one random member of each cluster gives the student the minority class too
+        kwargs["query_selection"] = "stratified"
     if "rules" in params and rules:
         kwargs["rules"] = dict(rules)
     budget = training_budget(cls, attack, input_kind)
