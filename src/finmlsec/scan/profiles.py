@@ -119,7 +119,7 @@ PROFILES: dict[str, Profile] = {
     ),
     "thorough": Profile(
         name="thorough", budget=200_000, max_attacks=99, max_defences=99, combinations=99,
-        repeats=3,
+        repeats=3, unit_timeout=900.0,
         overrides={"n_reference": 64, "n_shadow": 8},
         attack_params={"poisoning.feedback_loop": {"n_targets": 20}},
     ),
