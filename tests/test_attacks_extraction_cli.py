@@ -99,7 +99,9 @@ def test_evasion_through_the_cli_uses_held_out_victims(spec: Path) -> None:
                                            "--victims", "15", "--json"])
     assert out.exit_code == 0, out.output
     result = json.loads(out.output)
-    assert 0 < result["metrics"]["n_victims"] <= 15
+    # 15 applicants decided against, as a scan's victim limit takes them (the first 15 held-out
+    # records held 3, too few for the lift over random changes to count)
+    assert result["metrics"]["n_victims"] == 15
     assert result["metrics"]["validity_rate"] == 1.0
     assert result["success"] > 0.5
     none = CliRunner().invoke(build_app(), ["attack", "evasion.constrained", "--spec", str(spec),

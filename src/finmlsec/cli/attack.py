@@ -150,11 +150,11 @@ def run_attack(name: str, spec: Path, *, budget: int | None, params: list[str],
     data = scenario.attack_data(standard=not strict)
     if data.victims is None and data.test is not None and max_victims > 0:
         # as in a scan: held-out records are the victims (applicants an attacker would turn,
-        # the profile a feedback attack targets); attacks keep those decided against the attacker
-        X = data.test.X
-        X = X.iloc[:max_victims].reset_index(drop=True) if hasattr(X, "iloc") else X[:max_victims]
-        y = None if data.test.y is None else data.test.y[:max_victims]
-        data = dataclasses.replace(data, victims=dataclasses.replace(data.test, X=X, y=y))
+        # the profile a feedback attack targets), those decided against the favourable outcome
+        # first; attacks keep those decided against the attacker
+        from finmlsec.scan.work import limit_victims
+
+        data = dataclasses.replace(data, victims=limit_victims(data.test, scenario, max_victims))
     oracle = None
     if set(cls.needs) & ORACLE_NEEDS or scenario.target is not None:
         if scenario.target is None:

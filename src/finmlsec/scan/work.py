@@ -577,6 +577,14 @@ def _head(labeled: Any, n: int) -> Any:
     return replace(labeled, X=X, y=None if labeled.y is None else labeled.y[:n])
 
 
+def limit_victims(labeled: Any, sc: Any, n: int) -> Any:
+    """At most ``n`` victims, those the deployed model decides against the schema's favourable
+    outcome first (as a scan's victim limit and ``finmlsec attack --victims`` take them)."""
+    if len(labeled) <= n:
+        return labeled
+    return _head(_against_first(labeled, sc), n)
+
+
 def _plugged_screen(attack: Any, defences: tuple[str, ...]) -> str | None:
     """The feedback-stage defence to hand to an attack that simulates the retraining loop
     itself (it has a ``screen`` parameter), if the unit has one."""
@@ -792,8 +800,7 @@ def _run(ctx: ScanContext, unit: Unit, out: dict[str, Any]) -> None:
     data = attack_data_for(sc, ctx)
     if unit.max_victims is not None and data.victims is not None \
             and len(data.victims) > unit.max_victims:
-        data = replace(data, victims=_head(_against_first(data.victims, sc),
-                                           unit.max_victims))
+        data = replace(data, victims=limit_victims(data.victims, sc, unit.max_victims))
     attack = _attack(unit)
     defences = unit.defences
     plug = _plugged_screen(attack, defences)
