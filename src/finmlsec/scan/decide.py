@@ -64,6 +64,13 @@ def _success(outcome: dict[str, Any] | None) -> float | None:
 Z_EFFECT = 1.96
 
 
+#: The fewest victims over which an attack rated on its lift over chance (``lift_p`` in its
+#: metrics: evasion against random valid changes) can show a significant lift: McNemar's
+#: one-sided p is at least 0.5 ** n, under 0.05 from n = 5. A unit on fewer rates 0 whatever it
+#: turned, so its 0 is no evidence.
+MIN_LIFT_TRIALS = 5
+
+
 def trials(outcome: dict[str, Any]) -> float | None:
     """How many independent trials one unit's success figure is a share of: the victims of an
     evasion, the candidate records of a membership test, the targets of the feedback loop
@@ -92,9 +99,14 @@ def figure(outs: list[dict[str, Any]]) -> dict[str, Any]:
     k = len(vals)
     mean = sum(vals) / k if k else None
     spread = (sum((v - (mean or 0.0)) ** 2 for v in vals) / (k - 1)) ** 0.5 if k >= 2 else None
+    empty = bool(ns) and all(n == 0 for n in ns)
+    lifted = bool(done) and all("lift_p" in (((o.get("result") or {}).get("metrics")) or {})
+                                for o in done)
     return {"success": mean, "seeds": k,
             "trials": sum(n for n in ns if n) if ns and all(ns) else None, "spread": spread,
-            "empty": bool(ns) and all(n == 0 for n in ns)}
+            "empty": empty,
+            "too_few": lifted and not empty and all(
+                n is not None and n < MIN_LIFT_TRIALS for n in ns)}
 
 
 def effect(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
@@ -229,7 +241,13 @@ def summarize(plan: dict[str, Any], outcomes: dict[str, dict[str, Any]], *,
         empty = [a for a in attacks if a["success"] is not None and figures[a["name"]]["empty"]]
         for a in empty:
             a["risk"] = "not_measured"
-        measured = [a for a in attacks if a["success"] is not None and a not in empty]
+        # one rated on its lift over chance on fewer victims than that lift can be significant
+        # over rates 0 whatever it turned: no evidence either way
+        few = [a for a in attacks if a["success"] is not None and a not in empty
+               and figures[a["name"]]["too_few"]]
+        for a in few:
+            a["risk"] = "not_measured"
+        measured = [a for a in attacks if a["success"] is not None and a not in empty + few]
         strongest = max(measured, key=lambda a: a["success"]) if measured else None
         success = strongest["success"] if strongest else None
         before = figures[strongest["name"]] if strongest else None
@@ -279,8 +297,19 @@ def summarize(plan: dict[str, Any], outcomes: dict[str, dict[str, Any]], *,
                 "everyone is a utility problem (see the balanced accuracy), and the bank's "
                 "cut-off (model.decision_threshold), where it refuses some applicants, gives "
                 "evasion victims")
+        for a in few:
+            m = a["metrics"]
+            entry["notes"].append(
+                f"{a['name']}: not measurable: {m.get('n_victims', 0):g} victim(s) a seed were "
+                f"decided against the attacker (it turned "
+                f"{float(m.get('raw_success_rate', m.get('success_rate', 0.0)) or 0.0):.3f} of "
+                f"them), too few for its lift over random valid changes to be significant "
+                f"(McNemar's test needs at least {MIN_LIFT_TRIALS}); this is no evidence of "
+                "robustness: more held-out records, a larger victim limit, or the bank's "
+                "cut-off (model.decision_threshold) where the model refuses few, give it "
+                "victims")
         entry.update(_decide(t, success, cms, max_utility_drop, metric, baseline_util))
-        if empty and success is None and t["attacked"]:
+        if (empty or few) and success is None and t["attacked"]:
             entry["recommendation"] = (
                 "not measured: " + "; ".join(n for n in entry["notes"] if ": not measurable: "
                                              in n) + f"; the analysis decision stands: "
