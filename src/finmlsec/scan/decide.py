@@ -287,27 +287,7 @@ def summarize(plan: dict[str, Any], outcomes: dict[str, dict[str, Any]], *,
             if strongest else None,
             "exposure": exposure(strongest["name"], mine, outcomes) if strongest else None,
         }
-        for a in empty:
-            m = a["metrics"]
-            entry["notes"].append(
-                f"{a['name']}: not measurable: the deployed model already gives the outcome the "
-                f"attacker wants to every record tried ({m.get('n_already_at_goal', 0):g} of "
-                f"{m.get('n_already_at_goal', 0) + m.get('n_victims', 0):g}), so there was no "
-                "one to turn; this is no evidence of robustness: a model that decides alike for "
-                "everyone is a utility problem (see the balanced accuracy), and the bank's "
-                "cut-off (model.decision_threshold), where it refuses some applicants, gives "
-                "evasion victims")
-        for a in few:
-            m = a["metrics"]
-            entry["notes"].append(
-                f"{a['name']}: not measurable: {m.get('n_victims', 0):g} victim(s) a seed were "
-                f"decided against the attacker (it turned "
-                f"{float(m.get('raw_success_rate', m.get('success_rate', 0.0)) or 0.0):.3f} of "
-                f"them), too few for its lift over random valid changes to be significant "
-                f"(McNemar's test needs at least {MIN_LIFT_TRIALS}); this is no evidence of "
-                "robustness: more held-out records, a larger victim limit, or the bank's "
-                "cut-off (model.decision_threshold) where the model refuses few, give it "
-                "victims")
+        entry["notes"].extend(_not_measurable_note(a, few=a in few) for a in empty + few)
         entry.update(_decide(t, success, cms, max_utility_drop, metric, baseline_util))
         if (empty or few) and success is None and t["attacked"]:
             entry["recommendation"] = (
@@ -385,6 +365,26 @@ def result_notes(outs: list[dict[str, Any]]) -> list[str]:
 #: Below this many victims (an evasion's) or targets (the feedback loop's) over all seeds, the
 #: share is reported with its interval.
 FEW_VICTIMS = 20
+
+
+def _not_measurable_note(a: dict[str, Any], few: bool) -> str:
+    """Why attack ``a`` (an evasion) measured nothing: no victim at all, or ``few`` victims, too
+    few for its lift over random changes to be significant; neither is evidence of robustness."""
+    m = a["metrics"]
+    if few:
+        turned = float(m.get("raw_success_rate", m.get("success_rate", 0.0)) or 0.0)
+        return (f"{a['name']}: not measurable: {m.get('n_victims', 0):g} victim(s) a seed were "
+                f"decided against the attacker (it turned {turned:.3f} of them), too few for its "
+                "lift over random valid changes to be significant (McNemar's test needs at least "
+                f"{MIN_LIFT_TRIALS}); this is no evidence of robustness: more held-out records, a "
+                "larger victim limit, or the bank's cut-off (model.decision_threshold) where the "
+                "model refuses few, give it victims")
+    return (f"{a['name']}: not measurable: the deployed model already gives the outcome the "
+            f"attacker wants to every record tried ({m.get('n_already_at_goal', 0):g} of "
+            f"{m.get('n_already_at_goal', 0) + m.get('n_victims', 0):g}), so there was no one to "
+            "turn; this is no evidence of robustness: a model that decides alike for everyone is "
+            "a utility problem (see the balanced accuracy), and the bank's cut-off "
+            "(model.decision_threshold), where it refuses some applicants, gives evasion victims")
 
 
 def few_victims(outs: list[dict[str, Any]]) -> list[str]:
