@@ -126,3 +126,37 @@ def test_figures_draw_each_curve_once_when_units_repeat() -> None:
               "countermeasures": []}
     roc = next(f for f in threat_figures(doc, 0, threat) if f["id"].endswith("roc"))
     assert roc["units"] == f"{base}, {base}+confidence.round"
+
+
+def test_a_defended_lift_within_noise_on_few_victims_is_no_fall() -> None:
+    """Adversarial training that approves most refused applicants leaves 5 victims; the attack
+    still turns all 5 (lift 1.0, McNemar p = 0.0625), so its success is counted as 0: that 0
+    must not be read as the countermeasure stopping the attack."""
+    import numpy as np
+
+    from finmlsec.attacks.evasion_chance import rate
+
+    s20, m20, _ = rate(np.ones(20, dtype=bool), np.full(20, 0.14), np.ones(20, dtype=bool), 100)
+    s5, m5, _ = rate(np.ones(5, dtype=bool), np.full(5, 0.176), np.ones(5, dtype=bool), 100)
+    assert s20 == 1.0 and s5 == 0.0 and m5["success_estimate"] == pytest.approx(1.0)
+    assert "success_estimate" not in m20
+    plan = _plan(defences=("adversarial_training",))
+    outcomes = {}
+    for u, (s, m) in zip(plan["units"], [(s20, m20), (s5, m5)], strict=True):
+        outcomes[u["id"]] = {"status": "done", "utility": {"accuracy": 0.8},
+                             "result": {"success": s, "metrics": {**m, "n_victims": 20.0 if s
+                                                                  else 5.0}}}
+    t = summarize(plan, outcomes, max_utility_drop=0.05)["threats"][0]
+    cm = t["countermeasures"][0]
+    assert cm["success"] == 0.0  # its own rating is unchanged
+    assert cm["effect"]["significant"] is False
+    assert "no measurable effect (1.000 -> 1.000" in cm["effect"]["words"]
+    assert "compared on the lift behind it" in cm["effect"]["words"]
+    assert t["best"] is None and "apply" not in t["recommendation"]
+    # a defended lift that is genuinely lower still counts: none of 20 victims turned
+    s0, m0, _ = rate(np.zeros(20, dtype=bool), np.full(20, 0.14), np.ones(20, dtype=bool), 100)
+    outcomes[plan["units"][1]["id"]]["result"] = {"success": s0, "metrics": {**m0,
+                                                                             "n_victims": 20.0}}
+    t = summarize(plan, outcomes, max_utility_drop=0.05)["threats"][0]
+    assert t["countermeasures"][0]["effect"]["significant"] is True
+    assert t["best"] == ["adversarial_training"]

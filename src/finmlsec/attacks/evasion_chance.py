@@ -37,8 +37,10 @@ turns and one random change does not (the sum over won victims of ``1 - p_i``), 
 reverse (the sum over lost victims of ``p_i``); ``success_rate - baseline_rate = (b - c) / n``.
 McNemar's exact test (one-sided; :func:`~finmlsec.attacks.extraction_common.mcnemar_exact`, on
 ``b`` and ``c`` rounded) gives ``lift_p``. The attack's success (what the scan rates) is the lift
-when ``lift_p < 0.05``, else 0, and the attack's note says which, with the raw rate and the
-baseline beside it. The draws are evaluator-side: one batched prediction on the target (not the
+when ``lift_p < 0.05``, else 0 (the lift then kept as ``success_estimate``, which a
+countermeasure's comparison with the system as deployed reads: a defended model that leaves
+few victims cannot show a significant lift, and its 0 is no fall), and the attack's note says
+which, with the raw rate and the baseline beside it. The draws are evaluator-side: one batched prediction on the target (not the
 attacker's oracle), not charged to the attacker's query budget.
 
 Example:
@@ -63,7 +65,7 @@ import pandas as pd
 from finmlsec.attacks.base import Outcome
 from finmlsec.attacks.evasion_common import changes_and_cost, constraint_ok, feature_scales
 from finmlsec.attacks.evasion_search import Codec
-from finmlsec.attacks.extraction_common import LIFT_ALPHA, mcnemar_exact
+from finmlsec.attacks.extraction_common import ESTIMATE, LIFT_ALPHA, mcnemar_exact
 from finmlsec.schema import FeatureSchema, FeatureType
 
 #: Random valid changes drawn per victim for the baseline (an attack's ``baseline_draws``).
@@ -97,6 +99,7 @@ def rate(won: np.ndarray, p_random: np.ndarray, any_random: np.ndarray, draws: i
     if lift > 0 and pval < LIFT_ALPHA:
         return lift, m, f"success is the lift over chance {lift:.3f}: the attack {figures}"
     if lift > 0:
+        m[ESTIMATE] = lift
         return 0.0, m, (f"{CHANCE_NOISE} (the attack {figures}, at {LIFT_ALPHA:g}): success "
                         f"counted as 0, not the lift {lift:.3f}")
     return 0.0, m, (f"the attack does no better than random valid changes {cost} (it "

@@ -256,6 +256,12 @@ def truth_labels(classes: np.ndarray, y: np.ndarray) -> np.ndarray:
 LIFT_ALPHA = 0.05
 #: How the note of a lift within noise begins (the scan carries it to the threat's notes).
 LIFT_NOISE = "the copy's agreement beyond the no-model copy is within noise"
+#: The metric holding a success figure's point estimate (the lift) when the headline success was
+#: counted as 0 for being within noise of the no-model baseline: the rating reads the headline,
+#: the comparison of a countermeasure with the system as deployed reads this (see
+#: :func:`finmlsec.scan.decide.figure`), so that a defended figure measured on too few trials to
+#: be significant is not taken for a fall.
+ESTIMATE = "success_estimate"
 
 
 def mcnemar_exact(b: int, c: int) -> float:
@@ -295,8 +301,8 @@ def theft_success(m: dict[str, float]) -> tuple[float, str | None]:
     """An extraction attack's headline success from its :func:`theft_metrics` ``m``, and the
     note that says why when it is not the lift: the fidelity lift when the copy's agreement
     beyond the no-model copy is significant (``fidelity_lift_p`` below :data:`LIFT_ALPHA`),
-    else 0 (a lift resting on a handful of records is noise, not theft); the fidelity on
-    uniform samples when there is no test data.
+    else 0 (a lift resting on a handful of records is noise, not theft), the lift then kept in
+    ``m[ESTIMATE]``; the fidelity on uniform samples when there is no test data.
 
     Example:
         >>> theft_success({"fidelity_lift": 1.0, "fidelity_lift_p": 0.25, "fidelity_lift_b": 2.0,
@@ -326,6 +332,7 @@ def theft_success(m: dict[str, float]) -> tuple[float, str | None]:
             f"{m['fidelity_baseline']:.4f})")
     if lift <= 0 or p is None or p < LIFT_ALPHA:
         return lift, None
+    m[ESTIMATE] = lift
     return 0.0, (
         f"{LIFT_NOISE} (b={int(m['fidelity_lift_b'])}, c={int(m['fidelity_lift_c'])} records, "
         f"p={p:.3g}; McNemar's exact test, one-sided, at {LIFT_ALPHA:g}): success counted as 0, "

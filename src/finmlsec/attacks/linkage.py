@@ -55,6 +55,7 @@ import pandas as pd
 
 from finmlsec.attacks.base import ATTACKS, Attack, AttackData, Meter, Outcome
 from finmlsec.attacks.extraction_common import (
+    ESTIMATE,
     LIFT_ALPHA,
     check_int,
     mcnemar_exact,
@@ -308,6 +309,7 @@ class Linkage(Attack):
         success = lift
         if lift > 0 and p >= LIFT_ALPHA:
             success = 0.0
+            metrics[ESTIMATE] = lift
             notes.append(
                 f"{LINKAGE_NOISE} (b={b}, c={c} targets, p={p:.3g}; McNemar's exact test, "
                 f"one-sided, at {LIFT_ALPHA:g}): success counted as 0, not the lift {lift:.3f}")

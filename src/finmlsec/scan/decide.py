@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from finmlsec.attacks.extraction_common import ESTIMATE
 from finmlsec.scan.privacy import exposure, privacy_loss
 
 LEVELS = ("none", "low", "medium", "high")
@@ -89,12 +90,25 @@ def trials(outcome: dict[str, Any]) -> float | None:
     return float(n) if n else None
 
 
+def _estimate(outcome: dict[str, Any]) -> float:
+    """One unit's success figure as compared across countermeasures: the point estimate an attack
+    keeps (``success_estimate``) when it counted its success as 0 for being within noise of its
+    no-model baseline, else the success itself."""
+    m = (outcome.get("result") or {}).get("metrics") or {}
+    est = m.get(ESTIMATE)
+    return float(est) if est is not None else float(_success(outcome) or 0.0)
+
+
 def figure(outs: list[dict[str, Any]]) -> dict[str, Any]:
     """An attack's success over the seeds it ran with (``outs``: the outcomes of its repeats):
     the mean, the number of seeds measured, the trials over all of them (None when one is
-    unknown) and the seed-to-seed standard deviation (None for one seed)."""
+    unknown) and the seed-to-seed standard deviation (None for one seed). ``estimate`` is the
+    mean of the point estimates (:func:`_estimate`), which :func:`effect` compares: a lift
+    counted as 0 because it is not significant on the few victims a defended model leaves is
+    no evidence that the countermeasure stopped the attack."""
     done = [o for o in outs if _success(o) is not None]
     vals = [float(_success(o) or 0.0) for o in done]
+    ests = [_estimate(o) for o in done]
     ns = [trials(o) for o in done]
     k = len(vals)
     mean = sum(vals) / k if k else None
@@ -102,7 +116,7 @@ def figure(outs: list[dict[str, Any]]) -> dict[str, Any]:
     empty = bool(ns) and all(n == 0 for n in ns)
     lifted = bool(done) and all("lift_p" in (((o.get("result") or {}).get("metrics")) or {})
                                 for o in done)
-    return {"success": mean, "seeds": k,
+    return {"success": mean, "seeds": k, "estimate": sum(ests) / k if k else None,
             "trials": sum(n for n in ns if n) if ns and all(ns) else None, "spread": spread,
             "empty": empty,
             "too_few": lifted and not empty and all(
@@ -131,7 +145,10 @@ def effect(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
         ...            "empty": True})["words"][:31]
         'not measurable (0.600 -> 0.000)'
     """
-    b, a = float(before["success"]), float(after["success"])
+    b, a = (float(f["estimate"] if f.get("estimate") is not None else f["success"])
+            for f in (before, after))
+    zeroed = [w for w, f, x in (("as deployed", before, b), ("behind it", after, a))
+              if x != float(f["success"])]
     diff = b - a
     var, basis = 0.0, []
     if before.get("trials") and after.get("trials"):
@@ -160,6 +177,10 @@ def effect(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
     else:
         significant, words = True, (f"lowers success beyond noise ({b:.3f} -> {a:.3f}, "
                                     f"{diff / se if se else float('inf'):.1f} standard errors)")
+    if zeroed:
+        words += (f"; compared on the lift {' and '.join(zeroed)} rather than its success "
+                  "counted as 0: that lift is within noise of chance on its trials, which is no "
+                  "evidence that the attack failed")
     return {"difference": diff, "standard_error": se if basis else None,
             "significant": significant, "basis": "; ".join(basis) or None, "words": words}
 
@@ -262,6 +283,8 @@ def summarize(plan: dict[str, Any], outcomes: dict[str, dict[str, Any]], *,
                           for a in dict.fromkeys(u["attack"] for u in us)]
             per_attack = [f for f in per_attack if f["success"] is not None]
             after = max(per_attack, key=lambda f: f["success"]) if per_attack else None
+            # compared on the strongest point estimate behind it (see figure)
+            rival = max(per_attack, key=lambda f: f["estimate"]) if per_attack else None
             util = next((o["utility"] for o in outs if o.get("utility")), None)
             score = _utility_score(util, metric)
             drop = (base_score - score) if base_score is not None and score is not None else None
@@ -270,7 +293,7 @@ def summarize(plan: dict[str, Any], outcomes: dict[str, dict[str, Any]], *,
                 "defences": list(ds), "countermeasures": list(us[0]["countermeasures"]),
                 "units": [u["id"] for u in us], "success": value, "risk": risk_level(value),
                 "utility": util, "utility_drop": drop,
-                "effect": effect(before, after) if before and after else None,
+                "effect": effect(before, rival) if before and rival else None,
                 "errors": sorted({o["error"].splitlines()[0] for o in outs if o.get("error")}),
                 "notes": [{"attack": a, "note": n}
                           for a in dict.fromkeys(u["attack"] for u in us)
