@@ -191,6 +191,7 @@ def load_scenario(spec_or_path: Any, *, trust_pickle: bool = False) -> Scenario:
         return Scenario(spec, target, None, None, None, None, None, factory, cutoff=cutoff)
     dataset, train, test, pop = load_data(ref, base, reads=_ids_read_by(target))
     if dataset.schema is not None:
+        check_personal_fields(spec, dataset.schema)
         _warn_read_ids(dataset.schema, str(spec.source_dir))
     if target is not None:
         from finmlsec.targets.typed import typed
@@ -202,6 +203,40 @@ def load_scenario(spec_or_path: Any, *, trust_pickle: bool = False) -> Scenario:
         _smoke(target, (test or train).X)
     return Scenario(spec, target, dataset.schema, dataset, train, test, pop, factory,
                     seed=ref.seed, cutoff=cutoff)
+
+
+def check_personal_fields(spec: Any, schema: FeatureSchema) -> None:
+    """A :class:`~finmlsec.errors.SpecError` when ``stakes.personal_fields`` names a field the
+    data's schema does not have: the analysis would recommend rounding fields that do not exist
+    (and give them as the reason the data is personal), and the scan could not measure it. The
+    likely cause is a shipped use case's stakes, which name the use case's own data's fields.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> from finmlsec.datasets import load
+        >>> from finmlsec.spec.models import PersonalField
+        >>> stakes = SimpleNamespace(personal_fields=(PersonalField(field="age", round_to=10),
+        ...                                           PersonalField(field="salary")))
+        >>> check_personal_fields(SimpleNamespace(stakes=stakes), load("german_credit").schema)
+        Traceback (most recent call last):
+        ...
+        finmlsec.errors.SpecError: stakes.personal_fields: 'salary' is not a field of the data ...
+    """
+    from finmlsec.errors import SpecError
+
+    fields = [p.field for p in getattr(getattr(spec, "stakes", None), "personal_fields", ()) or ()]
+    missing = [f for f in fields if f not in schema.names]
+    if not missing:
+        return
+    names = ", ".join(repr(f) for f in missing)
+    mine = [f.name for f in schema.features if f.personal]
+    suggest = (f"[{', '.join(mine)}] (the schema's personal fields)" if mine else "[]")
+    raise SpecError(
+        f"{names} {'is not a field' if len(missing) == 1 else 'are not fields'} of the data "
+        f"(its schema has {', '.join(schema.names[:12])}{', ...' if len(schema.names) > 12 else ''}"
+        f"); a shipped use case's stakes name its own data's fields: name yours, e.g. "
+        f"`stakes: {{personal_fields: {suggest}}}` in the spec (merged with the use case's "
+        "stakes; [] when no field is personal)", "stakes.personal_fields")
 
 
 def _with_cutoff(spec: Any, target: Target | None, factory: Callable[[], Any] | None,

@@ -129,18 +129,25 @@ def usecase_spec(name: str, source: str = "<spec>") -> dict[str, Any]:
 
 def with_usecase(data: dict[str, Any], source: str = "<spec>") -> dict[str, Any]:
     """``usecase: NAME`` takes the shipped use case's keys (:func:`usecase_spec`); a top-level
-    key given beside it replaces the use case's whole.
+    key given beside it replaces the use case's whole, except ``stakes``, merged key by key (a
+    bank keeps the use case's figures and names its own data's ``personal_fields``).
 
     Example:
         >>> d = with_usecase({"usecase": "chatbot", "name": "Our bot"})
         >>> d["name"], d["roles"]["model_generator"]
         ('Our bot', 'vendor')
+        >>> d = with_usecase({"usecase": "credit-scoring", "stakes": {"personal_fields": []}})
+        >>> d["stakes"]["personal_fields"], d["stakes"]["training_data"]
+        ([], 'personal')
     """
     name = data["usecase"]
     if not isinstance(name, str):
         raise SpecError(f"a use-case name is a string; got {name!r}", f"{source}: usecase")
     rest = {k: v for k, v in data.items() if k != "usecase"}
-    return {**usecase_spec(name, source), **rest}
+    base = usecase_spec(name, source)
+    if isinstance(rest.get("stakes"), dict) and isinstance(base.get("stakes"), dict):
+        rest["stakes"] = {**base["stakes"], **rest["stakes"]}
+    return {**base, **rest}
 
 
 def validate_spec(
