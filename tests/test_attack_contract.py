@@ -236,6 +236,11 @@ def test_declaration(name: str) -> None:
         assert "train" in cls.needs and cls.via == "training_data", \
             "an attack on the shared training data needs them and goes through them"
     assert attack.required() >= cls.needs
+    # the scan's time limits count the fits of the model an attack makes (scan.plan.unit_limit)
+    fits = attack.fits()
+    assert isinstance(fits, float) and fits >= 0
+    if "model_factory" in attack.required():
+        assert fits > 0, "an attack that trains the model like the deployed one declares fits()"
     params = params_of(attack)
     text = json.dumps(params)
     again = cls(**{k: tuple(v) if isinstance(getattr(attack, k), tuple) else v

@@ -57,6 +57,8 @@ def test_defence_declares_catalogue_ids_and_constructs_with_defaults(name, cls):
     assert isinstance(cls.summary, str) and cls.summary
     obj = cls()
     assert not hasattr(obj, "apply")  # one way to fit: fit (or finmlsec.defences.apply)
+    # fits of the defended model one fit makes: the scan's time limits grow with it
+    assert isinstance(obj.fit_cost(), float) and obj.fit_cost() >= 1
     params = obj.get_params(deep=False)
     assert "estimator" in params
     assert set(cls._parameter_constraints) <= set(params)

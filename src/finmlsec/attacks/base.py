@@ -20,7 +20,10 @@ Class attributes every attack declares:
 * ``atlas`` / ``owasp``: cross-reference ids (MITRE ATLAS, OWASP ML Top 10);
 * ``summary``: one line for ``finmlsec attack list``;
 * ``input_kinds``, ``cost_rank``, ``strength_rank`` and the capabilities ``generates``,
-  ``retrains_victim`` and ``reads_training_data``: see :class:`Attack`.
+  ``retrains_victim`` and ``reads_training_data``: see :class:`Attack`;
+* ``fits(defences)``: how many times it trains the model like the deployed one
+  (``model_factory``) with its parameters, at most; 0 for an attack that never does (the
+  default). The scan's unit time limits grow with it (:func:`finmlsec.scan.plan.unit_limit`).
 
 Optional conventions:
 
@@ -290,6 +293,14 @@ class Attack:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         dataclass(kw_only=True)(cls)
+
+    def fits(self, defences: tuple[Any, ...] = ()) -> float:
+        """How many times the attack, as configured, trains the model like the deployed one
+        (``data.model_factory``) at most, each fit counted as one on the training data; with
+        ``defences``, the unit's defence instances (a feedback screen the attack runs in its
+        loop adds its own fits). 0: it never does (the default); the scan scales a unit's time
+        limit with it (:func:`finmlsec.scan.plan.fits_expected`)."""
+        return 0.0
 
     def required(self) -> frozenset[str]:
         """The needs of the attack as configured (more than ``needs`` where a parameter asks for

@@ -145,6 +145,10 @@ class EquationSolving(Attack):
     n_uniform: int = 2000
     seed: int = 0
 
+    def fits(self, defences: tuple[Any, ...] = ()) -> float:
+        """The copy trained without queries on the attacker's public records (a baseline)."""
+        return 1.0
+
     def _validate(self) -> None:
         check_int("EquationSolving", "extra_queries", self.extra_queries, 0)
         check_int("EquationSolving", "n_uniform", self.n_uniform, 0)

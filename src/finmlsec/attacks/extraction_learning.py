@@ -108,6 +108,14 @@ class LearningExtraction(Attack):
     n_uniform: int = 2000
     seed: int = 0
 
+    def fits(self, defences: tuple[Any, ...] = ()) -> float:
+        """With the training algorithm as surrogate (``auto`` takes it when known): one surrogate
+        a round and the first (``committee`` of them where it selects by committee); and the
+        copy trained without queries on the attacker's public records (a baseline)."""
+        if self.surrogate not in ("auto", "factory"):
+            return 1.0
+        return 1.0 + (self.rounds + 1) * max(1, self.committee)
+
     def _validate(self) -> None:
         check_int("LearningExtraction", "budget", self.budget, 2)
         check_int("LearningExtraction", "rounds", self.rounds, 0, 1000)

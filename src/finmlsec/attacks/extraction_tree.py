@@ -282,6 +282,10 @@ class TreePathFinding(Attack):
     seed: int = 0
     probe_leaves: int = 8
 
+    def fits(self, defences: tuple[Any, ...] = ()) -> float:
+        """The copy trained without queries on the attacker's public records (a baseline)."""
+        return 1.0
+
     def _validate(self) -> None:
         check_int("TreePathFinding", "decimals", self.decimals, 0, 15)
         check_int("TreePathFinding", "n_uniform", self.n_uniform, 0)

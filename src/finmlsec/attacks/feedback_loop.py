@@ -191,6 +191,19 @@ class FeedbackLoopPoisoning(Attack):
         """Small parameters for the common attack contract tests."""
         return {"params": {'max_rounds': 3, 'benign_per_round': 10}}
 
+    def fits(self, defences: tuple[Any, ...] = ()) -> float:
+        """A retraining a round, each target's own campaign and attribution reference (at most
+        one each), the same loop without the attacker and a last retraining; a feedback screen
+        in the loop (a ``feedback``-stage defence) adds its own fit (its ``fit_cost()``) and its
+        influence test, one fit a round and one per target whose case a round's reports move."""
+        n = float(self.max_rounds + self.n_targets + min(self.max_rounds, self.n_targets) + 2)
+        for d in defences:
+            if getattr(d, "stage", None) == "feedback":
+                cost = getattr(d, "fit_cost", None)
+                n += (float(cost()) if callable(cost) else 1.0) + self.max_rounds * (
+                    1 + self.n_targets)
+        return n
+
     def _validate(self) -> None:
         o = type(self).__name__
         check_positive(o, "reports_per_round", self.reports_per_round, integer=True, hi=10_000)

@@ -79,6 +79,10 @@ class MetricAttack(Attack):
     n_reference: int = 8
     seed: int = 0
 
+    def fits(self, defences: tuple[Any, ...] = ()) -> float:
+        """``n_reference`` reference models with the per-example reference, else none."""
+        return float(self.n_reference if self.reference == "per_example" else 0)
+
     def _validate(self) -> None:
         check_choice("MetricAttack", "signal", self.signal, ("loss", "confidence", "logit"))
         check_choice("MetricAttack", "reference", self.reference,
@@ -154,6 +158,10 @@ class ShadowModels(Attack):
 
     n_shadow: int = 8
     seed: int = 0
+
+    def fits(self, defences: tuple[Any, ...] = ()) -> float:
+        """``n_shadow`` shadow models."""
+        return float(self.n_shadow)
 
     def _validate(self) -> None:
         check_int("ShadowModels", "n_shadow", self.n_shadow, 2, 1024)

@@ -74,6 +74,10 @@ class LabelOnly(Attack):
     n_reference: int = 8
     seed: int = 0
 
+    def fits(self, defences: tuple[Any, ...] = ()) -> float:
+        """``n_reference`` reference models when calibrated, else none."""
+        return float(self.n_reference if self.calibrate else 0)
+
     def _validate(self) -> None:
         check_int("LabelOnly", "n_perturb", self.n_perturb, 1, 10_000)
         check_int("LabelOnly", "n_reference", self.n_reference, 1, 1024)

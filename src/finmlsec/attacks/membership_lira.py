@@ -108,6 +108,10 @@ class LiRA(Attack):
         check_int("LiRA", "seed", self.seed, 0)
         return True
 
+    def fits(self, defences: tuple[Any, ...] = ()) -> float:
+        """``n_reference`` reference models."""
+        return float(self.n_reference)
+
     def _validate(self) -> None:
         self.params_ok()
 
@@ -173,6 +177,10 @@ class RMIA(Attack):
     gamma: float = 2.0
     offline_a: float = 0.3
     seed: int = 0
+
+    def fits(self, defences: tuple[Any, ...] = ()) -> float:
+        """``n_reference`` reference models."""
+        return float(self.n_reference)
 
     def _validate(self) -> None:
         check_int("RMIA", "n_reference", self.n_reference, 1, 1024)

@@ -142,6 +142,10 @@ class _PoisonBase(Attack):
     input_kinds: ClassVar[tuple[str, ...]] = ("tabular",)
     retrains_victim: ClassVar[bool] = True
 
+    def fits(self, defences: tuple[Any, ...] = ()) -> float:
+        """The clean model and the poisoned one."""
+        return 2.0
+
 
 # -- label flipping -------------------------------------------------------------------------------
 @ATTACKS.register("poisoning.label_flip")

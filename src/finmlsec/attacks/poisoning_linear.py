@@ -183,6 +183,10 @@ class OptimalLinearPoisoning(_PoisonBase):
         """Small parameters for the common attack contract tests."""
         return {"params": {'iterations': 8}}
 
+    def fits(self, defences: tuple[Any, ...] = ()) -> float:
+        """The clean model, the poisoned one and the one on the starting points."""
+        return 3.0
+
     def _validate(self) -> None:
         owner = type(self).__name__
         check_positive(owner, "fraction", self.fraction, hi=0.5)

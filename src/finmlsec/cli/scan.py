@@ -75,8 +75,9 @@ def scan_command(
     unit_timeout: float | None = typer.Option(
         None, "--unit-timeout", min=0, metavar="SECONDS",
         help="Seconds a unit may run on up to 20,000 data cells (rows x columns), scaled up "
-        "with the data size and the attack's cost; 0: no limit [the profile's: quick 20, "
-        "standard 120, thorough 900]."),
+        "with the data size and the attack's cost, and at least twice the time of the model "
+        "fits the unit makes; 0: no limit [the profile's: quick 20, standard 120, "
+        "thorough 900]."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
     out: Path | None = typer.Option(
         None, "--out", help="A portfolio: write portfolio.html, .md and .json here "

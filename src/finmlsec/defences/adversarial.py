@@ -286,6 +286,11 @@ class AdversarialTraining(Defence):
             )
         return "augment"
 
+    def fit_cost(self) -> float:
+        """The first fit and a refit each round (augmentation; training with the attack in the
+        loop is one longer fit, counted the same)."""
+        return float(self.rounds + 1)
+
     def _fit(self, X: Any, y: Any) -> None:
         """Fit ``estimator`` adversarially: ``rounds`` rounds of augmentation, or PGD inside the
         training loop (see the module docstring)."""

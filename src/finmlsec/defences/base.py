@@ -129,6 +129,14 @@ class Defence(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         self._fit(X, y, **fit_params)
         return self
 
+    def fit_cost(self) -> float:
+        """How many fits of the model it defends one fit of the defence makes, at most, each
+        counted as one on the whole training data (a voter or teacher on a part of it counts
+        as a whole one: a small fit is not proportionally cheaper): 1 for a defence that trains
+        the model once. The scan scales the time limits of the units that train through the
+        defence with it (:func:`finmlsec.scan.plan.fits_expected`)."""
+        return 1.0
+
     def _fit(self, X: Any, y: Any) -> None:
         """Train with the defence in place, setting trailing-underscore attributes only.
 

@@ -89,6 +89,10 @@ class DefensiveDistillation(Defence):
         self.estimator = estimator
         self.temperature = temperature
 
+    def fit_cost(self) -> float:
+        """The teacher and the student."""
+        return 2.0
+
     def _fit(self, X: Any, y: Any) -> None:
         torch = require("torch", "defensive distillation")
         from finmlsec.targets.torch import TorchTarget

@@ -141,6 +141,11 @@ class FeedbackScreen(Defence):
         tags.input_tags.sparse = False  # reports are compared field by field
         return tags
 
+    def fit_cost(self) -> float:
+        """The screen's model once per fold and once on the trusted data, and the model it
+        defends (the scan's screen uses the deployed model's algorithm as its ``model``)."""
+        return float(self.cv + 2)
+
     def _fit(self, X: Any, y: Any, feedback: Any = None, feedback_y: Any = None,
              sources: Any = None, **fit_params: Any) -> None:
         self._learn(X, y)

@@ -589,6 +589,10 @@ class InputScreen(InputScreening, Defence):
                                                   random_state=self.random_state),
                                   squeezer=sq, random_state=self.random_state)
 
+    def fit_cost(self) -> float:
+        """The model and, with the squeezing detector, a probe model on most of the data."""
+        return 1.0 if self.squeeze_levels is None or self.text else 2.0
+
     def _fit(self, X: Any, y: Any) -> None:
         self.screen_ = self._screened().fit(X, y)
         self._adopt(self.screen_.estimator_)

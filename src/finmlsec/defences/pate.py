@@ -249,6 +249,11 @@ class PATE(Defence):
         self.delta = delta
         self.random_state = random_state
 
+    def fit_cost(self) -> float:
+        """One fit a teacher (each on its part of the data; with ``"auto"`` the most teachers
+        any data size gives) and the student."""
+        return float(self.teacher_count(10**9) + 1)
+
     def _fit(self, X: Any, y: Any, X_public: Any = None) -> None:
         _orders()  # before any teacher is trained: without dp-accounting, fail here
         if y is None:

@@ -106,6 +106,10 @@ class TrimmedLossClassifier(Defence):
         self.trim = trim
         self.max_iter = max_iter
 
+    def fit_cost(self) -> float:
+        """The first fit and a refit each round, at most."""
+        return float(self.max_iter + 1)
+
     def _fit(self, X: Any, y: Any) -> None:
         name = type(self).__name__
         if y is None:
@@ -274,6 +278,11 @@ class RobustBagging(Defence):
 
     def _default_estimator(self, X: Any = None) -> Any:
         return DecisionTreeClassifier()
+
+    def fit_cost(self) -> float:
+        """One fit a voter (each on ``max_samples`` of the data: a tree ensemble's fixed cost
+        per tree makes it nearly a whole fit on small data)."""
+        return float(self.n_estimators)
 
     def _fit(self, X: Any, y: Any) -> None:
         self._adopt(self._bagged(self._inner(), X, y))

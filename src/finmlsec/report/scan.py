@@ -46,7 +46,8 @@ def scan_document(run: RunInfo, units: list[UnitInfo]) -> dict[str, Any]:
             "queries": r.get("queries"), "params": r.get("params", planned["params"]),
             "curves": r.get("curves", {}), "notes": r.get("notes", []),
             "utility": o.get("utility"), "seconds": row.seconds if row else None,
-            "error": o.get("error"),
+            "error": o.get("error"), "time_limit": planned.get("timeout"),
+            "fits": planned.get("fits", 0.0),
         })
     spec = shlex.quote(run.spec_path)
     return {

@@ -32,6 +32,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from finmlsec.defences.base import STAGES
+from finmlsec.errors import FinmlsecError
 from finmlsec.scan.profiles import Profile
 
 #: Where a defence that declares no ``rank`` stands among those of its countermeasure: after the
@@ -59,6 +60,10 @@ class Unit(BaseModel):
     max_victims: int | None = None
     timeout: float | None = None
     timeout_base: float | None = None
+    #: fits of the model like the deployed one the unit makes, at most (:func:`fits_expected`)
+    fits: float = 0.0
+    #: CPU seconds of one such fit, measured when the scan was planned (None: not measured)
+    fit_seconds: float | None = None
     seed: int = 0
     defence_seed: int = 0
     repeat: int = 0
@@ -104,6 +109,9 @@ class ScanPlan(BaseModel):
     seed: int
     threats: tuple[PlannedThreat, ...]
     units: tuple[Unit, ...]
+    #: CPU seconds of one fit of the model like the deployed one on the training data, measured
+    #: once when a planned unit retrains it (None: no unit does, no limits, or not measurable)
+    fit_seconds: float | None = None
 
 
 def unit_seed(seed: int, key: str) -> int:
@@ -116,12 +124,20 @@ def unit_seed(seed: int, key: str) -> int:
 #: holds as it is; a larger data set scales it in proportion.
 REFERENCE_CELLS = 20_000
 
+#: A unit that trains the model like the deployed one gets at least this many times the CPU
+#: time of the fits it makes (:func:`fits_expected`): room for the rest of its work and for fits
+#: on a little more data than measured (the feedback loop's merged reports).
+FIT_MARGIN = 2.0
+
 
 def unit_limit(base: float | None, attack_cls: Any, cells: int | None,
-               defended: bool = False) -> float | None:
-    """The wall-time limit of one unit: the profile's ``base`` limit, scaled up in proportion to
+               defended: bool = False, fits: float = 0.0,
+               fit_seconds: float | None = None) -> float | None:
+    """The CPU-time limit of one unit: the profile's ``base`` limit, scaled up in proportion to
     the data size beyond :data:`REFERENCE_CELLS` cells, by the attack's cost (``cost_rank`` / 2,
-    at least 1) and doubled for a unit that first trains a defended model. None: no limit.
+    at least 1) and doubled for a unit that first trains a defended model; or, when larger, the
+    time of the unit's ``fits`` of the model like the deployed one at ``fit_seconds`` each
+    (measured on this model), times :data:`FIT_MARGIN`. None: no limit.
 
     Example:
         >>> class Cheap:
@@ -130,12 +146,51 @@ def unit_limit(base: float | None, attack_cls: Any, cells: int | None,
         (20.0, 1000.0)
         >>> unit_limit(20.0, Cheap, 12_000, defended=True), unit_limit(None, Cheap, 10**9)
         (40.0, None)
+        >>> # 256 fits of a model that takes 1.1 s to fit; a fast model keeps the base limit
+        >>> unit_limit(20.0, Cheap, 12_000, True, 256, 1.1), unit_limit(20.0, Cheap, 12_000, True, 256, 0.01)
+        (563.2, 40.0)
+        >>> unit_limit(None, Cheap, 12_000, True, 256, 1.1) is None  # --unit-timeout 0: none
+        True
     """
     if base is None:
         return None
     size = max(1.0, (cells or 0) / REFERENCE_CELLS)
     cost = max(1.0, int(getattr(attack_cls, "cost_rank", 1)) / 2)
-    return round(base * size * cost * (2.0 if defended else 1.0), 1)
+    limit = base * size * cost * (2.0 if defended else 1.0)
+    if fits and fit_seconds:
+        limit = max(limit, fits * fit_seconds * FIT_MARGIN)
+    return round(limit, 1)
+
+
+def fits_expected(attack: Any, defences: tuple[Any, ...] = ()) -> float:
+    """How many fits of the model like the deployed one a unit makes, at most, each counted as
+    one on the training data: the defended model once (the product of the defences'
+    ``fit_cost()``, innermost first; none without defences, or with a single output defence,
+    which wraps the deployed model as it is) and the ``attack``'s own fits (its ``fits()``),
+    each through the defences when the attack retrains the defended model
+    (``retrains_victim``). ``attack`` and ``defences`` are instances; a feedback-stage defence
+    runs inside the attack's loop, which counts it.
+
+    Example:
+        >>> from finmlsec.attacks import ATTACKS
+        >>> from finmlsec.defences import DEFENCES
+        >>> loop = ATTACKS.get("poisoning.feedback_loop")(max_rounds=6, n_targets=5)
+        >>> bagging, rounding = DEFENCES.get("robust.bagging")(), DEFENCES.get("confidence.round")()
+        >>> fits_expected(loop), fits_expected(loop, (bagging,)), fits_expected(loop, (rounding,))
+        (18.0, 285.0, 18.0)
+        >>> fits_expected(ATTACKS.get("evasion.constrained")(), (rounding,))
+        0.0
+    """
+    trained = [d for d in defences if getattr(d, "stage", None) != "feedback"]
+    through = 1.0
+    for d in trained:
+        cost = getattr(d, "fit_cost", None)
+        through *= float(cost()) if callable(cost) else 1.0
+    wraps_deployed = (len(trained) == 1 and getattr(trained[0], "stage", None) == "output"
+                      and "prefit" in getattr(trained[0], "get_params", dict)())
+    build = through if trained and not wraps_deployed else 0.0
+    own = float(attack.fits(tuple(defences))) if callable(getattr(attack, "fits", None)) else 0.0
+    return build + own * (through if getattr(attack, "retrains_victim", False) else 1.0)
 
 
 def _get(obj: Any, name: str, default: Any = None) -> Any:
@@ -179,9 +234,13 @@ def make_plan(
     spec_name: str = "",
     defence_check: Callable[[str], str | None] | None = None,
     data_cells: int | None = None,
+    fit_seconds: Callable[[], float | None] | float | None = None,
 ) -> ScanPlan:
     """Plan a scan of ``analysis`` with the registered attacks and defences; ``data_cells``
-    (rows x columns of the training data) scales the units' time limits (:func:`unit_limit`)."""
+    (rows x columns of the training data) and ``fit_seconds`` (CPU seconds of one fit of the
+    model like the deployed one, or a function that measures it: called once, only when the
+    units have time limits and some unit fits the model) scale the units' time limits
+    (:func:`unit_limit`)."""
     from finmlsec.attacks import ATTACKS
     from finmlsec.defences import measured
 
@@ -260,20 +319,43 @@ def make_plan(
                 "max_victims": profile.max_victims, "timeout_base": profile.unit_timeout,
                 "access": access(cls) if access else "proba", "repeat": rep,
             }
-            units.append(Unit(id=key + tag, **common,
-                              timeout=unit_limit(profile.unit_timeout, cls, data_cells)))
+            attack = _instance(cls, common["params"])
+            units.append(Unit(id=key + tag, **common, fits=_fits(attack, ())))
             for ds in singles + combos:
                 later.append(Unit(
                     id=key + "+" + "+".join(ds) + tag, defences=ds,
                     defence_seed=unit_seed(seed, "+".join(ds) + tag),
                     countermeasures=tuple(cm_of[d] for d in ds), **common,
-                    timeout=unit_limit(profile.unit_timeout, cls, data_cells, defended=True),
+                    fits=_fits(attack, tuple(_instance(def_classes[d], {}) for d in ds)),
                 ))
+    # defended units of retraining threats first: they are the longest, started early they do
+    # not make the tail of the scan (the sort is stable: plan order otherwise)
+    planned = units + sorted(later, key=lambda u: not classes[u.attack].retrains_victim)
+    secs = fit_seconds
+    if callable(secs):
+        fitting = profile.unit_timeout is not None and any(u.fits for u in planned)
+        secs = secs() if fitting else None
+    planned = [u.model_copy(update={
+        "fit_seconds": secs if u.fits else None,
+        "timeout": unit_limit(profile.unit_timeout, classes[u.attack], data_cells,
+                              defended=bool(u.defences), fits=u.fits, fit_seconds=secs),
+    }) for u in planned]
     return ScanPlan(
         spec_name=spec_name, system_type=_get(analysis, "type"), profile=profile.name, seed=seed,
-        threats=tuple(threats),
-        # defended units of retraining threats first: they are the longest, started early they
-        # do not make the tail of the scan (the sort is stable: plan order otherwise)
-        units=tuple(units + sorted(
-            later, key=lambda u: not classes[u.attack].retrains_victim)),
+        threats=tuple(threats), units=tuple(planned), fit_seconds=secs,
     )
+
+
+def _instance(cls: Any, params: dict[str, Any]) -> Any:
+    """``cls(**params)`` (an attack with a unit's parameters, a defence with its defaults, as the
+    scan builds them), or None when it cannot be built here (the unit then says why)."""
+    try:
+        return cls(**params)
+    except (TypeError, ValueError, FinmlsecError):
+        return None
+
+
+def _fits(attack: Any, defences: tuple[Any, ...]) -> float:
+    if attack is None:
+        return 0.0
+    return fits_expected(attack, tuple(d for d in defences if d is not None))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,25 @@ def data_cells(scenario: Any) -> int | None:
     return None
 
 
+def fit_seconds(scenario: Any) -> float | None:
+    """CPU seconds of one fit of the model like the deployed one (the scenario's
+    ``model_factory``: the spec's factory, or a clone of the deployed model) on the training
+    split, in this process with one thread a library, as a unit runs: what the time limits of the
+    units that retrain it scale with (:func:`~finmlsec.scan.plan.unit_limit`). None when there is
+    no factory or training split, or the fit fails (the units that need it say why)."""
+    factory = getattr(scenario, "model_factory", None)
+    train = getattr(scenario, "train", None)
+    if factory is None or train is None:
+        return None
+    with threadpool_limits(limits=1):
+        start = time.process_time()
+        try:
+            factory().fit(train.X, train.y)
+        except Exception:  # noqa: BLE001 - a unit that fits the model reports the error itself
+            return None
+        return round(time.process_time() - start, 3)
+
+
 def data_sample(scenario: Any) -> dict[str, Any] | None:
     """What the scan's data is when the spec's data was read in chunks and sampled
     (:class:`~finmlsec.datasets.chunked.SampleInfo`, with its ``statement`` for the report)."""
@@ -149,7 +169,8 @@ def start_scan(
     name = Path(path).parent.name if Path(path).stem in ("spec", "system") else Path(path).stem
     plan = make_plan(analysis, profile=prof, seed=seed, include_accepted=include_accepted,
                      check=check, access=access, spec_name=name, defence_check=defence_check,
-                     data_cells=data_cells(scenario_for(ctx)))
+                     data_cells=data_cells(scenario_for(ctx)),
+                     fit_seconds=lambda: fit_seconds(scenario_for(ctx)))
     try:
         from finmlsec.report.diagram import render_diagram
 
@@ -166,7 +187,9 @@ def start_scan(
                "environment": environment(),
                # the SHA-256 of the spec's files as measured (serve --from-scan checks the model)
                "inputs": hashes(bundle) if bundle is not None else input_hashes(path),
-               "data_sample": data_sample(scenario_for(ctx))}
+               "data_sample": data_sample(scenario_for(ctx)),
+               # what the time limits of the units that retrain the model scale with
+               "fit_seconds": plan.fit_seconds}
     return store.create_run(
         spec_path=path, spec_name=name, profile=prof.name, seed=seed,
         system_type=plan.system_type, options=options, analysis=_jsonable(analysis),

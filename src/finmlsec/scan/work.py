@@ -37,7 +37,7 @@ from finmlsec.errors import (
     DataError,
     FinmlsecError,
 )
-from finmlsec.scan.plan import REFERENCE_CELLS, Unit
+from finmlsec.scan.plan import FIT_MARGIN, REFERENCE_CELLS, Unit
 from finmlsec.tasks import recording
 
 # A column mostly missing (schema infer flags it) is wholly missing in some of the small samples
@@ -746,10 +746,12 @@ def _time_limit(seconds: float | None) -> Iterator[list[bool]]:
 def timeout_message(unit: Unit) -> str:
     """Why ``unit`` stopped, and which option raises its limit."""
     base = unit.timeout_base if unit.timeout_base is not None else unit.timeout
+    fits = (f", at least {FIT_MARGIN:g} times its {unit.fits:g} fit(s) of the model at "
+            f"{unit.fit_seconds:g} s each" if unit.fits and unit.fit_seconds else "")
     return (f"UnitTimeout: the unit ran longer than its limit of {unit.timeout:g} s of CPU time "
             f"(the profile's {base:g} s per unit, scaled to the data size and the attack's "
-            f"cost; or {WALL_FACTOR:g} times as long waiting); raise it with `finmlsec scan "
-            f"--unit-timeout SECONDS` (the limit for {REFERENCE_CELLS:,} data cells; 0 for "
+            f"cost{fits}; or {WALL_FACTOR:g} times as long waiting); raise it with `finmlsec "
+            f"scan --unit-timeout SECONDS` (the limit for {REFERENCE_CELLS:,} data cells; 0 for "
             f"none) or use a larger --profile")
 
 
