@@ -64,6 +64,8 @@ def _write(run_id: str, output: Path | None, db: str | None, sign_key: Path | No
     files = write_dossier(dossier, html, out, sign_key)
     typer.echo(f"wrote {out}: {', '.join(p.name for p in files)}"
                + (f" (changes since {previous.id})" if previous else ""))
+    for w in dossier["warnings"]:
+        typer.echo(f"WARNING: {w}")
 
 
 def _hashes_at_scan(store: Store, bundle: str | None) -> dict[str, str] | None:

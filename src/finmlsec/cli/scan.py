@@ -291,6 +291,10 @@ def _print_portfolio(doc: dict[str, Any]) -> None:
     p, s = doc["portfolio"], doc["summary"]
     typer.echo(f"portfolio {p['name']} ({p['id']}, {p['status']}): {s['systems']} systems; "
                f"max risk {s['max_risk']}, max residual {s['max_residual_risk']}")
+    from finmlsec.report.portfolio import system_warnings
+
+    for line in system_warnings(doc):
+        typer.echo(f"WARNING: {line}")
     for x in doc["systems"]:
         if x["status"] == "error":
             typer.echo(f"ERROR         {x['id']}: {x['error']}")

@@ -194,6 +194,8 @@ def build_dossier(doc: dict[str, Any], previous: dict[str, Any] | None = None,
                    "paper_type": doc["run"].get("system_type"), "spec_path": doc["run"]["spec_path"]},
         "run": doc["run"],
         "overview": ov,
+        # the scan's headline warnings (``summary.warnings``), shown first as the report does
+        "warnings": list((doc.get("summary") or {}).get("warnings") or []),
         "findings": findings(doc),
         "changes": changes(doc, previous, ov["appetite"]),
         "seeds": {"run": doc["run"]["seed"], "units": {u["id"]: u["seed"] for u in doc["units"]}},

@@ -44,7 +44,7 @@ def _system_doc(store: Store, system: PortfolioSystem) -> dict[str, Any]:
         "paper_type": None, "max_risk": "not_measured", "max_residual_risk": "not_measured",
         "headline_residual": "not measured", "verdicts": {}, "fail_threats": [],
         "changes": {"previous_run": None, "new": [], "fixed": [], "worse": [], "better": []},
-        "threats": [],
+        "threats": [], "warnings": [],
     }
     if system.run_id is None:
         return out
@@ -66,6 +66,7 @@ def _system_doc(store: Store, system: PortfolioSystem) -> dict[str, Any]:
         "changes": changes(doc, prev_doc, ov["appetite"]),
         "threats": [{"threat": v["id"], "title": v["title"], "verdict": v["verdict"],
                      "risk": v["risk"], "residual_risk": v["residual"]} for v in ov["verdicts"]],
+        "warnings": list(run.summary.get("warnings") or []),
     })
     return out
 
@@ -96,11 +97,16 @@ def document(store: Store, portfolio_id: str) -> dict[str, Any]:
             "max_residual_risk": max(residual, key=LEVELS.index) if residual else "not_measured",
             "by_residual_risk": {lv: sum(s["max_residual_risk"] == lv for s in systems)
                                  for lv in reversed(LEVELS)},
+            "warnings": sum(len(s["warnings"]) for s in systems),
         },
         "systems": systems,
         "reproduce": f"finmlsec scan {pf.inventory_path}",
     }
 
+
+#: The single-scan report's headline alert (``templates/scan.html.j2``), the same on this page.
+WARNING_CSS = (".warning { background: #f8d0d0; border-left: 6px solid #b00020; "
+               "padding: .6rem .8rem; font-size: 1rem; }")
 
 RISK_COLOUR = {"high": "#b91c1c", "medium": "#c2410c", "low": "#a16207", "none": "#15803d"}
 
@@ -121,7 +127,16 @@ def _verdicts(v: dict[str, int]) -> str:
 
 
 def _status(s: dict[str, Any]) -> str:
-    return f"error: {s['error']}" if s["status"] == "error" else s["status"]
+    n = len(s.get("warnings") or ())
+    warned = f"; {n} warning{'s' if n > 1 else ''} (above)" if n else ""
+    return (f"error: {s['error']}" if s["status"] == "error" else s["status"]) + warned
+
+
+def system_warnings(doc: dict[str, Any]) -> list[str]:
+    """Each system's headline warnings (its scan's ``summary.warnings``), named by the system:
+    shown first in every format, as the scan report shows its own."""
+    return [f"{x['title']} ({x['id']}): {w[:1].upper()}{w[1:]}"
+            for x in doc["systems"] for w in x.get("warnings") or ()]
 
 
 def render_markdown(doc: dict[str, Any]) -> str:
@@ -133,6 +148,7 @@ def render_markdown(doc: dict[str, Any]) -> str:
         f"risk {s['max_risk']}, highest residual risk {s['max_residual_risk']}; systems by "
         "residual risk: " + ", ".join(f"{k} {n}" for k, n in s["by_residual_risk"].items()) + ".",
         "",
+        *[f"> **WARNING.** {line}.\n" for line in system_warnings(doc)],
         "| system | paper type | residual risk | measured risk | verdicts | changes since last "
         "validation | status | run |",
         "|---|---|---|---|---|---|---|---|",
@@ -177,6 +193,10 @@ def render_html(doc: dict[str, Any]) -> str:
             + (f"<details><summary>threats</summary><ul>{threats}</ul></details>"
                if threats else "") + "</td></tr>")
     by = ", ".join(f"{escape(k)} {n}" for k, n in s["by_residual_risk"].items())
+    alerts = "".join(
+        f'<p class="warning" role="alert"><strong>Warning.</strong> <b>{escape(x["title"])}</b> '
+        f'(<code>{escape(x["id"])}</code>): {escape(w[:1].upper() + w[1:])}.</p>\n'
+        for x in doc["systems"] for w in x.get("warnings") or ())
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <title>Portfolio {escape(p['name'])}</title>
@@ -187,12 +207,13 @@ th, td {{ border: 1px solid #cbd5e1; padding: .4rem .6rem; vertical-align: top; 
 th {{ background: #f1f5f9; }}
 .risk {{ color: white; padding: .1rem .4rem; border-radius: .3rem; white-space: nowrap; }}
 .err {{ color: #b91c1c; }}
+{WARNING_CSS}
 </style></head><body>
 <h1>Portfolio {escape(p['name'])}: {s['systems']} systems</h1>
 <p>Portfolio <code>{escape(p['id'])}</code> ({escape(p['status'])}), inventory
 <code>{escape(p['inventory'])}</code>. Highest measured risk {_risk(s['max_risk'])}, highest
 residual risk {_risk(s['max_residual_risk'])}. Systems by residual risk: {by}.</p>
-<table><thead><tr><th>system</th><th>paper type</th><th>residual risk</th><th>measured risk</th>
+{alerts}<table><thead><tr><th>system</th><th>paper type</th><th>residual risk</th><th>measured risk</th>
 <th>verdicts</th><th>changes since last validation</th><th>status</th><th>run</th></tr></thead>
 <tbody>
 {chr(10).join(rows)}

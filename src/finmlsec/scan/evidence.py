@@ -103,6 +103,10 @@ def evidence_markdown(runs: list[RunInfo], command: str = "finmlsec evidence") -
         "held-out split and seed.",
         "",
     ]
+    for run in runs:  # each scan's headline warnings first, as its own report shows them
+        for w in (run.summary or {}).get("warnings") or ():
+            lines += [f"> **WARNING.** {run.spec_name} (run `{run.id}`): {w[:1].upper()}{w[1:]}"
+                      ". Its rows below are measured on that model.", ""]
     for cm, (title, claim) in CLAIMS.items():
         lines += [f"## {title} (`{cm}`)", "", f"**Paper:** {claim}", ""]
         rows = []
