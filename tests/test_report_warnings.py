@@ -132,3 +132,33 @@ def test_the_evidence_document_shows_each_scans_warning_first(bank: dict[str, Pa
     warned = [ln for ln in text.splitlines() if ln.startswith("> **WARNING.**")]
     assert len(warned) == 1 and f"(run `{run}`): {CONSTANT}" in warned[0]
     assert text.index("> **WARNING.**") < text.index("\n## ")
+
+
+def test_the_report_records_and_shows_the_row_ids_left_out_and_kept(
+        bank: dict[str, Path]) -> None:
+    run = _run_of(bank["db"], "loans")
+    texts = {}
+    for fmt in ("json", "md", "html"):
+        path = bank["root"] / f"loans.{fmt}"
+        code, said = run_cli(["report", run, "--format", fmt, "--db", str(bank["db"]),
+                              "-o", str(path)])
+        assert code == 0, said
+        texts[fmt] = path.read_text("utf-8")
+    why = "the model reads it: it cannot answer, or answers otherwise, without it"
+    assert json.loads(texts["json"])["run"]["options"]["row_ids"] == {
+        "left_out": ["Unnamed: 0"], "kept": [{"id": "loan_id", "why": why}],
+        "model_asked": True}
+    words = ("'Unnamed: 0' left out of the model's input; 'loan_id' kept as a model input, "
+             "frozen (no attack changes it; gateway clients must send it), because " + why + ".")
+    assert f"**Row ids.** {words}" in texts["md"].splitlines()
+    line = re.search(r'<p id="row-ids"><strong>Row ids.</strong> (.*?)</p>', texts["html"])
+    assert line is not None and unescape(line.group(1)) == words
+    # R's unnamed row names (read back as 'Unnamed: 0'), which the forest was not trained on
+    constant = _run_of(bank["db"], "constant")
+    code, said = run_cli(["report", constant, "--format", "md", "--db", str(bank["db"]),
+                          "-o", str(bank["root"] / "constant.md")])
+    assert code == 0, said
+    assert Store.open(str(bank["db"])).run(constant).options["row_ids"] == {
+        "left_out": ["Unnamed: 0"], "kept": [], "model_asked": True}
+    assert ("**Row ids.** 'Unnamed: 0' left out of the model's input."
+            in (bank["root"] / "constant.md").read_text("utf-8").splitlines())

@@ -147,6 +147,11 @@ def _schema_from_yaml(path: Path) -> FeatureSchema:
         raise SpecError(f"invalid feature schema in {str(path)!r}: {exc}", "data.schema") from None
 
 
+#: The description of a row id :func:`keep_read_ids` made a model input again (the scan's record
+#: of its row ids tells it from an id the schema itself lists among the features).
+READ_ID = "row id the model reads"
+
+
 def keep_read_ids(schema: FeatureSchema, X: pd.DataFrame, reads: IdProbe | None) -> FeatureSchema:
     """``schema`` with each row id the model reads (``reads``) made a feature again, frozen and
     unbounded (a new record has a new id), at its place in ``X``'s columns; the other ids stay
@@ -160,7 +165,7 @@ def keep_read_ids(schema: FeatureSchema, X: pd.DataFrame, reads: IdProbe | None)
     if not kept:
         return schema
     added = {f.name: f.model_copy(update={"immutable": True, "actionable": False, "min": None,
-                                          "max": None, "description": "row id the model reads"})
+                                          "max": None, "description": READ_ID})
              for f in infer_schema(X[kept], ids=False).schema.features}
     order = {str(c): i for i, c in enumerate(X.columns)}
     feats = sorted([*schema.features, *added.values()],

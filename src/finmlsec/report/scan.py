@@ -191,8 +191,36 @@ def _sample_words(doc: dict[str, Any]) -> str:
     return f" {sample['statement']}" if sample.get("statement") else ""
 
 
+def row_id_words(doc: dict[str, Any]) -> str | None:
+    """The report's line on the schema's row ids (``run.options.row_ids``): which the scan left
+    out of the model's input, which it kept as frozen model inputs and why; None without ids.
+
+    Example:
+        >>> row_id_words({"run": {"options": {"row_ids": {"left_out": ["Unnamed: 0"],
+        ...     "kept": [{"id": "loan_id", "why": "the schema lists it among the features"}],
+        ...     "model_asked": True}}}})[:58]
+        "'Unnamed: 0' left out of the model's input; 'loan_id' kept"
+    """
+    r = (doc.get("run", {}).get("options") or {}).get("row_ids")
+    if not r:
+        return None
+
+    def names(ids: list[str]) -> str:
+        return ", ".join(repr(i) for i in ids)
+
+    parts = []
+    if r.get("left_out"):
+        parts.append(f"{names(r['left_out'])} left out of the model's input" + (
+            "" if r.get("model_asked", True) else
+            " (a remote model is not asked whether it reads them)"))
+    for k in r.get("kept") or ():
+        parts.append(f"{k['id']!r} kept as a model input, frozen (no attack changes it; "
+                     f"gateway clients must send it), because {k['why']}")
+    return "; ".join(parts) + "." if parts else None
+
+
 def _context(doc: dict[str, Any]) -> dict[str, Any]:
-    return {"doc": doc, "ov": overview(doc),
+    return {"doc": doc, "ov": overview(doc), "row_ids": row_id_words(doc),
             "um": doc.get("summary", {}).get("utility_metric") or "accuracy",
             "method": method(doc), "names": [threat_name(doc, t) for t in doc["threats"]],
             "notes": [threat_notes(t) for t in doc["threats"]]}

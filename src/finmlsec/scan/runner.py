@@ -126,6 +126,26 @@ def data_sample(scenario: Any) -> dict[str, Any] | None:
     return info.to_dict() if info is not None else None
 
 
+def row_ids(scenario: Any) -> dict[str, Any] | None:
+    """The schema's row ids (``ids``, docs/spec.md "Row ids") as the scan treated them: those
+    ``left_out`` of the model's input, those ``kept`` as frozen model inputs, each with ``why``,
+    and whether the model was asked which it reads (``model_asked``: a remote model is not);
+    None when the schema declares no ids."""
+    from finmlsec.datasets.splits import READ_ID
+
+    schema = getattr(scenario, "schema", None)
+    ids = list(getattr(schema, "ids", None) or ())
+    if schema is None or not ids:
+        return None
+    names = set(schema.names)
+    kept = [{"id": i, "why": "the model reads it: it cannot answer, or answers otherwise, "
+                             "without it" if schema[i].description == READ_ID
+             else "the schema lists it among the features"} for i in ids if i in names]
+    target = getattr(scenario, "target", None)
+    return {"left_out": [i for i in ids if i not in names], "kept": kept,
+            "model_asked": target is not None and not hasattr(target, "url")}
+
+
 def default_metric(spec: Any, scenario: Any) -> str:
     """The utility metric a scan of ``spec`` decides costs on: ``stakes.utility_metric`` if
     declared, else ``roc_auc`` for a two-class model that outputs scores, else ``accuracy``."""
@@ -189,7 +209,9 @@ def start_scan(
                "inputs": hashes(bundle) if bundle is not None else input_hashes(path),
                "data_sample": data_sample(scenario_for(ctx)),
                # what the time limits of the units that retrain the model scale with
-               "fit_seconds": plan.fit_seconds}
+               "fit_seconds": plan.fit_seconds,
+               # which row ids the model's input left out and which it kept (and why)
+               "row_ids": row_ids(scenario_for(ctx))}
     return store.create_run(
         spec_path=path, spec_name=name, profile=prof.name, seed=seed,
         system_type=plan.system_type, options=options, analysis=_jsonable(analysis),
