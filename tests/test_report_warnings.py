@@ -162,3 +162,26 @@ def test_the_report_records_and_shows_the_row_ids_left_out_and_kept(
         "left_out": ["Unnamed: 0"], "kept": [], "model_asked": True}
     assert ("**Row ids.** 'Unnamed: 0' left out of the model's input."
             in (bank["root"] / "constant.md").read_text("utf-8").splitlines())
+
+
+def test_junit_and_sarif_carry_the_warning_without_failing_on_it(bank: dict[str, Path]) -> None:
+    import xml.etree.ElementTree as ET
+
+    from finmlsec.report.ci import junit_xml, sarif
+    from finmlsec.report.scan import scan_document
+
+    store = Store.open(str(bank["db"]))
+    for system, expected in (("constant", 1), ("loans", 0)):
+        run = store.run(_run_of(bank["db"], system))
+        doc = scan_document(run, store.units(run.id))
+        suite = ET.fromstring(junit_xml(doc).split("\n", 1)[1])
+        props = [p.get("value") for p in suite.iter("property")
+                 if p.get("name") == "finmlsec.warning"]
+        assert props == doc["summary"]["warnings"] and len(props) == expected
+        out = suite.find("system-out")  # the suite's own, after its test cases
+        assert (out is not None and CONSTANT[1:] in (out.text or "")) if expected else out is None
+        assert [c.tag for c in suite][0] == ("properties" if expected else "testcase")
+        log = sarif(doc)["runs"][0]
+        notes = log["invocations"][0]["toolExecutionNotifications"]
+        assert [(n["level"], n["message"]["text"]) for n in notes] == [
+            ("warning", w) for w in doc["summary"]["warnings"]]

@@ -39,6 +39,11 @@ def junit_xml(doc: dict[str, Any], fail_on: str | None = None) -> str:
     gate = fail_on or "high"
     name = (doc.get("analysis") or {}).get("system") or doc["run"]["spec_name"]
     suite = ET.Element("testsuite", name=f"finmlsec scan of {name}")
+    warnings = (doc.get("summary") or {}).get("warnings") or []
+    if warnings:  # the scan's headline warnings, first, as its report shows them
+        props = ET.SubElement(suite, "properties")
+        for w in warnings:
+            ET.SubElement(props, "property", name="finmlsec.warning", value=w)
     failures = skipped = 0
     for t in doc["threats"]:
         n = threat_name(doc, t)
@@ -57,6 +62,8 @@ def junit_xml(doc: dict[str, Any], fail_on: str | None = None) -> str:
             fail.text = t["recommendation"]
         ET.SubElement(case, "system-out").text = (
             f"risk as deployed {t['risk']}, residual {t['residual_risk']}: {t['recommendation']}")
+    if warnings:
+        ET.SubElement(suite, "system-out").text = "\n".join(f"WARNING: {w}" for w in warnings)
     suite.set("tests", str(len(doc["threats"])))
     suite.set("failures", str(failures))
     suite.set("skipped", str(skipped))
@@ -96,6 +103,10 @@ def sarif(doc: dict[str, Any]) -> dict[str, Any]:
                             "informationUri": "https://pypi.org/project/finmlsec/",
                             "rules": rules}},
         "automationDetails": {"id": f"finmlsec/{doc['run']['id']}"},
+        # the scan's headline warnings (summary.warnings), as notifications of the run
+        "invocations": [{"executionSuccessful": True, "toolExecutionNotifications": [
+            {"level": "warning", "message": {"text": w}}
+            for w in (doc.get("summary") or {}).get("warnings") or []]}],
         "results": results,
     }]}
 
