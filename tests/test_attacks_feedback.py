@@ -179,6 +179,50 @@ def test_a_flip_on_a_model_without_sample_weights_is_counted_as_the_attackers() 
     assert any("cannot be tested like for like" in n for n in r.notes), r.notes
 
 
+def test_a_bank_pipeline_on_class_names_is_refitted_like_for_like() -> None:
+    """A bank's pipeline trained on class names ('accept', 'reject') reaches the attacks wrapped
+    so that it trains on them (AsTrained), and under the bank's cut-off (Thresholded); both pass
+    sample weights on to the pipeline's last step, so the loop's flips are tested against the
+    same rows without the attacker's reports, not counted as the attacker's for want of weights
+    (the wrapper's own fit signature has no sample_weight)."""
+    import pandas as pd
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.tree import DecisionTreeClassifier
+
+    from finmlsec.attacks.poisoning import weighs_rows
+    from finmlsec.datasets.schema_infer import infer_schema
+    from finmlsec.targets.cutoff import Thresholded
+    from finmlsec.targets.typed import AsTrained
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"a": rng.integers(0, 50, 300), "b": rng.integers(0, 50, 300)})
+    y = (X.a > 25).astype(int).to_numpy()  # 0 reject, 1 accept: the scan's label indices
+    pop = pd.DataFrame({"a": rng.integers(0, 50, 60), "b": rng.integers(0, 50, 60)})
+
+    def factory() -> AsTrained:
+        return AsTrained(None, make_pipeline(StandardScaler(),
+                                             DecisionTreeClassifier(random_state=0)),
+                         labels=["reject", "accept"])
+
+    assert weighs_rows(factory()) and weighs_rows(Thresholded(factory(), 0.5, 0))
+    assert not weighs_rows(AsTrained(None, make_pipeline(StandardScaler(), _Unweighted())))
+    data = AttackData(train=Labeled(X, y), schema=infer_schema(X).schema, model_factory=factory,
+                      population=Labeled(pop, (pop.a > 25).astype(int).to_numpy()),
+                      victims=Labeled(pd.DataFrame({"a": [20], "b": [20]})),
+                      test=Labeled(X, y))
+    oracle = Oracle(factory().fit(X, y))
+    r = ATTACKS.get("poisoning.feedback_loop")(target_class=1, benign_per_round=10).run(oracle, data)
+    assert r.metrics["flipped"] == 1.0
+    assert not any("cannot be tested like for like" in n for n in r.notes), r.notes
+
+
+class _Unweighted:
+    """A learner whose fit takes no sample weights."""
+
+    def fit(self, X: object, y: object) -> _Unweighted:
+        return self
+
+
 def test_without_target_class_the_loop_aims_at_the_schemas_favourable_class(loop: dict) -> None:
     """With no ``target_class`` the attacker wants the schema's favourable decision: an approved
     applicant ahead of the victims is passed over (the thorough scan, with no victim limit, gave

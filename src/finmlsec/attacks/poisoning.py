@@ -50,12 +50,23 @@ def fit(factory: Any, X: Any, y: np.ndarray) -> Any:
 
 def weighs_rows(model: Any) -> bool:
     """Whether ``model`` (or a pipeline's last step) takes sample weights, so that
-    :func:`fit_weighted` keeps every row in place."""
+    :func:`fit_weighted` keeps every row in place. The scan's own wrappers (the labels and
+    dtypes the model was trained with, the bank's cut-off) pass the weights on to the model they
+    wrap, so it is that model that decides: a factory's pipeline ending in gradient boosting
+    weighs rows, wrapped or not."""
     from sklearn.pipeline import Pipeline
     from sklearn.utils.validation import has_fit_parameter
 
-    last = model.steps[-1][1] if isinstance(model, Pipeline) else model
-    return bool(has_fit_parameter(last, "sample_weight"))
+    from finmlsec.targets.cutoff import Thresholded
+    from finmlsec.targets.typed import AsTrained
+
+    while True:
+        if isinstance(model, Pipeline):
+            model = model.steps[-1][1]
+        elif isinstance(model, AsTrained | Thresholded):
+            model = model.estimator
+        else:
+            return bool(has_fit_parameter(model, "sample_weight"))
 
 
 def fit_weighted(model: Any, X: Any, y: np.ndarray, w: np.ndarray) -> Any:
