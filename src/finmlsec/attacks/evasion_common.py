@@ -188,7 +188,12 @@ def goal_of(target_class: str | int | None, oracle: Any, schema: FeatureSchema |
     if goal is None:
         return None, ("no favourable outcome declared (favourable_class in the schema): a "
                       "success is any change of decision, in either direction",)
-    others = [str(c) for c in np.asarray(oracle.classes_).tolist() if c != goal]
+    values = np.asarray(oracle.classes_).tolist()
+    # a model retrained by a countermeasure predicts the schema's class indices: name them
+    names = list(schema.classes) if schema is not None and schema.classes else []
+    by_index = isinstance(name, str) and name not in [str(v) for v in values] and bool(names)
+    others = [str(names[c]) if by_index and isinstance(c, int) and 0 <= c < len(names)
+              else str(c) for c in values if c != goal]
     return goal, (f"a success moves a record from {' / '.join(others)} to the favourable "
                   f"outcome {name!s} (records already there are not counted)",)
 
