@@ -121,3 +121,22 @@ def test_coded_missing_markers_are_flagged_for_review() -> None:
     assert "'emp_unk' in" in notes["emp_length"] and "missing-value marker" in notes["emp_length"]
     assert "'ignore' in" in notes["home"]
     assert "missing-value marker" not in notes.get("term", "")
+
+
+def test_free_text_ending_in_a_marker_word_is_not_taken_for_a_missing_marker() -> None:
+    """A job title is free text: 'senior vp operations na' (North America) ends in the word
+    'na' but is a title, not a code; codes ('emp_unk', 'status unknown') are still flagged."""
+    rng = np.random.default_rng(0)
+    n = 300
+    titles = [f"title {k}" for k in range(120)] + ["senior vp contact center operations na",
+                                                   "regional director none"]
+    frame = pd.DataFrame({
+        "emp_title": rng.choice(titles, n),
+        "status": rng.choice(["active", "closed", "status unknown"], n),
+        "y": rng.choice(["good", "bad"], n),
+    })
+    frame.loc[:1, "emp_title"] = ["senior vp contact center operations na",
+                                  "regional director none"]
+    notes = infer_schema(frame, label="y").notes
+    assert "missing-value marker" not in notes.get("emp_title", "")
+    assert "'status unknown' in" in notes["status"]

@@ -57,8 +57,10 @@ AS_TEXT = 0.95
 #: Text values that usually stand for a missing value.
 MISSING_MARKERS = frozenset({"unknown", "?", "na", "n/a", "none", "null", "-", "missing", "",
                              "ignore", "unk", "not available", "not known"})
-#: A coded value ending in such a word (``emp_unk``, ``status-unknown``) may mark one too.
-_CODED_MISSING = re.compile(r"[_\-\s](?:unk|unknown|missing|na|none)$")
+#: A coded value ending in such a word (``emp_unk``, ``status-unknown``, ``status unknown``) may
+#: mark one too: one token and the word. A longer phrase ending in it is free text (a job title
+#: ``senior vp operations na``), not a code.
+_CODED_MISSING = re.compile(r"^\S+[_\-\s](?:unk|unknown|missing|na|none)$")
 #: Names a data frame library gives a row-number column: pandas ``Unnamed: 0`` (an unnamed
 #: index written by ``to_csv``), R's ``rownames``/``row.names``, readr's ``...1``; ``X`` (R's
 #: ``read.csv`` of such a file) and ``index`` only with a running index.
