@@ -140,3 +140,16 @@ def test_free_text_ending_in_a_marker_word_is_not_taken_for_a_missing_marker() -
     notes = infer_schema(frame, label="y").notes
     assert "missing-value marker" not in notes.get("emp_title", "")
     assert "'status unknown' in" in notes["status"]
+
+
+def test_codes_with_a_stray_imputed_mean_are_flagged() -> None:
+    """A credit-history code 1-6 stored as float with one mean imputed for a missing code (as
+    in a public mortgage file): not whole, so not flagged as integer codes before."""
+    rng = np.random.default_rng(0)
+    codes = rng.integers(1, 7, 500).astype(float)
+    codes[17] = 2.11638655462185
+    frame = pd.DataFrame({"ccs": codes, "dir": rng.uniform(0, 1, 500)})
+    inf = infer_schema(frame, y=pd.Series(rng.integers(0, 2, 500)), label="deny")
+    assert inf.schema["ccs"].type == "numeric"  # the model was trained on floats
+    assert "possible category: 6 whole levels and 1 value(s)" in inf.notes["ccs"]
+    assert "2.11639" in inf.notes["ccs"] and "possible category" not in inf.notes["dir"]

@@ -36,6 +36,36 @@ import pandas as pd
 from finmlsec.errors import DataError
 from finmlsec.schema import Feature, FeatureSchema
 
+#: A number column whose values are whole but for at most this share (and at most
+#: :data:`FEW_LEVELS` whole levels) is flagged: codes with a stray value, often a mean imputed
+#: for a missing code.
+STRAY_SHARE = 0.01
+
+
+def _nearly_whole(arr: np.ndarray) -> list[str]:
+    """The note for a number column of few whole levels and a few values that are not (R's
+    ``Ecdat::Hmda`` credit scores: codes 1-6 and one 2.1164, the column's mean imputed for a
+    missing code), else nothing.
+
+    Example:
+        >>> _nearly_whole(np.array([1.0] * 300 + [2.0] * 200 + [2.1164]))[0][:52]
+        'possible category: 2 whole levels and 1 value(s) tha'
+        >>> _nearly_whole(np.array([0.5, 1.5, 2.0])), _nearly_whole(np.arange(40.0))
+        ([], [])
+    """
+    if not arr.size:
+        return []
+    whole = arr == np.round(arr)
+    stray = arr[~whole]
+    levels = np.unique(arr[whole])
+    if not stray.size or stray.size > STRAY_SHARE * arr.size or not 1 < levels.size <= FEW_LEVELS:
+        return []
+    shown = ", ".join(f"{v:.6g}" for v in np.unique(stray)[:3])
+    return [f"possible category: {levels.size} whole levels and {stray.size} value(s) that are "
+            f"not ({shown}: a mean imputed for a missing code?); if these are codes, the stray "
+            "value(s) stand for missing cells: review the source before declaring the codes"]
+
+
 #: Integer columns with at most this many distinct values are flagged as possible categories.
 FEW_LEVELS = 12
 #: Text columns with more distinct values than this (or than half the rows) are kept as text.
@@ -276,6 +306,7 @@ def infer_schema(
                                "if the model does not read it")
             else:
                 kw["type"] = "numeric"
+                say += _nearly_whole(arr)
             if arr.size and kw["type"] != "binary":
                 kw.update(min=_num(arr.min()), max=_num(arr.max()))
         else:
