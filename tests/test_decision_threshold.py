@@ -165,6 +165,50 @@ def test_extraction_agreement_is_measured_on_the_thresholded_decisions(
     assert (labels == np.asarray(sc.target.predict(sc.test.X))).all() and (labels == "bad").any()
 
 
+def test_membership_reads_whether_the_model_is_right_from_its_decisions_at_the_cut_off(
+        files: dict[str, Path]) -> None:
+    """Whether the model is right on a record is read from the bank's decision, not from the
+    most probable class: on the 95/5 file decided at 0.10 the two disagree on dozens of
+    candidates. The shadow attack's correctness feature reads the decisions of the target and
+    of each shadow model; label-only membership, calibrated, compares the reference models'
+    decisions with the labels they learnt (it compared them with the class names, matched
+    none, and its calibration subtracted nothing)."""
+    from finmlsec.attacks.membership import decision_features
+    from finmlsec.attacks.membership_common import candidates, label_columns
+    from finmlsec.attacks.membership_label import LabelOnly
+    from finmlsec.gateway.redteam import CutoffOracle
+    from finmlsec.scenario import load_scenario
+    from finmlsec.targets.oracle import Oracle
+
+    sc = load_scenario(files["spec_cut"])
+    data = sc.attack_data(standard=True)
+    cands, _ = candidates(data, None, 0)
+    oracle = Oracle(sc.target, "proba")
+    cols = label_columns(oracle.classes_, cands.y)
+    P = oracle.predict_proba(cands.X)
+    right = (np.asarray(sc.target.predict(cands.X)) == sc.target.classes_[cols]).astype(float)
+    assert (decision_features(P, cols, oracle)[:, -1] == right).all()
+    assert ((np.argmax(P, axis=1) == cols) != right.astype(bool)).sum() >= 20
+    shadow = sc.model_factory().fit(data.population.X, data.population.y)
+    Q = shadow.predict_proba(cands.X)
+    assert (decision_features(Q, cols, shadow)[:, -1]
+            == (np.asarray(shadow.predict(cands.X)) == cols)).all()
+    assert ((np.argmax(Q, axis=1) == cols) != (np.asarray(shadow.predict(cands.X)) == cols)
+            ).any()
+
+    auc = {}
+    for calibrate in (False, True):
+        r = LabelOnly(calibrate=calibrate, n_reference=4, seed=0).run(
+            Oracle(sc.target, "label"), data)
+        auc[calibrate] = r.metrics["auc"]
+    assert auc[True] > auc[False] + 0.02  # measured: 0.618 -> 0.662 (it stayed 0.618)
+
+    # the red team's oracle answering from the model reads its decisions at the cut-off too
+    X = sc.test.X
+    replay = CutoffOracle(sc.target, sc.target, len(X), access="label")
+    assert (np.asarray(replay.predict(X)) == np.asarray(sc.target.predict(X))).all()
+
+
 def test_the_gateway_labels_are_the_decisions_at_the_cut_off(tmp_path: Path) -> None:
     """The gateway answered argmax of the scores; with a cut-off its labels are the bank's
     decisions, taken on the unrounded scores whatever the policy releases."""

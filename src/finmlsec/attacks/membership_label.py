@@ -106,8 +106,10 @@ class LabelOnly(Attack):
         if self.calibrate:
             refs = train_references(data, self.n_reference, self.seed)
             out = ~refs.membership_of(X)
-            rs = np.stack([self._robustness(np.asarray(m.predict(allX)), truth, len(X))
-                           for m in refs.models])
+            # the references learnt the dataset's labels (cands.y), not the target's classes:
+            # their decisions (at the bank's cut-off, as the target's) are compared with those
+            rs = np.stack([self._robustness(np.asarray(m.predict(allX)), np.asarray(cands.y),
+                                            len(X)) for m in refs.models])
             n_out = out.sum(axis=0)
             ref = np.where(n_out > 0, np.where(out, rs, 0).sum(axis=0) / np.maximum(n_out, 1),
                            rs.mean(axis=0))

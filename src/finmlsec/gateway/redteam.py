@@ -189,7 +189,8 @@ class GatewayOracle(Oracle):
 
     def predict(self, X: Any) -> np.ndarray:
         self._charge("predict", X)
-        return np.asarray(self.target.classes_)[np.argmax(self.remote.predict_proba(X), axis=1)]
+        # the decisions on the answered scores: at the bank's cut-off where the spec gives one
+        return self.decide(self.remote.predict_proba(X))
 
     def predict_proba(self, X: Any) -> np.ndarray:
         if self.access == Access.LABEL:
@@ -325,8 +326,7 @@ class CutoffOracle(Oracle):
         return np.round(p, self.decimals) if self.access == Access.ROUNDED else p
 
     def predict(self, X: Any) -> np.ndarray:
-        p = self._answers(X, "predict")
-        return np.asarray(self.target.classes_)[np.argmax(p, axis=1)]
+        return self.decide(self._answers(X, "predict"))
 
 
 def cutoff_fidelity(sc: Scenario, attack: Attack, budget: int, fallback: Any,

@@ -204,6 +204,26 @@ def cutoff_of(model: Any, depth: int = 6) -> Cutoff | None:
     return None
 
 
+def decision_columns(model: Any, proba: Any) -> np.ndarray:
+    """The columns of ``proba`` (``model``'s probabilities, in its class order) that ``model``
+    decides: at its cut-off (:func:`cutoff_of`) where it has one and ``proba`` has two columns,
+    else the most probable class. What an attack reads as "the model is right on a record" is
+    this decision, not the most probable class (they differ on every record whose score of the
+    positive class lies between the cut-off and 0.5).
+
+    Example:
+        >>> P = np.array([[0.7, 0.3], [0.95, 0.05]])
+        >>> model = Thresholded(None, threshold=0.1, index=1)
+        >>> decision_columns(model, P).tolist(), decision_columns(object(), P).tolist()
+        ([1, 0], [0, 0])
+    """
+    P = np.asarray(proba, dtype=float)
+    cutoff = cutoff_of(model)
+    if cutoff is not None and P.ndim == 2 and P.shape[1] == 2:
+        return np.asarray(cutoff.decide(P))
+    return np.asarray(np.argmax(P, axis=1))
+
+
 class DecidedAt:
     """A fitted copy of a model's *scores* deciding at the bank's ``cutoff`` (an extraction
     copy's decisions, compared with the model's); probabilities and everything else are the

@@ -177,14 +177,17 @@ class Oracle:
         bank's cut-off where the spec gives one (``model.decision_threshold``; an attacker who
         sees scores and decisions reads it off where the decisions change), else the most
         probable class. Costs no query."""
-        from finmlsec.targets.cutoff import cutoff_of
+        return np.asarray(self.classes_)[self.decided_columns(proba)]
+
+    def decided_columns(self, proba: Any) -> np.ndarray:
+        """The columns (class positions) of the decisions :meth:`decide` gives. Costs no
+        query."""
+        from finmlsec.targets.cutoff import decision_columns
 
         P = np.asarray(proba, dtype=float)
-        cutoff = cutoff_of(self.target)
-        classes = np.asarray(self.classes_)
-        if cutoff is not None and P.ndim == 2 and P.shape[1] == 2 == len(classes):
-            return classes[cutoff.decide(P)]
-        return classes[np.argmax(P, axis=1)]
+        if len(self.classes_) != P.shape[-1]:
+            return np.asarray(np.argmax(P, axis=1))
+        return decision_columns(self.target, P)
 
     def gradient(self, X: Any, y: Any) -> np.ndarray:
         """Gradient of the loss w.r.t. the input (white-box only); costs one query per record."""
