@@ -224,3 +224,26 @@ def test_the_time_of_a_card_payment_is_a_quasi_identifier_but_stays_changeable()
     assert SCHEMA["hour"].mutable and not SCHEMA["hour"].personal
     assert quasi_identifiers(SCHEMA, exclude=["hour"]) == ["day_of_week", "customer_age",
                                                            "account_age_days"]
+
+
+def test_a_failed_threat_never_lists_an_unmeasured_registered_defence_as_a_remedy() -> None:
+    """A gradient-boosted loan model: defensive distillation (torch only, and known to mask the
+    attack rather than remove it) did not run; the committee's actions must not tell the model
+    generator to apply it. A registered defence that did not run (PATE here) is listed as not
+    measured, never as advice to apply; an organisational measure keeps the analysis' advice."""
+    from finmlsec.defences import DEFENCES
+    from finmlsec.report.words import _actions
+    from finmlsec.scan.decide import MASKING
+
+    assert {n for n, c in DEFENCES.items() if getattr(c, "masking", False)} == set(MASKING)
+    t = {"countermeasures_recommended": ["detect_malicious_input", "adversarial_training",
+                                         "defensive_distillation", "pate",
+                                         "non_confidential_data"],
+         "countermeasures": [{"defences": ["input_screen"], "success": 0.77,
+                              "countermeasures": ["detect_malicious_input"]},
+                             {"defences": ["adversarial_training"], "success": 1.0,
+                              "countermeasures": ["adversarial_training"]}]}
+    actions = {a["id"]: a["why"] for a in _actions({"analysis": {}}, t, "fail")}
+    assert "defensive_distillation" not in actions, actions
+    assert "apply it" not in actions["pate"] and "not a measured remedy" in actions["pate"]
+    assert "apply it and check it by review" in actions["non_confidential_data"]

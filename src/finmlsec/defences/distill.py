@@ -82,6 +82,8 @@ class DefensiveDistillation(Defence):
     stage: ClassVar[str] = "training"
     summary: ClassVar[str] = "defensive distillation at temperature T (falls to logit attacks)"
     neural_only: ClassVar[bool] = True
+    #: its measured effect can be masking (scan/decide.py MASKING): never offered as a remedy
+    masking: ClassVar[bool] = True
     transparent: ClassVar[bool] = True
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {"temperature": [Float(1.0)]}
 

@@ -121,6 +121,27 @@ def _countermeasure(analysis: dict[str, Any], cm: str) -> dict[str, str]:
     return {"id": cm, "title": title, "who": who(analysis, by) if by else "the system's owner"}
 
 
+def _unmeasured(cm: str) -> str | None:
+    """Why the analysis' countermeasure ``cm``, which the scan did not measure, is still listed
+    as an action, or None when it must not be: an organisational measure (no registered defence)
+    is the analysis' advice, to apply and check by review; one whose defences exist but did not
+    run on this system (they do not apply to the model, or failed) is not a measured remedy; one
+    whose every defence is known to mask the attack rather than remove it (the scan never
+    recommends it) is left out."""
+    from finmlsec.defences import DEFENCES
+
+    classes = [(n, c) for n, c in DEFENCES.items() if getattr(c, "countermeasure", None) == cm]
+    names = [n for n, _ in classes]
+    if not names:
+        return ("recommended by the analysis; not measured by this scan (no registered "
+                "defence implements it): apply it and check it by review")
+    if all(getattr(c, "masking", False) for _, c in classes):
+        return None
+    return (f"recommended by the analysis; not measured by this scan: its defence(s) "
+            f"({', '.join(sorted(names))}) did not run on this system (see the threat's notes "
+            "for why): not a measured remedy; measure it before relying on it")
+
+
 def _actions(doc: dict[str, Any], t: dict[str, Any], v: str) -> list[dict[str, str]]:
     analysis = doc.get("analysis") or {}
     if v == "fixable" or (v == "fail" and t.get("best")):
@@ -139,10 +160,9 @@ def _actions(doc: dict[str, Any], t: dict[str, Any], v: str) -> list[dict[str, s
         return [{"id": "escalate", "title": "Restrict who can reach the model or accept the "
                  "loss explicitly (no tested countermeasure was enough at an acceptable cost)",
                  "who": who(analysis, "model_operator"), "why": f"tried: {tried}"}] + [
-            dict(_countermeasure(analysis, cm),
-                 why="recommended by the analysis; not measured by this scan (no registered "
-                     "defence implements it): apply it and check it by review")
-            for cm in recommended if cm not in measured]
+            dict(_countermeasure(analysis, cm), why=why)
+            for cm in recommended if cm not in measured
+            for why in [_unmeasured(cm)] if why]
     if v == "not measured" and t.get("analysis_decision") == "mitigate":
         return [dict(_countermeasure(analysis, cm), why="decided by the analysis; not measured")
                 for cm in t.get("countermeasures_recommended", [])]
