@@ -2,8 +2,9 @@
 
 From the attack's per-record scores: the members it scores highest (identified by their row
 index in the training data given to the attack, never by content), how exposed the most exposed
-1% of members are (their share flagged at 1% false positives, and where their scores fall among
-the non-members'), and a short profile of the most exposed records against all candidates:
+1% of members are (their share flagged at 1% false positives, beside the share a score with no
+signal gives the top 1% of as many records, and where their scores fall among the
+non-members'), and a short profile of the most exposed records against all candidates:
 distance to their nearest neighbours (outliers), rare category values, label groups, and the
 category values over-represented among them (aggregates of at least :data:`MIN_GROUP` records).
 Only these aggregates and at most :data:`TOP` row indices are kept (results are stored).
@@ -75,6 +76,31 @@ def _knn_distance(Z: np.ndarray, k: int = 5) -> np.ndarray:
     return d[:, 1:].mean(axis=1)
 
 
+#: Draws of a score with no signal behind :func:`tail_chance`.
+CHANCE_DRAWS = 200
+
+
+def tail_chance(n_members: int, n_nonmembers: int, seed: int = 0) -> float:
+    """The share of the top 1% of ``n_members`` scores above the 99th percentile of
+    ``n_nonmembers`` scores when every score is drawn alike (an attack with no signal): the
+    most exposed 1% are chosen as the highest scores, so most of them lie above most
+    non-members whatever the model; ``flagged_at_1pct_fpr`` of the top 1% means something only
+    beside this (about 0.9 for thousands of records).
+
+    Example:
+        >>> 0.85 < tail_chance(2500, 5000) < 0.95
+        True
+    """
+    rng = np.random.default_rng(seed)
+    k = max(1, math.ceil(0.01 * n_members))
+    hits = 0.0
+    for _ in range(CHANCE_DRAWS):
+        t = float(np.quantile(rng.random(n_nonmembers), 0.99))
+        top = np.partition(rng.random(n_members), n_members - k)[n_members - k:]
+        hits += float(np.mean(top > t))
+    return hits / CHANCE_DRAWS
+
+
 def exposure(scores: np.ndarray, X: Any, y: np.ndarray, truth: np.ndarray,
              rows: np.ndarray) -> dict[str, Any]:
     """The exposure summary of one membership test (see the module docstring); ``rows``: each
@@ -95,6 +121,7 @@ def exposure(scores: np.ndarray, X: Any, y: np.ndarray, truth: np.ndarray,
     out: dict[str, Any] = {
         "members": int(len(mem)), "top": top,
         "top1pct": {"n": int(k), "flagged_at_1pct_fpr": float(np.mean(s[tail] > t1)),
+                    "chance": tail_chance(len(mem), len(non)),
                     "mean_above_nonmembers": float(np.mean(tail_pct))},
         "all_flagged_at_1pct_fpr": float(np.mean(s[mem] > t1)),
     }

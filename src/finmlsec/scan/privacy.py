@@ -113,6 +113,16 @@ def exposure(attack: str, units: list[dict[str, Any]], outcomes: dict[str, dict[
     return out
 
 
+def _chance(t: dict[str, Any]) -> str:
+    """The no-signal figure beside a top-1% share: the highest 1% of any scores lie above most
+    non-members', so the share alone overstates exposure (an older result has none)."""
+    c = t.get("chance")
+    if c is None:
+        return ""
+    return (f" (an attack with no signal gives {c:.0%}: the top 1% of any scores lie above "
+            "most others)")
+
+
 def exposure_words(e: dict[str, Any]) -> str:
     """The exposure summary in words (row numbers only: never a record's content)."""
     rows = ", ".join(str(t["row"]) for t in e.get("top", [])[:10])
@@ -122,8 +132,9 @@ def exposure_words(e: dict[str, Any]) -> str:
             + (f" and {more} more" if more > 0 else "")
             + " (row numbers of the training data given to the scan). The most exposed 1% of "
             f"the {e['members']} training records ({t.get('n')}) are identified at a 1% "
-            f"false-positive rate in {t.get('flagged_at_1pct_fpr', 0.0):.0%} of cases, against "
-            f"{e.get('all_flagged_at_1pct_fpr', 0.0):.0%} of all training records")
+            f"false-positive rate in {t.get('flagged_at_1pct_fpr', 0.0):.0%} of cases"
+            + _chance(t) + f", against {e.get('all_flagged_at_1pct_fpr', 0.0):.0%} of all "
+            "training records")
     p = e.get("profile") or {}
     traits = []
     op = (p.get("outlier_percentile") or {}).get("exposed")
@@ -142,6 +153,6 @@ def exposure_words(e: dict[str, Any]) -> str:
     for c in e.get("countermeasures", []):
         ct = c.get("top1pct") or {}
         text += (f". Under {' + '.join(c['defences'])} the most exposed 1% are identified in "
-                 f"{ct.get('flagged_at_1pct_fpr', 0.0):.0%} of cases "
-                 f"({c['same_top']} of the same top records)")
+                 f"{ct.get('flagged_at_1pct_fpr', 0.0):.0%} of cases" + _chance(ct)
+                 + f" ({c['same_top']} of the same top records)")
     return text
