@@ -284,3 +284,33 @@ def test_a_threshold_on_a_three_class_model_is_one_line_exit_2(tmp_path: Path) -
     assert len(lines) == 1, output
     assert re.search(r"model\.decision_threshold: 0\.3 needs a two-class model, but the model "
                      r"has 3 classes", lines[0]), output
+
+
+def test_a_rare_event_model_that_decides_rarely_is_not_called_constant() -> None:
+    """Fraud at 0.3% of transactions: a model that flags about as many as there are frauds
+    decides 'legit' for over 99% of them and its decisions still carry information; a model
+    that flags none does not."""
+    from types import SimpleNamespace
+
+    from sklearn.dummy import DummyClassifier
+    from sklearn.linear_model import LogisticRegression
+
+    from finmlsec.scan.decide import constant_decisions_warning
+    from finmlsec.scan.work import decision_spread
+
+    rng = np.random.default_rng(0)
+    n = 20_000
+    X = rng.normal(size=(n, 3))
+    y = np.where(X[:, 0] + 0.5 * X[:, 1] > 3.2, "fraud", "legit")
+    assert 0.001 < np.mean(y == "fraud") < 0.006
+    train, held = slice(0, n // 2), slice(n // 2, n)
+    test = SimpleNamespace(X=X[held], y=y[held])
+    model = LogisticRegression(C=100.0, max_iter=2000).fit(X[train], y[train])
+    d = decision_spread(model, test)
+    assert d["majority"] == "legit" and d["share"] >= 0.99  # decides alike for >= 99% ...
+    assert d["constant"] is False and constant_decisions_warning(d) is None  # ... informatively
+    flat = decision_spread(DummyClassifier().fit(X[train], y[train]), test)
+    assert flat["constant"] is True and flat["label_share"] == pytest.approx(np.mean(
+        y[held] == "legit"))
+    warning = constant_decisions_warning(flat)
+    assert warning is not None and "(whose labels are 'legit' for 99." in warning

@@ -363,8 +363,12 @@ def constant_decisions_warning(decisions: dict[str, Any] | None) -> str | None:
     at = ("at the model's own threshold (its predict: 0.5 for a probabilistic classifier)"
           if decisions.get("threshold") is None
           else f"at the spec's decision_threshold {decisions['threshold']:g}")
+    truth = decisions.get("label_share")
+    labels = (f" (whose labels are {decisions['majority']!r} for {100 * truth:.1f}%)"
+              if truth is not None else "")
     return (f"the deployed model decides {decisions['majority']!r} for "
-            f"{100 * decisions['share']:.1f}% of the {decisions['n']} held-out records {at}: "
+            f"{100 * decisions['share']:.1f}% of the {decisions['n']} held-out records{labels} "
+            f"{at}: "
             "its decisions carry no information, and every figure measured on decisions "
             "(extraction agreement, evasion, poisoning and feedback flips, accuracy as utility) "
             "is measured on a model that decides alike for everyone; give the cut-off the bank "

@@ -512,24 +512,42 @@ def decision_spread(target: Any, test: Any, cutoff: Any = None) -> dict[str, Any
     """How the deployed ``target`` decides the held-out ``test`` records: ``majority`` (its most
     frequent decision), ``share`` (of the records given it), ``n``, ``classes_decided``,
     ``threshold`` (the spec's ``model.decision_threshold``, None when the model's own
-    ``predict`` decides) and ``constant``: at least :data:`CONSTANT_SHARE` decided alike.
+    ``predict`` decides), ``label_share`` (the share of the records whose label is the majority
+    decision; None without labels) and ``constant``: at least :data:`CONSTANT_SHARE` decided
+    alike, and the other decisions fewer than half as frequent as the other labels (a fraud
+    model that flags 0.14% of transactions where 0.2% are frauds decides rarely because fraud is
+    rare, not because its decisions carry no information; one that approves every applicant of a
+    95/5 file does not). Labels that never match a decision (another encoding) leave the share
+    alone to decide.
 
     Example:
         >>> from types import SimpleNamespace
         >>> from sklearn.dummy import DummyClassifier
         >>> X, y = [[0.0]] * 100, np.array([0] * 95 + [1] * 5)
         >>> d = decision_spread(DummyClassifier().fit(X, y), SimpleNamespace(X=X, y=y))
-        >>> d["majority"], d["share"], d["constant"]
-        ('0', 1.0, True)
+        >>> d["majority"], d["share"], d["label_share"], d["constant"]
+        ('0', 1.0, 0.95, True)
+        >>> class Rare:  # flags 2 of 1,000 where 3 are positive
+        ...     def predict(self, X): return np.array([1] * 2 + [0] * 998)
+        >>> d = decision_spread(Rare(), SimpleNamespace(X=X, y=np.array([1] * 3 + [0] * 997)))
+        >>> d["share"], d["label_share"], d["constant"]
+        (0.998, 0.997, False)
     """
     pred = np.asarray(target.predict(test.X))
     values, counts = np.unique(pred.astype(str), return_counts=True)
     top = int(np.argmax(counts))
     share = float(counts[top] / max(1, len(pred)))
+    labels = getattr(test, "y", None)
+    label_share = None
+    if labels is not None and len(labels) == len(pred):
+        lab = np.asarray(labels).astype(str)
+        if np.isin(lab, values).any():
+            label_share = float(np.mean(lab == values[top]))
+    rare = label_share is None or (1.0 - share) < 0.5 * (1.0 - label_share)
     return {"majority": str(values[top]), "share": share, "n": int(len(pred)),
-            "classes_decided": int(len(values)),
+            "classes_decided": int(len(values)), "label_share": label_share,
             "threshold": None if cutoff is None else float(cutoff.threshold),
-            "constant": bool(share >= CONSTANT_SHARE)}
+            "constant": bool(share >= CONSTANT_SHARE and rare)}
 
 
 def positive_index(scenario: Any) -> int:
