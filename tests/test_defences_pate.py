@@ -267,6 +267,36 @@ def test_auto_teacher_count_follows_the_noise_and_the_data_size() -> None:
     assert PATE(noise=20.0).teacher_count(600) == 20
     assert PATE(noise=20.0).teacher_count(10) == 1
     assert PATE(n_teachers=7).teacher_count(10) == 7
+    # both limits are parameters (the scan's image settings: 5 sigma, 10 records)
+    assert PATE(noise=10.0, margin=5.0, teacher_records=10).teacher_count(629) == 50
+    assert PATE(noise=10.0, margin=5.0, teacher_records=10).teacher_count(300) == 30
+
+
+def test_on_images_the_scan_gives_pate_a_student_that_reads_digits() -> None:
+    """On the OCR digits PATE as the scan made it cost 0.728 accuracy: 629 sensitive images
+    allowed 20 teachers of 30, whose plurality (a 78% vote share) the default noise (sigma 20)
+    drowned: 30% of the 40 answers were the teachers' plurality. On images the scan now asks
+    for 10 answers at sigma 10 (the same epsilon) and 5 sigma of teachers of at least 10
+    images: 50 of 12, 90% of the answers are the plurality. Logistic-regression teachers on
+    scikit-learn's digits, random_state 0-2: student accuracy 0.82 / 0.70 / 0.75 against
+    0.22 / 0.20 / 0.24 before."""
+    from sklearn.datasets import load_digits
+
+    from finmlsec.scan.work import make_defence
+
+    X, y = load_digits(return_X_y=True)
+    X = X / 16.0
+    order = np.random.default_rng(0).permutation(len(y))
+    tr, te = order[:900], order[900:]
+    pate = make_defence("pate", 0, None, "image", estimator=LogisticRegression(max_iter=300))
+    pate.fit(X[tr], y[tr])
+    r = pate.privacy_
+    assert pate.query_selection == "cluster"  # the centre-nearest images
+    assert pate.n_teachers_ == 50 and r.n_answered == 10
+    # the privacy reported is the default's: 40 answers at sigma 20
+    assert r.epsilon == pytest.approx(compute_epsilon(ORDERS, 40 * ORDERS / 20.0**2, 1e-5)[0])
+    assert r.label_agreement >= 0.8
+    assert pate.score(X[te], y[te]) > 0.6
 
 
 def test_a_boosting_pipeline_on_credit_data_gets_a_student_that_ranks() -> None:
@@ -297,7 +327,7 @@ def test_a_boosting_pipeline_on_credit_data_gets_a_student_that_ranks() -> None:
     pate = make_defence("pate", 0, None, "tabular",
                         estimator=AsTrained(None, boosting_pipeline(), labels=["bad", "good"]))
     assert pate.query_selection == "stratified"
-    assert make_defence("pate", 0, None, "image").query_selection == "cluster"
+    assert (pate.noise, pate.max_queries, pate.margin) == (20.0, 40, 2.5)  # the defaults
     pate.fit(X, y)
     r = pate.privacy_
     assert pate.n_teachers_ == 50 and r.n_answered == 40

@@ -31,6 +31,9 @@ Class attributes describe it to the scan and the CLI:
   is ``estimator_`` itself (:func:`deployable`: a torch model keeps its gradients for the scan);
 * ``rank`` (optional): its order among the defences implementing the same countermeasure (lower
   is tried first when a scan profile tries only some); unranked defences come after, by name;
+* ``input_params`` (optional): parameters the scan sets for a model's input kind (``tabular``,
+  ``image``, ``text``), over the defaults (PATE: stratified queries on tabular records, fewer
+  answers at less noise on images);
 * ``_fast_params``: parameters that make it fast on a few hundred records (the contract tests);
 * ``_sklearn_check_params``: parameters (over ``_fast_params``) for scikit-learn's estimator
   checks on their small numeric arrays;
@@ -105,6 +108,7 @@ class Defence(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
     neural_only: ClassVar[bool] = False
     transparent: ClassVar[bool] = False
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {}
+    input_params: ClassVar[dict[str, dict[str, Any]]] = {}
     _fast_params: ClassVar[dict[str, Any]] = {}
     _sklearn_check_params: ClassVar[dict[str, Any]] = {}
     _sklearn_check_deviations: ClassVar[dict[str, str]] = {}

@@ -222,7 +222,8 @@ def make_defence(name: str, seed: int, schema: Any = None, input_kind: str = "ta
                  attack: Any = None, estimator: Any = None,
                  rules: dict[str, float | str] | None = None) -> Any:
     """An instance of the registered defence ``name`` around ``estimator``, with its defaults,
-    ``seed`` and, where it takes them, the scenario's feature ``schema``, whether inputs are
+    the parameters it asks for on inputs of ``input_kind`` (its ``input_params``), ``seed`` and,
+    where it takes them, the scenario's feature ``schema``, whether inputs are
     ``text``, the generalisation ``rules`` the spec declares (:func:`declared_rules`) and, for
     a defence that trains against an attack (``training_attacks``), the measured ``attack``'s
     budget (:func:`training_budget`)."""
@@ -240,10 +241,9 @@ def make_defence(name: str, seed: int, schema: Any = None, input_kind: str = "ta
         kwargs["schema"] = schema
     if "text" in params and input_kind == "text":
         kwargs["text"] = True
-    if "query_selection" in params and input_kind == "tabular":
-        # PATE: on tabular records the k-means centres are typical, majority-class records;
-        # one random member of each cluster gives the student the minority class too
-        kwargs["query_selection"] = "stratified"
+    # what the defence asks for on this kind of input (PATE: its queries and budget)
+    kwargs.update({k: v for k, v in getattr(cls, "input_params", {}).get(input_kind, {}).items()
+                   if k in params})
     if "rules" in params and rules:
         kwargs["rules"] = dict(rules)
     budget = training_budget(cls, attack, input_kind)
