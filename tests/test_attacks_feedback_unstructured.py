@@ -133,3 +133,37 @@ def test_the_scan_leaves_out_a_defence_whose_input_kinds_do_not_fit(tmp_path) ->
         assert defence_check("feedback_screen") == "works on text inputs, this model takes tabular"
     finally:
         FeedbackScreen.input_kinds = ("tabular", "image")
+
+
+@pytest.mark.parametrize(("profile", "n"), [("quick", 5), ("standard", 10), ("thorough", 20)])
+def test_the_profiles_give_the_image_and_text_loop_as_many_targets_as_the_tabular_one(
+        profile: str, n: int) -> None:
+    from finmlsec.scan.profiles import get_profile
+
+    p = get_profile(profile)
+    assert p.params_for(ATTACKS.get(ATTACK))["n_targets"] == n
+    assert p.params_for(ATTACKS.get("poisoning.feedback_loop"))["n_targets"] == n
+
+
+def test_the_image_loop_measures_the_share_of_several_targets_with_its_interval(
+        image: dict) -> None:
+    from dataclasses import replace
+
+    from finmlsec.metrics import clopper_pearson
+
+    data = image["data"]
+    data = replace(data, victims=Labeled(np.asarray(data.test.X)[:40]))
+    oracle = Oracle(image["deployed"], access="label", input_kind="image")
+    att = ATTACKS.get(ATTACK)(n_targets=6, reports_per_round=1, max_rounds=2,
+                              benign_per_round=0, seed=3)
+    r = att.run(oracle, data)
+    m = r.metrics
+    assert m["n_targets"] == 6 and m["n_trials"] == 6 and len(r.details["targets"]) == 6
+    won = int(m["flipped_by_attacker"])
+    assert 0 < won < 6 and r.success == won / 6  # a share, not one target's yes or no
+    assert (m["success_ci_low"], m["success_ci_high"]) == pytest.approx(clopper_pearson(won, 6))
+    assert f"6 target(s): {won} flipped by the attacker's reports" in r.notes[0]
+    # the same seed attacks the same targets; another seed draws others
+    assert att.run(oracle, data).details["targets"] == r.details["targets"]
+    other = replace(att, seed=4).run(oracle, data).details["targets"]
+    assert other != r.details["targets"]

@@ -538,7 +538,10 @@ class FeedbackLoopUnstructured(FeedbackLoopPoisoning):
     Parameters as for ``poisoning.feedback_loop``; ``fields_varied`` is the number of word edits
     per text report, ``noise`` the pixel noise of an image report (a share of the training
     images' pixel range). The loop is lean (a CNN takes seconds to train): it starts from the
-    deployed model and retrains only in rounds where a crafted report was merged.
+    deployed model and retrains only in rounds where a crafted report was merged. Several targets
+    share one campaign and are counted as in the tabular loop (``n_targets``; the scan's profiles
+    set 5, 10 or 20): a target flipped while others report costs one more retraining, of its own
+    campaign.
     """
 
     name: ClassVar[str] = "poisoning.feedback_loop_unstructured"
@@ -548,14 +551,13 @@ class FeedbackLoopUnstructured(FeedbackLoopPoisoning):
         "class they want, merged and retrained until it flips"
     )
     input_kinds: ClassVar[tuple[str, ...]] = ("text", "image")
-    cost_rank: ClassVar[int] = 2
+    #: a CNN retrained a round and once more for each target flipped while others report: on
+    #: the OCR use case under robust.bagging, 5 targets ran past the quick limit at rank 2
+    cost_rank: ClassVar[int] = 4
     strength_rank: ClassVar[int] = 2
     lean_loop: ClassVar[bool] = True
 
     noise: float = 0.05
-    #: one target by default: each target flipped costs a retraining of its own campaign, which
-    #: for a CNN is seconds (the scan's profiles set more only for the tabular loop)
-    n_targets: int = 1
 
     @classmethod
     def contract_fixture(cls) -> dict[str, Any]:

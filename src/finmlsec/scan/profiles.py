@@ -100,6 +100,16 @@ class Profile(BaseModel):
         return (int(rank), str(attack_cls.name))
 
 
+#: the feedback loops, tabular and for text and images: one campaign against several targets
+FEEDBACK_LOOPS = ("poisoning.feedback_loop", "poisoning.feedback_loop_unstructured")
+
+
+def feedback_targets(n: int) -> dict[str, dict[str, Any]]:
+    """``attack_params`` giving every feedback loop ``n`` targets a seed: the success is the share
+    flipped, with its Clopper-Pearson interval (one target flipped or not is no estimate)."""
+    return {name: {"n_targets": n} for name in FEEDBACK_LOOPS}
+
+
 PROFILES: dict[str, Profile] = {
     "quick": Profile(
         name="quick", budget=10_000, max_attacks=1, max_defences=1, combinations=0,
@@ -107,7 +117,7 @@ PROFILES: dict[str, Profile] = {
         overrides={"n_reference": 4, "n_shadow": 2, "max_rounds": 6, "n_uniform": 500,
                    "max_victims": 50, "n_population": 250},
         attack_params={"extraction.learning": {"budget": 500, "rounds": 5},
-                       "poisoning.feedback_loop": {"n_targets": 5}},
+                       **feedback_targets(5)},
     ),
     "standard": Profile(
         name="standard", budget=25_000, max_attacks=2, max_defences=2, combinations=1,
@@ -115,13 +125,13 @@ PROFILES: dict[str, Profile] = {
         overrides={"n_reference": 8, "n_shadow": 4, "max_rounds": 8, "n_uniform": 1000,
                    "max_victims": 100},
         attack_params={"extraction.learning": {"budget": 1000},
-                       "poisoning.feedback_loop": {"n_targets": 10}},
+                       **feedback_targets(10)},
     ),
     "thorough": Profile(
         name="thorough", budget=200_000, max_attacks=99, max_defences=99, combinations=99,
         repeats=3, unit_timeout=900.0,
         overrides={"n_reference": 64, "n_shadow": 8},
-        attack_params={"poisoning.feedback_loop": {"n_targets": 20}},
+        attack_params=feedback_targets(20),
     ),
 }
 
