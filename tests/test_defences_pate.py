@@ -335,3 +335,27 @@ def test_a_boosting_pipeline_on_credit_data_gets_a_student_that_ranks() -> None:
     scores = pate.predict_proba(Xt)[:, 1]
     assert len(np.unique(scores)) > 100  # graded scores, not hard labels
     assert roc_auc_score(yt, scores) > 0.60
+
+
+def test_pate_is_the_same_model_whatever_the_thread_count() -> None:
+    """The queries' k-means and the view's PCA split their sums among threads: without one
+    thread for them, the same seed gave another student with 2 threads than with 1 (a scan on a
+    Dask worker, or another machine, got another model: 510 of 600 probabilities differed)."""
+    from sklearn.base import clone
+    from sklearn.pipeline import make_pipeline
+    from sklearn.tree import DecisionTreeClassifier
+    from threadpoolctl import threadpool_limits
+
+    from finmlsec.datasets import load
+    from finmlsec.schema import preprocessor
+
+    ds = load("german_credit")
+    X, y = ds.X.iloc[:300], np.asarray(ds.y)[:300]
+    est = PATE(make_pipeline(preprocessor(ds.schema),
+                             DecisionTreeClassifier(max_depth=4, random_state=0)),
+               n_teachers=5, random_state=0)
+    many = clone(est).fit(X, y)
+    with threadpool_limits(limits=1):
+        one = clone(est).fit(X, y)
+    np.testing.assert_array_equal(many.queried_, one.queried_)
+    np.testing.assert_array_equal(many.predict_proba(X), one.predict_proba(X))

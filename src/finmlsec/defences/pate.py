@@ -104,6 +104,7 @@ from sklearn.semi_supervised import LabelSpreading, SelfTrainingClassifier
 from sklearn.utils import _safe_indexing, check_array, check_consistent_length, get_tags
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
+from threadpoolctl import threadpool_limits
 
 from finmlsec.defences._params import Bool, Float, Int, OneOf
 from finmlsec.defences.base import DEFENCES, Defence
@@ -556,7 +557,9 @@ class _View:
         self.scale_ = np.where(sd > 0, sd, 1.0) if uneven else np.ones(Z.shape[1])
         Z = (Z - self.mean_) / self.scale_
         if Z.shape[1] > VIEW_DIMS and Z.shape[0] > VIEW_DIMS:
-            self.pca = PCA(VIEW_DIMS, random_state=int(self.rng.integers(2**31 - 1))).fit(Z)
+            with threadpool_limits(limits=1):  # as the queries' k-means: the same on any machine
+                self.pca = PCA(VIEW_DIMS,
+                               random_state=int(self.rng.integers(2**31 - 1))).fit(Z)
         return self
 
     def transform(self, X: Any) -> np.ndarray:
@@ -603,7 +606,9 @@ def _cluster_queries(view: np.ndarray, n: int, rng: np.random.Generator,
     centre (``centre``) or a random member (a sample stratified by cluster)."""
     if n >= len(view):
         return np.arange(len(view))
-    with _quiet():
+    # one thread: k-means' result depends on how its sums are split among threads, so the
+    # queries (and the student) would differ from one machine, executor or worker to another
+    with _quiet(), threadpool_limits(limits=1):
         km = KMeans(n, n_init=1, random_state=int(rng.integers(2**31 - 1))).fit(view)
     groups = np.asarray(km.labels_)
     d2 = ((view - km.cluster_centers_[groups]) ** 2).sum(axis=1)
