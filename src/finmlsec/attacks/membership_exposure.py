@@ -101,6 +101,25 @@ def tail_chance(n_members: int, n_nonmembers: int, seed: int = 0) -> float:
     return hits / CHANCE_DRAWS
 
 
+def flagged_at(values: np.ndarray, s_non: np.ndarray, fpr: float = 0.01) -> float:
+    """The share of ``values`` a test flags at false-positive rate ``fpr`` on the non-member
+    scores ``s_non``, ties at the threshold flagged with the probability that makes the rate
+    exact (the randomised Neyman-Pearson test): rounded scores tie in blocks, and a strict
+    ``>`` at the 99th percentile then flags none of a block that holds it however exposed it
+    is (rounding read as protecting every member while the advantage stood at 0.217).
+
+    Example:
+        >>> non = np.array([0.1] * 90 + [0.9] * 10)  # 10% of non-members tie at the top
+        >>> round(flagged_at(np.array([0.9, 0.9, 0.1, 0.1]), non), 6)  # 1% of 10%: each 0.9 at 0.1
+        0.05
+    """
+    t = float(np.quantile(s_non, 1.0 - fpr))
+    above, at = float(np.mean(s_non > t)), float(np.mean(s_non == t))
+    gamma = min(1.0, max(0.0, (fpr - above) / at)) if at > 0 else 0.0
+    v = np.asarray(values, dtype=float)
+    return float(np.mean(v > t) + gamma * np.mean(v == t))
+
+
 def exposure(scores: np.ndarray, X: Any, y: np.ndarray, truth: np.ndarray,
              rows: np.ndarray) -> dict[str, Any]:
     """The exposure summary of one membership test (see the module docstring); ``rows``: each
@@ -111,7 +130,6 @@ def exposure(scores: np.ndarray, X: Any, y: np.ndarray, truth: np.ndarray,
         return {}
     order = mem[np.argsort(-s[mem], kind="mergesort")]
     s_non = np.sort(s[non])
-    t1 = float(np.quantile(s_non, 0.99))
     k = max(1, math.ceil(0.01 * len(mem)))
     tail = order[:k]
     pct = np.searchsorted(s_non, s[order[:TOP]], side="left") / len(s_non)
@@ -120,10 +138,10 @@ def exposure(scores: np.ndarray, X: Any, y: np.ndarray, truth: np.ndarray,
     tail_pct = np.searchsorted(s_non, s[tail], side="left") / len(s_non)
     out: dict[str, Any] = {
         "members": int(len(mem)), "top": top,
-        "top1pct": {"n": int(k), "flagged_at_1pct_fpr": float(np.mean(s[tail] > t1)),
+        "top1pct": {"n": int(k), "flagged_at_1pct_fpr": flagged_at(s[tail], s_non),
                     "chance": tail_chance(len(mem), len(non)),
                     "mean_above_nonmembers": float(np.mean(tail_pct))},
-        "all_flagged_at_1pct_fpr": float(np.mean(s[mem] > t1)),
+        "all_flagged_at_1pct_fpr": flagged_at(s[mem], s_non),
     }
     try:
         out["profile"] = _profile(X, y, order[:TOP])
