@@ -282,13 +282,13 @@ def summarize(plan: dict[str, Any], outcomes: dict[str, dict[str, Any]], *,
             per_attack = [figure([outcomes.get(u["id"]) or {} for u in us if u["attack"] == a])
                           for a in dict.fromkeys(u["attack"] for u in us)]
             per_attack = [f for f in per_attack if f["success"] is not None]
-            after = max(per_attack, key=lambda f: f["success"]) if per_attack else None
-            # compared on the strongest point estimate behind it (see figure)
+            # rated on the strongest success behind it, compared on the strongest point
+            # estimate (see figure)
+            value = max(f["success"] for f in per_attack) if per_attack else None
             rival = max(per_attack, key=lambda f: f["estimate"]) if per_attack else None
             util = next((o["utility"] for o in outs if o.get("utility")), None)
             score = _utility_score(util, metric)
             drop = (base_score - score) if base_score is not None and score is not None else None
-            value = after["success"] if after else None
             cms.append({
                 "defences": list(ds), "countermeasures": list(us[0]["countermeasures"]),
                 "units": [u["id"] for u in us], "success": value, "risk": risk_level(value),
